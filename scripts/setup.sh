@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Idempotent setup for a fresh Debian 12 machine (run as root):
+#   1. Debian packages (QEMU, busybox-static, iproute2, ...)
+#   2. the project's Node runtime (Node 26 from the npm registry) in .runtime/
+#   3. npm dependencies (npm ci, under that runtime)
+#   4. the test guest image (Debian kernel + busybox initramfs), cached by input hash
+# Each step is skipped when what it makes is already there.
+set -euo pipefail
+root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+cd "$root"
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# 1. Debian packages
+pkgs=(qemu-system-x86 qemu-utils busybox-static iproute2 xz-utils ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    say "missing Debian packages: ${missing[*]}; run this as root (or: apt-get install ${missing[*]})"
+    exit 1
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. Node runtime, project-local
+want_major=26
+have=$("$root/.runtime/bin/node" -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$have" -lt "$want_major" ] || [ ! -x "$root/.runtime/bin/npm" ]; then
+  say "installing Node $want_major and npm into .runtime/ (from the npm registry)"
+  npm install -g --prefix "$root/.runtime" --no-audit --no-fund --loglevel=error "node@$want_major" npm@11 >/dev/null
+fi
+export PATH="$root/.runtime/bin:$PATH"
+hash -r
+node -e "if (+process.versions.node.split('.')[0] < $want_major) { console.error('setup: .runtime/bin/node is ' + process.version + ', need >= $want_major'); process.exit(1) }"
+
+# 3. npm dependencies, reinstalled only when package-lock.json changed
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f node_modules/.ferry-lock-hash ] || [ "$(cat node_modules/.ferry-lock-hash)" != "$lock_hash" ]; then
+  say "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$lock_hash" > node_modules/.ferry-lock-hash
+fi
+
+# 4. guest image (cached; rebuilt only when its inputs change)
+node src/lab/guest-image.ts build

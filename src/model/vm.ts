@@ -1,0 +1,130 @@
+// The VM spec: what the qemu layer needs to start an instance. Pure data.
+import { invalid } from "../core/errors.ts";
+import * as v from "./validate.ts";
+
+export const NIC_MODES = ["failover", "ephemeral", "emulated"] as const;
+export type NicMode = (typeof NIC_MODES)[number];
+export const NIC_POLICIES = ["mandatory", "requisite", "optional"] as const;
+export type NicPolicy = (typeof NIC_POLICIES)[number];
+
+/** Emulated NIC models usable as a stand-in VF (see FINDINGS.md). */
+export const STAND_IN_MODELS = ["vmxnet3", "rtl8139", "e1000e", "e1000"] as const;
+export type StandInModel = (typeof STAND_IN_MODELS)[number];
+
+/** Where a NIC's host side connects. */
+export type NetBackend =
+  | { kind: "tap"; ifname: string }
+  | { kind: "none" };
+
+/** The VF side of a NIC: real passthrough, or a stand-in (emulated NIC with the VF's MAC). */
+export type PrimaryDevice =
+  | { kind: "vfio"; host: string }
+  | { kind: "stand-in"; model: StandInModel; backend: NetBackend; vf: string };
+
+export interface NicSpec {
+  /** Stable NIC name within the VM (net0, net1, ...); device ids derive from it. */
+  name: string;
+  mode: NicMode;
+  mac: string;
+  /** The virtio-net side (failover standby, or the only device for emulated). */
+  standby?: NetBackend;
+  /** The VF side (failover primary, ephemeral). Absent when the NIC runs without its VF. */
+  primary?: PrimaryDevice;
+  /** Guest PCI root-port indexes, fixed for the VM's lifetime. */
+  guestPorts: { standby?: number; primary?: number };
+}
+
+export interface VmSpec {
+  uuid: string;
+  name: string;
+  memoryMiB: number;
+  vcpus: number;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  nics: NicSpec[];
+  /** Map guest RAM from this file with share=on (local migration with x-ignore-shared). */
+  sharedMemoryPath?: string;
+  /** Start with no OS (the guest never answers unplug requests): tests and demos. */
+  noOs?: boolean;
+}
+
+export const MAX_GUEST_PORT = 28;
+
+function backend(field: string, x: unknown): NetBackend {
+  const o = v.obj(field, x);
+  const kind = v.oneOf(`${field}.kind`, o["kind"], ["tap", "none"] as const);
+  return kind === "tap" ? { kind, ifname: v.ifname(`${field}.ifname`, o["ifname"]) } : { kind };
+}
+
+function primary(field: string, x: unknown): PrimaryDevice {
+  const o = v.obj(field, x);
+  const kind = v.oneOf(`${field}.kind`, o["kind"], ["vfio", "stand-in"] as const);
+  if (kind === "vfio") return { kind, host: v.pciAddress(`${field}.host`, o["host"]) };
+  return {
+    kind,
+    model: v.oneOf(`${field}.model`, o["model"], STAND_IN_MODELS),
+    backend: backend(`${field}.backend`, o["backend"]),
+    vf: v.pciAddress(`${field}.vf`, o["vf"]),
+  };
+}
+
+function port(field: string, x: unknown): number | undefined {
+  return x === undefined ? undefined : v.int(field, x, 1, MAX_GUEST_PORT);
+}
+
+export function parseNic(field: string, x: unknown): NicSpec {
+  const o = v.obj(field, x);
+  const mode = v.oneOf(`${field}.mode`, o["mode"], NIC_MODES);
+  const ports = o["guestPorts"] === undefined ? {} : v.obj(`${field}.guestPorts`, o["guestPorts"]);
+  const nic: NicSpec = {
+    name: v.name(`${field}.name`, o["name"]),
+    mode,
+    mac: v.mac(`${field}.mac`, o["mac"]),
+    guestPorts: {
+      standby: port(`${field}.guestPorts.standby`, ports["standby"]),
+      primary: port(`${field}.guestPorts.primary`, ports["primary"]),
+    },
+  };
+  if (o["standby"] !== undefined) nic.standby = backend(`${field}.standby`, o["standby"]);
+  if (o["primary"] !== undefined) nic.primary = primary(`${field}.primary`, o["primary"]);
+  if (mode !== "ephemeral" && nic.standby === undefined) throw invalid(`${field}.standby`, undefined, `a ${mode} NIC needs a standby (virtio) backend`);
+  if (mode === "emulated" && nic.primary !== undefined) throw invalid(`${field}.primary`, o["primary"], "an emulated NIC has no VF");
+  if (mode !== "ephemeral" && nic.guestPorts.standby === undefined) throw invalid(`${field}.guestPorts.standby`, undefined, "required");
+  if (mode !== "emulated" && nic.guestPorts.primary === undefined) throw invalid(`${field}.guestPorts.primary`, undefined, "required");
+  return nic;
+}
+
+/** Validate an untrusted VM spec; throws FERRY_ERR_INVALID naming the field and the value. */
+export function parseVmSpec(x: unknown): VmSpec {
+  const o = v.obj("spec", x);
+  const spec: VmSpec = {
+    uuid: v.uuid("uuid", o["uuid"]),
+    name: v.name("name", o["name"]),
+    memoryMiB: v.int("memoryMiB", o["memoryMiB"], 64, 1024 * 1024),
+    vcpus: v.int("vcpus", o["vcpus"] ?? 1, 1, 256),
+    kernel: v.absPath("kernel", o["kernel"]),
+    initrd: v.absPath("initrd", o["initrd"]),
+    cmdline: v.str("cmdline", o["cmdline"] ?? ""),
+    nics: v.arr("nics", o["nics"] ?? []).map((n, i) => parseNic(`nics[${i}]`, n)),
+  };
+  if (spec.cmdline.length > 2048) throw invalid("cmdline", spec.cmdline.slice(0, 40) + "…", "longer than 2048 characters");
+  if (o["sharedMemoryPath"] !== undefined) spec.sharedMemoryPath = v.absPath("sharedMemoryPath", o["sharedMemoryPath"]);
+  if (o["noOs"] !== undefined) {
+    if (typeof o["noOs"] !== "boolean") throw invalid("noOs", o["noOs"], "must be a boolean");
+    spec.noOs = o["noOs"];
+  }
+  const names = new Set<string>();
+  const ports = new Map<number, string>();
+  spec.nics.forEach((n, i) => {
+    if (names.has(n.name)) throw invalid(`nics[${i}].name`, n.name, "duplicate NIC name");
+    names.add(n.name);
+    for (const [half, p] of Object.entries(n.guestPorts)) {
+      if (p === undefined) continue;
+      const other = ports.get(p);
+      if (other) throw invalid(`nics[${i}].guestPorts.${half}`, p, `guest port already used by ${other}`);
+      ports.set(p, `${n.name}.${half}`);
+    }
+  });
+  return spec;
+}
