@@ -1,0 +1,141 @@
+#!/bin/sh
+# Ferry test guest: /init of the busybox initramfs built by src/lab/guest-image.ts.
+#
+# Kernel command line:
+#   ferry.name=<vm name>
+#   ferry.net=<mac>,<ip>/<prefix>   (repeatable, one per guest NIC)
+# Console protocol (one line each, on the serial console):
+#   ferry-net <ifname> <mac> <ip> up        an interface was (re)configured
+#   ferry-lower <ifname> <slave>...         a failover master's slaves changed ("-" = none)
+#   ferry-ready <name>                      setup finished (printed once)
+#   ferry-heartbeat <n>                     every 100 ms; n lives in this shell's memory
+# Dotted parameters are not passed to init by the kernel: read /proc/cmdline.
+
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+exec 0</dev/console 1>/dev/console 2>&1
+
+# Modules, in dependency order (written by the image builder).
+while read -r m; do
+  [ -n "$m" ] && insmod "/lib/modules/$m.ko" || true
+done </lib/modules/order
+
+read -r cmdline </proc/cmdline
+name=guest
+nets=""
+for w in $cmdline; do
+  case "$w" in
+    ferry.name=*) name=${w#ferry.name=} ;;
+    ferry.net=*) nets="$nets ${w#ferry.net=}" ;;
+  esac
+done
+nets=$(echo "$nets" | tr 'A-F' 'a-f')
+hostname "$name" 2>/dev/null
+ip link set dev lo up
+
+# pick MAC: sets $pick to the netdev that should hold the address for MAC, or "".
+# A net_failover master (a virtual netdev: no "device" link, or one with lower_*
+# links) beats a plain NIC; failover slaves (they have a "master" link) never qualify.
+pick() {
+  pick=""
+  plain=""
+  for d in /sys/class/net/*; do
+    [ -e "$d/address" ] || continue
+    read -r a <"$d/address" 2>/dev/null || continue
+    [ "$a" = "$1" ] || continue
+    [ -e "$d/master" ] && continue
+    if [ ! -e "$d/device" ]; then pick=${d##*/}; return; fi
+    for l in "$d"/lower_*; do
+      if [ -e "$l" ]; then pick=${d##*/}; return; fi
+    done
+    [ -n "$plain" ] || plain=${d##*/}
+  done
+  pick=$plain
+}
+
+# lowers IF: sets $lowers to the slaves of IF ("-" if none).
+lowers() {
+  lowers=""
+  for l in /sys/class/net/"$1"/lower_*; do
+    [ -e "$l" ] && lowers="$lowers ${l##*/lower_}"
+  done
+  lowers=${lowers# }
+  [ -n "$lowers" ] || lowers=-
+}
+
+# converge K MAC CIDR FULL: make the right netdev for MAC up with CIDR.
+# State per NIC k (in this loop's memory): if_k, idx_k (ifindex), low_k.
+converge() {
+  k=$1 mac=$2 cidr=$3 full=$4
+  pick "$mac"
+  eval "cur=\$if_$k idx=\$idx_$k low=\$low_$k"
+  if [ -z "$pick" ]; then
+    [ -z "$cur" ] || eval "if_$k= idx_$k= low_$k="
+    return
+  fi
+  read -r nidx </sys/class/net/"$pick"/ifindex 2>/dev/null || return
+  read -r flags </sys/class/net/"$pick"/flags 2>/dev/null || return
+  need=0
+  [ "$pick" = "$cur" ] && [ "$nidx" = "$idx" ] || need=1
+  [ $((flags & 1)) = 1 ] || need=1
+  if [ $need = 0 ] && [ "$full" = 1 ]; then
+    case " $(ip -4 -o addr show dev "$pick" 2>/dev/null) " in
+      *" inet $cidr "*) ;;
+      *) need=1 ;;
+    esac
+  fi
+  if [ $need = 1 ]; then
+    # The address follows the netdev: take it off the previous holder if still there.
+    if [ -n "$cur" ] && [ "$cur" != "$pick" ] && [ -e "/sys/class/net/$cur" ]; then
+      ip addr del "$cidr" dev "$cur" 2>/dev/null
+    fi
+    ip link set dev "$pick" up &&
+      ip addr add "$cidr" dev "$pick" 2>/dev/null
+    if ip -4 -o addr show dev "$pick" 2>/dev/null | grep -q " inet $cidr "; then
+      eval "if_$k=\$pick idx_$k=\$nidx"
+      echo "ferry-net $pick $mac ${cidr%/*} up"
+    else
+      eval "if_$k= idx_$k="
+    fi
+  fi
+  lowers "$pick"
+  if [ "$lowers" != "-" ] || [ -n "$low" ]; then
+    if [ "$lowers" != "$low" ]; then
+      eval "low_$k=\$lowers"
+      echo "ferry-lower $pick $lowers"
+    fi
+  fi
+}
+
+netpass() {
+  k=0
+  for n in $nets; do
+    k=$((k + 1))
+    converge "$k" "${n%%,*}" "${n#*,}" "$1"
+  done
+}
+
+if [ -n "$nets" ]; then
+  netpass 1
+  (
+    i=0
+    while :; do
+      usleep 150000
+      i=$((i + 1))
+      # A full check (address still present) every ~3 s; the cheap sysfs check otherwise.
+      if [ $((i % 20)) = 0 ]; then netpass 1; else netpass 0; fi
+    done
+  ) &
+fi
+
+echo "ferry-ready $name"
+
+n=0
+while :; do
+  n=$((n + 1))
+  echo "ferry-heartbeat $n"
+  usleep 100000
+done

@@ -1,0 +1,260 @@
+// A QEMU instance: one process of one VM, with its own id and runtime dir
+// `<runDir>/<vm-uuid>/<instance-id>/` (QMP socket, pidfile, serial log,
+// meta.json). VM identity (uuid) and instance identity are separate, so two
+// instances of one VM coexist during a local migration. Instances are
+// detached from the process that started them: a restarted agent reconnects.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { closeSync, openSync } from "node:fs";
+import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { systemClock } from "../core/clock.ts";
+import type { Clock } from "../core/clock.ts";
+import { FerryError, isFerryError } from "../core/errors.ts";
+import type { VmSpec } from "../model/vm.ts";
+import { QmpClient } from "../qmp/client.ts";
+import { quit } from "../qmp/commands.ts";
+import type { Accel } from "./accel.ts";
+import { buildArgv } from "./argv.ts";
+
+export const INSTANCE_ID_RE = /^i-[0-9a-f]{8}$/;
+const MAX_UNIX_PATH = 107;
+
+export function newInstanceId(): string {
+  return `i-${randomBytes(4).toString("hex")}`;
+}
+
+export interface InstanceMeta {
+  instanceId: string;
+  vmUuid: string;
+  vmName: string;
+  pid: number;
+  startedAt: number;
+  qemuBinary: string;
+  incoming: boolean;
+  netns: string | undefined;
+  accel: Accel;
+  spec: VmSpec;
+}
+
+export interface InstancePaths {
+  dir: string;
+  qmpSocket: string;
+  pidfile: string;
+  serialLog: string;
+  qemuLog: string;
+  meta: string;
+}
+
+export function instancePaths(runDir: string, vmUuid: string, instanceId: string): InstancePaths {
+  const dir = join(runDir, vmUuid, instanceId);
+  return {
+    dir,
+    qmpSocket: join(dir, "qmp.sock"),
+    pidfile: join(dir, "qemu.pid"),
+    serialLog: join(dir, "serial.log"),
+    qemuLog: join(dir, "qemu.log"),
+    meta: join(dir, "meta.json"),
+  };
+}
+
+export interface StartOptions {
+  runDir: string;
+  spec: VmSpec;
+  accel: Accel;
+  instanceId?: string;
+  incoming?: boolean;
+  qemuBinary?: string;
+  /** Run QEMU inside this network namespace (`ip netns exec NS qemu …`). */
+  netns?: string;
+  signal?: AbortSignal;
+  /** Time allowed for QEMU to come up with its QMP socket (default 20 s). */
+  timeoutMs?: number;
+  clock?: Clock;
+}
+
+/** True when the pid is a live (non-zombie) process whose command line mentions `marker`. */
+export async function processAlive(pid: number, marker?: string): Promise<boolean> {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    if (state === "Z" || state === "X") return false;
+    if (marker !== undefined) {
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8");
+      if (!cmdline.includes(marker)) return false;
+    }
+  } catch {
+    return false;
+  }
+  return true;
+}
+
+export class Instance {
+  readonly meta: InstanceMeta;
+  readonly paths: InstancePaths;
+  readonly qmp: QmpClient;
+  readonly #clock: Clock;
+
+  constructor(meta: InstanceMeta, paths: InstancePaths, qmp: QmpClient, clock: Clock) {
+    this.meta = meta;
+    this.paths = paths;
+    this.qmp = qmp;
+    this.#clock = clock;
+  }
+
+  get id(): string {
+    return this.meta.instanceId;
+  }
+
+  get pid(): number {
+    return this.meta.pid;
+  }
+
+  alive(): Promise<boolean> {
+    return processAlive(this.meta.pid, this.paths.qmpSocket);
+  }
+
+  /** Wait until the process is gone; false if still alive at the deadline. */
+  async waitExit(timeoutMs: number): Promise<boolean> {
+    const until = this.#clock.monotonic() + timeoutMs;
+    while (await this.alive()) {
+      if (this.#clock.monotonic() >= until) return false;
+      await this.#clock.sleep(20);
+    }
+    return true;
+  }
+
+  /** Stop the instance: QMP `quit`, then SIGKILL by pid if it lingers. Idempotent. */
+  async stop(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (!this.qmp.closed) {
+      await quit(this.qmp, { timeoutMs: 2_000 }).catch(() => undefined);
+    }
+    if (!(await this.waitExit(options.timeoutMs ?? 5_000))) this.kill();
+    await this.waitExit(5_000);
+    this.qmp.close();
+  }
+
+  /** SIGKILL by recorded pid (only if the pid is still this instance). */
+  kill(): void {
+    try {
+      process.kill(this.meta.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+
+  /** Remove the runtime dir (after stop). */
+  async remove(): Promise<void> {
+    await rm(this.paths.dir, { recursive: true, force: true });
+  }
+}
+
+async function qemuLogTail(path: string): Promise<string> {
+  const text = await readFile(path, "utf8").catch(() => "");
+  return text.trim().split("\n").slice(-10).join("\n");
+}
+
+export async function startInstance(o: StartOptions): Promise<Instance> {
+  const clock = o.clock ?? systemClock;
+  const instanceId = o.instanceId ?? newInstanceId();
+  if (!INSTANCE_ID_RE.test(instanceId)) {
+    throw new FerryError("FERRY_ERR_INVALID", `instanceId: must match ${INSTANCE_ID_RE} (got ${JSON.stringify(instanceId)})`);
+  }
+  const paths = instancePaths(o.runDir, o.spec.uuid, instanceId);
+  if (Buffer.byteLength(paths.qmpSocket) > MAX_UNIX_PATH) {
+    throw new FerryError("FERRY_ERR_CONFIG", `runtime dir too deep: QMP socket path ${paths.qmpSocket} exceeds ${MAX_UNIX_PATH} bytes; choose a shorter runDir`);
+  }
+  await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+  const qemuBinary = o.qemuBinary ?? "qemu-system-x86_64";
+  const argv = buildArgv(o.spec, { accel: o.accel, qmpSocket: paths.qmpSocket, pidfile: paths.pidfile, serialLog: paths.serialLog, incoming: o.incoming ?? false });
+  const [file, args] = o.netns ? ["ip", ["netns", "exec", o.netns, qemuBinary, ...argv]] : [qemuBinary, argv];
+  const logFd = openSync(paths.qemuLog, "a", 0o600);
+  let exited: { code: number | null; signal: string | null } | undefined;
+  let spawnError: Error | undefined;
+  let pid: number | undefined;
+  try {
+    const child = spawn(file, args, { detached: true, stdio: ["ignore", logFd, logFd] });
+    child.on("error", (e) => (spawnError = e));
+    child.on("exit", (code, signal) => (exited = { code, signal }));
+    child.unref();
+    pid = child.pid;
+  } finally {
+    closeSync(logFd);
+  }
+  if (pid === undefined) {
+    await clock.sleep(0);
+    throw new FerryError("FERRY_ERR_QEMU_START", `cannot run ${qemuBinary}: ${spawnError?.message ?? "spawn failed"}`, { cause: spawnError });
+  }
+  const meta: InstanceMeta = {
+    instanceId, vmUuid: o.spec.uuid, vmName: o.spec.name, pid, startedAt: clock.now(), qemuBinary,
+    incoming: o.incoming ?? false, netns: o.netns, accel: o.accel, spec: o.spec,
+  };
+  await writeFile(paths.meta, JSON.stringify(meta, null, 2), { mode: 0o600 });
+
+  const until = clock.monotonic() + (o.timeoutMs ?? 20_000);
+  for (;;) {
+    if (exited || spawnError) {
+      const why = spawnError ? spawnError.message : `exited (${exited?.code ?? exited?.signal})`;
+      throw new FerryError("FERRY_ERR_QEMU_START", `QEMU for ${o.spec.name} ${why}: ${await qemuLogTail(paths.qemuLog)}`, {
+        details: { instanceId, log: paths.qemuLog },
+      });
+    }
+    try {
+      const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs: 5_000, signal: o.signal, clock });
+      return new Instance(meta, paths, qmp, clock);
+    } catch (e) {
+      if (o.signal?.aborted) {
+        try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+        throw e;
+      }
+      if (!(isFerryError(e, "FERRY_ERR_QMP_CLOSED") && e.retryable)) throw e;
+    }
+    if (clock.monotonic() > until) {
+      try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+      throw new FerryError("FERRY_ERR_QEMU_START", `QEMU for ${o.spec.name} did not open its QMP socket in time: ${await qemuLogTail(paths.qemuLog)}`);
+    }
+    await clock.sleep(20);
+  }
+}
+
+/** Reconnect to an instance started earlier (possibly by another process). */
+export async function reconnectInstance(dir: string, options: { clock?: Clock; signal?: AbortSignal } = {}): Promise<Instance> {
+  const clock = options.clock ?? systemClock;
+  let meta: InstanceMeta;
+  try {
+    meta = JSON.parse(await readFile(join(dir, "meta.json"), "utf8")) as InstanceMeta;
+  } catch (e) {
+    throw new FerryError("FERRY_ERR_NOT_FOUND", `no readable instance metadata in ${dir}`, { cause: e });
+  }
+  const paths: InstancePaths = {
+    dir,
+    qmpSocket: join(dir, "qmp.sock"),
+    pidfile: join(dir, "qemu.pid"),
+    serialLog: join(dir, "serial.log"),
+    qemuLog: join(dir, "qemu.log"),
+    meta: join(dir, "meta.json"),
+  };
+  if (!(await processAlive(meta.pid, paths.qmpSocket))) {
+    throw new FerryError("FERRY_ERR_NOT_FOUND", `instance ${meta.instanceId} of ${meta.vmName}: process ${meta.pid} is gone`, {
+      details: { instanceId: meta.instanceId, vmUuid: meta.vmUuid },
+    });
+  }
+  const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs: 5_000, signal: options.signal, clock });
+  return new Instance(meta, paths, qmp, clock);
+}
+
+/** Instance dirs under a run dir: `<runDir>/<uuid>/<instanceId>`. */
+export async function listInstanceDirs(runDir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const vm of await readdir(runDir).catch(() => [])) {
+    for (const inst of await readdir(join(runDir, vm)).catch(() => [])) {
+      if (INSTANCE_ID_RE.test(inst)) out.push(join(runDir, vm, inst));
+    }
+  }
+  return out.sort();
+}

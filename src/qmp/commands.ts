@@ -1,0 +1,191 @@
+// Typed QMP commands: argument encoding and validation of QEMU's replies.
+import { FerryError } from "../core/errors.ts";
+import type { CallOptions, QmpClient } from "./client.ts";
+
+function rec(x: unknown, what: string): Record<string, unknown> {
+  if (typeof x !== "object" || x === null || Array.isArray(x)) {
+    throw new FerryError("FERRY_ERR_QMP_PROTOCOL", `QMP: unexpected reply to ${what}`, { details: { reply: x } });
+  }
+  return x as Record<string, unknown>;
+}
+
+function num(x: unknown): number | undefined {
+  return typeof x === "number" && Number.isFinite(x) ? x : undefined;
+}
+
+export interface VmStatus {
+  status: string;
+  running: boolean;
+}
+
+export async function queryStatus(q: QmpClient, o?: CallOptions): Promise<VmStatus> {
+  const r = rec(await q.execute("query-status", undefined, o), "query-status");
+  return { status: String(r["status"]), running: r["running"] === true };
+}
+
+export const MIGRATION_STATUSES = [
+  "none", "setup", "cancelling", "cancelled", "active", "postcopy-active", "postcopy-paused",
+  "postcopy-recover", "completed", "failed", "colo", "pre-switchover", "device", "wait-unplug",
+] as const;
+export type MigrationStatus = (typeof MIGRATION_STATUSES)[number];
+
+export interface RamStats {
+  transferred: number;
+  remaining: number;
+  total: number;
+  duplicate: number;
+  normal: number;
+  dirtyPagesRate: number;
+  mbps: number;
+}
+
+export interface MigrationInfo {
+  status: MigrationStatus;
+  totalTimeMs?: number;
+  downtimeMs?: number;
+  expectedDowntimeMs?: number;
+  setupTimeMs?: number;
+  ram?: RamStats;
+  errorDesc?: string;
+}
+
+export function parseMigrationInfo(x: unknown): MigrationInfo {
+  const r = rec(x, "query-migrate");
+  const status = (r["status"] ?? "none") as MigrationStatus;
+  if (!MIGRATION_STATUSES.includes(status)) {
+    throw new FerryError("FERRY_ERR_QMP_PROTOCOL", `QMP: unknown migration status ${JSON.stringify(r["status"])}`);
+  }
+  const info: MigrationInfo = { status };
+  const set = (key: keyof MigrationInfo, v: unknown): void => {
+    const n = num(v);
+    if (n !== undefined) (info as unknown as Record<string, unknown>)[key] = n;
+  };
+  set("totalTimeMs", r["total-time"]);
+  set("downtimeMs", r["downtime"]);
+  set("expectedDowntimeMs", r["expected-downtime"]);
+  set("setupTimeMs", r["setup-time"]);
+  if (typeof r["error-desc"] === "string") info.errorDesc = r["error-desc"];
+  if (r["ram"] !== undefined) {
+    const ram = rec(r["ram"], "query-migrate ram");
+    info.ram = {
+      transferred: num(ram["transferred"]) ?? 0,
+      remaining: num(ram["remaining"]) ?? 0,
+      total: num(ram["total"]) ?? 0,
+      duplicate: num(ram["duplicate"]) ?? 0,
+      normal: num(ram["normal"]) ?? 0,
+      dirtyPagesRate: num(ram["dirty-pages-rate"]) ?? 0,
+      mbps: num(ram["mbps"]) ?? 0,
+    };
+  }
+  return info;
+}
+
+export async function queryMigrate(q: QmpClient, o?: CallOptions): Promise<MigrationInfo> {
+  return parseMigrationInfo(await q.execute("query-migrate", undefined, o));
+}
+
+export type MigrationCapability = "events" | "pause-before-switchover" | "x-ignore-shared" | "xbzrle" | "auto-converge" | "postcopy-ram" | "zero-blocks";
+
+export async function setMigrationCapabilities(q: QmpClient, caps: Partial<Record<MigrationCapability, boolean>>, o?: CallOptions): Promise<void> {
+  const capabilities = Object.entries(caps).map(([capability, state]) => ({ capability, state }));
+  if (capabilities.length > 0) await q.execute("migrate-set-capabilities", { capabilities }, o);
+}
+
+export interface MigrationParameters {
+  /** Bytes per second. */
+  maxBandwidth?: number;
+  /** Milliseconds. */
+  downtimeLimit?: number;
+}
+
+export async function setMigrationParameters(q: QmpClient, p: MigrationParameters, o?: CallOptions): Promise<void> {
+  const args: Record<string, unknown> = {};
+  if (p.maxBandwidth !== undefined) args["max-bandwidth"] = p.maxBandwidth;
+  if (p.downtimeLimit !== undefined) args["downtime-limit"] = p.downtimeLimit;
+  if (Object.keys(args).length > 0) await q.execute("migrate-set-parameters", args, o);
+}
+
+export async function migrate(q: QmpClient, uri: string, o?: CallOptions): Promise<void> {
+  await q.execute("migrate", { uri }, o);
+}
+
+export async function migrateIncoming(q: QmpClient, uri: string, o?: CallOptions): Promise<void> {
+  await q.execute("migrate-incoming", { uri }, o);
+}
+
+export async function migrateContinue(q: QmpClient, o?: CallOptions): Promise<void> {
+  await q.execute("migrate-continue", { state: "pre-switchover" }, o);
+}
+
+export async function migrateCancel(q: QmpClient, o?: CallOptions): Promise<void> {
+  await q.execute("migrate_cancel", undefined, o);
+}
+
+export async function cont(q: QmpClient, o?: CallOptions): Promise<void> {
+  await q.execute("cont", undefined, o);
+}
+
+export async function stop(q: QmpClient, o?: CallOptions): Promise<void> {
+  await q.execute("stop", undefined, o);
+}
+
+export async function quit(q: QmpClient, o?: CallOptions): Promise<void> {
+  await q.execute("quit", undefined, o);
+}
+
+export async function deviceAdd(q: QmpClient, props: Record<string, string | number | boolean>, o?: CallOptions): Promise<void> {
+  await q.execute("device_add", props, o);
+}
+
+export async function deviceDel(q: QmpClient, id: string, o?: CallOptions): Promise<void> {
+  await q.execute("device_del", { id }, o);
+}
+
+export async function netdevAdd(q: QmpClient, props: Record<string, string | number | boolean>, o?: CallOptions): Promise<void> {
+  await q.execute("netdev_add", props, o);
+}
+
+export async function netdevDel(q: QmpClient, id: string, o?: CallOptions): Promise<void> {
+  await q.execute("netdev_del", { id }, o);
+}
+
+export interface PciDeviceInfo {
+  bus: number;
+  slot: number;
+  function: number;
+  qdevId: string;
+  classInfo?: string;
+  children: PciDeviceInfo[];
+}
+
+function parsePciDevices(list: unknown): PciDeviceInfo[] {
+  if (!Array.isArray(list)) return [];
+  return list.map((d): PciDeviceInfo => {
+    const r = rec(d, "query-pci device");
+    const bridge = r["pci_bridge"] === undefined ? undefined : rec(r["pci_bridge"], "query-pci bridge");
+    const cls = r["class_info"] === undefined ? undefined : rec(r["class_info"], "query-pci class");
+    const info: PciDeviceInfo = {
+      bus: num(r["bus"]) ?? 0,
+      slot: num(r["slot"]) ?? 0,
+      function: num(r["function"]) ?? 0,
+      qdevId: typeof r["qdev_id"] === "string" ? r["qdev_id"] : "",
+      children: bridge ? parsePciDevices(bridge["devices"]) : [],
+    };
+    if (cls && typeof cls["desc"] === "string") info.classInfo = cls["desc"];
+    return info;
+  });
+}
+
+/** Flattened qdev ids of all PCI devices the guest sees. */
+export async function queryPciDeviceIds(q: QmpClient, o?: CallOptions): Promise<string[]> {
+  const r = await q.execute("query-pci", undefined, o);
+  const out: string[] = [];
+  const walk = (ds: PciDeviceInfo[]): void => {
+    for (const d of ds) {
+      if (d.qdevId) out.push(d.qdevId);
+      walk(d.children);
+    }
+  };
+  if (Array.isArray(r)) for (const bus of r) walk(parsePciDevices(rec(bus, "query-pci bus")["devices"]));
+  return out;
+}
