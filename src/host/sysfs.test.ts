@@ -89,7 +89,8 @@ describe("sysfs fixture + inventory", () => {
     assert.deepEqual(inv.problems, []);
     const [p0, p1] = physicalFunctions(inv);
     assert.equal(p0!.sriov!.numVfs, 0);
-    assert.equal(p0!.sriov!.vfs.size, 0);
+    assert.deepEqual(p0!.sriov!.vfs, []);
+    assert.deepEqual(p1!.sriov!.vfs.map((x) => x.index), [0, 1, 2]);
     const vfs = virtualFunctionsOf(inv, p1!.bdf);
     assert.deepEqual(vfs.map((x) => [x.vf?.index, x.driver, x.netdevs.length, x.numaNode]), [
       [0, null, 0, null],

@@ -24,8 +24,8 @@ export interface NetDev {
 export interface SriovPf {
   totalVfs: number;
   numVfs: number;
-  /** VF PCI addresses by VF index (`virtfnN`); a missing index is absent from the map. */
-  vfs: ReadonlyMap<number, string>;
+  /** VF PCI addresses by VF index (from the `virtfnN` links), sorted by index. Plain data: JSON-serialisable. */
+  vfs: { index: number; bdf: string }[];
 }
 
 export interface PciNetDevice {
@@ -186,15 +186,15 @@ async function readDevice(root: string, bdf: string, signal: AbortSignal | undef
   if (totalText !== null) {
     const totalVfs = intIn(join(dir, "sriov_totalvfs"), totalText, 0, 65535);
     const numVfs = intIn(join(dir, "sriov_numvfs"), await required(join(dir, "sriov_numvfs"), signal), 0, totalVfs);
-    const vfs = new Map<number, string>();
+    const vfs: { index: number; bdf: string }[] = [];
     for (const entry of (await listDir(dir)) ?? []) {
       const m = VIRTFN_RE.exec(entry);
       if (!m) continue;
       const target = await linkBase(join(dir, entry));
       if (target === null || !isPciAddress(target)) throw new DeviceProblem(join(dir, entry), `link does not point to a PCI address (${JSON.stringify(target)})`);
-      vfs.set(Number(m[1]), target);
+      vfs.push({ index: Number(m[1]), bdf: target });
     }
-    sriov = { totalVfs, numVfs, vfs: new Map([...vfs].sort((a, b) => a[0] - b[0])) };
+    sriov = { totalVfs, numVfs, vfs: vfs.sort((a, b) => a.index - b.index) };
   }
 
   let vf: PciNetDevice["vf"] = null;
@@ -250,7 +250,7 @@ export async function readInventory(options: { root?: string; signal?: AbortSign
       problems.push({ bdf: d.bdf, path: join(devicesDir, d.bdf, "physfn"), message: `its PF ${d.vf.pf} is not an SR-IOV network device in this inventory` });
       continue;
     }
-    for (const [i, vfBdf] of pf.sriov.vfs) if (vfBdf === d.bdf) d.vf.index = i;
+    for (const x of pf.sriov.vfs) if (x.bdf === d.bdf) d.vf.index = x.index;
     if (d.vf.index === null) problems.push({ bdf: d.bdf, path: join(devicesDir, d.vf.pf), message: `PF ${d.vf.pf} has no virtfnN link to ${d.bdf}` });
   }
   return { root, devices, problems };

@@ -52,11 +52,6 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
-interface Waiter {
-  filter: EventFilter;
-  resolve: (e: QmpEvent) => void;
-}
-
 export class QmpClient {
   readonly greeting: QmpGreeting;
   readonly #socket: Socket;
@@ -182,42 +177,48 @@ export class QmpClient {
     });
   }
 
-  /** Matching events as an async iterator, buffered from the moment of the call. Ends when the signal aborts or the connection closes. */
-  async *events(filter: EventFilter = () => true, options: { signal?: AbortSignal } = {}): AsyncGenerator<QmpEvent> {
+  /**
+   * Matching events as an async iterator, buffered from the moment of the
+   * call (not from the first `next()`). Ends when the signal aborts, the
+   * connection closes, or the consumer breaks out of its loop.
+   */
+  events(filter: EventFilter = () => true, options: { signal?: AbortSignal } = {}): AsyncIterableIterator<QmpEvent> {
     const queue: QmpEvent[] = [];
     let wake: (() => void) | undefined;
     let done = false;
+    const finish = (): void => {
+      done = true;
+      off();
+      offClose();
+      options.signal?.removeEventListener("abort", finish);
+      wake?.();
+    };
     const off = this.onEvent((e) => {
       if (matches(filter, e)) {
         queue.push(e);
         wake?.();
       }
     });
-    const offClose = this.onClose(() => {
-      done = true;
-      wake?.();
-    });
-    const onAbort = (): void => {
-      done = true;
-      wake?.();
-    };
-    options.signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      for (;;) {
-        const next = queue.shift();
-        if (next) {
-          yield next;
-          continue;
+    const offClose = this.onClose(finish);
+    if (options.signal?.aborted) finish();
+    else options.signal?.addEventListener("abort", finish, { once: true });
+    const iterator: AsyncIterableIterator<QmpEvent> = {
+      next: async (): Promise<IteratorResult<QmpEvent>> => {
+        for (;;) {
+          const e = queue.shift();
+          if (e) return { value: e, done: false };
+          if (done) return { value: undefined, done: true };
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
         }
-        if (done || options.signal?.aborted) return;
-        await new Promise<void>((r) => (wake = r));
-        wake = undefined;
-      }
-    } finally {
-      off();
-      offClose();
-      options.signal?.removeEventListener("abort", onAbort);
-    }
+      },
+      return: (): Promise<IteratorResult<QmpEvent>> => {
+        finish();
+        return Promise.resolve({ value: undefined, done: true });
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
   }
 
   close(): void {
@@ -295,7 +296,7 @@ function readGreeting(socket: Socket, reader: LineReader): Promise<QmpGreeting> 
         resolve(msg); // the client's constructor resumes the socket once it listens
       } catch (e) {
         cleanup();
-        reject(e as Error);
+        reject(e);
       }
     };
     const onClose = (): void => {

@@ -20,7 +20,8 @@ exec 0</dev/console 1>/dev/console 2>&1
 
 # Modules, in dependency order (written by the image builder).
 while read -r m; do
-  [ -n "$m" ] && insmod "/lib/modules/$m.ko" || true
+  [ -n "$m" ] || continue
+  insmod "/lib/modules/$m.ko" || echo "ferry-error insmod $m"
 done </lib/modules/order
 
 read -r cmdline </proc/cmdline
@@ -112,9 +113,9 @@ converge() {
 
 netpass() {
   k=0
-  for n in $nets; do
+  for spec in $nets; do
     k=$((k + 1))
-    converge "$k" "${n%%,*}" "${n#*,}" "$1"
+    converge "$k" "${spec%%,*}" "${spec#*,}" "$1"
   done
 }
 

@@ -1,0 +1,334 @@
+// Host agent configuration: one YAML file per host. Parsing is pure (no I/O
+// besides `loadHostConfig` reading the file); every error names the line and
+// the field. Unknown keys are errors (a typo must not silently drop a setting).
+//
+//   name: host-a                     # required; the host's name in the cluster
+//   sysfsRoot: /sys                  # default /sys; a fixture root in the lab
+//   listen: { address: 127.0.0.1, port: 7601 }   # default loopback, port 7601
+//   stateDir: /var/lib/ferry         # SQLite state file (state.db) lives here; default /var/lib/ferry
+//   runDir: /run/ferry               # QEMU instances' runtime dirs; default /run/ferry
+//   authTokenFile: /etc/ferry/token  # default <stateDir>/token
+//   portProfileExec: /usr/libexec/ferry-port-profile   # optional: run as `<exe> associate|disassociate <profile> <mac> <vf-bdf>`
+//   networks:                        # physical networks, by name
+//     physnet1:
+//       bridge: br-phys1             # lab: the bridge stand-ins and standbys attach to (optional)
+//       netns: ferry-lab             # lab: the namespace holding that bridge (optional)
+//       vlan: 100                    # optional VLAN (1-4094) applied to this network's VFs
+//   uplinks:                         # which PF uplinks which network
+//     - pf: 0000:3b:00.0             # a PCI address or the PF's netdev name (enp59s0f0)
+//       network: physnet1
+//       bandwidthMbps: 10000         # optional; default: the PF netdev's link speed
+//       standIns:                    # optional: VFs without real SR-IOV behind them
+//         vfs: all                   # "all" or a list of VF PCI addresses of this PF
+//         model: vmxnet3             # vmxnet3 (default) | rtl8139 | e1000e | e1000
+//
+// Relative paths are resolved against the config file's directory.
+// A stand-in VF is given to QEMU as an emulated PCIe NIC with the VF's MAC on
+// the network's bridge instead of `vfio-pci,host=BDF` (DESIGN: running on one machine).
+import { readFile } from "node:fs/promises";
+import { isIP } from "node:net";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { isNode, LineCounter, parseDocument } from "yaml";
+import type { Document } from "yaml";
+import { FerryError, invalid, isFerryError } from "../core/errors.ts";
+import { STAND_IN_MODELS } from "../model/vm.ts";
+import type { StandInModel } from "../model/vm.ts";
+import * as v from "../model/validate.ts";
+import type { Inventory, PciNetDevice } from "./sysfs.ts";
+import { findDevice, virtualFunctionsOf } from "./sysfs.ts";
+
+export interface NetworkConfig {
+  name: string;
+  bridge: string | null;
+  netns: string | null;
+  vlan: number | null;
+}
+
+export interface UplinkConfig {
+  /** As written: a PCI address or a netdev name. */
+  pf: string;
+  network: string;
+  bandwidthMbps: number | null;
+  standIns: { vfs: "all" | string[]; model: StandInModel } | null;
+}
+
+export interface HostConfig {
+  name: string;
+  sysfsRoot: string;
+  listen: { address: string; port: number };
+  stateDir: string;
+  runDir: string;
+  authTokenFile: string;
+  portProfileExec: string | null;
+  networks: NetworkConfig[];
+  uplinks: UplinkConfig[];
+}
+
+export const DEFAULT_PORT = 7601;
+export const STATE_FILE_NAME = "state.db";
+
+type Path = (string | number)[];
+
+function fieldName(path: Path): string {
+  return path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${p}` : p), "") || "(document)";
+}
+
+class Ctx {
+  readonly doc: Document;
+  readonly lines: LineCounter;
+  readonly source: string;
+  readonly baseDir: string;
+  constructor(doc: Document, lines: LineCounter, source: string, baseDir: string) {
+    this.doc = doc;
+    this.lines = lines;
+    this.source = source;
+    this.baseDir = baseDir;
+  }
+
+  /** The line of the node at path, or of its nearest ancestor that exists. */
+  line(path: Path): number | null {
+    for (let n = path.length; n >= 0; n--) {
+      const node: unknown = n === 0 ? this.doc.contents : this.doc.getIn(path.slice(0, n), true);
+      if (isNode(node) && node.range) return this.lines.linePos(node.range[0]).line;
+    }
+    return null;
+  }
+
+  error(path: Path, message: string, cause?: unknown): FerryError {
+    const line = this.line(path);
+    const field = fieldName(path);
+    return new FerryError("FERRY_ERR_CONFIG", `${this.source}${line === null ? "" : `:${line}`}: ${field}: ${message}`, {
+      cause,
+      details: { file: this.source, line, field },
+    });
+  }
+
+  /** Run a validator from model/validate.ts, turning its error into one that names the line. */
+  check<T>(path: Path, fn: (field: string) => T): T {
+    try {
+      return fn(fieldName(path));
+    } catch (e) {
+      if (isFerryError(e, "FERRY_ERR_INVALID")) throw this.error(path, e.message.replace(`${fieldName(path)}: `, ""), e);
+      throw e;
+    }
+  }
+
+  obj(path: Path, x: unknown, allowed: readonly string[]): Record<string, unknown> {
+    const o = this.check(path, (f) => v.obj(f, x));
+    for (const k of Object.keys(o)) if (!allowed.includes(k)) throw this.error([...path, k], `unknown field (allowed: ${allowed.join(", ")})`);
+    return o;
+  }
+
+  path(path: Path, x: unknown): string {
+    return this.check(path, (f) => {
+      const s = v.str(f, x);
+      if (s.split("/").includes("..")) return v.absPath(f, s); // reports the '..'
+      return v.absPath(f, isAbsolute(s) ? s : resolve(this.baseDir, s));
+    });
+  }
+}
+
+function parseNetwork(c: Ctx, name: string, x: unknown): NetworkConfig {
+  const p = ["networks", name];
+  const o = x === null ? {} : c.obj(p, x, ["bridge", "netns", "vlan"]);
+  return {
+    name,
+    bridge: o["bridge"] === undefined ? null : c.check([...p, "bridge"], (f) => v.ifname(f, o["bridge"])),
+    netns: o["netns"] === undefined ? null : c.check([...p, "netns"], (f) => v.name(f, o["netns"])),
+    vlan: o["vlan"] === undefined ? null : c.check([...p, "vlan"], (f) => v.int(f, o["vlan"], 1, 4094)),
+  };
+}
+
+function parseUplink(c: Ctx, i: number, x: unknown, networks: ReadonlySet<string>): UplinkConfig {
+  const p = ["uplinks", i];
+  const o = c.obj(p, x, ["pf", "network", "bandwidthMbps", "standIns"]);
+  const pf = c.check([...p, "pf"], (f) => {
+    const s = v.str(f, o["pf"]);
+    return v.isPciAddress(s.toLowerCase()) ? s.toLowerCase() : v.ifname(f, s);
+  });
+  const network = c.check([...p, "network"], (f) => v.name(f, o["network"]));
+  if (!networks.has(network)) throw c.error([...p, "network"], `unknown network ${JSON.stringify(network)} (declare it under networks)`);
+  let standIns: UplinkConfig["standIns"] = null;
+  if (o["standIns"] !== undefined) {
+    const sp = [...p, "standIns"];
+    const s = c.obj(sp, o["standIns"], ["vfs", "model"]);
+    const vfsRaw = s["vfs"] ?? "all";
+    const vfs =
+      vfsRaw === "all"
+        ? ("all" as const)
+        : c.check([...sp, "vfs"], (f) => v.arr(f, vfsRaw)).map((b, j) => c.check([...sp, "vfs", j], (f) => v.pciAddress(f, b)));
+    const model = s["model"] === undefined ? "vmxnet3" : c.check([...sp, "model"], (f) => v.oneOf(f, s["model"], STAND_IN_MODELS));
+    standIns = { vfs, model };
+  }
+  return {
+    pf,
+    network,
+    bandwidthMbps: o["bandwidthMbps"] === undefined ? null : c.check([...p, "bandwidthMbps"], (f) => v.int(f, o["bandwidthMbps"], 1, 10_000_000)),
+    standIns,
+  };
+}
+
+/**
+ * Parse and validate a host config. `source` names the file in errors;
+ * relative paths are resolved against `baseDir` (default: source's directory).
+ */
+export function parseHostConfig(text: string, options: { source?: string; baseDir?: string } = {}): HostConfig {
+  const source = options.source ?? "host config";
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true });
+  const c = new Ctx(doc, lines, source, options.baseDir ?? (isAbsolute(source) ? dirname(source) : process.cwd()));
+  const yamlError = doc.errors[0];
+  if (yamlError) {
+    const line = yamlError.linePos?.[0].line ?? null;
+    throw new FerryError("FERRY_ERR_CONFIG", `${source}${line === null ? "" : `:${line}`}: YAML: ${yamlError.message.split("\n")[0] ?? ""}`, {
+      cause: yamlError,
+      details: { file: source, line },
+    });
+  }
+  const raw: unknown = doc.toJS();
+  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "authTokenFile", "portProfileExec", "networks", "uplinks"]);
+  if (o["name"] === undefined) throw c.error(["name"], "required");
+  const name = c.check(["name"], (f) => v.name(f, o["name"]));
+
+  const listenRaw = o["listen"] === undefined ? {} : c.obj(["listen"], o["listen"], ["address", "port"]);
+  const address = c.check(["listen", "address"], (f) => {
+    const s = v.str(f, listenRaw["address"] ?? "127.0.0.1");
+    if (isIP(s) === 0) throw invalid(f, s, "not an IP address");
+    return s;
+  });
+  const port = c.check(["listen", "port"], (f) => v.int(f, listenRaw["port"] ?? DEFAULT_PORT, 1, 65535));
+
+  const stateDir = o["stateDir"] === undefined ? "/var/lib/ferry" : c.path(["stateDir"], o["stateDir"]);
+  const networksRaw = o["networks"] === undefined ? {} : c.check(["networks"], (f) => v.obj(f, o["networks"]));
+  const networks = Object.entries(networksRaw).map(([k, x]) => {
+    c.check(["networks", k], (f) => v.name(f, k));
+    return parseNetwork(c, k, x);
+  });
+  const names = new Set(networks.map((n) => n.name));
+  const uplinks = (o["uplinks"] === undefined ? [] : c.check(["uplinks"], (f) => v.arr(f, o["uplinks"]))).map((x, i) => parseUplink(c, i, x, names));
+  const seen = new Map<string, number>();
+  uplinks.forEach((u, i) => {
+    const prev = seen.get(u.pf);
+    if (prev !== undefined) throw c.error(["uplinks", i, "pf"], `${u.pf} is already the uplink of uplinks[${prev}]`);
+    seen.set(u.pf, i);
+  });
+
+  return {
+    name,
+    sysfsRoot: o["sysfsRoot"] === undefined ? "/sys" : c.path(["sysfsRoot"], o["sysfsRoot"]),
+    listen: { address, port },
+    stateDir,
+    runDir: o["runDir"] === undefined ? "/run/ferry" : c.path(["runDir"], o["runDir"]),
+    authTokenFile: o["authTokenFile"] === undefined ? `${stateDir}/token` : c.path(["authTokenFile"], o["authTokenFile"]),
+    portProfileExec: o["portProfileExec"] === undefined ? null : c.path(["portProfileExec"], o["portProfileExec"]),
+    networks,
+    uplinks,
+  };
+}
+
+/** Read and parse a host config file. */
+export async function loadHostConfig(file: string, signal?: AbortSignal): Promise<HostConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, { encoding: "utf8", signal });
+  } catch (e) {
+    throw new FerryError("FERRY_ERR_CONFIG", `${file}: cannot read: ${e instanceof Error ? e.message : String(e)}`, { cause: e, details: { file } });
+  }
+  return parseHostConfig(text, { source: resolve(file) });
+}
+
+/** The state file inside the state dir. */
+export function stateFile(config: HostConfig): string {
+  return `${config.stateDir}/${STATE_FILE_NAME}`;
+}
+
+export interface UsableVf {
+  bdf: string;
+  pf: string;
+  pfIfname: string | null;
+  vfIndex: number;
+  network: string;
+  vendor: string;
+  device: string;
+  numaNode: number | null;
+  /** The VF's current MAC from sysfs (a stand-in's identity); null when it has no netdev. */
+  mac: string | null;
+  vlan: number | null;
+  standIn: null | { model: StandInModel };
+}
+
+export interface ResolvedUplink {
+  pf: string;
+  pfIfname: string | null;
+  network: string;
+  /** Configured, else the PF's link speed, else null. */
+  bandwidthMbps: number | null;
+  numaNode: number | null;
+  vfs: UsableVf[];
+}
+
+function configError(message: string, field: string): FerryError {
+  return new FerryError("FERRY_ERR_CONFIG", `${field}: ${message}`, { details: { field } });
+}
+
+/**
+ * Join the config's uplinks with the inventory. Throws FERRY_ERR_CONFIG when
+ * an uplink names a PF the inventory lacks (or a device that is not an
+ * SR-IOV PF), or a stand-in VF that is not one of that PF's VFs.
+ */
+export function resolveUplinks(config: HostConfig, inv: Inventory): ResolvedUplink[] {
+  const networks = new Map(config.networks.map((n) => [n.name, n]));
+  const taken = new Map<string, number>();
+  return config.uplinks.map((u, i) => {
+    const field = `uplinks[${i}].pf`;
+    let dev: PciNetDevice | undefined;
+    if (v.isPciAddress(u.pf)) dev = findDevice(inv, u.pf);
+    else dev = inv.devices.find((d) => d.netdevs.some((n) => n.ifname === u.pf));
+    if (!dev) {
+      const broken = inv.problems.find((p) => p.bdf === u.pf);
+      throw configError(
+        `${u.pf} is not a network device on this host (sysfs root ${inv.root})${broken ? `: ${broken.path}: ${broken.message}` : ""}`,
+        field,
+      );
+    }
+    if (!dev.sriov) throw configError(`${u.pf} (${dev.bdf}) is not an SR-IOV physical function`, field);
+    const prev = taken.get(dev.bdf);
+    if (prev !== undefined) throw configError(`${u.pf} is the same PF (${dev.bdf}) as uplinks[${prev}]`, field);
+    taken.set(dev.bdf, i);
+    const pfIfname = dev.netdevs[0]?.ifname ?? null;
+    const vfDevs = virtualFunctionsOf(inv, dev.bdf).filter((d) => d.vf?.index !== null && d.vf?.index !== undefined);
+    const standIn = u.standIns;
+    if (standIn && standIn.vfs !== "all") {
+      for (const [j, b] of standIn.vfs.entries()) {
+        if (!vfDevs.some((d) => d.bdf === b)) throw configError(`${b} is not a VF of ${dev.bdf} (${u.pf})`, `uplinks[${i}].standIns.vfs[${j}]`);
+      }
+    }
+    const isStandIn = (b: string): boolean => standIn !== null && (standIn.vfs === "all" || standIn.vfs.includes(b));
+    const net = networks.get(u.network);
+    return {
+      pf: dev.bdf,
+      pfIfname,
+      network: u.network,
+      bandwidthMbps: u.bandwidthMbps ?? dev.netdevs[0]?.speedMbps ?? null,
+      numaNode: dev.numaNode,
+      vfs: vfDevs.map((d) => ({
+        bdf: d.bdf,
+        pf: dev.bdf,
+        pfIfname,
+        vfIndex: d.vf?.index ?? -1,
+        network: u.network,
+        vendor: d.vendor,
+        device: d.device,
+        numaNode: d.numaNode,
+        mac: d.netdevs[0]?.mac ?? null,
+        vlan: net?.vlan ?? null,
+        standIn: isStandIn(d.bdf) && standIn ? { model: standIn.model } : null,
+      })),
+    };
+  });
+}
+
+/** Every VF this host may lease, with its network and stand-in model. */
+export function usableVfs(config: HostConfig, inv: Inventory): UsableVf[] {
+  return resolveUplinks(config, inv).flatMap((u) => u.vfs);
+}
