@@ -296,7 +296,7 @@ function readGreeting(socket: Socket, reader: LineReader): Promise<QmpGreeting> 
         resolve(msg); // the client's constructor resumes the socket once it listens
       } catch (e) {
         cleanup();
-        reject(e);
+        reject(e instanceof Error ? e : new Error(String(e)));
       }
     };
     const onClose = (): void => {
