@@ -1,0 +1,494 @@
+// The placement pass, in three steps:
+//  1. filter: every host, cheapest checks first (requested/excluded, source,
+//     state, memory, vCPUs, free VF counts per key); a rejected host gets a code
+//     byte, a feasible one an upper bound of its rank (optional NICs certainly
+//     without a VF, best score it could reach);
+//  2. rank: candidates in bound order, the exact VF pick and score only for as
+//     many as it takes to be sure of the top `limit` (branch and bound);
+//  3. explain: destinations get their explanation now, rejected hosts theirs
+//     on demand (Rejections.list()).
+// Pure: reads the index and a PlanState, allocates its own scratch arrays.
+import { HOST_DOWN, HOST_UP } from "./cluster-index.ts";
+import type { PlacementIndex } from "./cluster-index.ts";
+import type { PlanState } from "./plan-state.ts";
+import {
+  C_EXCLUDED, C_HOST_DOWN, C_HOST_DRAINING, C_NO_MEMORY, C_NO_VCPUS, C_NO_VF, C_NOT_REQUESTED, C_SAME_HOST, REJECT_CODES, CODE_LIST,
+} from "./rejections.ts";
+import { freeArray } from "./request.ts";
+import type { CompiledRequest } from "./request.ts";
+import type { NicAssignment, VfChoice } from "./types.ts";
+import { vfKey } from "../model/cluster.ts";
+
+/** Weights of a VF NIC's score: headroom of the chosen PF, and NUMA locality (a local VF on a full PF still beats a remote one on an empty PF, as in the pick). */
+const W_PF = 0.5;
+const W_NUMA = 0.5;
+/** 1/n (0 for n = 0), so the bound and the exact score average the same way. */
+const INV = Float64Array.from({ length: 65 }, (_, n) => (n === 0 ? 0 : 1 / n));
+
+export interface Evaluated {
+  readonly host: number;
+  /** Optional NICs left without a VF. */
+  readonly missing: number;
+  readonly score: number;
+  /** rankKey(missing, score): higher ranks first. */
+  readonly key: number;
+  readonly nics: readonly NicAssignment[];
+  /** Global indexes of the VFs picked. */
+  readonly picked: readonly number[];
+  readonly memFreeAfter: number;
+  readonly cpuFreeAfter: number;
+}
+
+export interface RunResult {
+  readonly codes: Uint8Array;
+  /** Rejected hosts per code number (index = code). */
+  readonly counts: readonly number[];
+  /** Feasible hosts (after the exact pick of the evaluated ones). */
+  readonly eligible: number;
+  /** Best first, at most req.limit. */
+  readonly ranked: readonly Evaluated[];
+  /** Hosts that passed the filter but failed the exact pick: why. */
+  readonly pickFailures: ReadonlyMap<number, string>;
+  readonly explain: (host: number, code: number) => string;
+}
+
+// Scratch space for the filter pass, reused across calls: allocating ~150 KB
+// of typed arrays per placement at 10,000 hosts makes V8 run full GCs (external
+// memory pressure) that cost more than the placement. Safe because run() is
+// synchronous and keeps no reference to them once it returns.
+let scratch: { feas: Int32Array; ub: Float64Array; seen: Uint8Array } | undefined;
+
+function scratchFor(H: number): NonNullable<typeof scratch> {
+  if (scratch === undefined || scratch.feas.length < H) {
+    scratch = { feas: new Int32Array(H), ub: new Float64Array(H), seen: new Uint8Array(H) };
+  }
+  return scratch;
+}
+
+// The per-host rejection codes outlive the call (Rejections reads them on
+// demand): carve them out of shared slabs rather than one buffer each.
+const SLAB_BYTES = 1 << 20;
+let slab = new ArrayBuffer(0);
+let slabUsed = 0;
+
+function codesFor(H: number): Uint8Array {
+  if (slabUsed + H > slab.byteLength) {
+    slab = new ArrayBuffer(Math.max(SLAB_BYTES, H));
+    slabUsed = 0;
+  }
+  const codes = new Uint8Array(slab, slabUsed, H);
+  slabUsed += H;
+  return codes;
+}
+
+/**
+ * What ranks a host: its score, but any optional NIC left without a VF costs
+ * more than the whole score range, so complete hosts always come first. Ties
+ * go to the host that sorts first by name (lower index).
+ */
+export function rankKey(missing: number, score: number): number {
+  return score - 1000 * missing;
+}
+
+/** Is candidate a (rank key, host) better than b? */
+function better(keyA: number, hA: number, keyB: number, hB: number): boolean {
+  return keyA > keyB || (keyA === keyB && hA < hB);
+}
+
+/**
+ * Step 1: one pass over the hosts; feasible ones go to feas[0..F) with an
+ * upper bound of their rank key in ub[]; returns F. Nothing after the loop but
+ * the return: V8 compiles the loop on-stack and would otherwise deoptimize on
+ * every call at the first statement it never saw run.
+ */
+function filter(
+  index: PlacementIndex,
+  state: PlanState,
+  req: CompiledRequest,
+  dArr: readonly Int32Array[],
+  nArr: readonly Int32Array[],
+  codes: Uint8Array,
+  feas: Int32Array,
+  ub: Float64Array,
+  counts: number[],
+): number {
+  const H = index.hosts.length;
+  const N = index.networks.length;
+  const S = index.numaSlots;
+  const D = dArr.length;
+  const dNeed = Int32Array.from(req.demands, (d) => d.need);
+  const V = nArr.length;
+  const nNet = Int32Array.from(req.vfNics, (v) => v.net);
+  const nReq = Uint8Array.from(req.vfNics, (v) => (v.required ? 1 : 0));
+  const numaSlot = req.numaSlot;
+  const numaKnown = numaSlot >= 0;
+  const { state: hostState, memInv, cpuInv, bestFrac, bestFracNuma } = index;
+  const memFreeA = state.memFree;
+  const cpuFreeA = state.cpuFree;
+  const memNeed = req.vm.memoryMiB;
+  const cpuNeed = req.vm.vcpus;
+  const excluded = req.excluded;
+  const source = req.source;
+  let F = 0;
+  let lo = 0;
+  let hi = H;
+  if (req.to !== -1) {
+    codes.fill(C_NOT_REQUESTED);
+    counts[C_NOT_REQUESTED] = H;
+    if (req.to >= 0) {
+      codes[req.to] = 0;
+      counts[C_NOT_REQUESTED] = H - 1;
+      lo = req.to;
+      hi = req.to + 1;
+    } else hi = 0;
+  }
+  hosts: for (let h = lo; h < hi; h++) {
+    let code = 0;
+    if (excluded !== undefined && excluded[h] === 1) code = C_EXCLUDED;
+    else if (h === source) code = C_SAME_HOST;
+    else {
+      const st = hostState[h]!;
+      if (st !== HOST_UP) code = st === HOST_DOWN ? C_HOST_DOWN : C_HOST_DRAINING;
+    }
+    if (code !== 0) {
+      codes[h] = code;
+      counts[code]!++;
+      continue;
+    }
+    const memFree = memFreeA[h]!;
+    if (memFree < memNeed) {
+      codes[h] = C_NO_MEMORY;
+      counts[C_NO_MEMORY]!++;
+      continue;
+    }
+    const cpuFree = cpuFreeA[h]!;
+    if (cpuFree < cpuNeed) {
+      codes[h] = C_NO_VCPUS;
+      counts[C_NO_VCPUS]!++;
+      continue;
+    }
+    for (let d = 0; d < D; d++) {
+      if (dArr[d]![h]! < dNeed[d]!) {
+        codes[h] = C_NO_VF;
+        counts[C_NO_VF]!++;
+        continue hosts;
+      }
+    }
+    // Upper bound of the rank key (same arithmetic as evaluate(), each term >= the exact one).
+    const res = 0.5 * ((memFree - memNeed) * memInv[h]! + (cpuFree - cpuNeed) * cpuInv[h]!);
+    let bound = 100 * res;
+    let miss = 0;
+    if (V > 0) {
+      let sum = 0;
+      let cnt = 0;
+      for (let i = 0; i < V; i++) {
+        if (nReq[i] === 0 && nArr[i]![h]! <= 0) {
+          miss++;
+          continue;
+        }
+        const hn = h * N + nNet[i]!;
+        const bf = bestFrac[hn]!;
+        let u = numaKnown ? W_PF * bf + W_NUMA * 0 : W_PF * bf + W_NUMA * 1;
+        if (numaKnown) {
+          const bfn = bestFracNuma[hn * S + numaSlot]!;
+          if (bfn >= 0) {
+            const local = W_PF * bfn + W_NUMA * 1;
+            if (local > u) u = local;
+          }
+        }
+        sum += u;
+        cnt++;
+      }
+      bound = 100 * (0.5 * res + 0.5 * sum * INV[cnt]!);
+    }
+    feas[F] = h;
+    ub[F] = rankKey(miss, bound);
+    F++;
+  }
+  return F;
+}
+
+export function run(index: PlacementIndex, state: PlanState, req: CompiledRequest): RunResult {
+  const H = index.hosts.length;
+  const codes = codesFor(H);
+  let zeroArr: Int32Array | undefined;
+  const zeros = (): Int32Array => (zeroArr ??= new Int32Array(H));
+  const dArr = req.demands.map((d) => freeArray(state, d.key, zeros));
+  const nArr = req.vfNics.map((v) => freeArray(state, v.key, zeros));
+  const { feas, ub, seen } = scratchFor(H);
+  const counts = new Array<number>(CODE_LIST.length + 1).fill(0);
+  const F = filter(index, state, req, dArr, nArr, codes, feas, ub, counts);
+  const pickFailures = new Map<number, string>();
+  const { top, failed } = rank(index, state, req, feas, ub, seen, F, codes, pickFailures);
+  counts[C_NO_VF]! += failed;
+  const explain = (h: number, code: number): string => explainRejection(index, state, req, dArr, h, code, pickFailures);
+  return { codes, counts, eligible: F - failed, ranked: top, pickFailures, explain };
+}
+
+/**
+ * Step 2: exact picks in bound order until no remaining bound can beat the
+ * limit-th exact result. Candidates come from a bounded heap (worst at the
+ * root) of the m best bounds; if that was not enough, m grows.
+ */
+function rank(
+  index: PlacementIndex,
+  state: PlanState,
+  req: CompiledRequest,
+  feas: Int32Array,
+  ub: Float64Array,
+  seen: Uint8Array,
+  F: number,
+  codes: Uint8Array,
+  pickFailures: Map<number, string>,
+): { top: Evaluated[]; failed: number } {
+  const limit = req.limit;
+  const top: Evaluated[] = [];
+  let failed = 0;
+  seen.fill(0, 0, F);
+  let m = Math.min(F, Math.max(4 * limit, 32));
+  const worse = (p: number, q: number): boolean => better(ub[q]!, feas[q]!, ub[p]!, feas[p]!);
+  const beatsTop = (p: number): boolean => {
+    if (top.length < limit) return true;
+    const t = top[limit - 1]!;
+    return better(ub[p]!, feas[p]!, t.key, t.host);
+  };
+  for (;;) {
+    const heap: number[] = [];
+    let leftOut = -1;
+    let rootKey = Infinity;
+    for (let p = 0; p < F; p++) {
+      if (seen[p] === 1) continue;
+      if (heap.length < m) {
+        heap.push(p);
+        siftUp(heap, heap.length - 1, worse);
+        rootKey = ub[heap[0]!]!;
+        continue;
+      }
+      // Hosts come in index order: an equal key loses to what is already in the heap.
+      const k = ub[p]!;
+      if (k > rootKey) {
+        const out = heap[0]!;
+        heap[0] = p;
+        siftDown(heap, 0, worse);
+        rootKey = ub[heap[0]]!;
+        if (leftOut < 0 || worse(leftOut, out)) leftOut = out;
+      } else if (leftOut < 0 || k > ub[leftOut]!) leftOut = p;
+    }
+    heap.sort((a, b) => (worse(b, a) ? -1 : worse(a, b) ? 1 : 0));
+    let stopped = false;
+    for (const p of heap) {
+      if (!beatsTop(p)) {
+        stopped = true;
+        break;
+      }
+      seen[p] = 1;
+      const h = feas[p]!;
+      const ev = evaluate(index, state, req, h);
+      if (typeof ev === "string") {
+        codes[h] = C_NO_VF;
+        pickFailures.set(h, ev);
+        failed++;
+        continue;
+      }
+      let i = top.length;
+      while (i > 0 && better(ev.key, ev.host, top[i - 1]!.key, top[i - 1]!.host)) i--;
+      top.splice(i, 0, ev);
+      if (top.length > limit) top.pop();
+    }
+    if (stopped || leftOut < 0 || !beatsTop(leftOut)) break;
+    m *= 4;
+  }
+  return { top, failed };
+}
+
+function siftUp(heap: number[], i: number, worse: (p: number, q: number) => boolean): void {
+  // The root is the worst: a node moves up while it is worse than its parent.
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (!worse(heap[i]!, heap[parent]!)) return;
+    [heap[i], heap[parent]] = [heap[parent]!, heap[i]!];
+    i = parent;
+  }
+}
+
+function siftDown(heap: number[], i: number, worse: (p: number, q: number) => boolean): void {
+  const n = heap.length;
+  for (;;) {
+    const l = 2 * i + 1;
+    const r = l + 1;
+    let w = i;
+    if (l < n && worse(heap[l]!, heap[w]!)) w = l;
+    if (r < n && worse(heap[r]!, heap[w]!)) w = r;
+    if (w === i) return;
+    [heap[i], heap[w]] = [heap[w]!, heap[i]!];
+    i = w;
+  }
+}
+
+/** The exact VF pick and score for one host, or why the pick failed. */
+export function evaluate(index: PlacementIndex, state: PlanState, req: CompiledRequest, h: number): Evaluated | string {
+  const vm = req.vm;
+  const numaKnown = vm.numaNode !== undefined && vm.numaNode >= 0;
+  const hostName = index.names[h]!;
+  const out: (NicAssignment | undefined)[] = new Array<NicAssignment | undefined>(vm.nics.length);
+  const picked: number[] = [];
+  const pickedPf: number[] = [];
+  let missing = 0;
+  let sum = 0;
+  let cnt = 0;
+  for (const v of req.vfNics) {
+    const nic = v.nic;
+    let bestVf = -1;
+    let bestPf = -1;
+    let bestLocal = false;
+    let bestUsed = 0;
+    let bestBw = 0;
+    for (const pf of index.hostPfs[h]!) {
+      if (pf.net !== v.net) continue;
+      let vfI = -1;
+      for (const i of pf.freeVfs) {
+        if (state.reserved.has(i) || picked.includes(i)) continue;
+        const vf = index.vfs[i]!;
+        if (nic.vendor !== undefined && vf.vendor !== nic.vendor) continue;
+        if (nic.device !== undefined && vf.device !== nic.device) continue;
+        vfI = i;
+        break;
+      }
+      if (vfI < 0) continue;
+      let used = pf.used + (state.pfReserved.get(pf.index) ?? 0);
+      for (const q of pickedPf) if (q === pf.index) used++;
+      const local = numaKnown && index.vfs[vfI]!.numaNode === vm.numaNode;
+      const bw = pf.pf.bandwidthMbps / (used + 1);
+      // NUMA-local first, then fewest VFs in use, then most bandwidth per used VF; PFs are in BDF order.
+      if (bestVf < 0 || (local && !bestLocal) || (local === bestLocal && (used < bestUsed || (used === bestUsed && bw > bestBw)))) {
+        bestVf = vfI;
+        bestPf = pf.index;
+        bestLocal = local;
+        bestUsed = used;
+        bestBw = bw;
+      }
+    }
+    if (bestVf >= 0) {
+      picked.push(bestVf);
+      pickedPf.push(bestPf);
+      const pf = index.pfs[bestPf]!;
+      const vf = index.vfs[bestVf]!;
+      const frac = (pf.total - (bestUsed + 1)) / pf.total;
+      sum += W_PF * frac + W_NUMA * (numaKnown ? (bestLocal ? 1 : 0) : 1);
+      cnt++;
+      const choice: VfChoice = {
+        key: vfKey(hostName, vf.bdf),
+        bdf: vf.bdf,
+        pf: pf.pf.bdf,
+        vendor: vf.vendor,
+        device: vf.device,
+        numaNode: vf.numaNode,
+        pfUsed: bestUsed + 1,
+        pfTotal: pf.total,
+      };
+      const numa = numaKnown ? (bestLocal ? `NUMA ${vf.numaNode}, same as the VM` : `NUMA ${vf.numaNode}, VM on ${vm.numaNode}`) : `NUMA ${vf.numaNode}`;
+      const note = `${vf.bdf} on PF ${pf.pf.bdf} (${choice.pfUsed}/${pf.total} VFs in use after; ${numa})`;
+      out[v.pos] = { nic: nic.name, network: nic.network, mode: nic.mode, policy: nic.policy, vf: choice, note };
+    } else if (v.required) {
+      const after = picked.length > 0 ? " after the VFs picked for the VM's other NICs" : "";
+      return `${nic.name} (${nic.policy}): no free VF on ${nic.network}${constraint(nic.vendor, nic.device)}${after}`;
+    } else {
+      missing++;
+      const why = `no free VF on ${nic.network}${constraint(nic.vendor, nic.device)}`;
+      const note = nic.mode === "failover" ? `runs on its standby: ${why}` : `absent: ${why}`;
+      out[v.pos] = { nic: nic.name, network: nic.network, mode: nic.mode, policy: nic.policy, vf: null, note };
+    }
+  }
+  const nics = vm.nics.map(
+    (nic, i) => out[i] ?? { nic: nic.name, network: nic.network, mode: nic.mode, policy: nic.policy, vf: null, note: "emulated: no VF needed" },
+  );
+  const memFreeAfter = state.memFree[h]! - vm.memoryMiB;
+  const cpuFreeAfter = state.cpuFree[h]! - vm.vcpus;
+  const res = 0.5 * (memFreeAfter * index.memInv[h]! + cpuFreeAfter * index.cpuInv[h]!);
+  const score = req.vfNics.length > 0 ? 100 * (0.5 * res + 0.5 * sum * INV[cnt]!) : 100 * res;
+  return { host: h, missing, score, key: rankKey(missing, score), nics, picked, memFreeAfter, cpuFreeAfter };
+}
+
+function constraint(vendor: string | undefined, device: string | undefined): string {
+  if (vendor === undefined && device === undefined) return "";
+  const parts = [vendor === undefined ? "" : `vendor ${vendor}`, device === undefined ? "" : `device ${device}`].filter((p) => p !== "");
+  return ` (${parts.join(", ")})`;
+}
+
+function pct(x: number, total: number): string {
+  return total > 0 ? `${Math.round((100 * x) / total)}%` : "n/a";
+}
+
+/** One paragraph for a destination: score, what is left on the host, each NIC's device. */
+export function explainDestination(index: PlacementIndex, ev: Evaluated, rank: number): string {
+  const h = ev.host;
+  const head =
+    `rank ${rank}, score ${round2(ev.score)}` +
+    (ev.missing > 0 ? ` (${ev.missing} optional NIC${ev.missing > 1 ? "s" : ""} without a VF: ranked below complete hosts)` : "") +
+    `; free after placement: ${ev.memFreeAfter} MiB memory (${pct(ev.memFreeAfter, index.memTotal[h]!)}),` +
+    ` ${ev.cpuFreeAfter} vCPUs (${pct(ev.cpuFreeAfter, index.cpuTotal[h]!)})`;
+  return [head, ...ev.nics.map((n) => `${n.nic} → ${n.note}`)].join("; ");
+}
+
+export function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+function explainRejection(
+  index: PlacementIndex,
+  state: PlanState,
+  req: CompiledRequest,
+  dArr: readonly Int32Array[],
+  h: number,
+  code: number,
+  pickFailures: ReadonlyMap<number, string>,
+): string {
+  const vm = req.vm;
+  switch (code) {
+    case C_NOT_REQUESTED:
+      return `not the requested host (to: ${req.to >= 0 ? index.names[req.to]! : "unknown host"})`;
+    case C_EXCLUDED:
+      return REJECT_CODES.EXCLUDED;
+    case C_SAME_HOST:
+      return `${vm.name} runs here now; a migration needs another host`;
+    case C_HOST_DOWN:
+      return REJECT_CODES.HOST_DOWN;
+    case C_HOST_DRAINING:
+      return REJECT_CODES.HOST_DRAINING;
+    case C_NO_MEMORY: {
+      const free = state.memFree[h]!;
+      const promised = index.memFree[h]! - free;
+      return `need ${vm.memoryMiB} MiB, free ${free} MiB` + (promised > 0 ? ` (${promised} MiB promised to earlier placements of this plan)` : "");
+    }
+    case C_NO_VCPUS: {
+      const free = state.cpuFree[h]!;
+      const promised = index.cpuFree[h]! - free;
+      return `need ${vm.vcpus} vCPUs, free ${free}` + (promised > 0 ? ` (${promised} promised to earlier placements of this plan)` : "");
+    }
+    case C_NO_VF: {
+      const failure = pickFailures.get(h);
+      if (failure !== undefined) return failure;
+      for (let d = 0; d < req.demands.length; d++) {
+        const dem = req.demands[d]!;
+        const free = dArr[d]![h]!;
+        if (free >= dem.need) continue;
+        const base = dem.key >= 0 ? index.keyFree[dem.key]![h]! : 0;
+        const s = dem.need > 1 ? "s" : "";
+        const c = constraint(dem.vendor, dem.device);
+        let msg = `${dem.nics.join(", ")} need${dem.nics.length > 1 ? "" : "s"} ${dem.need} VF${s} on ${dem.network}${c}: ${free} free`;
+        if (base > free) msg += ` (${base - free} more promised to other plans)`;
+        if (dem.key < 0) msg += c === "" ? `; no VF in the cluster is on ${dem.network}` : `; no VF in the cluster matches ${dem.network}${c}`;
+        else if (c !== "") {
+          const netKey = index.keyFor(dem.network);
+          const netFree = netKey >= 0 ? state.keyFree(netKey)[h]! : 0;
+          if (netFree > free) msg += `; ${netFree - free} free on ${dem.network} of other models`;
+        }
+        return msg;
+      }
+      return REJECT_CODES.NO_VF;
+    }
+    default:
+      return CODE_LIST[code - 1] ?? "unknown";
+  }
+}
+

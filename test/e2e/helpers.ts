@@ -1,0 +1,62 @@
+// Shared pieces of the real-QEMU tests: a short runtime dir, guest specs for
+// the test guest image, and cleanup that stops only the instances we started.
+import { randomUUID } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { guestCmdline, guestImagePaths } from "../../src/lab/guest-image.ts";
+import type { NicSpec, VmSpec } from "../../src/model/vm.ts";
+import { detectAccel } from "../../src/qemu/accel.ts";
+import type { Accel } from "../../src/qemu/accel.ts";
+import type { Instance, StartOptions } from "../../src/qemu/instance.ts";
+import { startInstance } from "../../src/qemu/instance.ts";
+
+export interface Rig {
+  runDir: string;
+  accel: Accel;
+  start(spec: VmSpec, o?: Partial<StartOptions>): Promise<Instance>;
+  cleanup(): Promise<void>;
+}
+
+export async function rig(): Promise<Rig> {
+  const runDir = await mkdtemp(join(tmpdir(), "ferry-e2e-"));
+  const { accel } = await detectAccel();
+  const started: Instance[] = [];
+  return {
+    runDir,
+    accel,
+    async start(spec, o = {}) {
+      const inst = await startInstance({ runDir, spec, accel, ...o });
+      started.push(inst);
+      return inst;
+    },
+    async cleanup() {
+      for (const i of started) {
+        i.kill();
+        await i.waitExit(5_000);
+        i.qmp.close();
+      }
+      await rm(runDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function mac(n: number): string {
+  return `52:54:00:fe:00:${n.toString(16).padStart(2, "0")}`;
+}
+
+/** A spec for the test guest (256 MiB, 1 vCPU) with the given NICs. */
+export async function guestSpec(name: string, nics: NicSpec[], extra: Partial<VmSpec> = {}): Promise<VmSpec> {
+  const img = await guestImagePaths();
+  return {
+    uuid: randomUUID(),
+    name,
+    memoryMiB: 256,
+    vcpus: 1,
+    kernel: img.kernel,
+    initrd: img.initrd,
+    cmdline: guestCmdline(name, nics.map((n, i) => ({ mac: n.mac, cidr: `10.99.${i}.10/24` }))),
+    nics,
+    ...extra,
+  };
+}
