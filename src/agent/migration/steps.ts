@@ -1,0 +1,401 @@
+// The agent's side of the migration protocol (DESIGN "Migration protocol"):
+// begin / perform / switchover / confirm on the source, prepare / precheck /
+// finish / abort on the destination. Every step is keyed by the migration id
+// and idempotent: asked again, it answers again without doing the work twice.
+// Every wait has a deadline.
+import { createHash } from "node:crypto";
+import type { Clock } from "../../core/clock.ts";
+import { FerryError, isFerryError } from "../../core/errors.ts";
+import type { Runner } from "../../core/run.ts";
+import type { UsableVf } from "../../host/config.ts";
+import type { LeaseHolder, LeaseStore, RecordStore } from "../../host/leases.ts";
+import type { NetBackend, NicSpec, PrimaryDevice, VmSpec } from "../../model/vm.ts";
+import type { Accel } from "../../qemu/accel.ts";
+import { deviceIds } from "../../qemu/argv.ts";
+import { plugPrimary, unplugPrimary } from "../../qemu/hotplug.ts";
+import type { Instance } from "../../qemu/instance.ts";
+import { newInstanceId, startInstance } from "../../qemu/instance.ts";
+import { cancelMigration, completedInfo, continueMigration, prepareIncoming, startMigration, waitMigration } from "../../qemu/migration.ts";
+import { queryMigrate, queryPciDeviceIds, queryStatus } from "../../qmp/commands.ts";
+
+export interface NetworkPlace {
+  bridge: string | null;
+  netns: string | null;
+}
+
+export interface InstanceRegistry {
+  get(id: string): Instance | undefined;
+  add(instance: Instance): void;
+  remove(id: string): void;
+}
+
+export interface StepContext {
+  host: string;
+  runDir: string;
+  accel: Accel;
+  clock: Clock;
+  leases: LeaseStore;
+  records: RecordStore;
+  run: Runner;
+  vfs: () => readonly UsableVf[];
+  network: (name: string) => NetworkPlace | undefined;
+  instances: InstanceRegistry;
+  qemuBinary?: string;
+}
+
+const DEST = "migration-destination";
+const SRC = "migration-source";
+
+interface DestRecord {
+  instanceId: string;
+  uri: string;
+  vmUuid: string;
+  spec: VmSpec;
+  /** NIC name → VF planned on this host (null: runs without its VF). */
+  planned: Record<string, string | null>;
+  taps: string[];
+  netns: string | null;
+  finished?: FinishResult;
+}
+
+interface SrcRecord {
+  instanceId: string;
+  unplugged: string[];
+}
+
+export interface PrepareInput {
+  spec: VmSpec;
+  nics: { name: string; vf: string | null }[];
+  leaseTtlMs: number;
+}
+export interface PrepareResult {
+  instanceId: string;
+  uri: string;
+}
+export interface PerformInput {
+  instanceId: string;
+  uri: string;
+  unplugMs: number;
+  convergeMs: number;
+  maxBandwidthBytes?: number;
+  downtimeLimitMs?: number;
+}
+export interface PerformResult {
+  status: "pre-switchover";
+  transferredBytes: number;
+  remainingBytes: number;
+}
+export interface SwitchoverResult {
+  totalMs: number;
+  downtimeMs: number;
+  transferredBytes: number;
+}
+export interface FinishResult {
+  instanceId: string;
+  nics: { name: string; vf: string | null; attached: boolean; error?: string }[];
+}
+
+const migrationHolder = (migrationId: string, vmUuid: string, expiresAt: number): LeaseHolder => ({ kind: "migration", migrationId, vmUuid, expiresAt });
+const instanceHolder = (vmUuid: string, instanceId: string): LeaseHolder => ({ kind: "instance", vmUuid, instanceId });
+
+/** Tap names: ≤ 15 chars, derived from instance and NIC so both ends of a migration differ. */
+export function tapName(instanceId: string, nic: string, half: "s" | "p"): string {
+  return `ft${createHash("sha256").update(`${instanceId}/${nic}`).digest("hex").slice(0, 10)}${half}`;
+}
+
+function instanceOf(ctx: StepContext, id: string): Instance {
+  const inst = ctx.instances.get(id);
+  if (!inst) throw new FerryError("FERRY_ERR_NOT_FOUND", `no instance ${id} on ${ctx.host}`, { details: { instanceId: id } });
+  return inst;
+}
+
+function vfOf(ctx: StepContext, bdf: string): UsableVf {
+  const vf = ctx.vfs().find((v) => v.bdf === bdf);
+  if (!vf) throw new FerryError("FERRY_ERR_NOT_FOUND", `VF ${bdf} is not a usable VF of ${ctx.host}`, { details: { vf: bdf } });
+  return vf;
+}
+
+async function makeTap(ctx: StepContext, place: NetworkPlace, name: string, signal: AbortSignal): Promise<NetBackend> {
+  if (!place.bridge) return { kind: "none" };
+  const ns = place.netns ? ["-n", place.netns] : [];
+  await ctx.run("ip", [...ns, "tuntap", "add", "dev", name, "mode", "tap"], { signal, allowFailure: true });
+  await ctx.run("ip", [...ns, "link", "set", "dev", name, "master", place.bridge, "up"], { signal });
+  return { kind: "tap", ifname: name };
+}
+
+async function deleteTaps(ctx: StepContext, netns: string | null, taps: readonly string[], signal?: AbortSignal): Promise<void> {
+  const ns = netns ? ["-n", netns] : [];
+  for (const t of taps) await ctx.run("ip", [...ns, "link", "del", "dev", t], { signal, allowFailure: true }).catch(() => undefined);
+}
+
+/** The primary device for a VF on this host: vfio-pci on real hardware, an emulated NIC for a stand-in. */
+function primaryFor(vf: UsableVf, backend: NetBackend): PrimaryDevice {
+  return vf.standIn ? { kind: "stand-in", model: vf.standIn.model, backend, vf: vf.bdf } : { kind: "vfio", host: vf.bdf };
+}
+
+// ---------------------------------------------------------------- source
+
+export function begin(ctx: StepContext, _migrationId: string, instanceId: string): { spec: VmSpec } {
+  const inst = instanceOf(ctx, instanceId);
+  return { spec: inst.meta.spec };
+}
+
+export async function perform(ctx: StepContext, migrationId: string, input: PerformInput, signal: AbortSignal): Promise<PerformResult> {
+  const inst = instanceOf(ctx, input.instanceId);
+  const rec: SrcRecord = (ctx.records.get(SRC, migrationId) as SrcRecord | undefined) ?? { instanceId: input.instanceId, unplugged: [] };
+  const current = await queryMigrate(inst.qmp, { signal });
+  if (current.status === "pre-switchover") {
+    return { status: "pre-switchover", transferredBytes: current.ram?.transferred ?? 0, remainingBytes: current.ram?.remaining ?? 0 };
+  }
+  if (!["none", "cancelled", "failed", "completed"].includes(current.status)) {
+    throw new FerryError("FERRY_ERR_STATE", `instance ${inst.id} is already migrating (${current.status})`);
+  }
+  // ephemeral NICs: unplugged before, with Ferry's deadline
+  for (const nic of inst.meta.spec.nics) {
+    if (nic.mode !== "ephemeral" || !nic.primary || rec.unplugged.includes(nic.name)) continue;
+    if (!(await queryPciDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) continue;
+    await unplugPrimary(inst.qmp, nic, { timeoutMs: input.unplugMs, signal });
+    rec.unplugged.push(nic.name);
+    ctx.records.put(SRC, migrationId, rec);
+  }
+  ctx.records.put(SRC, migrationId, rec);
+  await startMigration(inst.qmp, input.uri, {
+    capabilities: { "pause-before-switchover": true },
+    parameters: { maxBandwidth: input.maxBandwidthBytes, downtimeLimit: input.downtimeLimitMs },
+  }, signal);
+  // QEMU's own wait-unplug (failover primaries) never times out: Ferry owns that deadline
+  const started = ctx.clock.monotonic();
+  let unplugStuck = false;
+  const unplugWatch = new AbortController();
+  try {
+    const info = await waitMigration(inst.qmp, {
+      until: ["pre-switchover"],
+      timeoutMs: input.convergeMs,
+      signal: AbortSignal.any([signal, unplugWatch.signal]),
+      clock: ctx.clock,
+      onProgress: (i) => {
+        if (i.status === "wait-unplug" && ctx.clock.monotonic() - started > input.unplugMs) {
+          unplugStuck = true;
+          unplugWatch.abort();
+        }
+      },
+    });
+    return { status: "pre-switchover", transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0 };
+  } catch (e) {
+    await cancelMigration(inst.qmp, { clock: ctx.clock }).catch(() => undefined);
+    if (unplugStuck) {
+      throw new FerryError("FERRY_ERR_UNPLUG_TIMEOUT", `guest did not release its failover primary within ${input.unplugMs} ms; migration cancelled, source keeps its device`, { cause: e });
+    }
+    throw e;
+  }
+}
+
+export async function switchover(ctx: StepContext, _migrationId: string, instanceId: string, timeoutMs: number, signal: AbortSignal): Promise<SwitchoverResult> {
+  const inst = instanceOf(ctx, instanceId);
+  let info = await queryMigrate(inst.qmp, { signal });
+  if (info.status === "pre-switchover") info = await continueMigration(inst.qmp, { timeoutMs, signal, clock: ctx.clock });
+  else if (info.status === "completed") info = await completedInfo(inst.qmp, info, signal);
+  else throw new FerryError("FERRY_ERR_STATE", `cannot switch over: migration is ${info.status}`, { details: { status: info.status } });
+  return { totalMs: info.totalTimeMs ?? 0, downtimeMs: info.downtimeMs ?? 0, transferredBytes: info.ram?.transferred ?? 0 };
+}
+
+export async function confirmSource(ctx: StepContext, migrationId: string, instanceId: string, success: boolean, signal: AbortSignal): Promise<{ state: "stopped" | "running" | "gone" }> {
+  const inst = ctx.instances.get(instanceId);
+  const rec = ctx.records.get(SRC, migrationId) as SrcRecord | undefined;
+  if (!inst) {
+    ctx.records.delete(SRC, migrationId);
+    return { state: "gone" };
+  }
+  const holder = instanceHolder(inst.meta.vmUuid, inst.id);
+  if (success) {
+    await inst.stop();
+    await inst.remove();
+    ctx.instances.remove(inst.id);
+    for (const l of ctx.leases.list()) if (l.holder.kind === "instance" && l.holder.instanceId === inst.id) ctx.leases.release(l.vf, holder);
+    ctx.records.delete(SRC, migrationId);
+    return { state: "stopped" };
+  }
+  // failure before the switch-over: the source keeps (or gets back) its guest and devices
+  const result = await cancelMigration(inst.qmp, { signal, clock: ctx.clock }).catch(() => "failed" as const);
+  if (result === "completed") {
+    throw new FerryError("FERRY_ERR_STATE", "the migration completed before it could be cancelled: the destination runs the guest", { details: { result } });
+  }
+  const until = ctx.clock.monotonic() + 10_000;
+  while (!(await queryStatus(inst.qmp, { signal })).running) {
+    if (ctx.clock.monotonic() > until) {
+      await inst.qmp.execute("cont", undefined, { signal }).catch(() => undefined);
+      break;
+    }
+    await ctx.clock.sleep(20, signal);
+  }
+  for (const name of rec?.unplugged ?? []) {
+    const nic = inst.meta.spec.nics.find((n) => n.name === name);
+    if (nic?.primary && !(await queryPciDeviceIds(inst.qmp, { signal })).includes(deviceIds(name).primary)) {
+      await plugPrimary(inst.qmp, nic, nic.primary, { signal });
+    }
+  }
+  ctx.records.delete(SRC, migrationId);
+  return { state: "running" };
+}
+
+// ---------------------------------------------------------------- destination
+
+export async function prepare(ctx: StepContext, migrationId: string, input: PrepareInput, signal: AbortSignal): Promise<PrepareResult> {
+  const existing = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
+  if (existing && ctx.instances.get(existing.instanceId)) return { instanceId: existing.instanceId, uri: existing.uri };
+  const source = input.spec;
+  const expiresAt = ctx.clock.now() + input.leaseTtlMs;
+  const holder = migrationHolder(migrationId, source.uuid, expiresAt);
+  const planned: Record<string, string | null> = {};
+  const leased: string[] = [];
+  const instanceId = newInstanceId();
+  const taps: string[] = [];
+  let netns: string | null = null;
+  try {
+    const nics: NicSpec[] = [];
+    for (const nic of source.nics) {
+      const want = input.nics.find((n) => n.name === nic.name);
+      const vfBdf = nic.mode === "emulated" ? null : (want?.vf ?? null);
+      planned[nic.name] = vfBdf;
+      const vf = vfBdf === null ? undefined : vfOf(ctx, vfBdf);
+      if (vf) {
+        ctx.leases.lease(vf.bdf, holder);
+        leased.push(vf.bdf);
+      }
+      // the standby's uplink is derived from the VF's network (P6); without a VF, keep the source's network by name
+      const place = vf ? ctx.network(vf.network) : undefined;
+      if (place?.netns) netns = place.netns;
+      const out: NicSpec = { name: nic.name, mode: nic.mode, mac: nic.mac, guestPorts: nic.guestPorts };
+      if (nic.standby) {
+        const name = tapName(instanceId, nic.name, "s");
+        const backend = place ? await makeTap(ctx, place, name, signal) : { kind: "none" as const };
+        if (backend.kind === "tap") taps.push(name);
+        out.standby = backend;
+      }
+      if (vf && nic.mode === "failover") {
+        const name = tapName(instanceId, nic.name, "p");
+        const backend = place ? await makeTap(ctx, place, name, signal) : { kind: "none" as const };
+        if (backend.kind === "tap") taps.push(name);
+        out.primary = primaryFor(vf, backend);
+      }
+      // ephemeral primaries are re-plugged by finish(), after the switch-over
+      nics.push(out);
+    }
+    const spec: VmSpec = { ...source, nics };
+    const inst = await startInstance({ runDir: ctx.runDir, spec, accel: ctx.accel, instanceId, incoming: true, netns: netns ?? undefined, qemuBinary: ctx.qemuBinary, signal, clock: ctx.clock });
+    ctx.instances.add(inst);
+    const uri = await prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", {}, signal);
+    ctx.records.put(DEST, migrationId, { instanceId, uri, vmUuid: source.uuid, spec, planned, taps, netns } satisfies DestRecord);
+    return { instanceId, uri };
+  } catch (e) {
+    for (const vf of leased) ctx.leases.release(vf, holder);
+    const inst = ctx.instances.get(instanceId);
+    if (inst) {
+      inst.kill();
+      await inst.waitExit(5_000);
+      inst.qmp.close();
+      await inst.remove();
+      ctx.instances.remove(instanceId);
+    }
+    await deleteTaps(ctx, netns, taps);
+    throw e;
+  }
+}
+
+export async function precheck(ctx: StepContext, migrationId: string, signal: AbortSignal): Promise<{ ok: boolean; reason?: string }> {
+  const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
+  if (!rec) return { ok: false, reason: `no prepared destination for migration ${migrationId}` };
+  const inst = ctx.instances.get(rec.instanceId);
+  if (!inst || inst.qmp.closed) return { ok: false, reason: `destination instance ${rec.instanceId} is gone` };
+  const status = await queryStatus(inst.qmp, { signal, timeoutMs: 500 }).catch((e: unknown) => ({ status: `unreachable: ${String(e)}`, running: false }));
+  if (status.status !== "inmigrate" && status.status !== "paused") return { ok: false, reason: `destination QEMU is ${status.status}` };
+  for (const [nic, vf] of Object.entries(rec.planned)) {
+    if (vf === null) continue;
+    const l = ctx.leases.get(vf);
+    if (!l || l.holder.kind !== "migration" || l.holder.migrationId !== migrationId) return { ok: false, reason: `VF ${vf} for ${nic} is no longer reserved` };
+  }
+  return { ok: true };
+}
+
+export async function finish(ctx: StepContext, migrationId: string, primaryBackMs: number, signal: AbortSignal): Promise<FinishResult> {
+  const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
+  if (!rec) throw new FerryError("FERRY_ERR_NOT_FOUND", `no prepared destination for migration ${migrationId}`);
+  if (rec.finished) return rec.finished;
+  const inst = instanceOf(ctx, rec.instanceId);
+  // the guest runs once the incoming migration completes (QEMU autostart)
+  const until = ctx.clock.monotonic() + 10_000;
+  for (;;) {
+    const s = await queryStatus(inst.qmp, { signal });
+    if (s.running) break;
+    if (s.status === "paused" || s.status === "prelaunch") {
+      await inst.qmp.execute("cont", undefined, { signal });
+      break;
+    }
+    if (ctx.clock.monotonic() > until) throw new FerryError("FERRY_ERR_TIMEOUT", `destination guest did not start running (status ${s.status})`);
+    await ctx.clock.sleep(20, signal);
+  }
+  const result: FinishResult = { instanceId: inst.id, nics: [] };
+  const deadlineAt = ctx.clock.monotonic() + primaryBackMs;
+  for (const nic of rec.spec.nics) {
+    const vf = rec.planned[nic.name] ?? null;
+    if (nic.mode === "emulated" || vf === null) {
+      result.nics.push({ name: nic.name, vf: null, attached: false });
+      continue;
+    }
+    try {
+      if (nic.mode === "ephemeral") {
+        const usable = vfOf(ctx, vf);
+        const place = ctx.network(usable.network);
+        const name = tapName(inst.id, nic.name, "p");
+        const backend = place ? await makeTap(ctx, place, name, signal) : { kind: "none" as const };
+        if (backend.kind === "tap") rec.taps.push(name);
+        const primary = primaryFor(usable, backend);
+        await plugPrimary(inst.qmp, nic, primary, { signal });
+        nic.primary = primary;
+      } else {
+        // failover: QEMU re-plugs the primary itself once the guest runs; wait for it with a deadline
+        for (;;) {
+          if ((await queryPciDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) break;
+          if (ctx.clock.monotonic() > deadlineAt) throw new FerryError("FERRY_ERR_TIMEOUT", `failover primary of ${nic.name} not back within ${primaryBackMs} ms`);
+          await ctx.clock.sleep(50, signal);
+        }
+      }
+      result.nics.push({ name: nic.name, vf, attached: true });
+    } catch (e) {
+      result.nics.push({ name: nic.name, vf, attached: false, error: isFerryError(e) ? `${e.code}: ${e.message}` : String(e) });
+    }
+  }
+  // leases move from the migration to the running instance; a VF that did not attach stays leased
+  // to it as well, so that a later re-plug or a migrate-back decision still has it.
+  const to = instanceHolder(rec.vmUuid, inst.id);
+  for (const vf of Object.values(rec.planned)) {
+    if (vf === null) continue;
+    const l = ctx.leases.get(vf);
+    if (l && l.holder.kind === "migration" && l.holder.migrationId === migrationId) ctx.leases.transfer(vf, l.holder, to);
+  }
+  rec.finished = result;
+  ctx.records.put(DEST, migrationId, rec);
+  return result;
+}
+
+export async function abortDestination(ctx: StepContext, migrationId: string): Promise<{ aborted: boolean }> {
+  const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
+  let aborted = false;
+  if (rec) {
+    const inst = ctx.instances.get(rec.instanceId);
+    if (inst) {
+      inst.kill();
+      await inst.waitExit(5_000);
+      inst.qmp.close();
+      await inst.remove();
+      ctx.instances.remove(inst.id);
+      aborted = true;
+    }
+    await deleteTaps(ctx, rec.netns, rec.taps);
+  }
+  for (const l of ctx.leases.list()) {
+    if (l.holder.kind === "migration" && l.holder.migrationId === migrationId) ctx.leases.release(l.vf, l.holder);
+  }
+  ctx.records.delete(DEST, migrationId);
+  return { aborted };
+}

@@ -1,0 +1,202 @@
+// What the coordinator migrates (the plan, fixed once recorded) and what it
+// knows about a migration as it runs (the record, persisted at every step).
+// Plain data only: the store keeps it as JSON and validates it on the way in.
+import type { ErrorCode } from "../core/errors.ts";
+import type { NicMode, NicPolicy } from "../model/vm.ts";
+
+/** A VF on a host: its BDF and its parent PF's BDF (the failover standby's uplink derives from the PF). */
+export interface VfRef {
+  host: string;
+  vf: string;
+  pf: string;
+}
+
+export interface NicPlan {
+  name: string;
+  /** The physical network the NIC's VF pool belongs to. */
+  network: string;
+  mode: NicMode;
+  policy: NicPolicy;
+  mac: string;
+  /** Guest PCI root-port indexes, identical on both sides. */
+  guestPorts: { standby?: number; primary?: number };
+  /** The VF the NIC holds on the source; null for emulated NICs (or a NIC already running without its VF). */
+  before: VfRef | null;
+  /** The VF planned on the destination; null for emulated NICs, or an optional NIC for which none could be reserved. */
+  after: VfRef | null;
+}
+
+export interface Deadlines {
+  /** The guest must release every ephemeral NIC within this (Perform). */
+  unplugMs: number;
+  /** RAM must converge to pre-switchover within this (Perform). */
+  convergeMs: number;
+  /** The destination re-check at pre-switchover (the guest is paused: milliseconds). */
+  precheckMs: number;
+  /** Failover primaries must come back on the destination within this (Finish). */
+  primaryBackMs: number;
+  /** Any other agent call (and the margin added to the waits above). */
+  stepMs: number;
+}
+
+/** Set on a migration the coordinator started itself to take a VM back to where it came from. */
+export interface MigrationLink {
+  kind: "migrate-back";
+  /** The migration whose mandatory NIC did not come back. */
+  parentId: string;
+  /**
+   * The parent's source instance, past switchover (its guest never runs
+   * again) but still holding the VFs in `nics[].after`: the destination agent
+   * stops it if it is still there and moves its leases and features to this
+   * migration at Prepare instead of leasing free VFs.
+   */
+  adoptFrom: { host: string; instanceId: string };
+}
+
+export interface MigrationPlan {
+  /** Also the idempotency key of every agent call. */
+  id: string;
+  vm: { uuid: string; name: string; memoryMiB: number; vcpus: number };
+  source: { host: string; instanceId: string };
+  destination: { host: string };
+  nics: NicPlan[];
+  deadlines: Deadlines;
+  link?: MigrationLink;
+}
+
+export const OUTCOMES = ["succeeded", "degraded", "recovered", "rolled-back", "failed"] as const;
+export type Outcome = (typeof OUTCOMES)[number];
+
+export const PHASES = [
+  "planned",
+  "begin",
+  "prepare",
+  "perform",
+  "precheck",
+  "switchover",
+  "finish",
+  "confirm",
+  "migrate-back",
+  "cancel",
+  "rollback-destination",
+  "rollback-source",
+  "done",
+] as const;
+export type Phase = (typeof PHASES)[number];
+
+/** What a NIC has on the host the VM runs on. */
+export const NIC_STATUSES = ["pending", "attached", "standby-only", "absent", "emulated"] as const;
+export type NicStatus = (typeof NIC_STATUSES)[number];
+
+export interface NicResult {
+  name: string;
+  policy: NicPolicy;
+  status: NicStatus;
+  /** The VF the NIC has (status attached), else null. */
+  vf: VfRef | null;
+  /** Why it has no VF, when it should have one. */
+  error?: string;
+}
+
+export interface RunsOn {
+  host: string;
+  instanceId: string;
+}
+
+export interface PhaseTiming {
+  startedAt: number;
+  endedAt?: number;
+  ms?: number;
+}
+
+/** The outcome decided by the transition that chose a path; it becomes `outcome` when the migration is done. */
+export interface Verdict {
+  outcome: Outcome;
+  reason: string;
+  code?: ErrorCode;
+  /** Refused before anything changed (no VF for a mandatory/requisite NIC, source not migratable). */
+  refused?: boolean;
+}
+
+export interface MigrationRecord {
+  id: string;
+  plan: MigrationPlan;
+  /** Compare-and-swap version: bumped by the store on every update. */
+  version: number;
+  phase: Phase;
+  /** Set once phase is "done". */
+  outcome: Outcome | null;
+  reason: string | null;
+  /** A stable error code for a failed, refused or rolled-back migration. */
+  code: ErrorCode | null;
+  /** True when the migration was refused and nothing changed (outcome "failed"). */
+  refused: boolean;
+  /** The decided outcome while the migration still converges to it (rollback, confirm). */
+  pending: Verdict | null;
+  /** Where the VM's vCPUs run (or will run) now; null when unknown (an operator must look). */
+  runsOn: RunsOn | null;
+  nics: NicResult[];
+  /** Set by Prepare: the destination instance and its incoming URI. */
+  prepared: { instanceId: string; uri: string } | null;
+  /** Set by a successful switchover. */
+  switchover: { totalMs: number; downtimeMs: number } | null;
+  /** True once the switchover completed: failures no longer touch the source's guest. */
+  pastPointOfNoReturn: boolean;
+  /** An operator asked to cancel (honoured before switchover only). */
+  cancelRequested: boolean;
+  /** The migrate-back migration started by this one, if any. */
+  childId: string | null;
+  /** Things left for an operator (cleanup that failed after the outcome was safe). */
+  warnings: string[];
+  timings: Partial<Record<Phase, PhaseTiming>>;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export const TERMINAL_PHASE: Phase = "done";
+
+export function isTerminal(r: Pick<MigrationRecord, "phase">): boolean {
+  return r.phase === TERMINAL_PHASE;
+}
+
+/** The record of a migration that has not started: runs on the source, every NIC pending. */
+export function newRecord(plan: MigrationPlan, now: number): MigrationRecord {
+  return {
+    id: plan.id,
+    plan,
+    version: 0,
+    phase: "planned",
+    outcome: null,
+    reason: null,
+    code: null,
+    refused: false,
+    pending: null,
+    runsOn: { host: plan.source.host, instanceId: plan.source.instanceId },
+    nics: plan.nics.map((n) => ({ name: n.name, policy: n.policy, status: "pending", vf: null })),
+    prepared: null,
+    switchover: null,
+    pastPointOfNoReturn: false,
+    cancelRequested: false,
+    childId: null,
+    warnings: [],
+    timings: {},
+    createdAt: now,
+    updatedAt: now,
+  };
+}
+
+/** Journal entries: every intent is written before the side effect it announces. */
+export const JOURNAL_KINDS = ["intent", "result", "error"] as const;
+export type JournalKind = (typeof JOURNAL_KINDS)[number];
+
+export interface JournalEntry {
+  migrationId: string;
+  /** 1, 2, … per migration. */
+  seq: number;
+  phase: Phase;
+  kind: JournalKind;
+  data: Record<string, unknown>;
+  at: number;
+}
+
+export type JournalInput = Omit<JournalEntry, "seq">;
