@@ -1,0 +1,459 @@
+// The host agent: wiring for one hypervisor host. It reads the host config,
+// the sysfs inventory and the SQLite state (leases), reconnects to the QEMU
+// instances already running under the run dir, and offers the operations
+// the HTTP routes expose. It never sees HTTP: routes parse requests into
+// calls on this object (Firecracker's api_server → VMM split).
+//
+// QEMU instances are detached processes: closing the agent closes their QMP
+// connections only, and a new agent on the same config adopts them again.
+import { readFile, rm, rmdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
+import { systemClock } from "../core/clock.ts";
+import type { Clock } from "../core/clock.ts";
+import { FerryError, invalid, isFerryError, toFerryError } from "../core/errors.ts";
+import { silentLogger } from "../core/log.ts";
+import type { Logger } from "../core/log.ts";
+import { run as defaultRun } from "../core/run.ts";
+import type { Runner } from "../core/run.ts";
+import { stateFile, usableVfs } from "../host/config.ts";
+import type { HostConfig, UsableVf } from "../host/config.ts";
+import { LeaseStore, openStateDb, RecordStore, sameHolder } from "../host/leases.ts";
+import type { Lease, LeaseHolder } from "../host/leases.ts";
+import { readInventory } from "../host/sysfs.ts";
+import type { Inventory } from "../host/sysfs.ts";
+import * as v from "../model/validate.ts";
+import { parseVmSpec } from "../model/vm.ts";
+import type { VmSpec } from "../model/vm.ts";
+import { detectAccel } from "../qemu/accel.ts";
+import type { AccelChoice } from "../qemu/accel.ts";
+import { INSTANCE_ID_RE, instancePaths, listInstanceDirs, newInstanceId, processAlive, reconnectInstance, startInstance } from "../qemu/instance.ts";
+import type { Instance } from "../qemu/instance.ts";
+import { queryPciDeviceIds, queryStatus } from "../qmp/commands.ts";
+import pkg from "../../package.json" with { type: "json" };
+import type { GoneInstanceT, HealthView, InstanceListView, InstanceViewT, InventoryView, StoppedView } from "./api.ts";
+import { buildInventoryView } from "./inventory.ts";
+import type { StepContext } from "./migration/steps.ts";
+
+export const AGENT_VERSION: string = pkg.version;
+export const DEFAULT_RECLAIM_INTERVAL_MS = 10_000;
+const QMP_QUERY_TIMEOUT_MS = 2_000;
+
+export interface AgentOptions {
+  config: HostConfig;
+  clock?: Clock;
+  log?: Logger;
+  /** Default: detectAccel() once at startup. */
+  accel?: AccelChoice;
+  qemuBinary?: string;
+  /** Host commands (ip …) for migration steps; default core/run.ts. */
+  run?: Runner;
+  /** How often expired migration leases are reclaimed and dead instances reaped (default 10 s). */
+  reclaimIntervalMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface RecoveryReport {
+  reconnected: string[];
+  gone: GoneInstanceT[];
+  /** Alive but QMP did not answer: left alone (no lease released), retried every tick. */
+  unreachable: string[];
+  /** Instance leases whose instance has no runtime dir here: reported, not released. */
+  orphanLeases: Lease[];
+}
+
+export interface StartOptions {
+  incoming?: boolean;
+  instanceId?: string;
+  signal?: AbortSignal;
+}
+
+interface Parts {
+  config: HostConfig;
+  clock: Clock;
+  log: Logger;
+  accel: AccelChoice;
+  qemuBinary: string | undefined;
+  run: Runner;
+  db: DatabaseSync;
+  inventory: Inventory;
+  vfs: UsableVf[];
+  interval: number;
+}
+
+const instanceHolder = (i: Instance): LeaseHolder => ({ kind: "instance", vmUuid: i.meta.vmUuid, instanceId: i.id });
+
+/** The VF a NIC's primary refers to, if any. */
+function primaryVf(spec: VmSpec): { nic: number; bdf: string; kind: "vfio" | "stand-in" }[] {
+  return spec.nics.flatMap((n, i) =>
+    n.primary === undefined ? [] : [{ nic: i, bdf: n.primary.kind === "vfio" ? n.primary.host : n.primary.vf, kind: n.primary.kind }],
+  );
+}
+
+export class Agent {
+  readonly config: HostConfig;
+  readonly accel: AccelChoice;
+  readonly version = AGENT_VERSION;
+  readonly startedAt: number;
+  readonly leases: LeaseStore;
+  readonly records: RecordStore;
+  recovery: RecoveryReport = { reconnected: [], gone: [], unreachable: [], orphanLeases: [] };
+
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #qemuBinary: string | undefined;
+  readonly #run: Runner;
+  readonly #db: DatabaseSync;
+  readonly #inventory: Inventory;
+  readonly #vfs: Map<string, UsableVf>;
+  readonly #instances = new Map<string, Instance>();
+  readonly #unreachable = new Map<string, string>();
+  readonly #gone: GoneInstanceT[] = [];
+  readonly #startedMono: number;
+  readonly #loop = new AbortController();
+  readonly #interval: number;
+  #closed = false;
+
+  /** Use Agent.open(). */
+  private constructor(p: Parts) {
+    this.config = p.config;
+    this.accel = p.accel;
+    this.#clock = p.clock;
+    this.#log = p.log;
+    this.#qemuBinary = p.qemuBinary;
+    this.#run = p.run;
+    this.#db = p.db;
+    this.leases = new LeaseStore(p.db, p.clock);
+    this.records = new RecordStore(p.db, p.clock);
+    this.#inventory = p.inventory;
+    this.#vfs = new Map(p.vfs.map((x) => [x.bdf, x]));
+    this.#interval = p.interval;
+    this.startedAt = p.clock.now();
+    this.#startedMono = p.clock.monotonic();
+  }
+
+  /** Load the host: inventory, state, accelerator; adopt running instances; start the reclaim loop. */
+  static async open(o: AgentOptions): Promise<Agent> {
+    const clock = o.clock ?? systemClock;
+    const log = (o.log ?? silentLogger).child({ host: o.config.name });
+    const inventory = await readInventory({ root: o.config.sysfsRoot, signal: o.signal });
+    const vfs = usableVfs(o.config, inventory);
+    const accel = o.accel ?? (await detectAccel());
+    const db = openStateDb(stateFile(o.config));
+    const agent = new Agent({ config: o.config, clock, log, accel, qemuBinary: o.qemuBinary, run: o.run ?? defaultRun, db, inventory, vfs, interval: o.reclaimIntervalMs ?? DEFAULT_RECLAIM_INTERVAL_MS });
+    try {
+      agent.recovery = await agent.#recover(o.signal);
+    } catch (e) {
+      await agent.close();
+      throw e;
+    }
+    void agent.#runLoop();
+    log.info({ accel: accel.accel, vfs: vfs.length, ...agent.#recoverySummary() }, "agent ready");
+    return agent;
+  }
+
+  #recoverySummary(): Record<string, unknown> {
+    const r = this.recovery;
+    return { reconnected: r.reconnected, gone: r.gone.map((g) => g.instanceId), unreachable: r.unreachable, orphanLeases: r.orphanLeases.map((l) => l.vf) };
+  }
+
+  // ---- recovery and the periodic tick
+
+  async #recover(signal?: AbortSignal): Promise<RecoveryReport> {
+    const report: RecoveryReport = { reconnected: [], gone: [], unreachable: [], orphanLeases: [] };
+    for (const dir of await listInstanceDirs(this.config.runDir)) {
+      const r = await this.#adoptDir(dir, signal);
+      if (r.kind === "adopted") report.reconnected.push(r.id);
+      else if (r.kind === "gone") report.gone.push(r.gone);
+      else report.unreachable.push(r.id);
+    }
+    const known = (h: LeaseHolder): boolean =>
+      h.kind !== "instance" || this.#instances.has(h.instanceId) || this.#unreachable.has(h.instanceId);
+    report.orphanLeases = this.leases.list().filter((l) => !known(l.holder));
+    for (const l of report.orphanLeases) this.#log.warn({ vf: l.vf, holder: l.holder }, "lease held by an instance with no runtime dir on this host");
+    return report;
+  }
+
+  async #adoptDir(dir: string, signal?: AbortSignal): Promise<{ kind: "adopted" | "unreachable"; id: string } | { kind: "gone"; gone: GoneInstanceT }> {
+    try {
+      const inst = await reconnectInstance(dir, { clock: this.#clock, signal });
+      this.#instances.set(inst.id, inst);
+      this.#unreachable.delete(inst.id);
+      this.#log.info({ instanceId: inst.id, vm: inst.meta.vmName, pid: inst.pid }, "reconnected to instance");
+      return { kind: "adopted", id: inst.id };
+    } catch (e) {
+      const meta = await readMeta(dir);
+      const id = meta?.instanceId ?? dir.split("/").at(-1) ?? dir;
+      if (meta && (await processAlive(meta.pid, join(dir, "qmp.sock")))) {
+        this.#unreachable.set(id, dir);
+        this.#log.warn({ instanceId: id, err: toFerryError(e).message }, "instance alive but QMP unreachable; will retry");
+        return { kind: "unreachable", id };
+      }
+      const holder: LeaseHolder | null = meta ? { kind: "instance", vmUuid: meta.vmUuid, instanceId: meta.instanceId } : null;
+      const gone = await this.#bury(dir, holder, { instanceId: id, vmUuid: meta?.vmUuid ?? "", vmName: meta?.vmName ?? "", pid: meta?.pid ?? 0 }, "process gone while the agent was down");
+      return { kind: "gone", gone };
+    }
+  }
+
+  /** Release a dead instance's leases, remove its runtime dir, remember it as gone. */
+  async #bury(dir: string, holder: LeaseHolder | null, who: Pick<GoneInstanceT, "instanceId" | "vmUuid" | "vmName" | "pid">, reason: string): Promise<GoneInstanceT> {
+    const releasedVfs = holder ? this.#releaseAll(holder) : [];
+    await rm(dir, { recursive: true, force: true });
+    await rmdir(dirname(dir)).catch(() => undefined); // the VM's dir, if now empty
+    const gone: GoneInstanceT = { ...who, at: this.#clock.now(), reason, releasedVfs };
+    this.#gone.push(gone);
+    if (this.#gone.length > 100) this.#gone.shift();
+    this.#log.warn({ instanceId: who.instanceId, vm: who.vmName, releasedVfs }, `instance gone: ${reason}`);
+    return gone;
+  }
+
+  #releaseAll(holder: LeaseHolder): string[] {
+    const out: string[] = [];
+    for (const l of this.leases.list()) {
+      if (sameHolder(l.holder, holder) && this.leases.release(l.vf, holder)) out.push(l.vf);
+    }
+    return out;
+  }
+
+  async #runLoop(): Promise<void> {
+    for (;;) {
+      try {
+        await this.#clock.sleep(this.#interval, this.#loop.signal);
+      } catch {
+        return; // closed
+      }
+      await this.tick().catch((e: unknown) => this.#log.error({ err: toFerryError(e).message }, "agent tick failed"));
+    }
+  }
+
+  /** One round of housekeeping: reclaim expired migration leases, reap dead instances, retry unreachable ones. */
+  async tick(): Promise<void> {
+    if (this.#closed) return;
+    for (const l of this.leases.reclaimExpired()) this.#log.info({ vf: l.vf, holder: l.holder }, "reclaimed expired migration lease");
+    for (const inst of [...this.#instances.values()]) {
+      if (inst.qmp.closed && !(await inst.alive())) {
+        this.#instances.delete(inst.id);
+        inst.qmp.close();
+        const m = inst.meta;
+        await this.#bury(inst.paths.dir, instanceHolder(inst), { instanceId: m.instanceId, vmUuid: m.vmUuid, vmName: m.vmName, pid: m.pid }, "QEMU exited");
+      }
+    }
+    for (const dir of [...this.#unreachable.values()]) await this.#adoptDir(dir);
+  }
+
+  /** The agent's clock, epoch ms (lease expiry is computed on it). */
+  now(): number {
+    return this.#clock.now();
+  }
+
+  // ---- inventory and leases
+
+  inventory(): InventoryView {
+    return buildInventoryView(this.config, this.#inventory, this.leases.list());
+  }
+
+  /** The usable VF at `bdf`; FERRY_ERR_INVALID if not an address, FERRY_ERR_NOT_FOUND if not in this host's inventory. */
+  vf(bdf: string, field = "vf"): UsableVf {
+    const b = v.pciAddress(field, bdf);
+    const vf = this.#vfs.get(b);
+    if (!vf) {
+      throw new FerryError("FERRY_ERR_NOT_FOUND", `${field}: ${b} is not a VF of any uplink of host ${this.config.name}`, { details: { field, vf: b } });
+    }
+    return vf;
+  }
+
+  listLeases(): Lease[] {
+    return this.leases.list();
+  }
+
+  acquireLease(vf: string, holder: LeaseHolder): Lease {
+    return this.leases.lease(this.vf(vf).bdf, holder);
+  }
+
+  releaseLease(vf: string, holder: LeaseHolder): boolean {
+    return this.leases.release(this.vf(vf).bdf, holder);
+  }
+
+  transferLease(vf: string, from: LeaseHolder, to: LeaseHolder): Lease {
+    return this.leases.transfer(this.vf(vf).bdf, from, to);
+  }
+
+  // ---- instances
+
+  /** Start an instance of `spec` (validated here) on this host; its NICs' VFs are leased to it first. */
+  async startInstance(rawSpec: unknown, o: StartOptions = {}): Promise<InstanceViewT> {
+    this.#open();
+    const spec = parseVmSpec(rawSpec);
+    const instanceId = o.instanceId ?? newInstanceId();
+    if (!INSTANCE_ID_RE.test(instanceId)) throw invalid("instanceId", instanceId, `must match ${String(INSTANCE_ID_RE)}`);
+    if (this.#instances.has(instanceId)) throw new FerryError("FERRY_ERR_CONFLICT", `instance ${instanceId} already runs`, { details: { instanceId } });
+    const holder: LeaseHolder = { kind: "instance", vmUuid: spec.uuid, instanceId };
+
+    const wanted = primaryVf(spec);
+    const netns = new Set<string>();
+    const seen = new Set<string>();
+    for (const w of wanted) {
+      const field = `spec.nics[${w.nic}].primary.${w.kind === "vfio" ? "host" : "vf"}`;
+      if (seen.has(w.bdf)) throw invalid(field, w.bdf, "VF used by two NICs");
+      seen.add(w.bdf);
+      const vf = this.vf(w.bdf, field);
+      if (vf.standIn && w.kind === "vfio") throw invalid(field, w.bdf, "is a stand-in VF on this host: use a primary of kind stand-in");
+      if (!vf.standIn && w.kind === "stand-in") throw invalid(field, w.bdf, "is a real VF on this host: use a primary of kind vfio");
+      const ns = this.config.networks.find((n) => n.name === vf.network)?.netns;
+      if (ns) netns.add(ns);
+    }
+    if (netns.size > 1) throw invalid("spec.nics", [...netns], "the NICs' networks live in different network namespaces");
+
+    const leased: string[] = [];
+    const undo = (): void => {
+      for (const b of leased) this.leases.release(b, holder);
+    };
+    try {
+      for (const w of wanted) {
+        this.leases.lease(w.bdf, holder);
+        leased.push(w.bdf);
+      }
+    } catch (e) {
+      undo();
+      throw e;
+    }
+    let inst: Instance;
+    try {
+      inst = await startInstance({
+        runDir: this.config.runDir, spec, accel: this.accel.accel, instanceId, incoming: o.incoming ?? false,
+        qemuBinary: this.#qemuBinary, netns: [...netns][0], signal: o.signal, clock: this.#clock,
+      });
+    } catch (e) {
+      undo();
+      const dir = instancePaths(this.config.runDir, spec.uuid, instanceId).dir;
+      await rm(dir, { recursive: true, force: true });
+      await rmdir(dirname(dir)).catch(() => undefined);
+      throw e;
+    }
+    this.#instances.set(instanceId, inst);
+    this.#log.info({ instanceId, vm: spec.name, pid: inst.pid, vfs: leased, netns: [...netns][0] }, "instance started");
+    return this.#view(inst);
+  }
+
+  #get(id: string): Instance {
+    if (!INSTANCE_ID_RE.test(id)) throw invalid("id", id, `not an instance id (${String(INSTANCE_ID_RE)})`);
+    const inst = this.#instances.get(id);
+    if (!inst) throw new FerryError("FERRY_ERR_NOT_FOUND", `no instance ${id} on host ${this.config.name}`, { details: { instanceId: id } });
+    return inst;
+  }
+
+  /** The live Instance object (for migration steps that drive QMP directly). */
+  getInstance(id: string): Instance {
+    return this.#get(id);
+  }
+
+  async listInstances(): Promise<InstanceListView> {
+    const insts = [...this.#instances.values()].sort((a, b) => a.meta.startedAt - b.meta.startedAt);
+    return { instances: await Promise.all(insts.map((i) => this.#view(i))), gone: [...this.#gone] };
+  }
+
+  async describeInstance(id: string): Promise<InstanceViewT> {
+    return this.#view(this.#get(id));
+  }
+
+  /** Stop an instance (QMP quit, then SIGKILL), release its leases, remove its runtime dir. */
+  async stopInstance(id: string): Promise<StoppedView> {
+    const inst = this.#get(id);
+    await inst.stop();
+    if (await inst.alive()) throw new FerryError("FERRY_ERR_INTERNAL", `instance ${id} (pid ${inst.pid}) survived SIGKILL`);
+    this.#instances.delete(id);
+    const releasedVfs = this.#releaseAll(instanceHolder(inst));
+    await inst.remove();
+    await rmdir(dirname(inst.paths.dir)).catch(() => undefined);
+    this.#log.info({ instanceId: id, vm: inst.meta.vmName, releasedVfs }, "instance stopped");
+    return { instanceId: id, stopped: true, releasedVfs };
+  }
+
+  async #view(inst: Instance): Promise<InstanceViewT> {
+    const m = inst.meta;
+    const holder = instanceHolder(inst);
+    const base = {
+      instanceId: m.instanceId, vmUuid: m.vmUuid, vmName: m.vmName, pid: m.pid, startedAt: m.startedAt, accel: m.accel,
+      netns: m.netns ?? null, incoming: m.incoming, serialLog: inst.paths.serialLog,
+      vfs: this.leases.list().filter((l) => sameHolder(l.holder, holder)).map((l) => l.vf),
+    };
+    try {
+      const status = await queryStatus(inst.qmp, { timeoutMs: QMP_QUERY_TIMEOUT_MS });
+      const devices = await queryPciDeviceIds(inst.qmp, { timeoutMs: QMP_QUERY_TIMEOUT_MS });
+      return { ...base, state: status.status, running: status.running, devices };
+    } catch (e) {
+      const alive = await inst.alive();
+      return { ...base, state: alive ? "unreachable" : "gone", running: false, devices: [], error: toFerryError(e).message };
+    }
+  }
+
+  /** What the migration steps (./migration/steps.ts) need from this host. */
+  stepContext(): StepContext {
+    this.#open();
+    const instances = this.#instances;
+    return {
+      host: this.config.name,
+      runDir: this.config.runDir,
+      accel: this.accel.accel,
+      clock: this.#clock,
+      leases: this.leases,
+      records: this.records,
+      run: this.#run,
+      vfs: () => [...this.#vfs.values()],
+      network: (name) => {
+        const n = this.config.networks.find((x) => x.name === name);
+        return n ? { bridge: n.bridge, netns: n.netns } : undefined;
+      },
+      instances: {
+        get: (id) => instances.get(id),
+        add: (inst) => void instances.set(inst.id, inst),
+        remove: (id) => void instances.delete(id),
+      },
+      qemuBinary: this.#qemuBinary,
+    };
+  }
+
+  // ---- health and lifecycle
+
+  health(): HealthView {
+    return {
+      host: this.config.name,
+      version: this.version,
+      accel: this.accel.accel,
+      accelReason: this.accel.reason,
+      startedAt: this.startedAt,
+      uptimeSeconds: Math.round((this.#clock.monotonic() - this.#startedMono) / 100) / 10,
+      instances: this.#instances.size,
+    };
+  }
+
+  #open(): void {
+    if (this.#closed) throw new FerryError("FERRY_ERR_STATE", "the agent is shutting down");
+  }
+
+  /** Stop the loop, drop QMP connections (QEMU keeps running), close the state file. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#loop.abort();
+    for (const inst of this.#instances.values()) inst.qmp.close();
+    this.#instances.clear();
+    this.#db.close();
+    await Promise.resolve();
+  }
+}
+
+async function readMeta(dir: string): Promise<{ instanceId: string; vmUuid: string; vmName: string; pid: number } | null> {
+  try {
+    const o = v.obj("meta", JSON.parse(await readFile(join(dir, "meta.json"), "utf8")) as unknown);
+    return {
+      instanceId: v.str("instanceId", o["instanceId"]),
+      vmUuid: v.str("vmUuid", o["vmUuid"]),
+      vmName: v.str("vmName", o["vmName"]),
+      pid: v.int("pid", o["pid"], 1, 2 ** 31),
+    };
+  } catch (e) {
+    if (isFerryError(e) || e instanceof SyntaxError || (e instanceof Error && "code" in e)) return null;
+    throw e;
+  }
+}

@@ -1,0 +1,81 @@
+// Migration steps, called by the controller's coordinator (DESIGN "Migration
+// protocol"). Every route is keyed by the migration id and idempotent: the
+// same step asked again answers again. Each request carries its deadlines;
+// the agent never waits past them.
+import { Type } from "typebox";
+import { parseVmSpec } from "../../model/vm.ts";
+import { InstanceId, NAME_PATTERN, PciAddress } from "../api.ts";
+import * as steps from "../migration/steps.ts";
+import type { AgentAppDeps } from "./deps.ts";
+import type { AgentFastify } from "./type-provider.ts";
+
+const Params = Type.Object({ id: Type.String({ pattern: NAME_PATTERN }) });
+const Ms = (max: number) => Type.Integer({ minimum: 1, maximum: max });
+const HOUR = 3_600_000;
+const Empty = Type.Object({}, { additionalProperties: false });
+const obj = <T extends Parameters<typeof Type.Object>[0]>(p: T) => Type.Object(p, { additionalProperties: false });
+
+/** A request's own deadline: its longest wait plus a margin, capped. */
+const within = (ms: number): AbortSignal => AbortSignal.timeout(Math.min(ms + 5_000, 2 * HOUR));
+
+export function migrationRoutes(app: AgentFastify, { agent }: AgentAppDeps): void {
+  const ctx = (): steps.StepContext => agent.stepContext();
+  const post = app.post.bind(app);
+
+  post("/v1/migrations/:id/begin", {
+    schema: { params: Params, body: obj({ instanceId: InstanceId }) },
+    config: { openapi: { summary: "Source: freeze the VM definition of a running instance for a migration" } },
+  }, (req) => steps.begin(ctx(), req.params.id, req.body.instanceId));
+
+  post("/v1/migrations/:id/prepare", {
+    schema: {
+      params: Params,
+      body: obj({
+        spec: Type.Object({}, { additionalProperties: true }),
+        nics: Type.Array(obj({ name: Type.String({ pattern: NAME_PATTERN }), vf: Type.Union([PciAddress, Type.Null()]) }), { maxItems: 28 }),
+        leaseTtlMs: Ms(24 * HOUR),
+      }),
+    },
+    config: { openapi: { summary: "Destination: lease the planned VFs to the migration, start QEMU with -incoming, listen" } },
+  }, (req) => steps.prepare(ctx(), req.params.id, { spec: parseVmSpec(req.body.spec), nics: req.body.nics, leaseTtlMs: req.body.leaseTtlMs }, within(60_000)));
+
+  post("/v1/migrations/:id/perform", {
+    schema: {
+      params: Params,
+      body: obj({
+        instanceId: InstanceId,
+        uri: Type.String({ pattern: "^tcp:127\\.0\\.0\\.1:[0-9]{1,5}$|^tcp:[0-9.]{7,15}:[0-9]{1,5}$" }),
+        unplugMs: Ms(HOUR),
+        convergeMs: Ms(HOUR),
+        maxBandwidthBytes: Type.Optional(Type.Integer({ minimum: 1 })),
+        downtimeLimitMs: Type.Optional(Ms(60_000)),
+      }),
+    },
+    config: { openapi: { summary: "Source: unplug ephemeral NICs (deadline), migrate with pause-before-switchover, wait for pre-switchover" } },
+  }, (req) => steps.perform(ctx(), req.params.id, req.body, within(req.body.unplugMs + req.body.convergeMs)));
+
+  post("/v1/migrations/:id/precheck", {
+    schema: { params: Params, body: Type.Optional(Empty) },
+    config: { openapi: { summary: "Destination: bounded check at pre-switchover (instance alive and incoming, VFs still reserved)" } },
+  }, (req) => steps.precheck(ctx(), req.params.id, AbortSignal.timeout(2_000)));
+
+  post("/v1/migrations/:id/switchover", {
+    schema: { params: Params, body: obj({ instanceId: InstanceId, timeoutMs: Ms(HOUR) }) },
+    config: { openapi: { summary: "Source: migrate-continue at pre-switchover and wait for completion (the point of no return)" } },
+  }, (req) => steps.switchover(ctx(), req.params.id, req.body.instanceId, req.body.timeoutMs, within(req.body.timeoutMs)));
+
+  post("/v1/migrations/:id/finish", {
+    schema: { params: Params, body: obj({ primaryBackMs: Ms(HOUR) }) },
+    config: { openapi: { summary: "Destination: run the guest, re-plug ephemeral NICs, wait for failover primaries, move leases to the instance" } },
+  }, (req) => steps.finish(ctx(), req.params.id, req.body.primaryBackMs, within(req.body.primaryBackMs + 10_000)));
+
+  post("/v1/migrations/:id/confirm", {
+    schema: { params: Params, body: obj({ instanceId: InstanceId, success: Type.Boolean() }) },
+    config: { openapi: { summary: "Source: on success stop the instance and release its VFs; on failure resume it and re-plug what was unplugged" } },
+  }, (req) => steps.confirmSource(ctx(), req.params.id, req.body.instanceId, req.body.success, within(30_000)));
+
+  post("/v1/migrations/:id/abort", {
+    schema: { params: Params, body: Type.Optional(Empty) },
+    config: { openapi: { summary: "Destination: kill the incoming instance and release the migration's VFs" } },
+  }, (req) => steps.abortDestination(ctx(), req.params.id));
+}

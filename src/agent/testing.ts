@@ -1,0 +1,51 @@
+// A simulated host for the agent's tests: a sysfs fixture (one 82599 PF with
+// stand-in VFs), a host config file, state and run dirs, all in one temp dir.
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseHostConfig } from "../host/config.ts";
+import type { HostConfig } from "../host/config.ts";
+import { writeSysfsFixture } from "../host/fixture.ts";
+import type { FixtureResult } from "../host/fixture.ts";
+
+export interface TestHost {
+  dir: string;
+  configPath: string;
+  config: HostConfig;
+  fixture: FixtureResult;
+  /** The VFs of the fixture's PF, in order. */
+  vfs: string[];
+  cleanup(): Promise<void>;
+}
+
+export async function makeTestHost(o: { name?: string; numVfs?: number; port?: number; netns?: string } = {}): Promise<TestHost> {
+  // Short prefix: QMP socket paths must fit in 107 bytes.
+  const dir = await mkdtemp(join(tmpdir(), "fa-"));
+  const fixture = await writeSysfsFixture(join(dir, "sys"), { pfs: [{ vendor: "intel-82599", numVfs: o.numVfs ?? 4, numaNode: 0 }] });
+  const pf = fixture.pfs[0];
+  if (!pf) throw new Error("fixture has no PF");
+  const yaml = [
+    `name: ${o.name ?? "host-a"}`,
+    `sysfsRoot: sys`,
+    `stateDir: state`,
+    `runDir: run`,
+    `listen: { address: 127.0.0.1, port: ${o.port ?? 7601} }`,
+    `networks:`,
+    `  physnet1:${o.netns ? ` { netns: ${o.netns} }` : " {}"}`,
+    `uplinks:`,
+    `  - pf: ${pf.bdf}`,
+    `    network: physnet1`,
+    `    standIns: { vfs: all, model: rtl8139 }`,
+    ``,
+  ].join("\n");
+  const configPath = join(dir, "host.yaml");
+  await writeFile(configPath, yaml);
+  return {
+    dir,
+    configPath,
+    config: parseHostConfig(yaml, { source: configPath }),
+    fixture,
+    vfs: pf.vfs.map((v) => v.bdf),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+}

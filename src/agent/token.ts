@@ -1,0 +1,53 @@
+// The agent's bearer token: one random secret in a file only its owner can
+// read. Created (32 random bytes, hex, mode 0600) when absent. Compared in
+// constant time. Never logged.
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+import { FerryError } from "../core/errors.ts";
+
+export interface TokenFile {
+  token: string;
+  created: boolean;
+  /** Set when the file is readable by group or others (the caller warns). */
+  looseMode: number | null;
+}
+
+function errno(e: unknown): string | undefined {
+  return typeof e === "object" && e !== null && "code" in e && typeof e.code === "string" ? e.code : undefined;
+}
+
+/** Read the token file, creating it with a fresh token if absent. */
+export async function loadOrCreateToken(file: string): Promise<TokenFile> {
+  try {
+    const token = (await readFile(file, "utf8")).trim();
+    if (token.length < 16 || /\s/.test(token)) {
+      throw new FerryError("FERRY_ERR_CONFIG", `${file}: the auth token must be one line of at least 16 characters`, { details: { file } });
+    }
+    const mode = (await stat(file)).mode & 0o777;
+    return { token, created: false, looseMode: (mode & 0o077) !== 0 ? mode : null };
+  } catch (e) {
+    if (errno(e) !== "ENOENT") {
+      if (e instanceof FerryError) throw e;
+      throw new FerryError("FERRY_ERR_CONFIG", `${file}: cannot read the auth token: ${e instanceof Error ? e.message : String(e)}`, { cause: e, details: { file } });
+    }
+  }
+  const token = randomBytes(32).toString("hex");
+  try {
+    await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+    await writeFile(file, `${token}\n`, { mode: 0o600, flag: "wx" });
+    await chmod(file, 0o600);
+  } catch (e) {
+    // Another process created it between our read and write: use theirs.
+    if (errno(e) === "EEXIST") return loadOrCreateToken(file);
+    throw new FerryError("FERRY_ERR_CONFIG", `${file}: cannot create the auth token: ${e instanceof Error ? e.message : String(e)}`, { cause: e, details: { file } });
+  }
+  return { token, created: true, looseMode: null };
+}
+
+const digest = (s: string): Buffer => createHash("sha256").update(s, "utf8").digest();
+
+/** Constant-time comparison (on equal-length digests, so length leaks nothing either). */
+export function tokenMatches(expected: string, given: string): boolean {
+  return timingSafeEqual(digest(expected), digest(given));
+}

@@ -1,0 +1,35 @@
+// A thin layer over node:util parseArgs: strict (unknown flags are usage
+// errors), positionals allowed, and errors that name the command.
+import { parseArgs } from "node:util";
+import type { ParseArgsOptionsConfig } from "node:util";
+
+/** A command-line mistake: printed with a hint, exit code 2. */
+export class UsageError extends Error {
+  readonly command: string;
+  constructor(command: string, message: string) {
+    super(message);
+    this.name = "UsageError";
+    this.command = command;
+  }
+}
+
+export interface Parsed<O extends ParseArgsOptionsConfig> {
+  values: { [K in keyof O]?: O[K]["type"] extends "boolean" ? boolean : string };
+  positionals: string[];
+}
+
+export function parse<O extends ParseArgsOptionsConfig>(command: string, argv: readonly string[], options: O): Parsed<O> {
+  try {
+    const r = parseArgs({ args: [...argv], options, strict: true, allowPositionals: true });
+    return { values: r.values, positionals: r.positionals };
+  } catch (e) {
+    const msg = e instanceof Error ? e.message.split("\n")[0] ?? e.message : String(e);
+    throw new UsageError(command, msg.replace(/\. To specify a positional argument.*$/, ""));
+  }
+}
+
+/** A required string option. */
+export function required(command: string, value: string | undefined, flag: string): string {
+  if (value === undefined || value === "") throw new UsageError(command, `missing ${flag}`);
+  return value;
+}

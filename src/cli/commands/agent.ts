@@ -1,0 +1,104 @@
+// `ferry agent --config host.yaml`: run the host agent (HTTP API on the
+//   config's address). SIGTERM/SIGINT close it cleanly; QEMU instances are
+//   detached and keep running, and the next agent adopts them.
+// `ferry agent inventory --config host.yaml [--json]`: the host's PFs, VFs,
+//   networks and leases, read directly from sysfs and the state file (no
+//   agent needed).
+import { access } from "node:fs/promises";
+import { DatabaseSync } from "node:sqlite";
+import { Agent } from "../../agent/agent.ts";
+import { buildAgentApp } from "../../agent/http/app.ts";
+import { buildInventoryView } from "../../agent/inventory.ts";
+import { loadOrCreateToken } from "../../agent/token.ts";
+import { systemClock } from "../../core/clock.ts";
+import { createLogger } from "../../core/log.ts";
+import { loadHostConfig, stateFile } from "../../host/config.ts";
+import type { HostConfig } from "../../host/config.ts";
+import { LeaseStore } from "../../host/leases.ts";
+import type { Lease } from "../../host/leases.ts";
+import { readInventory } from "../../host/sysfs.ts";
+import { parse, required, UsageError } from "../args.ts";
+import { EXIT } from "../exit-codes.ts";
+import { renderInventory } from "../render/inventory.ts";
+
+export const USAGE = `usage:
+  ferry agent --config host.yaml                   run the host agent
+  ferry agent inventory --config host.yaml [--json]  show PFs, VFs, networks, leases (no agent needed)
+`;
+
+const OPTIONS = {
+  config: { type: "string", short: "c" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export async function run(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parse("agent", argv, OPTIONS);
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return EXIT.ok;
+  }
+  const [sub, ...extra] = positionals;
+  if (extra.length > 0) throw new UsageError("agent", `unexpected argument ${JSON.stringify(extra[0])}`);
+  const configPath = required("agent", values.config, "--config <host.yaml>");
+  if (sub === undefined) {
+    if (values.json) throw new UsageError("agent", "--json applies to 'ferry agent inventory' only");
+    return serve(configPath);
+  }
+  if (sub === "inventory") return inventory(configPath, values.json ?? false);
+  throw new UsageError("agent", `unknown subcommand ${JSON.stringify(sub)} (expected: inventory)`);
+}
+
+async function serve(configPath: string): Promise<number> {
+  const config = await loadHostConfig(configPath);
+  const log = createLogger({ name: "ferry-agent" });
+  const agent = await Agent.open({ config, log });
+  let app: ReturnType<typeof buildAgentApp> | undefined;
+  try {
+    const tok = await loadOrCreateToken(config.authTokenFile);
+    if (tok.created) log.info({ file: config.authTokenFile }, "created the auth token file (mode 0600)");
+    if (tok.looseMode !== null) log.warn({ file: config.authTokenFile, mode: tok.looseMode.toString(8) }, "the auth token file is readable by others: chmod 600 it");
+    app = buildAgentApp({ agent, token: tok.token, log });
+    const address = await app.listen({ host: config.listen.address, port: config.listen.port });
+    log.info({ address, host: config.name, accel: agent.accel.accel }, `ferry agent ${config.name} listening on ${address}`);
+    const sig = await new Promise<NodeJS.Signals>((resolve) => {
+      const on = (s: NodeJS.Signals): void => {
+        process.off("SIGTERM", on);
+        process.off("SIGINT", on);
+        resolve(s);
+      };
+      process.on("SIGTERM", on);
+      process.on("SIGINT", on);
+    });
+    log.info({ signal: sig }, "shutting down; QEMU instances keep running");
+    return EXIT.ok;
+  } finally {
+    await app?.close();
+    await agent.close();
+    log.flush();
+  }
+}
+
+/** Leases from the state file, read-only; none if the agent never ran. */
+function readLeases(config: HostConfig): Promise<Lease[]> {
+  const file = stateFile(config);
+  return access(file).then(
+    () => {
+      const db = new DatabaseSync(file, { readOnly: true });
+      try {
+        return new LeaseStore(db, systemClock).list();
+      } finally {
+        db.close();
+      }
+    },
+    () => [],
+  );
+}
+
+async function inventory(configPath: string, json: boolean): Promise<number> {
+  const config = await loadHostConfig(configPath);
+  const inv = await readInventory({ root: config.sysfsRoot });
+  const view = buildInventoryView(config, inv, await readLeases(config));
+  process.stdout.write(json ? `${JSON.stringify(view, null, 2)}\n` : renderInventory(view, systemClock.now()));
+  return EXIT.ok;
+}
