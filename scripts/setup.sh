@@ -41,7 +41,7 @@ node -e "if (+process.versions.node.split('.')[0] < $want_major) { console.error
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ ! -f node_modules/.ferry-lock-hash ] || [ "$(cat node_modules/.ferry-lock-hash)" != "$lock_hash" ]; then
   say "installing npm dependencies (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+  npm ci --engine-strict --no-audit --no-fund --loglevel=error >/dev/null
   echo "$lock_hash" > node_modules/.ferry-lock-hash
 fi
 

@@ -16,7 +16,7 @@ interface CommandEntry {
 
 export const COMMANDS: Record<string, CommandEntry> = {
   agent: { summary: "run the host agent, or show its inventory (ferry agent inventory)", load: () => import("./commands/agent.ts") },
-  demo: { summary: "a guided migration on simulated hosts", load: () => import("./commands/demo.ts") },
+  demo: { summary: "boot the test guest and live-migrate it between two QEMU instances, showing what happened", load: () => import("./commands/demo.ts") },
 };
 
 export function help(): string {
