@@ -47,7 +47,11 @@ export interface InstancePaths {
 }
 
 export function instancePaths(runDir: string, vmUuid: string, instanceId: string): InstancePaths {
-  const dir = join(runDir, vmUuid, instanceId);
+  return pathsIn(join(runDir, vmUuid, instanceId));
+}
+
+/** The files of the instance whose runtime dir is `dir`. */
+export function pathsIn(dir: string): InstancePaths {
   return {
     dir,
     qmpSocket: join(dir, "qmp.sock"),
@@ -231,14 +235,7 @@ export async function reconnectInstance(dir: string, options: { clock?: Clock; s
   } catch (e) {
     throw new FerryError("FERRY_ERR_NOT_FOUND", `no readable instance metadata in ${dir}`, { cause: e });
   }
-  const paths: InstancePaths = {
-    dir,
-    qmpSocket: join(dir, "qmp.sock"),
-    pidfile: join(dir, "qemu.pid"),
-    serialLog: join(dir, "serial.log"),
-    qemuLog: join(dir, "qemu.log"),
-    meta: join(dir, "meta.json"),
-  };
+  const paths = pathsIn(dir);
   if (!(await processAlive(meta.pid, paths.qmpSocket))) {
     throw new FerryError("FERRY_ERR_NOT_FOUND", `instance ${meta.instanceId} of ${meta.vmName}: process ${meta.pid} is gone`, {
       details: { instanceId: meta.instanceId, vmUuid: meta.vmUuid },
