@@ -84,13 +84,20 @@ export async function waitMigration(qmp: QmpClient, o: WaitOptions): Promise<Mig
 /** `migrate-continue` at pre-switchover, then wait for completion. */
 export async function continueMigration(qmp: QmpClient, o: Omit<WaitOptions, "until">): Promise<MigrationInfo> {
   await migrateContinue(qmp, { signal: o.signal });
-  return completedInfo(qmp, await waitMigration(qmp, { ...o, until: ["completed"] }), o.signal);
+  return completedInfo(qmp, await waitMigration(qmp, { ...o, until: ["completed"] }), o.signal, o.clock);
 }
 
-/** QEMU may report total-time=0 the instant it completes: re-query once (FINDINGS.md). */
-export async function completedInfo(qmp: QmpClient, info: MigrationInfo, signal?: AbortSignal): Promise<MigrationInfo> {
-  if (info.status !== "completed" || (info.totalTimeMs ?? 0) > 0) return info;
-  return queryMigrate(qmp, { signal }).catch(() => info);
+/**
+ * QEMU may report total-time=0 and downtime=0 for a moment after it
+ * completes (FINDINGS.md): re-query, briefly, until the numbers are in.
+ */
+export async function completedInfo(qmp: QmpClient, info: MigrationInfo, signal?: AbortSignal, clock: Clock = systemClock): Promise<MigrationInfo> {
+  let current = info;
+  for (let i = 0; i < 25 && current.status === "completed" && (current.totalTimeMs ?? 0) === 0; i++) {
+    await clock.sleep(20, signal);
+    current = await queryMigrate(qmp, { signal }).catch(() => current);
+  }
+  return current;
 }
 
 export type CancelResult = "cancelled" | "completed" | "failed" | "not-running";
