@@ -321,6 +321,7 @@ describe("agent HTTP API", () => {
         "POST /v1/leases/{vf}/transfer",
         "POST /v1/migrations/{id}/abort",
         "POST /v1/migrations/{id}/begin",
+        "POST /v1/migrations/{id}/cancel",
         "POST /v1/migrations/{id}/confirm",
         "POST /v1/migrations/{id}/finish",
         "POST /v1/migrations/{id}/perform",

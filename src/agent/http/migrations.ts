@@ -54,6 +54,11 @@ export function migrationRoutes(app: AgentFastify, { agent }: AgentAppDeps): voi
     config: { openapi: { summary: "Source: unplug ephemeral NICs (deadline), migrate with pause-before-switchover, wait for pre-switchover" } },
   }, (req) => steps.perform(ctx(), req.params.id, req.body, within(req.body.unplugMs + req.body.convergeMs)));
 
+  post("/v1/migrations/:id/cancel", {
+    schema: { params: Params, body: obj({ instanceId: InstanceId }) },
+    config: { openapi: { summary: "Source: best-effort cancel; answers cancelled, completed (too late), failed or not-running" } },
+  }, (req) => steps.cancelOnSource(ctx(), req.params.id, req.body.instanceId, within(10_000)));
+
   post("/v1/migrations/:id/precheck", {
     schema: { params: Params, body: Type.Optional(Empty) },
     config: { openapi: { summary: "Destination: bounded check at pre-switchover (instance alive and incoming, VFs still reserved)" } },

@@ -190,6 +190,13 @@ export async function perform(ctx: StepContext, migrationId: string, input: Perf
   }
 }
 
+/** Source: best-effort cancel of a running migration; reports what really happened. */
+export async function cancelOnSource(ctx: StepContext, _migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ result: "cancelled" | "completed" | "failed" | "not-running" }> {
+  const inst = ctx.instances.get(instanceId);
+  if (!inst || inst.qmp.closed) return { result: "not-running" };
+  return { result: await cancelMigration(inst.qmp, { signal, clock: ctx.clock }) };
+}
+
 export async function switchover(ctx: StepContext, _migrationId: string, instanceId: string, timeoutMs: number, signal: AbortSignal): Promise<SwitchoverResult> {
   const inst = instanceOf(ctx, instanceId);
   let info = await queryMigrate(inst.qmp, { signal });
