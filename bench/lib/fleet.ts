@@ -1,17 +1,9 @@
 // Synthetic fleets for benchmarks: deterministic (seeded), realistic occupancy.
 import type { ClusterSnapshot, Host, PhysicalFunction, PlacementNic, PlacementVm, VirtualFunction } from "../../src/model/cluster.ts";
 
-/** mulberry32: small, fast, seeded. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from "../../src/scheduler/fixtures.ts";
+
+export { prng };
 
 export const NETWORKS = ["physnet1", "physnet2", "physnet3", "physnet4"] as const;
 const MODELS = [

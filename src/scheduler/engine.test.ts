@@ -8,21 +8,11 @@ import type { Host, PlacementNic, PlacementVm } from "../model/cluster.ts";
 import { buildIndex } from "./cluster-index.ts";
 import { evaluate } from "./engine.ts";
 import type { Evaluated } from "./engine.ts";
-import { cluster, host, pf } from "./fixtures.ts";
+import { cluster, host, pf, prng } from "./fixtures.ts";
 import { place } from "./place.ts";
 import { PlanState } from "./plan-state.ts";
 import { compileRequest } from "./request.ts";
 
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomCase(seed: number) {
   const r = prng(seed);

@@ -67,3 +67,15 @@ export function vm(o: Partial<PlacementVm> = {}): PlacementVm {
     ...o,
   };
 }
+
+/** mulberry32: small, fast, seeded. */
+export function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -133,6 +133,15 @@ function primaryFor(vf: UsableVf, backend: NetBackend): PrimaryDevice {
   return vf.standIn ? { kind: "stand-in", model: vf.standIn.model, backend, vf: vf.bdf } : { kind: "vfio", host: vf.bdf };
 }
 
+/** Kill an instance by pid, drop its runtime dir and forget it (a destination that will never run). */
+async function discard(ctx: StepContext, inst: Instance): Promise<void> {
+  inst.kill();
+  await inst.waitExit(5_000);
+  inst.qmp.close();
+  await inst.remove();
+  ctx.instances.remove(inst.id);
+}
+
 // ---------------------------------------------------------------- source
 
 export function begin(ctx: StepContext, _migrationId: string, instanceId: string): { spec: VmSpec } {
@@ -297,13 +306,7 @@ export async function prepare(ctx: StepContext, migrationId: string, input: Prep
   } catch (e) {
     for (const vf of leased) ctx.leases.release(vf, holder);
     const inst = ctx.instances.get(instanceId);
-    if (inst) {
-      inst.kill();
-      await inst.waitExit(5_000);
-      inst.qmp.close();
-      await inst.remove();
-      ctx.instances.remove(instanceId);
-    }
+    if (inst) await discard(ctx, inst);
     await deleteTaps(ctx, netns, taps);
     throw e;
   }
@@ -391,11 +394,7 @@ export async function abortDestination(ctx: StepContext, migrationId: string): P
   if (rec) {
     const inst = ctx.instances.get(rec.instanceId);
     if (inst) {
-      inst.kill();
-      await inst.waitExit(5_000);
-      inst.qmp.close();
-      await inst.remove();
-      ctx.instances.remove(inst.id);
+      await discard(ctx, inst);
       aborted = true;
     }
     await deleteTaps(ctx, rec.netns, rec.taps);
