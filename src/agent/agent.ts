@@ -29,7 +29,7 @@ import { detectAccel } from "../qemu/accel.ts";
 import type { AccelChoice } from "../qemu/accel.ts";
 import { INSTANCE_ID_RE, instancePaths, listInstanceDirs, newInstanceId, processAlive, reconnectInstance, startInstance } from "../qemu/instance.ts";
 import type { Instance } from "../qemu/instance.ts";
-import { queryPciDeviceIds, queryStatus } from "../qmp/commands.ts";
+import { listDeviceIds, queryStatus } from "../qmp/commands.ts";
 import pkg from "../../package.json" with { type: "json" };
 import type { GoneInstanceT, HealthView, InstanceListView, InstanceViewT, InventoryView, StoppedView } from "./api.ts";
 import { buildInventoryView } from "./inventory.ts";
@@ -379,7 +379,7 @@ export class Agent {
     };
     try {
       const status = await queryStatus(inst.qmp, { timeoutMs: QMP_QUERY_TIMEOUT_MS });
-      const devices = await queryPciDeviceIds(inst.qmp, { timeoutMs: QMP_QUERY_TIMEOUT_MS });
+      const devices = await listDeviceIds(inst.qmp, { timeoutMs: QMP_QUERY_TIMEOUT_MS });
       return { ...base, state: status.status, running: status.running, devices };
     } catch (e) {
       const alive = await inst.alive();

@@ -127,7 +127,7 @@ export const InstanceView = Type.Object({
   incoming: Type.Boolean(),
   state: Type.String({ description: "QMP query-status (running, paused, inmigrate, …), or unreachable" }),
   running: Type.Boolean(),
-  devices: Type.Array(Type.String(), { description: "qdev ids from QMP query-pci (devices behind root ports appear once firmware or guest has numbered the buses)" }),
+  devices: Type.Array(Type.String(), { description: "ids of the guest devices that exist now (QMP qom-list /machine/peripheral); a failover primary QEMU still hides is absent" }),
   vfs: Type.Array(PciAddress, { description: "VFs leased to this instance" }),
   serialLog: Type.String(),
   error: Type.Optional(Type.String()),

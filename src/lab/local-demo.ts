@@ -14,7 +14,7 @@ import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "..
 import type { Instance } from "../qemu/instance.ts";
 import { startInstance } from "../qemu/instance.ts";
 import { continueMigration, prepareIncoming, startMigration, waitMigration } from "../qemu/migration.ts";
-import { queryPciDeviceIds, queryStatus } from "../qmp/commands.ts";
+import { listDeviceIds, queryStatus } from "../qmp/commands.ts";
 import { ensureGuestImage, guestCmdline } from "./guest-image.ts";
 
 export interface LocalDemoResult {
@@ -96,7 +96,7 @@ export async function runLocalDemo(out: (line: string) => void = (l) => console.
     let primaryBackMs: number | undefined;
     const waitStart = performance.now();
     while (performance.now() - waitStart < 15_000) {
-      if ((await queryPciDeviceIds(dst.qmp)).includes(deviceIds("net0").primary)) {
+      if ((await listDeviceIds(dst.qmp)).includes(deviceIds("net0").primary)) {
         primaryBackMs = performance.now() - waitStart;
         break;
       }

@@ -149,43 +149,17 @@ export async function netdevDel(q: QmpClient, id: string, o?: CallOptions): Prom
   await q.execute("netdev_del", { id }, o);
 }
 
-export interface PciDeviceInfo {
-  bus: number;
-  slot: number;
-  function: number;
-  qdevId: string;
-  classInfo?: string;
-  children: PciDeviceInfo[];
-}
-
-function parsePciDevices(list: unknown): PciDeviceInfo[] {
-  if (!Array.isArray(list)) return [];
-  return list.map((d): PciDeviceInfo => {
-    const r = rec(d, "query-pci device");
-    const bridge = r["pci_bridge"] === undefined ? undefined : rec(r["pci_bridge"], "query-pci bridge");
-    const cls = r["class_info"] === undefined ? undefined : rec(r["class_info"], "query-pci class");
-    const info: PciDeviceInfo = {
-      bus: num(r["bus"]) ?? 0,
-      slot: num(r["slot"]) ?? 0,
-      function: num(r["function"]) ?? 0,
-      qdevId: typeof r["qdev_id"] === "string" ? r["qdev_id"] : "",
-      children: bridge ? parsePciDevices(bridge["devices"]) : [],
-    };
-    if (cls && typeof cls["desc"] === "string") info.classInfo = cls["desc"];
-    return info;
-  });
-}
-
-/** Flattened qdev ids of all PCI devices the guest sees. */
-export async function queryPciDeviceIds(q: QmpClient, o?: CallOptions): Promise<string[]> {
-  const r = await q.execute("query-pci", undefined, o);
-  const out: string[] = [];
-  const walk = (ds: PciDeviceInfo[]): void => {
-    for (const d of ds) {
-      if (d.qdevId) out.push(d.qdevId);
-      walk(d.children);
-    }
-  };
-  if (Array.isArray(r)) for (const bus of r) walk(parsePciDevices(rec(bus, "query-pci bus")["devices"]));
-  return out;
+/**
+ * Ids of the guest devices that exist now (`qom-list /machine/peripheral`).
+ * Unlike query-pci this does not depend on firmware or the guest having
+ * numbered the buses, and a failover primary QEMU still hides is absent.
+ */
+export async function listDeviceIds(q: QmpClient, o?: CallOptions): Promise<string[]> {
+  const r = await q.execute("qom-list", { path: "/machine/peripheral" }, o);
+  if (!Array.isArray(r)) throw new FerryError("FERRY_ERR_QMP_PROTOCOL", "QMP: unexpected reply to qom-list", { details: { reply: r } });
+  return r
+    .map((x) => rec(x, "qom-list entry"))
+    .filter((e) => typeof e["type"] === "string" && e["type"].startsWith("child<") && typeof e["name"] === "string")
+    .map((e) => String(e["name"]))
+    .sort();
 }

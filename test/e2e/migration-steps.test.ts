@@ -20,7 +20,7 @@ import { deviceIds } from "../../src/qemu/argv.ts";
 import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
 import type { Instance } from "../../src/qemu/instance.ts";
 import { startInstance } from "../../src/qemu/instance.ts";
-import { queryPciDeviceIds, queryStatus } from "../../src/qmp/commands.ts";
+import { listDeviceIds, queryStatus } from "../../src/qmp/commands.ts";
 import { guestSpec, mac } from "./helpers.ts";
 
 interface SimHost {
@@ -116,7 +116,7 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     const dst = b.instances.get(prep.instanceId)!;
     const hbAfter = await waitForHeartbeat(dst.paths.serialLog, 0, { timeoutMs: 10_000 });
     assert.ok(hbAfter > hbBefore, `heartbeat continued ${hbBefore} → ${hbAfter}`);
-    const ids = await queryPciDeviceIds(dst.qmp);
+    const ids = await listDeviceIds(dst.qmp);
     assert.ok(ids.includes(deviceIds("net0").primary) && ids.includes(deviceIds("net1").primary), ids.join(","));
     // the guest configured the re-plugged ephemeral NIC
     await waitForConsole(dst.paths.serialLog, new RegExp(`ferry-net \\S+ ${mac(0x22)}`), { timeoutMs: 20_000 });
@@ -146,7 +146,7 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     assert.equal((await queryStatus(src.qmp)).running, true);
     const n = lastHeartbeat(await readConsole(src.paths.serialLog)) ?? 0;
     assert.ok((await waitForHeartbeat(src.paths.serialLog, n, { timeoutMs: 5_000 })) > n);
-    assert.ok((await queryPciDeviceIds(src.qmp)).includes(deviceIds("net1").primary), "ephemeral NIC re-plugged on the source");
+    assert.ok((await listDeviceIds(src.qmp)).includes(deviceIds("net1").primary), "ephemeral NIC re-plugged on the source");
     assert.deepEqual(b.ctx.leases.list().filter((l) => l.holder.kind === "migration" && l.holder.migrationId === id), [], "no lease of this migration left on the destination");
     assert.deepEqual(a.ctx.leases.list().filter((l) => l.holder.kind === "instance" && l.holder.instanceId === src.id).map((l) => l.vf).sort(), ["0000:3b:10.6", "0000:5e:10.6"], "source still holds its VFs");
   });
@@ -163,7 +163,7 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     await steps.confirmSource(a.ctx, id, src.id, false, sig());
     await steps.abortDestination(b.ctx, id);
     assert.equal((await queryStatus(src.qmp)).status, "running");
-    assert.ok((await queryPciDeviceIds(src.qmp)).includes(deviceIds("net1").primary));
+    assert.ok((await listDeviceIds(src.qmp)).includes(deviceIds("net1").primary));
     assert.deepEqual(b.ctx.leases.list().filter((l) => l.holder.kind === "migration" && l.holder.migrationId === id), []);
     assert.equal(b.instances.get(prep.instanceId), undefined, "destination instance gone");
   });

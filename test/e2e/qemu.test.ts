@@ -8,7 +8,7 @@ import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "..
 import { unplugDevice, unplugPrimary } from "../../src/qemu/hotplug.ts";
 import type { Instance } from "../../src/qemu/instance.ts";
 import { cancelMigration, continueMigration, prepareIncoming, startMigration, waitMigration } from "../../src/qemu/migration.ts";
-import { queryPciDeviceIds, queryStatus } from "../../src/qmp/commands.ts";
+import { listDeviceIds, queryStatus } from "../../src/qmp/commands.ts";
 import type { QmpEvent } from "../../src/qmp/client.ts";
 import { guestSpec, mac, rig } from "./helpers.ts";
 import type { Rig } from "./helpers.ts";
@@ -55,7 +55,7 @@ describe("QEMU instances with the real guest", { timeout: 240_000 }, () => {
     assert.deepEqual(status, { status: "running", running: true });
     const n = lastHeartbeat(await readConsole(src.paths.serialLog)) ?? 0;
     assert.ok((await waitForHeartbeat(src.paths.serialLog, n, { timeoutMs: 5_000 })) > n);
-    const ids = await queryPciDeviceIds(src.qmp);
+    const ids = await listDeviceIds(src.qmp);
     assert.ok(ids.includes(deviceIds("net0").standby), `standby present in ${ids.join(",")}`);
     assert.ok(ids.includes(deviceIds("net1").primary));
     assert.ok(await src.alive());
@@ -64,7 +64,7 @@ describe("QEMU instances with the real guest", { timeout: 240_000 }, () => {
   it("hot-unplugs the ephemeral e1000e: the guest releases it (DEVICE_DELETED)", async () => {
     const ms = await unplugPrimary(src.qmp, spec.nics[1]!, { timeoutMs: 10_000 });
     assert.ok(ms < 10_000);
-    assert.ok(!(await queryPciDeviceIds(src.qmp)).includes(deviceIds("net1").primary));
+    assert.ok(!(await listDeviceIds(src.qmp)).includes(deviceIds("net1").primary));
   });
 
   it("cancel at pre-switchover leaves the source running with its guest", async () => {
@@ -105,7 +105,7 @@ describe("QEMU instances with the real guest", { timeout: 240_000 }, () => {
     const until = Date.now() + 20_000;
     let ids: string[] = [];
     while (Date.now() < until) {
-      ids = await queryPciDeviceIds(dst.inst.qmp);
+      ids = await listDeviceIds(dst.inst.qmp);
       if (ids.includes(deviceIds("net0").primary)) break;
       await new Promise((x) => setTimeout(x, 100));
     }
@@ -125,7 +125,7 @@ describe("a guest with no OS never releases a device", { timeout: 60_000 }, () =
       await assert.rejects(unplugDevice(inst.qmp, deviceIds("net1").primary, { timeoutMs: 1_500 }), (e: unknown) => isFerryError(e, "FERRY_ERR_UNPLUG_TIMEOUT") && /net1-primary/.test(e.message));
       const took = performance.now() - t0;
       assert.ok(took >= 1_400 && took < 5_000, `gave up at the deadline (${Math.round(took)} ms)`);
-      assert.ok((await queryPciDeviceIds(inst.qmp)).includes(deviceIds("net1").primary));
+      assert.ok((await listDeviceIds(inst.qmp)).includes(deviceIds("net1").primary));
       assert.ok(await inst.alive());
     } finally {
       await r.cleanup();

@@ -16,7 +16,7 @@ import { plugPrimary, unplugPrimary } from "../../qemu/hotplug.ts";
 import type { Instance } from "../../qemu/instance.ts";
 import { newInstanceId, startInstance } from "../../qemu/instance.ts";
 import { cancelMigration, completedInfo, continueMigration, prepareIncoming, startMigration, waitMigration } from "../../qemu/migration.ts";
-import { queryMigrate, queryPciDeviceIds, queryStatus } from "../../qmp/commands.ts";
+import { queryMigrate, listDeviceIds, queryStatus } from "../../qmp/commands.ts";
 
 export interface NetworkPlace {
   bridge: string | null;
@@ -162,7 +162,7 @@ export async function perform(ctx: StepContext, migrationId: string, input: Perf
   // ephemeral NICs: unplugged before, with Ferry's deadline
   for (const nic of inst.meta.spec.nics) {
     if (nic.mode !== "ephemeral" || !nic.primary || rec.unplugged.includes(nic.name)) continue;
-    if (!(await queryPciDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) continue;
+    if (!(await listDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) continue;
     await unplugPrimary(inst.qmp, nic, { timeoutMs: input.unplugMs, signal });
     rec.unplugged.push(nic.name);
     ctx.records.put(SRC, migrationId, rec);
@@ -246,7 +246,7 @@ export async function confirmSource(ctx: StepContext, migrationId: string, insta
   }
   for (const name of rec?.unplugged ?? []) {
     const nic = inst.meta.spec.nics.find((n) => n.name === name);
-    if (nic?.primary && !(await queryPciDeviceIds(inst.qmp, { signal })).includes(deviceIds(name).primary)) {
+    if (nic?.primary && !(await listDeviceIds(inst.qmp, { signal })).includes(deviceIds(name).primary)) {
       await plugPrimary(inst.qmp, nic, nic.primary, { signal });
     }
   }
@@ -365,7 +365,7 @@ export async function finish(ctx: StepContext, migrationId: string, primaryBackM
       } else {
         // failover: QEMU re-plugs the primary itself once the guest runs; wait for it with a deadline
         for (;;) {
-          if ((await queryPciDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) break;
+          if ((await listDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) break;
           if (ctx.clock.monotonic() > deadlineAt) throw new FerryError("FERRY_ERR_TIMEOUT", `failover primary of ${nic.name} not back within ${primaryBackMs} ms`);
           await ctx.clock.sleep(50, signal);
         }
