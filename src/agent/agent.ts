@@ -34,6 +34,7 @@ import pkg from "../../package.json" with { type: "json" };
 import type { GoneInstanceT, HealthView, InstanceListView, InstanceViewT, InventoryView, StoppedView } from "./api.ts";
 import { buildInventoryView } from "./inventory.ts";
 import type { StepContext } from "./migration/steps.ts";
+import { Faults } from "./faults.ts";
 
 export const AGENT_VERSION: string = pkg.version;
 export const DEFAULT_RECLAIM_INTERVAL_MS = 10_000;
@@ -97,6 +98,7 @@ export class Agent {
   readonly startedAt: number;
   readonly leases: LeaseStore;
   readonly records: RecordStore;
+  readonly faults: Faults;
   recovery: RecoveryReport = { reconnected: [], gone: [], unreachable: [], orphanLeases: [] };
 
   readonly #clock: Clock;
@@ -125,6 +127,7 @@ export class Agent {
     this.#db = p.db;
     this.leases = new LeaseStore(p.db, p.clock);
     this.records = new RecordStore(p.db, p.clock);
+    this.faults = new Faults(p.config.lab);
     this.#inventory = p.inventory;
     this.#vfs = new Map(p.vfs.map((x) => [x.bdf, x]));
     this.#interval = p.interval;
@@ -410,6 +413,7 @@ export class Agent {
         remove: (id) => void instances.delete(id),
       },
       qemuBinary: this.#qemuBinary,
+      faults: this.faults,
     };
   }
 

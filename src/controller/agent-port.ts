@@ -42,7 +42,8 @@ export class HttpAgentPort implements AgentPort {
     const { spec } = await this.#call(plan.source.host, plan, "begin", Begin, { instanceId: plan.source.instanceId }, signal);
     const nics = plan.nics.map((n) => ({ name: n.name, vf: n.after?.vf ?? null }));
     const ttl = plan.deadlines.unplugMs + plan.deadlines.convergeMs + plan.deadlines.primaryBackMs + 10 * plan.deadlines.stepMs;
-    const r = await this.#call(plan.destination.host, plan, "prepare", Prepared, { spec, nics, leaseTtlMs: Math.min(ttl, 24 * 3_600_000) }, signal);
+    const adopt = plan.link?.adoptFrom.host === plan.destination.host ? { adoptFrom: plan.link.adoptFrom.instanceId } : {};
+    const r = await this.#call(plan.destination.host, plan, "prepare", Prepared, { spec, nics, leaseTtlMs: Math.min(ttl, 24 * 3_600_000), ...adopt }, signal);
     this.#prepared.set(plan.id, r);
     return r;
   }

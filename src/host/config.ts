@@ -21,6 +21,11 @@
 //       standIns:                    # optional: VFs without real SR-IOV behind them
 //         vfs: all                   # "all" or a list of VF PCI addresses of this PF
 //         model: vmxnet3             # vmxnet3 (default) | rtl8139 | e1000e | e1000
+//   controller:                      # optional: register and heartbeat with a controller
+//     url: http://127.0.0.1:7600
+//     tokenFile: /etc/ferry/controller-token   # the controller API's bearer token
+//     heartbeatMs: 2000              # default 2000
+//   lab: false                       # true only on lab hosts: allows fault switches (/v1/faults)
 //
 // Relative paths are resolved against the config file's directory.
 // A stand-in VF is given to QEMU as an emulated PCIe NIC with the VF's MAC on
@@ -62,6 +67,10 @@ export interface HostConfig {
   portProfileExec: string | null;
   networks: NetworkConfig[];
   uplinks: UplinkConfig[];
+  /** Where this agent registers and heartbeats; null: standalone. */
+  controller: { url: string; tokenFile: string; heartbeatMs: number } | null;
+  /** Lab host: fault switches (`/v1/faults`) are allowed. Never on a production host. */
+  lab: boolean;
 }
 
 export const DEFAULT_PORT = 7601;
@@ -186,7 +195,7 @@ export function parseHostConfig(text: string, options: { source?: string; baseDi
     });
   }
   const raw: unknown = doc.toJS();
-  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "authTokenFile", "portProfileExec", "networks", "uplinks"]);
+  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "authTokenFile", "portProfileExec", "networks", "uplinks", "controller", "lab"]);
   if (o["name"] === undefined) throw c.error(["name"], "required");
   const name = c.check(["name"], (f) => v.name(f, o["name"]));
 
@@ -223,6 +232,32 @@ export function parseHostConfig(text: string, options: { source?: string; baseDi
     portProfileExec: o["portProfileExec"] === undefined ? null : c.path(["portProfileExec"], o["portProfileExec"]),
     networks,
     uplinks,
+    controller: o["controller"] === undefined ? null : parseController(c, o["controller"]),
+    lab: o["lab"] === undefined ? false : c.check(["lab"], (f) => {
+      if (typeof o["lab"] !== "boolean") throw invalid(f, o["lab"], "must be true or false");
+      return o["lab"];
+    }),
+  };
+}
+
+function parseController(c: Ctx, x: unknown): NonNullable<HostConfig["controller"]> {
+  const o = c.obj(["controller"], x, ["url", "tokenFile", "heartbeatMs"]);
+  const url = c.check(["controller", "url"], (f) => {
+    const s = v.str(f, o["url"]);
+    let u: URL;
+    try {
+      u = new URL(s);
+    } catch {
+      throw invalid(f, s, "not a URL (expected http://HOST:PORT)");
+    }
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw invalid(f, s, "must be an http:// or https:// URL");
+    return s.replace(/\/+$/, "");
+  });
+  if (o["tokenFile"] === undefined) throw c.error(["controller", "tokenFile"], "required (the controller's API token, to authenticate the heartbeat)");
+  return {
+    url,
+    tokenFile: c.path(["controller", "tokenFile"], o["tokenFile"]),
+    heartbeatMs: o["heartbeatMs"] === undefined ? 2000 : c.check(["controller", "heartbeatMs"], (f) => v.int(f, o["heartbeatMs"], 100, 60_000)),
   };
 }
 

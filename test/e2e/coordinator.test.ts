@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Type } from "typebox";
 import { Agent } from "../../src/agent/agent.ts";
 import { AgentClient } from "../../src/agent/client.ts";
 import { buildAgentApp } from "../../src/agent/http/app.ts";
@@ -27,7 +28,7 @@ interface Live {
 }
 
 async function live(name: string): Promise<Live> {
-  const host = await makeTestHost({ name });
+  const host = await makeTestHost({ name, lab: true });
   const agent = await Agent.open({ config: host.config });
   const { token } = await loadOrCreateToken(host.config.authTokenFile);
   const app = buildAgentApp({ agent, token });
@@ -140,5 +141,66 @@ describe("coordinator + two agents over HTTP", { timeout: 300_000 }, () => {
     assert.equal((await a.client.instance(started.instanceId)).state, "running");
     assert.deepEqual((await b.client.instances()).instances, []);
     await a.client.stopInstance(started.instanceId);
+  });
+
+  const arm = (l: Live, name: string) => l.client.request("POST", "/v1/faults", Type.Object({}, { additionalProperties: true }), { name, once: true });
+
+  async function bootOnA(name: string, policy: NicPlan["policy"], vfA: string, vfB: string, id: string) {
+    const spec = await guestSpec(name, [
+      { name: "net0", mode: "ephemeral", mac: mac(0x40 + Number(vfA.slice(-1))), primary: { kind: "stand-in", model: "rtl8139", backend: { kind: "none" }, vf: vfA }, guestPorts: { primary: 1 } },
+    ]);
+    const started = await a.client.startInstance(spec);
+    await waitForConsole(started.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
+    const p = plan(id, spec, started.instanceId, a, b, { net0: vfB }, policy);
+    await createMigration(p, deps());
+    return { spec, started, p };
+  }
+
+  it("the destination check fails at pre-switchover: rolled back, the source runs with its VF, the destination is clean", async () => {
+    const { started, p } = await bootOnA("coord-precheck", "mandatory", a.host.vfs[2]!, b.host.vfs[0]!, "mig-precheck");
+    await arm(b, "precheck-fail");
+    const rec = await runMigration(p.id, deps());
+    assert.equal(rec.outcome, "rolled-back");
+    assert.equal(rec.runsOn?.host, "host-a");
+    const src = await a.client.instance(started.instanceId);
+    assert.equal(src.state, "running");
+    assert.deepEqual(src.vfs, [a.host.vfs[2]]);
+    assert.ok(src.devices.includes("net0-primary"), "the ephemeral NIC is back on the source");
+    assert.deepEqual((await b.client.instances()).instances, []);
+    assert.deepEqual((await b.client.leases()).leases, []);
+    await a.client.stopInstance(started.instanceId);
+  });
+
+  it("re-plug fails after switch-over for a requisite NIC: degraded, the guest runs on the destination without it, one instance", async () => {
+    const { started, p } = await bootOnA("coord-degraded", "requisite", a.host.vfs[2]!, b.host.vfs[1]!, "mig-degraded");
+    const hb = lastHeartbeat(await readConsole(started.serialLog)) ?? 0;
+    await arm(b, "replug-fail");
+    const rec = await runMigration(p.id, deps());
+    assert.equal(rec.outcome, "degraded");
+    assert.equal(rec.runsOn?.host, "host-b");
+    const dst = await b.client.instance(rec.runsOn?.instanceId ?? "");
+    assert.ok(!dst.devices.includes("net0-primary"));
+    assert.ok((await waitForHeartbeat(dst.serialLog, hb, { timeoutMs: 10_000 })) > hb);
+    assert.deepEqual((await a.client.instances()).instances, [], "the source instance is gone");
+    assert.deepEqual((await a.client.leases()).leases, []);
+    await b.client.stopInstance(dst.instanceId);
+  });
+
+  it("re-plug fails after switch-over for a mandatory NIC: migrated back to the source's held VF, recovered", async () => {
+    const { started, p } = await bootOnA("coord-back", "mandatory", a.host.vfs[3]!, b.host.vfs[2]!, "mig-back");
+    const hb = lastHeartbeat(await readConsole(started.serialLog)) ?? 0;
+    await arm(b, "replug-fail");
+    const rec = await runMigration(p.id, deps());
+    assert.equal(rec.outcome, "recovered", `${rec.reason ?? ""}`);
+    assert.equal(rec.runsOn?.host, "host-a");
+    const back = await a.client.instance(rec.runsOn?.instanceId ?? "");
+    assert.notEqual(back.instanceId, started.instanceId, "a new instance on the source");
+    assert.equal(back.running, true);
+    assert.deepEqual(back.vfs, [a.host.vfs[3]], "the guest has its old VF again");
+    assert.ok((await waitForHeartbeat(back.serialLog, hb, { timeoutMs: 20_000 })) > hb, "memory survived both moves");
+    assert.deepEqual((await a.client.instances()).instances.map((i) => i.instanceId), [back.instanceId], "exactly one instance");
+    assert.deepEqual((await b.client.instances()).instances, []);
+    assert.deepEqual((await b.client.leases()).leases, []);
+    await a.client.stopInstance(back.instanceId);
   });
 });

@@ -308,13 +308,16 @@ describe("agent HTTP API", () => {
       assert.equal(doc.openapi, "3.1.0");
       const ops = Object.entries(doc.paths).flatMap(([p, m]) => Object.keys(m).map((k) => `${k.toUpperCase()} ${p}`)).sort();
       assert.deepEqual(ops, [
+        "DELETE /v1/faults",
         "DELETE /v1/leases/{vf}",
         "GET /openapi.json",
+        "GET /v1/faults",
         "GET /v1/health",
         "GET /v1/instances",
         "GET /v1/instances/{id}",
         "GET /v1/inventory",
         "GET /v1/leases",
+        "POST /v1/faults",
         "POST /v1/instances",
         "POST /v1/instances/{id}/stop",
         "POST /v1/leases",
@@ -367,6 +370,23 @@ describe("migration-step routes", () => {
       assert.equal((JSON.parse(pre.body) as { ok: boolean }).ok, false);
       const noAuth = await a.app.inject({ method: "POST", url: "/v1/migrations/m1/abort", payload: {} });
       assert.equal(noAuth.statusCode, 401);
+    } finally {
+      await a.close();
+    }
+  });
+});
+
+describe("fault switches", () => {
+  test("are refused on a host that is not a lab host, naming the setting to change", async () => {
+    const a = await boot(await newHost());
+    try {
+      const r = await a.app.inject({ method: "POST", url: "/v1/faults", payload: { name: "replug-fail" }, headers: a.headers });
+      assert.equal(r.statusCode, 409);
+      assert.match(r.body, /lab: true/);
+      const bad = await a.app.inject({ method: "POST", url: "/v1/faults", payload: { name: "rm -rf" }, headers: a.headers });
+      assert.equal(bad.statusCode, 400);
+      const list = await a.app.inject({ method: "GET", url: "/v1/faults", headers: a.headers });
+      assert.deepEqual(JSON.parse(list.body), { enabled: false, armed: [] });
     } finally {
       await a.close();
     }

@@ -6,6 +6,7 @@ import { FerryError } from "../../core/errors.ts";
 import { silentLogger } from "../../core/log.ts";
 import { bearerAuth } from "./auth.ts";
 import type { AgentAppDeps, RouteFile } from "./deps.ts";
+import { faultRoutes } from "./faults.ts";
 import { healthRoutes } from "./health.ts";
 import { instanceRoutes } from "./instances.ts";
 import { inventoryRoutes } from "./inventory.ts";
@@ -24,7 +25,7 @@ export type { AgentAppDeps } from "./deps.ts";
  * leases.ts, and add it here: auth, validation, problem bodies and the
  * OpenAPI document come with it.
  */
-export const ROUTE_FILES: readonly RouteFile[] = [healthRoutes, inventoryRoutes, leaseRoutes, instanceRoutes, migrationRoutes];
+export const ROUTE_FILES: readonly RouteFile[] = [healthRoutes, inventoryRoutes, leaseRoutes, instanceRoutes, migrationRoutes, faultRoutes];
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 

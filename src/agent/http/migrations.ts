@@ -34,10 +34,11 @@ export function migrationRoutes(app: AgentFastify, { agent }: AgentAppDeps): voi
         spec: Type.Object({}, { additionalProperties: true }),
         nics: Type.Array(obj({ name: Type.String({ pattern: NAME_PATTERN }), vf: Type.Union([PciAddress, Type.Null()]) }), { maxItems: 28 }),
         leaseTtlMs: Ms(24 * HOUR),
+        adoptFrom: Type.Optional(InstanceId),
       }),
     },
     config: { openapi: { summary: "Destination: lease the planned VFs to the migration, start QEMU with -incoming, listen" } },
-  }, (req) => steps.prepare(ctx(), req.params.id, { spec: parseVmSpec(req.body.spec), nics: req.body.nics, leaseTtlMs: req.body.leaseTtlMs }, within(60_000)));
+  }, (req) => steps.prepare(ctx(), req.params.id, { spec: parseVmSpec(req.body.spec), nics: req.body.nics, leaseTtlMs: req.body.leaseTtlMs, adoptFrom: req.body.adoptFrom }, within(60_000)));
 
   post("/v1/migrations/:id/perform", {
     schema: {

@@ -11,6 +11,7 @@ import type { UsableVf } from "../../host/config.ts";
 import type { LeaseHolder, LeaseStore, RecordStore } from "../../host/leases.ts";
 import type { NetBackend, NicSpec, PrimaryDevice, VmSpec } from "../../model/vm.ts";
 import type { Accel } from "../../qemu/accel.ts";
+import type { Faults } from "../faults.ts";
 import { deviceIds } from "../../qemu/argv.ts";
 import { plugPrimary, unplugPrimary } from "../../qemu/hotplug.ts";
 import type { Instance } from "../../qemu/instance.ts";
@@ -41,6 +42,8 @@ export interface StepContext {
   network: (name: string) => NetworkPlace | undefined;
   instances: InstanceRegistry;
   qemuBinary?: string;
+  /** Lab fault switches (absent or disabled on production hosts). */
+  faults?: Faults;
 }
 
 const DEST = "migration-destination";
@@ -65,6 +68,12 @@ interface SrcRecord {
 
 export interface PrepareInput {
   spec: VmSpec;
+  /**
+   * Migrate-back: the instance on this host that the guest left (paused for
+   * good since the switch-over). It is stopped and its VF leases move to this
+   * migration, so the guest gets its old VFs back.
+   */
+  adoptFrom?: string;
   nics: { name: string; vf: string | null }[];
   leaseTtlMs: number;
 }
@@ -256,12 +265,26 @@ export async function confirmSource(ctx: StepContext, migrationId: string, insta
 
 // ---------------------------------------------------------------- destination
 
+/** Migrate-back: stop the instance the guest left on this host and move its VF leases to the migration. */
+async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Promise<void> {
+  const old = ctx.instances.get(instanceId);
+  if (old) {
+    await old.stop();
+    await old.remove();
+    ctx.instances.remove(instanceId);
+  }
+  for (const l of ctx.leases.list()) {
+    if (l.holder.kind === "instance" && l.holder.instanceId === instanceId) ctx.leases.transfer(l.vf, l.holder, to);
+  }
+}
+
 export async function prepare(ctx: StepContext, migrationId: string, input: PrepareInput, signal: AbortSignal): Promise<PrepareResult> {
   const existing = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
   if (existing && ctx.instances.get(existing.instanceId)) return { instanceId: existing.instanceId, uri: existing.uri };
   const source = input.spec;
   const expiresAt = ctx.clock.now() + input.leaseTtlMs;
   const holder = migrationHolder(migrationId, source.uuid, expiresAt);
+  if (input.adoptFrom !== undefined) await adopt(ctx, input.adoptFrom, holder);
   const planned: Record<string, string | null> = {};
   const leased: string[] = [];
   const instanceId = newInstanceId();
@@ -297,11 +320,15 @@ export async function prepare(ctx: StepContext, migrationId: string, input: Prep
       // ephemeral primaries are re-plugged by finish(), after the switch-over
       nics.push(out);
     }
+    if (ctx.faults?.fire("port-profile-fail")) {
+      throw new FerryError("FERRY_ERR_FEATURE", "port-profile association failed on the destination (lab fault switch port-profile-fail)", { details: { feature: "port-profile" } });
+    }
     const spec: VmSpec = { ...source, nics };
     const inst = await startInstance({ runDir: ctx.runDir, spec, accel: ctx.accel, instanceId, incoming: true, netns: netns ?? undefined, qemuBinary: ctx.qemuBinary, signal, clock: ctx.clock });
     ctx.instances.add(inst);
     const uri = await prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", {}, signal);
     ctx.records.put(DEST, migrationId, { instanceId, uri, vmUuid: source.uuid, spec, planned, taps, netns } satisfies DestRecord);
+    if (ctx.faults?.fire("agent-crash-in-prepare")) process.kill(process.pid, "SIGKILL");
     return { instanceId, uri };
   } catch (e) {
     for (const vf of leased) ctx.leases.release(vf, holder);
@@ -315,6 +342,7 @@ export async function prepare(ctx: StepContext, migrationId: string, input: Prep
 export async function precheck(ctx: StepContext, migrationId: string, signal: AbortSignal): Promise<{ ok: boolean; reason?: string }> {
   const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
   if (!rec) return { ok: false, reason: `no prepared destination for migration ${migrationId}` };
+  if (ctx.faults?.fire("precheck-fail")) return { ok: false, reason: "destination check failed (lab fault switch precheck-fail)" };
   const inst = ctx.instances.get(rec.instanceId);
   if (!inst || inst.qmp.closed) return { ok: false, reason: `destination instance ${rec.instanceId} is gone` };
   const status = await queryStatus(inst.qmp, { signal, timeoutMs: 500 }).catch((e: unknown) => ({ status: `unreachable: ${String(e)}`, running: false }));
@@ -332,6 +360,8 @@ export async function finish(ctx: StepContext, migrationId: string, primaryBackM
   if (!rec) throw new FerryError("FERRY_ERR_NOT_FOUND", `no prepared destination for migration ${migrationId}`);
   if (rec.finished) return rec.finished;
   const inst = instanceOf(ctx, rec.instanceId);
+  if (ctx.faults?.fire("qemu-crash-on-destination")) inst.kill();
+  const replugFails = ctx.faults?.fire("replug-fail") ?? false;
   // the guest runs once the incoming migration completes (QEMU autostart)
   const until = ctx.clock.monotonic() + 10_000;
   for (;;) {
@@ -353,6 +383,7 @@ export async function finish(ctx: StepContext, migrationId: string, primaryBackM
       continue;
     }
     try {
+      if (replugFails) throw new FerryError("FERRY_ERR_REPLUG", `re-plug of ${nic.name} failed (lab fault switch replug-fail)`);
       if (nic.mode === "ephemeral") {
         const usable = vfOf(ctx, vf);
         const place = ctx.network(usable.network);

@@ -7,6 +7,7 @@
 import { access } from "node:fs/promises";
 import { DatabaseSync } from "node:sqlite";
 import { Agent } from "../../agent/agent.ts";
+import { startHeartbeat } from "../../agent/heartbeat.ts";
 import { buildAgentApp } from "../../agent/http/app.ts";
 import { buildInventoryView } from "../../agent/inventory.ts";
 import { loadOrCreateToken } from "../../agent/token.ts";
@@ -61,6 +62,9 @@ async function serve(configPath: string): Promise<number> {
     app = buildAgentApp({ agent, token: tok.token, log });
     const address = await app.listen({ host: config.listen.address, port: config.listen.port });
     log.info({ address, host: config.name, accel: agent.accel.accel }, `ferry agent ${config.name} listening on ${address}`);
+    const stopHeartbeat = config.controller
+      ? startHeartbeat({ controller: config.controller, body: { name: config.name, url: address, version: agent.version, accel: agent.accel.accel }, clock: systemClock, log })
+      : () => undefined;
     const sig = await new Promise<NodeJS.Signals>((resolve) => {
       const on = (s: NodeJS.Signals): void => {
         process.off("SIGTERM", on);
@@ -70,6 +74,7 @@ async function serve(configPath: string): Promise<number> {
       process.on("SIGTERM", on);
       process.on("SIGINT", on);
     });
+    stopHeartbeat();
     log.info({ signal: sig }, "shutting down; QEMU instances keep running");
     return EXIT.ok;
   } finally {
