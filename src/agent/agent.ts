@@ -35,6 +35,7 @@ import type { GoneInstanceT, HealthView, InstanceListView, InstanceViewT, Invent
 import { buildInventoryView } from "./inventory.ts";
 import type { StepContext } from "./migration/steps.ts";
 import { Faults } from "./faults.ts";
+import { attachTaps, steerInitial, withTaps } from "./migration/wiring.ts";
 
 export const AGENT_VERSION: string = pkg.version;
 export const DEFAULT_RECLAIM_INTERVAL_MS = 10_000;
@@ -305,6 +306,9 @@ export class Agent {
       const ns = this.config.networks.find((n) => n.name === vf.network)?.netns;
       if (ns) netns.add(ns);
     }
+    // lab: every NIC half on a bridged network gets a tap (QEMU creates it; the agent attaches it)
+    const wired = withTaps(this.stepContext(), instanceId, spec);
+    if (wired.netns) netns.add(wired.netns);
     if (netns.size > 1) throw invalid("spec.nics", [...netns], "the NICs' networks live in different network namespaces");
 
     const leased: string[] = [];
@@ -323,7 +327,7 @@ export class Agent {
     let inst: Instance;
     try {
       inst = await startInstance({
-        runDir: this.config.runDir, spec, accel: this.accel.accel, instanceId, incoming: o.incoming ?? false,
+        runDir: this.config.runDir, spec: wired.spec, accel: this.accel.accel, instanceId, incoming: o.incoming ?? false,
         qemuBinary: this.#qemuBinary, netns: [...netns][0], signal: o.signal, clock: this.#clock,
       });
     } catch (e) {
@@ -334,6 +338,14 @@ export class Agent {
       throw e;
     }
     this.#instances.set(instanceId, inst);
+    try {
+      const wiring = AbortSignal.any([AbortSignal.timeout(10_000), ...(o.signal ? [o.signal] : [])]);
+      await attachTaps(this.stepContext(), wired.spec, wiring);
+      await steerInitial(this.stepContext(), wired.spec, wiring);
+    } catch (e) {
+      await this.stopInstance(instanceId).catch(() => undefined);
+      throw e;
+    }
     this.#log.info({ instanceId, vm: spec.name, pid: inst.pid, vfs: leased, netns: [...netns][0] }, "instance started");
     return this.#view(inst);
   }

@@ -26,6 +26,8 @@ export interface NicSpec {
   name: string;
   mode: NicMode;
   mac: string;
+  /** The physical network the NIC belongs to (the lab wires its taps to that network's bridge). */
+  network?: string;
   /** The virtio-net side (failover standby, or the only device for emulated). */
   standby?: NetBackend;
   /** The VF side (failover primary, ephemeral). Absent when the NIC runs without its VF. */
@@ -86,6 +88,7 @@ export function parseNic(field: string, x: unknown): NicSpec {
       primary: port(`${field}.guestPorts.primary`, ports["primary"]),
     },
   };
+  if (o["network"] !== undefined) nic.network = v.name(`${field}.network`, o["network"]);
   if (o["standby"] !== undefined) nic.standby = backend(`${field}.standby`, o["standby"]);
   if (o["primary"] !== undefined) nic.primary = primary(`${field}.primary`, o["primary"]);
   if (mode !== "ephemeral" && nic.standby === undefined) throw invalid(`${field}.standby`, undefined, `a ${mode} NIC needs a standby (virtio) backend`);

@@ -14,6 +14,7 @@ import type { Accel } from "../../qemu/accel.ts";
 import type { Faults } from "../faults.ts";
 import { deviceIds } from "../../qemu/argv.ts";
 import { plugPrimary, unplugPrimary } from "../../qemu/hotplug.ts";
+import { attachTap, attachTaps, steer, steerInitial, withTaps } from "./wiring.ts";
 import type { Instance } from "../../qemu/instance.ts";
 import { newInstanceId, startInstance } from "../../qemu/instance.ts";
 import { cancelMigration, completedInfo, continueMigration, prepareIncoming, startMigration, waitMigration } from "../../qemu/migration.ts";
@@ -56,8 +57,6 @@ interface DestRecord {
   spec: VmSpec;
   /** NIC name → VF planned on this host (null: runs without its VF). */
   planned: Record<string, string | null>;
-  taps: string[];
-  netns: string | null;
   finished?: FinishResult;
 }
 
@@ -124,19 +123,6 @@ function vfOf(ctx: StepContext, bdf: string): UsableVf {
   return vf;
 }
 
-async function makeTap(ctx: StepContext, place: NetworkPlace, name: string, signal: AbortSignal): Promise<NetBackend> {
-  if (!place.bridge) return { kind: "none" };
-  const ns = place.netns ? ["-n", place.netns] : [];
-  await ctx.run("ip", [...ns, "tuntap", "add", "dev", name, "mode", "tap"], { signal, allowFailure: true });
-  await ctx.run("ip", [...ns, "link", "set", "dev", name, "master", place.bridge, "up"], { signal });
-  return { kind: "tap", ifname: name };
-}
-
-async function deleteTaps(ctx: StepContext, netns: string | null, taps: readonly string[], signal?: AbortSignal): Promise<void> {
-  const ns = netns ? ["-n", netns] : [];
-  for (const t of taps) await ctx.run("ip", [...ns, "link", "del", "dev", t], { signal, allowFailure: true }).catch(() => undefined);
-}
-
 /** The primary device for a VF on this host: vfio-pci on real hardware, an emulated NIC for a stand-in. */
 function primaryFor(vf: UsableVf, backend: NetBackend): PrimaryDevice {
   return vf.standIn ? { kind: "stand-in", model: vf.standIn.model, backend, vf: vf.bdf } : { kind: "vfio", host: vf.bdf };
@@ -177,10 +163,26 @@ export async function perform(ctx: StepContext, migrationId: string, input: Perf
     ctx.records.put(SRC, migrationId, rec);
   }
   ctx.records.put(SRC, migrationId, rec);
-  await startMigration(inst.qmp, input.uri, {
-    capabilities: { "pause-before-switchover": true },
-    parameters: { maxBandwidth: input.maxBandwidthBytes, downtimeLimit: input.downtimeLimitMs },
-  }, signal);
+  // P10: once the guest has released its failover primaries (wait-unplug → active),
+  // their frames must go to the standby, not to the primary's dead port
+  const failovers = inst.meta.spec.nics.filter((n) => n.mode === "failover" && n.primary);
+  let unplugging = false;
+  const offSteer = inst.qmp.onEvent((e) => {
+    if (e.event === "UNPLUG_PRIMARY") unplugging = true;
+    if (e.event === "MIGRATION" && e.data["status"] === "active" && unplugging) {
+      unplugging = false;
+      for (const nic of failovers) void steer(ctx, nic, "standby", signal).catch(() => false);
+    }
+  });
+  try {
+    await startMigration(inst.qmp, input.uri, {
+      capabilities: { "pause-before-switchover": true },
+      parameters: { maxBandwidth: input.maxBandwidthBytes, downtimeLimit: input.downtimeLimitMs },
+    }, signal);
+  } catch (e) {
+    offSteer();
+    throw e;
+  }
   // QEMU's own wait-unplug (failover primaries) never times out: Ferry owns that deadline
   const started = ctx.clock.monotonic();
   let unplugStuck = false;
@@ -201,10 +203,13 @@ export async function perform(ctx: StepContext, migrationId: string, input: Perf
     return { status: "pre-switchover", transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0 };
   } catch (e) {
     await cancelMigration(inst.qmp, { clock: ctx.clock }).catch(() => undefined);
+    await steerInitial(ctx, inst.meta.spec, signal).catch(() => undefined);
     if (unplugStuck) {
       throw new FerryError("FERRY_ERR_UNPLUG_TIMEOUT", `guest did not release its failover primary within ${input.unplugMs} ms; migration cancelled, source keeps its device`, { cause: e });
     }
     throw e;
+  } finally {
+    offSteer();
   }
 }
 
@@ -259,6 +264,8 @@ export async function confirmSource(ctx: StepContext, migrationId: string, insta
       await plugPrimary(inst.qmp, nic, nic.primary, { signal });
     }
   }
+  // P10: back to the primaries (QEMU re-plugged the failover ones on cancel)
+  await steerInitial(ctx, inst.meta.spec, signal).catch(() => undefined);
   ctx.records.delete(SRC, migrationId);
   return { state: "running" };
 }
@@ -288,8 +295,6 @@ export async function prepare(ctx: StepContext, migrationId: string, input: Prep
   const planned: Record<string, string | null> = {};
   const leased: string[] = [];
   const instanceId = newInstanceId();
-  const taps: string[] = [];
-  let netns: string | null = null;
   try {
     const nics: NicSpec[] = [];
     for (const nic of source.nics) {
@@ -301,40 +306,30 @@ export async function prepare(ctx: StepContext, migrationId: string, input: Prep
         ctx.leases.lease(vf.bdf, holder);
         leased.push(vf.bdf);
       }
-      // the standby's uplink is derived from the VF's network (P6); without a VF, keep the source's network by name
-      const place = vf ? ctx.network(vf.network) : undefined;
-      if (place?.netns) netns = place.netns;
+      // the standby's uplink is derived from the VF's network (P6); withTaps wires both halves below
       const out: NicSpec = { name: nic.name, mode: nic.mode, mac: nic.mac, guestPorts: nic.guestPorts };
-      if (nic.standby) {
-        const name = tapName(instanceId, nic.name, "s");
-        const backend = place ? await makeTap(ctx, place, name, signal) : { kind: "none" as const };
-        if (backend.kind === "tap") taps.push(name);
-        out.standby = backend;
-      }
-      if (vf && nic.mode === "failover") {
-        const name = tapName(instanceId, nic.name, "p");
-        const backend = place ? await makeTap(ctx, place, name, signal) : { kind: "none" as const };
-        if (backend.kind === "tap") taps.push(name);
-        out.primary = primaryFor(vf, backend);
-      }
+      const network = vf?.network ?? nic.network;
+      if (network !== undefined) out.network = network;
+      if (nic.standby) out.standby = { kind: "none" };
+      if (vf && nic.mode === "failover") out.primary = primaryFor(vf, { kind: "none" });
       // ephemeral primaries are re-plugged by finish(), after the switch-over
       nics.push(out);
     }
     if (ctx.faults?.fire("port-profile-fail")) {
       throw new FerryError("FERRY_ERR_FEATURE", "port-profile association failed on the destination (lab fault switch port-profile-fail)", { details: { feature: "port-profile" } });
     }
-    const spec: VmSpec = { ...source, nics };
-    const inst = await startInstance({ runDir: ctx.runDir, spec, accel: ctx.accel, instanceId, incoming: true, netns: netns ?? undefined, qemuBinary: ctx.qemuBinary, signal, clock: ctx.clock });
+    const { spec, netns } = withTaps(ctx, instanceId, { ...source, nics });
+    const inst = await startInstance({ runDir: ctx.runDir, spec, accel: ctx.accel, instanceId, incoming: true, netns, qemuBinary: ctx.qemuBinary, signal, clock: ctx.clock });
     ctx.instances.add(inst);
+    await attachTaps(ctx, spec, signal);
     const uri = await prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", {}, signal);
-    ctx.records.put(DEST, migrationId, { instanceId, uri, vmUuid: source.uuid, spec, planned, taps, netns } satisfies DestRecord);
+    ctx.records.put(DEST, migrationId, { instanceId, uri, vmUuid: source.uuid, spec, planned } satisfies DestRecord);
     if (ctx.faults?.fire("agent-crash-in-prepare")) process.kill(process.pid, "SIGKILL");
     return { instanceId, uri };
   } catch (e) {
     for (const vf of leased) ctx.leases.release(vf, holder);
     const inst = ctx.instances.get(instanceId);
     if (inst) await discard(ctx, inst);
-    await deleteTaps(ctx, netns, taps);
     throw e;
   }
 }
@@ -374,6 +369,8 @@ export async function finish(ctx: StepContext, migrationId: string, primaryBackM
     if (ctx.clock.monotonic() > until) throw new FerryError("FERRY_ERR_TIMEOUT", `destination guest did not start running (status ${s.status})`);
     await ctx.clock.sleep(20, signal);
   }
+  // P10: the guest runs here now, on its standbys until the primaries are back
+  for (const nic of rec.spec.nics) await steer(ctx, nic, "standby", signal).catch(() => false);
   const result: FinishResult = { instanceId: inst.id, nics: [] };
   const deadlineAt = ctx.clock.monotonic() + primaryBackMs;
   for (const nic of rec.spec.nics) {
@@ -386,13 +383,13 @@ export async function finish(ctx: StepContext, migrationId: string, primaryBackM
       if (replugFails) throw new FerryError("FERRY_ERR_REPLUG", `re-plug of ${nic.name} failed (lab fault switch replug-fail)`);
       if (nic.mode === "ephemeral") {
         const usable = vfOf(ctx, vf);
-        const place = ctx.network(usable.network);
-        const name = tapName(inst.id, nic.name, "p");
-        const backend = place ? await makeTap(ctx, place, name, signal) : { kind: "none" as const };
-        if (backend.kind === "tap") rec.taps.push(name);
-        const primary = primaryFor(usable, backend);
+        const wired = withTaps(ctx, inst.id, { ...rec.spec, nics: [{ ...nic, network: usable.network, primary: primaryFor(usable, { kind: "none" }) }] }).spec.nics[0]!;
+        const primary = wired.primary!;
         await plugPrimary(inst.qmp, nic, primary, { signal });
         nic.primary = primary;
+        nic.network = usable.network;
+        if (primary.kind === "stand-in") await attachTap(ctx, nic, primary.backend, signal);
+        await steer(ctx, nic, "primary", signal);
       } else {
         // failover: QEMU re-plugs the primary itself once the guest runs; wait for it with a deadline
         for (;;) {
@@ -400,6 +397,7 @@ export async function finish(ctx: StepContext, migrationId: string, primaryBackM
           if (ctx.clock.monotonic() > deadlineAt) throw new FerryError("FERRY_ERR_TIMEOUT", `failover primary of ${nic.name} not back within ${primaryBackMs} ms`);
           await ctx.clock.sleep(50, signal);
         }
+        await steer(ctx, nic, "primary", signal);
       }
       result.nics.push({ name: nic.name, vf, attached: true });
     } catch (e) {
@@ -428,7 +426,6 @@ export async function abortDestination(ctx: StepContext, migrationId: string): P
       await discard(ctx, inst);
       aborted = true;
     }
-    await deleteTaps(ctx, rec.netns, rec.taps);
   }
   for (const l of ctx.leases.list()) {
     if (l.holder.kind === "migration" && l.holder.migrationId === migrationId) ctx.leases.release(l.vf, l.holder);
