@@ -18,6 +18,8 @@ import { attachTap, attachTaps, steer, steerInitial, withTaps } from "./wiring.t
 import type { Instance } from "../../qemu/instance.ts";
 import { newInstanceId, startInstance } from "../../qemu/instance.ts";
 import { cancelMigration, completedInfo, continueMigration, prepareIncoming, startMigration, waitMigration } from "../../qemu/migration.ts";
+import type { MigrationSetup } from "../../qemu/migration.ts";
+import type { MigrationInfo } from "../../qmp/commands.ts";
 import { queryMigrate, listDeviceIds, queryStatus } from "../../qmp/commands.ts";
 
 export interface NetworkPlace {
@@ -144,6 +146,70 @@ export function begin(ctx: StepContext, _migrationId: string, instanceId: string
   return { spec: inst.meta.spec };
 }
 
+/** Unplug the instance's ephemeral primaries (Ferry's deadline), skipping `done`; calls `onUnplugged` after each. */
+export async function unplugEphemerals(ctx: StepContext, inst: Instance, done: readonly string[], unplugMs: number, signal: AbortSignal, onUnplugged: (nic: string) => void): Promise<void> {
+  for (const nic of inst.meta.spec.nics) {
+    if (nic.mode !== "ephemeral" || !nic.primary || done.includes(nic.name)) continue;
+    if (!(await listDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) continue;
+    await unplugPrimary(inst.qmp, nic, { timeoutMs: unplugMs, signal });
+    onUnplugged(nic.name);
+  }
+}
+
+export interface MigrateOutOptions {
+  setup: MigrationSetup;
+  until: "pre-switchover" | "completed";
+  unplugMs: number;
+  timeoutMs: number;
+}
+
+/**
+ * Start the source's migration and wait for `until`. Ferry owns the deadline
+ * of QEMU's wait-unplug (failover primaries), which has none of its own; and
+ * (P10) steers each failover NIC's frames to its standby once the guest has
+ * released the primary. On any failure the migration is cancelled and the
+ * frames go back to the primaries.
+ */
+export async function migrateOut(ctx: StepContext, inst: Instance, uri: string, o: MigrateOutOptions, signal: AbortSignal): Promise<MigrationInfo> {
+  const failovers = inst.meta.spec.nics.filter((n) => n.mode === "failover" && n.primary);
+  let unplugging = false;
+  const offSteer = inst.qmp.onEvent((e) => {
+    if (e.event === "UNPLUG_PRIMARY") unplugging = true;
+    if (e.event === "MIGRATION" && e.data["status"] === "active" && unplugging) {
+      unplugging = false;
+      for (const nic of failovers) void steer(ctx, nic, "standby", signal).catch(() => false);
+    }
+  });
+  const started = ctx.clock.monotonic();
+  let unplugStuck = false;
+  const unplugWatch = new AbortController();
+  try {
+    await startMigration(inst.qmp, uri, o.setup, signal);
+    const info = await waitMigration(inst.qmp, {
+      until: [o.until],
+      timeoutMs: o.timeoutMs,
+      signal: AbortSignal.any([signal, unplugWatch.signal]),
+      clock: ctx.clock,
+      onProgress: (i) => {
+        if (i.status === "wait-unplug" && ctx.clock.monotonic() - started > o.unplugMs) {
+          unplugStuck = true;
+          unplugWatch.abort();
+        }
+      },
+    });
+    return o.until === "completed" ? await completedInfo(inst.qmp, info, signal, ctx.clock) : info;
+  } catch (e) {
+    await cancelMigration(inst.qmp, { clock: ctx.clock }).catch(() => undefined);
+    await steerInitial(ctx, inst.meta.spec, signal).catch(() => undefined);
+    if (unplugStuck) {
+      throw new FerryError("FERRY_ERR_UNPLUG_TIMEOUT", `guest did not release its failover primary within ${o.unplugMs} ms; migration cancelled, source keeps its device`, { cause: e });
+    }
+    throw e;
+  } finally {
+    offSteer();
+  }
+}
+
 export async function perform(ctx: StepContext, migrationId: string, input: PerformInput, signal: AbortSignal): Promise<PerformResult> {
   const inst = instanceOf(ctx, input.instanceId);
   const rec: SrcRecord = (ctx.records.get(SRC, migrationId) as SrcRecord | undefined) ?? { instanceId: input.instanceId, unplugged: [] };
@@ -154,63 +220,19 @@ export async function perform(ctx: StepContext, migrationId: string, input: Perf
   if (!["none", "cancelled", "failed", "completed"].includes(current.status)) {
     throw new FerryError("FERRY_ERR_STATE", `instance ${inst.id} is already migrating (${current.status})`);
   }
-  // ephemeral NICs: unplugged before, with Ferry's deadline
-  for (const nic of inst.meta.spec.nics) {
-    if (nic.mode !== "ephemeral" || !nic.primary || rec.unplugged.includes(nic.name)) continue;
-    if (!(await listDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) continue;
-    await unplugPrimary(inst.qmp, nic, { timeoutMs: input.unplugMs, signal });
-    rec.unplugged.push(nic.name);
+  // ephemeral NICs: unplugged before, with Ferry's deadline (recorded, so a rollback re-plugs them)
+  await unplugEphemerals(ctx, inst, rec.unplugged, input.unplugMs, signal, (nic) => {
+    rec.unplugged.push(nic);
     ctx.records.put(SRC, migrationId, rec);
-  }
-  ctx.records.put(SRC, migrationId, rec);
-  // P10: once the guest has released its failover primaries (wait-unplug → active),
-  // their frames must go to the standby, not to the primary's dead port
-  const failovers = inst.meta.spec.nics.filter((n) => n.mode === "failover" && n.primary);
-  let unplugging = false;
-  const offSteer = inst.qmp.onEvent((e) => {
-    if (e.event === "UNPLUG_PRIMARY") unplugging = true;
-    if (e.event === "MIGRATION" && e.data["status"] === "active" && unplugging) {
-      unplugging = false;
-      for (const nic of failovers) void steer(ctx, nic, "standby", signal).catch(() => false);
-    }
   });
-  try {
-    await startMigration(inst.qmp, input.uri, {
-      capabilities: { "pause-before-switchover": true },
-      parameters: { maxBandwidth: input.maxBandwidthBytes, downtimeLimit: input.downtimeLimitMs },
-    }, signal);
-  } catch (e) {
-    offSteer();
-    throw e;
-  }
-  // QEMU's own wait-unplug (failover primaries) never times out: Ferry owns that deadline
-  const started = ctx.clock.monotonic();
-  let unplugStuck = false;
-  const unplugWatch = new AbortController();
-  try {
-    const info = await waitMigration(inst.qmp, {
-      until: ["pre-switchover"],
-      timeoutMs: input.convergeMs,
-      signal: AbortSignal.any([signal, unplugWatch.signal]),
-      clock: ctx.clock,
-      onProgress: (i) => {
-        if (i.status === "wait-unplug" && ctx.clock.monotonic() - started > input.unplugMs) {
-          unplugStuck = true;
-          unplugWatch.abort();
-        }
-      },
-    });
-    return { status: "pre-switchover", transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0 };
-  } catch (e) {
-    await cancelMigration(inst.qmp, { clock: ctx.clock }).catch(() => undefined);
-    await steerInitial(ctx, inst.meta.spec, signal).catch(() => undefined);
-    if (unplugStuck) {
-      throw new FerryError("FERRY_ERR_UNPLUG_TIMEOUT", `guest did not release its failover primary within ${input.unplugMs} ms; migration cancelled, source keeps its device`, { cause: e });
-    }
-    throw e;
-  } finally {
-    offSteer();
-  }
+  ctx.records.put(SRC, migrationId, rec);
+  const info = await migrateOut(ctx, inst, input.uri, {
+    setup: { capabilities: { "pause-before-switchover": true }, parameters: { maxBandwidth: input.maxBandwidthBytes, downtimeLimit: input.downtimeLimitMs } },
+    until: "pre-switchover",
+    unplugMs: input.unplugMs,
+    timeoutMs: input.convergeMs,
+  }, signal);
+  return { status: "pre-switchover", transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0 };
 }
 
 /** Source: best-effort cancel of a running migration; reports what really happened. */
@@ -350,6 +372,64 @@ export async function precheck(ctx: StepContext, migrationId: string, signal: Ab
   return { ok: true };
 }
 
+/** Wait until an instance's guest runs (an incoming instance starts by itself once the migration completes). */
+export async function waitRunning(ctx: StepContext, inst: Instance, signal: AbortSignal, timeoutMs = 10_000): Promise<void> {
+  const until = ctx.clock.monotonic() + timeoutMs;
+  for (;;) {
+    const s = await queryStatus(inst.qmp, { signal });
+    if (s.running) return;
+    if (s.status === "paused" || s.status === "prelaunch") {
+      await inst.qmp.execute("cont", undefined, { signal });
+      return;
+    }
+    if (ctx.clock.monotonic() > until) throw new FerryError("FERRY_ERR_TIMEOUT", `guest of instance ${inst.id} did not start running within ${timeoutMs} ms (status ${s.status})`);
+    await ctx.clock.sleep(20, signal);
+  }
+}
+
+/**
+ * After the switch-over, on the instance that now runs the guest: steer to
+ * the standbys, re-plug ephemeral NICs on their VFs, wait for failover
+ * primaries (deadline), steer to each primary once it is back. NICs that do
+ * not come back are reported, not thrown: the policy decides.
+ */
+export async function bringBackNics(ctx: StepContext, inst: Instance, spec: VmSpec, planned: Readonly<Record<string, string | null>>, o: { primaryBackMs: number; replugFails: boolean }, signal: AbortSignal): Promise<FinishResult["nics"]> {
+  for (const nic of spec.nics) await steer(ctx, nic, "standby", signal).catch(() => false);
+  const out: FinishResult["nics"] = [];
+  const deadlineAt = ctx.clock.monotonic() + o.primaryBackMs;
+  for (const nic of spec.nics) {
+    const vf = planned[nic.name] ?? null;
+    if (nic.mode === "emulated" || vf === null) {
+      out.push({ name: nic.name, vf: null, attached: false });
+      continue;
+    }
+    try {
+      if (o.replugFails) throw new FerryError("FERRY_ERR_REPLUG", `re-plug of ${nic.name} failed (lab fault switch replug-fail)`);
+      if (nic.mode === "ephemeral") {
+        const usable = vfOf(ctx, vf);
+        const wired = withTaps(ctx, inst.id, { ...spec, nics: [{ ...nic, network: usable.network, primary: primaryFor(usable, { kind: "none" }) }] }).spec.nics[0]!;
+        const primary = wired.primary!;
+        await plugPrimary(inst.qmp, nic, primary, { signal });
+        nic.primary = primary;
+        nic.network = usable.network;
+        if (primary.kind === "stand-in") await attachTap(ctx, nic, primary.backend, signal);
+      } else {
+        // failover: QEMU re-plugs the primary itself once the guest runs; wait for it with a deadline
+        for (;;) {
+          if ((await listDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) break;
+          if (ctx.clock.monotonic() > deadlineAt) throw new FerryError("FERRY_ERR_TIMEOUT", `failover primary of ${nic.name} not back within ${o.primaryBackMs} ms`);
+          await ctx.clock.sleep(50, signal);
+        }
+      }
+      await steer(ctx, nic, "primary", signal);
+      out.push({ name: nic.name, vf, attached: true });
+    } catch (e) {
+      out.push({ name: nic.name, vf, attached: false, error: isFerryError(e) ? `${e.code}: ${e.message}` : String(e) });
+    }
+  }
+  return out;
+}
+
 export async function finish(ctx: StepContext, migrationId: string, primaryBackMs: number, signal: AbortSignal): Promise<FinishResult> {
   const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
   if (!rec) throw new FerryError("FERRY_ERR_NOT_FOUND", `no prepared destination for migration ${migrationId}`);
@@ -357,53 +437,8 @@ export async function finish(ctx: StepContext, migrationId: string, primaryBackM
   const inst = instanceOf(ctx, rec.instanceId);
   if (ctx.faults?.fire("qemu-crash-on-destination")) inst.kill();
   const replugFails = ctx.faults?.fire("replug-fail") ?? false;
-  // the guest runs once the incoming migration completes (QEMU autostart)
-  const until = ctx.clock.monotonic() + 10_000;
-  for (;;) {
-    const s = await queryStatus(inst.qmp, { signal });
-    if (s.running) break;
-    if (s.status === "paused" || s.status === "prelaunch") {
-      await inst.qmp.execute("cont", undefined, { signal });
-      break;
-    }
-    if (ctx.clock.monotonic() > until) throw new FerryError("FERRY_ERR_TIMEOUT", `destination guest did not start running (status ${s.status})`);
-    await ctx.clock.sleep(20, signal);
-  }
-  // P10: the guest runs here now, on its standbys until the primaries are back
-  for (const nic of rec.spec.nics) await steer(ctx, nic, "standby", signal).catch(() => false);
-  const result: FinishResult = { instanceId: inst.id, nics: [] };
-  const deadlineAt = ctx.clock.monotonic() + primaryBackMs;
-  for (const nic of rec.spec.nics) {
-    const vf = rec.planned[nic.name] ?? null;
-    if (nic.mode === "emulated" || vf === null) {
-      result.nics.push({ name: nic.name, vf: null, attached: false });
-      continue;
-    }
-    try {
-      if (replugFails) throw new FerryError("FERRY_ERR_REPLUG", `re-plug of ${nic.name} failed (lab fault switch replug-fail)`);
-      if (nic.mode === "ephemeral") {
-        const usable = vfOf(ctx, vf);
-        const wired = withTaps(ctx, inst.id, { ...rec.spec, nics: [{ ...nic, network: usable.network, primary: primaryFor(usable, { kind: "none" }) }] }).spec.nics[0]!;
-        const primary = wired.primary!;
-        await plugPrimary(inst.qmp, nic, primary, { signal });
-        nic.primary = primary;
-        nic.network = usable.network;
-        if (primary.kind === "stand-in") await attachTap(ctx, nic, primary.backend, signal);
-        await steer(ctx, nic, "primary", signal);
-      } else {
-        // failover: QEMU re-plugs the primary itself once the guest runs; wait for it with a deadline
-        for (;;) {
-          if ((await listDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) break;
-          if (ctx.clock.monotonic() > deadlineAt) throw new FerryError("FERRY_ERR_TIMEOUT", `failover primary of ${nic.name} not back within ${primaryBackMs} ms`);
-          await ctx.clock.sleep(50, signal);
-        }
-        await steer(ctx, nic, "primary", signal);
-      }
-      result.nics.push({ name: nic.name, vf, attached: true });
-    } catch (e) {
-      result.nics.push({ name: nic.name, vf, attached: false, error: isFerryError(e) ? `${e.code}: ${e.message}` : String(e) });
-    }
-  }
+  await waitRunning(ctx, inst, signal);
+  const result: FinishResult = { instanceId: inst.id, nics: await bringBackNics(ctx, inst, rec.spec, rec.planned, { primaryBackMs, replugFails }, signal) };
   // leases move from the migration to the running instance; a VF that did not attach stays leased
   // to it as well, so that a later re-plug or a migrate-back decision still has it.
   const to = instanceHolder(rec.vmUuid, inst.id);
