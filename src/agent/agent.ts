@@ -380,6 +380,8 @@ export class Agent {
     const releasedVfs = this.#releaseAll(instanceHolder(inst));
     await inst.remove();
     await rmdir(dirname(inst.paths.dir)).catch(() => undefined);
+    const shm = inst.meta.spec.sharedMemoryPath;
+    if (shm !== undefined && ![...this.#instances.values()].some((i) => i.meta.spec.sharedMemoryPath === shm)) await rm(shm, { force: true });
     this.#log.info({ instanceId: id, vm: inst.meta.vmName, releasedVfs }, "instance stopped");
     return { instanceId: id, stopped: true, releasedVfs };
   }

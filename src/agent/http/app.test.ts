@@ -319,6 +319,7 @@ describe("agent HTTP API", () => {
         "GET /v1/leases",
         "POST /v1/faults",
         "POST /v1/instances",
+        "POST /v1/instances/{id}/local-migrate",
         "POST /v1/instances/{id}/stop",
         "POST /v1/leases",
         "POST /v1/leases/{vf}/transfer",

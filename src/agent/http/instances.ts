@@ -2,6 +2,8 @@
 import { Type } from "typebox";
 import { FerryError, isFerryError } from "../../core/errors.ts";
 import { InstanceId, InstanceList, InstanceView, StartInstanceBody, Stopped } from "../api.ts";
+import * as v from "../../model/validate.ts";
+import { localMigrate } from "../migration/local.ts";
 import type { AgentAppDeps } from "./deps.ts";
 import type { AgentFastify } from "./type-provider.ts";
 
@@ -39,5 +41,32 @@ export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void
     "/v1/instances/:id/stop",
     { schema: { params: IdParams, response: { 200: Stopped } }, config: { openapi: { summary: "Stop an instance (QMP quit, then SIGKILL) and release its VFs" } } },
     (req) => agent.stopInstance(req.params.id),
+  );
+
+  app.post(
+    "/v1/instances/:id/local-migrate",
+    {
+      schema: {
+        params: IdParams,
+        body: Type.Object({
+          qemuBinary: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+          unplugMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
+          timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
+          primaryBackMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
+        }, { additionalProperties: false }),
+      },
+      config: { openapi: { summary: "Local migration (QEMU upgrade in place): move the VM to a new instance on this host, RAM shared, VF leases moved" } },
+    },
+    (req) => {
+      const b = req.body;
+      const input = {
+        instanceId: req.params.id,
+        unplugMs: b.unplugMs ?? 15_000,
+        timeoutMs: b.timeoutMs ?? 120_000,
+        primaryBackMs: b.primaryBackMs ?? 30_000,
+        ...(b.qemuBinary === undefined ? {} : { qemuBinary: v.absPath("qemuBinary", b.qemuBinary) }),
+      };
+      return localMigrate(agent.stepContext(), input, AbortSignal.timeout(input.unplugMs + input.timeoutMs + input.primaryBackMs + 30_000));
+    },
   );
 }

@@ -14,7 +14,8 @@ import type { Accel } from "../../qemu/accel.ts";
 import type { Faults } from "../faults.ts";
 import { deviceIds } from "../../qemu/argv.ts";
 import { plugPrimary, unplugPrimary } from "../../qemu/hotplug.ts";
-import { attachTap, attachTaps, steer, steerInitial, withTaps } from "./wiring.ts";
+import { attachTap, attachTaps, sharedMemoryFor, steer, steerInitial, withTaps } from "./wiring.ts";
+import { rm } from "node:fs/promises";
 import type { Instance } from "../../qemu/instance.ts";
 import { newInstanceId, startInstance } from "../../qemu/instance.ts";
 import { cancelMigration, completedInfo, continueMigration, prepareIncoming, startMigration, waitMigration } from "../../qemu/migration.ts";
@@ -131,7 +132,7 @@ function primaryFor(vf: UsableVf, backend: NetBackend): PrimaryDevice {
 }
 
 /** Kill an instance by pid, drop its runtime dir and forget it (a destination that will never run). */
-async function discard(ctx: StepContext, inst: Instance): Promise<void> {
+export async function discard(ctx: StepContext, inst: Instance): Promise<void> {
   inst.kill();
   await inst.waitExit(5_000);
   inst.qmp.close();
@@ -263,6 +264,8 @@ export async function confirmSource(ctx: StepContext, migrationId: string, insta
     await inst.stop();
     await inst.remove();
     ctx.instances.remove(inst.id);
+    const shm = inst.meta.spec.sharedMemoryPath;
+    if (shm !== undefined) await rm(shm, { force: true });
     for (const l of ctx.leases.list()) if (l.holder.kind === "instance" && l.holder.instanceId === inst.id) ctx.leases.release(l.vf, holder);
     ctx.records.delete(SRC, migrationId);
     return { state: "stopped" };
@@ -340,7 +343,11 @@ export async function prepare(ctx: StepContext, migrationId: string, input: Prep
     if (ctx.faults?.fire("port-profile-fail")) {
       throw new FerryError("FERRY_ERR_FEATURE", "port-profile association failed on the destination (lab fault switch port-profile-fail)", { details: { feature: "port-profile" } });
     }
-    const { spec, netns } = withTaps(ctx, instanceId, { ...source, nics });
+    const { spec, netns } = withTaps(ctx, instanceId, {
+      ...source,
+      nics,
+      ...(source.sharedMemoryPath === undefined ? {} : { sharedMemoryPath: sharedMemoryFor(ctx.host, source.uuid) }),
+    });
     const inst = await startInstance({ runDir: ctx.runDir, spec, accel: ctx.accel, instanceId, incoming: true, netns, qemuBinary: ctx.qemuBinary, signal, clock: ctx.clock });
     ctx.instances.add(inst);
     await attachTaps(ctx, spec, signal);

@@ -80,3 +80,14 @@ export async function steer(ctx: StepContext, nic: NicSpec, half: "standby" | "p
 export async function steerInitial(ctx: StepContext, spec: VmSpec, signal: AbortSignal): Promise<void> {
   for (const nic of spec.nics) await steer(ctx, nic, nic.primary ? "primary" : "standby", signal);
 }
+
+/**
+ * Where an incoming instance from another host maps its RAM when the VM uses
+ * shared memory: a file of this host's own. Never the source's file: lab
+ * hosts share one /dev/shm, and a copying migration into the very file the
+ * running source uses would overwrite its live memory with older pages.
+ */
+export function sharedMemoryFor(host: string, vmUuid: string): string {
+  return `/dev/shm/ferry-${host}-${vmUuid}`;
+}
+

@@ -1,0 +1,130 @@
+// Local migration (seed 004: a QEMU upgrade in place): move a running VM to a
+// new QEMU instance on the same host. Guest RAM is mapped from a shared file
+// (memory-backend-file,share=on) by both instances and the migration uses
+// x-ignore-shared, so RAM is not copied. Two instances of one VM coexist
+// meanwhile: instance ids and runtime dirs keep them apart, and the VF leases
+// move from the old instance to the new one at the end.
+//
+// NIC modes: emulated NICs migrate natively; failover primaries are unplugged
+// by QEMU (UNPLUG_PRIMARY) and re-plugged on the new instance; ephemeral
+// primaries are unplugged first and re-plugged on the same VF afterwards.
+import { access, constants } from "node:fs/promises";
+import { FerryError } from "../../core/errors.ts";
+import type { NicSpec, VmSpec } from "../../model/vm.ts";
+import { plugPrimary } from "../../qemu/hotplug.ts";
+import { newInstanceId, startInstance } from "../../qemu/instance.ts";
+import type { Instance } from "../../qemu/instance.ts";
+import type { MigrationInfo } from "../../qmp/commands.ts";
+import { prepareIncoming } from "../../qemu/migration.ts";
+import { listDeviceIds } from "../../qmp/commands.ts";
+import { deviceIds } from "../../qemu/argv.ts";
+import type { FinishResult, StepContext } from "./steps.ts";
+import { bringBackNics, discard, migrateOut, unplugEphemerals, waitRunning } from "./steps.ts";
+import { attachTaps, steerInitial, withTaps } from "./wiring.ts";
+
+export interface LocalMigrateInput {
+  instanceId: string;
+  /** The QEMU binary of the new instance (an upgrade); default: the old instance's. */
+  qemuBinary?: string;
+  unplugMs: number;
+  timeoutMs: number;
+  primaryBackMs: number;
+}
+
+export interface LocalMigrateResult {
+  oldInstanceId: string;
+  newInstanceId: string;
+  qemuBinary: string;
+  totalMs: number;
+  downtimeMs: number;
+  transferredBytes: number;
+  ramBytes: number;
+  nics: FinishResult["nics"];
+  movedVfs: string[];
+}
+
+/** Tap backends are per instance: give the new instance fresh ones (withTaps names them). */
+function unwired(nic: NicSpec): NicSpec {
+  const out: NicSpec = { ...nic };
+  if (nic.standby) out.standby = { kind: "none" };
+  if (nic.primary?.kind === "stand-in") out.primary = { ...nic.primary, backend: { kind: "none" } };
+  return out;
+}
+
+export async function localMigrate(ctx: StepContext, input: LocalMigrateInput, signal: AbortSignal): Promise<LocalMigrateResult> {
+  const old = ctx.instances.get(input.instanceId);
+  if (!old) throw new FerryError("FERRY_ERR_NOT_FOUND", `no instance ${input.instanceId} on ${ctx.host}`, { details: { instanceId: input.instanceId } });
+  const spec = old.meta.spec;
+  if (spec.sharedMemoryPath === undefined) {
+    throw new FerryError("FERRY_ERR_STATE", `VM ${spec.name} does not map its RAM from a shared file, so a local migration would copy all of it: recreate the VM with shared memory, or migrate it to another host`, { details: { vm: spec.name } });
+  }
+  const qemuBinary = input.qemuBinary ?? old.meta.qemuBinary;
+  if (input.qemuBinary !== undefined) {
+    await access(input.qemuBinary, constants.X_OK).catch((e: unknown) => {
+      throw new FerryError("FERRY_ERR_INVALID", `qemuBinary: ${input.qemuBinary} is not an executable file on ${ctx.host}`, { cause: e, details: { field: "qemuBinary" } });
+    });
+  }
+  // ephemeral primaries leave first (Ferry's deadline); remember them to re-plug on whichever instance runs after
+  const planned: Record<string, string | null> = {};
+  for (const nic of spec.nics) planned[nic.name] = nic.primary?.kind === "stand-in" ? nic.primary.vf : nic.primary?.kind === "vfio" ? nic.primary.host : null;
+  const unplugged: string[] = [];
+  const replugOld = async (): Promise<void> => {
+    for (const name of unplugged) {
+      const nic = spec.nics.find((n) => n.name === name);
+      if (nic?.primary && !(await listDeviceIds(old.qmp, { signal })).includes(deviceIds(name).primary)) await plugPrimary(old.qmp, nic, nic.primary, { signal });
+    }
+    await steerInitial(ctx, spec, signal).catch(() => undefined);
+  };
+  try {
+    await unplugEphemerals(ctx, old, [], input.unplugMs, signal, (n) => unplugged.push(n));
+  } catch (e) {
+    await replugOld();
+    throw e;
+  }
+
+  const newId = newInstanceId();
+  const next: VmSpec = { ...spec, nics: spec.nics.map((n) => (n.mode === "ephemeral" ? { ...unwired(n), primary: undefined } : unwired(n))) };
+  for (const n of next.nics) if (n.primary === undefined) delete n.primary;
+  const wired = withTaps(ctx, newId, next);
+  let inst: Instance;
+  try {
+    inst = await startInstance({ runDir: ctx.runDir, spec: wired.spec, accel: ctx.accel, instanceId: newId, incoming: true, netns: wired.netns, qemuBinary, signal, clock: ctx.clock });
+  } catch (e) {
+    await replugOld();
+    throw e;
+  }
+  ctx.instances.add(inst);
+  let info: MigrationInfo;
+  try {
+    await attachTaps(ctx, wired.spec, signal);
+    const uri = await prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", { capabilities: { "x-ignore-shared": true } }, signal);
+    info = await migrateOut(ctx, old, uri, { setup: { capabilities: { "x-ignore-shared": true } }, until: "completed", unplugMs: input.unplugMs, timeoutMs: input.timeoutMs }, signal);
+  } catch (e) {
+    await discard(ctx, inst);
+    await replugOld();
+    throw e;
+  }
+  // past completion the new instance is the VM: the old one is paused for good
+  await waitRunning(ctx, inst, signal);
+  const nics = await bringBackNics(ctx, inst, wired.spec, planned, { primaryBackMs: input.primaryBackMs, replugFails: false }, signal);
+  const movedVfs: string[] = [];
+  const to = { kind: "instance" as const, vmUuid: spec.uuid, instanceId: inst.id };
+  for (const l of ctx.leases.list()) {
+    if (l.holder.kind === "instance" && l.holder.instanceId === old.id) {
+      ctx.leases.transfer(l.vf, l.holder, to);
+      movedVfs.push(l.vf);
+    }
+  }
+  await discard(ctx, old);
+  return {
+    oldInstanceId: old.id,
+    newInstanceId: inst.id,
+    qemuBinary,
+    totalMs: info.totalTimeMs ?? 0,
+    downtimeMs: info.downtimeMs ?? 0,
+    transferredBytes: info.ram?.transferred ?? 0,
+    ramBytes: info.ram?.total ?? spec.memoryMiB * 1024 * 1024,
+    nics,
+    movedVfs,
+  };
+}
