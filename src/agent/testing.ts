@@ -18,7 +18,7 @@ export interface TestHost {
   cleanup(): Promise<void>;
 }
 
-export async function makeTestHost(o: { name?: string; numVfs?: number; port?: number; netns?: string; lab?: boolean } = {}): Promise<TestHost> {
+export async function makeTestHost(o: { name?: string; numVfs?: number; port?: number; netns?: string; lab?: boolean; saveDir?: string } = {}): Promise<TestHost> {
   // Short prefix: QMP socket paths must fit in 107 bytes.
   const dir = await mkdtemp(join(tmpdir(), "fa-"));
   const fixture = await writeSysfsFixture(join(dir, "sys"), { pfs: [{ vendor: "intel-82599", numVfs: o.numVfs ?? 4, numaNode: 0 }] });
@@ -37,6 +37,7 @@ export async function makeTestHost(o: { name?: string; numVfs?: number; port?: n
     `    network: physnet1`,
     `    standIns: { vfs: all, model: rtl8139 }`,
     ...(o.lab ? ["lab: true"] : []),
+    ...(o.saveDir ? [`saveDir: ${o.saveDir}`] : []),
     ``,
   ].join("\n");
   const configPath = join(dir, "host.yaml");

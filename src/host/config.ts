@@ -7,6 +7,7 @@
 //   listen: { address: 127.0.0.1, port: 7601 }   # default loopback, port 7601
 //   stateDir: /var/lib/ferry         # SQLite state file (state.db) lives here; default /var/lib/ferry
 //   runDir: /run/ferry               # QEMU instances' runtime dirs; default /run/ferry
+//   saveDir: /var/lib/ferry/saves    # VM state files of `ferry vm save` (default <stateDir>/saves); share it to restore elsewhere
 //   authTokenFile: /etc/ferry/token  # default <stateDir>/token
 //   portProfileExec: /usr/libexec/ferry-port-profile   # optional: run as `<exe> associate|disassociate <profile> <mac> <vf-bdf>`
 //   networks:                        # physical networks, by name
@@ -63,6 +64,8 @@ export interface HostConfig {
   listen: { address: string; port: number };
   stateDir: string;
   runDir: string;
+  /** Where `save` writes VM state files (restore reads them; hosts that share it can restore each other's saves). */
+  saveDir: string;
   authTokenFile: string;
   portProfileExec: string | null;
   networks: NetworkConfig[];
@@ -195,7 +198,7 @@ export function parseHostConfig(text: string, options: { source?: string; baseDi
     });
   }
   const raw: unknown = doc.toJS();
-  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "authTokenFile", "portProfileExec", "networks", "uplinks", "controller", "lab"]);
+  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "saveDir", "authTokenFile", "portProfileExec", "networks", "uplinks", "controller", "lab"]);
   if (o["name"] === undefined) throw c.error(["name"], "required");
   const name = c.check(["name"], (f) => v.name(f, o["name"]));
 
@@ -228,6 +231,7 @@ export function parseHostConfig(text: string, options: { source?: string; baseDi
     listen: { address, port },
     stateDir,
     runDir: o["runDir"] === undefined ? "/run/ferry" : c.path(["runDir"], o["runDir"]),
+    saveDir: o["saveDir"] === undefined ? `${stateDir}/saves` : c.path(["saveDir"], o["saveDir"]),
     authTokenFile: o["authTokenFile"] === undefined ? `${stateDir}/token` : c.path(["authTokenFile"], o["authTokenFile"]),
     portProfileExec: o["portProfileExec"] === undefined ? null : c.path(["portProfileExec"], o["portProfileExec"]),
     networks,

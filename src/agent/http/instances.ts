@@ -1,9 +1,12 @@
 // QEMU instances on this host: list, describe, start from a VmSpec, stop.
 import { Type } from "typebox";
 import { FerryError, isFerryError } from "../../core/errors.ts";
-import { InstanceId, InstanceList, InstanceView, StartInstanceBody, Stopped } from "../api.ts";
+import { InstanceId, InstanceList, InstanceView, NAME_PATTERN, PciAddress, StartInstanceBody, Stopped } from "../api.ts";
 import * as v from "../../model/validate.ts";
 import { localMigrate } from "../migration/local.ts";
+import { restoreInstance, saveInstance } from "../migration/save.ts";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import type { AgentAppDeps } from "./deps.ts";
 import type { AgentFastify } from "./type-provider.ts";
 
@@ -67,6 +70,49 @@ export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void
         ...(b.qemuBinary === undefined ? {} : { qemuBinary: v.absPath("qemuBinary", b.qemuBinary) }),
       };
       return localMigrate(agent.stepContext(), input, AbortSignal.timeout(input.unplugMs + input.timeoutMs + input.primaryBackMs + 30_000));
+    },
+  );
+
+  const SaveName = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description: "a file name inside the host's saveDir" });
+  const saveFile = (name: string): string => join(agent.config.saveDir, name);
+
+  app.post(
+    "/v1/instances/:id/save",
+    {
+      schema: { params: IdParams, body: Type.Object({ name: SaveName, unplugMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })), timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })) }, { additionalProperties: false }) },
+      config: { openapi: { summary: "Save the VM's state to <saveDir>/<name>: ephemeral VFs unplugged first, the instance stopped, its VFs released" } },
+    },
+    (req) => {
+      const unplugMs = req.body.unplugMs ?? 15_000;
+      const timeoutMs = req.body.timeoutMs ?? 300_000;
+      return saveInstance(agent.stepContext(), req.params.id, saveFile(req.body.name), { unplugMs, timeoutMs }, AbortSignal.timeout(unplugMs + timeoutMs + 30_000));
+    },
+  );
+
+  app.post(
+    "/v1/instances/restore",
+    {
+      schema: {
+        body: Type.Object({
+          name: SaveName,
+          nics: Type.Array(Type.Object({ name: Type.String({ pattern: NAME_PATTERN }), vf: Type.Union([PciAddress, Type.Null()]) }, { additionalProperties: false }), { maxItems: 28 }),
+          primaryBackMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
+          timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
+        }, { additionalProperties: false }),
+      },
+      config: { openapi: { summary: "Restore a saved VM on this host, its NICs on the VFs given (chosen anew by the scheduler)" } },
+    },
+    async (req) => {
+      const file = saveFile(req.body.name);
+      let saved: unknown;
+      try {
+        saved = (JSON.parse(await readFile(`${file}.json`, "utf8")) as { spec?: unknown }).spec;
+      } catch (e) {
+        throw new FerryError("FERRY_ERR_NOT_FOUND", `no saved VM ${req.body.name} in ${agent.config.saveDir} on ${agent.config.name}: save it first, or restore on a host that shares that saveDir`, { cause: e });
+      }
+      const primaryBackMs = req.body.primaryBackMs ?? 30_000;
+      const timeoutMs = req.body.timeoutMs ?? 300_000;
+      return restoreInstance(agent.stepContext(), file, saved, req.body.nics, { primaryBackMs, timeoutMs }, AbortSignal.timeout(primaryBackMs + timeoutMs + 30_000));
     },
   );
 }

@@ -1,0 +1,169 @@
+// Save and restore with passthrough NICs (seed 003). Save: ephemeral VFs are
+// unplugged first (failover primaries are unplugged by QEMU itself, as in a
+// migration), the state is streamed to a file through a loopback socket that
+// the agent owns (no shell, no exec: URI), the instance is stopped and its VF
+// leases released; the result says which NICs must come back. Restore: a
+// new instance is started with -incoming on the VFs chosen now (possibly on
+// another host), the file is streamed back in, the guest resumes, ephemeral
+// NICs are re-plugged and failover primaries awaited.
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { createServer, connect } from "node:net";
+import type { AddressInfo, Server, Socket } from "node:net";
+import { dirname } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { FerryError } from "../../core/errors.ts";
+import type { NicSpec, VmSpec } from "../../model/vm.ts";
+import { parseVmSpec } from "../../model/vm.ts";
+import { plugPrimary } from "../../qemu/hotplug.ts";
+import { newInstanceId, startInstance } from "../../qemu/instance.ts";
+import { prepareIncoming } from "../../qemu/migration.ts";
+import type { Instance } from "../../qemu/instance.ts";
+import { queryMigrate } from "../../qmp/commands.ts";
+import type { FinishResult, StepContext } from "./steps.ts";
+import { bringBackNics, discard, migrateOut, unplugEphemerals, waitRunning } from "./steps.ts";
+import { attachTaps, sharedMemoryFor, withTaps } from "./wiring.ts";
+
+export interface SaveResult {
+  file: string;
+  bytes: number;
+  spec: VmSpec;
+  /** NICs whose VF must be chosen anew at restore. */
+  nicsToRestore: { name: string; mode: string; vf: string | null }[];
+  releasedVfs: string[];
+}
+
+export interface SavedState {
+  version: 1;
+  savedAt: number;
+  host: string;
+  spec: VmSpec;
+}
+
+const vfOfNic = (n: NicSpec): string | null => (n.primary?.kind === "stand-in" ? n.primary.vf : n.primary?.kind === "vfio" ? n.primary.host : null);
+
+async function listen(server: Server): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  return (server.address() as AddressInfo).port;
+}
+
+export async function saveInstance(ctx: StepContext, instanceId: string, file: string, o: { unplugMs: number; timeoutMs: number }, signal: AbortSignal): Promise<SaveResult> {
+  const inst = ctx.instances.get(instanceId);
+  if (!inst) throw new FerryError("FERRY_ERR_NOT_FOUND", `no instance ${instanceId} on ${ctx.host}`, { details: { instanceId } });
+  const spec = inst.meta.spec;
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+  const partial = `${file}.partial`;
+  const unplugged: string[] = [];
+  await unplugEphemerals(ctx, inst, [], o.unplugMs, signal, (n) => unplugged.push(n));
+  // QEMU streams its state to a loopback socket the agent owns, into a file
+  const server = createServer();
+  let written: Promise<void> | undefined;
+  server.once("connection", (sock: Socket) => {
+    server.close();
+    written = pipeline(sock, createWriteStream(partial, { mode: 0o600 }));
+  });
+  try {
+    const port = await listen(server);
+    await migrateOut(ctx, inst, `tcp:127.0.0.1:${port}`, { setup: {}, until: "completed", unplugMs: o.unplugMs, timeoutMs: o.timeoutMs }, signal);
+    if (!written) throw new FerryError("FERRY_ERR_MIGRATION", "QEMU completed a save without connecting to the agent");
+    await written;
+  } catch (e) {
+    server.close();
+    await rm(partial, { force: true });
+    for (const name of unplugged) {
+      const nic = spec.nics.find((n) => n.name === name);
+      if (nic?.primary) await plugPrimary(inst.qmp, nic, nic.primary, { signal }).catch(() => undefined);
+    }
+    throw e;
+  }
+  const state: SavedState = { version: 1, savedAt: ctx.clock.now(), host: ctx.host, spec };
+  await writeFile(`${file}.json`, JSON.stringify(state, null, 2), { mode: 0o600 });
+  await rename(partial, file);
+  // the VM now lives in the file: the instance goes, its VFs are free
+  await discard(ctx, inst);
+  const releasedVfs: string[] = [];
+  for (const l of ctx.leases.list()) {
+    if (l.holder.kind === "instance" && l.holder.instanceId === instanceId) {
+      ctx.leases.release(l.vf, l.holder);
+      releasedVfs.push(l.vf);
+    }
+  }
+  if (spec.sharedMemoryPath !== undefined) await rm(spec.sharedMemoryPath, { force: true });
+  return {
+    file,
+    bytes: (await stat(file)).size,
+    spec,
+    nicsToRestore: spec.nics.filter((n) => n.mode !== "emulated").map((n) => ({ name: n.name, mode: n.mode, vf: vfOfNic(n) })),
+    releasedVfs,
+  };
+}
+
+export interface RestoreResult {
+  instanceId: string;
+  nics: FinishResult["nics"];
+}
+
+/** Restore a saved VM on this host with the VFs chosen now (`nics`: NIC name → VF BDF here, or null). */
+export async function restoreInstance(ctx: StepContext, file: string, specRaw: unknown, nics: { name: string; vf: string | null }[], o: { primaryBackMs: number; timeoutMs: number }, signal: AbortSignal): Promise<RestoreResult> {
+  const saved = parseVmSpec(specRaw);
+  await stat(file).catch((e: unknown) => {
+    throw new FerryError("FERRY_ERR_NOT_FOUND", `no saved state at ${file} on ${ctx.host}: restore on a host that can read the file`, { cause: e, details: { file } });
+  });
+  const instanceId = newInstanceId();
+  const holder = { kind: "instance" as const, vmUuid: saved.uuid, instanceId };
+  const planned: Record<string, string | null> = {};
+  const leased: string[] = [];
+  const out: NicSpec[] = [];
+  try {
+    for (const nic of saved.nics) {
+      const vf = nic.mode === "emulated" ? null : (nics.find((n) => n.name === nic.name)?.vf ?? null);
+      planned[nic.name] = vf;
+      const usable = vf === null ? undefined : ctx.vfs().find((x) => x.bdf === vf);
+      if (vf !== null && !usable) throw new FerryError("FERRY_ERR_NOT_FOUND", `VF ${vf} is not a usable VF of ${ctx.host}`, { details: { vf } });
+      if (usable) {
+        ctx.leases.lease(usable.bdf, holder);
+        leased.push(usable.bdf);
+      }
+      const n: NicSpec = { name: nic.name, mode: nic.mode, mac: nic.mac, guestPorts: nic.guestPorts };
+      const network = usable?.network ?? nic.network;
+      if (network !== undefined) n.network = network;
+      if (nic.standby) n.standby = { kind: "none" };
+      if (usable && nic.mode === "failover") {
+        n.primary = usable.standIn ? { kind: "stand-in", model: usable.standIn.model, backend: { kind: "none" }, vf: usable.bdf } : { kind: "vfio", host: usable.bdf };
+      }
+      out.push(n);
+    }
+  } catch (e) {
+    for (const vf of leased) ctx.leases.release(vf, holder);
+    throw e;
+  }
+  const base: VmSpec = { ...saved, nics: out };
+  if (saved.sharedMemoryPath !== undefined) base.sharedMemoryPath = sharedMemoryFor(ctx.host, saved.uuid);
+  const wired = withTaps(ctx, instanceId, base);
+  let inst: Instance | undefined;
+  try {
+    inst = await startInstance({ runDir: ctx.runDir, spec: wired.spec, accel: ctx.accel, instanceId, incoming: true, netns: wired.netns, qemuBinary: ctx.qemuBinary, signal, clock: ctx.clock });
+    ctx.instances.add(inst);
+    await attachTaps(ctx, wired.spec, signal);
+    const uri = await prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", {}, signal);
+    const sock = connect(Number(uri.split(":").at(-1)), "127.0.0.1");
+    await pipeline(createReadStream(file), sock, { signal });
+    const until = ctx.clock.monotonic() + o.timeoutMs;
+    for (;;) {
+      const m = await queryMigrate(inst.qmp, { signal });
+      if (m.status === "completed") break;
+      if (m.status === "failed") throw new FerryError("FERRY_ERR_MIGRATION", `restoring ${file} failed${m.errorDesc ? `: ${m.errorDesc}` : ""}`);
+      if (ctx.clock.monotonic() > until) throw new FerryError("FERRY_ERR_TIMEOUT", `restoring ${file} did not complete within ${o.timeoutMs} ms`);
+      await ctx.clock.sleep(20, signal);
+    }
+    await waitRunning(ctx, inst, signal);
+    return { instanceId, nics: await bringBackNics(ctx, inst, wired.spec, planned, { primaryBackMs: o.primaryBackMs, replugFails: false }, signal) };
+  } catch (e) {
+    if (inst) await discard(ctx, inst);
+    for (const vf of leased) ctx.leases.release(vf, holder);
+    throw e;
+  }
+}
