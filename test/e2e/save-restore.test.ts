@@ -63,7 +63,7 @@ describe("save and restore with passthrough NICs", { timeout: 180_000 }, () => {
     assert.ok(saved.bytes > 0 && (await stat(join(saves, "saved1.state"))).size === saved.bytes);
     assert.deepEqual(saved.nicsToRestore.map((n) => n.name), ["net0", "net1"]);
     assert.deepEqual(saved.releasedVfs.sort(), [a.host.vfs[0], a.host.vfs[1]].sort());
-    assert.deepEqual(JSON.parse((await a.app.inject({ method: "GET", url: "/v1/instances", headers: a.headers })).body).instances, []);
+    assert.deepEqual((JSON.parse((await a.app.inject({ method: "GET", url: "/v1/instances", headers: a.headers })).body) as { instances: unknown[] }).instances, []);
 
     const res = await b.app.inject({ method: "POST", url: "/v1/instances/restore", headers: b.headers, payload: { name: "saved1.state", nics: [{ name: "net0", vf: b.host.vfs[2] }, { name: "net1", vf: b.host.vfs[3] }] } });
     assert.equal(res.statusCode, 200, res.body);
