@@ -96,8 +96,8 @@ const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 const CIDR_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
-/** The full guest kernel command line: base + `ferry.name` + one `ferry.net` per NIC. */
-export function guestCmdline(name: string, nets: readonly GuestNet[]): string {
+/** The full guest kernel command line: base + `ferry.name` + one `ferry.net` per NIC (+ `ferry.fill`: MiB of random data in guest RAM). */
+export function guestCmdline(name: string, nets: readonly GuestNet[], o: { fillMiB?: number } = {}): string {
   if (!NAME_RE.test(name)) throw invalid("guest name", name, "must match " + String(NAME_RE));
   const parts = [GUEST_BASE_CMDLINE, `ferry.name=${name}`];
   for (const [i, net] of nets.entries()) {
@@ -106,6 +106,10 @@ export function guestCmdline(name: string, nets: readonly GuestNet[]): string {
     const octetsOk = m !== null && m.slice(1, 5).every((o) => Number(o) <= 255) && Number(m[5]) <= 32;
     if (!octetsOk) throw invalid(`nets[${i}].cidr`, net.cidr, "must be an IPv4 address with prefix like 10.90.1.10/24");
     parts.push(`ferry.net=${net.mac.toLowerCase()},${net.cidr}`);
+  }
+  if (o.fillMiB !== undefined) {
+    if (!Number.isInteger(o.fillMiB) || o.fillMiB < 0 || o.fillMiB > 1024 * 1024) throw invalid("fillMiB", o.fillMiB, "must be a whole number of MiB");
+    parts.push(`ferry.fill=${o.fillMiB}`);
   }
   return parts.join(" ");
 }

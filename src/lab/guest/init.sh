@@ -4,9 +4,11 @@
 # Kernel command line:
 #   ferry.name=<vm name>
 #   ferry.net=<mac>,<ip>/<prefix>   (repeatable, one per guest NIC)
+#   ferry.fill=<MiB>                fill that much RAM with random data before ready (benchmarks)
 # Console protocol (one line each, on the serial console):
 #   ferry-net <ifname> <mac> <ip> up        an interface was (re)configured
 #   ferry-lower <ifname> <slave>...         a failover master's slaves changed ("-" = none)
+#   ferry-filled <MiB>                      ferry.fill done (before ferry-ready)
 #   ferry-ready <name>                      setup finished (printed once)
 #   ferry-heartbeat <n>                     every 100 ms; n lives in this shell's memory
 # Dotted parameters are not passed to init by the kernel: read /proc/cmdline.
@@ -27,10 +29,12 @@ done </lib/modules/order
 read -r cmdline </proc/cmdline
 name=guest
 nets=""
+fill=0
 for w in $cmdline; do
   case "$w" in
     ferry.name=*) name=${w#ferry.name=} ;;
     ferry.net=*) nets="$nets ${w#ferry.net=}" ;;
+    ferry.fill=*) fill=${w#ferry.fill=} ;;
   esac
 done
 nets=$(echo "$nets" | tr 'A-F' 'a-f')
@@ -130,6 +134,12 @@ if [ -n "$nets" ]; then
       if [ $((i % 20)) = 0 ]; then netpass 1; else netpass 0; fi
     done
   ) &
+fi
+
+if [ "$fill" -gt 0 ] 2>/dev/null; then
+  # the initramfs is RAM: a file of random bytes is guest memory a migration must copy
+  dd if=/dev/urandom of=/fill bs=1M count="$fill" 2>/dev/null
+  echo "ferry-filled $fill"
 fi
 
 echo "ferry-ready $name"
