@@ -16,6 +16,15 @@ interface CommandEntry {
 
 export const COMMANDS: Record<string, CommandEntry> = {
   agent: { summary: "run the host agent, or show its inventory (ferry agent inventory)", load: () => import("./commands/agent.ts") },
+  controller: { summary: "run the controller (API, scheduler, coordinator): ferry controller --config controller.yaml", load: () => import("./commands/controller.ts") },
+  hosts: { summary: "list the hosts the controller knows (state, last heartbeat)", load: () => import("./commands/hosts.ts") },
+  devices: { summary: "list the VFs of the live hosts with their networks and leases", load: () => import("./commands/devices.ts") },
+  vms: { summary: "list the VMs, where they run and their NICs", load: () => import("./commands/vms.ts") },
+  vm: { summary: "create, show, start, stop or delete a VM", load: () => import("./commands/vm.ts") },
+  migrate: { summary: "live-migrate a VM (or --plan: where it could go, and why not elsewhere)", load: () => import("./commands/migrate.ts") },
+  migrations: { summary: "list the migrations", load: () => import("./commands/migrations.ts") },
+  migration: { summary: "show or cancel a migration", load: () => import("./commands/migration.ts") },
+  events: { summary: "print the controller's events (--follow to keep reading)", load: () => import("./commands/events.ts") },
   demo: { summary: "boot the test guest and live-migrate it between two QEMU instances, showing what happened", load: () => import("./commands/demo.ts") },
 };
 

@@ -1,0 +1,62 @@
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { Controller } from "../controller/controller.ts";
+import { DEFAULT_DEADLINES } from "../controller/config.ts";
+import { FakeClock } from "../core/clock.ts";
+import { silentLogger } from "../core/log.ts";
+import { SqliteClusterStore } from "../store/cluster.ts";
+import { SqliteStore } from "../store/sqlite.ts";
+import { buildControllerApp } from "./app.ts";
+
+const TOKEN = "t".repeat(32);
+const clock = new FakeClock();
+const store = new SqliteStore(":memory:");
+const cluster = new SqliteClusterStore(":memory:");
+const controller = new Controller({
+  config: { heartbeatTimeoutMs: 6000, hostCapacity: { memoryMiB: 16384, vcpus: 16 }, deadlines: DEFAULT_DEADLINES },
+  store, cluster, clock, log: silentLogger, agentToken: "a".repeat(32), guestImage: () => Promise.resolve({ kernel: "/k", initrd: "/i" }),
+});
+const app = buildControllerApp({ controller, token: TOKEN, version: "0.0.0", clock });
+after(async () => {
+  await app.close();
+  store.close();
+  cluster.close();
+});
+const auth = { authorization: `Bearer ${TOKEN}` };
+
+test("every route needs the bearer token, the OpenAPI document included", async () => {
+  for (const url of ["/v1/hosts", "/openapi.json", "/nope"]) {
+    const r = await app.inject({ method: "GET", url });
+    assert.equal(r.statusCode, 401, url);
+    assert.equal(r.json<{ code: string }>().code, "FERRY_ERR_UNAUTHORIZED");
+  }
+  const doc = await app.inject({ method: "GET", url: "/openapi.json", headers: auth });
+  const paths = Object.keys(doc.json<{ paths: Record<string, unknown> }>().paths);
+  for (const p of ["/v1/agents/heartbeat", "/v1/hosts", "/v1/devices", "/v1/vms", "/v1/vms/{name}/start", "/v1/migrations", "/v1/migrations/{id}/cancel", "/v1/events"]) assert.ok(paths.includes(p), p);
+});
+
+test("heartbeats register a host; silence marks it down (an event each), a heartbeat brings it back", async () => {
+  const bad = await app.inject({ method: "POST", url: "/v1/agents/heartbeat", headers: auth, payload: { name: "host-a", url: "ftp://x", version: "1", accel: "tcg" } });
+  assert.equal(bad.statusCode, 400);
+  assert.equal(bad.json<{ code: string; details: { field: string } }>().details.field, "url");
+  const hb = { name: "host-a", url: "http://127.0.0.1:1", version: "1", accel: "tcg" };
+  const ok = await app.inject({ method: "POST", url: "/v1/agents/heartbeat", headers: auth, payload: hb });
+  assert.deepEqual(ok.json(), { intervalMs: 2000 });
+  clock.advance(7000);
+  await controller.checkLiveness();
+  const hosts = await app.inject({ method: "GET", url: "/v1/hosts", headers: auth });
+  assert.equal(hosts.json<{ hosts: { state: string }[] }>().hosts[0]!.state, "down");
+  await app.inject({ method: "POST", url: "/v1/agents/heartbeat", headers: auth, payload: hb });
+  const events = await app.inject({ method: "GET", url: "/v1/events", headers: auth });
+  assert.equal(events.headers["content-type"], "text/event-stream; charset=utf-8");
+  assert.deepEqual([...events.body.matchAll(/^event: (.*)$/gm)].map((m) => m[1]), ["host-registered", "host-down", "host-up"]);
+});
+
+test("problems carry stable codes: unknown VM 404, bad body 400", async () => {
+  const r = await app.inject({ method: "POST", url: "/v1/migrations", headers: auth, payload: { vm: "ghost" } });
+  assert.equal(r.statusCode, 404);
+  assert.equal(r.json<{ code: string }>().code, "FERRY_ERR_NOT_FOUND");
+  const b = await app.inject({ method: "POST", url: "/v1/vms", headers: auth, payload: { name: "x", host: "host-a", memoryMiB: 1, nics: [] } });
+  assert.equal(b.statusCode, 400);
+  assert.equal(b.json<{ details: { field: string } }>().details.field, "memoryMiB");
+});

@@ -1,0 +1,20 @@
+// What the controller's HTTP layer needs: the controller (operations), the token, a logger.
+import type { AgentFastify } from "../agent/http/type-provider.ts";
+import type { Controller } from "../controller/controller.ts";
+import type { Clock } from "../core/clock.ts";
+import type { Logger } from "../core/log.ts";
+
+export type ControllerFastify = AgentFastify;
+
+export interface ControllerAppDeps {
+  controller: Controller;
+  /** The bearer token every request must carry. */
+  token: string;
+  version: string;
+  log?: Logger;
+  /** For the event stream's keep-alive (default the system clock). */
+  clock?: Clock;
+}
+
+/** A route file: registers one resource's routes. */
+export type RouteFile = (app: ControllerFastify, deps: ControllerAppDeps) => void;

@@ -1,0 +1,33 @@
+// Migrations: plan or start one (it runs in the background), list, show, cancel.
+import { CancelView, MigrateBody, MigrateReply, MigrationList, MigrationParams, MigrationView } from "../schemas.ts";
+import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
+
+export function migrationRoutes(app: ControllerFastify, { controller }: ControllerAppDeps): void {
+  app.post(
+    "/v1/migrations",
+    {
+      schema: { body: MigrateBody, response: { 200: MigrateReply, 202: MigrateReply } },
+      config: { openapi: { summary: "Migrate a VM (to a host, or where the scheduler ranks best); plan: true only answers the ranked destinations and the rejections. Refused (409 FERRY_ERR_NO_VF / FERRY_ERR_NO_HOST) when no host can take it" } },
+    },
+    async (req, reply) => {
+      const b = req.body;
+      const input = { vm: b.vm, ...(b.to === undefined ? {} : { to: b.to }), ...(b.deadlines === undefined ? {} : { deadlines: b.deadlines }) };
+      if (b.plan === true) {
+        const { vm, source, destinations, rejections, message } = await controller.plan(input);
+        return reply.code(200).send({ kind: "plan", plan: { vm, source, destinations, rejections, message } });
+      }
+      return reply.code(202).send({ kind: "started", migration: await controller.migrate(input) });
+    },
+  );
+  app.get("/v1/migrations", { schema: { response: { 200: MigrationList } }, config: { openapi: { summary: "Every migration, oldest first" } } }, async () => ({
+    migrations: await controller.listMigrations(),
+  }));
+  app.get("/v1/migrations/:id", { schema: { params: MigrationParams, response: { 200: MigrationView } }, config: { openapi: { summary: "One migration: its plan, phase, timings, outcome" } } }, (req) =>
+    controller.getMigration(req.params.id),
+  );
+  app.post(
+    "/v1/migrations/:id/cancel",
+    { schema: { params: MigrationParams, response: { 200: CancelView } }, config: { openapi: { summary: "Best-effort cancel; answers when the migration has ended, with what really happened (cancelled, completed, failed, already-done)" } } },
+    (req) => controller.cancelMigration(req.params.id),
+  );
+}

@@ -1,0 +1,31 @@
+// VMs: create (MACs, guest ports, addresses and VFs chosen by the controller,
+// started on the host's agent), start, stop, delete.
+import { CreateVmBody, Deleted, VmList, VmParams, VmView } from "../schemas.ts";
+import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
+
+export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDeps): void {
+  app.get("/v1/vms", { schema: { response: { 200: VmList } }, config: { openapi: { summary: "Every VM: where it runs, its NICs and their VFs" } } }, async () => ({
+    vms: await controller.listVms(),
+  }));
+  app.get("/v1/vms/:name", { schema: { params: VmParams, response: { 200: VmView } }, config: { openapi: { summary: "One VM (by name or uuid)" } } }, (req) =>
+    controller.getVm(req.params.name),
+  );
+  app.post(
+    "/v1/vms",
+    { schema: { body: CreateVmBody, response: { 201: VmView } }, config: { openapi: { summary: "Create a VM on a host and start it (a free VF of each NIC's network is picked there)" } } },
+    async (req, reply) => {
+      const b = req.body;
+      const vm = await controller.createVm({ name: b.name, host: b.host, memoryMiB: b.memoryMiB, nics: b.nics, ...(b.vcpus === undefined ? {} : { vcpus: b.vcpus }), ...(b.noOs === undefined ? {} : { noOs: b.noOs }) });
+      return reply.code(201).send(vm);
+    },
+  );
+  app.post("/v1/vms/:name/start", { schema: { params: VmParams, response: { 200: VmView } }, config: { openapi: { summary: "Start a stopped VM on its host" } } }, (req) =>
+    controller.startVm(req.params.name),
+  );
+  app.post("/v1/vms/:name/stop", { schema: { params: VmParams, response: { 200: VmView } }, config: { openapi: { summary: "Stop a VM (its VFs are released)" } } }, (req) =>
+    controller.stopVm(req.params.name),
+  );
+  app.delete("/v1/vms/:name", { schema: { params: VmParams, response: { 200: Deleted } }, config: { openapi: { summary: "Stop and forget a VM" } } }, (req) =>
+    controller.deleteVm(req.params.name),
+  );
+}

@@ -1,0 +1,192 @@
+// The controller API's data: TypeBox schemas (JSON Schema) and the types
+// derived from them. One definition serves the routes (validation,
+// serialisation), the OpenAPI document and the client (which validates
+// replies against the same schemas).
+import { Type } from "typebox";
+import type { Static, TSchema } from "typebox";
+import { NAME_PATTERN, PCI_PATTERN, UUID_PATTERN } from "../agent/api.ts";
+import type { ControllerEvent } from "../controller/events.ts";
+import type { MigrationRecord } from "../migration/types.ts";
+import type { CancelReport } from "../migration/runner.ts";
+import type { Rejection } from "../scheduler/rejections.ts";
+import type { Destination } from "../scheduler/types.ts";
+
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Name = Type.String({ pattern: NAME_PATTERN });
+const Int = (o: { minimum?: number; maximum?: number; description?: string } = {}) => Type.Integer(o);
+
+export { Problem } from "../agent/api.ts";
+
+// ---- agents / hosts
+
+export const HeartbeatBody = Type.Object(
+  {
+    name: Name,
+    url: Type.String({ pattern: "^https?://", description: "the agent's API base URL" }),
+    version: Type.String({ maxLength: 100 }),
+    accel: Type.String({ maxLength: 100 }),
+  },
+  { additionalProperties: false },
+);
+export type HeartbeatBodyT = Static<typeof HeartbeatBody>;
+export const HeartbeatReply = Type.Object({ intervalMs: Type.Integer({ description: "send the next heartbeat within this" }) });
+
+export const HostView = Type.Object({
+  name: Type.String(),
+  url: Type.String(),
+  version: Type.String(),
+  accel: Type.String(),
+  state: Type.Union([Type.Literal("up"), Type.Literal("down"), Type.Literal("draining")]),
+  lastHeartbeat: Int({ description: "epoch ms" }),
+  registeredAt: Int({ description: "epoch ms" }),
+});
+export type HostViewT = Static<typeof HostView>;
+export const HostList = Type.Object({ hosts: Type.Array(HostView) });
+
+export const DeviceRow = Type.Object({
+  host: Type.String(),
+  vf: Type.String({ pattern: PCI_PATTERN }),
+  pf: Type.String({ pattern: PCI_PATTERN }),
+  network: Type.String(),
+  vendor: Type.String(),
+  device: Type.String(),
+  numaNode: Nullable(Type.Integer()),
+  mac: Nullable(Type.String()),
+  model: Type.String({ description: "vfio, or stand-in <model>" }),
+  lease: Nullable(Type.String()),
+  vm: Nullable(Type.String()),
+});
+export type DeviceRowT = Static<typeof DeviceRow>;
+export const DeviceList = Type.Object({ devices: Type.Array(DeviceRow) });
+export const DeviceQuery = Type.Object({ host: Type.Optional(Name), network: Type.Optional(Name) }, { additionalProperties: false });
+
+// ---- VMs
+
+const Mode = Type.Union([Type.Literal("failover"), Type.Literal("ephemeral"), Type.Literal("emulated")]);
+const Policy = Type.Union([Type.Literal("mandatory"), Type.Literal("requisite"), Type.Literal("optional")]);
+
+export const VmNicView = Type.Object({
+  name: Type.String(),
+  network: Type.String(),
+  mode: Mode,
+  policy: Policy,
+  mac: Type.String(),
+  guestPorts: Type.Object({ standby: Type.Optional(Type.Integer()), primary: Type.Optional(Type.Integer()) }),
+  address: Type.String(),
+  vf: Nullable(Type.String({ pattern: PCI_PATTERN })),
+});
+export const VmView = Type.Object({
+  uuid: Type.String({ pattern: UUID_PATTERN }),
+  name: Type.String(),
+  memoryMiB: Type.Integer(),
+  vcpus: Type.Integer(),
+  host: Type.String(),
+  instanceId: Nullable(Type.String()),
+  state: Type.Union([Type.Literal("running"), Type.Literal("stopped"), Type.Literal("migrating"), Type.Literal("unknown")]),
+  noOs: Type.Boolean(),
+  nics: Type.Array(VmNicView),
+  seq: Type.Integer(),
+  createdAt: Type.Integer(),
+  updatedAt: Type.Integer(),
+});
+export type VmViewT = Static<typeof VmView>;
+export const VmList = Type.Object({ vms: Type.Array(VmView) });
+export const VmParams = Type.Object({ name: Name });
+
+export const CreateVmBody = Type.Object(
+  {
+    name: Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,30}$" }),
+    host: Name,
+    memoryMiB: Type.Integer({ minimum: 64, maximum: 1024 * 1024 }),
+    vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+    nics: Type.Array(Type.Object({ network: Name, mode: Mode, policy: Policy }, { additionalProperties: false }), { maxItems: 8 }),
+    noOs: Type.Optional(Type.Boolean({ description: "start with no OS (the guest never answers unplug requests)" })),
+  },
+  { additionalProperties: false },
+);
+export type CreateVmBodyT = Static<typeof CreateVmBody>;
+export const Deleted = Type.Object({ deleted: Type.String() });
+
+// ---- migrations
+
+const DeadlinesInput = Type.Object(
+  {
+    unplugMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
+    convergeMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
+    precheckMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
+    primaryBackMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
+    stepMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400_000 })),
+  },
+  { additionalProperties: false },
+);
+export const MigrateBody = Type.Object(
+  {
+    vm: Name,
+    to: Type.Optional(Name),
+    plan: Type.Optional(Type.Boolean({ description: "only plan: ranked destinations and rejection reasons, nothing changes" })),
+    deadlines: Type.Optional(DeadlinesInput),
+  },
+  { additionalProperties: false },
+);
+export type MigrateBodyT = Static<typeof MigrateBody>;
+
+/** A migration record (migration/types.ts); the key fields are checked, the rest passes as the coordinator wrote it. */
+export const MigrationView = Type.Unsafe<MigrationRecord>(
+  Type.Object(
+    {
+      id: Type.String(),
+      plan: Type.Object({}, { additionalProperties: true }),
+      phase: Type.String(),
+      outcome: Nullable(Type.String()),
+      reason: Nullable(Type.String()),
+      code: Nullable(Type.String()),
+      refused: Type.Boolean(),
+      runsOn: Nullable(Type.Object({ host: Type.String(), instanceId: Type.String() })),
+      nics: Type.Array(Type.Object({}, { additionalProperties: true })),
+      timings: Type.Object({}, { additionalProperties: true }),
+      createdAt: Type.Integer(),
+      updatedAt: Type.Integer(),
+    },
+    { additionalProperties: true },
+  ),
+);
+export const MigrationList = Type.Object({ migrations: Type.Array(MigrationView) });
+export const MigrationParams = Type.Object({ id: Name });
+
+export interface PlanReply {
+  vm: string;
+  source: string;
+  destinations: Destination[];
+  rejections: Rejection[];
+  message: string | null;
+}
+export const PlanView = Type.Unsafe<PlanReply>(
+  Type.Object(
+    {
+      vm: Type.String(),
+      source: Type.String(),
+      destinations: Type.Array(Type.Object({ host: Type.String(), rank: Type.Integer(), score: Type.Number(), complete: Type.Boolean(), nics: Type.Array(Type.Object({}, { additionalProperties: true })), explanation: Type.String() }, { additionalProperties: true })),
+      rejections: Type.Array(Type.Object({ host: Type.String(), code: Type.String(), message: Type.String() })),
+      message: Nullable(Type.String()),
+    },
+    { additionalProperties: true },
+  ),
+);
+
+export const MigrateReply = Type.Union([
+  Type.Object({ kind: Type.Literal("plan"), plan: PlanView }),
+  Type.Object({ kind: Type.Literal("started"), migration: MigrationView }),
+]);
+export type MigrateReplyT = { kind: "plan"; plan: PlanReply } | { kind: "started"; migration: MigrationRecord };
+
+export const CancelView = Type.Unsafe<CancelReport>(
+  Type.Object({ result: Type.String(), message: Type.String(), record: MigrationView }, { additionalProperties: true }),
+);
+
+// ---- events
+
+export const EventQuery = Type.Object(
+  { follow: Type.Optional(Type.Union([Type.Literal("1"), Type.Literal("0"), Type.Literal("true"), Type.Literal("false")])), after: Type.Optional(Type.String({ pattern: "^[0-9]{1,15}$" })) },
+  { additionalProperties: false },
+);
+export type EventView = ControllerEvent;

@@ -1,0 +1,77 @@
+// `ferry controller --config controller.yaml`: run the controller (HTTP API on
+// the config's address). Agents register by heartbeat; migrations not yet done
+// are resumed on start. SIGTERM/SIGINT stop it cleanly (a migration in flight
+// is resumed by the next start).
+import { readFile } from "node:fs/promises";
+import pkg from "../../../package.json" with { type: "json" };
+import { loadOrCreateToken } from "../../agent/token.ts";
+import { buildControllerApp } from "../../api/app.ts";
+import { dbFile, loadControllerConfig } from "../../controller/config.ts";
+import { Controller } from "../../controller/controller.ts";
+import { systemClock } from "../../core/clock.ts";
+import { FerryError } from "../../core/errors.ts";
+import { createLogger } from "../../core/log.ts";
+import { guestImagePaths } from "../../lab/guest-image.ts";
+import { SqliteClusterStore } from "../../store/cluster.ts";
+import { SqliteStore } from "../../store/sqlite.ts";
+import { parse, required, UsageError } from "../args.ts";
+import { EXIT } from "../exit-codes.ts";
+
+export const USAGE = `usage:
+  ferry controller --config controller.yaml     run the controller (API, scheduler, coordinator)
+`;
+
+const OPTIONS = { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } } as const;
+
+async function readAgentToken(file: string): Promise<string> {
+  let token: string;
+  try {
+    token = (await readFile(file, "utf8")).trim();
+  } catch (e) {
+    throw new FerryError("FERRY_ERR_CONFIG", `${file}: cannot read the agent token: ${e instanceof Error ? e.message : String(e)}`, { cause: e, details: { file } });
+  }
+  if (token.length < 16 || /\s/.test(token)) throw new FerryError("FERRY_ERR_CONFIG", `${file}: the agent token must be one line of at least 16 characters`, { details: { file } });
+  return token;
+}
+
+export async function run(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parse("controller", argv, OPTIONS);
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return EXIT.ok;
+  }
+  if (positionals.length > 0) throw new UsageError("controller", `unexpected argument ${JSON.stringify(positionals[0])}`);
+  const config = await loadControllerConfig(required("controller", values.config, "--config <controller.yaml>"));
+  const log = createLogger({ name: "ferry-controller" });
+  const agentToken = await readAgentToken(config.agentTokenFile);
+  const tok = await loadOrCreateToken(config.tokenFile);
+  if (tok.created) log.info({ file: config.tokenFile }, "created the controller token file (mode 0600)");
+  if (tok.looseMode !== null) log.warn({ file: config.tokenFile, mode: tok.looseMode.toString(8) }, "the token file is readable by others: chmod 600 it");
+  const store = new SqliteStore(dbFile(config));
+  const cluster = new SqliteClusterStore(dbFile(config));
+  const controller = new Controller({ config, store, cluster, clock: systemClock, log, agentToken, guestImage: () => guestImagePaths() });
+  let app: ReturnType<typeof buildControllerApp> | undefined;
+  try {
+    await controller.start();
+    app = buildControllerApp({ controller, token: tok.token, version: pkg.version, log });
+    const address = await app.listen({ host: config.listen.address, port: config.listen.port });
+    log.info({ address, db: dbFile(config) }, `ferry controller listening on ${address}`);
+    const sig = await new Promise<NodeJS.Signals>((resolve) => {
+      const on = (s: NodeJS.Signals): void => {
+        process.off("SIGTERM", on);
+        process.off("SIGINT", on);
+        resolve(s);
+      };
+      process.on("SIGTERM", on);
+      process.on("SIGINT", on);
+    });
+    log.info({ signal: sig }, "shutting down; migrations in flight resume on the next start");
+    return EXIT.ok;
+  } finally {
+    await app?.close();
+    await controller.close();
+    store.close();
+    cluster.close();
+    log.flush();
+  }
+}

@@ -1,0 +1,111 @@
+// `ferry migrate VM [--to HOST] [--plan] [--json]`: live-migrate a VM and
+// follow it to its outcome (a live progress line on a TTY, a line per phase
+// otherwise), then the outcome, where the VM runs, its NICs before and after,
+// downtime and total time. --plan: the ranked destinations and why other hosts
+// were rejected; nothing changes. --json: one object at the end.
+// Exit: 0 succeeded/degraded, 3 refused (nothing changed), 4 rolled back (or
+// recovered: back on the source), 1 failed.
+import { systemClock } from "../../core/clock.ts";
+import { FerryError, isFerryError } from "../../core/errors.ts";
+import type { MigrationRecord } from "../../migration/types.ts";
+import { parse, UsageError } from "../args.ts";
+import { EXIT } from "../exit-codes.ts";
+import type { MigrationSummary } from "../render/migration.ts";
+import { migrationSummary, progressLine, renderPlan, renderSummary } from "../render/migration.ts";
+import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson } from "./connect.ts";
+
+export const USAGE = `usage: ferry migrate VM [--to HOST] [--plan] [--json]
+  --to HOST   migrate to this host (default: the scheduler's best)
+  --plan      only show the ranked destinations and the rejected hosts with their reasons
+  --json      print one JSON object (the outcome, or the plan)
+exit codes: 0 succeeded (or degraded), 1 failed, 3 refused (nothing changed), 4 rolled back
+${CONNECT_HELP}
+`;
+const OPTIONS = { ...CONNECT_OPTIONS, to: { type: "string" }, plan: { type: "boolean" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
+
+export function exitFor(r: Pick<MigrationRecord, "outcome" | "refused">): number {
+  switch (r.outcome) {
+    case "succeeded":
+    case "degraded":
+      return EXIT.ok;
+    case "rolled-back":
+    case "recovered":
+      return EXIT.rolledBack;
+    default:
+      return r.refused ? EXIT.refused : EXIT.failed;
+  }
+}
+
+export async function run(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parse("migrate", argv, OPTIONS);
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return EXIT.ok;
+  }
+  const [vmName, ...extra] = positionals;
+  if (vmName === undefined) throw new UsageError("migrate", "missing VM");
+  if (extra.length > 0) throw new UsageError("migrate", `unexpected argument ${JSON.stringify(extra[0])}`);
+  const client = await connect("migrate", values);
+  const to = values.to === undefined ? {} : { to: values.to };
+
+  if (values.plan) {
+    const r = await client.migrate({ vm: vmName, plan: true, ...to });
+    if (r.kind !== "plan") throw new FerryError("FERRY_ERR_CONTROLLER", "the controller started a migration when asked for a plan");
+    if (values.json) printJson(r.plan);
+    else process.stdout.write(renderPlan(r.plan));
+    return r.plan.destinations.length > 0 ? EXIT.ok : EXIT.refused;
+  }
+
+  let started: MigrationRecord;
+  try {
+    const r = await client.migrate({ vm: vmName, ...to });
+    if (r.kind !== "started") throw new FerryError("FERRY_ERR_CONTROLLER", "the controller answered a plan when asked to migrate");
+    started = r.migration;
+  } catch (e) {
+    if (!isFerryError(e, "FERRY_ERR_NO_VF") && !isFerryError(e, "FERRY_ERR_NO_HOST")) throw e;
+    const vm = await client.vm(vmName);
+    const pfOf = new Map((await client.devices({ host: vm.host }).catch(() => [])).map((d) => [d.vf, d.pf]));
+    const raw = e.details["rejections"];
+    const rejections = Array.isArray(raw) ? (raw as MigrationSummary["rejections"]) : [];
+    const summary: MigrationSummary = {
+      id: null, vm: vm.name, outcome: "refused", source: vm.host, destination: values.to ?? null,
+      runsOn: vm.instanceId === null ? null : { host: vm.host, instanceId: vm.instanceId }, reason: e.message, code: e.code,
+      timings: { totalMs: 0, downtimeMs: null, phases: {} },
+      nics: vm.nics.map((n) => {
+        const here = n.vf === null ? null : { host: vm.host, vf: n.vf, pf: pfOf.get(n.vf) ?? "" };
+        return { name: n.name, network: n.network, mode: n.mode, policy: n.policy, before: here, after: here };
+      }),
+      rejections,
+    };
+    if (values.json) printJson(summary);
+    else process.stdout.write(`${renderSummary(summary)}\n`);
+    return EXIT.refused;
+  }
+
+  const tty = !values.json && process.stdout.isTTY;
+  const t0 = systemClock.monotonic();
+  let lastPhase = "";
+  let rec = started;
+  if (!values.json) process.stdout.write(`migration ${rec.id}: ${rec.plan.vm.name} ${rec.plan.source.host} → ${rec.plan.destination.host}\n`);
+  for (;;) {
+    if (rec.phase !== lastPhase || tty) {
+      const line = progressLine(rec, systemClock.monotonic() - t0);
+      if (tty) process.stdout.write(`\r\x1b[2K${line}`);
+      else if (!values.json) process.stdout.write(`${line}\n`);
+      lastPhase = rec.phase;
+    }
+    if (rec.phase === "done") break;
+    await systemClock.sleep(200);
+    try {
+      rec = await client.migration(rec.id, { timeoutMs: 10_000 });
+    } catch (e) {
+      // the controller restarting: it resumes the migration; keep asking
+      if (!isFerryError(e, "FERRY_ERR_CONTROLLER")) throw e;
+    }
+  }
+  if (tty) process.stdout.write("\n");
+  const summary = migrationSummary(rec);
+  if (values.json) printJson(summary);
+  else process.stdout.write(renderSummary(summary));
+  return exitFor(rec);
+}

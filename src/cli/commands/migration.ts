@@ -1,0 +1,36 @@
+// `ferry migration show ID [--json]`: one migration's summary (or its full record with --json).
+// `ferry migration cancel ID [--json]`: best-effort cancel; prints what really happened.
+import { parse, UsageError } from "../args.ts";
+import { EXIT } from "../exit-codes.ts";
+import { migrationSummary, renderSummary } from "../render/migration.ts";
+import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson } from "./connect.ts";
+
+export const USAGE = `usage:
+  ferry migration show ID [--json]     a migration: plan, phase, timings, outcome, NICs before and after
+  ferry migration cancel ID [--json]   cancel it (before the switch-over); reports cancelled, completed, failed or already-done
+${CONNECT_HELP}
+`;
+const OPTIONS = { ...CONNECT_OPTIONS, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
+
+export async function run(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parse("migration", argv, OPTIONS);
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return EXIT.ok;
+  }
+  const [sub, id, ...extra] = positionals;
+  if (sub !== "show" && sub !== "cancel") throw new UsageError("migration", sub === undefined ? "missing subcommand (show, cancel)" : `unknown subcommand ${JSON.stringify(sub)} (expected: show, cancel)`);
+  if (id === undefined) throw new UsageError("migration", "missing migration ID");
+  if (extra.length > 0) throw new UsageError("migration", `unexpected argument ${JSON.stringify(extra[0])}`);
+  const client = await connect("migration", values);
+  if (sub === "show") {
+    const r = await client.migration(id);
+    if (values.json) printJson({ ...r, summary: migrationSummary(r) });
+    else process.stdout.write(`${renderSummary(migrationSummary(r))}${r.warnings.length > 0 ? `warnings:\n${r.warnings.map((w) => `  ${w}`).join("\n")}\n` : ""}`);
+    return EXIT.ok;
+  }
+  const report = await client.cancelMigration(id);
+  if (values.json) printJson({ result: report.result, message: report.message, migration: migrationSummary(report.record) });
+  else process.stdout.write(`cancel ${id}: ${report.result}: ${report.message}\n${renderSummary(migrationSummary(report.record))}`);
+  return report.result === "cancelled" ? EXIT.rolledBack : report.result === "failed" ? EXIT.failed : EXIT.ok;
+}

@@ -1,0 +1,88 @@
+// `ferry vm create NAME --host H --memory MiB [--vcpus N] --nic NETWORK:MODE:POLICY [--nic …] [--guest no-os] [--json]`
+// `ferry vm show|start|stop|delete NAME [--json]`
+import { NIC_MODES, NIC_POLICIES } from "../../model/vm.ts";
+import type { NicMode, NicPolicy } from "../../model/vm.ts";
+import { parse, required, UsageError } from "../args.ts";
+import { EXIT } from "../exit-codes.ts";
+import { renderVm } from "../render/cluster.ts";
+import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson, takeRepeated } from "./connect.ts";
+
+export const USAGE = `usage:
+  ferry vm create NAME --host H --memory MiB [--vcpus N] --nic NETWORK:MODE:POLICY [--nic …] [--guest no-os] [--json]
+      MODE: failover | ephemeral | emulated; POLICY: mandatory | requisite | optional (default mandatory)
+      the controller picks each NIC's MAC, guest ports, address and a free VF of NETWORK on H, and starts the VM there
+  ferry vm show NAME [--json]
+  ferry vm start NAME [--json]
+  ferry vm stop NAME [--json]
+  ferry vm delete NAME [--json]
+${CONNECT_HELP}
+`;
+const OPTIONS = {
+  ...CONNECT_OPTIONS,
+  host: { type: "string" },
+  memory: { type: "string" },
+  vcpus: { type: "string" },
+  guest: { type: "string" },
+  json: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+function isMode(x: string): x is NicMode {
+  return (NIC_MODES as readonly string[]).includes(x);
+}
+function isPolicy(x: string): x is NicPolicy {
+  return (NIC_POLICIES as readonly string[]).includes(x);
+}
+
+export function parseNicFlag(s: string): { network: string; mode: NicMode; policy: NicPolicy } {
+  const [network, mode, policy = "mandatory", ...extra] = s.split(":");
+  if (!network || mode === undefined || extra.length > 0) throw new UsageError("vm", `--nic ${JSON.stringify(s)}: expected NETWORK:MODE[:POLICY]`);
+  if (!isMode(mode)) throw new UsageError("vm", `--nic ${JSON.stringify(s)}: mode must be one of ${NIC_MODES.join(", ")}`);
+  if (!isPolicy(policy)) throw new UsageError("vm", `--nic ${JSON.stringify(s)}: policy must be one of ${NIC_POLICIES.join(", ")}`);
+  return { network, mode, policy };
+}
+
+function positiveInt(flag: string, s: string): number {
+  if (!/^[0-9]{1,9}$/.test(s)) throw new UsageError("vm", `${flag}: not a positive integer: ${JSON.stringify(s)}`);
+  return Number(s);
+}
+
+export async function run(argv: readonly string[]): Promise<number> {
+  const { values: nicFlags, rest } = takeRepeated(argv, "--nic");
+  const { values, positionals } = parse("vm", rest, OPTIONS);
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return EXIT.ok;
+  }
+  const [sub, name, ...extra] = positionals;
+  const subs = ["create", "show", "start", "stop", "delete"];
+  if (sub === undefined || !subs.includes(sub)) throw new UsageError("vm", sub === undefined ? `missing subcommand (${subs.join(", ")})` : `unknown subcommand ${JSON.stringify(sub)} (expected: ${subs.join(", ")})`);
+  if (name === undefined) throw new UsageError("vm", "missing VM NAME");
+  if (extra.length > 0) throw new UsageError("vm", `unexpected argument ${JSON.stringify(extra[0])}`);
+  if (sub !== "create" && (nicFlags.length > 0 || values.host !== undefined || values.memory !== undefined || values.vcpus !== undefined || values.guest !== undefined)) {
+    throw new UsageError("vm", `--nic, --host, --memory, --vcpus and --guest apply to 'ferry vm create' only`);
+  }
+  let body: Parameters<Awaited<ReturnType<typeof connect>>["createVm"]>[0] | undefined;
+  if (sub === "create") {
+    if (values.guest !== undefined && values.guest !== "no-os" && values.guest !== "linux") throw new UsageError("vm", `--guest must be no-os or linux (got ${JSON.stringify(values.guest)})`);
+    body = {
+      name,
+      host: required("vm", values.host, "--host H"),
+      memoryMiB: positiveInt("--memory", required("vm", values.memory, "--memory MiB")),
+      nics: nicFlags.map(parseNicFlag),
+      ...(values.vcpus === undefined ? {} : { vcpus: positiveInt("--vcpus", values.vcpus) }),
+      ...(values.guest === "no-os" ? { noOs: true } : {}),
+    };
+  }
+  const client = await connect("vm", values);
+  if (sub === "delete") {
+    const r = await client.deleteVm(name);
+    if (values.json) printJson(r);
+    else process.stdout.write(`deleted ${r.deleted}\n`);
+    return EXIT.ok;
+  }
+  const vm = body ? await client.createVm(body) : sub === "show" ? await client.vm(name) : sub === "start" ? await client.startVm(name) : await client.stopVm(name);
+  if (values.json) printJson(vm);
+  else process.stdout.write(renderVm(vm));
+  return EXIT.ok;
+}

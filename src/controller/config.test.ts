@@ -1,0 +1,29 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { DEFAULT_DEADLINES, parseControllerConfig } from "./config.ts";
+
+test("defaults: loopback 7600, token in the state dir, 6 s heartbeat timeout, the design's deadlines", () => {
+  const c = parseControllerConfig("stateDir: /var/lib/fc\nagentTokenFile: /etc/ferry/agent-token\n", { source: "/etc/ferry/controller.yaml" });
+  assert.deepEqual(c.listen, { address: "127.0.0.1", port: 7600 });
+  assert.equal(c.tokenFile, "/var/lib/fc/token");
+  assert.equal(c.heartbeatTimeoutMs, 6000);
+  assert.deepEqual(c.deadlines, DEFAULT_DEADLINES);
+  assert.deepEqual(c.deadlines, { unplugMs: 15000, convergeMs: 300000, precheckMs: 2000, primaryBackMs: 30000, stepMs: 120000 });
+});
+
+test("relative paths resolve against the config's directory; deadlines override one by one", () => {
+  const c = parseControllerConfig("stateDir: state\nagentTokenFile: tok\ndeadlines: { unplugMs: 500 }\n", { source: "/srv/lab/controller.yaml" });
+  assert.equal(c.stateDir, "/srv/lab/state");
+  assert.equal(c.agentTokenFile, "/srv/lab/tok");
+  assert.equal(c.deadlines.unplugMs, 500);
+  assert.equal(c.deadlines.stepMs, 120000);
+});
+
+test("errors name the file, the line and the field", () => {
+  const bad = (text: string, re: RegExp) => assert.throws(() => parseControllerConfig(text, { source: "/c.yaml" }), (e: Error) => re.test(e.message));
+  bad("agentTokenFile: /t\n", /\/c\.yaml:1: stateDir: required/);
+  bad("stateDir: /s\nagentTokenFile: /t\nlisten:\n  port: 99999\n", /\/c\.yaml:4: listen\.port: must be between 0 and 65535/);
+  bad("stateDir: /s\nagentTokenFile: /t\ndeadlines:\n  unplugMS: 5\n", /\/c\.yaml:4: deadlines\.unplugMS: unknown field/);
+  bad("stateDir: /s\nagentTokenFile: /t\nheartbeatTimeout: 5\n", /:3: heartbeatTimeout: unknown field/);
+  bad("stateDir: [\n", /\/c\.yaml:\d+: YAML/);
+});

@@ -1,0 +1,490 @@
+// The controller: hosts (registered by their agents' heartbeats, marked down
+// when they stop), VMs (created and started through the agents), migrations
+// (planned with the scheduler, run by the durable coordinator in the
+// background, the VM record updated from the outcome). The HTTP layer
+// (src/api) turns requests into calls here; nothing here knows HTTP.
+import { randomBytes, randomUUID } from "node:crypto";
+import type { InventoryView } from "../agent/api.ts";
+import { AgentClient } from "../agent/client.ts";
+import type { Clock } from "../core/clock.ts";
+import { FerryError, isFerryError, toFerryError } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import type { CancelReport, RunnerDeps } from "../migration/runner.ts";
+import { cancel, createMigration, resumeAll, runMigration } from "../migration/runner.ts";
+import type { Deadlines, MigrationPlan, MigrationRecord, NicPlan } from "../migration/types.ts";
+import { isTerminal } from "../migration/types.ts";
+import type { ClusterSnapshot, PlacementVm } from "../model/cluster.ts";
+import type { NicMode, NicPolicy } from "../model/vm.ts";
+import { place } from "../scheduler/place.ts";
+import type { Rejection } from "../scheduler/rejections.ts";
+import type { Destination } from "../scheduler/types.ts";
+import type { ClusterStore, HostRecord, VmNicRecord, VmRecord } from "../store/cluster.ts";
+import type { Store } from "../store/store.ts";
+import { HttpAgentPort } from "./agent-port.ts";
+import type { ControllerConfig } from "./config.ts";
+import { HEARTBEAT_INTERVAL_MS } from "./config.ts";
+import { EventBus } from "./events.ts";
+import { buildSnapshot } from "./snapshot.ts";
+import { assignGuestPorts, buildVmSpec, guestAddress, newMac } from "./vm-spec.ts";
+
+export interface ControllerDeps {
+  config: Pick<ControllerConfig, "heartbeatTimeoutMs" | "hostCapacity" | "deadlines">;
+  store: Store;
+  cluster: ClusterStore;
+  clock: Clock;
+  log: Logger;
+  /** The cluster's agent token. */
+  agentToken: string;
+  guestImage: () => Promise<{ kernel: string; initrd: string }>;
+  /** Randomness for MACs (default crypto). */
+  random?: (n: number) => Buffer;
+  /** The agents' I/O seam (tests). */
+  fetch?: typeof fetch;
+}
+
+export interface HeartbeatInput {
+  name: string;
+  url: string;
+  version: string;
+  accel: string;
+}
+
+export interface CreateVmInput {
+  name: string;
+  host: string;
+  memoryMiB: number;
+  vcpus?: number;
+  nics: { network: string; mode: NicMode; policy: NicPolicy }[];
+  noOs?: boolean;
+}
+
+export interface MigrateInput {
+  vm: string;
+  to?: string;
+  deadlines?: Partial<Deadlines>;
+}
+
+export interface PlanView {
+  vm: string;
+  source: string;
+  destinations: Destination[];
+  rejections: Rejection[];
+  message: string | null;
+}
+
+export interface DeviceRow {
+  host: string;
+  vf: string;
+  pf: string;
+  network: string;
+  vendor: string;
+  device: string;
+  numaNode: number | null;
+  mac: string | null;
+  model: string;
+  lease: string | null;
+  vm: string | null;
+}
+
+export class Controller {
+  readonly events = new EventBus();
+  readonly #d: ControllerDeps;
+  readonly #clients = new Map<string, AgentClient>();
+  readonly #busy = new Set<string>();
+  readonly #running = new Map<string, Promise<MigrationRecord>>();
+  readonly #stop = new AbortController();
+  #liveness: Promise<void> | null = null;
+  /** Agents could not reach a controller that was not running: their silence before this does not count. */
+  #startedAt = 0;
+
+  constructor(deps: ControllerDeps) {
+    this.#d = deps;
+  }
+
+  get #runner(): RunnerDeps {
+    return {
+      store: this.#d.store,
+      port: new HttpAgentPort((h) => this.agent(h)),
+      clock: this.#d.clock,
+      log: this.#d.log,
+      signal: this.#stop.signal,
+      onEvent: (e) => this.events.publish(e),
+    };
+  }
+
+  /** The client of a host's agent (from its last heartbeat). */
+  agent(host: string): AgentClient {
+    const c = this.#clients.get(host);
+    if (!c) throw new FerryError("FERRY_ERR_AGENT", `no agent known for host ${host} (it has not sent a heartbeat)`, { details: { host } });
+    return c;
+  }
+
+  #client(h: HostRecord): AgentClient {
+    const c = this.#clients.get(h.name);
+    if (c && c.baseUrl === h.url.replace(/\/+$/, "")) return c;
+    const fresh = new AgentClient({ baseUrl: h.url, token: this.#d.agentToken, ...(this.#d.fetch ? { fetch: this.#d.fetch } : {}) });
+    this.#clients.set(h.name, fresh);
+    return fresh;
+  }
+
+  /** Load the hosts, start the liveness loop, resume every migration not yet done (in the background). */
+  async start(): Promise<void> {
+    for (const h of await this.#d.cluster.listHosts()) this.#client(h);
+    this.#liveness = this.#livenessLoop();
+    this.#startedAt = this.#d.clock.now();
+    const active = await this.#d.store.listActiveMigrations();
+    const runner = this.#runner;
+    for (const r of active) if (!r.plan.link) this.#busy.add(r.plan.vm.uuid);
+    void resumeAll(runner).then(
+      async (results) => {
+        for (const r of results) {
+          if (r.record) await this.#settle(r.record).catch((e: unknown) => this.#d.log.error({ err: e, id: r.id }, "cannot update the VM after its migration"));
+          else if (r.error && r.error.code !== "FERRY_ERR_ABORTED") this.#d.log.error({ id: r.id, err: r.error.message }, "resumed migration failed");
+        }
+      },
+      (e: unknown) => this.#d.log.error({ err: e }, "resume failed"),
+    );
+  }
+
+  async close(): Promise<void> {
+    this.#stop.abort(new FerryError("FERRY_ERR_ABORTED", "controller shutting down"));
+    await this.#liveness;
+    await Promise.allSettled(this.#running.values());
+  }
+
+  // ------------------------------------------------------------------ hosts
+
+  async heartbeat(h: HeartbeatInput): Promise<{ intervalMs: number }> {
+    const now = this.#d.clock.now();
+    const prev = await this.#d.cluster.getHost(h.name);
+    const state = prev?.state === "draining" ? "draining" : "up";
+    const rec = await this.#d.cluster.upsertHost({ name: h.name, url: h.url, version: h.version, accel: h.accel, state, lastHeartbeat: now, registeredAt: prev?.registeredAt ?? now });
+    this.#client(rec);
+    if (!prev) this.events.publish({ type: "host-registered", host: h.name, reason: `agent ${h.url} (${h.version}, ${h.accel})`, at: now });
+    else if (prev.state === "down") this.events.publish({ type: "host-up", host: h.name, reason: "heartbeat received", at: now });
+    return { intervalMs: HEARTBEAT_INTERVAL_MS };
+  }
+
+  /** Mark down every host whose last heartbeat is older than the timeout. */
+  async checkLiveness(): Promise<void> {
+    const now = this.#d.clock.now();
+    for (const h of await this.#d.cluster.listHosts()) {
+      const silent = now - Math.max(h.lastHeartbeat, this.#startedAt);
+      if (h.state === "down" || silent <= this.#d.config.heartbeatTimeoutMs) continue;
+      await this.#d.cluster.setHostState(h.name, "down");
+      const reason = `no heartbeat for ${now - h.lastHeartbeat} ms (timeout ${this.#d.config.heartbeatTimeoutMs} ms)`;
+      this.#d.log.warn({ host: h.name }, `host down: ${reason}`);
+      this.events.publish({ type: "host-down", host: h.name, reason, at: now });
+    }
+  }
+
+  async #livenessLoop(): Promise<void> {
+    const every = Math.max(100, Math.min(1000, Math.floor(this.#d.config.heartbeatTimeoutMs / 4)));
+    while (!this.#stop.signal.aborted) {
+      try {
+        await this.#d.clock.sleep(every, this.#stop.signal);
+      } catch {
+        return;
+      }
+      await this.checkLiveness().catch((e: unknown) => this.#d.log.error({ err: e }, "liveness check failed"));
+    }
+  }
+
+  listHosts(): Promise<HostRecord[]> {
+    return this.#d.cluster.listHosts();
+  }
+
+  async #inventories(hosts: readonly HostRecord[]): Promise<Map<string, InventoryView>> {
+    const live = hosts.filter((h) => h.state !== "down");
+    const got = await Promise.all(
+      live.map((h) =>
+        this.#client(h)
+          .inventory({ timeoutMs: 3_000, signal: this.#stop.signal })
+          .then(
+            (inv) => [h.name, inv] as const,
+            (e: unknown) => {
+              this.#d.log.warn({ host: h.name, err: toFerryError(e).message }, "inventory unavailable");
+              return undefined;
+            },
+          ),
+      ),
+    );
+    return new Map(got.filter((x) => x !== undefined));
+  }
+
+  async #snapshot(): Promise<{ snapshot: ClusterSnapshot; inventories: Map<string, InventoryView>; vms: VmRecord[] }> {
+    const hosts = await this.#d.cluster.listHosts();
+    const vms = await this.#d.cluster.listVms();
+    const inventories = await this.#inventories(hosts);
+    return { snapshot: buildSnapshot({ hosts, vms, inventories, capacity: this.#d.config.hostCapacity }), inventories, vms };
+  }
+
+  async devices(filter: { host?: string; network?: string } = {}): Promise<DeviceRow[]> {
+    const hosts = (await this.#d.cluster.listHosts()).filter((h) => filter.host === undefined || h.name === filter.host);
+    if (filter.host !== undefined && hosts.length === 0) throw new FerryError("FERRY_ERR_NOT_FOUND", `host ${filter.host} not found`, { details: { host: filter.host } });
+    const invs = await this.#inventories(hosts);
+    const vms = await this.#d.cluster.listVms();
+    const byInstance = new Map(vms.filter((v) => v.instanceId !== null).map((v) => [`${v.host}/${v.instanceId ?? ""}`, v.name]));
+    const byUuid = new Map(vms.map((v) => [v.uuid, v.name]));
+    const rows: DeviceRow[] = [];
+    for (const [host, inv] of [...invs].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      for (const v of inv.vfs) {
+        if (filter.network !== undefined && v.network !== filter.network) continue;
+        const l = v.lease;
+        rows.push({
+          host, vf: v.bdf, pf: v.pf, network: v.network, vendor: v.vendor, device: v.device, numaNode: v.numaNode, mac: v.mac,
+          model: v.standIn ? `stand-in ${v.standIn.model}` : "vfio",
+          lease: l === null ? null : l.kind === "instance" ? `instance ${l.instanceId}` : `migration ${l.migrationId}`,
+          vm: l === null ? null : l.kind === "instance" ? (byInstance.get(`${host}/${l.instanceId}`) ?? byUuid.get(l.vmUuid) ?? null) : (byUuid.get(l.vmUuid) ?? null),
+        });
+      }
+    }
+    return rows;
+  }
+
+  // ------------------------------------------------------------------ VMs
+
+  listVms(): Promise<VmRecord[]> {
+    return this.#d.cluster.listVms();
+  }
+
+  async getVm(name: string): Promise<VmRecord> {
+    const vm = await this.#d.cluster.getVm(name);
+    if (!vm) throw new FerryError("FERRY_ERR_NOT_FOUND", `vm ${name} not found`, { details: { vm: name } });
+    return vm;
+  }
+
+  async #exclusive<T>(uuid: string, what: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#busy.has(uuid)) throw new FerryError("FERRY_ERR_STATE", `${what}: the VM is busy (a migration or another operation is in progress)`, { details: { vm: uuid } });
+    this.#busy.add(uuid);
+    try {
+      return await fn();
+    } finally {
+      this.#busy.delete(uuid);
+    }
+  }
+
+  /** Pick a free VF on `host` for every NIC that wants one (the scheduler, restricted to that host). */
+  async #pickVfs(vm: Pick<VmRecord, "uuid" | "name" | "memoryMiB" | "vcpus" | "nics">, host: string, keep: boolean): Promise<{ vfs: (string | null)[]; inventory: InventoryView }> {
+    const { snapshot, inventories } = await this.#snapshot();
+    const inventory = inventories.get(host);
+    const h = snapshot.hosts.find((x) => x.name === host);
+    if (!h) throw new FerryError("FERRY_ERR_NOT_FOUND", `host ${host} not found (no agent registered under that name)`, { details: { host } });
+    if (!inventory || h.state === "down") throw new FerryError("FERRY_ERR_STATE", `host ${host} is down`, { details: { host } });
+    // a recorded VF that is still free on this host is kept (vm start)
+    const free = new Set(inventory.vfs.filter((v) => v.lease === null).map((v) => v.bdf));
+    const pvm: PlacementVm = {
+      uuid: vm.uuid, name: vm.name, memoryMiB: vm.memoryMiB, vcpus: vm.vcpus, host: "(new)",
+      nics: vm.nics.filter((n) => !(keep && n.vf !== null && free.has(n.vf))).map((n) => ({ name: n.name, network: n.network, mode: n.mode, policy: n.policy })),
+    };
+    const p = place(snapshot, { vm: pvm, options: { to: host, limit: 1 } });
+    if (p.kind === "unplaceable") {
+      const code = (p.rejected.byCode.NO_VF ?? 0) > 0 ? "FERRY_ERR_NO_VF" : "FERRY_ERR_NO_HOST";
+      throw new FerryError(code, p.message, { details: { rejections: p.rejected.list() } });
+    }
+    const dest = p.destinations[0]!;
+    const vfs = vm.nics.map((n) => {
+      if (keep && n.vf !== null && free.has(n.vf)) return n.vf;
+      return dest.nics.find((a) => a.nic === n.name)?.vf?.bdf ?? null;
+    });
+    return { vfs, inventory };
+  }
+
+  async #startOn(vm: VmRecord, inventory: InventoryView): Promise<VmRecord> {
+    const facts = new Map(inventory.vfs.map((v) => [v.bdf, { standIn: v.standIn?.model ?? null }]));
+    const spec = buildVmSpec(vm, await this.#d.guestImage(), (vf) => facts.get(vf) ?? { standIn: null });
+    const inst = await this.agent(vm.host).startInstance(spec, { signal: this.#stop.signal });
+    return this.#d.cluster.putVm({ ...vm, instanceId: inst.instanceId, state: "running", updatedAt: this.#d.clock.now() });
+  }
+
+  async createVm(input: CreateVmInput): Promise<VmRecord> {
+    if (await this.#d.cluster.getVm(input.name)) throw new FerryError("FERRY_ERR_CONFLICT", `a VM named ${input.name} already exists`, { details: { vm: input.name } });
+    const all = await this.#d.cluster.listVms();
+    const macs = new Set(all.flatMap((v) => v.nics.map((n) => n.mac)));
+    const random = this.#d.random ?? randomBytes;
+    const ports = assignGuestPorts(input.nics.map((n) => n.mode));
+    const uuid = randomUUID();
+    const nicsNoAddr = input.nics.map((n, i) => {
+      const mac = newMac(macs, () => random(3));
+      macs.add(mac);
+      return { name: `net${i}`, network: n.network, mode: n.mode, policy: n.policy, mac, guestPorts: ports[i]!, address: "", vf: null };
+    });
+    const draft = { uuid, name: input.name, memoryMiB: input.memoryMiB, vcpus: input.vcpus ?? 1, nics: nicsNoAddr };
+    return this.#exclusive(uuid, `create ${input.name}`, async () => {
+      const { vfs, inventory } = await this.#pickVfs(draft, input.host, false);
+      const missing = draft.nics.filter((n, i) => n.mode !== "emulated" && vfs[i] === null && n.policy !== "optional");
+      if (missing.length > 0) throw new FerryError("FERRY_ERR_NO_VF", `no free VF on ${input.host} for ${missing.map((n) => n.name).join(", ")}`);
+      const now = this.#d.clock.now();
+      let vm = await this.#d.cluster.createVm({
+        ...draft, host: input.host, instanceId: null, state: "stopped", noOs: input.noOs === true, createdAt: now, updatedAt: now,
+        nics: draft.nics.map((n, i) => ({ ...n, vf: vfs[i] ?? null })),
+      });
+      vm = await this.#d.cluster.putVm({ ...vm, nics: vm.nics.map((n) => ({ ...n, address: guestAddress(n.network, vm.seq) })) });
+      try {
+        vm = await this.#startOn(vm, inventory);
+      } catch (e) {
+        await this.#d.cluster.deleteVm(vm.uuid);
+        throw e;
+      }
+      this.events.publish({ type: "vm-created", vm: vm.name, host: vm.host, instanceId: vm.instanceId, at: this.#d.clock.now() });
+      return vm;
+    });
+  }
+
+  async startVm(name: string): Promise<VmRecord> {
+    const vm = await this.getVm(name);
+    return this.#exclusive(vm.uuid, `start ${name}`, async () => {
+      if (vm.state === "running" && vm.instanceId !== null) {
+        const alive = await this.agent(vm.host).instance(vm.instanceId).then((i) => i.running || i.state === "paused", () => false);
+        if (alive) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is already running on ${vm.host} (${vm.instanceId})`);
+      }
+      const { vfs, inventory } = await this.#pickVfs(vm, vm.host, true);
+      const next: VmRecord = { ...vm, nics: vm.nics.map((n, i) => ({ ...n, vf: n.mode === "emulated" ? null : (vfs[i] ?? null) })) };
+      const started = await this.#startOn(next, inventory);
+      this.events.publish({ type: "vm-started", vm: name, host: started.host, instanceId: started.instanceId, at: this.#d.clock.now() });
+      return started;
+    });
+  }
+
+  async stopVm(name: string): Promise<VmRecord> {
+    const vm = await this.getVm(name);
+    return this.#exclusive(vm.uuid, `stop ${name}`, async () => {
+      if (vm.instanceId !== null) {
+        await this.agent(vm.host).stopInstance(vm.instanceId, { signal: this.#stop.signal }).catch((e: unknown) => {
+          if (!isFerryError(e, "FERRY_ERR_NOT_FOUND")) throw e;
+        });
+      }
+      const out = await this.#d.cluster.putVm({ ...vm, instanceId: null, state: "stopped", updatedAt: this.#d.clock.now() });
+      this.events.publish({ type: "vm-stopped", vm: name, host: vm.host, instanceId: vm.instanceId, at: this.#d.clock.now() });
+      return out;
+    });
+  }
+
+  async deleteVm(name: string): Promise<{ deleted: string }> {
+    const vm = await this.getVm(name);
+    if (vm.instanceId !== null) await this.stopVm(name);
+    return this.#exclusive(vm.uuid, `delete ${name}`, async () => {
+      await this.#d.cluster.deleteVm(vm.uuid);
+      this.events.publish({ type: "vm-deleted", vm: name, host: vm.host, instanceId: null, at: this.#d.clock.now() });
+      return { deleted: name };
+    });
+  }
+
+  // ------------------------------------------------------------------ migrations
+
+  #placementVm(vm: VmRecord): PlacementVm {
+    return {
+      uuid: vm.uuid, name: vm.name, memoryMiB: vm.memoryMiB, vcpus: vm.vcpus, host: vm.host,
+      nics: vm.nics.map((n) => ({ name: n.name, network: n.network, mode: n.mode, policy: n.policy, ...(n.vf === null ? {} : { currentVf: n.vf }) })),
+    };
+  }
+
+  async plan(input: MigrateInput): Promise<PlanView & { snapshot: ClusterSnapshot; vmRecord: VmRecord }> {
+    const vm = await this.getVm(input.vm);
+    const { snapshot } = await this.#snapshot();
+    const p = place(snapshot, { vm: this.#placementVm(vm), options: input.to === undefined ? {} : { to: input.to } });
+    return {
+      vm: vm.name, source: vm.host,
+      destinations: p.kind === "placed" ? [...p.destinations] : [],
+      rejections: [...p.rejected.list()],
+      message: p.kind === "unplaceable" ? p.message : null,
+      snapshot, vmRecord: vm,
+    };
+  }
+
+  /** Plan, record and start a migration; resolves once it is recorded (it runs in the background). */
+  async migrate(input: MigrateInput): Promise<MigrationRecord> {
+    const probe = await this.getVm(input.vm);
+    if (this.#busy.has(probe.uuid)) throw new FerryError("FERRY_ERR_STATE", `vm ${probe.name} is busy (a migration or another operation is in progress)`);
+    this.#busy.add(probe.uuid);
+    let started = false;
+    try {
+      const p = await this.plan(input);
+      const vm = p.vmRecord;
+      if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${vm.name} is not running (state ${vm.state})`);
+      const dest = p.destinations[0];
+      if (!dest) {
+        const noVf = p.rejections.some((r) => r.code === "NO_VF");
+        throw new FerryError(noVf ? "FERRY_ERR_NO_VF" : "FERRY_ERR_NO_HOST", `migration of ${vm.name} refused, nothing changed: ${p.message ?? "no destination"}`, {
+          details: { vm: vm.name, rejections: p.rejections },
+        });
+      }
+      const pfOf = new Map(p.snapshot.vfs.filter((v) => v.host === vm.host).map((v) => [v.bdf, v.pf]));
+      const nics: NicPlan[] = vm.nics.map((n) => {
+        const a = dest.nics.find((x) => x.nic === n.name)?.vf ?? null;
+        return {
+          name: n.name, network: n.network, mode: n.mode, policy: n.policy, mac: n.mac, guestPorts: { ...n.guestPorts },
+          before: n.vf === null ? null : { host: vm.host, vf: n.vf, pf: pfOf.get(n.vf) ?? "" },
+          after: a === null ? null : { host: dest.host, vf: a.bdf, pf: a.pf },
+        };
+      });
+      const plan: MigrationPlan = {
+        id: `m-${randomBytes(4).toString("hex")}`,
+        vm: { uuid: vm.uuid, name: vm.name, memoryMiB: vm.memoryMiB, vcpus: vm.vcpus },
+        source: { host: vm.host, instanceId: vm.instanceId },
+        destination: { host: dest.host },
+        nics,
+        deadlines: { ...this.#d.config.deadlines, ...input.deadlines },
+      };
+      const runner = this.#runner;
+      const rec = await createMigration(plan, runner);
+      await this.#d.cluster.putVm({ ...vm, state: "migrating", updatedAt: this.#d.clock.now() });
+      const run = runMigration(plan.id, runner)
+        .then(async (final) => {
+          await this.#settle(final);
+          return final;
+        })
+        .finally(() => {
+          this.#busy.delete(vm.uuid);
+          this.#running.delete(plan.id);
+        });
+      run.catch((e: unknown) => {
+        if (!isFerryError(e, "FERRY_ERR_ABORTED")) this.#d.log.error({ err: e, id: plan.id }, "migration runner failed");
+      });
+      this.#running.set(plan.id, run);
+      started = true;
+      return rec;
+    } finally {
+      if (!started) this.#busy.delete(probe.uuid);
+    }
+  }
+
+  /** A migration ended: the VM record follows it (host, instance, each NIC's VF). */
+  async #settle(rec: MigrationRecord): Promise<void> {
+    if (!isTerminal(rec) || rec.plan.link) return;
+    const vm = await this.#d.cluster.getVm(rec.plan.vm.uuid);
+    if (!vm) return;
+    const now = this.#d.clock.now();
+    let next: VmRecord;
+    if (rec.runsOn) {
+      const host = rec.runsOn.host;
+      const nics: VmNicRecord[] = vm.nics.map((n) => {
+        const r = rec.nics.find((x) => x.name === n.name);
+        return { ...n, vf: r?.vf && r.vf.host === host ? r.vf.vf : null };
+      });
+      next = { ...vm, host, instanceId: rec.runsOn.instanceId, state: "running", nics, updatedAt: now };
+    } else {
+      next = { ...vm, instanceId: null, state: "unknown", updatedAt: now };
+    }
+    await this.#d.cluster.putVm(next);
+    this.#busy.delete(vm.uuid);
+    if (next.host !== vm.host || next.instanceId !== vm.instanceId) this.events.publish({ type: "vm-moved", vm: vm.name, host: next.host, instanceId: next.instanceId, at: now });
+  }
+
+  listMigrations(): Promise<MigrationRecord[]> {
+    return this.#d.store.listMigrations();
+  }
+
+  async getMigration(id: string): Promise<MigrationRecord> {
+    const r = await this.#d.store.getMigration(id);
+    if (!r) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
+    return r;
+  }
+
+  async cancelMigration(id: string): Promise<CancelReport> {
+    await this.getMigration(id);
+    const report = await cancel(id, this.#runner);
+    await this.#settle(report.record);
+    return report;
+  }
+}

@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { parseVmSpec } from "../model/vm.ts";
+import type { VmRecord } from "../store/cluster.ts";
+import { assignGuestPorts, buildVmSpec, guestAddress, newMac } from "./vm-spec.ts";
+
+test("guest ports: failover takes two, ephemeral and emulated one, never reused", () => {
+  assert.deepEqual(assignGuestPorts(["failover", "ephemeral", "emulated", "failover"]), [{ standby: 1, primary: 2 }, { primary: 3 }, { standby: 4 }, { standby: 5, primary: 6 }]);
+});
+
+test("MACs are 52:54:00 locally administered and never one already taken", () => {
+  const bytes = [Buffer.from([1, 2, 3]), Buffer.from([1, 2, 3]), Buffer.from([0xaa, 0xbb, 0xcc])];
+  const taken = new Set(["52:54:00:01:02:03"]);
+  assert.equal(newMac(taken, () => bytes.shift()!), "52:54:00:aa:bb:cc");
+});
+
+test("addresses: one /24 per network, the host part per VM", () => {
+  assert.match(guestAddress("physnet1", 1), /^10\.\d+\.\d+\.10\/24$/);
+  assert.equal(guestAddress("physnet1", 2).split(".").slice(0, 3).join("."), guestAddress("physnet1", 7).split(".").slice(0, 3).join("."));
+  assert.notEqual(guestAddress("physnet1", 2), guestAddress("physnet1", 3));
+});
+
+test("the spec: stand-in or vfio primaries by what the host says, a valid VmSpec", () => {
+  const vm: VmRecord = {
+    uuid: "6f1b0c9e-2d3a-4b5c-8d7e-0123456789ab", name: "web", memoryMiB: 256, vcpus: 1, host: "host-a", instanceId: null, state: "stopped", noOs: false, seq: 1, createdAt: 0, updatedAt: 0,
+    nics: [
+      { name: "net0", network: "physnet1", mode: "failover", policy: "mandatory", mac: "52:54:00:00:00:01", guestPorts: { standby: 1, primary: 2 }, address: "10.1.2.10/24", vf: "0000:3b:10.0" },
+      { name: "net1", network: "physnet1", mode: "ephemeral", policy: "optional", mac: "52:54:00:00:00:02", guestPorts: { primary: 3 }, address: "10.1.2.11/24", vf: "0000:3b:10.2" },
+      { name: "net2", network: "physnet1", mode: "emulated", policy: "optional", mac: "52:54:00:00:00:03", guestPorts: { standby: 4 }, address: "10.1.2.12/24", vf: null },
+    ],
+  };
+  const spec = buildVmSpec(vm, { kernel: "/k", initrd: "/i" }, (vf) => ({ standIn: vf === "0000:3b:10.0" ? "rtl8139" : null }));
+  assert.deepEqual(spec.nics[0]!.primary, { kind: "stand-in", model: "rtl8139", backend: { kind: "none" }, vf: "0000:3b:10.0" });
+  assert.deepEqual(spec.nics[1]!.primary, { kind: "vfio", host: "0000:3b:10.2" });
+  assert.equal(spec.nics[1]!.standby, undefined);
+  assert.equal(spec.nics[2]!.primary, undefined);
+  assert.match(spec.cmdline, /ferry\.net=52:54:00:00:00:01,10\.1\.2\.10\/24/);
+  assert.deepEqual(JSON.parse(JSON.stringify(parseVmSpec(JSON.parse(JSON.stringify(spec))))), JSON.parse(JSON.stringify(spec)));
+});

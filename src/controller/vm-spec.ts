@@ -1,0 +1,92 @@
+// Turning a VM record into what an agent starts: MACs, guest ports and guest
+// addresses chosen once at creation, and the VmSpec for the host the VM is on
+// now. Pure functions (the caller supplies randomness and the guest image).
+import { createHash } from "node:crypto";
+import { FerryError } from "../core/errors.ts";
+import { guestCmdline } from "../lab/guest-image.ts";
+import type { NicMode, NicPolicy, NicSpec, PrimaryDevice, StandInModel, VmSpec } from "../model/vm.ts";
+import { MAX_GUEST_PORT, STAND_IN_MODELS } from "../model/vm.ts";
+import type { VmNicRecord, VmRecord } from "../store/cluster.ts";
+
+export interface NicRequest {
+  network: string;
+  mode: NicMode;
+  policy: NicPolicy;
+}
+
+/** A locally administered unicast MAC 52:54:00:xx:xx:xx not in `taken`, from `random` (3 bytes each call). */
+export function newMac(taken: ReadonlySet<string>, random: () => Buffer): string {
+  for (let i = 0; i < 1000; i++) {
+    const b = random();
+    const mac = `52:54:00:${[...b.subarray(0, 3)].map((x) => x.toString(16).padStart(2, "0")).join(":")}`;
+    if (!taken.has(mac)) return mac;
+  }
+  throw new FerryError("FERRY_ERR_INTERNAL", "could not find an unused MAC address");
+}
+
+/** The guest subnet of a network: 10.n.m.0/24, the same for every VM on it. */
+export function networkSubnet(network: string): { n: number; m: number } {
+  const h = createHash("sha256").update(network).digest();
+  return { n: 100 + (h[0]! % 100), m: h[1]! };
+}
+
+/** The VM's address on a network: its host part derives from the VM's creation order. */
+export function guestAddress(network: string, seq: number): string {
+  const { n, m } = networkSubnet(network);
+  return `10.${n}.${m}.${10 + ((seq - 1) % 240)}/24`;
+}
+
+/**
+ * Guest root ports, in NIC order, never reused within the VM: failover takes
+ * standby + primary, ephemeral a primary, emulated a standby.
+ */
+export function assignGuestPorts(modes: readonly NicMode[]): VmNicRecord["guestPorts"][] {
+  let next = 1;
+  const take = (): number => {
+    if (next > MAX_GUEST_PORT) throw new FerryError("FERRY_ERR_INVALID", `too many NICs: at most ${MAX_GUEST_PORT} guest ports`);
+    return next++;
+  };
+  return modes.map((m) => (m === "failover" ? { standby: take(), primary: take() } : m === "ephemeral" ? { primary: take() } : { standby: take() }));
+}
+
+/** What the host says about the VF a NIC holds. */
+export interface VfFacts {
+  /** The stand-in model, or null for a real VF (vfio). */
+  standIn: string | null;
+}
+
+function standInModel(model: string): StandInModel {
+  const m = STAND_IN_MODELS.find((x) => x === model);
+  if (!m) throw new FerryError("FERRY_ERR_AGENT", `the agent reports an unknown stand-in model ${JSON.stringify(model)}`);
+  return m;
+}
+
+/**
+ * The VF side of a NIC on its host. The one place that decides how a primary
+ * is wired (the lab replaces the stand-in backend with its taps).
+ */
+export function primaryDevice(vf: string, facts: VfFacts): PrimaryDevice {
+  return facts.standIn === null ? { kind: "vfio", host: vf } : { kind: "stand-in", model: standInModel(facts.standIn), backend: { kind: "none" }, vf };
+}
+
+/** The VmSpec of a VM record on its current host (NIC VFs as recorded). */
+export function buildVmSpec(vm: VmRecord, image: { kernel: string; initrd: string }, vfFacts: (vf: string) => VfFacts): VmSpec {
+  const nics: NicSpec[] = vm.nics.map((n) => {
+    const spec: NicSpec = { name: n.name, mode: n.mode, mac: n.mac, guestPorts: { ...n.guestPorts } };
+    if (n.mode !== "ephemeral") spec.standby = { kind: "none" };
+    if (n.mode !== "emulated" && n.vf !== null) spec.primary = primaryDevice(n.vf, vfFacts(n.vf));
+    return spec;
+  });
+  const spec: VmSpec = {
+    uuid: vm.uuid,
+    name: vm.name,
+    memoryMiB: vm.memoryMiB,
+    vcpus: vm.vcpus,
+    kernel: image.kernel,
+    initrd: image.initrd,
+    cmdline: guestCmdline(vm.name, vm.nics.map((n) => ({ mac: n.mac, cidr: n.address }))),
+    nics,
+  };
+  if (vm.noOs) spec.noOs = true;
+  return spec;
+}

@@ -1,0 +1,250 @@
+// The controller's view of the cluster: hosts (registered by their agents'
+// heartbeats) and VMs (what the controller created, where each runs, which VF
+// each NIC holds). Kept in the same SQLite file as the migrations (its own
+// tables, its own connection; WAL lets both write). Rows leave the database
+// as unknown JSON and are validated here.
+import { chmodSync, closeSync, mkdirSync, openSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { FerryError } from "../core/errors.ts";
+import { HOST_STATES } from "../model/cluster.ts";
+import type { HostState } from "../model/cluster.ts";
+import * as v from "../model/validate.ts";
+import { NIC_MODES, NIC_POLICIES } from "../model/vm.ts";
+import type { NicMode, NicPolicy } from "../model/vm.ts";
+
+export interface HostRecord {
+  name: string;
+  /** The agent's API base URL, as it reported it. */
+  url: string;
+  version: string;
+  accel: string;
+  state: HostState;
+  /** Epoch ms of the last heartbeat. */
+  lastHeartbeat: number;
+  registeredAt: number;
+}
+
+export const VM_STATES = ["running", "stopped", "migrating", "unknown"] as const;
+export type VmState = (typeof VM_STATES)[number];
+
+export interface VmNicRecord {
+  name: string;
+  network: string;
+  mode: NicMode;
+  policy: NicPolicy;
+  mac: string;
+  /** Guest PCI root-port indexes, chosen once, identical on every host. */
+  guestPorts: { standby?: number; primary?: number };
+  /** The guest's address on this NIC (10.n.m.x/24), given on its kernel command line. */
+  address: string;
+  /** The VF (BDF on the VM's current host) the NIC holds; null when it has none. */
+  vf: string | null;
+}
+
+export interface VmRecord {
+  uuid: string;
+  name: string;
+  memoryMiB: number;
+  vcpus: number;
+  /** The host the VM runs on (or last ran on). */
+  host: string;
+  /** The running instance on `host`; null when stopped or unknown. */
+  instanceId: string | null;
+  state: VmState;
+  /** Start with no OS (tests, demos): the guest never answers unplug requests. */
+  noOs: boolean;
+  nics: VmNicRecord[];
+  /** Creation order (1, 2, …): derives the VM's guest addresses. */
+  seq: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface ClusterStore {
+  upsertHost(h: HostRecord): Promise<HostRecord>;
+  getHost(name: string): Promise<HostRecord | undefined>;
+  listHosts(): Promise<HostRecord[]>;
+  /** Set a host's state; returns the host as stored, or undefined when unknown. */
+  setHostState(name: string, state: HostState): Promise<HostRecord | undefined>;
+  /** FERRY_ERR_CONFLICT when the name or uuid exists. Assigns seq. */
+  createVm(vm: Omit<VmRecord, "seq">): Promise<VmRecord>;
+  getVm(nameOrUuid: string): Promise<VmRecord | undefined>;
+  listVms(): Promise<VmRecord[]>;
+  putVm(vm: VmRecord): Promise<VmRecord>;
+  deleteVm(uuid: string): Promise<boolean>;
+  close(): void;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS hosts (
+  name   TEXT PRIMARY KEY NOT NULL,
+  record TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS vms (
+  uuid   TEXT PRIMARY KEY NOT NULL,
+  name   TEXT NOT NULL UNIQUE,
+  seq    INTEGER NOT NULL,
+  record TEXT NOT NULL
+) STRICT;
+`;
+
+function corrupt(what: string, e: unknown): FerryError {
+  return new FerryError("FERRY_ERR_INTERNAL", `store: corrupt ${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+}
+
+function num(field: string, x: unknown): number {
+  if (typeof x !== "number" || !Number.isFinite(x)) throw new Error(`${field} is not a number`);
+  return x;
+}
+
+export function parseHostRecord(x: unknown): HostRecord {
+  const o = v.obj("host", x);
+  return {
+    name: v.name("name", o["name"]),
+    url: v.str("url", o["url"]),
+    version: v.str("version", o["version"]),
+    accel: v.str("accel", o["accel"]),
+    state: v.oneOf("state", o["state"], HOST_STATES),
+    lastHeartbeat: num("lastHeartbeat", o["lastHeartbeat"]),
+    registeredAt: num("registeredAt", o["registeredAt"]),
+  };
+}
+
+function parseNic(field: string, x: unknown): VmNicRecord {
+  const o = v.obj(field, x);
+  const ports = v.obj(`${field}.guestPorts`, o["guestPorts"]);
+  const guestPorts: VmNicRecord["guestPorts"] = {};
+  if (ports["standby"] !== undefined) guestPorts.standby = v.int(`${field}.guestPorts.standby`, ports["standby"], 1, 64);
+  if (ports["primary"] !== undefined) guestPorts.primary = v.int(`${field}.guestPorts.primary`, ports["primary"], 1, 64);
+  return {
+    name: v.name(`${field}.name`, o["name"]),
+    network: v.name(`${field}.network`, o["network"]),
+    mode: v.oneOf(`${field}.mode`, o["mode"], NIC_MODES),
+    policy: v.oneOf(`${field}.policy`, o["policy"], NIC_POLICIES),
+    mac: v.mac(`${field}.mac`, o["mac"]),
+    guestPorts,
+    address: v.str(`${field}.address`, o["address"]),
+    vf: o["vf"] === null ? null : v.pciAddress(`${field}.vf`, o["vf"]),
+  };
+}
+
+export function parseVmRecord(x: unknown): VmRecord {
+  const o = v.obj("vm", x);
+  return {
+    uuid: v.uuid("uuid", o["uuid"]),
+    name: v.name("name", o["name"]),
+    memoryMiB: v.int("memoryMiB", o["memoryMiB"], 1, 1 << 30),
+    vcpus: v.int("vcpus", o["vcpus"], 1, 1024),
+    host: v.name("host", o["host"]),
+    instanceId: o["instanceId"] === null ? null : v.str("instanceId", o["instanceId"]),
+    state: v.oneOf("state", o["state"], VM_STATES),
+    noOs: o["noOs"] === true,
+    nics: v.arr("nics", o["nics"]).map((n, i) => parseNic(`nics[${i}]`, n)),
+    seq: v.int("seq", o["seq"], 1, Number.MAX_SAFE_INTEGER),
+    createdAt: num("createdAt", o["createdAt"]),
+    updatedAt: num("updatedAt", o["updatedAt"]),
+  };
+}
+
+function record<T>(what: string, row: Record<string, unknown> | undefined, parse: (x: unknown) => T): T | undefined {
+  if (row === undefined) return undefined;
+  try {
+    const text = row["record"];
+    if (typeof text !== "string") throw new Error("record is not text");
+    return parse(JSON.parse(text));
+  } catch (e) {
+    throw corrupt(what, e);
+  }
+}
+
+/** The cluster part of the embedded store (same file as SqliteStore is fine). */
+export class SqliteClusterStore implements ClusterStore {
+  readonly #db: DatabaseSync;
+
+  constructor(file: string, options: { busyTimeoutMs?: number } = {}) {
+    if (file !== ":memory:") {
+      try {
+        mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+        closeSync(openSync(file, "a", 0o600));
+        chmodSync(file, 0o600);
+      } catch (e) {
+        throw new FerryError("FERRY_ERR_INTERNAL", `${file}: cannot create the store: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      }
+    }
+    this.#db = new DatabaseSync(file, { timeout: options.busyTimeoutMs ?? 5000 });
+    this.#db.exec("PRAGMA journal_mode = WAL");
+    this.#db.exec("PRAGMA synchronous = FULL");
+    this.#db.exec(SCHEMA);
+  }
+
+  upsertHost(h: HostRecord): Promise<HostRecord> {
+    return Promise.resolve().then(() => {
+      const clean = parseHostRecord(h);
+      this.#db.prepare("INSERT INTO hosts (name, record) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET record = excluded.record").run(clean.name, JSON.stringify(clean));
+      return clean;
+    });
+  }
+
+  getHost(name: string): Promise<HostRecord | undefined> {
+    return Promise.resolve().then(() => record(`host ${name}`, this.#db.prepare("SELECT record FROM hosts WHERE name = ?").get(name), parseHostRecord));
+  }
+
+  listHosts(): Promise<HostRecord[]> {
+    return Promise.resolve().then(() =>
+      this.#db.prepare("SELECT record FROM hosts ORDER BY name").all().map((r) => record("host", r, parseHostRecord)!),
+    );
+  }
+
+  async setHostState(name: string, state: HostState): Promise<HostRecord | undefined> {
+    const h = await this.getHost(name);
+    if (!h) return undefined;
+    return this.upsertHost({ ...h, state });
+  }
+
+  createVm(vm: Omit<VmRecord, "seq">): Promise<VmRecord> {
+    return Promise.resolve().then(() => {
+      this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        const clash = this.#db.prepare("SELECT name FROM vms WHERE uuid = ? OR name = ?").get(vm.uuid, vm.name);
+        if (clash !== undefined) throw new FerryError("FERRY_ERR_CONFLICT", `a VM named ${vm.name} (or with uuid ${vm.uuid}) already exists`, { details: { name: vm.name } });
+        const last = this.#db.prepare("SELECT MAX(seq) AS seq FROM vms").get();
+        const seq = (typeof last?.["seq"] === "number" || typeof last?.["seq"] === "bigint" ? Number(last["seq"]) : 0) + 1;
+        const stored = parseVmRecord({ ...vm, seq });
+        this.#db.prepare("INSERT INTO vms (uuid, name, seq, record) VALUES (?, ?, ?, ?)").run(stored.uuid, stored.name, seq, JSON.stringify(stored));
+        this.#db.exec("COMMIT");
+        return stored;
+      } catch (e) {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+        throw e;
+      }
+    });
+  }
+
+  getVm(nameOrUuid: string): Promise<VmRecord | undefined> {
+    return Promise.resolve().then(() =>
+      record(`vm ${nameOrUuid}`, this.#db.prepare("SELECT record FROM vms WHERE name = ? OR uuid = ?").get(nameOrUuid, nameOrUuid), parseVmRecord),
+    );
+  }
+
+  listVms(): Promise<VmRecord[]> {
+    return Promise.resolve().then(() => this.#db.prepare("SELECT record FROM vms ORDER BY seq").all().map((r) => record("vm", r, parseVmRecord)!));
+  }
+
+  putVm(vm: VmRecord): Promise<VmRecord> {
+    return Promise.resolve().then(() => {
+      const clean = parseVmRecord(vm);
+      const res = this.#db.prepare("UPDATE vms SET record = ? WHERE uuid = ?").run(JSON.stringify(clean), clean.uuid);
+      if (Number(res.changes) !== 1) throw new FerryError("FERRY_ERR_NOT_FOUND", `vm ${vm.name} not found`, { details: { vm: vm.name } });
+      return clean;
+    });
+  }
+
+  deleteVm(uuid: string): Promise<boolean> {
+    return Promise.resolve().then(() => Number(this.#db.prepare("DELETE FROM vms WHERE uuid = ?").run(uuid).changes) === 1);
+  }
+
+  close(): void {
+    if (this.#db.isOpen) this.#db.close();
+  }
+}

@@ -1,0 +1,396 @@
+// The controller as an operator runs it: `ferry controller` and three
+// `ferry agent`s as real processes on loopback, real QEMU guests, the `ferry`
+// CLI talking to the controller API. Agents do not heartbeat to the
+// controller themselves yet, so this test posts their heartbeats (the same
+// request an agent will send) while an agent is alive, and stops when it
+// kills one.
+import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, it } from "node:test";
+import { AgentClient } from "../../src/agent/client.ts";
+import { ControllerClient } from "../../src/api/client.ts";
+import { systemClock } from "../../src/core/clock.ts";
+import { run } from "../../src/core/run.ts";
+import { writeSysfsFixture } from "../../src/host/fixture.ts";
+import type { FixturePf } from "../../src/host/fixture.ts";
+import type { MigrationRecord } from "../../src/migration/types.ts";
+import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
+import { EXIT } from "../../src/cli/exit-codes.ts";
+
+const FERRY = fileURLToPath(new URL("../../bin/ferry", import.meta.url));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      const port = typeof a === "object" && a !== null ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Proc {
+  child: ChildProcess;
+  url: string;
+  log: string;
+}
+
+/** Spawn `ferry <args>` and wait for its "listening on" log line. */
+async function spawnFerry(args: string[], log: string): Promise<Proc> {
+  const child = spawn(FERRY, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const out = createWriteStream(log, { flags: "a" });
+  child.stdout.pipe(out, { end: false });
+  let text = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`ferry ${args.join(" ")}: not listening after 20 s:\n${text}`)), 20_000);
+    child.stderr.on("data", (b: Buffer) => {
+      out.write(b);
+      text += b.toString();
+      const m = /listening on (http:\/\/[0-9.:]+)/.exec(text);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(t);
+      reject(new Error(`ferry ${args.join(" ")} exited (${String(code)}):\n${text}`));
+    });
+  });
+  return { child, url, log };
+}
+
+async function kill(p: Proc, sig: NodeJS.Signals): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = new Promise((r) => p.child.once("exit", r));
+  p.child.kill(sig);
+  await exited;
+}
+
+interface TestAgent {
+  name: string;
+  dir: string;
+  config: string;
+  proc: Proc;
+  client: AgentClient;
+  /** VF BDFs per network. */
+  vfs: Record<string, string[]>;
+  pfs: Record<string, string>;
+  beating: boolean;
+}
+
+async function makeAgent(base: string, name: string, uplinks: { network: string; numVfs: number }[], agentTokenFile: string): Promise<TestAgent> {
+  const dir = join(base, name);
+  await mkdir(dir, { recursive: true });
+  const pfs: FixturePf[] = uplinks.map((u) => ({ vendor: "intel-82599", numVfs: u.numVfs, numaNode: 0 }));
+  const fx = await writeSysfsFixture(join(dir, "sys"), { pfs, seed: name });
+  const port = await freePort();
+  const nets = [...new Set(uplinks.map((u) => u.network))];
+  const yaml = [
+    `name: ${name}`,
+    `sysfsRoot: sys`,
+    `stateDir: state`,
+    `runDir: run`,
+    `authTokenFile: ${agentTokenFile}`,
+    `listen: { address: 127.0.0.1, port: ${port} }`,
+    `networks:`,
+    ...nets.map((n) => `  ${n}: {}`),
+    `uplinks:`,
+    ...uplinks.flatMap((u, i) => [`  - pf: ${fx.pfs[i]!.bdf}`, `    network: ${u.network}`, `    standIns: { vfs: all, model: rtl8139 }`]),
+    ``,
+  ].join("\n");
+  const config = join(dir, "host.yaml");
+  await writeFile(config, yaml);
+  const proc = await spawnFerry(["agent", "--config", config], join(dir, "agent.log"));
+  const token = (await readFile(agentTokenFile, "utf8")).trim();
+  const vfs: Record<string, string[]> = {};
+  const pfMap: Record<string, string> = {};
+  uplinks.forEach((u, i) => {
+    (vfs[u.network] ??= []).push(...fx.pfs[i]!.vfs.map((v) => v.bdf));
+    pfMap[u.network] = fx.pfs[i]!.bdf;
+  });
+  return { name, dir, config, proc, client: new AgentClient({ baseUrl: proc.url, token }), vfs, pfs: pfMap, beating: true };
+}
+
+interface MigrateJson {
+  id: string | null;
+  vm: string;
+  outcome: string;
+  source: string;
+  destination: string | null;
+  runsOn: { host: string; instanceId: string } | null;
+  reason: string | null;
+  timings: { totalMs: number | null; downtimeMs: number | null; phases: Record<string, number> };
+  nics: { name: string; network: string; mode: string; policy: string; before: { host: string; vf: string; pf: string } | null; after: { host: string; vf: string; pf: string } | null }[];
+}
+interface VmJson {
+  uuid: string;
+  name: string;
+  host: string;
+  instanceId: string | null;
+  state: string;
+  nics: { name: string; network: string; mode: string; mac: string; vf: string | null; guestPorts: { standby?: number; primary?: number } }[];
+}
+interface PlanJson {
+  destinations: { host: string; rank: number }[];
+  rejections: { host: string; code: string; message: string }[];
+}
+
+describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 170_000 }, () => {
+  let base: string;
+  let agentTokenFile: string;
+  let controllerConfig: string;
+  let controllerToken: string;
+  let controller: Proc;
+  let api: ControllerClient;
+  const agents = new Map<string, TestAgent>();
+  const orphanPids: number[] = [];
+  let beat: AbortController;
+  let env: NodeJS.ProcessEnv;
+
+  const ferry = (...args: string[]) => run(FERRY, args, { allowFailure: true, timeoutMs: 120_000, env });
+  const json = async <T,>(...args: string[]): Promise<T> => {
+    const r = await ferry(...args, "--json");
+    assert.equal(r.code, EXIT.ok, `ferry ${args.join(" ")}: ${r.stderr}${r.stdout}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  const agent = (n: string): TestAgent => agents.get(n)!;
+
+  async function startController(): Promise<void> {
+    controller = await spawnFerry(["controller", "--config", controllerConfig], join(base, "controller.log"));
+    api = new ControllerClient({ baseUrl: controller.url, token: controllerToken });
+    env = { ...process.env, FERRY_CONTROLLER: controller.url, FERRY_TOKEN_FILE: join(base, "controller-token"), FERRY_CONTEXT: join(base, "no-context.json") };
+  }
+
+  async function heartbeats(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      for (const a of agents.values()) {
+        if (!a.beating) continue;
+        await api.heartbeat({ name: a.name, url: a.proc.url, version: "test", accel: "tcg" }, { timeoutMs: 1_000 }).catch(() => undefined);
+      }
+      await systemClock.sleep(700, signal).catch(() => undefined);
+    }
+  }
+
+  async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+    const until = systemClock.monotonic() + timeoutMs;
+    for (;;) {
+      const x = await f().catch(() => undefined);
+      if (x !== undefined) return x;
+      if (systemClock.monotonic() > until) throw new Error(`timed out waiting for ${what}`);
+      await systemClock.sleep(200);
+    }
+  }
+
+  before(async () => {
+    base = await mkdtemp(join(tmpdir(), "fc-"));
+    agentTokenFile = join(base, "agent-token");
+    await writeFile(agentTokenFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
+    controllerToken = randomBytes(32).toString("hex");
+    await writeFile(join(base, "controller-token"), `${controllerToken}\n`, { mode: 0o600 });
+    const port = await freePort();
+    controllerConfig = join(base, "controller.yaml");
+    await writeFile(
+      controllerConfig,
+      [
+        `listen: { address: 127.0.0.1, port: ${port} }`,
+        `stateDir: cstate`,
+        `tokenFile: controller-token`,
+        `agentTokenFile: agent-token`,
+        `heartbeatTimeoutMs: 2500`,
+        `deadlines: { unplugMs: 10000, convergeMs: 120000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 60000 }`,
+        ``,
+      ].join("\n"),
+    );
+    const [a, b, c] = await Promise.all([
+      makeAgent(base, "host-a", [{ network: "physnet1", numVfs: 2 }, { network: "physnet2", numVfs: 1 }], agentTokenFile),
+      makeAgent(base, "host-b", [{ network: "physnet1", numVfs: 2 }], agentTokenFile),
+      makeAgent(base, "host-c", [{ network: "physnet1", numVfs: 1 }], agentTokenFile),
+    ]);
+    for (const x of [a, b, c]) agents.set(x.name, x);
+    await startController();
+    beat = new AbortController();
+    void heartbeats(beat.signal);
+  });
+
+  after(async () => {
+    beat?.abort();
+    for (const a of agents.values()) {
+      if (a.proc.child.exitCode !== null || a.proc.child.signalCode !== null) continue;
+      const list = await a.client.instances().catch(() => ({ instances: [] }));
+      for (const i of list.instances) await a.client.stopInstance(i.instanceId).catch(() => undefined);
+    }
+    for (const pid of orphanPids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    }
+    if (controller) await kill(controller, "SIGTERM");
+    for (const a of agents.values()) await kill(a.proc, "SIGTERM");
+    if (process.env["FERRY_KEEP_TEST_DIR"] === undefined) await rm(base, { recursive: true, force: true });
+    else process.stderr.write(`test dir kept: ${base}\n`);
+  });
+
+  it("agents register by heartbeat; ferry hosts lists them up", async () => {
+    const hosts = await waitFor(
+      "three hosts up",
+      async () => {
+        const h = await json<{ name: string; state: string; url: string }[]>("hosts");
+        return h.length === 3 && h.every((x) => x.state === "up") ? h : undefined;
+      },
+      10_000,
+    );
+    assert.deepEqual(hosts.map((h) => h.name), ["host-a", "host-b", "host-c"]);
+    assert.equal(hosts[0]!.url, agent("host-a").proc.url);
+    const devices = await json<{ host: string; vf: string; network: string }[]>("devices", "--network", "physnet2");
+    assert.deepEqual(devices.map((d) => [d.host, d.vf]), [["host-a", agent("host-a").vfs["physnet2"]![0]]]);
+  });
+
+  let web: VmJson;
+  it("ferry vm create starts a guest with a failover NIC on a VF of its network; the context file is read", async () => {
+    const ctx = join(base, "context.json");
+    await writeFile(ctx, JSON.stringify({ controller: controller.url, tokenFile: "controller-token" }));
+    const r = await run(FERRY, ["vm", "create", "web", "--host", "host-a", "--memory", "256", "--nic", "physnet1:failover:mandatory", "--json"], {
+      allowFailure: true, timeoutMs: 120_000, env: { ...process.env, FERRY_CONTEXT: ctx, FERRY_CONTROLLER: "", FERRY_TOKEN_FILE: "" },
+    });
+    assert.equal(r.code, EXIT.ok, r.stderr);
+    web = JSON.parse(r.stdout) as VmJson;
+    assert.equal(web.host, "host-a");
+    assert.equal(web.state, "running");
+    assert.match(web.nics[0]!.mac, /^52:54:00:/);
+    assert.deepEqual(web.nics[0]!.guestPorts, { standby: 1, primary: 2 });
+    assert.ok(agent("host-a").vfs["physnet1"]!.includes(web.nics[0]!.vf!), `VF ${web.nics[0]!.vf} is a physnet1 VF of host-a`);
+    const inst = await agent("host-a").client.instance(web.instanceId!);
+    assert.deepEqual(inst.vfs, [web.nics[0]!.vf]);
+    await waitForConsole(inst.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
+
+    // fill host-c's only VF (a no-OS guest) so that host-c cannot take web
+    const filler = await json<VmJson>("vm", "create", "filler", "--host", "host-c", "--memory", "128", "--nic", "physnet1:ephemeral:mandatory", "--guest", "no-os");
+    orphanPids.push((await agent("host-c").client.instance(filler.instanceId!)).pid);
+  });
+
+  it("ferry migrate --plan ranks destinations and says why the others were rejected", async () => {
+    const plan = await json<PlanJson>("migrate", "web", "--plan");
+    assert.deepEqual(plan.destinations.map((d) => d.host), ["host-b"]);
+    const why = Object.fromEntries(plan.rejections.map((r) => [r.host, r.code]));
+    assert.deepEqual(why, { "host-a": "SAME_HOST", "host-c": "NO_VF" });
+    const text = await ferry("migrate", "web", "--plan");
+    assert.match(text.stdout, /^host-c\s+NO_VF\s+/m);
+  });
+
+  it("ferry migrate --json: succeeded, the heartbeat continues, the NIC ends on a destination VF of the same network", async () => {
+    const src = await agent("host-a").client.instance(web.instanceId!);
+    const hbBefore = lastHeartbeat(await readConsole(src.serialLog)) ?? 0;
+    const r = await ferry("migrate", "web", "--json");
+    assert.equal(r.code, EXIT.ok, r.stderr + r.stdout);
+    const out = JSON.parse(r.stdout) as MigrateJson;
+    assert.equal(out.outcome, "succeeded", out.reason ?? "");
+    assert.equal(out.source, "host-a");
+    assert.equal(out.destination, "host-b");
+    assert.equal(out.runsOn?.host, "host-b");
+    assert.ok(out.timings.totalMs! > 0 && out.timings.downtimeMs !== null && out.timings.phases["perform"]! >= 0, JSON.stringify(out.timings));
+    const nic = out.nics[0]!;
+    assert.deepEqual([nic.name, nic.network, nic.mode, nic.policy], ["net0", "physnet1", "failover", "mandatory"]);
+    assert.deepEqual(nic.before, { host: "host-a", vf: web.nics[0]!.vf, pf: agent("host-a").pfs["physnet1"] });
+    assert.equal(nic.after?.host, "host-b");
+    assert.ok(agent("host-b").vfs["physnet1"]!.includes(nic.after.vf));
+    assert.equal(nic.after?.pf, agent("host-b").pfs["physnet1"], "the destination VF's PF uplinks physnet1");
+    const dst = await agent("host-b").client.instance(out.runsOn.instanceId);
+    assert.deepEqual(dst.vfs, [nic.after.vf]);
+    assert.ok((await waitForHeartbeat(dst.serialLog, hbBefore, { timeoutMs: 15_000 })) > hbBefore, "heartbeat continued on host-b");
+    assert.deepEqual((await agent("host-a").client.leases()).leases.filter((l) => l.vf === web.nics[0]!.vf), [], "source VF released");
+    const vms = await json<VmJson[]>("vms");
+    const moved = vms.find((v) => v.name === "web")!;
+    assert.deepEqual([moved.host, moved.instanceId, moved.state, moved.nics[0]!.vf], ["host-b", out.runsOn.instanceId, "running", nic.after.vf]);
+    const listed = await json<{ id: string; outcome: string }[]>("migrations");
+    assert.deepEqual(listed.map((m) => [m.id, m.outcome]), [[out.id, "succeeded"]]);
+    web = moved;
+  });
+
+  it("a mandatory NIC with no free VF on any other host: exit 3, nothing changed", async () => {
+    const db = await json<VmJson>("vm", "create", "db", "--host", "host-a", "--memory", "128", "--nic", "physnet2:ephemeral:mandatory", "--guest", "no-os");
+    const leasesBefore = (await agent("host-a").client.leases()).leases.map((l) => [l.vf, l.holder]);
+    const r = await ferry("migrate", "db", "--json");
+    assert.equal(r.code, EXIT.refused, r.stderr + r.stdout);
+    const out = JSON.parse(r.stdout) as MigrateJson & { rejections: { host: string; code: string }[] };
+    assert.equal(out.outcome, "refused");
+    assert.match(out.reason ?? "", /refused/);
+    assert.deepEqual(out.rejections.map((x) => [x.host, x.code]).sort(), [["host-a", "SAME_HOST"], ["host-b", "NO_VF"], ["host-c", "NO_VF"]]);
+    assert.deepEqual(out.nics[0]!.after, out.nics[0]!.before);
+    const after = await json<VmJson>("vm", "show", "db");
+    assert.deepEqual([after.host, after.instanceId, after.state, after.nics[0]!.vf], [db.host, db.instanceId, "running", db.nics[0]!.vf]);
+    assert.equal((await agent("host-a").client.instance(db.instanceId!)).running, true);
+    assert.deepEqual((await agent("host-a").client.leases()).leases.map((l) => [l.vf, l.holder]), leasesBefore);
+    assert.equal((await json<unknown[]>("migrations")).length, 1, "no migration recorded");
+    assert.equal((await ferry("vm", "delete", "db")).code, EXIT.ok);
+  });
+
+  it("a host whose agent is killed is marked down and never chosen", async () => {
+    const c = agent("host-c");
+    c.beating = false;
+    await kill(c.proc, "SIGKILL");
+    await waitFor(
+      "host-c down",
+      async () => ((await json<{ name: string; state: string }[]>("hosts")).find((h) => h.name === "host-c")?.state === "down" ? true : undefined),
+      8_000,
+    );
+    const plan = await json<PlanJson>("migrate", "web", "--plan");
+    assert.ok(!plan.destinations.some((d) => d.host === "host-c"));
+    assert.equal(plan.rejections.find((x) => x.host === "host-c")?.code, "HOST_DOWN");
+    const events = await ferry("events", "--json");
+    assert.ok(events.stdout.split("\n").some((l) => l.includes('"type":"host-down"') && l.includes('"host":"host-c"')), events.stdout);
+  });
+
+  it("the controller SIGKILLed during Perform, restarted: the migration ends, the guest runs exactly once, no lease leaked", async () => {
+    const slow = await json<VmJson>("vm", "create", "slow", "--host", "host-a", "--memory", "128", "--nic", "physnet1:ephemeral:mandatory", "--guest", "no-os");
+    const started = await api.migrate({ vm: "slow", to: "host-b", deadlines: { unplugMs: 6_000 } });
+    assert.equal(started.kind, "started");
+    const id = started.kind === "started" ? started.migration.id : "";
+    await waitFor("phase perform", async () => ((await api.migration(id)).phase === "perform" ? true : undefined), 20_000);
+    await systemClock.sleep(1_000);
+    await kill(controller, "SIGKILL");
+    await systemClock.sleep(500);
+    await startController();
+    const done = await waitFor<MigrationRecord>("a terminal outcome", async () => {
+      const r = await api.migration(id);
+      return r.phase === "done" ? r : undefined;
+    }, 60_000);
+    assert.ok(done.outcome !== null);
+    assert.equal(done.outcome, "rolled-back", `${done.reason ?? ""}`);
+    assert.equal(done.code, "FERRY_ERR_UNPLUG_TIMEOUT");
+    const show = await ferry("migration", "show", id);
+    assert.match(show.stdout, /rolled-back/);
+
+    // the guest runs exactly once, where the record says
+    const running: { host: string; instanceId: string }[] = [];
+    for (const h of ["host-a", "host-b"]) {
+      for (const i of (await agent(h).client.instances()).instances) if (i.vmUuid === slow.uuid && i.running) running.push({ host: h, instanceId: i.instanceId });
+    }
+    assert.deepEqual(running, [done.runsOn]);
+    // every lease belongs to a running instance
+    for (const h of ["host-a", "host-b"]) {
+      const insts = new Set((await agent(h).client.instances()).instances.filter((i) => i.running).map((i) => i.instanceId));
+      for (const l of (await agent(h).client.leases()).leases) {
+        assert.equal(l.holder.kind, "instance", `${h} ${l.vf}: ${JSON.stringify(l.holder)}`);
+        assert.ok(l.holder.kind === "instance" && insts.has(l.holder.instanceId), `${h} ${l.vf} held by a running instance`);
+      }
+    }
+    const vm = await waitFor("the VM record settled", async () => {
+      const v = await json<VmJson>("vm", "show", "slow");
+      return v.state === "running" ? v : undefined;
+    }, 10_000);
+    assert.deepEqual([vm.host, vm.instanceId, vm.nics[0]!.vf], [done.runsOn!.host, done.runsOn!.instanceId, slow.nics[0]!.vf]);
+  });
+});
