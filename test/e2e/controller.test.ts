@@ -1,9 +1,7 @@
 // The controller as an operator runs it: `ferry controller` and three
 // `ferry agent`s as real processes on loopback, real QEMU guests, the `ferry`
-// CLI talking to the controller API. Agents do not heartbeat to the
-// controller themselves yet, so this test posts their heartbeats (the same
-// request an agent will send) while an agent is alive, and stops when it
-// kills one.
+// CLI talking to the controller API. Agents register with the controller
+// and heartbeat on their own (the `controller:` section of host.yaml).
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
@@ -86,10 +84,9 @@ interface TestAgent {
   /** VF BDFs per network. */
   vfs: Record<string, string[]>;
   pfs: Record<string, string>;
-  beating: boolean;
 }
 
-async function makeAgent(base: string, name: string, uplinks: { network: string; numVfs: number }[], agentTokenFile: string): Promise<TestAgent> {
+async function makeAgent(base: string, name: string, uplinks: { network: string; numVfs: number }[], agentTokenFile: string, controller: { url: string; tokenFile: string }): Promise<TestAgent> {
   const dir = join(base, name);
   await mkdir(dir, { recursive: true });
   const pfs: FixturePf[] = uplinks.map((u) => ({ vendor: "intel-82599", numVfs: u.numVfs, numaNode: 0 }));
@@ -103,6 +100,7 @@ async function makeAgent(base: string, name: string, uplinks: { network: string;
     `runDir: run`,
     `authTokenFile: ${agentTokenFile}`,
     `listen: { address: 127.0.0.1, port: ${port} }`,
+    `controller: { url: ${controller.url}, tokenFile: ${controller.tokenFile}, heartbeatMs: 700 }`,
     `networks:`,
     ...nets.map((n) => `  ${n}: {}`),
     `uplinks:`,
@@ -119,7 +117,7 @@ async function makeAgent(base: string, name: string, uplinks: { network: string;
     (vfs[u.network] ??= []).push(...fx.pfs[i]!.vfs.map((v) => v.bdf));
     pfMap[u.network] = fx.pfs[i]!.bdf;
   });
-  return { name, dir, config, proc, client: new AgentClient({ baseUrl: proc.url, token }), vfs, pfs: pfMap, beating: true };
+  return { name, dir, config, proc, client: new AgentClient({ baseUrl: proc.url, token }), vfs, pfs: pfMap };
 }
 
 interface MigrateJson {
@@ -155,7 +153,6 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
   let api: ControllerClient;
   const agents = new Map<string, TestAgent>();
   const orphanPids: number[] = [];
-  let beat: AbortController;
   let env: NodeJS.ProcessEnv;
 
   const ferry = (...args: string[]) => run(FERRY, args, { allowFailure: true, timeoutMs: 120_000, env });
@@ -170,16 +167,6 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
     controller = await spawnFerry(["controller", "--config", controllerConfig], join(base, "controller.log"));
     api = new ControllerClient({ baseUrl: controller.url, token: controllerToken });
     env = { ...process.env, FERRY_CONTROLLER: controller.url, FERRY_TOKEN_FILE: join(base, "controller-token"), FERRY_CONTEXT: join(base, "no-context.json") };
-  }
-
-  async function heartbeats(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      for (const a of agents.values()) {
-        if (!a.beating) continue;
-        await api.heartbeat({ name: a.name, url: a.proc.url, version: "test", accel: "tcg" }, { timeoutMs: 1_000 }).catch(() => undefined);
-      }
-      await systemClock.sleep(700, signal).catch(() => undefined);
-    }
   }
 
   async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
@@ -212,19 +199,17 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
         ``,
       ].join("\n"),
     );
+    const ctl = { url: `http://127.0.0.1:${port}`, tokenFile: join(base, "controller-token") };
     const [a, b, c] = await Promise.all([
-      makeAgent(base, "host-a", [{ network: "physnet1", numVfs: 2 }, { network: "physnet2", numVfs: 1 }], agentTokenFile),
-      makeAgent(base, "host-b", [{ network: "physnet1", numVfs: 2 }], agentTokenFile),
-      makeAgent(base, "host-c", [{ network: "physnet1", numVfs: 1 }], agentTokenFile),
+      makeAgent(base, "host-a", [{ network: "physnet1", numVfs: 2 }, { network: "physnet2", numVfs: 1 }], agentTokenFile, ctl),
+      makeAgent(base, "host-b", [{ network: "physnet1", numVfs: 2 }], agentTokenFile, ctl),
+      makeAgent(base, "host-c", [{ network: "physnet1", numVfs: 1 }], agentTokenFile, ctl),
     ]);
     for (const x of [a, b, c]) agents.set(x.name, x);
     await startController();
-    beat = new AbortController();
-    void heartbeats(beat.signal);
   });
 
   after(async () => {
-    beat?.abort();
     for (const a of agents.values()) {
       if (a.proc.child.exitCode !== null || a.proc.child.signalCode !== null) continue;
       const list = await a.client.instances().catch(() => ({ instances: [] }));
@@ -339,7 +324,6 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
 
   it("a host whose agent is killed is marked down and never chosen", async () => {
     const c = agent("host-c");
-    c.beating = false;
     await kill(c.proc, "SIGKILL");
     await waitFor(
       "host-c down",
