@@ -8,6 +8,7 @@
 //   agentTokenFile: /etc/ferry/agent-token        # the cluster's agent token (required): the controller calls every agent with it
 //   heartbeatTimeoutMs: 6000                      # a host that misses heartbeats this long is down
 //   hostCapacity: { memoryMiB: 16384, vcpus: 16 } # per host, until agents report theirs
+//   lab: { fabric: NAME }                         # lab only: probe guests from that fabric's peer during migrations
 //   deadlines: { unplugMs: 15000, convergeMs: 300000, precheckMs: 2000, primaryBackMs: 30000, stepMs: 120000 }
 //
 // Relative paths are resolved against the config file's directory.
@@ -28,6 +29,8 @@ export interface ControllerConfig {
   heartbeatTimeoutMs: number;
   hostCapacity: { memoryMiB: number; vcpus: number };
   deadlines: Deadlines;
+  /** Lab only: the fabric whose peer probes guests during migrations. */
+  lab: { fabric: string } | null;
 }
 
 export const DEFAULT_CONTROLLER_PORT = 7600;
@@ -107,7 +110,7 @@ export function parseControllerConfig(text: string, options: { source?: string; 
     throw new FerryError("FERRY_ERR_CONFIG", `${source}${line === null ? "" : `:${line}`}: YAML: ${yamlError.message.split("\n")[0] ?? ""}`, { cause: yamlError, details: { file: source, line } });
   }
   const raw: unknown = doc.toJS();
-  const o = c.obj([], raw ?? {}, ["listen", "stateDir", "tokenFile", "agentTokenFile", "heartbeatTimeoutMs", "hostCapacity", "deadlines"]);
+  const o = c.obj([], raw ?? {}, ["listen", "stateDir", "tokenFile", "agentTokenFile", "heartbeatTimeoutMs", "hostCapacity", "deadlines", "lab"]);
 
   const listenRaw = o["listen"] === undefined ? {} : c.obj(["listen"], o["listen"], ["address", "port"]);
   const address = c.check(["listen", "address"], (f) => {
@@ -134,7 +137,9 @@ export function parseControllerConfig(text: string, options: { source?: string; 
   const deadlines = { ...DEFAULT_DEADLINES };
   for (const k of keys) deadlines[k] = c.int(["deadlines", k], dRaw[k], DEFAULT_DEADLINES[k], 1, 24 * 3_600_000);
 
-  return { listen: { address, port }, stateDir, tokenFile, agentTokenFile, heartbeatTimeoutMs, hostCapacity, deadlines };
+  const labRaw = o["lab"] === undefined ? undefined : c.obj(["lab"], o["lab"], ["fabric"]);
+  const lab = labRaw === undefined ? null : { fabric: c.check(["lab", "fabric"], (f) => v.name(f, labRaw["fabric"])) };
+  return { listen: { address, port }, stateDir, tokenFile, agentTokenFile, heartbeatTimeoutMs, hostCapacity, deadlines, lab };
 }
 
 export async function loadControllerConfig(file: string, signal?: AbortSignal): Promise<ControllerConfig> {

@@ -11,7 +11,7 @@ import { FerryError, isFerryError, toFerryError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { CancelReport, RunnerDeps } from "../migration/runner.ts";
 import { cancel, createMigration, resumeAll, runMigration } from "../migration/runner.ts";
-import type { Deadlines, MigrationPlan, MigrationRecord, NicPlan } from "../migration/types.ts";
+import type { Connectivity, Deadlines, MigrationPlan, MigrationRecord, NicPlan } from "../migration/types.ts";
 import { isTerminal } from "../migration/types.ts";
 import type { ClusterSnapshot, PlacementVm } from "../model/cluster.ts";
 import type { NicMode, NicPolicy } from "../model/vm.ts";
@@ -40,6 +40,13 @@ export interface ControllerDeps {
   random?: (n: number) => Buffer;
   /** The agents' I/O seam (tests). */
   fetch?: typeof fetch;
+  /** Lab: measures each NIC's connectivity during a migration (a peer probing the guest). */
+  connectivity?: ConnectivityWatch;
+}
+
+/** Watches a VM's NICs during a migration; `stop` gives each NIC's result. */
+export interface ConnectivityWatch {
+  start(vm: VmRecord): Promise<{ stop(): Promise<Record<string, Connectivity>> }>;
 }
 
 export interface HeartbeatInput {
@@ -427,14 +434,24 @@ export class Controller {
         deadlines: { ...this.#d.config.deadlines, ...input.deadlines },
       };
       const runner = this.#runner;
+      const watching = await this.#d.connectivity?.start(vm).catch((e: unknown) => {
+        this.#d.log.warn({ err: e, vm: vm.name }, "connectivity probe did not start; the migration runs without it");
+        return undefined;
+      });
+      let stopped: Promise<Record<string, Connectivity> | undefined> | undefined;
+      const stopWatch = (): Promise<Record<string, Connectivity> | undefined> => (stopped ??= watching ? watching.stop().catch(() => undefined) : Promise.resolve(undefined));
       const rec = await createMigration(plan, runner);
       await this.#d.cluster.putVm({ ...vm, state: "migrating", updatedAt: this.#d.clock.now() });
       const run = runMigration(plan.id, runner)
-        .then(async (final) => {
+        .then(async (ended) => {
+          let final = ended;
+          const connectivity = await stopWatch();
+          if (connectivity) final = await this.#d.store.updateMigration({ ...ended, connectivity }, ended.version).catch(() => ended);
           await this.#settle(final);
           return final;
         })
         .finally(() => {
+          void stopWatch();
           this.#busy.delete(vm.uuid);
           this.#running.delete(plan.id);
         });
@@ -475,10 +492,11 @@ export class Controller {
     return this.#d.store.listMigrations();
   }
 
-  async getMigration(id: string): Promise<MigrationRecord> {
+  /** A migration; `settling` while the controller still follows up its outcome (VM record, connectivity). */
+  async getMigration(id: string): Promise<MigrationRecord & { settling: boolean }> {
     const r = await this.#d.store.getMigration(id);
     if (!r) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
-    return r;
+    return { ...r, settling: this.#running.has(id) };
   }
 
   async cancelMigration(id: string): Promise<CancelReport> {

@@ -72,7 +72,7 @@ export function primaryDevice(vf: string, facts: VfFacts): PrimaryDevice {
 /** The VmSpec of a VM record on its current host (NIC VFs as recorded). */
 export function buildVmSpec(vm: VmRecord, image: { kernel: string; initrd: string }, vfFacts: (vf: string) => VfFacts): VmSpec {
   const nics: NicSpec[] = vm.nics.map((n) => {
-    const spec: NicSpec = { name: n.name, mode: n.mode, mac: n.mac, guestPorts: { ...n.guestPorts } };
+    const spec: NicSpec = { name: n.name, mode: n.mode, mac: n.mac, network: n.network, guestPorts: { ...n.guestPorts } };
     if (n.mode !== "ephemeral") spec.standby = { kind: "none" };
     if (n.mode !== "emulated" && n.vf !== null) spec.primary = primaryDevice(n.vf, vfFacts(n.vf));
     return spec;

@@ -11,6 +11,12 @@ export interface VfRef {
   pf: string;
 }
 
+export interface Connectivity {
+  probes: number;
+  lost: number;
+  longestGapMs: number;
+}
+
 export interface NicPlan {
   name: string;
   /** The physical network the NIC's VF pool belongs to. */
@@ -149,6 +155,8 @@ export interface MigrationRecord {
   /** Things left for an operator (cleanup that failed after the outcome was safe). */
   warnings: string[];
   timings: Partial<Record<Phase, PhaseTiming>>;
+  /** Per NIC, measured by a peer probing the guest every 10 ms during the migration (lab). */
+  connectivity?: Record<string, Connectivity>;
   createdAt: number;
   updatedAt: number;
 }

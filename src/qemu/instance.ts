@@ -152,6 +152,11 @@ export class Instance {
     }
   }
 
+  /** Persist meta.json after the instance's devices changed (hot-plug), so a reconnecting agent sees them. */
+  async saveMeta(): Promise<void> {
+    await writeFile(this.paths.meta, JSON.stringify(this.meta, null, 2), { mode: 0o600 });
+  }
+
   /** Remove the runtime dir (after stop). */
   async remove(): Promise<void> {
     await rm(this.paths.dir, { recursive: true, force: true });

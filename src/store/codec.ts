@@ -7,6 +7,7 @@ import { NIC_MODES, NIC_POLICIES } from "../model/vm.ts";
 import * as v from "../model/validate.ts";
 import { JOURNAL_KINDS, NIC_STATUSES, OUTCOMES, PHASES } from "../migration/types.ts";
 import type {
+  Connectivity,
   Deadlines,
   JournalEntry,
   MigrationLink,
@@ -180,7 +181,18 @@ export function parseRecord(x: unknown): MigrationRecord {
     timings: timings("record.timings", o["timings"]),
     createdAt: num("record.createdAt", o["createdAt"]),
     updatedAt: num("record.updatedAt", o["updatedAt"]),
+    ...(o["connectivity"] === undefined ? {} : { connectivity: connectivity(o["connectivity"]) }),
   };
+}
+
+function connectivity(x: unknown): Record<string, Connectivity> {
+  const o = v.obj("record.connectivity", x);
+  const out: Record<string, Connectivity> = {};
+  for (const [nic, c] of Object.entries(o)) {
+    const co = v.obj(`record.connectivity.${nic}`, c);
+    out[nic] = { probes: num(`record.connectivity.${nic}.probes`, co["probes"]), lost: num(`record.connectivity.${nic}.lost`, co["lost"]), longestGapMs: num(`record.connectivity.${nic}.longestGapMs`, co["longestGapMs"]) };
+  }
+  return out;
 }
 
 export function parseJournalEntry(x: unknown): JournalEntry {

@@ -1,7 +1,7 @@
 // The agent's migration steps on two simulated hosts (each with its own sysfs
 // fixture of stand-in VFs, state file and runtime dir), real QEMU, real guest.
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -118,6 +118,10 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     assert.ok(hbAfter > hbBefore, `heartbeat continued ${hbBefore} → ${hbAfter}`);
     const ids = await listDeviceIds(dst.qmp);
     assert.ok(ids.includes(deviceIds("net0").primary) && ids.includes(deviceIds("net1").primary), ids.join(","));
+    // the destination's own record of its devices includes the re-plugged NIC (what a restarted
+    // agent reads, and what the next migration unplugs first)
+    const meta = JSON.parse(await readFile(dst.paths.meta, "utf8")) as { spec: VmSpec };
+    assert.equal(meta.spec.nics.find((n) => n.name === "net1")?.primary?.kind, "stand-in");
     // the guest configured the re-plugged ephemeral NIC
     await waitForConsole(dst.paths.serialLog, new RegExp(`ferry-net \\S+ ${mac(0x22)}`), { timeoutMs: 20_000 });
     assert.deepEqual(await steps.confirmSource(a.ctx, id, src.id, true, sig()), { state: "stopped" });

@@ -107,6 +107,7 @@ export async function localMigrate(ctx: StepContext, input: LocalMigrateInput, s
   // past completion the new instance is the VM: the old one is paused for good
   await waitRunning(ctx, inst, signal);
   const nics = await bringBackNics(ctx, inst, wired.spec, planned, { primaryBackMs: input.primaryBackMs, replugFails: false }, signal);
+  await inst.saveMeta();
   const movedVfs: string[] = [];
   const to = { kind: "instance" as const, vmUuid: spec.uuid, instanceId: inst.id };
   for (const l of ctx.leases.list()) {

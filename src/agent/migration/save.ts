@@ -160,7 +160,9 @@ export async function restoreInstance(ctx: StepContext, file: string, specRaw: u
       await ctx.clock.sleep(20, signal);
     }
     await waitRunning(ctx, inst, signal);
-    return { instanceId, nics: await bringBackNics(ctx, inst, wired.spec, planned, { primaryBackMs: o.primaryBackMs, replugFails: false }, signal) };
+    const nics = await bringBackNics(ctx, inst, inst.meta.spec, planned, { primaryBackMs: o.primaryBackMs, replugFails: false }, signal);
+    await inst.saveMeta();
+    return { instanceId, nics };
   } catch (e) {
     if (inst) await discard(ctx, inst);
     for (const vf of leased) ctx.leases.release(vf, holder);

@@ -445,7 +445,9 @@ export async function finish(ctx: StepContext, migrationId: string, primaryBackM
   if (ctx.faults?.fire("qemu-crash-on-destination")) inst.kill();
   const replugFails = ctx.faults?.fire("replug-fail") ?? false;
   await waitRunning(ctx, inst, signal);
-  const result: FinishResult = { instanceId: inst.id, nics: await bringBackNics(ctx, inst, rec.spec, rec.planned, { primaryBackMs, replugFails }, signal) };
+  // the instance's own spec follows its devices (a re-plugged ephemeral NIC), so the next migration unplugs it again
+  const result: FinishResult = { instanceId: inst.id, nics: await bringBackNics(ctx, inst, inst.meta.spec, rec.planned, { primaryBackMs, replugFails }, signal) };
+  await inst.saveMeta();
   // leases move from the migration to the running instance; a VF that did not attach stays leased
   // to it as well, so that a later re-plug or a migrate-back decision still has it.
   const to = instanceHolder(rec.vmUuid, inst.id);

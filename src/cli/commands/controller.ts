@@ -11,6 +11,7 @@ import { Controller } from "../../controller/controller.ts";
 import { systemClock } from "../../core/clock.ts";
 import { FerryError } from "../../core/errors.ts";
 import { createLogger } from "../../core/log.ts";
+import { labConnectivity } from "../../lab/connectivity.ts";
 import { guestImagePaths } from "../../lab/guest-image.ts";
 import { SqliteClusterStore } from "../../store/cluster.ts";
 import { SqliteStore } from "../../store/sqlite.ts";
@@ -49,7 +50,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   if (tok.looseMode !== null) log.warn({ file: config.tokenFile, mode: tok.looseMode.toString(8) }, "the token file is readable by others: chmod 600 it");
   const store = new SqliteStore(dbFile(config));
   const cluster = new SqliteClusterStore(dbFile(config));
-  const controller = new Controller({ config, store, cluster, clock: systemClock, log, agentToken, guestImage: () => guestImagePaths() });
+  const controller = new Controller({ config, store, cluster, clock: systemClock, log, agentToken, guestImage: () => guestImagePaths(), ...(config.lab ? { connectivity: labConnectivity(config.lab.fabric) } : {}) });
   let app: ReturnType<typeof buildControllerApp> | undefined;
   try {
     await controller.start();

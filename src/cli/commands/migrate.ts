@@ -94,7 +94,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       else if (!values.json) process.stdout.write(`${line}\n`);
       lastPhase = rec.phase;
     }
-    if (rec.phase === "done") break;
+    if (rec.phase === "done" && (rec as { settling?: boolean }).settling !== true) break;
     await systemClock.sleep(200);
     try {
       rec = await client.migration(rec.id, { timeoutMs: 10_000 });

@@ -11,6 +11,7 @@ export interface NicSummary {
   policy: string;
   before: VfRef | null;
   after: VfRef | null;
+  connectivity?: { probes: number; lost: number; longestGapMs: number };
 }
 
 export interface MigrationSummary {
@@ -43,7 +44,8 @@ export function migrationSummary(r: MigrationRecord): MigrationSummary {
     timings: { totalMs: done ? r.updatedAt - r.createdAt : null, downtimeMs: r.switchover?.downtimeMs ?? null, phases },
     nics: r.plan.nics.map((n) => {
       const now = r.nics.find((x) => x.name === n.name);
-      return { name: n.name, network: n.network, mode: n.mode, policy: n.policy, before: n.before, after: done ? (now?.vf ?? null) : n.after };
+      const c = r.connectivity?.[n.name];
+      return { name: n.name, network: n.network, mode: n.mode, policy: n.policy, before: n.before, after: done ? (now?.vf ?? null) : n.after, ...(c ? { connectivity: c } : {}) };
     }),
   };
 }
@@ -58,7 +60,7 @@ export function renderSummary(s: MigrationSummary): string {
     `  total ${s.timings.totalMs === null ? "-" : `${s.timings.totalMs} ms`}, downtime ${s.timings.downtimeMs === null ? "-" : `${s.timings.downtimeMs} ms`}`,
     `  phases:   ${Object.entries(s.timings.phases).map(([p, ms]) => `${p} ${ms} ms`).join(", ") || "-"}`,
     "",
-    renderTable(["NIC", "NETWORK", "MODE", "POLICY", "BEFORE", "AFTER"], s.nics.map((n) => [n.name, n.network, n.mode, n.policy, vfText(n.before), vfText(n.after)])),
+    renderTable(["NIC", "NETWORK", "MODE", "POLICY", "BEFORE", "AFTER", "PROBES LOST", "LONGEST GAP"], s.nics.map((n) => [n.name, n.network, n.mode, n.policy, vfText(n.before), vfText(n.after), n.connectivity ? `${n.connectivity.lost}/${n.connectivity.probes}` : "-", n.connectivity ? `${n.connectivity.longestGapMs} ms` : "-"])),
   ];
   if (s.rejections && s.rejections.length > 0) out.push("REJECTED HOSTS", renderTable(["HOST", "CODE", "WHY"], s.rejections.map((r) => [r.host, r.code, r.message])));
   return out.join("\n");

@@ -1,0 +1,78 @@
+// `ferry lab up|down|status|kill|start|fault`: several simulated hosts on this
+// machine (src/lab/lab.ts). Lab only: fault switches are refused elsewhere.
+import { readFile } from "node:fs/promises";
+import { labDown, labFault, labKill, labSpec, labStart, labStatus, labUp } from "../../lab/lab.ts";
+import { FAULTS } from "../../agent/faults.ts";
+import { parse, UsageError } from "../args.ts";
+import { EXIT } from "../exit-codes.ts";
+import { renderTable } from "../render/table.ts";
+
+export const USAGE = `usage:
+  ferry lab up [--hosts N] [--config lab.yaml] [--name NAME]   namespace, bridges, controller, agents
+  ferry lab down [--name NAME]                                   remove all of it (also after a crash)
+  ferry lab status [--json] [--name NAME]                        each component's pid and address
+  ferry lab kill controller|HOST                                 SIGKILL it by its recorded pid
+  ferry lab start controller|HOST                                start it again
+  ferry lab fault HOST NAME [--once]                             arm a fault switch: ${FAULTS.join(", ")}
+lab.yaml: { networks: [physnet1, physnet2], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host3: { physnet2: 0 } } }
+`;
+
+const OPTIONS = {
+  hosts: { type: "string" },
+  config: { type: "string" },
+  name: { type: "string" },
+  json: { type: "boolean" },
+  once: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+export async function run(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parse("lab", argv, OPTIONS);
+  const [sub, ...args] = positionals;
+  if (values.help || sub === undefined) {
+    process.stdout.write(USAGE);
+    return values.help ? EXIT.ok : EXIT.usage;
+  }
+  const name = values.name ?? "lab";
+  const say = (l: string): void => void process.stdout.write(`${l}\n`);
+  switch (sub) {
+    case "up": {
+      const hosts = values.hosts === undefined ? undefined : Number(values.hosts);
+      if (hosts !== undefined && !Number.isInteger(hosts)) throw new UsageError("lab", `--hosts: expected a whole number, got ${values.hosts}`);
+      const configText = values.config === undefined ? undefined : await readFile(values.config, "utf8");
+      const state = await labUp(labSpec({ name, hosts, configText }), say);
+      say(`lab ${state.name} is up: ${state.hosts.length} hosts; try 'ferry hosts', 'ferry lab status', 'ferry lab down'`);
+      return EXIT.ok;
+    }
+    case "down": {
+      const r = await labDown(name, say);
+      say(`lab ${name} is down (${r.stopped} processes stopped)`);
+      return EXIT.ok;
+    }
+    case "status": {
+      const s = await labStatus(name);
+      if (values.json) say(JSON.stringify(s, null, 2));
+      else if (!s.up) say(`lab ${name} is not up`);
+      else say(`lab ${name} (${s.dir}, netns ${s.netns})\n${renderTable(["COMPONENT", "PID", "ADDRESS", "ALIVE"], s.components.map((c) => [c.name, c.pid, c.url, c.alive ? "yes" : "NO"]))}`);
+      return EXIT.ok;
+    }
+    case "kill":
+    case "start": {
+      const which = args[0];
+      if (which === undefined) throw new UsageError("lab", `${sub}: which component? (controller or a host name)`);
+      const pid = sub === "kill" ? await labKill(name, which) : await labStart(name, which);
+      say(`${sub === "kill" ? "killed" : "started"} ${which} (pid ${pid})`);
+      return EXIT.ok;
+    }
+    case "fault": {
+      const [host, fault] = args;
+      if (host === undefined || fault === undefined) throw new UsageError("lab", "fault: HOST NAME");
+      if (!(FAULTS as readonly string[]).includes(fault)) throw new UsageError("lab", `unknown fault ${JSON.stringify(fault)} (known: ${FAULTS.join(", ")})`);
+      await labFault(name, host, fault, values.once ?? false);
+      say(`armed ${fault} on ${host}${values.once ? " (once)" : ""}`);
+      return EXIT.ok;
+    }
+    default:
+      throw new UsageError("lab", `unknown subcommand ${JSON.stringify(sub)} (up, down, status, kill, start, fault)`);
+  }
+}

@@ -1,0 +1,349 @@
+// A lab: several simulated hosts on this machine. One network namespace of
+// its own (the fabric: a bridge and a peer per physical network), a
+// controller and one agent per host as separate processes, each host with its
+// own sysfs fixture of stand-in VFs, state file, runtime dir and loopback
+// port. Everything lives under the lab dir; `lab.json` records the pids and
+// addresses, and `down` works from the files and names alone (also after a
+// crash). Processes are stopped by recorded pid, never by name.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { openSync, closeSync } from "node:fs";
+import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parse as parseYaml } from "yaml";
+import { FerryError } from "../core/errors.ts";
+import { networkSubnet } from "../controller/vm-spec.ts";
+import { writeSysfsFixture } from "../host/fixture.ts";
+import type { StandInModel } from "../model/vm.ts";
+import { STAND_IN_MODELS } from "../model/vm.ts";
+import * as v from "../model/validate.ts";
+import { createFabric, destroyFabric, describeFabric, fabricNetns } from "./fabric.ts";
+
+const FERRY_BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "ferry");
+
+export interface LabHostSpec {
+  name: string;
+  /** VFs per network (each network is one PF on the host). 0: the host has no VF on it. */
+  vfs: Record<string, number>;
+}
+
+export interface LabSpec {
+  name: string;
+  networks: string[];
+  hosts: LabHostSpec[];
+  model: StandInModel;
+}
+
+export interface LabComponent {
+  name: string;
+  kind: "controller" | "agent";
+  pid: number;
+  url: string;
+  config: string;
+  log: string;
+}
+
+export interface LabState {
+  name: string;
+  dir: string;
+  netns: string;
+  controller: LabComponent;
+  hosts: LabComponent[];
+  agentTokenFile: string;
+  controllerTokenFile: string;
+  contextFile: string;
+  createdAt: number;
+}
+
+export function labDir(name: string): string {
+  return join(process.env["FERRY_LAB_DIR"] ?? "/var/tmp/ferry-lab", name);
+}
+
+export const defaultContextFile = (): string => process.env["FERRY_CONTEXT"] || join(homedir(), ".config", "ferry", "context.json");
+
+/** `--hosts N` and an optional lab.yaml: `{ networks: [..], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host2: { physnet2: 0 } } }`. */
+export function labSpec(o: { name?: string; hosts?: number; configText?: string }): LabSpec {
+  const raw = o.configText === undefined ? {} : v.obj("lab config", parseYaml(o.configText) ?? {});
+  const networks = raw["networks"] === undefined ? ["physnet1", "physnet2"] : v.arr("networks", raw["networks"]).map((n, i) => v.name(`networks[${i}]`, n));
+  const model = raw["model"] === undefined ? "vmxnet3" : v.oneOf("model", raw["model"], STAND_IN_MODELS);
+  const perNet = raw["vfs"] === undefined ? {} : v.obj("vfs", raw["vfs"]);
+  const overrides = raw["hosts"] === undefined ? {} : v.obj("hosts", raw["hosts"]);
+  const count = v.int("--hosts", o.hosts ?? (raw["count"] ?? 3), 1, 16);
+  const hosts: LabHostSpec[] = [];
+  for (let i = 1; i <= count; i++) {
+    const name = `host${i}`;
+    const ov = overrides[name] === undefined ? {} : v.obj(`hosts.${name}`, overrides[name]);
+    const vfs: Record<string, number> = {};
+    for (const n of networks) vfs[n] = v.int(`hosts.${name}.${n}`, ov[n] ?? perNet[n] ?? 8, 0, 64);
+    hosts.push({ name, vfs });
+  }
+  for (const k of Object.keys(overrides)) if (!hosts.some((h) => h.name === k)) throw new FerryError("FERRY_ERR_CONFIG", `lab config: hosts.${k}: no such host (the lab has host1..host${count})`);
+  return { name: v.name("lab name", o.name ?? "lab"), networks, hosts, model };
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function spawnDetached(args: string[], log: string): number {
+  const fd = openSync(log, "a", 0o600);
+  try {
+    const child = spawn(FERRY_BIN, args, { detached: true, stdio: ["ignore", fd, fd], env: { ...process.env, FERRY_LOG_LEVEL: process.env["FERRY_LOG_LEVEL"] ?? "info" } });
+    child.unref();
+    if (child.pid === undefined) throw new FerryError("FERRY_ERR_INTERNAL", `could not start ferry ${args.join(" ")}`);
+    return child.pid;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** True when `pid` runs and its command line mentions `marker` (the lab dir): never signal a reused pid. */
+export async function ownedAlive(pid: number, marker: string): Promise<boolean> {
+  try {
+    const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8");
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    return cmd.includes(marker) && !/\) [ZX] /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+async function stopPid(pid: number, marker: string, signal: NodeJS.Signals): Promise<void> {
+  if (!(await ownedAlive(pid, marker))) return;
+  try {
+    process.kill(pid, signal);
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 100 && (await ownedAlive(pid, marker)); i++) await new Promise((r) => setTimeout(r, 50));
+  if (await ownedAlive(pid, marker)) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+}
+
+async function waitHttp(url: string, token: string, path: string, ok: (body: unknown) => boolean, timeoutMs: number, what: string): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < until) {
+    try {
+      const r = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2_000) });
+      if (r.ok && ok(await r.json())) return;
+      last = `HTTP ${r.status}`;
+    } catch (e) {
+      last = e instanceof Error ? e.message : String(e);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new FerryError("FERRY_ERR_TIMEOUT", `${what} did not come up within ${timeoutMs} ms (${last}); see the logs in the lab dir`);
+}
+
+export async function readLabState(name: string): Promise<LabState | undefined> {
+  try {
+    return JSON.parse(await readFile(join(labDir(name), "lab.json"), "utf8")) as LabState;
+  } catch {
+    return undefined;
+  }
+}
+
+async function writeLabState(s: LabState): Promise<void> {
+  await writeFile(join(s.dir, "lab.json"), JSON.stringify(s, null, 2), { mode: 0o600 });
+}
+
+function hostYaml(s: { host: LabHostSpec; dir: string; port: number; netns: string; model: StandInModel; pfs: { bdf: string; network: string }[]; controllerUrl: string; controllerTokenFile: string; agentTokenFile: string; saveDir: string; networks: string[] }): string {
+  return [
+    `name: ${s.host.name}`,
+    `sysfsRoot: ${s.dir}/sys`,
+    `stateDir: ${s.dir}/state`,
+    `runDir: ${s.dir}/run`,
+    `saveDir: ${s.saveDir}`,
+    `authTokenFile: ${s.agentTokenFile}`,
+    `listen: { address: 127.0.0.1, port: ${s.port} }`,
+    `controller: { url: ${s.controllerUrl}, tokenFile: ${s.controllerTokenFile}, heartbeatMs: 1000 }`,
+    `lab: true`,
+    `networks:`,
+    ...s.networks.map((n) => `  ${n}: { bridge: ${bridgeOf(n)}, netns: ${s.netns} }`),
+    `uplinks:`,
+    ...s.pfs.flatMap((p) => [`  - pf: ${p.bdf}`, `    network: ${p.network}`, `    standIns: { vfs: all, model: ${s.model} }`]),
+    "",
+  ].join("\n");
+}
+
+const bridgeOf = (network: string): string => `br-${network}`.slice(0, 15);
+
+/** Bring a lab up: fabric, controller, agents; returns its state (also in <dir>/lab.json). */
+export async function labUp(spec: LabSpec, log: (line: string) => void = () => undefined): Promise<LabState> {
+  const dir = labDir(spec.name);
+  if (await readLabState(spec.name)) throw new FerryError("FERRY_ERR_STATE", `lab ${spec.name} is already up (${dir}); run 'ferry lab down' first`);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const netns = fabricNetns(spec.name);
+  log(`fabric: network namespace ${netns}, one bridge and peer per network (${spec.networks.join(", ")})`);
+  await createFabric({
+    name: spec.name,
+    networks: spec.networks.map((n) => {
+      const { n: a, m: b } = networkSubnet(n);
+      return { name: n, bridge: bridgeOf(n), subnet: `10.${a}.${b}.0/24`, peerAddress: `10.${a}.${b}.1/24` };
+    }),
+  });
+  const agentTokenFile = join(dir, "agent-token");
+  const controllerTokenFile = join(dir, "controller-token");
+  const controllerToken = randomBytes(32).toString("hex");
+  await writeFile(agentTokenFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
+  await writeFile(controllerTokenFile, `${controllerToken}\n`, { mode: 0o600 });
+  const cport = await freePort();
+  const controllerUrl = `http://127.0.0.1:${cport}`;
+  const cconfig = join(dir, "controller.yaml");
+  await writeFile(cconfig, [
+    `listen: { address: 127.0.0.1, port: ${cport} }`,
+    `stateDir: ${dir}/controller`,
+    `tokenFile: ${controllerTokenFile}`,
+    `agentTokenFile: ${agentTokenFile}`,
+    `heartbeatTimeoutMs: 4000`,
+    `lab: { fabric: ${spec.name} }`,
+    `deadlines: { unplugMs: 15000, convergeMs: 300000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 120000 }`,
+    "",
+  ].join("\n"), { mode: 0o600 });
+  const clog = join(dir, "controller.log");
+  const controller: LabComponent = { name: "controller", kind: "controller", pid: spawnDetached(["controller", "--config", cconfig], clog), url: controllerUrl, config: cconfig, log: clog };
+  const state: LabState = { name: spec.name, dir, netns, controller, hosts: [], agentTokenFile, controllerTokenFile, contextFile: defaultContextFile(), createdAt: Date.now() };
+  await writeLabState(state);
+  log(`controller: pid ${controller.pid}, ${controllerUrl}`);
+  const saveDir = join(dir, "saves");
+  for (const [i, host] of spec.hosts.entries()) {
+    const hdir = join(dir, host.name);
+    const nets = spec.networks.filter((n) => (host.vfs[n] ?? 0) > 0);
+    const fx = await writeSysfsFixture(join(hdir, "sys"), {
+      seed: `${spec.name}/${host.name}`,
+      pfs: nets.map((n, j) => ({ vendor: j % 2 === 0 ? ("intel-82599" as const) : ("mellanox-cx5" as const), numVfs: host.vfs[n]!, numaNode: j % 2 })),
+    });
+    const port = await freePort();
+    const config = join(hdir, "host.yaml");
+    await writeFile(config, hostYaml({ host, dir: hdir, port, netns, model: spec.model, pfs: nets.map((n, j) => ({ bdf: fx.pfs[j]!.bdf, network: n })), controllerUrl, controllerTokenFile, agentTokenFile, saveDir, networks: spec.networks }), { mode: 0o600 });
+    const alog = join(hdir, "agent.log");
+    const pid = spawnDetached(["agent", "--config", config], alog);
+    state.hosts.push({ name: host.name, kind: "agent", pid, url: `http://127.0.0.1:${port}`, config, log: alog });
+    await writeLabState(state);
+    log(`${host.name}: agent pid ${pid}, http://127.0.0.1:${port}, VFs ${nets.map((n) => `${n}:${host.vfs[n]}`).join(" ") || "none"}${i === 0 ? "" : ""}`);
+  }
+  await waitHttp(controllerUrl, controllerToken, "/v1/hosts", (b) => {
+    const hosts = (b as { hosts?: { name: string; state: string }[] }).hosts ?? [];
+    return spec.hosts.every((h) => hosts.some((x) => x.name === h.name && x.state === "up"));
+  }, 60_000, "the lab's hosts");
+  await mkdir(dirname(state.contextFile), { recursive: true, mode: 0o700 });
+  await writeFile(state.contextFile, JSON.stringify({ controller: controllerUrl, tokenFile: controllerTokenFile, lab: spec.name }, null, 2), { mode: 0o600 });
+  log(`context: ${state.contextFile} (ferry commands in this shell now reach the lab's controller)`);
+  return state;
+}
+
+/** Tear a lab down: processes by recorded pid (and QEMUs inside its namespace), the namespace, the dir. Harmless when already down. */
+export async function labDown(name: string, log: (line: string) => void = () => undefined): Promise<{ stopped: number }> {
+  const dir = labDir(name);
+  const state = await readLabState(name);
+  let stopped = 0;
+  if (state) {
+    for (const c of [...state.hosts, state.controller]) {
+      if (await ownedAlive(c.pid, dir)) {
+        await stopPid(c.pid, dir, "SIGTERM");
+        stopped++;
+        log(`stopped ${c.name} (pid ${c.pid})`);
+      }
+    }
+  }
+  // QEMU instances: from their runtime dirs (meta.json pids), then anything left in the lab's namespace
+  for (const host of await readdir(dir).catch(() => [] as string[])) {
+    const run = join(dir, host, "run");
+    for (const vm of await readdir(run).catch(() => [] as string[])) {
+      for (const inst of await readdir(join(run, vm)).catch(() => [] as string[])) {
+        const meta = await readFile(join(run, vm, inst, "meta.json"), "utf8").then((t) => JSON.parse(t) as { pid: number }, () => undefined);
+        if (meta && (await ownedAlive(meta.pid, dir))) {
+          await stopPid(meta.pid, dir, "SIGKILL");
+          stopped++;
+        }
+      }
+    }
+  }
+  const fabric = await describeFabric(name).catch(() => undefined);
+  for (const pid of fabric?.pids ?? []) {
+    // only QEMUs this lab started live in its namespace; check the command line all the same
+    if (await ownedAlive(pid, dir)) {
+      await stopPid(pid, dir, "SIGKILL");
+      stopped++;
+    }
+  }
+  const d = await destroyFabric(name);
+  if (d.existed) log(`removed network namespace ${d.netns}`);
+  const contextFile = state?.contextFile ?? defaultContextFile();
+  const ctx = await readFile(contextFile, "utf8").then((t) => JSON.parse(t) as { lab?: string }, () => undefined);
+  if (ctx?.lab === name) await rm(contextFile, { force: true });
+  await rm(dir, { recursive: true, force: true });
+  return { stopped };
+}
+
+export interface ComponentStatus extends LabComponent {
+  alive: boolean;
+}
+
+export async function labStatus(name: string): Promise<{ name: string; up: boolean; dir: string; netns: string | null; components: ComponentStatus[] }> {
+  const state = await readLabState(name);
+  if (!state) return { name, up: false, dir: labDir(name), netns: null, components: [] };
+  const components: ComponentStatus[] = [];
+  for (const c of [state.controller, ...state.hosts]) components.push({ ...c, alive: await ownedAlive(c.pid, state.dir) });
+  return { name, up: true, dir: state.dir, netns: state.netns, components };
+}
+
+function component(state: LabState, which: string): LabComponent {
+  const c = which === "controller" ? state.controller : state.hosts.find((h) => h.name === which);
+  if (!c) throw new FerryError("FERRY_ERR_NOT_FOUND", `lab ${state.name} has no component ${which} (controller, ${state.hosts.map((h) => h.name).join(", ")})`);
+  return c;
+}
+
+async function requireLab(name: string): Promise<LabState> {
+  const s = await readLabState(name);
+  if (!s) throw new FerryError("FERRY_ERR_STATE", `lab ${name} is not up: run 'ferry lab up' first`);
+  return s;
+}
+
+/** SIGKILL a lab component by its recorded pid. */
+export async function labKill(name: string, which: string): Promise<number> {
+  const s = await requireLab(name);
+  const c = component(s, which);
+  if (!(await ownedAlive(c.pid, s.dir))) throw new FerryError("FERRY_ERR_STATE", `${which} (pid ${c.pid}) is not running`);
+  process.kill(c.pid, "SIGKILL");
+  return c.pid;
+}
+
+/** Start a lab component again with its recorded config. */
+export async function labStart(name: string, which: string): Promise<number> {
+  const s = await requireLab(name);
+  const c = component(s, which);
+  if (await ownedAlive(c.pid, s.dir)) throw new FerryError("FERRY_ERR_STATE", `${which} already runs (pid ${c.pid})`);
+  c.pid = spawnDetached([c.kind, "--config", c.config], c.log);
+  await writeLabState(s);
+  const token = (await readFile(c.kind === "controller" ? s.controllerTokenFile : s.agentTokenFile, "utf8")).trim();
+  await waitHttp(c.url, token, c.kind === "controller" ? "/v1/hosts" : "/v1/health", () => true, 30_000, which);
+  return c.pid;
+}
+
+/** Arm a fault switch on a lab host's agent. */
+export async function labFault(name: string, host: string, fault: string, once: boolean): Promise<unknown> {
+  const s = await requireLab(name);
+  const c = component(s, host);
+  if (c.kind !== "agent") throw new FerryError("FERRY_ERR_INVALID", "fault switches are armed on hosts, not on the controller");
+  const token = (await readFile(s.agentTokenFile, "utf8")).trim();
+  const r = await fetch(`${c.url}/v1/faults`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: fault, once }), signal: AbortSignal.timeout(5_000) });
+  const body: unknown = await r.json();
+  if (!r.ok) throw new FerryError("FERRY_ERR_INVALID", `${host} refused fault ${fault}: ${JSON.stringify(body)}`);
+  return body;
+}
