@@ -1,0 +1,22 @@
+// `npm run bench`: every benchmark, one after another, each bounded; each
+// prints its table and writes JSON under bench/results/.
+import { spawnSync } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const quick = process.argv.includes("--quick");
+const benches: { file: string; timeoutMs: number }[] = [
+  { file: "placement.ts", timeoutMs: 15 * 60_000 },
+  { file: "local-migration.ts", timeoutMs: 20 * 60_000 },
+];
+let failed = 0;
+for (const b of benches) {
+  console.log(`\n=== ${b.file} ===\n`);
+  const r = spawnSync(process.execPath, [join(here, b.file), ...(quick ? ["--quick"] : [])], { stdio: "inherit", timeout: b.timeoutMs });
+  if (r.status !== 0) {
+    failed++;
+    console.error(`${b.file}: ${r.signal ? `stopped (${r.signal}) at its ${b.timeoutMs / 60_000} min bound` : `exit ${r.status}`}`);
+  }
+}
+process.exit(failed > 0 ? 1 : 0);
