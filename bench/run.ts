@@ -9,6 +9,7 @@ const quick = process.argv.includes("--quick");
 const benches: { file: string; timeoutMs: number }[] = [
   { file: "placement.ts", timeoutMs: 15 * 60_000 },
   { file: "local-migration.ts", timeoutMs: 20 * 60_000 },
+  { file: "overhead.ts", timeoutMs: 20 * 60_000 },
 ];
 let failed = 0;
 for (const b of benches) {
