@@ -6,6 +6,8 @@ import Fastify from "fastify";
 import { collectRoutes, openApiDocument } from "../agent/http/openapi.ts";
 import { errorHandler } from "../agent/http/problem.ts";
 import type { TypeBoxProvider } from "../agent/http/type-provider.ts";
+import { Evacuations } from "../controller/evacuation.ts";
+import { systemClock } from "../core/clock.ts";
 import { FerryError } from "../core/errors.ts";
 import { silentLogger } from "../core/log.ts";
 import { bearerAuth } from "./auth.ts";
@@ -13,6 +15,7 @@ import type { ControllerAppDeps, ControllerFastify, RouteFile } from "./deps.ts"
 import { agentRoutes } from "./routes/agents.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { eventRoutes } from "./routes/events.ts";
+import { evacuationRoutes } from "./routes/evacuations.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { migrationRoutes } from "./routes/migrations.ts";
 import { vmRoutes } from "./routes/vms.ts";
@@ -43,5 +46,8 @@ export function buildControllerApp(deps: ControllerAppDeps): ControllerFastify {
     return { ...doc, info: { title: "Ferry controller", version: deps.version, description: "Ferry controller API. Every route requires `Authorization: Bearer <token>` (the controller's tokenFile)." } };
   });
   for (const register of ROUTE_FILES) register(app, deps);
+  const evacuations = deps.evacuations ?? new Evacuations({ controller: deps.controller, clock: deps.clock ?? systemClock, log });
+  if (!deps.evacuations) app.addHook("onClose", () => evacuations.close());
+  evacuationRoutes(app, { ...deps, evacuations });
   return app;
 }

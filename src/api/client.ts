@@ -2,6 +2,7 @@
 // (`fetch`), a timeout and a signal on every request; problem bodies come back
 // as FerryErrors with the controller's code; network failures are
 // FERRY_ERR_CONTROLLER (retryable). Replies are validated against the schemas.
+import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
 import { Check, Errors } from "typebox/value";
 import { Problem } from "../agent/api.ts";
@@ -10,7 +11,10 @@ import type { ErrorCode } from "../core/errors.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import type { CancelReport } from "../migration/runner.ts";
 import type { CreateVmBodyT, DeviceRowT, EventView, HeartbeatBodyT, HostViewT, MigrateBodyT, MigrateReplyT, VmViewT } from "./schemas.ts";
-import { CancelView, Deleted, DeviceList, HeartbeatReply, HostList, MigrateReply, MigrationList, MigrationView, VmList, VmView } from "./schemas.ts";
+import type { EvacuateBodyT } from "./evacuation-schemas.ts";
+import { EvacuationList, EvacuationView } from "./evacuation-schemas.ts";
+import type { EvacuationView as EvacuationViewT } from "../controller/evacuation.ts";
+import { CancelView, Deleted, DeviceList, HeartbeatReply, HostList, HostView, MigrateReply, MigrationList, MigrationView, VmList, VmView } from "./schemas.ts";
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
@@ -136,6 +140,18 @@ export class ControllerClient {
     return this.request("DELETE", `/v1/vms/${encodeURIComponent(name)}`, Deleted, undefined, { timeoutMs: 60_000, ...o });
   }
 
+  localMigrate(name: string, body: { qemuBinary?: string }, o: RequestOptions = {}): Promise<{ vm: VmViewT; result: object }> {
+    return this.request("POST", `/v1/vms/${encodeURIComponent(name)}/local-migrate`, Type.Object({ vm: VmView, result: Type.Object({}, { additionalProperties: true }) }), body, { timeoutMs: 600_000, ...o });
+  }
+
+  saveVm(name: string, file: string, o: RequestOptions = {}): Promise<VmViewT> {
+    return this.request("POST", `/v1/vms/${encodeURIComponent(name)}/save`, VmView, { file }, { timeoutMs: 600_000, ...o });
+  }
+
+  restoreVm(name: string, host: string | undefined, o: RequestOptions = {}): Promise<VmViewT> {
+    return this.request("POST", `/v1/vms/${encodeURIComponent(name)}/restore`, VmView, host === undefined ? {} : { host }, { timeoutMs: 600_000, ...o });
+  }
+
   migrate(body: MigrateBodyT, o?: RequestOptions): Promise<MigrateReplyT> {
     return this.request("POST", "/v1/migrations", MigrateReply, body, o);
   }
@@ -151,6 +167,27 @@ export class ControllerClient {
   /** Answers when the migration has ended (default timeout 10 min). */
   cancelMigration(id: string, o: RequestOptions = {}): Promise<CancelReport> {
     return this.request("POST", `/v1/migrations/${encodeURIComponent(id)}/cancel`, CancelView, undefined, { timeoutMs: 600_000, ...o });
+  }
+
+  drainHost(name: string, o?: RequestOptions): Promise<HostViewT> {
+    return this.request("POST", `/v1/hosts/${encodeURIComponent(name)}/drain`, HostView, undefined, o);
+  }
+
+  undrainHost(name: string, o?: RequestOptions): Promise<HostViewT> {
+    return this.request("POST", `/v1/hosts/${encodeURIComponent(name)}/undrain`, HostView, undefined, o);
+  }
+
+  /** Plan (body.plan) or start an evacuation of a host; it runs in the background (follow it with evacuation(id)). */
+  evacuate(host: string, body: EvacuateBodyT, o: RequestOptions = {}): Promise<EvacuationViewT> {
+    return this.request("POST", `/v1/hosts/${encodeURIComponent(host)}/evacuate`, EvacuationView, body, { timeoutMs: 60_000, ...o });
+  }
+
+  evacuation(id: string, o?: RequestOptions): Promise<EvacuationViewT> {
+    return this.request("GET", `/v1/evacuations/${encodeURIComponent(id)}`, EvacuationView, undefined, o);
+  }
+
+  async evacuations(o?: RequestOptions): Promise<EvacuationViewT[]> {
+    return (await this.request("GET", "/v1/evacuations", EvacuationList, undefined, o)).evacuations;
   }
 
   /** Read the event stream; with follow, until the signal aborts or the controller closes it. */

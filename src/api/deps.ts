@@ -1,6 +1,7 @@
 // What the controller's HTTP layer needs: the controller (operations), the token, a logger.
 import type { AgentFastify } from "../agent/http/type-provider.ts";
 import type { Controller } from "../controller/controller.ts";
+import type { Evacuations } from "../controller/evacuation.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 
@@ -14,6 +15,8 @@ export interface ControllerAppDeps {
   log?: Logger;
   /** For the event stream's keep-alive (default the system clock). */
   clock?: Clock;
+  /** Drain and evacuation (default: built over the controller; stopped when the app closes). */
+  evacuations?: Evacuations;
 }
 
 /** A route file: registers one resource's routes. */

@@ -39,6 +39,7 @@ export const HostView = Type.Object({
   state: Type.Union([Type.Literal("up"), Type.Literal("down"), Type.Literal("draining")]),
   lastHeartbeat: Int({ description: "epoch ms" }),
   registeredAt: Int({ description: "epoch ms" }),
+  drain: Type.Optional(Type.Boolean({ description: "an operator drained it (draining whenever it is not down)" })),
 });
 export type HostViewT = Static<typeof HostView>;
 export const HostList = Type.Object({ hosts: Type.Array(HostView) });
@@ -82,10 +83,11 @@ export const VmView = Type.Object({
   vcpus: Type.Integer(),
   host: Type.String(),
   instanceId: Nullable(Type.String()),
-  state: Type.Union([Type.Literal("running"), Type.Literal("stopped"), Type.Literal("migrating"), Type.Literal("unknown")]),
+  state: Type.Union([Type.Literal("running"), Type.Literal("stopped"), Type.Literal("migrating"), Type.Literal("saved"), Type.Literal("unknown")]),
   noOs: Type.Boolean(),
   nics: Type.Array(VmNicView),
   seq: Type.Integer(),
+  savedAs: Type.Optional(Type.String()),
   createdAt: Type.Integer(),
   updatedAt: Type.Integer(),
 });

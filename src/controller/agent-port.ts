@@ -50,7 +50,7 @@ export class HttpAgentPort implements AgentPort {
 
   async perform(plan: MigrationPlan, uri: string, signal: AbortSignal): Promise<PerformResult> {
     const { unplugMs, convergeMs } = plan.deadlines;
-    await this.#call(plan.source.host, plan, "perform", Performed, { instanceId: plan.source.instanceId, uri, unplugMs, convergeMs }, signal);
+    await this.#call(plan.source.host, plan, "perform", Performed, { instanceId: plan.source.instanceId, uri, unplugMs, convergeMs, ...(plan.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: plan.maxBandwidthBytes }) }, signal);
     return { status: "pre-switchover" };
   }
 

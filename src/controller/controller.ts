@@ -11,6 +11,7 @@ import { FerryError, isFerryError, toFerryError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { CancelReport, RunnerDeps } from "../migration/runner.ts";
 import { cancel, createMigration, resumeAll, runMigration } from "../migration/runner.ts";
+import { Type } from "typebox";
 import type { Connectivity, Deadlines, MigrationPlan, MigrationRecord, NicPlan } from "../migration/types.ts";
 import { isTerminal } from "../migration/types.ts";
 import type { ClusterSnapshot, PlacementVm } from "../model/cluster.ts";
@@ -26,6 +27,8 @@ import { HEARTBEAT_INTERVAL_MS } from "./config.ts";
 import { EventBus } from "./events.ts";
 import { buildSnapshot } from "./snapshot.ts";
 import { assignGuestPorts, buildVmSpec, guestAddress, newMac } from "./vm-spec.ts";
+
+const LooseObject = Type.Object({}, { additionalProperties: true });
 
 export interface ControllerDeps {
   config: Pick<ControllerConfig, "heartbeatTimeoutMs" | "hostCapacity" | "deadlines">;
@@ -69,6 +72,10 @@ export interface MigrateInput {
   vm: string;
   to?: string;
   deadlines?: Partial<Deadlines>;
+  /** Use this destination (host and VFs) from an evacuation plan instead of the scheduler's first; the host must still accept the VM. */
+  destination?: Destination;
+  /** The migration stream's bandwidth cap (bytes/s), for the agent's perform step. */
+  maxBandwidthBytes?: number;
 }
 
 export interface PlanView {
@@ -164,8 +171,9 @@ export class Controller {
   async heartbeat(h: HeartbeatInput): Promise<{ intervalMs: number }> {
     const now = this.#d.clock.now();
     const prev = await this.#d.cluster.getHost(h.name);
-    const state = prev?.state === "draining" ? "draining" : "up";
-    const rec = await this.#d.cluster.upsertHost({ name: h.name, url: h.url, version: h.version, accel: h.accel, state, lastHeartbeat: now, registeredAt: prev?.registeredAt ?? now });
+    // an operator's drain outlives heartbeats and a down spell (evacuation.ts)
+    const state = prev?.state === "draining" || prev?.drain === true ? "draining" : "up";
+    const rec = await this.#d.cluster.upsertHost({ name: h.name, url: h.url, version: h.version, accel: h.accel, state, lastHeartbeat: now, registeredAt: prev?.registeredAt ?? now, ...(prev?.drain === true ? { drain: true } : {}) });
     this.#client(rec);
     if (!prev) this.events.publish({ type: "host-registered", host: h.name, reason: `agent ${h.url} (${h.version}, ${h.accel})`, at: now });
     else if (prev.state === "down") this.events.publish({ type: "host-up", host: h.name, reason: "heartbeat received", at: now });
@@ -199,6 +207,16 @@ export class Controller {
 
   listHosts(): Promise<HostRecord[]> {
     return this.#d.cluster.listHosts();
+  }
+
+  /** For evacuation (./evacuation.ts): the cluster store and a fresh snapshot. */
+  get cluster(): ClusterStore {
+    return this.#d.cluster;
+  }
+
+  async snapshot(): Promise<{ snapshot: ClusterSnapshot; vms: VmRecord[] }> {
+    const { snapshot, vms } = await this.#snapshot();
+    return { snapshot, vms };
   }
 
   async #inventories(hosts: readonly HostRecord[]): Promise<Map<string, InventoryView>> {
@@ -377,6 +395,52 @@ export class Controller {
     });
   }
 
+  // ------------------------------------------------------------------ local migration, save, restore
+
+  /**
+   * Local migration (a QEMU upgrade in place): a new instance of the VM on the
+   * same host, RAM shared (not copied), VF leases moved to the new instance.
+   * The VM record then names the new instance.
+   */
+  async localMigrate(name: string, o: { qemuBinary?: string } = {}): Promise<{ vm: VmRecord; result: Record<string, unknown> }> {
+    const vm = await this.getVm(name);
+    return this.#exclusive(vm.uuid, `local migration of ${name}`, async () => {
+      if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is not running (state ${vm.state})`);
+      const result = (await this.agent(vm.host).request("POST", `/v1/instances/${vm.instanceId}/local-migrate`, LooseObject, o.qemuBinary === undefined ? {} : { qemuBinary: o.qemuBinary }, { timeoutMs: 600_000, signal: this.#stop.signal })) as Record<string, unknown>;
+      const next = await this.#d.cluster.putVm({ ...vm, instanceId: String(result["newInstanceId"]), updatedAt: this.#d.clock.now() });
+      this.events.publish({ type: "vm-moved", vm: name, host: vm.host, instanceId: next.instanceId, at: this.#d.clock.now() });
+      return { vm: next, result };
+    });
+  }
+
+  /** Save a running VM to a state file on its host (its VFs are released); the record remembers it. */
+  async saveVm(name: string, file: string): Promise<VmRecord> {
+    const vm = await this.getVm(name);
+    return this.#exclusive(vm.uuid, `save ${name}`, async () => {
+      if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is not running (state ${vm.state})`);
+      await this.agent(vm.host).request("POST", `/v1/instances/${vm.instanceId}/save`, LooseObject, { name: file }, { timeoutMs: 600_000, signal: this.#stop.signal });
+      const next = await this.#d.cluster.putVm({ ...vm, instanceId: null, state: "saved", savedAs: file, nics: vm.nics.map((n) => ({ ...n, vf: null })), updatedAt: this.#d.clock.now() });
+      this.events.publish({ type: "vm-stopped", vm: name, host: vm.host, instanceId: null, at: this.#d.clock.now() });
+      return next;
+    });
+  }
+
+  /** Restore a saved VM on `host` (default: where it was saved) with VFs chosen anew there. */
+  async restoreVm(name: string, o: { host?: string } = {}): Promise<VmRecord> {
+    const vm = await this.getVm(name);
+    return this.#exclusive(vm.uuid, `restore ${name}`, async () => {
+      if (vm.state !== "saved" || vm.savedAs === undefined) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is not saved (state ${vm.state}): 'ferry vm save' it first`);
+      const host = o.host ?? vm.host;
+      const { vfs } = await this.#pickVfs(vm, host, false);
+      const nics = vm.nics.map((n, i) => ({ name: n.name, vf: n.mode === "emulated" ? null : (vfs[i] ?? null) }));
+      const r = (await this.agent(host).request("POST", "/v1/instances/restore", LooseObject, { name: vm.savedAs, nics }, { timeoutMs: 600_000, signal: this.#stop.signal })) as { instanceId: string };
+      const { savedAs: _saved, ...rest } = vm;
+      const next = await this.#d.cluster.putVm({ ...rest, host, instanceId: r.instanceId, state: "running", nics: vm.nics.map((n, i) => ({ ...n, vf: nics[i]!.vf })), updatedAt: this.#d.clock.now() });
+      this.events.publish({ type: "vm-started", vm: name, host, instanceId: r.instanceId, at: this.#d.clock.now() });
+      return next;
+    });
+  }
+
   // ------------------------------------------------------------------ migrations
 
   #placementVm(vm: VmRecord): PlacementVm {
@@ -409,7 +473,7 @@ export class Controller {
       const p = await this.plan(input);
       const vm = p.vmRecord;
       if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${vm.name} is not running (state ${vm.state})`);
-      const dest = p.destinations[0];
+      const dest = p.destinations[0] === undefined ? undefined : (input.destination ?? p.destinations[0]);
       if (!dest) {
         const noVf = p.rejections.some((r) => r.code === "NO_VF");
         throw new FerryError(noVf ? "FERRY_ERR_NO_VF" : "FERRY_ERR_NO_HOST", `migration of ${vm.name} refused, nothing changed: ${p.message ?? "no destination"}`, {
@@ -432,6 +496,7 @@ export class Controller {
         destination: { host: dest.host },
         nics,
         deadlines: { ...this.#d.config.deadlines, ...input.deadlines },
+        ...(input.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: input.maxBandwidthBytes }),
       };
       const runner = this.#runner;
       const watching = await this.#d.connectivity?.start(vm).catch((e: unknown) => {

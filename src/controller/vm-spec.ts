@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { FerryError } from "../core/errors.ts";
 import { guestCmdline } from "../lab/guest-image.ts";
 import type { NicMode, NicPolicy, NicSpec, PrimaryDevice, StandInModel, VmSpec } from "../model/vm.ts";
-import { MAX_GUEST_PORT, STAND_IN_MODELS } from "../model/vm.ts";
+import { MAX_GUEST_PORT, STAND_IN_MODELS, sharedMemoryFile } from "../model/vm.ts";
 import type { VmNicRecord, VmRecord } from "../store/cluster.ts";
 
 export interface NicRequest {
@@ -88,5 +88,8 @@ export function buildVmSpec(vm: VmRecord, image: { kernel: string; initrd: strin
     nics,
   };
   if (vm.noOs) spec.noOs = true;
+  // guest RAM in a shared file by default: it costs nothing extra (tmpfs pages instead of anonymous ones)
+  // and makes a local migration (QEMU upgrade in place) copy no RAM
+  else spec.sharedMemoryPath = sharedMemoryFile(vm.host, vm.uuid);
   return spec;
 }

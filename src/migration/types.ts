@@ -67,6 +67,8 @@ export interface MigrationPlan {
   destination: { host: string };
   nics: NicPlan[];
   deadlines: Deadlines;
+  /** Cap on the migration stream (bytes/s), passed to the source's perform step (evacuation splits its total over the migrations in flight). */
+  maxBandwidthBytes?: number;
   link?: MigrationLink;
 }
 

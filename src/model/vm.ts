@@ -131,3 +131,12 @@ export function parseVmSpec(x: unknown): VmSpec {
   });
   return spec;
 }
+
+/**
+ * The file a VM's RAM is mapped from on a host (memory-backend-file,share=on):
+ * per host and VM, so two hosts sharing /dev/shm (a lab) never share a file,
+ * while two instances of the VM on one host (local migration) do.
+ */
+export function sharedMemoryFile(host: string, vmUuid: string): string {
+  return `/dev/shm/ferry-${host}-${vmUuid}`;
+}

@@ -31,8 +31,15 @@ export async function prepareIncoming(qmp: QmpClient, uri: string, setup: Migrat
 }
 
 /** Source side: capabilities and parameters, then `migrate`. */
+/**
+ * Capabilities a migration sets explicitly off unless asked for: QEMU keeps
+ * them on an instance between migrations, and a stale x-ignore-shared (from a
+ * local migration) would leave guest RAM out of the next, copying, one.
+ */
+const RESET_CAPABILITIES: Partial<Record<MigrationCapability, boolean>> = { "x-ignore-shared": false, "pause-before-switchover": false };
+
 export async function startMigration(qmp: QmpClient, uri: string, setup: MigrationSetup = {}, signal?: AbortSignal): Promise<void> {
-  await setMigrationCapabilities(qmp, { events: true, ...setup.capabilities }, { signal });
+  await setMigrationCapabilities(qmp, { events: true, ...RESET_CAPABILITIES, ...setup.capabilities }, { signal });
   if (setup.parameters) await setMigrationParameters(qmp, setup.parameters, { signal });
   await migrate(qmp, uri, { signal });
 }

@@ -23,9 +23,11 @@ export interface HostRecord {
   /** Epoch ms of the last heartbeat. */
   lastHeartbeat: number;
   registeredAt: number;
+  /** An operator drained the host (ferry host drain, evacuate): it is "draining" whenever it is not down. */
+  drain?: boolean;
 }
 
-export const VM_STATES = ["running", "stopped", "migrating", "unknown"] as const;
+export const VM_STATES = ["running", "stopped", "migrating", "saved", "unknown"] as const;
 export type VmState = (typeof VM_STATES)[number];
 
 export interface VmNicRecord {
@@ -57,6 +59,8 @@ export interface VmRecord {
   nics: VmNicRecord[];
   /** Creation order (1, 2, …): derives the VM's guest addresses. */
   seq: number;
+  /** When state is "saved": the state file's name in the host's saveDir. */
+  savedAs?: string;
   createdAt: number;
   updatedAt: number;
 }
@@ -108,6 +112,7 @@ export function parseHostRecord(x: unknown): HostRecord {
     state: v.oneOf("state", o["state"], HOST_STATES),
     lastHeartbeat: num("lastHeartbeat", o["lastHeartbeat"]),
     registeredAt: num("registeredAt", o["registeredAt"]),
+    ...(o["drain"] === true ? { drain: true } : {}),
   };
 }
 
@@ -142,6 +147,7 @@ export function parseVmRecord(x: unknown): VmRecord {
     noOs: o["noOs"] === true,
     nics: v.arr("nics", o["nics"]).map((n, i) => parseNic(`nics[${i}]`, n)),
     seq: v.int("seq", o["seq"], 1, Number.MAX_SAFE_INTEGER),
+    ...(typeof o["savedAs"] === "string" ? { savedAs: v.str("savedAs", o["savedAs"]) } : {}),
     createdAt: num("createdAt", o["createdAt"]),
     updatedAt: num("updatedAt", o["updatedAt"]),
   };

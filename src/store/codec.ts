@@ -107,6 +107,7 @@ export function parsePlan(x: unknown): MigrationPlan {
     nics: v.arr("plan.nics", o["nics"]).map((n, i) => nicPlan(`plan.nics[${i}]`, n)),
     deadlines: deadlines("plan.deadlines", o["deadlines"]),
   };
+  if (o["maxBandwidthBytes"] !== undefined) plan.maxBandwidthBytes = v.int("plan.maxBandwidthBytes", o["maxBandwidthBytes"], 1, Number.MAX_SAFE_INTEGER);
   if (o["link"] !== undefined) plan.link = link("plan.link", o["link"]);
   return plan;
 }

@@ -9,8 +9,8 @@
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { createServer, connect } from "node:net";
-import type { AddressInfo, Server, Socket } from "node:net";
-import { dirname } from "node:path";
+import type { Server, Socket } from "node:net";
+import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { FerryError } from "../../core/errors.ts";
 import type { NicSpec, VmSpec } from "../../model/vm.ts";
@@ -42,12 +42,12 @@ export interface SavedState {
 
 const vfOfNic = (n: NicSpec): string | null => (n.primary?.kind === "stand-in" ? n.primary.vf : n.primary?.kind === "vfio" ? n.primary.host : null);
 
-async function listen(server: Server): Promise<number> {
+async function listen(server: Server, path: string): Promise<void> {
+  await rm(path, { force: true });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
+    server.listen(path, () => resolve());
   });
-  return (server.address() as AddressInfo).port;
 }
 
 export async function saveInstance(ctx: StepContext, instanceId: string, file: string, o: { unplugMs: number; timeoutMs: number }, signal: AbortSignal): Promise<SaveResult> {
@@ -65,9 +65,11 @@ export async function saveInstance(ctx: StepContext, instanceId: string, file: s
     server.close();
     written = pipeline(sock, createWriteStream(partial, { mode: 0o600 }));
   });
+  // a unix socket: reachable from QEMU in whatever network namespace it runs (the lab's)
+  const sockPath = join(inst.paths.dir, "save.sock");
   try {
-    const port = await listen(server);
-    await migrateOut(ctx, inst, `tcp:127.0.0.1:${port}`, { setup: {}, until: "completed", unplugMs: o.unplugMs, timeoutMs: o.timeoutMs }, signal);
+    await listen(server, sockPath);
+    await migrateOut(ctx, inst, `unix:${sockPath}`, { setup: {}, until: "completed", unplugMs: o.unplugMs, timeoutMs: o.timeoutMs }, signal);
     if (!written) throw new FerryError("FERRY_ERR_MIGRATION", "QEMU completed a save without connecting to the agent");
     await written;
   } catch (e) {
@@ -148,8 +150,9 @@ export async function restoreInstance(ctx: StepContext, file: string, specRaw: u
     inst = await startInstance({ runDir: ctx.runDir, spec: wired.spec, accel: ctx.accel, instanceId, incoming: true, netns: wired.netns, qemuBinary: ctx.qemuBinary, signal, clock: ctx.clock });
     ctx.instances.add(inst);
     await attachTaps(ctx, wired.spec, signal);
-    const uri = await prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", {}, signal);
-    const sock = connect(Number(uri.split(":").at(-1)), "127.0.0.1");
+    const sockPath = join(inst.paths.dir, "restore.sock");
+    await prepareIncoming(inst.qmp, `unix:${sockPath}`, {}, signal);
+    const sock = connect(sockPath);
     await pipeline(createReadStream(file), sock, { signal });
     const until = ctx.clock.monotonic() + o.timeoutMs;
     for (;;) {

@@ -10,6 +10,7 @@
 import { setPortForwarding, pinMac } from "../../host/forwarding.ts";
 import type { NetCtx } from "../../host/forwarding.ts";
 import type { NetBackend, NicSpec, VmSpec } from "../../model/vm.ts";
+import { sharedMemoryFile } from "../../model/vm.ts";
 import type { StepContext } from "./steps.ts";
 import { tapName } from "./steps.ts";
 
@@ -81,13 +82,5 @@ export async function steerInitial(ctx: StepContext, spec: VmSpec, signal: Abort
   for (const nic of spec.nics) await steer(ctx, nic, nic.primary ? "primary" : "standby", signal);
 }
 
-/**
- * Where an incoming instance from another host maps its RAM when the VM uses
- * shared memory: a file of this host's own. Never the source's file: lab
- * hosts share one /dev/shm, and a copying migration into the very file the
- * running source uses would overwrite its live memory with older pages.
- */
-export function sharedMemoryFor(host: string, vmUuid: string): string {
-  return `/dev/shm/ferry-${host}-${vmUuid}`;
-}
-
+/** Where an instance from elsewhere (another host, a save file) maps its RAM on this host: never the source's file. */
+export const sharedMemoryFor = sharedMemoryFile;

@@ -1,5 +1,6 @@
 // VMs: create (MACs, guest ports, addresses and VFs chosen by the controller,
 // started on the host's agent), start, stop, delete.
+import { Type } from "typebox";
 import { CreateVmBody, Deleted, VmList, VmParams, VmView } from "../schemas.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
 
@@ -27,5 +28,20 @@ export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDe
   );
   app.delete("/v1/vms/:name", { schema: { params: VmParams, response: { 200: Deleted } }, config: { openapi: { summary: "Stop and forget a VM" } } }, (req) =>
     controller.deleteVm(req.params.name),
+  );
+  app.post(
+    "/v1/vms/:name/local-migrate",
+    { schema: { params: VmParams, body: Type.Object({ qemuBinary: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })) }, { additionalProperties: false }) }, config: { openapi: { summary: "Local migration: a new QEMU instance on the same host (optionally another QEMU binary), RAM shared, VFs kept" } } },
+    (req) => controller.localMigrate(req.params.name, req.body.qemuBinary === undefined ? {} : { qemuBinary: req.body.qemuBinary }),
+  );
+  app.post(
+    "/v1/vms/:name/save",
+    { schema: { params: VmParams, body: Type.Object({ file: Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" }) }, { additionalProperties: false }), response: { 200: VmView } }, config: { openapi: { summary: "Save a VM's state to a file in its host's saveDir; its VFs are released" } } },
+    (req) => controller.saveVm(req.params.name, req.body.file),
+  );
+  app.post(
+    "/v1/vms/:name/restore",
+    { schema: { params: VmParams, body: Type.Object({ host: Type.Optional(Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$" })) }, { additionalProperties: false }), response: { 200: VmView } }, config: { openapi: { summary: "Restore a saved VM (on another host if given) with VFs chosen anew" } } },
+    (req) => controller.restoreVm(req.params.name, req.body.host === undefined ? {} : { host: req.body.host }),
   );
 }

@@ -18,10 +18,12 @@ export const USAGE = `usage: ferry migrate VM [--to HOST] [--plan] [--json]
   --to HOST   migrate to this host (default: the scheduler's best)
   --plan      only show the ranked destinations and the rejected hosts with their reasons
   --json      print one JSON object (the outcome, or the plan)
+  --local     local migration (QEMU upgrade in place): a new instance on the same host, RAM shared, VFs kept
+  --qemu PATH with --local: the new instance's QEMU binary
 exit codes: 0 succeeded (or degraded), 1 failed, 3 refused (nothing changed), 4 rolled back
 ${CONNECT_HELP}
 `;
-const OPTIONS = { ...CONNECT_OPTIONS, to: { type: "string" }, plan: { type: "boolean" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
+const OPTIONS = { ...CONNECT_OPTIONS, to: { type: "string" }, plan: { type: "boolean" }, json: { type: "boolean" }, local: { type: "boolean" }, qemu: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
 
 export function exitFor(r: Pick<MigrationRecord, "outcome" | "refused">): number {
   switch (r.outcome) {
@@ -46,6 +48,22 @@ export async function run(argv: readonly string[]): Promise<number> {
   if (vmName === undefined) throw new UsageError("migrate", "missing VM");
   if (extra.length > 0) throw new UsageError("migrate", `unexpected argument ${JSON.stringify(extra[0])}`);
   const client = await connect("migrate", values);
+  if (values.qemu !== undefined && !values.local) throw new UsageError("migrate", "--qemu applies to --local only");
+  if (values.local) {
+    if (values.to !== undefined || values.plan) throw new UsageError("migrate", "--local moves the VM within its host: no --to or --plan");
+    const t0 = systemClock.monotonic();
+    const r = await client.localMigrate(vmName, values.qemu === undefined ? {} : { qemuBinary: values.qemu });
+    const res = r.result as { oldInstanceId?: string; newInstanceId?: string; qemuBinary?: string; totalMs?: number; downtimeMs?: number; transferredBytes?: number; ramBytes?: number; movedVfs?: string[] };
+    const endToEndMs = Math.round(systemClock.monotonic() - t0);
+    if (values.json) printJson({ vm: r.vm.name, outcome: "succeeded", host: r.vm.host, ...res, endToEndMs });
+    else {
+      process.stdout.write(`local migration of ${r.vm.name} on ${r.vm.host}: succeeded\n`);
+      process.stdout.write(`  instance ${res.oldInstanceId ?? "?"} → ${res.newInstanceId ?? "?"} (QEMU ${res.qemuBinary ?? "?"})\n`);
+      process.stdout.write(`  end to end ${endToEndMs} ms, QEMU total ${res.totalMs ?? "?"} ms, downtime ${res.downtimeMs ?? "?"} ms, RAM sent ${((res.transferredBytes ?? 0) / 2 ** 20).toFixed(1)} MiB of ${((res.ramBytes ?? 0) / 2 ** 20).toFixed(0)} MiB (shared, not copied)\n`);
+      process.stdout.write(`  VF leases moved to the new instance: ${(res.movedVfs ?? []).join(", ") || "none"}\n`);
+    }
+    return EXIT.ok;
+  }
   const to = values.to === undefined ? {} : { to: values.to };
 
   if (values.plan) {

@@ -15,6 +15,8 @@ export const USAGE = `usage:
   ferry vm start NAME [--json]
   ferry vm stop NAME [--json]
   ferry vm delete NAME [--json]
+  ferry vm save NAME FILE [--json]            state to FILE in the host's saveDir; NICs that cannot be saved are unplugged, VFs released
+  ferry vm restore NAME|FILE [--host H] [--json]   VFs chosen anew (on H if given, else where it was saved)
 ${CONNECT_HELP}
 `;
 const OPTIONS = {
@@ -54,12 +56,15 @@ export async function run(argv: readonly string[]): Promise<number> {
     process.stdout.write(USAGE);
     return EXIT.ok;
   }
-  const [sub, name, ...extra] = positionals;
-  const subs = ["create", "show", "start", "stop", "delete"];
+  const [sub, name, ...extraAll] = positionals;
+  const subs = ["create", "show", "start", "stop", "delete", "save", "restore"];
+  const file = sub === "save" ? extraAll[0] : undefined;
+  const extra = sub === "save" ? extraAll.slice(1) : extraAll;
+  if (sub === "save" && file === undefined) throw new UsageError("vm", "save: missing FILE (a name inside the host's saveDir)");
   if (sub === undefined || !subs.includes(sub)) throw new UsageError("vm", sub === undefined ? `missing subcommand (${subs.join(", ")})` : `unknown subcommand ${JSON.stringify(sub)} (expected: ${subs.join(", ")})`);
   if (name === undefined) throw new UsageError("vm", "missing VM NAME");
   if (extra.length > 0) throw new UsageError("vm", `unexpected argument ${JSON.stringify(extra[0])}`);
-  if (sub !== "create" && (nicFlags.length > 0 || values.host !== undefined || values.memory !== undefined || values.vcpus !== undefined || values.guest !== undefined)) {
+  if (sub !== "create" && (nicFlags.length > 0 || (values.host !== undefined && sub !== "restore") || values.memory !== undefined || values.vcpus !== undefined || values.guest !== undefined)) {
     throw new UsageError("vm", `--nic, --host, --memory, --vcpus and --guest apply to 'ferry vm create' only`);
   }
   let body: Parameters<Awaited<ReturnType<typeof connect>>["createVm"]>[0] | undefined;
@@ -79,6 +84,17 @@ export async function run(argv: readonly string[]): Promise<number> {
     const r = await client.deleteVm(name);
     if (values.json) printJson(r);
     else process.stdout.write(`deleted ${r.deleted}\n`);
+    return EXIT.ok;
+  }
+  if (sub === "save" || sub === "restore") {
+    let target = name;
+    if (sub === "restore") {
+      const known = await client.vm(name).catch(() => undefined);
+      if (!known) target = (await client.vms()).find((x) => x.savedAs === name)?.name ?? name;
+    }
+    const vm = sub === "save" ? await client.saveVm(name, file!) : await client.restoreVm(target, values.host);
+    if (values.json) printJson(vm);
+    else process.stdout.write(sub === "save" ? `saved ${vm.name} to ${vm.savedAs ?? "?"} on ${vm.host}; its VFs are released\n` : renderVm(vm));
     return EXIT.ok;
   }
   const vm = body ? await client.createVm(body) : sub === "show" ? await client.vm(name) : sub === "start" ? await client.startVm(name) : await client.stopVm(name);

@@ -1,0 +1,67 @@
+// The evacuation API's data (drain, undrain, evacuate, follow an evacuation).
+// Kept apart from schemas.ts; the same definitions serve the routes and the
+// client's reply checks.
+import { Type } from "typebox";
+import type { Static, TSchema } from "typebox";
+import { NAME_PATTERN } from "../agent/api.ts";
+import type { EvacuationView as EvacuationViewT } from "../controller/evacuation.ts";
+import { MAX_BANDWIDTH_MIBPS, MAX_PARALLEL } from "../controller/evacuation.ts";
+
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Name = Type.String({ pattern: NAME_PATTERN });
+
+export const HostParams = Type.Object({ name: Name });
+export const EvacuationParams = Type.Object({ id: Type.String({ pattern: "^e-[0-9a-f]{8}$" }) });
+
+export const EvacuateBody = Type.Object(
+  {
+    parallel: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PARALLEL, description: "migrations at once (default 2)" })),
+    maxBandwidthMiBps: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_BANDWIDTH_MIBPS, description: "total migration bandwidth (MiB/s), split evenly over the migrations in flight" })),
+    plan: Type.Optional(Type.Boolean({ description: "only plan: nothing changes, not even draining" })),
+  },
+  { additionalProperties: false },
+);
+export type EvacuateBodyT = Static<typeof EvacuateBody>;
+
+const Item = Type.Object(
+  {
+    vm: Type.String(),
+    uuid: Type.String(),
+    from: Type.String(),
+    to: Nullable(Type.String()),
+    order: Nullable(Type.Integer()),
+    vfs: Type.Array(Type.Object({ nic: Type.String(), vf: Nullable(Type.String()) })),
+    status: Type.Union([Type.Literal("pending"), Type.Literal("migrating"), Type.Literal("done")]),
+    migrationId: Nullable(Type.String()),
+    phase: Nullable(Type.String()),
+    outcome: Nullable(Type.String()),
+    runsOn: Nullable(Type.String()),
+    reason: Nullable(Type.String()),
+    code: Nullable(Type.String()),
+    rejections: Type.Optional(Type.Array(Type.Object({ host: Type.String(), code: Type.String(), message: Type.String() }))),
+    startedAt: Nullable(Type.Integer()),
+    endedAt: Nullable(Type.Integer()),
+  },
+  { additionalProperties: true },
+);
+
+/** An evacuation (controller/evacuation.ts): the plan's items with their progress and outcomes. */
+export const EvacuationView = Type.Unsafe<EvacuationViewT>(
+  Type.Object(
+    {
+      id: Type.String(),
+      host: Type.String(),
+      state: Type.Union([Type.Literal("planned"), Type.Literal("running"), Type.Literal("done")]),
+      parallel: Type.Integer(),
+      maxBandwidthMiBps: Nullable(Type.Integer()),
+      perMigrationBytes: Nullable(Type.Integer()),
+      plan: Type.Object({ kind: Type.String(), order: Type.String(), reservedVfs: Type.Array(Type.String()) }),
+      items: Type.Array(Item),
+      counts: Type.Object({ total: Type.Integer(), pending: Type.Integer(), migrating: Type.Integer(), moved: Type.Integer(), stayed: Type.Integer() }),
+      createdAt: Type.Integer(),
+      endedAt: Nullable(Type.Integer()),
+    },
+    { additionalProperties: true },
+  ),
+);
+export const EvacuationList = Type.Object({ evacuations: Type.Array(EvacuationView) });
