@@ -558,10 +558,18 @@ export class Controller {
   }
 
   /** A migration; `settling` while the controller still follows up its outcome (VM record, connectivity). */
-  async getMigration(id: string): Promise<MigrationRecord & { settling: boolean }> {
+  async getMigration(id: string): Promise<MigrationRecord & { settling: boolean; progress?: Record<string, unknown> }> {
     const r = await this.#d.store.getMigration(id);
     if (!r) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
-    return { ...r, settling: this.#running.has(id) };
+    const progress = r.phase === "perform" ? await this.#progress(r) : undefined;
+    return { ...r, settling: this.#running.has(id), ...(progress ? { progress } : {}) };
+  }
+
+  /** RAM progress from the source QEMU while RAM streams (best effort, bounded). */
+  async #progress(r: MigrationRecord): Promise<Record<string, unknown> | undefined> {
+    return this.agent(r.plan.source.host)
+      .request("GET", `/v1/instances/${r.plan.source.instanceId}/migration`, LooseObject, undefined, { timeoutMs: 1_000 })
+      .then((p) => p as Record<string, unknown>, () => undefined);
   }
 
   async cancelMigration(id: string): Promise<CancelReport> {

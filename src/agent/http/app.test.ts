@@ -315,6 +315,7 @@ describe("agent HTTP API", () => {
         "GET /v1/health",
         "GET /v1/instances",
         "GET /v1/instances/{id}",
+        "GET /v1/instances/{id}/migration",
         "GET /v1/inventory",
         "GET /v1/leases",
         "POST /v1/faults",

@@ -4,6 +4,7 @@ import { FerryError, isFerryError } from "../../core/errors.ts";
 import { InstanceId, InstanceList, InstanceView, NAME_PATTERN, PciAddress, StartInstanceBody, Stopped } from "../api.ts";
 import * as v from "../../model/validate.ts";
 import { localMigrate } from "../migration/local.ts";
+import { queryMigrate } from "../../qmp/commands.ts";
 import { restoreInstance, saveInstance } from "../migration/save.ts";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -113,6 +114,15 @@ export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void
       const primaryBackMs = req.body.primaryBackMs ?? 30_000;
       const timeoutMs = req.body.timeoutMs ?? 300_000;
       return restoreInstance(agent.stepContext(), file, saved, req.body.nics, { primaryBackMs, timeoutMs }, AbortSignal.timeout(primaryBackMs + timeoutMs + 30_000));
+    },
+  );
+
+  app.get(
+    "/v1/instances/:id/migration",
+    { schema: { params: IdParams }, config: { openapi: { summary: "The instance's migration progress as QEMU reports it (status, RAM transferred/remaining, dirty rate)" } } },
+    async (req) => {
+      const info = await queryMigrate(agent.getInstance(req.params.id).qmp, { timeoutMs: 2_000 });
+      return { status: info.status, transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0, totalBytes: info.ram?.total ?? 0, dirtyPagesRate: info.ram?.dirtyPagesRate ?? 0, mbps: info.ram?.mbps ?? 0 };
     },
   );
 }

@@ -66,8 +66,11 @@ export function renderSummary(s: MigrationSummary): string {
   return out.join("\n");
 }
 
-export function progressLine(r: MigrationRecord, elapsedMs: number): string {
-  return `migrating ${r.plan.vm.name} ${r.plan.source.host} → ${r.plan.destination.host}: ${r.phase} (${(elapsedMs / 1000).toFixed(1)} s)`;
+export function progressLine(r: MigrationRecord & { progress?: { status?: unknown; transferredBytes?: unknown; remainingBytes?: unknown; dirtyPagesRate?: unknown } }, elapsedMs: number): string {
+  const p = r.progress;
+  const mib = (x: unknown): string => (typeof x === "number" ? (x / 2 ** 20).toFixed(1) : "?");
+  const ram = p ? ` [${String(p.status)}: RAM ${mib(p.transferredBytes)} MiB sent, ${mib(p.remainingBytes)} MiB left, dirty ${typeof p.dirtyPagesRate === "number" ? p.dirtyPagesRate : "?"} pages/s]` : "";
+  return `migrating ${r.plan.vm.name} ${r.plan.source.host} → ${r.plan.destination.host}: ${r.phase}${ram} (${(elapsedMs / 1000).toFixed(1)} s)`;
 }
 
 export function renderPlan(p: PlanReply): string {
