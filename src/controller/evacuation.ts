@@ -131,7 +131,8 @@ export function planHostEvacuation(host: string, snapshot: ClusterSnapshot, vms:
 } {
   const mine = vms.filter((v) => v.host === host);
   const movable = mine.filter((v) => v.state === "running" && v.instanceId !== null);
-  const p = planEvacuation(snapshot, movable.map(placementVm), { exclude: [host] });
+  // never `host` itself: every VM here has it as its current host (SAME_HOST)
+  const p = planEvacuation(snapshot, movable.map(placementVm));
   const byUuid = new Map(mine.map((v) => [v.uuid, v]));
   const items: EvacuationItem[] = [];
   const destinations = new Map<string, Destination>();

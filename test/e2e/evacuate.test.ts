@@ -1,0 +1,338 @@
+// Host evacuation as an operator runs it: `ferry controller` and three
+// `ferry agent`s as real processes on loopback, real QEMU, the `ferry` CLI.
+// host-a holds four VMs (the real test guest with a failover NIC, two no-OS
+// guests with an emulated NIC, a no-OS guest with a mandatory ephemeral VF);
+// host-b has one free VF, host-c none (a filler holds its only VF). Evacuating
+// host-a: the guest with the failover NIC takes host-b's VF, the emulated ones
+// go wherever there is room, the last VF VM fits nowhere and is reported with
+// its reasons; no VF is promised or leased twice; host-a stays draining through
+// heartbeats; --plan changes nothing; undrain puts host-a back.
+import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, it } from "node:test";
+import { AgentClient } from "../../src/agent/client.ts";
+import { ControllerClient } from "../../src/api/client.ts";
+import type { EvacuationView } from "../../src/controller/evacuation.ts";
+import { systemClock } from "../../src/core/clock.ts";
+import { run } from "../../src/core/run.ts";
+import { writeSysfsFixture } from "../../src/host/fixture.ts";
+import type { FixturePf } from "../../src/host/fixture.ts";
+import { waitForConsole } from "../../src/qemu/console.ts";
+import { EXIT } from "../../src/cli/exit-codes.ts";
+
+const FERRY = fileURLToPath(new URL("../../bin/ferry", import.meta.url));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      const port = typeof a === "object" && a !== null ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Proc {
+  child: ChildProcess;
+  url: string;
+  log: string;
+}
+
+/** Spawn `ferry <args>` and wait for its "listening on" log line. */
+async function spawnFerry(args: string[], log: string): Promise<Proc> {
+  const child = spawn(FERRY, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const out = createWriteStream(log, { flags: "a" });
+  child.stdout.pipe(out, { end: false });
+  let text = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`ferry ${args.join(" ")}: not listening after 20 s:\n${text}`)), 20_000);
+    child.stderr.on("data", (b: Buffer) => {
+      out.write(b);
+      text += b.toString();
+      const m = /listening on (http:\/\/[0-9.:]+)/.exec(text);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+    child.once("exit", (code) => {
+      clearTimeout(t);
+      reject(new Error(`ferry ${args.join(" ")} exited (${String(code)}):\n${text}`));
+    });
+  });
+  return { child, url, log };
+}
+
+async function kill(p: Proc, sig: NodeJS.Signals): Promise<void> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return;
+  const exited = new Promise((r) => p.child.once("exit", r));
+  p.child.kill(sig);
+  await exited;
+}
+
+interface TestAgent {
+  name: string;
+  dir: string;
+  config: string;
+  proc: Proc;
+  client: AgentClient;
+  /** VF BDFs per network. */
+  vfs: Record<string, string[]>;
+  pfs: Record<string, string>;
+}
+
+async function makeAgent(base: string, name: string, uplinks: { network: string; numVfs: number }[], agentTokenFile: string, controller: { url: string; tokenFile: string }): Promise<TestAgent> {
+  const dir = join(base, name);
+  await mkdir(dir, { recursive: true });
+  const pfs: FixturePf[] = uplinks.map((u) => ({ vendor: "intel-82599", numVfs: u.numVfs, numaNode: 0 }));
+  const fx = await writeSysfsFixture(join(dir, "sys"), { pfs, seed: name });
+  const port = await freePort();
+  const nets = [...new Set(uplinks.map((u) => u.network))];
+  const yaml = [
+    `name: ${name}`,
+    `sysfsRoot: sys`,
+    `stateDir: state`,
+    `runDir: run`,
+    `authTokenFile: ${agentTokenFile}`,
+    `listen: { address: 127.0.0.1, port: ${port} }`,
+    `controller: { url: ${controller.url}, tokenFile: ${controller.tokenFile}, heartbeatMs: 700 }`,
+    `networks:`,
+    ...nets.map((n) => `  ${n}: {}`),
+    `uplinks:`,
+    ...uplinks.flatMap((u, i) => [`  - pf: ${fx.pfs[i]!.bdf}`, `    network: ${u.network}`, `    standIns: { vfs: all, model: rtl8139 }`]),
+    ``,
+  ].join("\n");
+  const config = join(dir, "host.yaml");
+  await writeFile(config, yaml);
+  const proc = await spawnFerry(["agent", "--config", config], join(dir, "agent.log"));
+  const token = (await readFile(agentTokenFile, "utf8")).trim();
+  const vfs: Record<string, string[]> = {};
+  const pfMap: Record<string, string> = {};
+  uplinks.forEach((u, i) => {
+    (vfs[u.network] ??= []).push(...fx.pfs[i]!.vfs.map((v) => v.bdf));
+    pfMap[u.network] = fx.pfs[i]!.bdf;
+  });
+  return { name, dir, config, proc, client: new AgentClient({ baseUrl: proc.url, token }), vfs, pfs: pfMap };
+}
+
+interface PlanJson {
+  destinations: { host: string; rank: number }[];
+  rejections: { host: string; code: string; message: string }[];
+}
+interface HostJson {
+  name: string;
+  state: string;
+  drain?: boolean;
+}
+
+describe("ferry evacuate: a host with four VMs, one destination out of VFs", { timeout: 150_000 }, () => {
+  let base: string;
+  let agentTokenFile: string;
+  let controllerConfig: string;
+  let controllerToken: string;
+  let controller: Proc;
+  let api: ControllerClient;
+  const agents = new Map<string, TestAgent>();
+  let env: NodeJS.ProcessEnv;
+
+  const ferry = (...args: string[]) => run(FERRY, args, { allowFailure: true, timeoutMs: 120_000, env });
+  const json = async <T,>(...args: string[]): Promise<T> => {
+    const r = await ferry(...args, "--json");
+    assert.equal(r.code, EXIT.ok, `ferry ${args.join(" ")}: ${r.stderr}${r.stdout}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  const agent = (n: string): TestAgent => agents.get(n)!;
+
+  async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+    const until = systemClock.monotonic() + timeoutMs;
+    for (;;) {
+      const x = await f().catch(() => undefined);
+      if (x !== undefined) return x;
+      if (systemClock.monotonic() > until) throw new Error(`timed out waiting for ${what}`);
+      await systemClock.sleep(200);
+    }
+  }
+
+  /** Everything an evacuation could change: host states, VM records, migrations, every agent's leases. */
+  async function world(): Promise<unknown> {
+    const hosts = (await api.hosts()).map((h) => [h.name, h.state, h.drain === true]);
+    const vms = (await api.vms()).map((v) => [v.name, v.host, v.instanceId, v.state, v.nics.map((n) => n.vf)]);
+    const migrations = (await api.migrations()).map((m) => m.id);
+    const leases: Record<string, unknown> = {};
+    for (const [name, a] of agents) leases[name] = (await a.client.leases()).leases.map((l) => [l.vf, l.holder]);
+    return { hosts, vms, migrations, leases };
+  }
+
+  before(async () => {
+    base = await mkdtemp(join(tmpdir(), "fe-"));
+    agentTokenFile = join(base, "agent-token");
+    await writeFile(agentTokenFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
+    controllerToken = randomBytes(32).toString("hex");
+    await writeFile(join(base, "controller-token"), `${controllerToken}\n`, { mode: 0o600 });
+    const port = await freePort();
+    controllerConfig = join(base, "controller.yaml");
+    await writeFile(
+      controllerConfig,
+      [
+        `listen: { address: 127.0.0.1, port: ${port} }`,
+        `stateDir: cstate`,
+        `tokenFile: controller-token`,
+        `agentTokenFile: agent-token`,
+        `heartbeatTimeoutMs: 2500`,
+        `deadlines: { unplugMs: 10000, convergeMs: 120000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 60000 }`,
+        ``,
+      ].join("\n"),
+    );
+    const ctl = { url: `http://127.0.0.1:${port}`, tokenFile: join(base, "controller-token") };
+    const [a, b, c] = await Promise.all([
+      makeAgent(base, "host-a", [{ network: "physnet1", numVfs: 3 }], agentTokenFile, ctl),
+      makeAgent(base, "host-b", [{ network: "physnet1", numVfs: 1 }], agentTokenFile, ctl),
+      makeAgent(base, "host-c", [{ network: "physnet1", numVfs: 1 }], agentTokenFile, ctl),
+    ]);
+    for (const x of [a, b, c]) agents.set(x.name, x);
+    controller = await spawnFerry(["controller", "--config", controllerConfig], join(base, "controller.log"));
+    api = new ControllerClient({ baseUrl: controller.url, token: controllerToken });
+    env = { ...process.env, FERRY_CONTROLLER: controller.url, FERRY_TOKEN_FILE: join(base, "controller-token"), FERRY_CONTEXT: join(base, "no-context.json") };
+  });
+
+  after(async () => {
+    for (const a of agents.values()) {
+      if (a.proc.child.exitCode !== null || a.proc.child.signalCode !== null) continue;
+      const list = await a.client.instances().catch(() => ({ instances: [] }));
+      for (const i of list.instances) await a.client.stopInstance(i.instanceId).catch(() => undefined);
+    }
+    if (controller) await kill(controller, "SIGTERM");
+    for (const a of agents.values()) await kill(a.proc, "SIGTERM");
+    if (process.env["FERRY_KEEP_TEST_DIR"] === undefined) await rm(base, { recursive: true, force: true });
+    else process.stderr.write(`test dir kept: ${base}\n`);
+  });
+
+  it("four VMs on host-a; host-c's only VF taken by a filler", async () => {
+    await waitFor("three hosts up", async () => ((await api.hosts()).filter((h) => h.state === "up").length === 3 ? true : undefined), 10_000);
+    await api.createVm({ name: "filler", host: "host-c", memoryMiB: 64, nics: [{ network: "physnet1", mode: "ephemeral", policy: "mandatory" }], noOs: true });
+    const web = await api.createVm({ name: "web", host: "host-a", memoryMiB: 256, nics: [{ network: "physnet1", mode: "failover", policy: "mandatory" }] });
+    await api.createVm({ name: "e1", host: "host-a", memoryMiB: 128, nics: [{ network: "physnet1", mode: "emulated", policy: "mandatory" }], noOs: true });
+    await api.createVm({ name: "e2", host: "host-a", memoryMiB: 128, nics: [{ network: "physnet1", mode: "emulated", policy: "mandatory" }], noOs: true });
+    await api.createVm({ name: "nf", host: "host-a", memoryMiB: 64, nics: [{ network: "physnet1", mode: "ephemeral", policy: "mandatory" }], noOs: true });
+    const inst = await agent("host-a").client.instance(web.instanceId!);
+    await waitForConsole(inst.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
+  });
+
+  it("--plan shows the plan (nf fits nowhere, with reasons) and changes nothing, not even draining", async () => {
+    const before = await world();
+    const r = await ferry("evacuate", "host-a", "--plan", "--json");
+    assert.equal(r.code, EXIT.refused, r.stderr + r.stdout);
+    const plan = JSON.parse(r.stdout) as EvacuationView;
+    assert.equal(plan.state, "planned");
+    assert.equal(plan.plan.kind, "partial");
+    const by = new Map(plan.items.map((i) => [i.vm, i]));
+    assert.equal(by.get("web")?.to, "host-b");
+    assert.equal(by.get("nf")?.outcome, "unplaced");
+    assert.deepEqual(by.get("nf")?.rejections?.map((x) => [x.host, x.code]).sort(), [["host-a", "SAME_HOST"], ["host-b", "NO_VF"], ["host-c", "NO_VF"]]);
+    const text = await ferry("evacuate", "host-a", "--plan");
+    assert.match(text.stdout, /nf fits nowhere/);
+    assert.deepEqual(await world(), before);
+  });
+
+  let result: EvacuationView;
+  it("evacuate: every VM ends elsewhere or is reported with its reason; the bandwidth cap is split", async () => {
+    const r = await ferry("evacuate", "host-a", "--parallel", "2", "--max-bandwidth", "512", "--json");
+    assert.equal(r.code, EXIT.failed, `nf stays: ${r.stderr}${r.stdout}`);
+    result = JSON.parse(r.stdout) as EvacuationView;
+    assert.equal(result.state, "done");
+    const by = new Map(result.items.map((i) => [i.vm, i]));
+    assert.deepEqual([...by.keys()].sort(), ["e1", "e2", "nf", "web"]);
+    for (const n of ["web", "e1", "e2"]) {
+      const i = by.get(n)!;
+      assert.equal(i.outcome, "succeeded", `${n}: ${i.reason ?? ""}`);
+      assert.ok(i.runsOn === "host-b" || i.runsOn === "host-c", `${n} runs on ${String(i.runsOn)}`);
+      assert.equal(i.runsOn, i.to);
+    }
+    assert.equal(by.get("web")!.runsOn, "host-b");
+    const nf = by.get("nf")!;
+    assert.equal(nf.outcome, "unplaced");
+    assert.match(nf.reason ?? "", /NO_VF/);
+    assert.deepEqual(result.counts, { total: 4, pending: 0, migrating: 0, moved: 3, stayed: 1 });
+    assert.equal(result.perMigrationBytes, 256 * 1024 * 1024);
+    for (const i of result.items.filter((x) => x.migrationId !== null)) {
+      assert.equal((await api.migration(i.migrationId!)).plan.maxBandwidthBytes, 256 * 1024 * 1024);
+    }
+    const vms = new Map((await api.vms()).map((v) => [v.name, v]));
+    for (const n of ["web", "e1", "e2"]) assert.deepEqual([vms.get(n)!.host, vms.get(n)!.state], [by.get(n)!.runsOn, "running"]);
+    assert.deepEqual([vms.get("nf")!.host, vms.get("nf")!.state], ["host-a", "running"]);
+  });
+
+  it("no VF double-promised or double-leased; every lease held by a running instance that the records agree on", async () => {
+    const promised = result.plan.reservedVfs;
+    assert.equal(new Set(promised).size, promised.length);
+    const vms = await api.vms();
+    for (const [name, a] of agents) {
+      const leases = (await a.client.leases()).leases;
+      assert.equal(new Set(leases.map((l) => l.vf)).size, leases.length, `${name}: a VF leased twice`);
+      const running = new Map((await a.client.instances()).instances.filter((i) => i.running).map((i) => [i.instanceId, i]));
+      const holders = new Map<string, string>();
+      for (const l of leases) {
+        assert.equal(l.holder.kind, "instance", `${name} ${l.vf}: ${JSON.stringify(l.holder)}`);
+        if (l.holder.kind !== "instance") continue;
+        assert.ok(running.has(l.holder.instanceId), `${name} ${l.vf} held by a running instance`);
+        holders.set(l.vf, l.holder.instanceId);
+      }
+      const recorded = vms.filter((v) => v.host === name).flatMap((v) => v.nics.filter((n) => n.vf !== null).map((n) => [n.vf!, v.instanceId!] as const));
+      assert.equal(new Set(recorded.map(([vf]) => vf)).size, recorded.length, `${name}: two VMs record one VF`);
+      for (const [vf, inst] of recorded) assert.equal(holders.get(vf), inst, `${name} ${vf}: leased by the VM's instance`);
+      // each VM runs exactly once in the cluster
+      for (const v of vms) {
+        const here = [...running.values()].filter((i) => i.vmUuid === v.uuid);
+        assert.equal(here.length, v.host === name ? 1 : 0, `${v.name} on ${name}`);
+      }
+    }
+  });
+
+  it("host-a stays draining through heartbeats and is never a destination; --plan on host-b changes nothing", async () => {
+    await systemClock.sleep(1_600);
+    const hosts = await json<HostJson[]>("hosts");
+    assert.deepEqual(hosts.find((h) => h.name === "host-a"), { ...hosts.find((h) => h.name === "host-a"), state: "draining", drain: true });
+    const plan = await json<PlanJson>("migrate", "e1", "--plan");
+    assert.equal(plan.rejections.find((x) => x.host === "host-a")?.code, "HOST_DRAINING");
+    const before = await world();
+    const r = await ferry("evacuate", "host-b", "--plan", "--json");
+    assert.ok(r.code === EXIT.ok || r.code === EXIT.refused, r.stderr);
+    const p = JSON.parse(r.stdout) as EvacuationView;
+    assert.ok(p.items.every((i) => i.to !== "host-a"), "a draining host is never planned as a destination");
+    assert.deepEqual(await world(), before);
+  });
+
+  it("ferry host undrain puts host-a back; heartbeats keep it up", async () => {
+    const r = await ferry("host", "undrain", "host-a");
+    assert.equal(r.code, EXIT.ok, r.stderr);
+    assert.match(r.stdout, /host-a: up/);
+    await systemClock.sleep(1_600);
+    assert.equal((await json<HostJson[]>("hosts")).find((h) => h.name === "host-a")?.state, "up");
+    const plan = await json<PlanJson>("migrate", "e1", "--plan");
+    assert.ok(plan.destinations.some((d) => d.host === "host-a"), JSON.stringify(plan));
+    const d = await ferry("host", "drain", "host-a", "--json");
+    assert.equal((JSON.parse(d.stdout) as HostJson).state, "draining");
+    assert.equal((await ferry("host", "undrain", "host-a")).code, EXIT.ok);
+  });
+
+  it("ferry evacuate (text): progress lines, then the outcome table; exit 0 when every VM left", async (t) => {
+    const r = await ferry("evacuate", "host-b", "--parallel", "1");
+    t.diagnostic(r.stdout);
+    assert.equal(r.code, EXIT.ok, r.stderr + r.stdout);
+    assert.match(r.stdout, /^evacuation e-[0-9a-f]{8}: host-b is draining$/m);
+    assert.match(r.stdout, /^ {2}web: host-b → host-a: migrating/m);
+    assert.match(r.stdout, /^VM\s+FROM\s+TO\s+OUTCOME\s+REASON$/m);
+    assert.match(r.stdout, /^web\s+host-b\s+host-a\s+succeeded/m);
+    assert.ok(!(await api.vms()).some((v) => v.host === "host-b"));
+  });
+});
