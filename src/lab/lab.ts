@@ -266,11 +266,14 @@ export async function labDown(name: string, log: (line: string) => void = () => 
     const run = join(dir, host, "run");
     for (const vm of await readdir(run).catch(() => [] as string[])) {
       for (const inst of await readdir(join(run, vm)).catch(() => [] as string[])) {
-        const meta = await readFile(join(run, vm, inst, "meta.json"), "utf8").then((t) => JSON.parse(t) as { pid: number }, () => undefined);
+        const meta = await readFile(join(run, vm, inst, "meta.json"), "utf8").then((t) => JSON.parse(t) as { pid: number; spec?: { sharedMemoryPath?: string } }, () => undefined);
         if (meta && (await ownedAlive(meta.pid, dir))) {
           await stopPid(meta.pid, dir, "SIGKILL");
           stopped++;
         }
+        // the guest RAM file of an instance the agent never stopped
+        const shm = meta?.spec?.sharedMemoryPath;
+        if (shm?.startsWith("/dev/shm/ferry-")) await rm(shm, { force: true });
       }
     }
   }
