@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { ControllerClient } from "../api/client.ts";
 import { run } from "../core/run.ts";
 import type { MigrationRecord } from "../migration/types.ts";
-import { labDown, labFault, labSpec, labUp, readLabState } from "./lab.ts";
+import { labDown, labFault, labSpec, labUp } from "./lab.ts";
 
 const NAME = "demo";
 
@@ -128,6 +128,5 @@ export async function canRunLab(): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return "not root: the lab needs network namespaces and bridges";
   const r = await run("ip", ["netns", "list"], { allowFailure: true }).catch((e: unknown) => ({ code: 1, stdout: "", stderr: String(e) }));
   if (r.code !== 0) return `network namespaces unavailable: ${r.stderr.trim()}`;
-  if (await readLabState(NAME)) return undefined;
   return undefined;
 }

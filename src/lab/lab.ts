@@ -221,7 +221,7 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
   await writeLabState(state);
   log(`controller: pid ${controller.pid}, ${controllerUrl}`);
   const saveDir = join(dir, "saves");
-  for (const [i, host] of spec.hosts.entries()) {
+  for (const host of spec.hosts) {
     const hdir = join(dir, host.name);
     const nets = spec.networks.filter((n) => (host.vfs[n] ?? 0) > 0);
     const fx = await writeSysfsFixture(join(hdir, "sys"), {
@@ -235,7 +235,7 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
     const pid = spawnDetached(["agent", "--config", config], alog);
     state.hosts.push({ name: host.name, kind: "agent", pid, url: `http://127.0.0.1:${port}`, config, log: alog });
     await writeLabState(state);
-    log(`${host.name}: agent pid ${pid}, http://127.0.0.1:${port}, VFs ${nets.map((n) => `${n}:${host.vfs[n]}`).join(" ") || "none"}${i === 0 ? "" : ""}`);
+    log(`${host.name}: agent pid ${pid}, http://127.0.0.1:${port}, VFs ${nets.map((n) => `${n}:${host.vfs[n]}`).join(" ") || "none"}`);
   }
   await waitHttp(controllerUrl, controllerToken, "/v1/hosts", (b) => {
     const hosts = (b as { hosts?: { name: string; state: string }[] }).hosts ?? [];
