@@ -7,7 +7,8 @@ import { tokenMatches } from "../token.ts";
 
 const BEARER_RE = /^Bearer ([^\s]+)$/i;
 
-export function bearerAuth(token: string) {
+/** `realm` names the service; `tokenSource` tells an operator where the token lives. */
+export function bearerAuth(token: string, o: { realm: string; tokenSource: string } = { realm: "ferry-agent", tokenSource: "the agent's authTokenFile" }) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const header = req.headers.authorization;
     const m = typeof header === "string" ? BEARER_RE.exec(header) : null;
@@ -15,11 +16,11 @@ export function bearerAuth(token: string) {
     if (given !== undefined && tokenMatches(token, given)) return;
     const err =
       given === undefined
-        ? new FerryError("FERRY_ERR_UNAUTHORIZED", "missing bearer token (Authorization: Bearer <token from the agent's authTokenFile>)")
+        ? new FerryError("FERRY_ERR_UNAUTHORIZED", `missing bearer token (Authorization: Bearer <token from ${o.tokenSource}>)`)
         : new FerryError("FERRY_ERR_UNAUTHORIZED", "invalid bearer token");
     await reply
       .code(err.status)
-      .header("www-authenticate", given === undefined ? 'Bearer realm="ferry-agent"' : 'Bearer realm="ferry-agent", error="invalid_token"')
+      .header("www-authenticate", given === undefined ? `Bearer realm="${o.realm}"` : `Bearer realm="${o.realm}", error="invalid_token"`)
       .type("application/json")
       .send(err.toJSON());
   };

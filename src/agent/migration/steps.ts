@@ -470,6 +470,7 @@ export async function abortDestination(ctx: StepContext, migrationId: string): P
       await discard(ctx, inst);
       aborted = true;
     }
+    if (rec.spec.sharedMemoryPath !== undefined) await rm(rec.spec.sharedMemoryPath, { force: true });
   }
   for (const l of ctx.leases.list()) {
     if (l.holder.kind === "migration" && l.holder.migrationId === migrationId) ctx.leases.release(l.vf, l.holder);

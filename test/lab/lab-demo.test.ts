@@ -1,3 +1,6 @@
+// Not in \`npm test\` yet: run it with \`scripts/rt npm run test:lab\`. Under the full
+// suite's load the guest intermittently stops answering after a migration (see
+// the session notes); until that is understood this test is run on its own.
 // The lab and its demo end to end: namespace, bridges, controller and agents
 // as processes, a real guest probed every 10 ms through four migrations (one
 // with replug-fail armed), then nothing left behind.
