@@ -66,7 +66,7 @@ describe("local migration", { timeout: 180_000 }, () => {
     assert.equal(await processAlive(old.pid), false, "the old instance is gone");
     const list = JSON.parse((await app.inject({ method: "GET", url: "/v1/instances", headers })).body) as { instances: { instanceId: string; vfs: string[]; serialLog: string; running: boolean }[] };
     assert.deepEqual(list.instances.map((i) => [i.instanceId, i.vfs, i.running]), [[res.newInstanceId, [vf], true]], "exactly one instance, the new one, holds the VF");
-    const after = await waitForHeartbeat(list.instances[0]!.serialLog, hb, { timeoutMs: 10_000 });
+    const after = await waitForHeartbeat(list.instances[0]!.serialLog, hb, { timeoutMs: 30_000 });
     assert.ok(after > hb, `heartbeat continued ${hb} → ${after}`);
     const stop = await app.inject({ method: "POST", url: `/v1/instances/${res.newInstanceId}/stop`, headers });
     assert.equal(stop.statusCode, 200);

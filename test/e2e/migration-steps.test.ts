@@ -114,7 +114,7 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     const fin = await steps.finish(b.ctx, id, D.primaryBackMs, sig());
     assert.deepEqual(fin.nics.map((n) => [n.name, n.vf, n.attached]), [["net0", "0000:3b:10.3", true], ["net1", "0000:5e:10.5", true], ["net2", null, false]]);
     const dst = b.instances.get(prep.instanceId)!;
-    const hbAfter = await waitForHeartbeat(dst.paths.serialLog, 0, { timeoutMs: 10_000 });
+    const hbAfter = await waitForHeartbeat(dst.paths.serialLog, 0, { timeoutMs: 30_000 });
     assert.ok(hbAfter > hbBefore, `heartbeat continued ${hbBefore} → ${hbAfter}`);
     const ids = await listDeviceIds(dst.qmp);
     assert.ok(ids.includes(deviceIds("net0").primary) && ids.includes(deviceIds("net1").primary), ids.join(","));

@@ -98,7 +98,7 @@ describe("QEMU instances with the real guest", { timeout: 240_000 }, () => {
     assert.equal(done.status, "completed");
     assert.ok(events.some((e) => e.event === "UNPLUG_PRIMARY" && e.data["device-id"] === deviceIds("net0").primary), "UNPLUG_PRIMARY for the failover primary");
     assert.ok(events.some((e) => e.event === "MIGRATION" && e.data["status"] === "wait-unplug"));
-    const after = await waitForHeartbeat(dst.inst.paths.serialLog, 0, { timeoutMs: 10_000 });
+    const after = await waitForHeartbeat(dst.inst.paths.serialLog, 0, { timeoutMs: 30_000 });
     assert.ok(after > before, `heartbeat continued on the destination (${before} → ${after}), never reset`);
     assert.equal((await queryStatus(dst.inst.qmp)).running, true);
     // the failover primary comes back on the destination (QEMU re-plugs it once the guest runs)

@@ -54,7 +54,7 @@ describe("save and restore with passthrough NICs", { timeout: 180_000 }, () => {
     assert.equal(r.statusCode, 201, r.body);
     const inst = JSON.parse(r.body) as { instanceId: string; serialLog: string };
     await waitForConsole(inst.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
-    await waitForHeartbeat(inst.serialLog, 3, { timeoutMs: 10_000 });
+    await waitForHeartbeat(inst.serialLog, 3, { timeoutMs: 30_000 });
 
     const s = await a.app.inject({ method: "POST", url: `/v1/instances/${inst.instanceId}/save`, headers: a.headers, payload: { name: "saved1.state" } });
     assert.equal(s.statusCode, 200, s.body);
@@ -72,7 +72,7 @@ describe("save and restore with passthrough NICs", { timeout: 180_000 }, () => {
     const view = JSON.parse((await b.app.inject({ method: "GET", url: `/v1/instances/${restored.instanceId}`, headers: b.headers })).body) as { serialLog: string; vfs: string[]; running: boolean };
     assert.equal(view.running, true);
     assert.deepEqual(view.vfs.sort(), [b.host.vfs[2], b.host.vfs[3]].sort());
-    const hb = await waitForHeartbeat(view.serialLog, hbSaved, { timeoutMs: 10_000 });
+    const hb = await waitForHeartbeat(view.serialLog, hbSaved, { timeoutMs: 30_000 });
     assert.ok(hb > hbSaved, `heartbeat continued after restore (${hbSaved} → ${hb})`);
     await waitForConsole(view.serialLog, new RegExp(`ferry-net \\S+ ${mac(0x62)}`), { timeoutMs: 20_000 });
 

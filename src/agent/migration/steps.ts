@@ -380,7 +380,7 @@ export async function precheck(ctx: StepContext, migrationId: string, signal: Ab
 }
 
 /** Wait until an instance's guest runs (an incoming instance starts by itself once the migration completes). */
-export async function waitRunning(ctx: StepContext, inst: Instance, signal: AbortSignal, timeoutMs = 10_000): Promise<void> {
+export async function waitRunning(ctx: StepContext, inst: Instance, signal: AbortSignal, timeoutMs = 30_000): Promise<void> {
   const until = ctx.clock.monotonic() + timeoutMs;
   for (;;) {
     const s = await queryStatus(inst.qmp, { signal });
