@@ -27,7 +27,7 @@ import { parseVmSpec } from "../model/vm.ts";
 import type { VmSpec } from "../model/vm.ts";
 import { detectAccel } from "../qemu/accel.ts";
 import type { AccelChoice } from "../qemu/accel.ts";
-import { INSTANCE_ID_RE, instancePaths, listInstanceDirs, newInstanceId, processAlive, reconnectInstance, startInstance } from "../qemu/instance.ts";
+import { INSTANCE_ID_RE, instancePaths, listInstanceDirs, newInstanceId, processAlive, reconnectInstance, removeInstanceDir, startInstance } from "../qemu/instance.ts";
 import type { Instance } from "../qemu/instance.ts";
 import { listDeviceIds, queryStatus } from "../qmp/commands.ts";
 import pkg from "../../package.json" with { type: "json" };
@@ -202,12 +202,12 @@ export class Agent {
   /** Release a dead instance's leases, remove its runtime dir, remember it as gone. */
   async #bury(dir: string, holder: LeaseHolder | null, who: Pick<GoneInstanceT, "instanceId" | "vmUuid" | "vmName" | "pid">, reason: string): Promise<GoneInstanceT> {
     const releasedVfs = holder ? this.#releaseAll(holder) : [];
-    await rm(dir, { recursive: true, force: true });
+    await removeInstanceDir(dir);
     await rmdir(dirname(dir)).catch(() => undefined); // the VM's dir, if now empty
     const gone: GoneInstanceT = { ...who, at: this.#clock.now(), reason, releasedVfs };
     this.#gone.push(gone);
     if (this.#gone.length > 100) this.#gone.shift();
-    this.#log.warn({ instanceId: who.instanceId, vm: who.vmName, releasedVfs }, `instance gone: ${reason}`);
+    this.#log.warn({ instanceId: who.instanceId, vm: who.vmName, releasedVfs, logs: join(this.config.runDir, "logs", who.instanceId) }, `instance gone: ${reason}`);
     return gone;
   }
 
@@ -333,7 +333,7 @@ export class Agent {
     } catch (e) {
       undo();
       const dir = instancePaths(this.config.runDir, spec.uuid, instanceId).dir;
-      await rm(dir, { recursive: true, force: true });
+      await removeInstanceDir(dir);
       await rmdir(dirname(dir)).catch(() => undefined);
       throw e;
     }
@@ -419,7 +419,7 @@ export class Agent {
       vfs: () => [...this.#vfs.values()],
       network: (name) => {
         const n = this.config.networks.find((x) => x.name === name);
-        return n ? { bridge: n.bridge, netns: n.netns } : undefined;
+        return n ? { bridge: n.bridge, netns: n.netns, forwarding: n.forwarding } : undefined;
       },
       instances: {
         get: (id) => instances.get(id),

@@ -6,8 +6,8 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
-import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import { systemClock } from "../core/clock.ts";
 import type { Clock } from "../core/clock.ts";
 import { FerryError, isFerryError } from "../core/errors.ts";
@@ -157,10 +157,45 @@ export class Instance {
     await writeFile(this.paths.meta, JSON.stringify(this.meta, null, 2), { mode: 0o600 });
   }
 
-  /** Remove the runtime dir (after stop). */
+  /** Remove the runtime dir (after stop), keeping its logs (see removeInstanceDir). */
   async remove(): Promise<void> {
-    await rm(this.paths.dir, { recursive: true, force: true });
+    await removeInstanceDir(this.paths.dir);
   }
+}
+
+/** How many stopped instances' logs an agent keeps under `<runDir>/logs/`. */
+export const KEPT_LOGS = 32;
+const LOGS_DIR = "logs";
+
+/**
+ * Remove an instance's runtime dir `<runDir>/<vm-uuid>/<instance-id>/`, but
+ * first move its logs (qemu.log, serial.log, meta.json) to
+ * `<runDir>/logs/<instance-id>/`: when a guest or QEMU dies, the operator's
+ * first question is what it printed. Only the newest KEPT_LOGS are kept.
+ */
+export async function removeInstanceDir(dir: string): Promise<void> {
+  const id = basename(dir);
+  if (INSTANCE_ID_RE.test(id)) {
+    const logs = join(dirname(dirname(dir)), LOGS_DIR);
+    const keep = join(logs, id);
+    try {
+      await mkdir(keep, { recursive: true, mode: 0o700 });
+      const p = pathsIn(dir);
+      for (const f of [p.qemuLog, p.serialLog, p.meta]) await rename(f, join(keep, basename(f))).catch(() => undefined);
+      await pruneLogs(logs);
+    } catch {
+      // keeping logs is best effort: never block removing a dead instance
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function pruneLogs(logs: string): Promise<void> {
+  const entries = await readdir(logs);
+  if (entries.length <= KEPT_LOGS) return;
+  const aged = await Promise.all(entries.map(async (e) => ({ e, t: (await stat(join(logs, e)).catch(() => null))?.mtimeMs ?? 0 })));
+  aged.sort((a, b) => a.t - b.t);
+  for (const { e } of aged.slice(0, aged.length - KEPT_LOGS)) await rm(join(logs, e), { recursive: true, force: true });
 }
 
 async function qemuLogTail(path: string): Promise<string> {
@@ -254,6 +289,7 @@ export async function reconnectInstance(dir: string, options: { clock?: Clock; s
 export async function listInstanceDirs(runDir: string): Promise<string[]> {
   const out: string[] = [];
   for (const vm of await readdir(runDir).catch(() => [])) {
+    if (vm === LOGS_DIR) continue;
     for (const inst of await readdir(join(runDir, vm)).catch(() => [])) {
       if (INSTANCE_ID_RE.test(inst)) out.push(join(runDir, vm, inst));
     }
