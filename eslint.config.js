@@ -2,7 +2,7 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", ".runtime/", "var/", "bench/results/", "eslint.config.js"] },
+  { ignores: ["node_modules/", ".runtime/", "var/", "bench/results/", ".scratch/", "eslint.config.js"] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

@@ -4,6 +4,7 @@
 #   2. the project's Node runtime (Node 26 from the npm registry) in .runtime/
 #   3. npm dependencies (npm ci, under that runtime)
 #   4. the test guest image (Debian kernel + busybox initramfs), cached by input hash
+#   5. only with FERRY_SETUP_BENCH=1 (npm run bench): Debian's libvirt for bench/libvirt.ts
 # Each step is skipped when what it makes is already there.
 set -euo pipefail
 root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
@@ -11,7 +12,10 @@ cd "$root"
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 # 1. Debian packages
-pkgs=(qemu-system-x86 qemu-utils busybox-static iproute2 xz-utils ca-certificates)
+pkgs=(qemu-system-x86 qemu-utils busybox-static iproute2 xz-utils ca-certificates openssl)
+# benchmarks only: libvirtd + its QEMU driver + virsh, without libvirt-daemon-system (no system
+# service, no default NAT network: bench/libvirt.ts runs its own daemons in their own namespaces)
+if [ "${FERRY_SETUP_BENCH:-0}" = 1 ]; then pkgs+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -30,3 +30,14 @@ export function writeResult(name: string, data: unknown): string {
   writeFileSync(file, `${JSON.stringify(data, null, 2)}\n`);
   return file;
 }
+
+/** Rounds per benchmark: FERRY_BENCH_ROUNDS when set, else `full` (or `quick` with --quick). */
+export function benchRounds(full: number, quick: number): number {
+  const env = process.env["FERRY_BENCH_ROUNDS"];
+  if (env !== undefined && env !== "") {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1 || n > 1000) throw new Error(`FERRY_BENCH_ROUNDS=${env}: expected a whole number from 1 to 1000`);
+    return n;
+  }
+  return process.argv.includes("--quick") ? quick : full;
+}

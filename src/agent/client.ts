@@ -4,13 +4,13 @@
 // FerryErrors with the agent's code; network failures are FERRY_ERR_AGENT
 // (retryable). Replies are validated against the API's schemas.
 import type { TSchema, Static } from "typebox";
-import { Check, Errors } from "typebox/value";
-import { ERROR_CODES, FerryError } from "../core/errors.ts";
-import type { ErrorCode } from "../core/errors.ts";
+import { fetchFor } from "../core/tls.ts";
+import type { TlsMaterial } from "../core/tls.ts";
 import type { LeaseHolder } from "../host/leases.ts";
 import type { VmSpec } from "../model/vm.ts";
-import { Health, InstanceList, InstanceView, Inventory, Lease, LeaseList, Problem, Released, Stopped } from "./api.ts";
+import { Health, InstanceList, InstanceView, Inventory, Lease, LeaseList, Released, Stopped } from "./api.ts";
 import type { HealthView, HolderInputBody, InstanceListView, InstanceViewT, InventoryView, LeaseListView, LeaseView, ReleasedView, StoppedView } from "./api.ts";
+import { request } from "./reply.ts";
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
@@ -20,8 +20,10 @@ export interface AgentClientOptions {
   token: string;
   /** Per-request timeout (default 10 s). */
   timeoutMs?: number;
-  /** The I/O seam (default: global fetch). */
+  /** The I/O seam (default: global fetch, or a mutual-TLS fetch when `tls` is given). */
   fetch?: typeof fetch;
+  /** Present this certificate and verify the agent against this CA (https:// URLs only). */
+  tls?: TlsMaterial | null;
 }
 
 export interface RequestOptions {
@@ -37,10 +39,6 @@ export function holderRef(h: LeaseHolder): HolderRef {
   return h.kind === "instance" ? { kind: h.kind, vmUuid: h.vmUuid, instanceId: h.instanceId } : { kind: h.kind, vmUuid: h.vmUuid, migrationId: h.migrationId };
 }
 
-function isErrorCode(x: unknown): x is ErrorCode {
-  return typeof x === "string" && Object.hasOwn(ERROR_CODES, x);
-}
-
 export class AgentClient {
   readonly baseUrl: string;
   readonly #token: string;
@@ -51,49 +49,15 @@ export class AgentClient {
     this.baseUrl = o.baseUrl.replace(/\/+$/, "");
     this.#token = o.token;
     this.#timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.#fetch = o.fetch ?? fetch;
+    this.#fetch = o.fetch ?? fetchFor(o.tls);
   }
 
   /**
    * One request; the reply is validated against `schema`. Public so that
    * routes added later (migration steps) get the same handling.
    */
-  async request<S extends TSchema>(method: string, path: string, schema: S, body?: unknown, o: RequestOptions = {}): Promise<Static<S>> {
-    const timeout = AbortSignal.timeout(o.timeoutMs ?? this.#timeoutMs);
-    const signal = o.signal ? AbortSignal.any([timeout, o.signal]) : timeout;
-    const what = `${method} ${this.baseUrl}${path}`;
-    let res: Response;
-    let text: string;
-    try {
-      res = await this.#fetch(`${this.baseUrl}${path}`, {
-        method,
-        signal,
-        headers: { authorization: `Bearer ${this.#token}`, accept: "application/json", ...(body === undefined ? {} : { "content-type": "application/json" }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      text = await res.text();
-    } catch (e) {
-      if (o.signal?.aborted) throw new FerryError("FERRY_ERR_ABORTED", `${what}: aborted`, { cause: e });
-      const why = timeout.aborted ? `no answer within ${o.timeoutMs ?? this.#timeoutMs} ms` : e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e);
-      throw new FerryError("FERRY_ERR_AGENT", `${what}: ${why}`, { cause: e, retryable: true, details: { url: `${this.baseUrl}${path}` } });
-    }
-    let data: unknown;
-    try {
-      data = text === "" ? undefined : JSON.parse(text);
-    } catch (e) {
-      throw new FerryError("FERRY_ERR_AGENT", `${what}: HTTP ${res.status} with a body that is not JSON`, { cause: e, retryable: res.status >= 500 });
-    }
-    if (!res.ok) {
-      if (Check(Problem, data) && isErrorCode(data.code)) {
-        throw new FerryError(data.code, data.message, { retryable: data.retryable, details: { ...data.details, status: res.status } });
-      }
-      throw new FerryError("FERRY_ERR_AGENT", `${what}: HTTP ${res.status}`, { retryable: res.status >= 500, details: { status: res.status } });
-    }
-    if (!Check(schema, data)) {
-      const first = Errors(schema, data)[0];
-      throw new FerryError("FERRY_ERR_AGENT", `${what}: unexpected reply${first ? ` at ${first.instancePath || "/"}: ${first.message}` : ""}`, { details: { status: res.status } });
-    }
-    return data;
+  request<S extends TSchema>(method: string, path: string, schema: S, body?: unknown, o: RequestOptions = {}): Promise<Static<S>> {
+    return request({ fetch: this.#fetch, kind: "FERRY_ERR_AGENT", baseUrl: this.baseUrl, token: this.#token, method, path, body, accept: "application/json", timeoutMs: o.timeoutMs ?? this.#timeoutMs, signal: o.signal }, schema);
   }
 
   health(o?: RequestOptions): Promise<HealthView> {

@@ -3,8 +3,11 @@
 // controller's reply may change the interval). A controller that is down is
 // retried at the same pace; the agent keeps serving meanwhile.
 import { readFile } from "node:fs/promises";
+import { ControllerClient } from "../api/client.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
+import { fetchFor } from "../core/tls.ts";
+import type { TlsMaterial } from "../core/tls.ts";
 
 export interface HeartbeatOptions {
   controller: { url: string; tokenFile: string; heartbeatMs: number };
@@ -12,25 +15,21 @@ export interface HeartbeatOptions {
   clock: Clock;
   log: Logger;
   fetch?: typeof fetch;
+  /** Mutual TLS towards the controller (the host config's tls). */
+  tls?: TlsMaterial | null;
 }
 
 /** Start heartbeating; returns a function that stops it. */
 export function startHeartbeat(o: HeartbeatOptions): () => void {
   const stop = new AbortController();
-  const doFetch = o.fetch ?? fetch;
+  const doFetch = o.fetch ?? fetchFor(o.tls);
   let healthy: boolean | undefined;
   const beat = async (): Promise<number> => {
+    // read each time: the token file may be replaced while the agent runs
     const token = (await readFile(o.controller.tokenFile, "utf8")).trim();
-    const res = await doFetch(`${o.controller.url}/v1/agents/heartbeat`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify(o.body),
-      signal: AbortSignal.any([stop.signal, AbortSignal.timeout(5_000)]),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`controller answered ${res.status}: ${text.slice(0, 200)}`);
-    const reply = JSON.parse(text) as { intervalMs?: unknown };
-    return typeof reply.intervalMs === "number" && reply.intervalMs >= 100 ? reply.intervalMs : o.controller.heartbeatMs;
+    const client = new ControllerClient({ baseUrl: o.controller.url, token, fetch: doFetch, timeoutMs: 5_000 });
+    const reply = await client.heartbeat(o.body, { signal: stop.signal });
+    return reply.intervalMs >= 100 ? reply.intervalMs : o.controller.heartbeatMs;
   };
   void (async () => {
     let interval = o.controller.heartbeatMs;

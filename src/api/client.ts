@@ -4,10 +4,11 @@
 // FERRY_ERR_CONTROLLER (retryable). Replies are validated against the schemas.
 import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
-import { Check, Errors } from "typebox/value";
-import { Problem } from "../agent/api.ts";
-import { ERROR_CODES, FerryError } from "../core/errors.ts";
-import type { ErrorCode } from "../core/errors.ts";
+import { problemError, request, send, unreachable } from "../agent/reply.ts";
+import type { SendOptions } from "../agent/reply.ts";
+import { FerryError } from "../core/errors.ts";
+import { fetchFor } from "../core/tls.ts";
+import type { TlsMaterial } from "../core/tls.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import type { CancelReport } from "../migration/runner.ts";
 import type { CreateVmBodyT, DeviceRowT, EventView, HeartbeatBodyT, HostViewT, MigrateBodyT, MigrateReplyT, VmViewT } from "./schemas.ts";
@@ -22,16 +23,15 @@ export interface ControllerClientOptions {
   baseUrl: string;
   token: string;
   timeoutMs?: number;
+  /** The I/O seam (default: global fetch, or a mutual-TLS fetch when `tls` is given). */
   fetch?: typeof fetch;
+  /** Present this certificate and verify the controller against this CA (https:// URLs only). */
+  tls?: TlsMaterial | null;
 }
 
 export interface RequestOptions {
   signal?: AbortSignal;
   timeoutMs?: number;
-}
-
-function isErrorCode(x: unknown): x is ErrorCode {
-  return typeof x === "string" && Object.hasOwn(ERROR_CODES, x);
 }
 
 const q = (o: Record<string, string | undefined>): string => {
@@ -51,56 +51,15 @@ export class ControllerClient {
     this.baseUrl = o.baseUrl.replace(/\/+$/, "");
     this.#token = o.token;
     this.#timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.#fetch = o.fetch ?? fetch;
+    this.#fetch = o.fetch ?? fetchFor(o.tls);
   }
 
-  #unreachable(what: string, e: unknown, timedOut: boolean, ms: number): FerryError {
-    const why = timedOut ? `no answer within ${ms} ms` : e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e);
-    return new FerryError("FERRY_ERR_CONTROLLER", `${what}: ${why}`, { cause: e, retryable: true, details: { url: this.baseUrl } });
+  #options(method: string, path: string, body: unknown, o: RequestOptions, accept: string): SendOptions {
+    return { fetch: this.#fetch, kind: "FERRY_ERR_CONTROLLER", baseUrl: this.baseUrl, token: this.#token, method, path, body, accept, timeoutMs: o.timeoutMs ?? this.#timeoutMs, signal: o.signal };
   }
 
-  async #send(method: string, path: string, body: unknown, o: RequestOptions, accept: string): Promise<{ res: Response; signal: AbortSignal; timeout: AbortSignal; ms: number }> {
-    const ms = o.timeoutMs ?? this.#timeoutMs;
-    const timeout = AbortSignal.timeout(ms);
-    const signal = o.signal ? AbortSignal.any([timeout, o.signal]) : timeout;
-    try {
-      const res = await this.#fetch(`${this.baseUrl}${path}`, {
-        method,
-        signal,
-        headers: { authorization: `Bearer ${this.#token}`, accept, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      return { res, signal, timeout, ms };
-    } catch (e) {
-      if (o.signal?.aborted) throw new FerryError("FERRY_ERR_ABORTED", `${method} ${path}: aborted`, { cause: e });
-      throw this.#unreachable(`${method} ${this.baseUrl}${path}`, e, timeout.aborted, ms);
-    }
-  }
-
-  async request<S extends TSchema>(method: string, path: string, schema: S, body?: unknown, o: RequestOptions = {}): Promise<Static<S>> {
-    const what = `${method} ${this.baseUrl}${path}`;
-    const { res, timeout, ms } = await this.#send(method, path, body, o, "application/json");
-    let text: string;
-    try {
-      text = await res.text();
-    } catch (e) {
-      throw this.#unreachable(what, e, timeout.aborted, ms);
-    }
-    let data: unknown;
-    try {
-      data = text === "" ? undefined : JSON.parse(text);
-    } catch (e) {
-      throw new FerryError("FERRY_ERR_CONTROLLER", `${what}: HTTP ${res.status} with a body that is not JSON`, { cause: e, retryable: res.status >= 500 });
-    }
-    if (!res.ok) {
-      if (Check(Problem, data) && isErrorCode(data.code)) throw new FerryError(data.code, data.message, { retryable: data.retryable, details: { ...data.details, status: res.status } });
-      throw new FerryError("FERRY_ERR_CONTROLLER", `${what}: HTTP ${res.status}`, { retryable: res.status >= 500, details: { status: res.status } });
-    }
-    if (!Check(schema, data)) {
-      const first = Errors(schema, data)[0];
-      throw new FerryError("FERRY_ERR_CONTROLLER", `${what}: unexpected reply${first ? ` at ${first.instancePath || "/"}: ${first.message}` : ""}`, { details: { status: res.status } });
-    }
-    return data;
+  request<S extends TSchema>(method: string, path: string, schema: S, body?: unknown, o: RequestOptions = {}): Promise<Static<S>> {
+    return request(this.#options(method, path, body, o, "application/json"), schema);
   }
 
   heartbeat(body: HeartbeatBodyT, o?: RequestOptions): Promise<{ intervalMs: number }> {
@@ -193,12 +152,16 @@ export class ControllerClient {
   /** Read the event stream; with follow, until the signal aborts or the controller closes it. */
   async events(onEvent: (e: EventView) => void, o: { follow?: boolean; after?: number; signal?: AbortSignal } = {}): Promise<void> {
     const path = `/v1/events${q({ follow: o.follow ? "1" : undefined, after: o.after === undefined ? undefined : String(o.after) })}`;
-    const { res } = await this.#send("GET", path, undefined, { ...(o.signal ? { signal: o.signal } : {}), timeoutMs: o.follow ? 2 ** 31 - 1 : this.#timeoutMs }, "text/event-stream");
+    const { res } = await send(this.#options("GET", path, undefined, { ...(o.signal ? { signal: o.signal } : {}), timeoutMs: o.follow ? 2 ** 31 - 1 : this.#timeoutMs }, "text/event-stream"));
     if (!res.ok || !res.body) {
-      const text = await res.text();
-      const data: unknown = JSON.parse(text || "null");
-      if (Check(Problem, data) && isErrorCode(data.code)) throw new FerryError(data.code, data.message, { details: { status: res.status } });
-      throw new FerryError("FERRY_ERR_CONTROLLER", `GET ${path}: HTTP ${res.status}`);
+      const text = await res.text().catch(() => "");
+      let data: unknown;
+      try {
+        data = JSON.parse(text || "null");
+      } catch {
+        data = undefined;
+      }
+      throw problemError(data, res.status) ?? new FerryError("FERRY_ERR_CONTROLLER", `GET ${path}: HTTP ${res.status}`, { retryable: res.status >= 500, details: { status: res.status } });
     }
     const decoder = new TextDecoder();
     let buf = "";
@@ -215,7 +178,7 @@ export class ControllerClient {
       }
     } catch (e) {
       if (o.signal?.aborted) return;
-      throw this.#unreachable(`GET ${this.baseUrl}${path}`, e, false, 0);
+      throw unreachable("FERRY_ERR_CONTROLLER", `GET ${this.baseUrl}${path}`, this.baseUrl, e, null);
     }
   }
 }

@@ -22,9 +22,9 @@ export { Problem } from "../agent/api.ts";
 export const HeartbeatBody = Type.Object(
   {
     name: Name,
-    url: Type.String({ pattern: "^https?://", description: "the agent's API base URL" }),
-    version: Type.String({ maxLength: 100 }),
-    accel: Type.String({ maxLength: 100 }),
+    url: Type.String({ pattern: "^https?://(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)(:[0-9]{1,5})?(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?$", maxLength: 300, description: "the agent's API base URL: scheme, host, port and optionally a plain path prefix" }),
+    version: Type.String({ pattern: "^[ -~]{0,100}$", description: "printable ASCII" }),
+    accel: Type.String({ pattern: "^[ -~]{0,100}$", description: "printable ASCII" }),
   },
   { additionalProperties: false },
 );
@@ -85,6 +85,8 @@ export const VmView = Type.Object({
   instanceId: Nullable(Type.String()),
   state: Type.Union([Type.Literal("running"), Type.Literal("stopped"), Type.Literal("migrating"), Type.Literal("saved"), Type.Literal("unknown")]),
   noOs: Type.Boolean(),
+  guestFillMiB: Type.Optional(Type.Integer()),
+  sharedMemory: Type.Optional(Type.Boolean()),
   nics: Type.Array(VmNicView),
   seq: Type.Integer(),
   savedAs: Type.Optional(Type.String()),
@@ -103,6 +105,8 @@ export const CreateVmBody = Type.Object(
     vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
     nics: Type.Array(Type.Object({ network: Name, mode: Mode, policy: Policy }, { additionalProperties: false }), { maxItems: 8 }),
     noOs: Type.Optional(Type.Boolean({ description: "start with no OS (the guest never answers unplug requests)" })),
+    sharedMemory: Type.Optional(Type.Boolean({ description: "map guest RAM from a shared file on the host, so a local migration (QEMU upgrade in place) copies no RAM" })),
+    guestFillMiB: Type.Optional(Type.Integer({ minimum: 1, maximum: 512 * 1024, description: "lab/test guest only: fill this much guest RAM with random data at boot (benchmarks); at most memoryMiB / 2 − 64" })),
   },
   { additionalProperties: false },
 );

@@ -28,6 +28,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   migration: { summary: "show or cancel a migration", load: () => import("./commands/migration.ts") },
   events: { summary: "print the controller's events (--follow to keep reading)", load: () => import("./commands/events.ts") },
   lab: { summary: "several simulated hosts on this machine: ferry lab up|down|status|kill|start|fault", load: () => import("./commands/lab.ts") },
+  ca: { summary: "a certificate authority for the APIs' mutual TLS: ferry ca init|issue", load: () => import("./commands/ca.ts") },
   demo: { summary: "boot the test guest and live-migrate it between two QEMU instances, showing what happened", load: () => import("./commands/demo.ts") },
 };
 

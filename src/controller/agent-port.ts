@@ -6,7 +6,7 @@ import { Type } from "typebox";
 import type { TSchema } from "typebox";
 import { FerryError } from "../core/errors.ts";
 import type { AgentClient } from "../agent/client.ts";
-import type { AgentPort, CancelSourceResult, FinishResult, PerformResult, PrecheckResult, PrepareResult, SwitchoverResult } from "../migration/port.ts";
+import type { AgentPort, CancelSourceResult, ConfirmResult, FinishResult, PerformResult, PrecheckResult, PrepareResult, SwitchoverResult } from "../migration/port.ts";
 import type { MigrationPlan } from "../migration/types.ts";
 
 export type AgentDirectory = (host: string) => AgentClient;
@@ -18,6 +18,7 @@ const Performed = Type.Object({ status: Type.Literal("pre-switchover") }, { addi
 const Checked = Type.Object({ ok: Type.Boolean(), reason: Type.Optional(Type.String()) });
 const Switched = Type.Object({ totalMs: Type.Number(), downtimeMs: Type.Number() }, { additionalProperties: true });
 const Finished = Type.Object({ nics: Type.Array(Type.Object({ name: Type.String(), attached: Type.Boolean(), error: Type.Optional(Type.String()) }, { additionalProperties: true })) }, { additionalProperties: true });
+const Confirmed = Type.Object({ state: Type.Union([Type.Literal("stopped"), Type.Literal("running"), Type.Literal("gone")]) }, { additionalProperties: true });
 const Cancelled = Type.Object({ result: Type.Union([Type.Literal("cancelled"), Type.Literal("completed"), Type.Literal("failed"), Type.Literal("not-running")]) });
 
 export class HttpAgentPort implements AgentPort {
@@ -69,8 +70,8 @@ export class HttpAgentPort implements AgentPort {
     return { nics: r.nics.map((n) => (n.error === undefined ? { name: n.name, attached: n.attached } : { name: n.name, attached: n.attached, error: n.error })) };
   }
 
-  async confirmSource(plan: MigrationPlan, success: boolean, signal: AbortSignal): Promise<void> {
-    await this.#call(plan.source.host, plan, "confirm", Any, { instanceId: plan.source.instanceId, success }, signal);
+  async confirmSource(plan: MigrationPlan, success: boolean, signal: AbortSignal): Promise<ConfirmResult> {
+    return this.#call(plan.source.host, plan, "confirm", Confirmed, { instanceId: plan.source.instanceId, success }, signal);
   }
 
   async abortDestination(plan: MigrationPlan, signal: AbortSignal): Promise<void> {

@@ -9,17 +9,18 @@
 //   heartbeatTimeoutMs: 6000                      # a host that misses heartbeats this long is down
 //   hostCapacity: { memoryMiB: 16384, vcpus: 16 } # per host, until agents report theirs
 //   lab: { fabric: NAME }                         # lab only: probe guests from that fabric's peer during migrations
+//   tls: { cert: tls/ctl.crt, key: tls/ctl.key, ca: tls/ca.crt }  # optional mutual TLS ('ferry ca'): HTTPS with client
+//                                                 # certificates required; the agents are called over HTTPS with this cert
 //   deadlines: { unplugMs: 15000, convergeMs: 300000, precheckMs: 2000, primaryBackMs: 30000, stepMs: 120000 }
 //
 // Relative paths are resolved against the config file's directory.
-import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
-import { dirname, isAbsolute, join, resolve } from "node:path";
-import { isNode, LineCounter, parseDocument } from "yaml";
-import type { Document } from "yaml";
-import { FerryError, invalid, isFerryError } from "../core/errors.ts";
+import { join } from "node:path";
+import { invalid } from "../core/errors.ts";
+import type { TlsFiles } from "../core/tls.ts";
 import type { Deadlines } from "../migration/types.ts";
 import * as v from "../model/validate.ts";
+import { parseTls, parseYamlConfig, readConfigFile } from "../model/yaml-config.ts";
 
 export interface ControllerConfig {
   listen: { address: string; port: number };
@@ -31,6 +32,8 @@ export interface ControllerConfig {
   deadlines: Deadlines;
   /** Lab only: the fabric whose peer probes guests during migrations. */
   lab: { fabric: string } | null;
+  /** Mutual TLS for the controller API and for its calls to the agents; null: plain HTTP (the token still required). */
+  tls: TlsFiles | null;
 }
 
 export const DEFAULT_CONTROLLER_PORT = 7600;
@@ -39,78 +42,9 @@ export const DEFAULT_DEADLINES: Deadlines = { unplugMs: 15_000, convergeMs: 300_
 /** How often agents are asked to heartbeat. */
 export const HEARTBEAT_INTERVAL_MS = 2_000;
 
-type Path = (string | number)[];
-
-function fieldName(path: Path): string {
-  return path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${p}` : p), "") || "(document)";
-}
-
-class Ctx {
-  readonly doc: Document;
-  readonly lines: LineCounter;
-  readonly source: string;
-  readonly baseDir: string;
-  constructor(doc: Document, lines: LineCounter, source: string, baseDir: string) {
-    this.doc = doc;
-    this.lines = lines;
-    this.source = source;
-    this.baseDir = baseDir;
-  }
-
-  line(path: Path): number | null {
-    for (let n = path.length; n >= 0; n--) {
-      const node: unknown = n === 0 ? this.doc.contents : this.doc.getIn(path.slice(0, n), true);
-      if (isNode(node) && node.range) return this.lines.linePos(node.range[0]).line;
-    }
-    return null;
-  }
-
-  error(path: Path, message: string, cause?: unknown): FerryError {
-    const line = this.line(path);
-    const field = fieldName(path);
-    return new FerryError("FERRY_ERR_CONFIG", `${this.source}${line === null ? "" : `:${line}`}: ${field}: ${message}`, { cause, details: { file: this.source, line, field } });
-  }
-
-  check<T>(path: Path, fn: (field: string) => T): T {
-    try {
-      return fn(fieldName(path));
-    } catch (e) {
-      if (isFerryError(e, "FERRY_ERR_INVALID")) throw this.error(path, e.message.replace(`${fieldName(path)}: `, ""), e);
-      throw e;
-    }
-  }
-
-  obj(path: Path, x: unknown, allowed: readonly string[]): Record<string, unknown> {
-    const o = this.check(path, (f) => v.obj(f, x));
-    for (const k of Object.keys(o)) if (!allowed.includes(k)) throw this.error([...path, k], `unknown field (allowed: ${allowed.join(", ")})`);
-    return o;
-  }
-
-  path(path: Path, x: unknown): string {
-    return this.check(path, (f) => {
-      const s = v.str(f, x);
-      if (s.split("/").includes("..")) return v.absPath(f, s);
-      return v.absPath(f, isAbsolute(s) ? s : resolve(this.baseDir, s));
-    });
-  }
-
-  int(path: Path, x: unknown, dflt: number, min: number, max: number): number {
-    return x === undefined ? dflt : this.check(path, (f) => v.int(f, x, min, max));
-  }
-}
-
 export function parseControllerConfig(text: string, options: { source?: string; baseDir?: string } = {}): ControllerConfig {
-  const source = options.source ?? "controller config";
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true });
-  const c = new Ctx(doc, lines, source, options.baseDir ?? (isAbsolute(source) ? dirname(source) : process.cwd()));
-  const yamlError = doc.errors[0];
-  if (yamlError) {
-    const line = yamlError.linePos?.[0].line ?? null;
-    throw new FerryError("FERRY_ERR_CONFIG", `${source}${line === null ? "" : `:${line}`}: YAML: ${yamlError.message.split("\n")[0] ?? ""}`, { cause: yamlError, details: { file: source, line } });
-  }
-  const raw: unknown = doc.toJS();
-  const o = c.obj([], raw ?? {}, ["listen", "stateDir", "tokenFile", "agentTokenFile", "heartbeatTimeoutMs", "hostCapacity", "deadlines", "lab"]);
+  const { raw, c } = parseYamlConfig(text, options.source ?? "controller config", options.baseDir);
+  const o = c.obj([], raw ?? {}, ["listen", "stateDir", "tokenFile", "agentTokenFile", "heartbeatTimeoutMs", "hostCapacity", "deadlines", "lab", "tls"]);
 
   const listenRaw = o["listen"] === undefined ? {} : c.obj(["listen"], o["listen"], ["address", "port"]);
   const address = c.check(["listen", "address"], (f) => {
@@ -139,17 +73,13 @@ export function parseControllerConfig(text: string, options: { source?: string; 
 
   const labRaw = o["lab"] === undefined ? undefined : c.obj(["lab"], o["lab"], ["fabric"]);
   const lab = labRaw === undefined ? null : { fabric: c.check(["lab", "fabric"], (f) => v.name(f, labRaw["fabric"])) };
-  return { listen: { address, port }, stateDir, tokenFile, agentTokenFile, heartbeatTimeoutMs, hostCapacity, deadlines, lab };
+  const tls = o["tls"] === undefined ? null : parseTls(c, ["tls"], o["tls"]);
+  return { listen: { address, port }, stateDir, tokenFile, agentTokenFile, heartbeatTimeoutMs, hostCapacity, deadlines, lab, tls };
 }
 
 export async function loadControllerConfig(file: string, signal?: AbortSignal): Promise<ControllerConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, { encoding: "utf8", signal });
-  } catch (e) {
-    throw new FerryError("FERRY_ERR_CONFIG", `${file}: cannot read: ${e instanceof Error ? e.message : String(e)}`, { cause: e, details: { file } });
-  }
-  return parseControllerConfig(text, { source: resolve(file) });
+  const { text, source } = await readConfigFile(file, signal);
+  return parseControllerConfig(text, { source });
 }
 
 export function dbFile(config: ControllerConfig): string {

@@ -25,8 +25,9 @@ import { HttpAgentPort } from "./agent-port.ts";
 import type { ControllerConfig } from "./config.ts";
 import { HEARTBEAT_INTERVAL_MS } from "./config.ts";
 import { EventBus } from "./events.ts";
+import type { EventLog } from "./events.ts";
 import { buildSnapshot } from "./snapshot.ts";
-import { assignGuestPorts, buildVmSpec, guestAddress, newMac } from "./vm-spec.ts";
+import { assignGuestPorts, buildVmSpec, checkGuestFill, guestAddress, newMac } from "./vm-spec.ts";
 
 const LooseObject = Type.Object({}, { additionalProperties: true });
 
@@ -45,6 +46,8 @@ export interface ControllerDeps {
   fetch?: typeof fetch;
   /** Lab: measures each NIC's connectivity during a migration (a peer probing the guest). */
   connectivity?: ConnectivityWatch;
+  /** Where events are written down (the SQLite file); without it they live in memory only. */
+  eventLog?: EventLog;
 }
 
 /** Watches a VM's NICs during a migration; `stop` gives each NIC's result. */
@@ -66,6 +69,10 @@ export interface CreateVmInput {
   vcpus?: number;
   nics: { network: string; mode: NicMode; policy: NicPolicy }[];
   noOs?: boolean;
+  /** Lab/test guest: fill this much guest RAM with random data at boot (benchmarks); ≤ memoryMiB / 2 − 64. */
+  guestFillMiB?: number;
+  /** Guest RAM in a shared file: local migrations copy no RAM. */
+  sharedMemory?: boolean;
 }
 
 export interface MigrateInput {
@@ -101,18 +108,23 @@ export interface DeviceRow {
 }
 
 export class Controller {
-  readonly events = new EventBus();
+  readonly events: EventBus;
   readonly #d: ControllerDeps;
   readonly #clients = new Map<string, AgentClient>();
   readonly #busy = new Set<string>();
   readonly #running = new Map<string, Promise<MigrationRecord>>();
   readonly #stop = new AbortController();
   #liveness: Promise<void> | null = null;
+  #vmCheckAt = 0;
   /** Agents could not reach a controller that was not running: their silence before this does not count. */
   #startedAt = 0;
 
   constructor(deps: ControllerDeps) {
     this.#d = deps;
+    this.events = new EventBus(2000, {
+      ...(deps.eventLog ? { log: deps.eventLog } : {}),
+      onLogError: (e) => deps.log.warn({ err: e instanceof Error ? e.message : String(e) }, "event log: cannot write or read events"),
+    });
   }
 
   get #runner(): RunnerDeps {
@@ -202,6 +214,34 @@ export class Controller {
         return;
       }
       await this.checkLiveness().catch((e: unknown) => this.#d.log.error({ err: e }, "liveness check failed"));
+      if (this.#d.clock.monotonic() >= this.#vmCheckAt) {
+        this.#vmCheckAt = this.#d.clock.monotonic() + 3_000;
+        await this.checkVms().catch((e: unknown) => this.#d.log.error({ err: e }, "VM check failed"));
+      }
+    }
+  }
+
+  /**
+   * A VM recorded running whose QEMU its agent reports gone (exited, reaped)
+   * is down: its record says so (state unknown, no instance), never
+   * "running" on a dead instance. Only the agent's positive report counts,
+   * and VMs busy with a migration or another operation are left alone.
+   */
+  async checkVms(): Promise<void> {
+    const vms = (await this.#d.cluster.listVms()).filter((v) => v.state === "running" && v.instanceId !== null && !this.#busy.has(v.uuid));
+    const hosts = new Set(vms.map((v) => v.host));
+    for (const h of (await this.#d.cluster.listHosts()).filter((x) => hosts.has(x.name) && x.state !== "down")) {
+      const list = await this.#client(h).instances({ timeoutMs: 3_000, signal: this.#stop.signal }).catch(() => undefined);
+      if (!list) continue;
+      const gone = new Map(list.gone.map((g) => [g.instanceId, g]));
+      for (const vm of vms.filter((v) => v.host === h.name)) {
+        const g = gone.get(vm.instanceId ?? "");
+        if (!g || this.#busy.has(vm.uuid)) continue;
+        const now = this.#d.clock.now();
+        await this.#d.cluster.putVm({ ...vm, instanceId: null, state: "unknown", updatedAt: now });
+        this.#d.log.warn({ vm: vm.name, host: h.name, instanceId: g.instanceId }, `VM down: ${g.reason}`);
+        this.events.publish({ type: "vm-stopped", vm: vm.name, host: h.name, instanceId: g.instanceId, at: now });
+      }
     }
   }
 
@@ -324,6 +364,7 @@ export class Controller {
 
   async createVm(input: CreateVmInput): Promise<VmRecord> {
     if (await this.#d.cluster.getVm(input.name)) throw new FerryError("FERRY_ERR_CONFLICT", `a VM named ${input.name} already exists`, { details: { vm: input.name } });
+    if (input.guestFillMiB !== undefined) checkGuestFill(input);
     const all = await this.#d.cluster.listVms();
     const macs = new Set(all.flatMap((v) => v.nics.map((n) => n.mac)));
     const random = this.#d.random ?? randomBytes;
@@ -342,6 +383,8 @@ export class Controller {
       const now = this.#d.clock.now();
       let vm = await this.#d.cluster.createVm({
         ...draft, host: input.host, instanceId: null, state: "stopped", noOs: input.noOs === true, createdAt: now, updatedAt: now,
+        ...(input.guestFillMiB === undefined ? {} : { guestFillMiB: input.guestFillMiB }),
+        ...(input.sharedMemory === true && input.noOs !== true ? { sharedMemory: true } : {}),
         nics: draft.nics.map((n, i) => ({ ...n, vf: vfs[i] ?? null })),
       });
       vm = await this.#d.cluster.putVm({ ...vm, nics: vm.nics.map((n) => ({ ...n, address: guestAddress(n.network, vm.seq) })) });

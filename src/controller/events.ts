@@ -1,7 +1,9 @@
 // The controller's event stream: coordinator events (phases, outcomes, NIC
 // degradation, step retries) and host liveness, each with a sequence number.
-// Kept in memory (the last `capacity`); subscribers get every event after
-// they subscribe. The SSE route replays the buffer, then follows.
+// The last `capacity` are kept in memory; with an EventLog (the controller's
+// SQLite file) every event is also written down, so history and sequence
+// numbers survive a controller restart. Subscribers get every event after
+// they subscribe. The SSE route replays, then follows.
 import type { CoordinatorEvent } from "../migration/runner.ts";
 
 export type HostEvent = { type: "host-up" | "host-down" | "host-registered"; host: string; reason: string; at: number };
@@ -10,26 +12,51 @@ export type VmEvent = { type: "vm-created" | "vm-started" | "vm-stopped" | "vm-d
 export type ControllerEvent = (CoordinatorEvent | HostEvent | VmEvent) & { seq: number };
 export type ControllerEventInput = CoordinatorEvent | HostEvent | VmEvent;
 
+/** Where events are written down (SqliteEventLog). */
+export interface EventLog {
+  lastSeq(): number;
+  append(e: ControllerEvent): void;
+  /** The newest `limit` events with seq > after, oldest first. */
+  since(after: number, limit: number): ControllerEvent[];
+}
+
 export class EventBus {
   readonly #buffer: ControllerEvent[] = [];
   readonly #subs = new Set<(e: ControllerEvent) => void>();
   readonly #capacity: number;
-  #seq = 0;
+  readonly #log: EventLog | undefined;
+  readonly #onLogError: (e: unknown) => void;
+  #seq: number;
 
-  constructor(capacity = 2000) {
+  constructor(capacity = 2000, o: { log?: EventLog; onLogError?: (e: unknown) => void } = {}) {
     this.#capacity = capacity;
+    this.#log = o.log;
+    this.#onLogError = o.onLogError ?? (() => undefined);
+    this.#seq = o.log?.lastSeq() ?? 0;
   }
 
   publish(e: ControllerEventInput): ControllerEvent {
     const ev: ControllerEvent = { ...e, seq: ++this.#seq };
     this.#buffer.push(ev);
     if (this.#buffer.length > this.#capacity) this.#buffer.shift();
+    try {
+      this.#log?.append(ev);
+    } catch (err) {
+      this.#onLogError(err); // history is best effort: never fail a migration step over it
+    }
     for (const s of this.#subs) s(ev);
     return ev;
   }
 
-  /** Events still buffered with seq > after. */
+  /** Events with seq > after: from the log when there is one (also those from before a restart), else the memory buffer. */
   since(after = 0): ControllerEvent[] {
+    if (this.#log) {
+      try {
+        return this.#log.since(after, this.#capacity);
+      } catch (err) {
+        this.#onLogError(err);
+      }
+    }
     return this.#buffer.filter((e) => e.seq > after);
   }
 

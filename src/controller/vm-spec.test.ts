@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { parseVmSpec } from "../model/vm.ts";
 import type { VmRecord } from "../store/cluster.ts";
-import { assignGuestPorts, buildVmSpec, guestAddress, newMac } from "./vm-spec.ts";
+import { isFerryError } from "../core/errors.ts";
+import { assignGuestPorts, buildVmSpec, checkGuestFill, guestAddress, newMac } from "./vm-spec.ts";
 
 test("guest ports: failover takes two, ephemeral and emulated one, never reused", () => {
   assert.deepEqual(assignGuestPorts(["failover", "ephemeral", "emulated", "failover"]), [{ standby: 1, primary: 2 }, { primary: 3 }, { standby: 4 }, { standby: 5, primary: 6 }]);
@@ -35,5 +36,16 @@ test("the spec: stand-in or vfio primaries by what the host says, a valid VmSpec
   assert.equal(spec.nics[1]!.standby, undefined);
   assert.equal(spec.nics[2]!.primary, undefined);
   assert.match(spec.cmdline, /ferry\.net=52:54:00:00:00:01,10\.1\.2\.10\/24/);
+  assert.doesNotMatch(spec.cmdline, /ferry\.fill/);
+  assert.match(buildVmSpec({ ...vm, guestFillMiB: 64 }, { kernel: "/k", initrd: "/i" }, () => ({ standIn: null })).cmdline, / ferry\.fill=64( |$)/);
   assert.deepEqual(JSON.parse(JSON.stringify(parseVmSpec(JSON.parse(JSON.stringify(spec))))), JSON.parse(JSON.stringify(spec)));
+});
+
+test("a guest RAM fill: the test guest only, at most half its RAM minus 64 MiB", () => {
+  checkGuestFill({ memoryMiB: 1152, guestFillMiB: 512 });
+  checkGuestFill({ memoryMiB: 256 });
+  const refused = (re: RegExp) => (e: unknown) => isFerryError(e, "FERRY_ERR_INVALID") && re.test(e.message);
+  assert.throws(() => checkGuestFill({ memoryMiB: 1024, guestFillMiB: 512 }), refused(/from 1 to 448 for a 1024 MiB guest/));
+  assert.throws(() => checkGuestFill({ memoryMiB: 256, guestFillMiB: 0 }), refused(/from 1 to 64/));
+  assert.throws(() => checkGuestFill({ memoryMiB: 1024, guestFillMiB: 100, noOs: true }), refused(/needs the test guest/));
 });

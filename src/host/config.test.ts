@@ -58,8 +58,8 @@ describe("host config", () => {
     assert.equal(c.authTokenFile, "/tmp/ferry-a/state/token");
     assert.equal(c.portProfileExec, null);
     assert.deepEqual(c.networks, [
-      { name: "physnet1", bridge: "br-phys1", netns: "ferry-lab", vlan: 100 },
-      { name: "physnet2", bridge: null, netns: null, vlan: null },
+      { name: "physnet1", bridge: "br-phys1", netns: "ferry-lab", vlan: 100, forwarding: "managed" },
+      { name: "physnet2", bridge: null, netns: null, vlan: null, forwarding: "managed" },
     ]);
     assert.deepEqual(c.uplinks[0]!.standIns, { vfs: "all", model: "vmxnet3" });
     assert.deepEqual(c.uplinks[1], {
@@ -74,6 +74,8 @@ describe("host config", () => {
     const src = "cfg.yaml";
     assert.throws(() => parseHostConfig(LAB.replace("model: rtl8139", "model: virtio"), { source: src }), configError(24, /cfg\.yaml:24: uplinks\[1\]\.standIns\.model: must be one of vmxnet3/));
     assert.throws(() => parseHostConfig(LAB.replace("vlan: 100", "vlan: 5000"), { source: src }), configError(12, /networks\.physnet1\.vlan: must be between 1 and 4094/));
+    assert.equal(parseHostConfig(LAB.replace("vlan: 100", "vlan: 100\n    forwarding: unmanaged")).networks[0]!.forwarding, "unmanaged");
+    assert.throws(() => parseHostConfig(LAB.replace("vlan: 100", "forwarding: learn"), { source: src }), configError(12, /networks\.physnet1\.forwarding: must be one of managed, unmanaged/));
     assert.throws(() => parseHostConfig(LAB.replace("network: physnet2", "network: physnet9")), configError(21, /uplinks\[1\]\.network: unknown network "physnet9"/));
     assert.throws(() => parseHostConfig(LAB.replace("  port: 7611", "  prot: 7611")), configError(5, /listen\.prot: unknown field/));
     assert.throws(() => parseHostConfig(LAB.replace("0000:5e:10.2]", "0000:5e:10.9]")), configError(23, /uplinks\[1\]\.standIns\.vfs\[1\]: not a PCI address/));

@@ -15,6 +15,8 @@
 //       bridge: br-phys1             # lab: the bridge stand-ins and standbys attach to (optional)
 //       netns: ferry-lab             # lab: the namespace holding that bridge (optional)
 //       vlan: 100                    # optional VLAN (1-4094) applied to this network's VFs
+//       forwarding: managed          # lab bridge: managed (default; DESIGN P10 pins the guest MAC to the live half)
+//                                    # or unmanaged (raw QEMU failover: ports learn, nothing pinned; benchmarks only)
 //   uplinks:                         # which PF uplinks which network
 //     - pf: 0000:3b:00.0             # a PCI address or the PF's netdev name (enp59s0f0)
 //       network: physnet1
@@ -26,20 +28,24 @@
 //     url: http://127.0.0.1:7600
 //     tokenFile: /etc/ferry/controller-token   # the controller API's bearer token
 //     heartbeatMs: 2000              # default 2000
+//     advertiseUrl: http://10.0.0.5:7601   # optional: the URL the controller calls this agent at (default: the listen address)
 //   lab: false                       # true only on lab hosts: allows fault switches (/v1/faults)
+//   tls:                             # optional mutual TLS (files from 'ferry ca init' / 'ferry ca issue'):
+//     cert: /etc/ferry/tls/host-a.crt  #   the agent serves HTTPS with it and presents it to the controller
+//     key: /etc/ferry/tls/host-a.key
+//     ca: /etc/ferry/tls/ca.crt      #   clients (controller, CLI) must present a certificate signed by it
 //
 // Relative paths are resolved against the config file's directory.
 // A stand-in VF is given to QEMU as an emulated PCIe NIC with the VF's MAC on
 // the network's bridge instead of `vfio-pci,host=BDF` (DESIGN: running on one machine).
-import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
-import { dirname, isAbsolute, resolve } from "node:path";
-import { isNode, LineCounter, parseDocument } from "yaml";
-import type { Document } from "yaml";
-import { FerryError, invalid, isFerryError } from "../core/errors.ts";
+import { FerryError, invalid } from "../core/errors.ts";
+import type { TlsFiles } from "../core/tls.ts";
 import { STAND_IN_MODELS } from "../model/vm.ts";
 import type { StandInModel } from "../model/vm.ts";
 import * as v from "../model/validate.ts";
+import { parseTls, parseYamlConfig, readConfigFile } from "../model/yaml-config.ts";
+import type { Ctx, Path } from "../model/yaml-config.ts";
 import type { Inventory, PciNetDevice } from "./sysfs.ts";
 import { findDevice, virtualFunctionsOf } from "./sysfs.ts";
 
@@ -48,6 +54,8 @@ export interface NetworkConfig {
   bridge: string | null;
   netns: string | null;
   vlan: number | null;
+  /** P10 forwarding-path management on the lab bridge; "unmanaged" is raw QEMU failover (a baseline for benchmarks). */
+  forwarding: "managed" | "unmanaged";
 }
 
 export interface UplinkConfig {
@@ -71,83 +79,25 @@ export interface HostConfig {
   networks: NetworkConfig[];
   uplinks: UplinkConfig[];
   /** Where this agent registers and heartbeats; null: standalone. */
-  controller: { url: string; tokenFile: string; heartbeatMs: number } | null;
+  controller: { url: string; tokenFile: string; heartbeatMs: number; advertiseUrl?: string } | null;
   /** Lab host: fault switches (`/v1/faults`) are allowed. Never on a production host. */
   lab: boolean;
+  /** Mutual TLS for the agent API and for its calls to the controller; null: plain HTTP (the token still required). */
+  tls: TlsFiles | null;
 }
 
 export const DEFAULT_PORT = 7601;
 export const STATE_FILE_NAME = "state.db";
 
-type Path = (string | number)[];
-
-function fieldName(path: Path): string {
-  return path.reduce<string>((s, p) => (typeof p === "number" ? `${s}[${p}]` : s ? `${s}.${p}` : p), "") || "(document)";
-}
-
-class Ctx {
-  readonly doc: Document;
-  readonly lines: LineCounter;
-  readonly source: string;
-  readonly baseDir: string;
-  constructor(doc: Document, lines: LineCounter, source: string, baseDir: string) {
-    this.doc = doc;
-    this.lines = lines;
-    this.source = source;
-    this.baseDir = baseDir;
-  }
-
-  /** The line of the node at path, or of its nearest ancestor that exists. */
-  line(path: Path): number | null {
-    for (let n = path.length; n >= 0; n--) {
-      const node: unknown = n === 0 ? this.doc.contents : this.doc.getIn(path.slice(0, n), true);
-      if (isNode(node) && node.range) return this.lines.linePos(node.range[0]).line;
-    }
-    return null;
-  }
-
-  error(path: Path, message: string, cause?: unknown): FerryError {
-    const line = this.line(path);
-    const field = fieldName(path);
-    return new FerryError("FERRY_ERR_CONFIG", `${this.source}${line === null ? "" : `:${line}`}: ${field}: ${message}`, {
-      cause,
-      details: { file: this.source, line, field },
-    });
-  }
-
-  /** Run a validator from model/validate.ts, turning its error into one that names the line. */
-  check<T>(path: Path, fn: (field: string) => T): T {
-    try {
-      return fn(fieldName(path));
-    } catch (e) {
-      if (isFerryError(e, "FERRY_ERR_INVALID")) throw this.error(path, e.message.replace(`${fieldName(path)}: `, ""), e);
-      throw e;
-    }
-  }
-
-  obj(path: Path, x: unknown, allowed: readonly string[]): Record<string, unknown> {
-    const o = this.check(path, (f) => v.obj(f, x));
-    for (const k of Object.keys(o)) if (!allowed.includes(k)) throw this.error([...path, k], `unknown field (allowed: ${allowed.join(", ")})`);
-    return o;
-  }
-
-  path(path: Path, x: unknown): string {
-    return this.check(path, (f) => {
-      const s = v.str(f, x);
-      if (s.split("/").includes("..")) return v.absPath(f, s); // reports the '..'
-      return v.absPath(f, isAbsolute(s) ? s : resolve(this.baseDir, s));
-    });
-  }
-}
-
 function parseNetwork(c: Ctx, name: string, x: unknown): NetworkConfig {
   const p = ["networks", name];
-  const o = x === null ? {} : c.obj(p, x, ["bridge", "netns", "vlan"]);
+  const o = x === null ? {} : c.obj(p, x, ["bridge", "netns", "vlan", "forwarding"]);
   return {
     name,
     bridge: o["bridge"] === undefined ? null : c.check([...p, "bridge"], (f) => v.ifname(f, o["bridge"])),
     netns: o["netns"] === undefined ? null : c.check([...p, "netns"], (f) => v.name(f, o["netns"])),
     vlan: o["vlan"] === undefined ? null : c.check([...p, "vlan"], (f) => v.int(f, o["vlan"], 1, 4094)),
+    forwarding: o["forwarding"] === undefined ? "managed" : c.check([...p, "forwarding"], (f) => v.oneOf(f, o["forwarding"], ["managed", "unmanaged"] as const)),
   };
 }
 
@@ -185,20 +135,8 @@ function parseUplink(c: Ctx, i: number, x: unknown, networks: ReadonlySet<string
  * relative paths are resolved against `baseDir` (default: source's directory).
  */
 export function parseHostConfig(text: string, options: { source?: string; baseDir?: string } = {}): HostConfig {
-  const source = options.source ?? "host config";
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true });
-  const c = new Ctx(doc, lines, source, options.baseDir ?? (isAbsolute(source) ? dirname(source) : process.cwd()));
-  const yamlError = doc.errors[0];
-  if (yamlError) {
-    const line = yamlError.linePos?.[0].line ?? null;
-    throw new FerryError("FERRY_ERR_CONFIG", `${source}${line === null ? "" : `:${line}`}: YAML: ${yamlError.message.split("\n")[0] ?? ""}`, {
-      cause: yamlError,
-      details: { file: source, line },
-    });
-  }
-  const raw: unknown = doc.toJS();
-  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "saveDir", "authTokenFile", "portProfileExec", "networks", "uplinks", "controller", "lab"]);
+  const { raw, c } = parseYamlConfig(text, options.source ?? "host config", options.baseDir);
+  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "saveDir", "authTokenFile", "portProfileExec", "networks", "uplinks", "controller", "lab", "tls"]);
   if (o["name"] === undefined) throw c.error(["name"], "required");
   const name = c.check(["name"], (f) => v.name(f, o["name"]));
 
@@ -237,17 +175,26 @@ export function parseHostConfig(text: string, options: { source?: string; baseDi
     networks,
     uplinks,
     controller: o["controller"] === undefined ? null : parseController(c, o["controller"]),
-    lab: o["lab"] === undefined ? false : c.check(["lab"], (f) => {
-      if (typeof o["lab"] !== "boolean") throw invalid(f, o["lab"], "must be true or false");
-      return o["lab"];
-    }),
+    lab: c.bool(["lab"], o["lab"], false),
+    tls: o["tls"] === undefined ? null : parseTls(c, ["tls"], o["tls"]),
   };
 }
 
 function parseController(c: Ctx, x: unknown): NonNullable<HostConfig["controller"]> {
-  const o = c.obj(["controller"], x, ["url", "tokenFile", "heartbeatMs"]);
-  const url = c.check(["controller", "url"], (f) => {
-    const s = v.str(f, o["url"]);
+  const o = c.obj(["controller"], x, ["url", "tokenFile", "heartbeatMs", "advertiseUrl"]);
+  const url = httpUrl(c, ["controller", "url"], o["url"]);
+  if (o["tokenFile"] === undefined) throw c.error(["controller", "tokenFile"], "required (the controller's API token, to authenticate the heartbeat)");
+  return {
+    url,
+    tokenFile: c.path(["controller", "tokenFile"], o["tokenFile"]),
+    heartbeatMs: o["heartbeatMs"] === undefined ? 2000 : c.check(["controller", "heartbeatMs"], (f) => v.int(f, o["heartbeatMs"], 100, 60_000)),
+    ...(o["advertiseUrl"] === undefined ? {} : { advertiseUrl: httpUrl(c, ["controller", "advertiseUrl"], o["advertiseUrl"]) }),
+  };
+}
+
+function httpUrl(c: Ctx, path: Path, x: unknown): string {
+  return c.check(path, (f) => {
+    const s = v.str(f, x);
     let u: URL;
     try {
       u = new URL(s);
@@ -257,23 +204,12 @@ function parseController(c: Ctx, x: unknown): NonNullable<HostConfig["controller
     if (u.protocol !== "http:" && u.protocol !== "https:") throw invalid(f, s, "must be an http:// or https:// URL");
     return s.replace(/\/+$/, "");
   });
-  if (o["tokenFile"] === undefined) throw c.error(["controller", "tokenFile"], "required (the controller's API token, to authenticate the heartbeat)");
-  return {
-    url,
-    tokenFile: c.path(["controller", "tokenFile"], o["tokenFile"]),
-    heartbeatMs: o["heartbeatMs"] === undefined ? 2000 : c.check(["controller", "heartbeatMs"], (f) => v.int(f, o["heartbeatMs"], 100, 60_000)),
-  };
 }
 
 /** Read and parse a host config file. */
 export async function loadHostConfig(file: string, signal?: AbortSignal): Promise<HostConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, { encoding: "utf8", signal });
-  } catch (e) {
-    throw new FerryError("FERRY_ERR_CONFIG", `${file}: cannot read: ${e instanceof Error ? e.message : String(e)}`, { cause: e, details: { file } });
-  }
-  return parseHostConfig(text, { source: resolve(file) });
+  const { text, source } = await readConfigFile(file, signal);
+  return parseHostConfig(text, { source });
 }
 
 /** The state file inside the state dir. */

@@ -5,6 +5,7 @@
 // the lab's peer probing the guest every 10 ms. The lab is torn down at the end.
 import { readFile } from "node:fs/promises";
 import { ControllerClient } from "../api/client.ts";
+import { FerryError } from "../core/errors.ts";
 import { run } from "../core/run.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import { labDown, labFault, labSpec, labUp } from "./lab.ts";
@@ -24,7 +25,8 @@ export interface DemoRow {
   nics: { name: string; mode: string; lost: string; gapMs: string; vf: string }[];
 }
 
-async function reachable(netns: string, ip: string, timeoutMs: number): Promise<boolean> {
+/** Whether the guest at `ip` answers a ping from the lab's peer within `timeoutMs`. */
+export async function reachable(netns: string, ip: string, timeoutMs: number): Promise<boolean> {
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
     const r = await run("ip", ["netns", "exec", netns, "ping", "-c", "1", "-W", "1", ip], { allowFailure: true, timeoutMs: 5_000 });
@@ -33,16 +35,19 @@ async function reachable(netns: string, ip: string, timeoutMs: number): Promise<
   return false;
 }
 
-async function follow(client: ControllerClient, id: string, say: (s: string) => void): Promise<MigrationRecord> {
+/** Poll a migration until it is done and settled (its connectivity measured); `say` hears each new phase. */
+export async function follow(client: ControllerClient, id: string, say: (s: string) => void = () => undefined, pollMs = 150, timeoutMs = 900_000): Promise<MigrationRecord> {
   let last = "";
+  const until = Date.now() + timeoutMs;
   for (;;) {
+    if (Date.now() > until) throw new FerryError("FERRY_ERR_TIMEOUT", `migration ${id} did not finish within ${timeoutMs} ms; see 'ferry migrations ${id}' and the lab's logs`);
     const r = (await client.migration(id, { timeoutMs: 10_000 })) as MigrationRecord & { settling?: boolean };
     if (r.phase !== last) {
       say(`    ${r.phase}`);
       last = r.phase;
     }
     if (r.phase === "done" && r.settling !== true) return r;
-    await new Promise((x) => setTimeout(x, 150));
+    await new Promise((x) => setTimeout(x, pollMs));
   }
 }
 

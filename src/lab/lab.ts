@@ -36,6 +36,8 @@ export interface LabSpec {
   networks: string[];
   hosts: LabHostSpec[];
   model: StandInModel;
+  /** DESIGN P10 forwarding management on the lab's bridges; "unmanaged" = raw QEMU failover (benchmarks' baseline). */
+  forwarding: "managed" | "unmanaged";
 }
 
 export interface LabComponent {
@@ -60,16 +62,21 @@ export interface LabState {
 }
 
 export function labDir(name: string): string {
-  return join(process.env["FERRY_LAB_DIR"] ?? "/var/tmp/ferry-lab", name);
+  // every lab command (down, status, kill, start, fault) finds its lab here: the name must not climb out
+  return join(process.env["FERRY_LAB_DIR"] ?? "/var/tmp/ferry-lab", v.name("lab name", name));
 }
 
 export const defaultContextFile = (): string => process.env["FERRY_CONTEXT"] || join(homedir(), ".config", "ferry", "context.json");
 
-/** `--hosts N` and an optional lab.yaml: `{ networks: [..], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host2: { physnet2: 0 } } }`. */
-export function labSpec(o: { name?: string; hosts?: number; configText?: string }): LabSpec {
+/**
+ * `--hosts N`, `--forwarding managed|unmanaged` and an optional lab.yaml:
+ * `{ networks: [..], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host2: { physnet2: 0 } }, forwarding: unmanaged }`.
+ */
+export function labSpec(o: { name?: string; hosts?: number; configText?: string; forwarding?: string }): LabSpec {
   const raw = o.configText === undefined ? {} : v.obj("lab config", parseYaml(o.configText) ?? {});
   const networks = raw["networks"] === undefined ? ["physnet1", "physnet2"] : v.arr("networks", raw["networks"]).map((n, i) => v.name(`networks[${i}]`, n));
   const model = raw["model"] === undefined ? "vmxnet3" : v.oneOf("model", raw["model"], STAND_IN_MODELS);
+  const forwarding = v.oneOf("forwarding", o.forwarding ?? raw["forwarding"] ?? "managed", ["managed", "unmanaged"] as const);
   const perNet = raw["vfs"] === undefined ? {} : v.obj("vfs", raw["vfs"]);
   const overrides = raw["hosts"] === undefined ? {} : v.obj("hosts", raw["hosts"]);
   const count = v.int("--hosts", o.hosts ?? (raw["count"] ?? 3), 1, 16);
@@ -82,7 +89,7 @@ export function labSpec(o: { name?: string; hosts?: number; configText?: string 
     hosts.push({ name, vfs });
   }
   for (const k of Object.keys(overrides)) if (!hosts.some((h) => h.name === k)) throw new FerryError("FERRY_ERR_CONFIG", `lab config: hosts.${k}: no such host (the lab has host1..host${count})`);
-  return { name: v.name("lab name", o.name ?? "lab"), networks, hosts, model };
+  return { name: v.name("lab name", o.name ?? "lab"), networks, hosts, model, forwarding };
 }
 
 async function freePort(): Promise<number> {
@@ -161,7 +168,7 @@ async function writeLabState(s: LabState): Promise<void> {
   await writeFile(join(s.dir, "lab.json"), JSON.stringify(s, null, 2), { mode: 0o600 });
 }
 
-function hostYaml(s: { host: LabHostSpec; dir: string; port: number; netns: string; model: StandInModel; pfs: { bdf: string; network: string }[]; controllerUrl: string; controllerTokenFile: string; agentTokenFile: string; saveDir: string; networks: string[] }): string {
+function hostYaml(s: { host: LabHostSpec; dir: string; port: number; netns: string; model: StandInModel; forwarding: LabSpec["forwarding"]; pfs: { bdf: string; network: string }[]; controllerUrl: string; controllerTokenFile: string; agentTokenFile: string; saveDir: string; networks: string[] }): string {
   return [
     `name: ${s.host.name}`,
     `sysfsRoot: ${s.dir}/sys`,
@@ -173,7 +180,7 @@ function hostYaml(s: { host: LabHostSpec; dir: string; port: number; netns: stri
     `controller: { url: ${s.controllerUrl}, tokenFile: ${s.controllerTokenFile}, heartbeatMs: 1000 }`,
     `lab: true`,
     `networks:`,
-    ...s.networks.map((n) => `  ${n}: { bridge: ${bridgeOf(n)}, netns: ${s.netns} }`),
+    ...s.networks.map((n) => `  ${n}: { bridge: ${bridgeOf(n)}, netns: ${s.netns}, forwarding: ${s.forwarding} }`),
     `uplinks:`,
     ...s.pfs.flatMap((p) => [`  - pf: ${p.bdf}`, `    network: ${p.network}`, `    standIns: { vfs: all, model: ${s.model} }`]),
     "",
@@ -230,7 +237,7 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
     });
     const port = await freePort();
     const config = join(hdir, "host.yaml");
-    await writeFile(config, hostYaml({ host, dir: hdir, port, netns, model: spec.model, pfs: nets.map((n, j) => ({ bdf: fx.pfs[j]!.bdf, network: n })), controllerUrl, controllerTokenFile, agentTokenFile, saveDir, networks: spec.networks }), { mode: 0o600 });
+    await writeFile(config, hostYaml({ host, dir: hdir, port, netns, model: spec.model, forwarding: spec.forwarding, pfs: nets.map((n, j) => ({ bdf: fx.pfs[j]!.bdf, network: n })), controllerUrl, controllerTokenFile, agentTokenFile, saveDir, networks: spec.networks }), { mode: 0o600 });
     const alog = join(hdir, "agent.log");
     const pid = spawnDetached(["agent", "--config", config], alog);
     state.hosts.push({ name: host.name, kind: "agent", pid, url: `http://127.0.0.1:${port}`, config, log: alog });

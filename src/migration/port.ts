@@ -43,6 +43,11 @@ export interface FinishResult {
   nics: FinishNic[];
 }
 
+/** What confirm did on the source: stopped it (success), runs it again (failure), or found its QEMU gone. */
+export interface ConfirmResult {
+  state: "stopped" | "running" | "gone";
+}
+
 /** What a best-effort cancel found on the source (after Cloud Hypervisor's cancel.rs). */
 export type CancelSourceResult = "cancelled" | "completed" | "failed" | "not-running";
 
@@ -65,7 +70,7 @@ export interface AgentPort {
    * back migration has adopted them). Failure: cancel the migration if
    * running, resume the source, re-plug what was unplugged.
    */
-  confirmSource(plan: MigrationPlan, success: boolean, signal: AbortSignal): Promise<void>;
+  confirmSource(plan: MigrationPlan, success: boolean, signal: AbortSignal): Promise<ConfirmResult | void>;
   /** Destination: kill the destination instance, release its leases and features. */
   abortDestination(plan: MigrationPlan, signal: AbortSignal): Promise<void>;
   /** Source: cancel the outgoing migration if it runs, and say what happened. */

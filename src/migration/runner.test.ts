@@ -237,10 +237,11 @@ describe("runner: failures around the point of no return", () => {
     const p = plan();
     const r = await migrate(h, p);
     assert.equal(r.outcome, "failed");
-    assert.equal(h.port.count("finish"), 3);
+    // an unreachable agent (FERRY_ERR_AGENT) is re-sent until stepMs has passed since the first failure, at least `attempts` times
+    assert.ok(h.port.count("finish") >= 3, String(h.port.count("finish")));
     assert.equal(h.port.count("confirmSource"), 0);
     assert.deepEqual(r.runsOn?.host, "hv-b");
-    assert.equal(h.events.filter((e) => e.type === "step-failed").length, 3);
+    assert.equal(h.events.filter((e) => e.type === "step-failed").length, h.port.count("finish"));
   });
 
   test("a flaky finish is retried and succeeds", async () => {
@@ -255,7 +256,7 @@ describe("runner: failures around the point of no return", () => {
     const r = await migrate(h, plan());
     assert.equal(r.outcome, "failed");
     assert.equal(r.runsOn, null);
-    assert.equal(h.port.count("confirmSource"), 3);
+    assert.ok(h.port.count("confirmSource") >= 3, String(h.port.count("confirmSource")));
   });
 
   test("cleanup failing after a safe outcome is a warning, not a different outcome", async () => {
@@ -443,5 +444,40 @@ describe("durability: a restarted controller resumes from the journal", () => {
     const [a, b] = await Promise.all([runMigration(p.id, h.deps), runMigration(p.id, h.deps)]);
     assert.equal(a.version, b.version);
     assert.equal(h.port.count("prepare"), 1);
+  });
+});
+
+describe("faults found by the fault matrix (test/faults)", () => {
+  test("a rollback whose agent is unreachable for a while is re-sent until it answers (within stepMs), not given up after its attempts", async () => {
+    const h = harness({
+      perform: () => Promise.reject(new FerryError("FERRY_ERR_AGENT", "other side closed")),
+      confirmSource: (_p, _s, _sig, n) => (n <= 5 ? Promise.reject(new FerryError("FERRY_ERR_AGENT", "connect ECONNREFUSED")) : Promise.resolve({ state: "running" as const })),
+    });
+    const p = plan([nic("net0")]);
+    p.deadlines = { ...p.deadlines, stepMs: 10_000 };
+    const r = await migrate(h, p);
+    assert.equal(r.outcome, "rolled-back", r.reason ?? "");
+    assert.deepEqual(r.runsOn, p.source);
+    assert.equal(h.port.trace(p.id).filter((s) => s === "confirmSource(false)").length, 6);
+  });
+
+  test("a rollback that finds the source's QEMU gone: failed, the VM runs nowhere", async () => {
+    const h = harness({ perform: () => Promise.reject(new FerryError("FERRY_ERR_QMP_CLOSED", "QMP connection closed")), confirmSource: () => Promise.resolve({ state: "gone" as const }) });
+    const p = plan([nic("net0")]);
+    const r = await migrate(h, p);
+    assert.equal(r.outcome, "failed");
+    assert.equal(r.code, "FERRY_ERR_GUEST_LOST");
+    assert.equal(r.runsOn, null);
+  });
+
+  test("finish finds the destination QEMU gone after the switch-over: failed, runs nowhere, the source's stale copy is stopped (confirm), not resumed", async () => {
+    const h = harness({ finish: () => Promise.reject(new FerryError("FERRY_ERR_GUEST_LOST", "the destination QEMU exited")) });
+    const p = plan([nic("net0")]);
+    const r = await migrate(h, p);
+    assert.equal(r.outcome, "failed");
+    assert.equal(r.code, "FERRY_ERR_GUEST_LOST");
+    assert.equal(r.runsOn, null);
+    assert.deepEqual(h.port.trace(p.id).slice(-1), ["confirmSource(true)"]);
+    assert.ok(!h.port.trace(p.id).includes("confirmSource(false)"));
   });
 });

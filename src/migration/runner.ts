@@ -199,13 +199,14 @@ async function step(rec: MigrationRecord, deps: RunnerDeps, running: Running, lo
   if (done) return outcomeOf(rec, s, done.data["value"], deps);
   const errors = entries.filter((e) => e.kind === "error");
   const lastError = errors.at(-1);
-  if (lastError && errors.length >= spec.attempts) {
+  if (lastError && errors.length >= spec.attempts && !unreachableWithinBudget(rec, spec.attempts, errors, clock.now())) {
     const code = codeOf(lastError.data["code"]);
     return { event: failureEvent(rec.phase, code), detail: String(lastError.data["message"]), code };
   }
   const resent = entries.at(-1)?.kind === "intent";
   if (errors.length > 0 && !resent) {
-    const ms = Math.min((deps.retryBackoffMs ?? 500) * 2 ** (errors.length - 1), 10_000);
+    // past its attempts (an unreachable agent, see unreachableWithinBudget) the step is re-sent every 2 s at most
+    const ms = Math.min((deps.retryBackoffMs ?? 500) * 2 ** (errors.length - 1), errors.length >= spec.attempts ? 2_000 : 10_000);
     try {
       await clock.sleep(ms, deps.signal);
     } catch {
@@ -277,6 +278,20 @@ function call(s: Step, rec: MigrationRecord, port: AgentPort, signal: AbortSigna
   }
 }
 
+/**
+ * A step that must complete (attempts > 1: finish, confirm, cancel, the
+ * rollbacks) whose agent could not be reached (restarting, a cut connection)
+ * is retried for up to stepMs after its first failure, not just `attempts`
+ * times: a few seconds of an agent's absence must not turn a rollback that
+ * would succeed into "the source did not confirm it runs again".
+ */
+function unreachableWithinBudget(rec: MigrationRecord, attempts: number, errors: readonly { at: number; data: Record<string, unknown> }[], now: number): boolean {
+  const first = errors[0];
+  const last = errors.at(-1);
+  if (attempts <= 1 || !first || !last || last.data["code"] !== "FERRY_ERR_AGENT") return false;
+  return now - first.at < rec.plan.deadlines.stepMs;
+}
+
 function codeOf(x: unknown): ErrorCode | undefined {
   return typeof x === "string" && Object.hasOwn(ERROR_CODES, x) ? (x as ErrorCode) : undefined;
 }
@@ -321,6 +336,9 @@ async function outcomeOf(rec: MigrationRecord, s: Step, value: unknown, deps: Ru
       const missing = c.nics.filter((n) => n.error !== undefined).map((n) => `${n.name} (${n.policy}): ${n.error ?? ""}`);
       return { event: c.event, patch: { nics: c.nics }, ...(missing.length > 0 ? { detail: missing.join(", ") } : {}) };
     }
+    case "confirm-failure":
+      // the source's QEMU exited: nothing runs the guest any more
+      return field(value, "state") === "gone" ? { event: "failed", detail: "the source's QEMU exited: the guest is lost", code: "FERRY_ERR_GUEST_LOST" } : { event: "ok" };
     case "cancel-source":
       return value === "completed" ? { event: "completed", detail: "the source reports the migration completed" } : { event: "ok", detail: `source: ${String(value)}` };
     case "migrate-back": {

@@ -88,6 +88,10 @@ describe("transition table", () => {
     assert.equal(transition("finish", "mandatory-missing")?.next, "migrate-back");
     assert.equal(verdict("migrate-back", "ok"), "recovered FERRY_ERR_REPLUG");
     assert.equal(verdict("finish", "degraded"), "degraded FERRY_ERR_REPLUG");
+    // the destination QEMU died after the switch-over: the VM is down, the source's stale copy stopped (confirm), never resumed
+    assert.equal(verdict("finish", "guest-lost"), "failed FERRY_ERR_GUEST_LOST");
+    assert.equal(transition("finish", "guest-lost")?.next, "confirm");
+    assert.ok(transition("finish", "guest-lost")?.effects.some((e) => e.kind === "runs-on" && e.where === "unknown"));
   });
 
   test("step deadlines: perform covers unplug + convergence, finish covers the primaries' wait", () => {

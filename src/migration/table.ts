@@ -23,6 +23,8 @@ export const EVENTS = [
   "mandatory-missing",
   /** Finish of a migrate-back: a mandatory NIC did not come back either (no third migration). */
   "mandatory-lost",
+  /** Finish: the destination QEMU exited after the switch-over (the guest is lost). */
+  "guest-lost",
   /** Cancel found that the migration completed anyway. */
   "completed",
   "cancel-requested",
@@ -143,6 +145,9 @@ export const TABLE: Readonly<Record<Phase, Readonly<Partial<Record<MigrationEven
     // Policy row 4 (mandatory): migrate back; the source still holds its leases.
     "mandatory-missing": { next: "migrate-back", effects: [{ kind: "emit-nics", event: "nic-missing" }] },
     "mandatory-lost": { next: "confirm", effects: [{ kind: "verdict", outcome: "failed", reason: "a mandatory NIC did not come back after migrating back", code: "FERRY_ERR_REPLUG" }, { kind: "emit-nics", event: "nic-missing" }] },
+    // The guest ran on the destination, whose QEMU then exited: resuming the source would take the guest back
+    // in time (its disks moved on), so the source's stale copy is stopped and its VFs released; the VM is down.
+    "guest-lost": { next: "confirm", effects: [{ kind: "verdict", outcome: "failed", reason: "the destination QEMU exited after the switch-over: the guest is lost (the source's stale copy is stopped, not resumed); start the VM again", code: "FERRY_ERR_GUEST_LOST" }, { kind: "runs-on", where: "unknown" }] },
     // The destination does not answer: keep the source's leases for an operator (no confirm).
     failed: { next: "done", effects: [{ kind: "verdict", outcome: "failed", reason: "finish failed on the destination; the source instance and its leases are kept for an operator" }] },
   },
@@ -202,6 +207,7 @@ export function checkPlan(plan: MigrationPlan): { event: "ok" } | { event: "refu
 export function failureEvent(phase: Phase, code: ErrorCode | undefined): MigrationEvent {
   if (phase === "prepare" && (code === "FERRY_ERR_NO_VF" || code === "FERRY_ERR_LEASE_HELD")) return "refused";
   if (phase === "perform" && code === "FERRY_ERR_UNPLUG_TIMEOUT") return "unplug-timeout";
+  if (phase === "finish" && code === "FERRY_ERR_GUEST_LOST") return "guest-lost";
   return "failed";
 }
 

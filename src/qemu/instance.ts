@@ -218,6 +218,7 @@ export async function startInstance(o: StartOptions): Promise<Instance> {
   const argv = buildArgv(o.spec, { accel: o.accel, qmpSocket: paths.qmpSocket, pidfile: paths.pidfile, serialLog: paths.serialLog, incoming: o.incoming ?? false });
   const [file, args] = o.netns ? ["ip", ["netns", "exec", o.netns, qemuBinary, ...argv]] : [qemuBinary, argv];
   const logFd = openSync(paths.qemuLog, "a", 0o600);
+  closeSync(openSync(paths.serialLog, "a", 0o600)); // QEMU keeps an existing file's mode; it would create it 0644
   let exited: { code: number | null; signal: string | null } | undefined;
   let spawnError: Error | undefined;
   let pid: number | undefined;

@@ -3,15 +3,14 @@
 // each NIC holds). Kept in the same SQLite file as the migrations (its own
 // tables, its own connection; WAL lets both write). Rows leave the database
 // as unknown JSON and are validated here.
-import { chmodSync, closeSync, mkdirSync, openSync } from "node:fs";
-import { dirname } from "node:path";
-import { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
 import { FerryError } from "../core/errors.ts";
 import { HOST_STATES } from "../model/cluster.ts";
 import type { HostState } from "../model/cluster.ts";
 import * as v from "../model/validate.ts";
 import { NIC_MODES, NIC_POLICIES } from "../model/vm.ts";
 import type { NicMode, NicPolicy } from "../model/vm.ts";
+import { openSqlite } from "./open.ts";
 
 export interface HostRecord {
   name: string;
@@ -56,6 +55,10 @@ export interface VmRecord {
   state: VmState;
   /** Start with no OS (tests, demos): the guest never answers unplug requests. */
   noOs: boolean;
+  /** Lab/test guest: MiB of guest RAM filled with random data at boot (the guest's ferry.fill; benchmarks). */
+  guestFillMiB?: number;
+  /** Guest RAM mapped from a shared file (`sharedMemoryFile`): local migrations copy no RAM. */
+  sharedMemory?: boolean;
   nics: VmNicRecord[];
   /** Creation order (1, 2, …): derives the VM's guest addresses. */
   seq: number;
@@ -145,6 +148,8 @@ export function parseVmRecord(x: unknown): VmRecord {
     instanceId: o["instanceId"] === null ? null : v.str("instanceId", o["instanceId"]),
     state: v.oneOf("state", o["state"], VM_STATES),
     noOs: o["noOs"] === true,
+    ...(o["guestFillMiB"] === undefined ? {} : { guestFillMiB: v.int("guestFillMiB", o["guestFillMiB"], 1, 1 << 30) }),
+    ...(o["sharedMemory"] === true ? { sharedMemory: true } : {}),
     nics: v.arr("nics", o["nics"]).map((n, i) => parseNic(`nics[${i}]`, n)),
     seq: v.int("seq", o["seq"], 1, Number.MAX_SAFE_INTEGER),
     ...(typeof o["savedAs"] === "string" ? { savedAs: v.str("savedAs", o["savedAs"]) } : {}),
@@ -169,19 +174,7 @@ export class SqliteClusterStore implements ClusterStore {
   readonly #db: DatabaseSync;
 
   constructor(file: string, options: { busyTimeoutMs?: number } = {}) {
-    if (file !== ":memory:") {
-      try {
-        mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-        closeSync(openSync(file, "a", 0o600));
-        chmodSync(file, 0o600);
-      } catch (e) {
-        throw new FerryError("FERRY_ERR_INTERNAL", `${file}: cannot create the store: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
-      }
-    }
-    this.#db = new DatabaseSync(file, { timeout: options.busyTimeoutMs ?? 5000 });
-    this.#db.exec("PRAGMA journal_mode = WAL");
-    this.#db.exec("PRAGMA synchronous = FULL");
-    this.#db.exec(SCHEMA);
+    this.#db = openSqlite(file, SCHEMA, { ...options, synchronous: "FULL" });
   }
 
   upsertHost(h: HostRecord): Promise<HostRecord> {

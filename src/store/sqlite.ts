@@ -2,13 +2,12 @@
 // migration records (JSON, with a compare-and-swap version) and their
 // journals. Calls are synchronous underneath; the interface is async so that
 // other backends (etcd) fit it.
-import { chmodSync, closeSync, mkdirSync, openSync } from "node:fs";
-import { dirname } from "node:path";
-import { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
 import { FerryError, isFerryError } from "../core/errors.ts";
 import type { JournalEntry, JournalInput, MigrationRecord } from "../migration/types.ts";
 import { isTerminal } from "../migration/types.ts";
 import { parseJournalEntry, parseRecord } from "./codec.ts";
+import { openSqlite } from "./open.ts";
 import type { Store } from "./store.ts";
 
 const SCHEMA = `
@@ -63,21 +62,8 @@ export class SqliteStore implements Store {
 
   /** Open (creating if needed) `file` (directory 0700, file 0600), or ":memory:". */
   constructor(file: string, options: SqliteStoreOptions = {}) {
-    if (file !== ":memory:") {
-      try {
-        mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-        closeSync(openSync(file, "a", 0o600));
-        chmodSync(file, 0o600);
-      } catch (e) {
-        throw new FerryError("FERRY_ERR_INTERNAL", `${file}: cannot create the store: ${message(e)}`, { cause: e, details: { path: file } });
-      }
-    }
-    this.#db = new DatabaseSync(file, { timeout: options.busyTimeoutMs ?? 5000 });
-    this.#db.exec("PRAGMA journal_mode = WAL");
-    // FULL: a journal entry is on disk before the side effect it announces.
-    this.#db.exec("PRAGMA synchronous = FULL");
-    this.#db.exec("PRAGMA foreign_keys = ON");
-    this.#db.exec(SCHEMA);
+    // synchronous FULL: a journal entry is on disk before the side effect it announces.
+    this.#db = openSqlite(file, SCHEMA, { ...options, synchronous: "FULL" });
   }
 
   #tx<T>(fn: () => T): T {

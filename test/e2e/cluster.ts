@@ -43,7 +43,7 @@ export async function spawnFerry(args: string[], log: string): Promise<Proc> {
     child.stderr.on("data", (b: Buffer) => {
       out.write(b);
       text += b.toString();
-      const m = /listening on (http:\/\/[0-9.:]+)/.exec(text);
+      const m = /listening on (https?:\/\/[0-9.:]+)/.exec(text);
       if (m) {
         clearTimeout(t);
         resolve(m[1]!);
@@ -75,6 +75,11 @@ export interface TestAgent {
   pfs: Record<string, string>;
 }
 
+/** The first lines of a test agent's host.yaml: name, fixture, state and run dirs under its dir, token, loopback port. */
+export function agentYamlHead(name: string, port: number, agentTokenFile: string): string[] {
+  return [`name: ${name}`, `sysfsRoot: sys`, `stateDir: state`, `runDir: run`, `authTokenFile: ${agentTokenFile}`, `listen: { address: 127.0.0.1, port: ${port} }`];
+}
+
 export async function makeAgent(base: string, name: string, uplinks: { network: string; numVfs: number }[], agentTokenFile: string, controller: { url: string; tokenFile: string }): Promise<TestAgent> {
   const dir = join(base, name);
   await mkdir(dir, { recursive: true });
@@ -83,12 +88,7 @@ export async function makeAgent(base: string, name: string, uplinks: { network: 
   const port = await freePort();
   const nets = [...new Set(uplinks.map((u) => u.network))];
   const yaml = [
-    `name: ${name}`,
-    `sysfsRoot: sys`,
-    `stateDir: state`,
-    `runDir: run`,
-    `authTokenFile: ${agentTokenFile}`,
-    `listen: { address: 127.0.0.1, port: ${port} }`,
+    ...agentYamlHead(name, port, agentTokenFile),
     `controller: { url: ${controller.url}, tokenFile: ${controller.tokenFile}, heartbeatMs: 700 }`,
     `networks:`,
     ...nets.map((n) => `  ${n}: {}`),

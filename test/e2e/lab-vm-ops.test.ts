@@ -37,7 +37,7 @@ describe("lab VM operations", { timeout: 240_000 }, () => {
   });
 
   it("ferry migrate --local --qemu: a new QEMU on the same host, RAM not copied, heartbeat and VF kept", async () => {
-    const vm = await json<Vm>("vm", "create", "app", "--host", "host1", "--memory", "512", "--nic", "physnet1:failover:mandatory");
+    const vm = await json<Vm>("vm", "create", "app", "--host", "host1", "--memory", "512", "--nic", "physnet1:failover:mandatory", "--shared-memory");
     const ip = vm.nics[0]!.address.split("/")[0]!;
     assert.ok(await ping(ip), "the guest answers");
     const hb = lastHeartbeat(await readConsole(serial(vm))) ?? 0;

@@ -99,7 +99,7 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     const src = await startOnSource(a, spec);
     await waitForConsole(src.paths.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
     const id = "m-ok";
-    const { spec: srcSpec } = steps.begin(a.ctx, id, src.id);
+    const { spec: srcSpec } = await steps.begin(a.ctx, id, src.id, sig());
     const plan = [{ name: "net0", vf: "0000:3b:10.3" }, { name: "net1", vf: "0000:5e:10.5" }, { name: "net2", vf: null }];
     const prep = await steps.prepare(b.ctx, id, { spec: srcSpec, nics: plan, leaseTtlMs: 600_000 }, sig());
     assert.deepEqual(await steps.prepare(b.ctx, id, { spec: srcSpec, nics: plan, leaseTtlMs: 600_000 }, sig()), prep, "prepare is idempotent");
@@ -107,7 +107,7 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     const perf = await steps.perform(a.ctx, id, { instanceId: src.id, uri: prep.uri, ...D }, sig());
     assert.equal(perf.status, "pre-switchover");
     assert.equal((await steps.perform(a.ctx, id, { instanceId: src.id, uri: prep.uri, ...D }, sig())).status, "pre-switchover", "perform is idempotent");
-    assert.deepEqual(await steps.precheck(b.ctx, id, sig()), { ok: true });
+    assert.deepEqual(await steps.precheck(b.ctx, id, 2_000), { ok: true });
     const hbBefore = lastHeartbeat(await readConsole(src.paths.serialLog)) ?? 0;
     const sw = await steps.switchover(a.ctx, id, src.id, 60_000, sig());
     assert.ok(sw.totalMs > 0 && sw.downtimeMs >= 0);
@@ -142,7 +142,7 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     await steps.perform(a.ctx, id, { instanceId: src.id, uri: prep.uri, ...D }, sig());
     b.instances.get(prep.instanceId)!.kill(); // the destination QEMU dies while the source is paused
     await b.instances.get(prep.instanceId)!.waitExit(5_000);
-    const check = await steps.precheck(b.ctx, id, sig());
+    const check = await steps.precheck(b.ctx, id, 2_000);
     assert.equal(check.ok, false);
     assert.match(check.reason ?? "", /gone|unreachable|is /);
     assert.deepEqual(await steps.confirmSource(a.ctx, id, src.id, false, sig()), { state: "running" });

@@ -2,57 +2,18 @@
 // and non-UTF-8 input with a FerryError carrying a stable code — no crash, no
 // hang, no other exception, no state change. FERRY_FUZZ_CASES sets the count
 // per surface (default 300 here; `FERRY_FUZZ_CASES=2000 npm run test:unit` for the long run).
+// More surfaces (sysfs trees, the controller API, CLI arguments): surfaces.test.ts.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ERROR_CODES, FerryError } from "../../src/core/errors.ts";
 import { parseHostConfig } from "../../src/host/config.ts";
 import { parseControllerConfig } from "../../src/controller/config.ts";
 import { parseVmSpec } from "../../src/model/vm.ts";
 import { LineReader, decodeMessage } from "../../src/qmp/protocol.ts";
-import { prng } from "../../src/scheduler/fixtures.ts";
 import { Agent } from "../../src/agent/agent.ts";
 import { buildAgentApp } from "../../src/agent/http/app.ts";
 import { makeTestHost } from "../../src/agent/testing.ts";
 import { loadOrCreateToken } from "../../src/agent/token.ts";
-
-const CASES = Number(process.env["FERRY_FUZZ_CASES"] ?? 300);
-
-function bytes(r: () => number, max: number): Buffer {
-  const n = Math.floor(r() * max);
-  const b = Buffer.alloc(n);
-  for (let i = 0; i < n; i++) b[i] = Math.floor(r() * 256);
-  return b;
-}
-
-const ATOMS = ["{", "}", "[", "]", ":", ",", '"', "\\", "null", "true", "1e309", "-0", "\u0000", "\uffff", "\ud800", "QMP", "return", "error", "event", "id", "../../etc", "0000:00:1f.9", "52:54:00:12:34:56", "\n", " ", "\t", "'", "$(", ";", "|", "`"];
-
-function text(r: () => number, max: number): string {
-  let s = "";
-  const n = Math.floor(r() * max);
-  for (let i = 0; i < n; i++) s += r() < 0.7 ? ATOMS[Math.floor(r() * ATOMS.length)]! : String.fromCharCode(Math.floor(r() * 0x3000));
-  return s;
-}
-
-/** Mutate a valid document: delete, duplicate or replace a slice with noise. */
-function mutate(r: () => number, good: string): string {
-  const a = Math.floor(r() * good.length);
-  const b = Math.min(good.length, a + Math.floor(r() * 20));
-  switch (Math.floor(r() * 4)) {
-    case 0: return good.slice(0, a) + good.slice(b);
-    case 1: return good.slice(0, b) + good.slice(a);
-    case 2: return good.slice(0, a) + text(r, 6) + good.slice(b);
-    default: return good.slice(0, a);
-  }
-}
-
-function onlyFerryErrors(f: () => unknown): void {
-  try {
-    f();
-  } catch (e) {
-    assert.ok(e instanceof FerryError, `not a FerryError: ${String(e)}`);
-    assert.ok(e.code in ERROR_CODES);
-  }
-}
+import { ATOMS, bytes, CASES, mutate, onlyFerryErrors, perturb, prng, randomValue, text } from "./gen.ts";
 
 const HOST_YAML = `name: h1
 sysfsRoot: /tmp/sys
@@ -74,32 +35,6 @@ const SPEC = {
   uuid: "0b5c3f8e-1d2a-4c4b-9a77-3e2f1d0c9b8a", name: "vm1", memoryMiB: 256, vcpus: 1, kernel: "/k", initrd: "/i", cmdline: "",
   nics: [{ name: "net0", mode: "failover", mac: "52:54:00:12:34:56", standby: { kind: "tap", ifname: "tap0" }, primary: { kind: "vfio", host: "0000:3b:10.1" }, guestPorts: { standby: 1, primary: 2 } }],
 };
-
-function randomValue(r: () => number, depth = 0): unknown {
-  const k = Math.floor(r() * (depth > 3 ? 6 : 8));
-  switch (k) {
-    case 0: return null;
-    case 1: return r() < 0.5;
-    case 2: return Math.floor((r() - 0.5) * 2 ** (r() * 60));
-    case 3: return text(r, 12);
-    case 4: return r() * 1e6;
-    case 5: return ATOMS[Math.floor(r() * ATOMS.length)];
-    case 6: return Array.from({ length: Math.floor(r() * 4) }, () => randomValue(r, depth + 1));
-    default: return Object.fromEntries(Array.from({ length: Math.floor(r() * 4) }, () => [text(r, 6), randomValue(r, depth + 1)]));
-  }
-}
-
-/** Replace one field somewhere in a valid object with a random value. */
-function perturb(r: () => number, x: unknown): unknown {
-  if (typeof x !== "object" || x === null) return randomValue(r);
-  const copy: Record<string, unknown> | unknown[] = Array.isArray(x) ? [...(x as unknown[])] : { ...(x as Record<string, unknown>) };
-  const keys = Object.keys(copy);
-  if (keys.length === 0 || r() < 0.15) return randomValue(r);
-  const key = keys[Math.floor(r() * keys.length)]!;
-  (copy as Record<string, unknown>)[key] = r() < 0.5 ? perturb(r, (copy as Record<string, unknown>)[key]) : randomValue(r);
-  if (r() < 0.1) delete (copy as Record<string, unknown>)[key];
-  return copy;
-}
 
 describe(`bad input, ${CASES} generated cases per surface`, () => {
   it("QMP reader: random, truncated, oversized and non-UTF-8 lines", () => {
@@ -123,6 +58,21 @@ describe(`bad input, ${CASES} generated cases per surface`, () => {
     const r = prng(3);
     parseControllerConfig(CONTROLLER_YAML);
     for (let i = 0; i < CASES; i++) onlyFerryErrors(() => parseControllerConfig(mutate(r, CONTROLLER_YAML), { source: "controller.yaml", baseDir: "/tmp" }));
+  });
+
+  it("both YAML configs: random text, non-UTF-8 bytes, alias bombs, deep nesting, huge documents", () => {
+    const r = prng(6);
+    const bomb = `a: &a ["x","x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n`;
+    const fixed = [bomb, `${"[".repeat(5000)}${"]".repeat(5000)}`, `name: ${"x".repeat(1 << 20)}\n`, "\uFEFF", "---\n---\n", "name: !!binary AAAA\n", "name: !custom x\n", "<<: *x\n"];
+    for (const doc of fixed) {
+      onlyFerryErrors(() => parseHostConfig(doc, { source: "host.yaml", baseDir: "/tmp" }));
+      onlyFerryErrors(() => parseControllerConfig(doc, { source: "controller.yaml", baseDir: "/tmp" }));
+    }
+    for (let i = 0; i < CASES; i++) {
+      const doc = r() < 0.5 ? text(r, 200) : bytes(r, 400).toString("utf8");
+      onlyFerryErrors(() => parseHostConfig(doc, { source: "host.yaml", baseDir: "/tmp" }));
+      onlyFerryErrors(() => parseControllerConfig(doc, { source: "controller.yaml", baseDir: "/tmp" }));
+    }
   });
 
   it("VM spec (the agent's instance and migration bodies): perturbed fields are named, never accepted silently when invalid", () => {

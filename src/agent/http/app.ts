@@ -1,10 +1,9 @@
 // The agent's HTTP app: buildAgentApp(deps) returns it, not listening
 // (cli/commands/agent.ts listens; tests use app.inject()). One route file per
-// resource; every route requires the bearer token.
-import Fastify from "fastify";
-import { FerryError } from "../../core/errors.ts";
+// resource; every route requires the bearer token (and, with TLS, a client
+// certificate).
 import { silentLogger } from "../../core/log.ts";
-import { bearerAuth } from "./auth.ts";
+import type { TlsMaterial } from "../../core/tls.ts";
 import type { AgentAppDeps, RouteFile } from "./deps.ts";
 import { faultRoutes } from "./faults.ts";
 import { healthRoutes } from "./health.ts";
@@ -12,9 +11,9 @@ import { instanceRoutes } from "./instances.ts";
 import { inventoryRoutes } from "./inventory.ts";
 import { leaseRoutes } from "./leases.ts";
 import { migrationRoutes } from "./migrations.ts";
-import { collectRoutes, openApiDocument } from "./openapi.ts";
-import { errorHandler } from "./problem.ts";
-import type { AgentFastify, TypeBoxProvider } from "./type-provider.ts";
+import { openApiDocument } from "./openapi.ts";
+import { baseApp } from "./server.ts";
+import type { AgentFastify } from "./type-provider.ts";
 
 export type { AgentAppDeps } from "./deps.ts";
 
@@ -29,23 +28,9 @@ export const ROUTE_FILES: readonly RouteFile[] = [healthRoutes, inventoryRoutes,
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-export function buildAgentApp(deps: AgentAppDeps): AgentFastify {
-  const log = deps.log ?? silentLogger;
-  const app = Fastify({
-    logger: false, // we log ourselves (errors); fastify's request log is not needed
-    bodyLimit: MAX_BODY_BYTES,
-    return503OnClosing: true,
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
-  }).withTypeProvider<TypeBoxProvider>();
-
-  const routes = collectRoutes(app);
-  app.setErrorHandler(errorHandler(log));
-  app.setNotFoundHandler((req, reply) => {
-    const e = new FerryError("FERRY_ERR_NOT_FOUND", `no route ${req.method} ${req.url.split("?")[0] ?? ""}`);
-    return reply.code(e.status).send(e.toJSON());
-  });
-  app.addHook("onRequest", bearerAuth(deps.token));
-
+/** `o.tls`: serve HTTPS and require a client certificate signed by its CA (the token stays required). */
+export function buildAgentApp(deps: AgentAppDeps, o: { tls?: TlsMaterial | null | undefined } = {}): AgentFastify {
+  const { app, routes } = baseApp({ token: deps.token, realm: "ferry-agent", tokenSource: "the agent's authTokenFile", bodyLimit: MAX_BODY_BYTES, log: deps.log ?? silentLogger, tls: o.tls });
   app.get("/openapi.json", { config: { openapi: { summary: "This API as an OpenAPI 3.1 document (requires the token too)" } } }, () =>
     openApiDocument(routes, { title: "Ferry agent", version: deps.agent.version }),
   );

@@ -7,8 +7,8 @@ import { tokenMatches } from "../token.ts";
 
 const BEARER_RE = /^Bearer ([^\s]+)$/i;
 
-/** `realm` names the service; `tokenSource` tells an operator where the token lives. */
-export function bearerAuth(token: string, o: { realm: string; tokenSource: string } = { realm: "ferry-agent", tokenSource: "the agent's authTokenFile" }) {
+/** `realm` names the service; `tokenSource` tells an operator where the token lives. (Both apps: server.ts.) */
+export function bearerAuth(token: string, o: { realm: string; tokenSource: string }) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const header = req.headers.authorization;
     const m = typeof header === "string" ? BEARER_RE.exec(header) : null;

@@ -5,6 +5,7 @@
 import { Type } from "typebox";
 import { parseVmSpec } from "../../model/vm.ts";
 import { InstanceId, NAME_PATTERN, PciAddress } from "../api.ts";
+import { MAX_HOLD_MS } from "../faults.ts";
 import * as steps from "../migration/steps.ts";
 import type { AgentAppDeps } from "./deps.ts";
 import type { AgentFastify } from "./type-provider.ts";
@@ -25,7 +26,7 @@ export function migrationRoutes(app: AgentFastify, { agent }: AgentAppDeps): voi
   post("/v1/migrations/:id/begin", {
     schema: { params: Params, body: obj({ instanceId: InstanceId }) },
     config: { openapi: { summary: "Source: freeze the VM definition of a running instance for a migration" } },
-  }, (req) => steps.begin(ctx(), req.params.id, req.body.instanceId));
+  }, (req) => steps.begin(ctx(), req.params.id, req.body.instanceId, within(MAX_HOLD_MS)));
 
   post("/v1/migrations/:id/prepare", {
     schema: {
@@ -63,7 +64,7 @@ export function migrationRoutes(app: AgentFastify, { agent }: AgentAppDeps): voi
   post("/v1/migrations/:id/precheck", {
     schema: { params: Params, body: Type.Optional(Empty) },
     config: { openapi: { summary: "Destination: bounded check at pre-switchover (instance alive and incoming, VFs still reserved)" } },
-  }, (req) => steps.precheck(ctx(), req.params.id, AbortSignal.timeout(2_000)));
+  }, (req) => steps.precheck(ctx(), req.params.id, 2_000));
 
   post("/v1/migrations/:id/switchover", {
     schema: { params: Params, body: obj({ instanceId: InstanceId, timeoutMs: Ms(HOUR) }) },

@@ -56,7 +56,7 @@ export async function localMigrate(ctx: StepContext, input: LocalMigrateInput, s
   if (!old) throw new FerryError("FERRY_ERR_NOT_FOUND", `no instance ${input.instanceId} on ${ctx.host}`, { details: { instanceId: input.instanceId } });
   const spec = old.meta.spec;
   if (spec.sharedMemoryPath === undefined) {
-    throw new FerryError("FERRY_ERR_STATE", `VM ${spec.name} does not map its RAM from a shared file, so a local migration would copy all of it: recreate the VM with shared memory, or migrate it to another host`, { details: { vm: spec.name } });
+    throw new FerryError("FERRY_ERR_STATE", `VM ${spec.name} does not map its RAM from a shared file, so a local migration would copy all of it: create VMs meant for local migration with shared memory ('ferry vm create … --shared-memory'), or migrate this one to another host`, { details: { vm: spec.name } });
   }
   const qemuBinary = input.qemuBinary ?? old.meta.qemuBinary;
   if (input.qemuBinary !== undefined) {

@@ -12,6 +12,7 @@ import type { LeaseHolder, LeaseStore, RecordStore } from "../../host/leases.ts"
 import type { NetBackend, NicSpec, PrimaryDevice, VmSpec } from "../../model/vm.ts";
 import type { Accel } from "../../qemu/accel.ts";
 import type { Faults } from "../faults.ts";
+import { MAX_HOLD_MS } from "../faults.ts";
 import { deviceIds } from "../../qemu/argv.ts";
 import { plugPrimary, unplugPrimary } from "../../qemu/hotplug.ts";
 import { attachTap, attachTaps, sharedMemoryFor, steer, steerInitial, withTaps } from "./wiring.ts";
@@ -26,6 +27,8 @@ import { queryMigrate, listDeviceIds, queryStatus } from "../../qmp/commands.ts"
 export interface NetworkPlace {
   bridge: string | null;
   netns: string | null;
+  /** "unmanaged": no P10 forwarding management on this bridge (raw QEMU failover; see wiring.ts). Default managed. */
+  forwarding?: "managed" | "unmanaged";
 }
 
 export interface InstanceRegistry {
@@ -61,11 +64,50 @@ interface DestRecord {
   /** NIC name → VF planned on this host (null: runs without its VF). */
   planned: Record<string, string | null>;
   finished?: FinishResult;
+  /** Finish found the instance's QEMU gone (after the switch-over: the guest is lost). */
+  lost?: true;
 }
 
 interface SrcRecord {
   instanceId: string;
   unplugged: string[];
+  /**
+   * Journaled before the side effect: the outgoing migration was started
+   * (perform) / continued past pre-switchover (switchover). QEMU's
+   * query-migrate also answers for the incoming migration that brought the
+   * guest here ("completed"), so without `started` a "completed" is not this
+   * migration's; and with pause-before-switchover it cannot complete unless
+   * `continued`.
+   */
+  started?: true;
+  continued?: true;
+}
+
+/**
+ * Steps of one migration on one host that must not overlap run one after
+ * the other: prepare and abort on the destination (an abort sent while the
+ * coordinator's prepare call was cancelled must find the instance that
+ * prepare goes on to start), perform and confirm on the source. A re-sent
+ * step waits for the one still running, then answers from its record.
+ */
+const inFlight = new Map<string, Promise<unknown>>();
+async function serial<T>(ctx: StepContext, migrationId: string, fn: () => Promise<T>): Promise<T> {
+  const key = `${ctx.host}\0${migrationId}`;
+  const run = (inFlight.get(key) ?? Promise.resolve()).then(fn, fn);
+  const tail = run.catch(() => undefined);
+  inFlight.set(key, tail);
+  try {
+    return await run;
+  } finally {
+    if (inFlight.get(key) === tail) inFlight.delete(key);
+  }
+}
+
+/** What this migration's outgoing side really did, from QEMU's state and the record (see SrcRecord). */
+async function cancelOutgoing(ctx: StepContext, inst: Instance, rec: SrcRecord | undefined, signal: AbortSignal): Promise<"cancelled" | "completed" | "failed" | "not-running"> {
+  if (rec?.started !== true) return "not-running";
+  const result = await cancelMigration(inst.qmp, { signal, clock: ctx.clock });
+  return result === "completed" && rec.continued !== true ? "not-running" : result;
 }
 
 export interface PrepareInput {
@@ -142,7 +184,8 @@ export async function discard(ctx: StepContext, inst: Instance): Promise<void> {
 
 // ---------------------------------------------------------------- source
 
-export function begin(ctx: StepContext, _migrationId: string, instanceId: string): { spec: VmSpec } {
+export async function begin(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ spec: VmSpec }> {
+  await ctx.faults?.hold("begin", migrationId, ctx.clock, signal);
   const inst = instanceOf(ctx, instanceId);
   return { spec: inst.meta.spec };
 }
@@ -211,7 +254,12 @@ export async function migrateOut(ctx: StepContext, inst: Instance, uri: string, 
   }
 }
 
-export async function perform(ctx: StepContext, migrationId: string, input: PerformInput, signal: AbortSignal): Promise<PerformResult> {
+export function perform(ctx: StepContext, migrationId: string, input: PerformInput, signal: AbortSignal): Promise<PerformResult> {
+  return serial(ctx, migrationId, () => performNow(ctx, migrationId, input, signal));
+}
+
+async function performNow(ctx: StepContext, migrationId: string, input: PerformInput, signal: AbortSignal): Promise<PerformResult> {
+  await ctx.faults?.hold("perform", migrationId, ctx.clock, signal);
   const inst = instanceOf(ctx, input.instanceId);
   const rec: SrcRecord = (ctx.records.get(SRC, migrationId) as SrcRecord | undefined) ?? { instanceId: input.instanceId, unplugged: [] };
   const current = await queryMigrate(inst.qmp, { signal });
@@ -226,6 +274,7 @@ export async function perform(ctx: StepContext, migrationId: string, input: Perf
     rec.unplugged.push(nic);
     ctx.records.put(SRC, migrationId, rec);
   });
+  rec.started = true;
   ctx.records.put(SRC, migrationId, rec);
   const info = await migrateOut(ctx, inst, input.uri, {
     setup: { capabilities: { "pause-before-switchover": true }, parameters: { maxBandwidth: input.maxBandwidthBytes, downtimeLimit: input.downtimeLimitMs } },
@@ -237,25 +286,35 @@ export async function perform(ctx: StepContext, migrationId: string, input: Perf
 }
 
 /** Source: best-effort cancel of a running migration; reports what really happened. */
-export async function cancelOnSource(ctx: StepContext, _migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ result: "cancelled" | "completed" | "failed" | "not-running" }> {
+export async function cancelOnSource(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ result: "cancelled" | "completed" | "failed" | "not-running" }> {
   const inst = ctx.instances.get(instanceId);
   if (!inst || inst.qmp.closed) return { result: "not-running" };
-  return { result: await cancelMigration(inst.qmp, { signal, clock: ctx.clock }) };
+  return { result: await cancelOutgoing(ctx, inst, ctx.records.get(SRC, migrationId) as SrcRecord | undefined, signal) };
 }
 
-export async function switchover(ctx: StepContext, _migrationId: string, instanceId: string, timeoutMs: number, signal: AbortSignal): Promise<SwitchoverResult> {
+export async function switchover(ctx: StepContext, migrationId: string, instanceId: string, timeoutMs: number, signal: AbortSignal): Promise<SwitchoverResult> {
   const inst = instanceOf(ctx, instanceId);
+  const rec = ctx.records.get(SRC, migrationId) as SrcRecord | undefined;
   let info = await queryMigrate(inst.qmp, { signal });
-  if (info.status === "pre-switchover") info = await continueMigration(inst.qmp, { timeoutMs, signal, clock: ctx.clock });
-  else if (info.status === "completed") info = await completedInfo(inst.qmp, info, signal);
+  if (info.status === "pre-switchover" && rec?.started === true) {
+    ctx.records.put(SRC, migrationId, { ...rec, continued: true } satisfies SrcRecord);
+    info = await continueMigration(inst.qmp, { timeoutMs, signal, clock: ctx.clock });
+  } else if (info.status === "completed" && rec?.continued === true) info = await completedInfo(inst.qmp, info, signal);
   else throw new FerryError("FERRY_ERR_STATE", `cannot switch over: migration is ${info.status}`, { details: { status: info.status } });
+  await ctx.faults?.hold("switchover", migrationId, ctx.clock, signal);
   return { totalMs: info.totalTimeMs ?? 0, downtimeMs: info.downtimeMs ?? 0, transferredBytes: info.ram?.transferred ?? 0 };
 }
 
-export async function confirmSource(ctx: StepContext, migrationId: string, instanceId: string, success: boolean, signal: AbortSignal): Promise<{ state: "stopped" | "running" | "gone" }> {
+export function confirmSource(ctx: StepContext, migrationId: string, instanceId: string, success: boolean, signal: AbortSignal): Promise<{ state: "stopped" | "running" | "gone" }> {
+  return serial(ctx, migrationId, () => confirmNow(ctx, migrationId, instanceId, success, signal));
+}
+
+async function confirmNow(ctx: StepContext, migrationId: string, instanceId: string, success: boolean, signal: AbortSignal): Promise<{ state: "stopped" | "running" | "gone" }> {
+  if (success) await ctx.faults?.hold("confirm", migrationId, ctx.clock, signal);
   const inst = ctx.instances.get(instanceId);
   const rec = ctx.records.get(SRC, migrationId) as SrcRecord | undefined;
-  if (!inst) {
+  // its QEMU exited (not yet reaped by the agent's tick): nothing to stop or resume
+  if (!inst || (inst.qmp.closed && !(await inst.alive()))) {
     ctx.records.delete(SRC, migrationId);
     return { state: "gone" };
   }
@@ -271,7 +330,7 @@ export async function confirmSource(ctx: StepContext, migrationId: string, insta
     return { state: "stopped" };
   }
   // failure before the switch-over: the source keeps (or gets back) its guest and devices
-  const result = await cancelMigration(inst.qmp, { signal, clock: ctx.clock }).catch(() => "failed" as const);
+  const result = await cancelOutgoing(ctx, inst, rec, signal).catch(() => "failed" as const);
   if (result === "completed") {
     throw new FerryError("FERRY_ERR_STATE", "the migration completed before it could be cancelled: the destination runs the guest", { details: { result } });
   }
@@ -310,7 +369,11 @@ async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Pro
   }
 }
 
-export async function prepare(ctx: StepContext, migrationId: string, input: PrepareInput, signal: AbortSignal): Promise<PrepareResult> {
+export function prepare(ctx: StepContext, migrationId: string, input: PrepareInput, signal: AbortSignal): Promise<PrepareResult> {
+  return serial(ctx, migrationId, () => prepareNow(ctx, migrationId, input, signal));
+}
+
+async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareInput, signal: AbortSignal): Promise<PrepareResult> {
   const existing = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
   if (existing && ctx.instances.get(existing.instanceId)) return { instanceId: existing.instanceId, uri: existing.uri };
   const source = input.spec;
@@ -353,6 +416,7 @@ export async function prepare(ctx: StepContext, migrationId: string, input: Prep
     await attachTaps(ctx, spec, signal);
     const uri = await prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", {}, signal);
     ctx.records.put(DEST, migrationId, { instanceId, uri, vmUuid: source.uuid, spec, planned } satisfies DestRecord);
+    await ctx.faults?.hold("prepare", migrationId, ctx.clock, signal);
     if (ctx.faults?.fire("agent-crash-in-prepare")) process.kill(process.pid, "SIGKILL");
     return { instanceId, uri };
   } catch (e) {
@@ -363,7 +427,10 @@ export async function prepare(ctx: StepContext, migrationId: string, input: Prep
   }
 }
 
-export async function precheck(ctx: StepContext, migrationId: string, signal: AbortSignal): Promise<{ ok: boolean; reason?: string }> {
+/** Bounded by `timeoutMs` (the guest is paused), counted after a lab hold:precheck. */
+export async function precheck(ctx: StepContext, migrationId: string, timeoutMs: number): Promise<{ ok: boolean; reason?: string }> {
+  await ctx.faults?.hold("precheck", migrationId, ctx.clock, ctx.clock.timeout(MAX_HOLD_MS));
+  const signal = ctx.clock.timeout(timeoutMs);
   const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
   if (!rec) return { ok: false, reason: `no prepared destination for migration ${migrationId}` };
   if (ctx.faults?.fire("precheck-fail")) return { ok: false, reason: "destination check failed (lab fault switch precheck-fail)" };
@@ -441,13 +508,20 @@ export async function finish(ctx: StepContext, migrationId: string, primaryBackM
   const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
   if (!rec) throw new FerryError("FERRY_ERR_NOT_FOUND", `no prepared destination for migration ${migrationId}`);
   if (rec.finished) return rec.finished;
-  const inst = instanceOf(ctx, rec.instanceId);
+  const inst = ctx.instances.get(rec.instanceId);
+  if (rec.lost || !inst) return guestLost(ctx, migrationId, rec, inst);
   if (ctx.faults?.fire("qemu-crash-on-destination")) inst.kill();
   const replugFails = ctx.faults?.fire("replug-fail") ?? false;
-  await waitRunning(ctx, inst, signal);
+  try {
+    await waitRunning(ctx, inst, signal);
+  } catch (e) {
+    if (inst.qmp.closed && !(await inst.alive())) return guestLost(ctx, migrationId, rec, inst);
+    throw e;
+  }
   // the instance's own spec follows its devices (a re-plugged ephemeral NIC), so the next migration unplugs it again
   const result: FinishResult = { instanceId: inst.id, nics: await bringBackNics(ctx, inst, inst.meta.spec, rec.planned, { primaryBackMs, replugFails }, signal) };
   await inst.saveMeta();
+  await ctx.faults?.hold("finish", migrationId, ctx.clock, signal);
   // leases move from the migration to the running instance; a VF that did not attach stays leased
   // to it as well, so that a later re-plug or a migrate-back decision still has it.
   const to = instanceHolder(rec.vmUuid, inst.id);
@@ -461,7 +535,27 @@ export async function finish(ctx: StepContext, migrationId: string, primaryBackM
   return result;
 }
 
-export async function abortDestination(ctx: StepContext, migrationId: string): Promise<{ aborted: boolean }> {
+/**
+ * Finish found the destination QEMU gone: forget the instance, release the
+ * migration's VFs here, remember it (a re-sent finish answers the same), and
+ * say so with FERRY_ERR_GUEST_LOST (the coordinator does not resume the
+ * source: the guest may have run here).
+ */
+async function guestLost(ctx: StepContext, migrationId: string, rec: DestRecord, inst: Instance | undefined): Promise<never> {
+  if (inst) await discard(ctx, inst);
+  for (const l of ctx.leases.list()) {
+    const mine = l.holder.kind === "migration" ? l.holder.migrationId === migrationId : l.holder.instanceId === rec.instanceId;
+    if (mine) ctx.leases.release(l.vf, l.holder);
+  }
+  if (!rec.lost) ctx.records.put(DEST, migrationId, { ...rec, lost: true } satisfies DestRecord);
+  throw new FerryError("FERRY_ERR_GUEST_LOST", `the destination QEMU of instance ${rec.instanceId} exited after the switch-over: the guest is lost`, { details: { instanceId: rec.instanceId } });
+}
+
+export function abortDestination(ctx: StepContext, migrationId: string): Promise<{ aborted: boolean }> {
+  return serial(ctx, migrationId, () => abortNow(ctx, migrationId));
+}
+
+async function abortNow(ctx: StepContext, migrationId: string): Promise<{ aborted: boolean }> {
   const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
   let aborted = false;
   if (rec) {

@@ -7,6 +7,12 @@
 // forwarding entry moves only when Ferry moves it: pinned to the port that is
 // live at each moment of a migration (primary, or standby while the primary
 // is away), not left to a stale learned entry (FINDINGS: 0.9–3 s outages).
+//
+// A network configured `forwarding: unmanaged` (host.yaml; `ferry lab up
+// --forwarding unmanaged`) is raw QEMU failover, the baseline of the
+// connectivity benchmark: taps join the bridge with learning and flooding on
+// (Linux's defaults) and nothing is ever pinned; the bridge follows whatever
+// frames the guest and QEMU's self-announcements send.
 import { setPortForwarding, pinMac } from "../../host/forwarding.ts";
 import type { NetCtx } from "../../host/forwarding.ts";
 import type { NetBackend, NicSpec, VmSpec } from "../../model/vm.ts";
@@ -43,20 +49,20 @@ export function withTaps(ctx: StepContext, instanceId: string, spec: VmSpec): { 
   return { spec: { ...spec, nics }, netns };
 }
 
-function netCtx(ctx: StepContext, nic: NicSpec): NetCtx & { bridge: string | null } {
+function netCtx(ctx: StepContext, nic: NicSpec): NetCtx & { bridge: string | null; managed: boolean } {
   const network = nicNetwork(ctx, nic);
   const place = network === undefined ? undefined : ctx.network(network);
-  return { run: ctx.run, netns: place?.netns ?? null, bridge: place?.bridge ?? null };
+  return { run: ctx.run, netns: place?.netns ?? null, bridge: place?.bridge ?? null, managed: place?.forwarding !== "unmanaged" };
 }
 
-/** Attach a tap QEMU created to its network's bridge, up, learning off. */
+/** Attach a tap QEMU created to its network's bridge, up; learning off (managed) or on (unmanaged). */
 export async function attachTap(ctx: StepContext, nic: NicSpec, backend: NetBackend | undefined, signal: AbortSignal): Promise<void> {
   if (backend?.kind !== "tap") return;
   const n = netCtx(ctx, nic);
   if (!n.bridge) return;
   const ns = n.netns ? ["-n", n.netns] : [];
   await ctx.run("ip", [...ns, "link", "set", "dev", backend.ifname, "master", n.bridge, "up"], { signal, timeoutMs: 5_000 });
-  await setPortForwarding(n, backend.ifname, { learning: false }, signal);
+  await setPortForwarding(n, backend.ifname, n.managed ? { learning: false } : { learning: true, flood: true }, signal);
 }
 
 /** Attach every tap of an instance's spec (after QEMU opened them). */
@@ -67,12 +73,12 @@ export async function attachTaps(ctx: StepContext, spec: VmSpec, signal: AbortSi
   }
 }
 
-/** P10: steer the guest MAC's frames to this half of the NIC (its tap), now. No-op without a lab bridge. */
+/** P10: steer the guest MAC's frames to this half of the NIC (its tap), now. No-op without a lab bridge or when unmanaged. */
 export async function steer(ctx: StepContext, nic: NicSpec, half: "standby" | "primary", signal: AbortSignal): Promise<boolean> {
   const backend = half === "standby" ? nic.standby : nic.primary?.kind === "stand-in" ? nic.primary.backend : undefined;
   if (backend?.kind !== "tap") return false;
   const n = netCtx(ctx, nic);
-  if (!n.bridge) return false;
+  if (!n.bridge || !n.managed) return false;
   await pinMac(n, nic.mac, backend.ifname, signal);
   return true;
 }

@@ -16,7 +16,7 @@ export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDe
     { schema: { body: CreateVmBody, response: { 201: VmView } }, config: { openapi: { summary: "Create a VM on a host and start it (a free VF of each NIC's network is picked there)" } } },
     async (req, reply) => {
       const b = req.body;
-      const vm = await controller.createVm({ name: b.name, host: b.host, memoryMiB: b.memoryMiB, nics: b.nics, ...(b.vcpus === undefined ? {} : { vcpus: b.vcpus }), ...(b.noOs === undefined ? {} : { noOs: b.noOs }) });
+      const vm = await controller.createVm({ name: b.name, host: b.host, memoryMiB: b.memoryMiB, nics: b.nics, ...(b.vcpus === undefined ? {} : { vcpus: b.vcpus }), ...(b.noOs === undefined ? {} : { noOs: b.noOs }), ...(b.guestFillMiB === undefined ? {} : { guestFillMiB: b.guestFillMiB }), ...(b.sharedMemory === true ? { sharedMemory: true } : {}) });
       return reply.code(201).send(vm);
     },
   );
@@ -31,7 +31,7 @@ export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDe
   );
   app.post(
     "/v1/vms/:name/local-migrate",
-    { schema: { params: VmParams, body: Type.Object({ qemuBinary: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })) }, { additionalProperties: false }) }, config: { openapi: { summary: "Local migration: a new QEMU instance on the same host (optionally another QEMU binary), RAM shared, VFs kept" } } },
+    { schema: { params: VmParams, body: Type.Object({ qemuBinary: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, pattern: "^(?!.*/\\.\\.(/|$))/[^\\u0000-\\u001f\\u007f]*$", description: "an absolute path to a QEMU binary on the VM's host" })) }, { additionalProperties: false }) }, config: { openapi: { summary: "Local migration: a new QEMU instance on the same host (optionally another QEMU binary), RAM shared, VFs kept" } } },
     (req) => controller.localMigrate(req.params.name, req.body.qemuBinary === undefined ? {} : { qemuBinary: req.body.qemuBinary }),
   );
   app.post(

@@ -13,6 +13,7 @@ import { buildInventoryView } from "../../agent/inventory.ts";
 import { loadOrCreateToken } from "../../agent/token.ts";
 import { systemClock } from "../../core/clock.ts";
 import { createLogger } from "../../core/log.ts";
+import { loadTls } from "../../core/tls.ts";
 import { loadHostConfig, stateFile } from "../../host/config.ts";
 import type { HostConfig } from "../../host/config.ts";
 import { LeaseStore } from "../../host/leases.ts";
@@ -59,11 +60,12 @@ async function serve(configPath: string): Promise<number> {
     const tok = await loadOrCreateToken(config.authTokenFile);
     if (tok.created) log.info({ file: config.authTokenFile }, "created the auth token file (mode 0600)");
     if (tok.looseMode !== null) log.warn({ file: config.authTokenFile, mode: tok.looseMode.toString(8) }, "the auth token file is readable by others: chmod 600 it");
-    app = buildAgentApp({ agent, token: tok.token, log });
+    const tls = config.tls ? await loadTls(config.tls) : null;
+    app = buildAgentApp({ agent, token: tok.token, log }, { tls });
     const address = await app.listen({ host: config.listen.address, port: config.listen.port });
     log.info({ address, host: config.name, accel: agent.accel.accel }, `ferry agent ${config.name} listening on ${address}`);
     const stopHeartbeat = config.controller
-      ? startHeartbeat({ controller: config.controller, body: { name: config.name, url: address, version: agent.version, accel: agent.accel.accel }, clock: systemClock, log })
+      ? startHeartbeat({ controller: config.controller, body: { name: config.name, url: config.controller.advertiseUrl ?? address, version: agent.version, accel: agent.accel.accel }, clock: systemClock, log, tls })
       : () => undefined;
     const sig = await new Promise<NodeJS.Signals>((resolve) => {
       const on = (s: NodeJS.Signals): void => {

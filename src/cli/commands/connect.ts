@@ -2,30 +2,44 @@
 // --token-file F), else the environment (FERRY_CONTROLLER, FERRY_TOKEN_FILE),
 // else a context file ($FERRY_CONTEXT, default ~/.config/ferry/context.json,
 // written by `ferry lab`): { "controller": "http://127.0.0.1:7600", "tokenFile": "/path/token" }.
-// Each setting is taken from the first source that has it.
+// Each setting is taken from the first source that has it. Mutual TLS (an
+// https:// controller that demands a client certificate): --tls-cert F
+// --tls-key F --tls-ca F, FERRY_TLS_CERT/FERRY_TLS_KEY/FERRY_TLS_CA, or
+// "tls": { "cert", "key", "ca" } in the context file — all three or none.
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { isAbsolute, join, dirname, resolve } from "node:path";
 import { ControllerClient } from "../../api/client.ts";
 import { FerryError } from "../../core/errors.ts";
+import { loadTls } from "../../core/tls.ts";
+import type { TlsFiles } from "../../core/tls.ts";
 import { UsageError } from "../args.ts";
 
 export const CONNECT_OPTIONS = {
   controller: { type: "string" },
   "token-file": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-ca": { type: "string" },
 } as const;
 
+type ConnectFlags = { controller?: string | undefined; "token-file"?: string | undefined; "tls-cert"?: string | undefined; "tls-key"?: string | undefined; "tls-ca"?: string | undefined };
+
 export const CONNECT_HELP = `connection (first found wins): --controller URL --token-file FILE; FERRY_CONTROLLER, FERRY_TOKEN_FILE;
-  the context file $FERRY_CONTEXT or ~/.config/ferry/context.json ({"controller": URL, "tokenFile": FILE})`;
+  the context file $FERRY_CONTEXT or ~/.config/ferry/context.json ({"controller": URL, "tokenFile": FILE})
+  mutual TLS: --tls-cert FILE --tls-key FILE --tls-ca FILE; FERRY_TLS_CERT, FERRY_TLS_KEY, FERRY_TLS_CA; "tls": {cert, key, ca}
+  in the context file (used with the context's controller only)`;
 
 export interface Connection {
   controller: string;
   tokenFile: string;
+  tls: TlsFiles | null;
 }
 
 interface ContextFile {
   controller?: string;
   tokenFile?: string;
+  tls?: Partial<TlsFiles>;
 }
 
 async function readContext(env: NodeJS.ProcessEnv): Promise<{ file: string; ctx: ContextFile } | undefined> {
@@ -53,24 +67,47 @@ async function readContext(env: NodeJS.ProcessEnv): Promise<{ file: string; ctx:
     if (typeof x !== "string" || x === "") throw new FerryError("FERRY_ERR_CONFIG", `${file}: ${k} must be a non-empty string (got ${JSON.stringify(x)})`);
     ctx[k] = k === "tokenFile" && !isAbsolute(x) ? resolve(dirname(file), x) : x;
   }
+  const t = o["tls"];
+  if (t !== undefined) {
+    if (typeof t !== "object" || t === null || Array.isArray(t)) throw new FerryError("FERRY_ERR_CONFIG", `${file}: tls must be an object { cert, key, ca }`);
+    const tls: Partial<TlsFiles> = {};
+    for (const [k, x] of Object.entries(t as Record<string, unknown>)) {
+      if (k !== "cert" && k !== "key" && k !== "ca") throw new FerryError("FERRY_ERR_CONFIG", `${file}: tls.${k}: unknown field (allowed: cert, key, ca)`);
+      if (typeof x !== "string" || x === "" || x.includes("\0")) throw new FerryError("FERRY_ERR_CONFIG", `${file}: tls.${k} must be a file name (got ${JSON.stringify(x)})`);
+      tls[k] = isAbsolute(x) ? x : resolve(dirname(file), x);
+    }
+    ctx.tls = tls;
+  }
   return { file, ctx };
 }
 
-export async function resolveConnection(command: string, flags: { controller?: string | undefined; "token-file"?: string | undefined }, env: NodeJS.ProcessEnv = process.env): Promise<Connection> {
+export async function resolveConnection(command: string, flags: ConnectFlags, env: NodeJS.ProcessEnv = process.env): Promise<Connection> {
   let controller = flags.controller ?? (env["FERRY_CONTROLLER"] || undefined);
   let tokenFile = flags["token-file"] ?? (env["FERRY_TOKEN_FILE"] || undefined);
+  const tls: Partial<TlsFiles> = {};
+  for (const k of ["cert", "key", "ca"] as const) {
+    const x = flags[`tls-${k}`] ?? (env[`FERRY_TLS_${k.toUpperCase()}`] || undefined);
+    if (x !== undefined) tls[k] = resolve(x);
+  }
   if (controller === undefined || tokenFile === undefined) {
     const c = await readContext(env);
+    // the context's TLS files belong to the context's controller: used only with it
+    if (controller === undefined && c?.ctx.controller !== undefined) for (const k of ["cert", "key", "ca"] as const) tls[k] ??= c.ctx.tls?.[k];
     controller ??= c?.ctx.controller;
     tokenFile ??= c?.ctx.tokenFile;
   }
   if (controller === undefined) throw new UsageError(command, "no controller address: give --controller URL, set FERRY_CONTROLLER, or write a context file");
-  if (!/^https?:\/\//.test(controller)) throw new UsageError(command, `--controller: not an http(s) URL: ${JSON.stringify(controller)}`);
+  if (!/^https?:\/\/[^\s]+$/.test(controller)) throw new UsageError(command, `--controller: not an http(s) URL: ${JSON.stringify(controller)}`);
   if (tokenFile === undefined) throw new UsageError(command, "no token file: give --token-file FILE, set FERRY_TOKEN_FILE, or write a context file");
-  return { controller, tokenFile };
+  for (const f of [tokenFile, ...Object.values(tls)]) if (f?.includes("\0")) throw new UsageError(command, `a file name contains a NUL byte: ${JSON.stringify(f)}`);
+  const given = (["cert", "key", "ca"] as const).filter((k) => tls[k] !== undefined);
+  if (given.length > 0 && given.length < 3) throw new UsageError(command, `mutual TLS needs --tls-cert, --tls-key and --tls-ca together (missing: ${(["cert", "key", "ca"] as const).filter((k) => tls[k] === undefined).map((k) => `--tls-${k}`).join(", ")})`);
+  const files = tls.cert !== undefined && tls.key !== undefined && tls.ca !== undefined ? { cert: tls.cert, key: tls.key, ca: tls.ca } : null;
+  if (files && !controller.startsWith("https://")) throw new UsageError(command, `--controller: mutual TLS is configured, so the controller must be an https:// URL (got ${JSON.stringify(controller)})`);
+  return { controller, tokenFile, tls: files };
 }
 
-export async function connect(command: string, flags: { controller?: string | undefined; "token-file"?: string | undefined }): Promise<ControllerClient> {
+export async function connect(command: string, flags: ConnectFlags): Promise<ControllerClient> {
   const c = await resolveConnection(command, flags);
   let token: string;
   try {
@@ -78,18 +115,18 @@ export async function connect(command: string, flags: { controller?: string | un
   } catch (e) {
     throw new FerryError("FERRY_ERR_CONFIG", `${c.tokenFile}: cannot read the controller token: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
-  return new ControllerClient({ baseUrl: c.controller, token });
+  return new ControllerClient({ baseUrl: c.controller, token, tls: c.tls ? await loadTls(c.tls) : null });
 }
 
 /** Pull every `--name VALUE` / `--name=VALUE` out of argv (repeatable flags), leaving the rest for parse(). */
-export function takeRepeated(argv: readonly string[], name: string): { values: string[]; rest: string[] } {
+export function takeRepeated(argv: readonly string[], name: string, command = "vm"): { values: string[]; rest: string[] } {
   const values: string[] = [];
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === name) {
       const v = argv[i + 1];
-      if (v === undefined) throw new UsageError("vm", `${name} needs a value`);
+      if (v === undefined) throw new UsageError(command, `${name} needs a value`);
       values.push(v);
       i++;
     } else if (a.startsWith(`${name}=`)) values.push(a.slice(name.length + 1));

@@ -11,9 +11,11 @@ import { Controller } from "../../controller/controller.ts";
 import { systemClock } from "../../core/clock.ts";
 import { FerryError } from "../../core/errors.ts";
 import { createLogger } from "../../core/log.ts";
+import { loadTls, tlsFetch } from "../../core/tls.ts";
 import { labConnectivity } from "../../lab/connectivity.ts";
 import { guestImagePaths } from "../../lab/guest-image.ts";
 import { SqliteClusterStore } from "../../store/cluster.ts";
+import { SqliteEventLog } from "../../store/events.ts";
 import { SqliteStore } from "../../store/sqlite.ts";
 import { parse, required, UsageError } from "../args.ts";
 import { EXIT } from "../exit-codes.ts";
@@ -48,13 +50,15 @@ export async function run(argv: readonly string[]): Promise<number> {
   const tok = await loadOrCreateToken(config.tokenFile);
   if (tok.created) log.info({ file: config.tokenFile }, "created the controller token file (mode 0600)");
   if (tok.looseMode !== null) log.warn({ file: config.tokenFile, mode: tok.looseMode.toString(8) }, "the token file is readable by others: chmod 600 it");
+  const tls = config.tls ? await loadTls(config.tls) : null;
   const store = new SqliteStore(dbFile(config));
   const cluster = new SqliteClusterStore(dbFile(config));
-  const controller = new Controller({ config, store, cluster, clock: systemClock, log, agentToken, guestImage: () => guestImagePaths(), ...(config.lab ? { connectivity: labConnectivity(config.lab.fabric) } : {}) });
+  const eventLog = new SqliteEventLog(dbFile(config));
+  const controller = new Controller({ config, store, cluster, eventLog, clock: systemClock, log, agentToken, ...(tls ? { fetch: tlsFetch(tls) } : {}), guestImage: () => guestImagePaths(), ...(config.lab ? { connectivity: labConnectivity(config.lab.fabric) } : {}) });
   let app: ReturnType<typeof buildControllerApp> | undefined;
   try {
     await controller.start();
-    app = buildControllerApp({ controller, token: tok.token, version: pkg.version, log });
+    app = buildControllerApp({ controller, token: tok.token, version: pkg.version, log }, { tls });
     const address = await app.listen({ host: config.listen.address, port: config.listen.port });
     log.info({ address, db: dbFile(config) }, `ferry controller listening on ${address}`);
     const sig = await new Promise<NodeJS.Signals>((resolve) => {
@@ -73,6 +77,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     await controller.close();
     store.close();
     cluster.close();
+    eventLog.close();
     log.flush();
   }
 }

@@ -9,17 +9,19 @@ import { renderTable } from "../render/table.ts";
 
 export const USAGE = `usage:
   ferry lab up [--hosts N] [--config lab.yaml] [--name NAME]   namespace, bridges, controller, agents
+      [--forwarding unmanaged]                                   raw QEMU failover: no forwarding-path management (benchmarks)
   ferry lab down [--name NAME]                                   remove all of it (also after a crash)
   ferry lab status [--json] [--name NAME]                        each component's pid and address
   ferry lab kill controller|HOST                                 SIGKILL it by its recorded pid
   ferry lab start controller|HOST                                start it again
   ferry lab fault HOST NAME [--once]                             arm a fault switch: ${FAULTS.join(", ")}
-lab.yaml: { networks: [physnet1, physnet2], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host3: { physnet2: 0 } } }
+lab.yaml: { networks: [physnet1, physnet2], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host3: { physnet2: 0 } }, forwarding: managed }
 `;
 
 const OPTIONS = {
   hosts: { type: "string" },
   config: { type: "string" },
+  forwarding: { type: "string" },
   name: { type: "string" },
   json: { type: "boolean" },
   once: { type: "boolean" },
@@ -40,7 +42,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       const hosts = values.hosts === undefined ? undefined : Number(values.hosts);
       if (hosts !== undefined && !Number.isInteger(hosts)) throw new UsageError("lab", `--hosts: expected a whole number, got ${values.hosts}`);
       const configText = values.config === undefined ? undefined : await readFile(values.config, "utf8");
-      const state = await labUp(labSpec({ name, hosts, configText }), say);
+      const state = await labUp(labSpec({ name, hosts, configText, ...(values.forwarding === undefined ? {} : { forwarding: values.forwarding }) }), say);
       say(`lab ${state.name} is up: ${state.hosts.length} hosts; try 'ferry hosts', 'ferry lab status', 'ferry lab down'`);
       return EXIT.ok;
     }

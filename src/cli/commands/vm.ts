@@ -1,4 +1,4 @@
-// `ferry vm create NAME --host H --memory MiB [--vcpus N] --nic NETWORK:MODE:POLICY [--nic …] [--guest no-os] [--json]`
+// `ferry vm create NAME --host H --memory MiB [--vcpus N] --nic NETWORK:MODE:POLICY [--nic …] [--guest no-os] [--shared-memory] [--json]`
 // `ferry vm show|start|stop|delete NAME [--json]`
 import { NIC_MODES, NIC_POLICIES } from "../../model/vm.ts";
 import type { NicMode, NicPolicy } from "../../model/vm.ts";
@@ -8,8 +8,9 @@ import { renderVm } from "../render/cluster.ts";
 import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson, takeRepeated } from "./connect.ts";
 
 export const USAGE = `usage:
-  ferry vm create NAME --host H --memory MiB [--vcpus N] --nic NETWORK:MODE:POLICY [--nic …] [--guest no-os] [--json]
+  ferry vm create NAME --host H --memory MiB [--vcpus N] --nic NETWORK:MODE:POLICY [--nic …] [--guest no-os] [--shared-memory] [--json]
       MODE: failover | ephemeral | emulated; POLICY: mandatory | requisite | optional (default mandatory)
+      --shared-memory: guest RAM in a shared file on the host, so 'ferry migrate NAME --local' copies no RAM
       the controller picks each NIC's MAC, guest ports, address and a free VF of NETWORK on H, and starts the VM there
   ferry vm show NAME [--json]
   ferry vm start NAME [--json]
@@ -25,6 +26,7 @@ const OPTIONS = {
   memory: { type: "string" },
   vcpus: { type: "string" },
   guest: { type: "string" },
+  "shared-memory": { type: "boolean" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -64,8 +66,8 @@ export async function run(argv: readonly string[]): Promise<number> {
   if (sub === undefined || !subs.includes(sub)) throw new UsageError("vm", sub === undefined ? `missing subcommand (${subs.join(", ")})` : `unknown subcommand ${JSON.stringify(sub)} (expected: ${subs.join(", ")})`);
   if (name === undefined) throw new UsageError("vm", "missing VM NAME");
   if (extra.length > 0) throw new UsageError("vm", `unexpected argument ${JSON.stringify(extra[0])}`);
-  if (sub !== "create" && (nicFlags.length > 0 || (values.host !== undefined && sub !== "restore") || values.memory !== undefined || values.vcpus !== undefined || values.guest !== undefined)) {
-    throw new UsageError("vm", `--nic, --host, --memory, --vcpus and --guest apply to 'ferry vm create' only`);
+  if (sub !== "create" && (nicFlags.length > 0 || (values.host !== undefined && sub !== "restore") || values.memory !== undefined || values.vcpus !== undefined || values.guest !== undefined || values["shared-memory"] !== undefined)) {
+    throw new UsageError("vm", `--nic, --host, --memory, --vcpus, --guest and --shared-memory apply to 'ferry vm create' only`);
   }
   let body: Parameters<Awaited<ReturnType<typeof connect>>["createVm"]>[0] | undefined;
   if (sub === "create") {
@@ -77,6 +79,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       nics: nicFlags.map(parseNicFlag),
       ...(values.vcpus === undefined ? {} : { vcpus: positiveInt("--vcpus", values.vcpus) }),
       ...(values.guest === "no-os" ? { noOs: true } : {}),
+      ...(values["shared-memory"] === true ? { sharedMemory: true } : {}),
     };
   }
   const client = await connect("vm", values);

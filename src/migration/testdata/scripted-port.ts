@@ -4,7 +4,7 @@
 // the same migration id, finish attaches every planned VF. Tests override a
 // step with a script; every call is recorded.
 import { FerryError } from "../../core/errors.ts";
-import type { AgentPort, CancelSourceResult, FinishResult, PerformResult, PrecheckResult, PrepareResult, SwitchoverResult } from "../port.ts";
+import type { AgentPort, CancelSourceResult, ConfirmResult, FinishResult, PerformResult, PrecheckResult, PrepareResult, SwitchoverResult } from "../port.ts";
 import type { Deadlines, MigrationPlan, NicPlan } from "../types.ts";
 
 export type Method = keyof AgentPort;
@@ -24,7 +24,7 @@ export interface Script {
   precheck?: (plan: MigrationPlan, signal: AbortSignal, n: number) => Promise<PrecheckResult>;
   switchover?: (plan: MigrationPlan, signal: AbortSignal, n: number) => Promise<SwitchoverResult>;
   finish?: (plan: MigrationPlan, signal: AbortSignal, n: number) => Promise<FinishResult>;
-  confirmSource?: (plan: MigrationPlan, success: boolean, signal: AbortSignal, n: number) => Promise<void>;
+  confirmSource?: (plan: MigrationPlan, success: boolean, signal: AbortSignal, n: number) => Promise<ConfirmResult | void>;
   abortDestination?: (plan: MigrationPlan, signal: AbortSignal, n: number) => Promise<void>;
   cancelSource?: (plan: MigrationPlan, signal: AbortSignal, n: number) => Promise<CancelSourceResult>;
 }
@@ -106,9 +106,9 @@ export class ScriptedPort implements AgentPort {
     return { nics: plan.nics.filter((x) => x.after !== null).map((x) => ({ name: x.name, attached: true })) };
   }
 
-  async confirmSource(plan: MigrationPlan, success: boolean, signal: AbortSignal): Promise<void> {
+  async confirmSource(plan: MigrationPlan, success: boolean, signal: AbortSignal): Promise<ConfirmResult | void> {
     const n = this.#n("confirmSource", plan, { success });
-    await this.script.confirmSource?.(plan, success, signal, n);
+    return this.script.confirmSource?.(plan, success, signal, n);
   }
 
   async abortDestination(plan: MigrationPlan, signal: AbortSignal): Promise<void> {

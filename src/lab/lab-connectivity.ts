@@ -1,0 +1,79 @@
+// Connectivity through migrations, per NIC mode, in a lab of two hosts: the
+// real test guest with one NIC per mode (each on its own network), migrated
+// back and forth; the lab's peer probes every NIC every 10 ms and the
+// controller records the probes lost and the longest gap per NIC. With
+// `forwarding: "unmanaged"` the agents do no forwarding-path management
+// (DESIGN P10 off: ports learn, nothing pinned), i.e. raw QEMU failover.
+// Used by bench/connectivity.ts and the issue-5 acceptance test.
+import { readFile } from "node:fs/promises";
+import { ControllerClient } from "../api/client.ts";
+import { FerryError } from "../core/errors.ts";
+import type { NicMode } from "../model/vm.ts";
+import { follow, reachable } from "./lab-demo.ts";
+import { labDown, labSpec, labUp } from "./lab.ts";
+
+export interface ConnectivitySample {
+  forwarding: "managed" | "unmanaged";
+  mode: NicMode;
+  migration: number;
+  outcome: string;
+  probes: number;
+  lost: number;
+  longestGapMs: number;
+  downtimeMs: number | null;
+}
+
+export interface ConnectivityRun {
+  /** Lab name (its namespace is ferry-lab-<name>). */
+  name: string;
+  forwarding: "managed" | "unmanaged";
+  modes: readonly NicMode[];
+  migrations: number;
+  memoryMiB?: number;
+  say?: (line: string) => void;
+}
+
+/** Bring a lab up, measure `migrations` migrations of one guest, tear the lab down (also on failure). */
+export async function measureLabConnectivity(o: ConnectivityRun): Promise<ConnectivitySample[]> {
+  const say = o.say ?? (() => undefined);
+  const networks = o.modes.map((_, i) => `physnet${i + 1}`);
+  await labDown(o.name).catch(() => undefined); // a previous run that crashed
+  const configText = `networks: [${networks.join(", ")}]\nvfs: { ${networks.map((n) => `${n}: 2`).join(", ")} }\n`;
+  const state = await labUp(labSpec({ name: o.name, hosts: 2, configText, forwarding: o.forwarding }), (l) => say(`  ${l}`));
+  const out: ConnectivitySample[] = [];
+  try {
+    const client = new ControllerClient({ baseUrl: state.controller.url, token: (await readFile(state.controllerTokenFile, "utf8")).trim() });
+    const nics = o.modes.map((mode, i) => ({ network: networks[i]!, mode, policy: mode === "emulated" ? ("optional" as const) : ("mandatory" as const) }));
+    const vm = await client.createVm({ name: "conn", host: "host1", memoryMiB: o.memoryMiB ?? 256, nics });
+    const addresses = vm.nics.map((n) => n.address.split("/")[0]!);
+    const answers = async (timeoutMs: number): Promise<boolean> => {
+      for (const ip of addresses) if (!(await reachable(state.netns, ip, timeoutMs))) return false;
+      return true;
+    };
+    if (!(await answers(120_000))) throw new FerryError("FERRY_ERR_TIMEOUT", `lab ${o.name}: the new guest never answered on all its NICs; see the agents' logs in ${state.dir}`);
+    // a migration that does not succeed (e.g. rolled back when the destination check times out under
+    // load) is recorded with its outcome and does not count; a few of them are tolerated
+    let succeeded = 0;
+    for (let i = 1; succeeded < o.migrations; i++) {
+      if (i > o.migrations + 3) throw new FerryError("FERRY_ERR_MIGRATION", `lab ${o.name}: only ${succeeded} of ${i - 1} migrations succeeded; see the controller's log in ${state.dir}`);
+      const current = await client.vm("conn");
+      const to = current.host === "host1" ? "host2" : "host1";
+      const started = await client.migrate({ vm: "conn", to });
+      if (started.kind !== "started") throw new FerryError("FERRY_ERR_INTERNAL", "the controller answered with a plan instead of starting the migration");
+      const r = await follow(client, started.migration.id);
+      for (const [k, nic] of r.plan.nics.entries()) {
+        const c = r.connectivity?.[nic.name];
+        if (!c) continue;
+        out.push({ forwarding: o.forwarding, mode: o.modes[k]!, migration: i, outcome: r.outcome ?? "?", probes: c.probes, lost: c.lost, longestGapMs: c.longestGapMs, downtimeMs: r.switchover?.downtimeMs ?? null });
+      }
+      say(`  ${o.forwarding} #${i} ${current.host}→${to}: ${r.outcome}; ${r.plan.nics.map((n) => `${n.name} gap ${r.connectivity?.[n.name]?.longestGapMs ?? "-"} ms`).join(", ")}`);
+      if (r.outcome === "succeeded") succeeded++;
+      else say(`    (not counted: ${r.reason ?? r.outcome})`);
+      // every NIC answers again before the next migration (an ephemeral VF comes back after the switch-over)
+      if (!(await answers(30_000))) throw new FerryError("FERRY_ERR_TIMEOUT", `lab ${o.name}: the guest does not answer on all NICs 30 s after migration ${i}`);
+    }
+  } finally {
+    await labDown(o.name);
+  }
+  return out;
+}

@@ -1,0 +1,58 @@
+// The controller's event log in SQLite: every event the controller publishes
+// (migration phases and outcomes, hosts up/down, VMs created/moved), so that
+// `ferry events` after a controller restart still shows what happened before
+// it, and sequence numbers never go back. The newest `keep` rows are kept.
+import type { DatabaseSync } from "node:sqlite";
+import { FerryError } from "../core/errors.ts";
+import type { EventLog } from "../controller/events.ts";
+import type { ControllerEvent } from "../controller/events.ts";
+import { openSqlite } from "./open.ts";
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS events (
+  seq  INTEGER PRIMARY KEY NOT NULL,
+  data TEXT NOT NULL,
+  at   INTEGER NOT NULL
+) STRICT;
+`;
+
+export class SqliteEventLog implements EventLog {
+  readonly #db: DatabaseSync;
+  readonly #keep: number;
+  #sinceTrim = 0;
+
+  constructor(file: string, o: { keep?: number } = {}) {
+    // NORMAL: an event lost to a power cut costs a line of history, not a migration's safety
+    this.#db = openSqlite(file, SCHEMA, { synchronous: "NORMAL" });
+    this.#keep = o.keep ?? 10_000;
+  }
+
+  lastSeq(): number {
+    const row = this.#db.prepare("SELECT MAX(seq) AS s FROM events").get() as { s: number | null } | undefined;
+    return row?.s ?? 0;
+  }
+
+  append(e: ControllerEvent): void {
+    this.#db.prepare("INSERT INTO events (seq, data, at) VALUES (?, ?, ?)").run(e.seq, JSON.stringify(e), typeof e.at === "number" ? e.at : 0);
+    if (++this.#sinceTrim >= 100) {
+      this.#sinceTrim = 0;
+      this.#db.prepare("DELETE FROM events WHERE seq <= ?").run(e.seq - this.#keep);
+    }
+  }
+
+  since(after: number, limit: number): ControllerEvent[] {
+    // the newest `limit` events after `after`, oldest first
+    const rows = this.#db.prepare("SELECT seq, data FROM (SELECT seq, data FROM events WHERE seq > ? ORDER BY seq DESC LIMIT ?) ORDER BY seq").all(after, limit) as { seq: number; data: string }[];
+    return rows.map((r) => {
+      try {
+        return JSON.parse(r.data) as ControllerEvent;
+      } catch (e) {
+        throw new FerryError("FERRY_ERR_INTERNAL", `event log: corrupt event ${r.seq}`, { cause: e });
+      }
+    });
+  }
+
+  close(): void {
+    this.#db.close();
+  }
+}
