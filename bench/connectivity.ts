@@ -16,8 +16,20 @@ async function main(): Promise<void> {
   const { accel } = await detectAccel();
   const say = (l: string): void => console.log(l);
   const samples: ConnectivitySample[] = [];
-  samples.push(...(await measureLabConnectivity({ name: "bconn", forwarding: "managed", modes: ["failover", "ephemeral", "emulated"], migrations: ROUNDS, say })));
-  samples.push(...(await measureLabConnectivity({ name: "bconn", forwarding: "unmanaged", modes: ["failover"], migrations: ROUNDS, say })));
+  const problems: string[] = [];
+  // a lab whose guest stops answering is reported (with what it measured before) and the next lab still runs
+  const measure = async (forwarding: "managed" | "unmanaged", modes: ("failover" | "ephemeral" | "emulated")[]): Promise<void> => {
+    try {
+      samples.push(...(await measureLabConnectivity({ name: "bconn", forwarding, modes, migrations: ROUNDS, say })));
+    } catch (e) {
+      const m = e instanceof Error ? e.message : String(e);
+      problems.push(`${forwarding}: ${m}`);
+      const partial = /measured so far: (\[.*\])$/.exec(m);
+      if (partial) samples.push(...(JSON.parse(partial[1]!) as ConnectivitySample[]));
+    }
+  };
+  await measure("managed", ["failover", "ephemeral", "emulated"]);
+  await measure("unmanaged", ["failover"]);
   const groups = [
     { label: "failover, Ferry (P10 forwarding management)", forwarding: "managed", mode: "failover" },
     { label: "ephemeral, Ferry", forwarding: "managed", mode: "ephemeral" },
@@ -38,7 +50,9 @@ async function main(): Promise<void> {
   if (managed.n > 0 && raw.n > 0) console.log(`\nfailover longest gap, Ferry ÷ raw QEMU failover: ${(median(managed.gaps) / median(raw.gaps)).toFixed(2)}`);
   const failed = new Set(samples.filter((x) => x.outcome !== "succeeded").map((x) => `${x.forwarding}#${x.migration}`));
   if (failed.size > 0) console.log(`not counted (did not succeed, e.g. rolled back under load): ${[...failed].join(", ")}`);
-  console.log(`wrote ${writeResult("connectivity", { machine: machine(accel), rounds: ROUNDS, rows, samples })}`);
+  for (const p of problems) console.log(`PROBLEM: ${p.replace(/; measured so far: .*$/, "")}`);
+  console.log(`wrote ${writeResult("connectivity", { machine: machine(accel), rounds: ROUNDS, rows, samples, problems })}`);
+  if (problems.length > 0) process.exitCode = 1;
 }
 
 await main();

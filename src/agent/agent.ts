@@ -36,6 +36,7 @@ import { buildInventoryView } from "./inventory.ts";
 import type { StepContext } from "./migration/steps.ts";
 import { Faults } from "./faults.ts";
 import { attachTaps, steerInitial, withTaps } from "./migration/wiring.ts";
+import { reapStaleDestinations } from "./migration/steps.ts";
 
 export const AGENT_VERSION: string = pkg.version;
 export const DEFAULT_RECLAIM_INTERVAL_MS = 10_000;
@@ -233,6 +234,7 @@ export class Agent {
   /** One round of housekeeping: reclaim expired migration leases, reap dead instances, retry unreachable ones. */
   async tick(): Promise<void> {
     if (this.#closed) return;
+    for (const id of await reapStaleDestinations(this.stepContext())) this.#log.warn({ migrationId: id }, "aborted a prepared destination whose migration was never finished before its leases expired");
     for (const l of this.leases.reclaimExpired()) this.#log.info({ vf: l.vf, holder: l.holder }, "reclaimed expired migration lease");
     for (const inst of [...this.#instances.values()]) {
       if (inst.qmp.closed && !(await inst.alive())) {

@@ -70,6 +70,13 @@ describe("host config", () => {
     });
   });
 
+  test("controller.advertiseUrl: the URL the controller calls the agent at (a proxy, a NAT address); validated like url", () => {
+    const head = "name: h\ncontroller:\n  url: http://127.0.0.1:7600\n  tokenFile: /etc/ferry/t\n";
+    assert.equal(parseHostConfig(head).controller?.advertiseUrl, undefined);
+    assert.equal(parseHostConfig(`${head}  advertiseUrl: http://10.0.0.5:7601/\n`).controller?.advertiseUrl, "http://10.0.0.5:7601");
+    assert.throws(() => parseHostConfig(`${head}  advertiseUrl: ftp://x\n`, { source: "c.yaml" }), /c\.yaml:5: controller\.advertiseUrl: .*http/);
+  });
+
   test("errors name the file, the line and the field", () => {
     const src = "cfg.yaml";
     assert.throws(() => parseHostConfig(LAB.replace("model: rtl8139", "model: virtio"), { source: src }), configError(24, /cfg\.yaml:24: uplinks\[1\]\.standIns\.model: must be one of vmxnet3/));

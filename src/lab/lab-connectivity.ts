@@ -46,11 +46,14 @@ export async function measureLabConnectivity(o: ConnectivityRun): Promise<Connec
     const nics = o.modes.map((mode, i) => ({ network: networks[i]!, mode, policy: mode === "emulated" ? ("optional" as const) : ("mandatory" as const) }));
     const vm = await client.createVm({ name: "conn", host: "host1", memoryMiB: o.memoryMiB ?? 256, nics });
     const addresses = vm.nics.map((n) => n.address.split("/")[0]!);
-    const answers = async (timeoutMs: number): Promise<boolean> => {
-      for (const ip of addresses) if (!(await reachable(state.netns, ip, timeoutMs))) return false;
-      return true;
+    /** The NICs (name, mode, address) that do not answer the peer within `timeoutMs`. */
+    const silent = async (timeoutMs: number): Promise<string[]> => {
+      const out: string[] = [];
+      for (const [k, ip] of addresses.entries()) if (!(await reachable(state.netns, ip, timeoutMs))) out.push(`${vm.nics[k]!.name} (${o.modes[k]}, ${ip})`);
+      return out;
     };
-    if (!(await answers(120_000))) throw new FerryError("FERRY_ERR_TIMEOUT", `lab ${o.name}: the new guest never answered on all its NICs; see the agents' logs in ${state.dir}`);
+    const first = await silent(120_000);
+    if (first.length > 0) throw new FerryError("FERRY_ERR_TIMEOUT", `lab ${o.name}: the new guest never answered on ${first.join(", ")}; see the agents' logs in ${state.dir}`);
     // a migration that does not succeed (e.g. rolled back when the destination check times out under
     // load) is recorded with its outcome and does not count; a few of them are tolerated
     let succeeded = 0;
@@ -70,7 +73,8 @@ export async function measureLabConnectivity(o: ConnectivityRun): Promise<Connec
       if (r.outcome === "succeeded") succeeded++;
       else say(`    (not counted: ${r.reason ?? r.outcome})`);
       // every NIC answers again before the next migration (an ephemeral VF comes back after the switch-over)
-      if (!(await answers(30_000))) throw new FerryError("FERRY_ERR_TIMEOUT", `lab ${o.name}: the guest does not answer on all NICs 30 s after migration ${i}`);
+      const after = await silent(30_000);
+      if (after.length > 0) throw new FerryError("FERRY_ERR_TIMEOUT", `lab ${o.name}: the guest does not answer on ${after.join(", ")} 30 s after migration ${i} (${current.host}→${to}); measured so far: ${JSON.stringify(out)}`);
     }
   } finally {
     await labDown(o.name);

@@ -38,9 +38,16 @@ export async function prepareIncoming(qmp: QmpClient, uri: string, setup: Migrat
  */
 const RESET_CAPABILITIES: Partial<Record<MigrationCapability, boolean>> = { "x-ignore-shared": false, "pause-before-switchover": false };
 
+/**
+ * The bandwidth of a migration nobody capped: 1 TiB/s, i.e. none. QEMU's own
+ * default is a 128 MiB/s throttle (a 512 MiB random-data guest: 4.7 s instead
+ * of 0.9 s here), and a cap set for one migration stays on the instance.
+ */
+export const UNCAPPED_BYTES_PER_S = 2 ** 40;
+
 export async function startMigration(qmp: QmpClient, uri: string, setup: MigrationSetup = {}, signal?: AbortSignal): Promise<void> {
   await setMigrationCapabilities(qmp, { events: true, ...RESET_CAPABILITIES, ...setup.capabilities }, { signal });
-  if (setup.parameters) await setMigrationParameters(qmp, setup.parameters, { signal });
+  await setMigrationParameters(qmp, { ...setup.parameters, maxBandwidth: setup.parameters?.maxBandwidth ?? UNCAPPED_BYTES_PER_S }, { signal });
   await migrate(qmp, uri, { signal });
 }
 

@@ -171,4 +171,27 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     assert.deepEqual(b.ctx.leases.list().filter((l) => l.holder.kind === "migration" && l.holder.migrationId === id), []);
     assert.equal(b.instances.get(prep.instanceId), undefined, "destination instance gone");
   });
+
+  it("a prepared destination never finished before its leases expire is aborted by the agent's housekeeping (its coordinator gave up on it)", async () => {
+    const nic = nics()[1]!;
+    const spec = await guestSpec("steps-stale", [nic], { noOs: true });
+    const fresh = await steps.prepare(b.ctx, "m-fresh", { spec, nics: [{ name: "net1", vf: "0000:5e:10.3" }], leaseTtlMs: 600_000 }, sig());
+    const stale = await steps.prepare(b.ctx, "m-stale", { spec, nics: [{ name: "net1", vf: "0000:5e:10.4" }], leaseTtlMs: 1 }, sig());
+    await systemClock.sleep(10);
+    assert.deepEqual(await steps.reapStaleDestinations(b.ctx), ["m-stale"]);
+    assert.equal(b.instances.get(stale.instanceId), undefined, "the stale incoming QEMU is gone");
+    assert.deepEqual(b.ctx.leases.list().filter((l) => l.holder.kind === "migration" && l.holder.migrationId === "m-stale"), []);
+    assert.ok(b.instances.get(fresh.instanceId), "a destination within its lease is left alone");
+    await steps.abortDestination(b.ctx, "m-fresh");
+  });
+
+  it("an abort sent while prepare still runs (the coordinator cancelled its prepare call) waits for it and removes what it started", async () => {
+    const spec = await guestSpec("steps-race", [nics()[1]!], { noOs: true });
+    const preparing = steps.prepare(b.ctx, "m-race", { spec, nics: [{ name: "net1", vf: "0000:5e:10.5" }], leaseTtlMs: 600_000 }, sig());
+    const aborted = await steps.abortDestination(b.ctx, "m-race");
+    const prep = await preparing;
+    assert.deepEqual(aborted, { aborted: true });
+    assert.equal(b.instances.get(prep.instanceId), undefined, "no incoming QEMU left behind");
+    assert.deepEqual(b.ctx.leases.list().filter((l) => l.vf === "0000:5e:10.5"), [], "no lease left behind");
+  });
 });

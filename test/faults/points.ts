@@ -60,7 +60,7 @@ let seq = 0;
 /**
  * A new VM on `host`: a no-OS guest with an optional failover NIC, or the
  * real test guest with a mandatory one (booted, heartbeating). With
- * `arrive`, it is migrated once to the other host and back first, as most
+ * `arrive`, it is migrated once to the other host first, as most
  * VMs in a cluster have been: its instance then arrived by migration (QEMU
  * answers query-migrate for the incoming side; a fault must not mistake that
  * for its own outgoing migration).
@@ -76,10 +76,8 @@ export async function createVm(c: FaultCluster, kind: GuestKind, host: string, p
     await waitForConsole(inst.serialLog, /ferry-heartbeat \d+/, { timeoutMs: 60_000 });
   }
   if (arrive) {
-    for (const to of [other(c, host), host]) {
-      const r = await c.api.migrate({ vm: name, to, deadlines: deadlinesFor(kind) });
-      if (r.kind === "started") await c.waitDone(r.migration.id);
-    }
+    const r = await c.api.migrate({ vm: name, to: other(c, host), deadlines: deadlinesFor(kind) });
+    if (r.kind === "started") await c.waitDone(r.migration.id);
   }
   return { name, uuid: vm.uuid, kind };
 }

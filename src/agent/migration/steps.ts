@@ -66,6 +66,8 @@ interface DestRecord {
   finished?: FinishResult;
   /** Finish found the instance's QEMU gone (after the switch-over: the guest is lost). */
   lost?: true;
+  /** Epoch ms: the migration's leases expire then; a destination not finished by then is stale (reapStaleDestinations). */
+  expiresAt?: number;
 }
 
 interface SrcRecord {
@@ -415,7 +417,7 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
     ctx.instances.add(inst);
     await attachTaps(ctx, spec, signal);
     const uri = await prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", {}, signal);
-    ctx.records.put(DEST, migrationId, { instanceId, uri, vmUuid: source.uuid, spec, planned } satisfies DestRecord);
+    ctx.records.put(DEST, migrationId, { instanceId, uri, vmUuid: source.uuid, spec, planned, expiresAt } satisfies DestRecord);
     await ctx.faults?.hold("prepare", migrationId, ctx.clock, signal);
     if (ctx.faults?.fire("agent-crash-in-prepare")) process.kill(process.pid, "SIGKILL");
     return { instanceId, uri };
@@ -549,6 +551,24 @@ async function guestLost(ctx: StepContext, migrationId: string, rec: DestRecord,
   }
   if (!rec.lost) ctx.records.put(DEST, migrationId, { ...rec, lost: true } satisfies DestRecord);
   throw new FerryError("FERRY_ERR_GUEST_LOST", `the destination QEMU of instance ${rec.instanceId} exited after the switch-over: the guest is lost`, { details: { instanceId: rec.instanceId } });
+}
+
+/**
+ * Housekeeping (the agent's tick): a prepared destination that was never
+ * finished by the time its migration's leases expire was given up by the
+ * coordinator (say, while this agent was away longer than the step's
+ * deadline, so the abort never arrived): abort it here — kill its incoming
+ * QEMU, release its VFs. Returns the migrations aborted.
+ */
+export async function reapStaleDestinations(ctx: StepContext): Promise<string[]> {
+  const out: string[] = [];
+  for (const { key, value } of ctx.records.list(DEST)) {
+    const rec = value as DestRecord;
+    if (rec.finished !== undefined || rec.expiresAt === undefined || rec.expiresAt > ctx.clock.now()) continue;
+    await abortDestination(ctx, key);
+    out.push(key);
+  }
+  return out;
 }
 
 export function abortDestination(ctx: StepContext, migrationId: string): Promise<{ aborted: boolean }> {
