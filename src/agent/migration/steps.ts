@@ -218,13 +218,11 @@ export interface MigrateOutOptions {
  */
 export async function migrateOut(ctx: StepContext, inst: Instance, uri: string, o: MigrateOutOptions, signal: AbortSignal): Promise<MigrationInfo> {
   const failovers = inst.meta.spec.nics.filter((n) => n.mode === "failover" && n.primary);
-  let unplugging = false;
+  // UNPLUG_PRIMARY: the guest has released that primary (QEMU keeps it on standby for a rollback); its
+  // frames go to the standby now, not when the migration turns active (QEMU polls for that every 250 ms)
   const offSteer = inst.qmp.onEvent((e) => {
-    if (e.event === "UNPLUG_PRIMARY") unplugging = true;
-    if (e.event === "MIGRATION" && e.data["status"] === "active" && unplugging) {
-      unplugging = false;
-      for (const nic of failovers) void steer(ctx, nic, "standby", signal).catch(() => false);
-    }
+    if (e.event !== "UNPLUG_PRIMARY") return;
+    for (const nic of failovers) if (e.data["device-id"] === deviceIds(nic.name).primary) void steer(ctx, nic, "standby", signal).catch(() => false);
   });
   const started = ctx.clock.monotonic();
   let unplugStuck = false;
@@ -417,6 +415,7 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
     ctx.instances.add(inst);
     await attachTaps(ctx, spec, signal);
     const uri = await prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", {}, signal);
+    steerOnResume(ctx, inst, spec);
     ctx.records.put(DEST, migrationId, { instanceId, uri, vmUuid: source.uuid, spec, planned, expiresAt } satisfies DestRecord);
     await ctx.faults?.hold("prepare", migrationId, ctx.clock, signal);
     if (ctx.faults?.fire("agent-crash-in-prepare")) process.kill(process.pid, "SIGKILL");
@@ -469,7 +468,27 @@ export async function waitRunning(ctx: StepContext, inst: Instance, signal: Abor
  * primaries (deadline), steer to each primary once it is back. NICs that do
  * not come back are reported, not thrown: the policy decides.
  */
+/** Steers started at an incoming instance's RESUME; finish waits for them before it steers anything itself. */
+const resumeSteers = new WeakMap<Instance, Promise<void>>();
+
+/**
+ * P10 on the destination: the moment the incoming guest runs (QMP RESUME),
+ * its frames go to this host's standby halves — not one controller round
+ * trip later, when finish is called (raw QEMU failover's best case is its
+ * announce reaching a learning bridge right away; this matches it).
+ */
+function steerOnResume(ctx: StepContext, inst: Instance, spec: VmSpec): void {
+  const off = inst.qmp.onEvent((e) => {
+    if (e.event !== "RESUME") return;
+    off();
+    resumeSteers.set(inst, (async () => {
+      for (const nic of spec.nics) await steer(ctx, nic, "standby", AbortSignal.timeout(5_000)).catch(() => false);
+    })());
+  });
+}
+
 export async function bringBackNics(ctx: StepContext, inst: Instance, spec: VmSpec, planned: Readonly<Record<string, string | null>>, o: { primaryBackMs: number; replugFails: boolean }, signal: AbortSignal): Promise<FinishResult["nics"]> {
+  await resumeSteers.get(inst);
   for (const nic of spec.nics) await steer(ctx, nic, "standby", signal).catch(() => false);
   const out: FinishResult["nics"] = [];
   const deadlineAt = ctx.clock.monotonic() + o.primaryBackMs;
