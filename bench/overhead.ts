@@ -10,12 +10,11 @@
 //   scripts/rt node bench/overhead.ts [--quick]    FERRY_BENCH_ROUNDS=N (default 10; --quick 3)
 //   FERRY_BENCH_LIBVIRT=0 skips libvirt.
 import { randomUUID } from "node:crypto";
-import { mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ControllerClient } from "../src/api/client.ts";
 import { guestCmdline, guestImagePaths } from "../src/lab/guest-image.ts";
-import { labDown, labSpec, labUp } from "../src/lab/lab.ts";
+import { labClient, labDown, labSpec, labUp } from "../src/lab/lab.ts";
 import type { Phase } from "../src/migration/types.ts";
 import { detectAccel } from "../src/qemu/accel.ts";
 import { waitForConsole } from "../src/qemu/console.ts";
@@ -50,7 +49,7 @@ async function main(): Promise<void> {
   const img = await guestImagePaths();
   await labDown("bench").catch(() => undefined);
   const state = await labUp(labSpec({ name: "bench", hosts: 2, configText: "networks: [physnet1]\nvfs: { physnet1: 4 }\n" }));
-  const client = new ControllerClient({ baseUrl: state.controller.url, token: (await readFile(state.controllerTokenFile, "utf8")).trim() });
+  const client = await labClient(state);
   const runDir = await mkdtemp(join(tmpdir(), "ferry-floor-"));
   const results: { guest: string; ferryMs: number[]; floorMs: number[]; libvirtMs: number[]; phases: Record<string, number[]> }[] = [];
   let libvirtNote = process.env["FERRY_BENCH_LIBVIRT"] === "0" ? "skipped (FERRY_BENCH_LIBVIRT=0)" : await libvirtMissing();

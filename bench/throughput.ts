@@ -10,10 +10,9 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { ControllerClient } from "../src/api/client.ts";
 import { run } from "../src/core/run.ts";
 import { follow } from "../src/lab/lab-demo.ts";
-import { labDown, labSpec, labUp } from "../src/lab/lab.ts";
+import { labClient, labDown, labSpec, labUp } from "../src/lab/lab.ts";
 import { detectAccel } from "../src/qemu/accel.ts";
 import { benchRounds, machine, median, table, writeResult } from "./lib/report.ts";
 
@@ -48,7 +47,7 @@ async function main(): Promise<void> {
   const cpid = state.controller.pid;
   const db = join(state.dir, "controller", "controller.db");
   try {
-    const client = new ControllerClient({ baseUrl: state.controller.url, token: (await readFile(state.controllerTokenFile, "utf8")).trim() });
+    const client = await labClient(state);
     for (let i = 0; i < VMS; i++) await client.createVm({ name: `t${i}`, host: "host1", memoryMiB: MEMORY_MIB, nics: [], noOs: true });
     // baseline: one migration at a time (t0 back and forth)
     const single: { ms: number; cpuMs: number; id: string; qemuMs: number }[] = [];

@@ -5,12 +5,10 @@
 // `forwarding: "unmanaged"` the agents do no forwarding-path management
 // (DESIGN P10 off: ports learn, nothing pinned), i.e. raw QEMU failover.
 // Used by bench/connectivity.ts and the issue-5 acceptance test.
-import { readFile } from "node:fs/promises";
-import { ControllerClient } from "../api/client.ts";
 import { FerryError } from "../core/errors.ts";
 import type { NicMode } from "../model/vm.ts";
 import { follow, reachable } from "./lab-demo.ts";
-import { labDown, labSpec, labUp } from "./lab.ts";
+import { labClient, labDown, labSpec, labUp } from "./lab.ts";
 
 export interface ConnectivitySample {
   forwarding: "managed" | "unmanaged";
@@ -42,7 +40,7 @@ export async function measureLabConnectivity(o: ConnectivityRun): Promise<Connec
   const state = await labUp(labSpec({ name: o.name, hosts: 2, configText, forwarding: o.forwarding }), (l) => say(`  ${l}`));
   const out: ConnectivitySample[] = [];
   try {
-    const client = new ControllerClient({ baseUrl: state.controller.url, token: (await readFile(state.controllerTokenFile, "utf8")).trim() });
+    const client = await labClient(state);
     const nics = o.modes.map((mode, i) => ({ network: networks[i]!, mode, policy: mode === "emulated" ? ("optional" as const) : ("mandatory" as const) }));
     const vm = await client.createVm({ name: "conn", host: "host1", memoryMiB: o.memoryMiB ?? 256, nics });
     const addresses = vm.nics.map((n) => n.address.split("/")[0]!);

@@ -3,12 +3,12 @@
 // host1 → host2 → host3 → host1, then once more with replug-fail armed on the
 // destination to show a recovery; one table row per migration, measured by
 // the lab's peer probing the guest every 10 ms. The lab is torn down at the end.
-import { readFile } from "node:fs/promises";
-import { ControllerClient } from "../api/client.ts";
+// Always with mutual TLS (whatever the lab default), and it says so.
+import type { ControllerClient } from "../api/client.ts";
 import { FerryError } from "../core/errors.ts";
 import { run } from "../core/run.ts";
 import type { MigrationRecord } from "../migration/types.ts";
-import { labDown, labFault, labSpec, labUp } from "./lab.ts";
+import { labClient, labDown, labFault, labSpec, labUp } from "./lab.ts";
 
 const NAME = "demo";
 
@@ -92,10 +92,12 @@ export function renderRows(rows: readonly DemoRow[]): string {
 export async function runLabDemo(say: (s: string) => void = (s) => console.log(s)): Promise<DemoRow[]> {
   await labDown(NAME).catch(() => undefined); // a previous demo that crashed
   say("Ferry demo: a 3-host lab on this machine (stand-in VFs: emulated vmxnet3 NICs with the VF's MAC; no SR-IOV hardware here)");
-  const state = await labUp(labSpec({ name: NAME, hosts: 3 }), (l) => say(`  ${l}`));
+  // TLS on whatever the lab's default: the demo shows the deployment as it should run
+  const state = await labUp(labSpec({ name: NAME, hosts: 3, tls: true }), (l) => say(`  ${l}`));
+  say(`mutual TLS: every component serves HTTPS and accepts only clients with a certificate from the lab's CA (${state.tls?.ca ?? "?"})`);
   const rows: DemoRow[] = [];
   try {
-    const client = new ControllerClient({ baseUrl: state.controller.url, token: (await readFile(state.controllerTokenFile, "utf8")).trim() });
+    const client = await labClient(state);
     say("creating VM web on host1: net0 physnet1 failover mandatory, net1 physnet2 ephemeral optional");
     const vm = await client.createVm({ name: "web", host: "host1", memoryMiB: 256, nics: [{ network: "physnet1", mode: "failover", policy: "mandatory" }, { network: "physnet2", mode: "ephemeral", policy: "optional" }] });
     for (const nic of vm.nics) say(`  ${nic.name}: ${nic.network} ${nic.mode}/${nic.policy}, MAC ${nic.mac}, ${nic.address}, VF ${nic.vf ?? "-"}`);

@@ -5,6 +5,10 @@
 // port. Everything lives under the lab dir; `lab.json` records the pids and
 // addresses, and `down` works from the files and names alone (also after a
 // crash). Processes are stopped by recorded pid, never by name.
+// Mutual TLS by default (`tls: false` in lab.yaml or `--no-tls` turns it
+// off): a CA and one certificate per component under <dir>/tls (owner-only),
+// HTTPS everywhere, and a "cli" certificate that the context file, labFetch
+// and labClient present.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { openSync, closeSync } from "node:fs";
@@ -15,7 +19,11 @@ import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
-import { FerryError } from "../core/errors.ts";
+import { ControllerClient } from "../api/client.ts";
+import { initCa, issueCert } from "../core/ca.ts";
+import { FerryError, invalid } from "../core/errors.ts";
+import { fetchFor, loadTls } from "../core/tls.ts";
+import type { TlsFiles } from "../core/tls.ts";
 import { networkSubnet } from "../controller/vm-spec.ts";
 import { writeSysfsFixture } from "../host/fixture.ts";
 import type { StandInModel } from "../model/vm.ts";
@@ -38,6 +46,8 @@ export interface LabSpec {
   model: StandInModel;
   /** DESIGN P10 forwarding management on the lab's bridges; "unmanaged" = raw QEMU failover (benchmarks' baseline). */
   forwarding: "managed" | "unmanaged";
+  /** Mutual TLS between every component and the lab's clients (default on). */
+  tls: boolean;
 }
 
 export interface LabComponent {
@@ -58,6 +68,8 @@ export interface LabState {
   agentTokenFile: string;
   controllerTokenFile: string;
   contextFile: string;
+  /** The lab clients' certificate ("cli") and the CA; null: the lab runs plain HTTP. Absent in labs made before TLS. */
+  tls?: TlsFiles | null;
   createdAt: number;
 }
 
@@ -70,13 +82,15 @@ export const defaultContextFile = (): string => process.env["FERRY_CONTEXT"] || 
 
 /**
  * `--hosts N`, `--forwarding managed|unmanaged` and an optional lab.yaml:
- * `{ networks: [..], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host2: { physnet2: 0 } }, forwarding: unmanaged }`.
+ * `{ networks: [..], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host2: { physnet2: 0 } }, forwarding: unmanaged, tls: false }`.
  */
-export function labSpec(o: { name?: string; hosts?: number; configText?: string; forwarding?: string }): LabSpec {
+export function labSpec(o: { name?: string; hosts?: number; configText?: string; forwarding?: string; tls?: boolean }): LabSpec {
   const raw = o.configText === undefined ? {} : v.obj("lab config", parseYaml(o.configText) ?? {});
   const networks = raw["networks"] === undefined ? ["physnet1", "physnet2"] : v.arr("networks", raw["networks"]).map((n, i) => v.name(`networks[${i}]`, n));
   const model = raw["model"] === undefined ? "vmxnet3" : v.oneOf("model", raw["model"], STAND_IN_MODELS);
   const forwarding = v.oneOf("forwarding", o.forwarding ?? raw["forwarding"] ?? "managed", ["managed", "unmanaged"] as const);
+  if (raw["tls"] !== undefined && typeof raw["tls"] !== "boolean") throw invalid("tls", raw["tls"], "must be true or false");
+  const tls = o.tls ?? raw["tls"] ?? true;
   const perNet = raw["vfs"] === undefined ? {} : v.obj("vfs", raw["vfs"]);
   const overrides = raw["hosts"] === undefined ? {} : v.obj("hosts", raw["hosts"]);
   const count = v.int("--hosts", o.hosts ?? (raw["count"] ?? 3), 1, 16);
@@ -89,7 +103,7 @@ export function labSpec(o: { name?: string; hosts?: number; configText?: string;
     hosts.push({ name, vfs });
   }
   for (const k of Object.keys(overrides)) if (!hosts.some((h) => h.name === k)) throw new FerryError("FERRY_ERR_CONFIG", `lab config: hosts.${k}: no such host (the lab has host1..host${count})`);
-  return { name: v.name("lab name", o.name ?? "lab"), networks, hosts, model, forwarding };
+  return { name: v.name("lab name", o.name ?? "lab"), networks, hosts, model, forwarding, tls };
 }
 
 async function freePort(): Promise<number> {
@@ -140,12 +154,23 @@ async function stopPid(pid: number, marker: string, signal: NodeJS.Signals): Pro
   }
 }
 
-async function waitHttp(url: string, token: string, path: string, ok: (body: unknown) => boolean, timeoutMs: number, what: string): Promise<void> {
+/** The fetch that reaches the lab's components: presents the lab's client certificate when the lab uses TLS. */
+export async function labFetch(state: LabState): Promise<typeof fetch> {
+  return fetchFor(state.tls ? await loadTls(state.tls) : null);
+}
+
+/** A ControllerClient for the lab's controller (its token, and its TLS material when the lab uses TLS). */
+export async function labClient(state: LabState): Promise<ControllerClient> {
+  const token = (await readFile(state.controllerTokenFile, "utf8")).trim();
+  return new ControllerClient({ baseUrl: state.controller.url, token, fetch: await labFetch(state) });
+}
+
+async function waitHttp(f: typeof fetch, url: string, token: string, path: string, ok: (body: unknown) => boolean, timeoutMs: number, what: string): Promise<void> {
   const until = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < until) {
     try {
-      const r = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2_000) });
+      const r = await f(`${url}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2_000) });
       if (r.ok && ok(await r.json())) return;
       last = `HTTP ${r.status}`;
     } catch (e) {
@@ -168,7 +193,7 @@ async function writeLabState(s: LabState): Promise<void> {
   await writeFile(join(s.dir, "lab.json"), JSON.stringify(s, null, 2), { mode: 0o600 });
 }
 
-function hostYaml(s: { host: LabHostSpec; dir: string; port: number; netns: string; model: StandInModel; forwarding: LabSpec["forwarding"]; pfs: { bdf: string; network: string }[]; controllerUrl: string; controllerTokenFile: string; agentTokenFile: string; saveDir: string; networks: string[] }): string {
+function hostYaml(s: { tls: string | null; host: LabHostSpec; dir: string; port: number; netns: string; model: StandInModel; forwarding: LabSpec["forwarding"]; pfs: { bdf: string; network: string }[]; controllerUrl: string; controllerTokenFile: string; agentTokenFile: string; saveDir: string; networks: string[] }): string {
   return [
     `name: ${s.host.name}`,
     `sysfsRoot: ${s.dir}/sys`,
@@ -179,6 +204,7 @@ function hostYaml(s: { host: LabHostSpec; dir: string; port: number; netns: stri
     `listen: { address: 127.0.0.1, port: ${s.port} }`,
     `controller: { url: ${s.controllerUrl}, tokenFile: ${s.controllerTokenFile}, heartbeatMs: 1000 }`,
     `lab: true`,
+    ...(s.tls === null ? [] : [`tls: ${s.tls}`]),
     `networks:`,
     ...s.networks.map((n) => `  ${n}: { bridge: ${bridgeOf(n)}, netns: ${s.netns}, forwarding: ${s.forwarding} }`),
     `uplinks:`,
@@ -188,6 +214,18 @@ function hostYaml(s: { host: LabHostSpec; dir: string; port: number; netns: stri
 }
 
 const bridgeOf = (network: string): string => `br-${network}`.slice(0, 15);
+
+/** A CA and one certificate per component (and "cli" for the lab's clients) in <dir>/tls, owner-only. */
+async function labCerts(dir: string, names: readonly string[]): Promise<{ files: (name: string) => TlsFiles; yaml: (name: string) => string }> {
+  const ca = await initCa(join(dir, "tls"));
+  for (const name of names) await issueCert(ca.dir, { name });
+  const files = (name: string): TlsFiles => ({ cert: join(ca.dir, `${name}.crt`), key: join(ca.dir, `${name}.key`), ca: ca.cert });
+  const yaml = (name: string): string => {
+    const f = files(name);
+    return `{ cert: ${f.cert}, key: ${f.key}, ca: ${f.ca} }`;
+  };
+  return { files, yaml };
+}
 
 /** Bring a lab up: fabric, controller, agents; returns its state (also in <dir>/lab.json). */
 export async function labUp(spec: LabSpec, log: (line: string) => void = () => undefined): Promise<LabState> {
@@ -209,8 +247,11 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
   const controllerToken = randomBytes(32).toString("hex");
   await writeFile(agentTokenFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
   await writeFile(controllerTokenFile, `${controllerToken}\n`, { mode: 0o600 });
+  const certs = spec.tls ? await labCerts(dir, ["controller", "cli", ...spec.hosts.map((h) => h.name)]) : null;
+  if (certs) log(`tls: a CA and a certificate per component in ${join(dir, "tls")}; every component serves HTTPS and demands a client certificate`);
+  const scheme = certs ? "https" : "http";
   const cport = await freePort();
-  const controllerUrl = `http://127.0.0.1:${cport}`;
+  const controllerUrl = `${scheme}://127.0.0.1:${cport}`;
   const cconfig = join(dir, "controller.yaml");
   await writeFile(cconfig, [
     `listen: { address: 127.0.0.1, port: ${cport} }`,
@@ -220,11 +261,12 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
     `heartbeatTimeoutMs: 4000`,
     `lab: { fabric: ${spec.name} }`,
     `deadlines: { unplugMs: 15000, convergeMs: 300000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 120000 }`,
+    ...(certs ? [`tls: ${certs.yaml("controller")}`] : []),
     "",
   ].join("\n"), { mode: 0o600 });
   const clog = join(dir, "controller.log");
   const controller: LabComponent = { name: "controller", kind: "controller", pid: spawnDetached(["controller", "--config", cconfig], clog), url: controllerUrl, config: cconfig, log: clog };
-  const state: LabState = { name: spec.name, dir, netns, controller, hosts: [], agentTokenFile, controllerTokenFile, contextFile: defaultContextFile(), createdAt: Date.now() };
+  const state: LabState = { name: spec.name, dir, netns, controller, hosts: [], agentTokenFile, controllerTokenFile, contextFile: defaultContextFile(), tls: certs ? certs.files("cli") : null, createdAt: Date.now() };
   await writeLabState(state);
   log(`controller: pid ${controller.pid}, ${controllerUrl}`);
   const saveDir = join(dir, "saves");
@@ -237,19 +279,19 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
     });
     const port = await freePort();
     const config = join(hdir, "host.yaml");
-    await writeFile(config, hostYaml({ host, dir: hdir, port, netns, model: spec.model, forwarding: spec.forwarding, pfs: nets.map((n, j) => ({ bdf: fx.pfs[j]!.bdf, network: n })), controllerUrl, controllerTokenFile, agentTokenFile, saveDir, networks: spec.networks }), { mode: 0o600 });
+    await writeFile(config, hostYaml({ tls: certs ? certs.yaml(host.name) : null, host, dir: hdir, port, netns, model: spec.model, forwarding: spec.forwarding, pfs: nets.map((n, j) => ({ bdf: fx.pfs[j]!.bdf, network: n })), controllerUrl, controllerTokenFile, agentTokenFile, saveDir, networks: spec.networks }), { mode: 0o600 });
     const alog = join(hdir, "agent.log");
     const pid = spawnDetached(["agent", "--config", config], alog);
-    state.hosts.push({ name: host.name, kind: "agent", pid, url: `http://127.0.0.1:${port}`, config, log: alog });
+    state.hosts.push({ name: host.name, kind: "agent", pid, url: `${scheme}://127.0.0.1:${port}`, config, log: alog });
     await writeLabState(state);
-    log(`${host.name}: agent pid ${pid}, http://127.0.0.1:${port}, VFs ${nets.map((n) => `${n}:${host.vfs[n]}`).join(" ") || "none"}`);
+    log(`${host.name}: agent pid ${pid}, ${scheme}://127.0.0.1:${port}, VFs ${nets.map((n) => `${n}:${host.vfs[n]}`).join(" ") || "none"}`);
   }
-  await waitHttp(controllerUrl, controllerToken, "/v1/hosts", (b) => {
+  await waitHttp(await labFetch(state), controllerUrl, controllerToken, "/v1/hosts", (b) => {
     const hosts = (b as { hosts?: { name: string; state: string }[] }).hosts ?? [];
     return spec.hosts.every((h) => hosts.some((x) => x.name === h.name && x.state === "up"));
   }, 60_000, "the lab's hosts");
   await mkdir(dirname(state.contextFile), { recursive: true, mode: 0o700 });
-  await writeFile(state.contextFile, JSON.stringify({ controller: controllerUrl, tokenFile: controllerTokenFile, lab: spec.name }, null, 2), { mode: 0o600 });
+  await writeFile(state.contextFile, JSON.stringify({ controller: controllerUrl, tokenFile: controllerTokenFile, ...(state.tls ? { tls: state.tls } : {}), lab: spec.name }, null, 2), { mode: 0o600 });
   log(`context: ${state.contextFile} (ferry commands in this shell now reach the lab's controller)`);
   return state;
 }
@@ -305,12 +347,12 @@ export interface ComponentStatus extends LabComponent {
   alive: boolean;
 }
 
-export async function labStatus(name: string): Promise<{ name: string; up: boolean; dir: string; netns: string | null; components: ComponentStatus[] }> {
+export async function labStatus(name: string): Promise<{ name: string; up: boolean; dir: string; netns: string | null; tls: TlsFiles | null; components: ComponentStatus[] }> {
   const state = await readLabState(name);
-  if (!state) return { name, up: false, dir: labDir(name), netns: null, components: [] };
+  if (!state) return { name, up: false, dir: labDir(name), netns: null, tls: null, components: [] };
   const components: ComponentStatus[] = [];
   for (const c of [state.controller, ...state.hosts]) components.push({ ...c, alive: await ownedAlive(c.pid, state.dir) });
-  return { name, up: true, dir: state.dir, netns: state.netns, components };
+  return { name, up: true, dir: state.dir, netns: state.netns, tls: state.tls ?? null, components };
 }
 
 function component(state: LabState, which: string): LabComponent {
@@ -342,7 +384,7 @@ export async function labStart(name: string, which: string): Promise<number> {
   c.pid = spawnDetached([c.kind, "--config", c.config], c.log);
   await writeLabState(s);
   const token = (await readFile(c.kind === "controller" ? s.controllerTokenFile : s.agentTokenFile, "utf8")).trim();
-  await waitHttp(c.url, token, c.kind === "controller" ? "/v1/hosts" : "/v1/health", () => true, 30_000, which);
+  await waitHttp(await labFetch(s), c.url, token, c.kind === "controller" ? "/v1/hosts" : "/v1/health", () => true, 30_000, which);
   return c.pid;
 }
 
@@ -352,7 +394,8 @@ export async function labFault(name: string, host: string, fault: string, once: 
   const c = component(s, host);
   if (c.kind !== "agent") throw new FerryError("FERRY_ERR_INVALID", "fault switches are armed on hosts, not on the controller");
   const token = (await readFile(s.agentTokenFile, "utf8")).trim();
-  const r = await fetch(`${c.url}/v1/faults`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: fault, once }), signal: AbortSignal.timeout(5_000) });
+  const f = await labFetch(s);
+  const r = await f(`${c.url}/v1/faults`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify({ name: fault, once }), signal: AbortSignal.timeout(5_000) });
   const body: unknown = await r.json();
   if (!r.ok) throw new FerryError("FERRY_ERR_INVALID", `${host} refused fault ${fault}: ${JSON.stringify(body)}`);
   return body;

@@ -1,8 +1,10 @@
 // Local migration (QEMU upgrade in place) and save/restore through the CLI on
 // a 2-host lab: controller, agents, real guest, real network namespace.
+// The lab runs with mutual TLS (its default): checked here too, on the same lab.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { chmod, writeFile } from "node:fs/promises";
+import { access, chmod, lstat, readFile, readdir, writeFile } from "node:fs/promises";
+import { request } from "node:https";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
@@ -34,6 +36,47 @@ describe("lab VM operations", { timeout: 240_000 }, () => {
   });
   after(async () => {
     if (!process.env["FERRY_KEEP_LAB"]) await labDown(NAME);
+  });
+
+  it("mutual TLS by default: plain HTTP and clients without a certificate are refused, the CLI works from the context alone, keys are owner-only", async () => {
+    assert.ok(lab.tls, "lab.json records the lab's TLS files");
+    assert.match(lab.controller.url, /^https:\/\//);
+    for (const h of lab.hosts) assert.match(h.url, /^https:\/\//);
+    const token = (await readFile(lab.controllerTokenFile, "utf8")).trim();
+    const headers = { authorization: `Bearer ${token}` };
+    // plain HTTP to the controller's port: no answer with the hosts
+    const plain = await fetch(`${lab.controller.url.replace(/^https:/, "http:")}/v1/hosts`, { headers, signal: AbortSignal.timeout(5_000) }).then(async (r) => `HTTP ${r.status} ${await r.text()}`, (e: unknown) => `refused: ${String(e)}`);
+    assert.ok(!plain.includes("host1"), `plain HTTP got the hosts: ${plain}`);
+    // HTTPS that trusts the lab's CA but presents no client certificate: refused in the handshake
+    const ca = await readFile(lab.tls.ca);
+    const get = (tls: { ca: Buffer; cert?: Buffer; key?: Buffer }): Promise<string> => new Promise<string>((resolve) => {
+      const req = request(`${lab.controller.url}/v1/hosts`, { headers, ...tls, timeout: 5_000 }, (res) => {
+        let body = "";
+        res.on("data", (d: Buffer) => (body += d.toString()));
+        res.on("end", () => resolve(`HTTP ${res.statusCode} ${body}`));
+        res.on("error", (e) => resolve(`refused: ${e.message}`));
+      });
+      req.on("error", (e) => resolve(`refused: ${e.message}`));
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+      req.end();
+    });
+    const noCert = await get({ ca });
+    assert.match(noCert, /^refused: /, `a client without a certificate was answered: ${noCert}`);
+    // the same request with the lab's client certificate is answered: the certificate is what was missing
+    const withCert = await get({ ca, cert: await readFile(lab.tls.cert), key: await readFile(lab.tls.key) });
+    assert.match(withCert, /^HTTP 200 .*host1/, withCert);
+    // the CLI in the lab's context: no --controller, --token-file or --tls-* flags
+    const ctx = JSON.parse(await readFile(env.FERRY_CONTEXT, "utf8")) as { controller: string; tls?: { cert: string; key: string; ca: string } };
+    assert.equal(ctx.controller, lab.controller.url);
+    assert.deepEqual(ctx.tls, lab.tls);
+    const hosts = await json<{ name: string; state: string }[]>("hosts");
+    assert.deepEqual(hosts.map((h) => `${h.name}:${h.state}`).sort(), ["host1:up", "host2:up"]);
+    // the CA's and every component's key: owner-only, in an owner-only dir
+    const dir = join(lab.dir, "tls");
+    assert.equal((await lstat(dir)).mode & 0o777, 0o700);
+    const keys = (await readdir(dir)).filter((f) => f.endsWith(".key")).sort();
+    assert.deepEqual(keys, ["ca.key", "cli.key", "controller.key", "host1.key", "host2.key"]);
+    for (const k of keys) assert.equal((await lstat(join(dir, k))).mode & 0o777, 0o600, k);
   });
 
   it("ferry migrate --local --qemu: a new QEMU on the same host, RAM not copied, heartbeat and VF kept", async () => {
@@ -68,5 +111,11 @@ describe("lab VM operations", { timeout: 240_000 }, () => {
     assert.notEqual(restored.nics[0]!.vf, null);
     assert.ok((await waitForHeartbeat(serial(restored), hb, { timeoutMs: 15_000 })) > hb, "memory survived save and restore");
     assert.ok(await ping(restored.nics[0]!.address.split("/")[0]!));
+  });
+
+  it("ferry lab down removes the lab dir with its TLS material, and the context", { skip: process.env["FERRY_KEEP_LAB"] !== undefined }, async () => {
+    await ferry("lab", "down", "--name", NAME);
+    await assert.rejects(access(join(lab.dir, "tls")));
+    await assert.rejects(access(env.FERRY_CONTEXT));
   });
 });

@@ -10,12 +10,13 @@ import { renderTable } from "../render/table.ts";
 export const USAGE = `usage:
   ferry lab up [--hosts N] [--config lab.yaml] [--name NAME]   namespace, bridges, controller, agents
       [--forwarding unmanaged]                                   raw QEMU failover: no forwarding-path management (benchmarks)
+      [--no-tls]                                                 plain HTTP (default: mutual TLS, a CA and certificates in the lab dir)
   ferry lab down [--name NAME]                                   remove all of it (also after a crash)
   ferry lab status [--json] [--name NAME]                        each component's pid and address
   ferry lab kill controller|HOST                                 SIGKILL it by its recorded pid
   ferry lab start controller|HOST                                start it again
   ferry lab fault HOST NAME [--once]                             arm a fault switch: ${FAULTS.join(", ")}
-lab.yaml: { networks: [physnet1, physnet2], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host3: { physnet2: 0 } }, forwarding: managed }
+lab.yaml: { networks: [physnet1, physnet2], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host3: { physnet2: 0 } }, forwarding: managed, tls: true }
 `;
 
 const OPTIONS = {
@@ -25,6 +26,8 @@ const OPTIONS = {
   name: { type: "string" },
   json: { type: "boolean" },
   once: { type: "boolean" },
+  tls: { type: "boolean" },
+  "no-tls": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -42,8 +45,10 @@ export async function run(argv: readonly string[]): Promise<number> {
       const hosts = values.hosts === undefined ? undefined : Number(values.hosts);
       if (hosts !== undefined && !Number.isInteger(hosts)) throw new UsageError("lab", `--hosts: expected a whole number, got ${values.hosts}`);
       const configText = values.config === undefined ? undefined : await readFile(values.config, "utf8");
-      const state = await labUp(labSpec({ name, hosts, configText, ...(values.forwarding === undefined ? {} : { forwarding: values.forwarding }) }), say);
-      say(`lab ${state.name} is up: ${state.hosts.length} hosts; try 'ferry hosts', 'ferry lab status', 'ferry lab down'`);
+      if (values.tls && values["no-tls"]) throw new UsageError("lab", "--tls and --no-tls: pick one");
+      const tls = values["no-tls"] ? false : values.tls ? true : undefined;
+      const state = await labUp(labSpec({ name, hosts, configText, ...(values.forwarding === undefined ? {} : { forwarding: values.forwarding }), ...(tls === undefined ? {} : { tls }) }), say);
+      say(`lab ${state.name} is up: ${state.hosts.length} hosts, ${state.tls ? "mutual TLS" : "plain HTTP"}; try 'ferry hosts', 'ferry lab status', 'ferry lab down'`);
       return EXIT.ok;
     }
     case "down": {
@@ -55,7 +60,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       const s = await labStatus(name);
       if (values.json) say(JSON.stringify(s, null, 2));
       else if (!s.up) say(`lab ${name} is not up`);
-      else say(`lab ${name} (${s.dir}, netns ${s.netns})\n${renderTable(["COMPONENT", "PID", "ADDRESS", "ALIVE"], s.components.map((c) => [c.name, c.pid, c.url, c.alive ? "yes" : "NO"]))}`);
+      else say(`lab ${name} (${s.dir}, netns ${s.netns}, ${s.tls ? "mutual TLS" : "plain HTTP"})\n${renderTable(["COMPONENT", "PID", "ADDRESS", "ALIVE"], s.components.map((c) => [c.name, c.pid, c.url, c.alive ? "yes" : "NO"]))}`);
       return EXIT.ok;
     }
     case "kill":
