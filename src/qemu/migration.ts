@@ -71,12 +71,18 @@ export async function waitMigration(qmp: QmpClient, o: WaitOptions): Promise<Mig
   const clock = o.clock ?? systemClock;
   const signal = deadline(o.timeoutMs, o.signal, clock);
   let wake: (() => void) | undefined;
+  // an event that arrives while query-migrate is in flight must not be lost: it ends the next sleep at once
+  let woke = false;
   const off = qmp.onEvent((e) => {
-    if (e.event === "MIGRATION" || e.event === "STOP" || e.event === "UNPLUG_PRIMARY") wake?.();
+    if (e.event === "MIGRATION" || e.event === "STOP" || e.event === "UNPLUG_PRIMARY") {
+      woke = true;
+      wake?.();
+    }
   });
   try {
     for (;;) {
       if (signal.aborted) throw abortError(signal, `migration did not reach ${o.until.join("/")}`);
+      woke = false;
       const info = await queryMigrate(qmp, { signal });
       o.onProgress?.(info);
       if (o.until.includes(info.status)) return info;
@@ -84,6 +90,10 @@ export async function waitMigration(qmp: QmpClient, o: WaitOptions): Promise<Mig
         throw new FerryError("FERRY_ERR_MIGRATION", `migration ${info.status}${info.errorDesc ? `: ${info.errorDesc}` : ""}`, { details: { status: info.status } });
       }
       await new Promise<void>((resolve) => {
+        if (woke) {
+          resolve();
+          return;
+        }
         wake = resolve;
         const t = clock.sleep(o.pollMs ?? 100, signal).then(resolve, resolve);
         void t;
