@@ -5,31 +5,17 @@
 // (retryable). Replies are validated against the API's schemas.
 import type { TSchema, Static } from "typebox";
 import { fetchFor } from "../core/tls.ts";
-import type { TlsMaterial } from "../core/tls.ts";
 import type { LeaseHolder } from "../host/leases.ts";
 import type { VmSpec } from "../model/vm.ts";
 import { Health, InstanceList, InstanceView, Inventory, Lease, LeaseList, Released, Stopped } from "./api.ts";
 import type { HealthView, HolderInputBody, InstanceListView, InstanceViewT, InventoryView, LeaseListView, LeaseView, ReleasedView, StoppedView } from "./api.ts";
 import { request } from "./reply.ts";
+import type { ClientOptions, RequestOptions } from "./reply.ts";
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
-export interface AgentClientOptions {
-  /** e.g. http://127.0.0.1:7601 */
-  baseUrl: string;
-  token: string;
-  /** Per-request timeout (default 10 s). */
-  timeoutMs?: number;
-  /** The I/O seam (default: global fetch, or a mutual-TLS fetch when `tls` is given). */
-  fetch?: typeof fetch;
-  /** Present this certificate and verify the agent against this CA (https:// URLs only). */
-  tls?: TlsMaterial | null;
-}
-
-export interface RequestOptions {
-  signal?: AbortSignal;
-  timeoutMs?: number;
-}
+export type AgentClientOptions = ClientOptions;
+export type { RequestOptions };
 
 /** A holder as the client names it: migration holders give ttlMs (the agent's clock sets expiresAt). */
 export type HolderRef = HolderInputBody;

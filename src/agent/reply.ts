@@ -9,7 +9,27 @@ import type { Static, TSchema } from "typebox";
 import { Check, Errors } from "typebox/value";
 import { ERROR_CODES, FerryError } from "../core/errors.ts";
 import type { ErrorCode } from "../core/errors.ts";
+import type { TlsMaterial } from "../core/tls.ts";
 import { Problem } from "./api.ts";
+
+/** How a client of the agent or controller API is set up. */
+export interface ClientOptions {
+  /** e.g. https://127.0.0.1:7601 */
+  baseUrl: string;
+  token: string;
+  /** Per-request timeout (default: the client's). */
+  timeoutMs?: number;
+  /** The I/O seam (default: global fetch, or a mutual-TLS fetch when `tls` is given). */
+  fetch?: typeof fetch;
+  /** Present this certificate and verify the server against this CA (https:// URLs only). */
+  tls?: TlsMaterial | null;
+}
+
+/** Per request: a caller's signal and timeout. */
+export interface RequestOptions {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
 
 export type ClientErrorKind = "FERRY_ERR_AGENT" | "FERRY_ERR_CONTROLLER";
 

@@ -5,6 +5,7 @@ import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { FerryError } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
 
 export interface TokenFile {
   token: string;
@@ -50,4 +51,25 @@ const digest = (s: string): Buffer => createHash("sha256").update(s, "utf8").dig
 /** Constant-time comparison (on equal-length digests, so length leaks nothing either). */
 export function tokenMatches(expected: string, given: string): boolean {
   return timingSafeEqual(digest(expected), digest(given));
+}
+
+/** A server's token: loaded or created (0600), saying so in the log, and warning when others can read the file. */
+export async function loadServerToken(file: string, log: Logger): Promise<string> {
+  const tok = await loadOrCreateToken(file);
+  if (tok.created) log.info({ file }, "created the token file (mode 0600)");
+  if (tok.looseMode !== null) log.warn({ file, mode: tok.looseMode.toString(8) }, "the token file is readable by others: chmod 600 it");
+  return tok.token;
+}
+
+/** Resolves with the first SIGTERM or SIGINT (a server's run ends there). */
+export function untilStopSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (s: NodeJS.Signals): void => {
+      process.off("SIGTERM", on);
+      process.off("SIGINT", on);
+      resolve(s);
+    };
+    process.on("SIGTERM", on);
+    process.on("SIGINT", on);
+  });
 }

@@ -5,10 +5,9 @@
 import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
 import { problemError, request, send, unreachable } from "../agent/reply.ts";
-import type { SendOptions } from "../agent/reply.ts";
+import type { ClientOptions, RequestOptions, SendOptions } from "../agent/reply.ts";
 import { FerryError } from "../core/errors.ts";
 import { fetchFor } from "../core/tls.ts";
-import type { TlsMaterial } from "../core/tls.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import type { CancelReport } from "../migration/runner.ts";
 import type { CreateVmBodyT, DeviceRowT, EventView, HeartbeatBodyT, HostViewT, MigrateBodyT, MigrateReplyT, VmViewT } from "./schemas.ts";
@@ -19,20 +18,8 @@ import { CancelView, Deleted, DeviceList, HeartbeatReply, HostList, HostView, Mi
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
-export interface ControllerClientOptions {
-  baseUrl: string;
-  token: string;
-  timeoutMs?: number;
-  /** The I/O seam (default: global fetch, or a mutual-TLS fetch when `tls` is given). */
-  fetch?: typeof fetch;
-  /** Present this certificate and verify the controller against this CA (https:// URLs only). */
-  tls?: TlsMaterial | null;
-}
-
-export interface RequestOptions {
-  signal?: AbortSignal;
-  timeoutMs?: number;
-}
+export type ControllerClientOptions = ClientOptions;
+export type { RequestOptions };
 
 const q = (o: Record<string, string | undefined>): string => {
   const p = new URLSearchParams();

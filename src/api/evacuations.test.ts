@@ -1,29 +1,8 @@
 import assert from "node:assert/strict";
-import { after, test } from "node:test";
-import { Controller } from "../controller/controller.ts";
-import { DEFAULT_DEADLINES } from "../controller/config.ts";
-import { FakeClock } from "../core/clock.ts";
-import { silentLogger } from "../core/log.ts";
-import { SqliteClusterStore } from "../store/cluster.ts";
-import { SqliteStore } from "../store/sqlite.ts";
-import { buildControllerApp } from "./app.ts";
+import { test } from "node:test";
+import { memoryControllerApp } from "./testing.ts";
 
-const TOKEN = "t".repeat(32);
-const clock = new FakeClock();
-const store = new SqliteStore(":memory:");
-const cluster = new SqliteClusterStore(":memory:");
-const controller = new Controller({
-  config: { heartbeatTimeoutMs: 6000, hostCapacity: { memoryMiB: 16384, vcpus: 16 }, deadlines: DEFAULT_DEADLINES },
-  store, cluster, clock, log: silentLogger, agentToken: "a".repeat(32), guestImage: () => Promise.resolve({ kernel: "/k", initrd: "/i" }),
-  fetch: () => Promise.reject(new Error("no agents in this test")),
-});
-const app = buildControllerApp({ controller, token: TOKEN, version: "0.0.0", clock });
-after(async () => {
-  await app.close();
-  store.close();
-  cluster.close();
-});
-const auth = { authorization: `Bearer ${TOKEN}` };
+const { clock, cluster, controller, app, auth } = memoryControllerApp();
 const beat = () => app.inject({ method: "POST", url: "/v1/agents/heartbeat", headers: auth, payload: { name: "host-a", url: "http://127.0.0.1:1", version: "1", accel: "tcg" } });
 const state = async (): Promise<string | undefined> => (await cluster.getHost("host-a"))?.state;
 

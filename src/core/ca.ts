@@ -43,7 +43,7 @@ async function openssl(runner: Runner, args: string[], signal?: AbortSignal): Pr
 async function ownerOnlyDir(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const st = await stat(dir);
-  if (!st.isDirectory()) throw new FerryError("FERRY_ERR_INVALID", `${dir}: not a directory`, { details: { dir } });
+  if (!st.isDirectory()) throw new FerryError("FERRY_ERR_INVALID", `${dir}: not a directory: give --dir a directory, or a path that does not exist yet`, { details: { dir } });
   await chmod(dir, 0o700);
 }
 

@@ -40,7 +40,7 @@ export async function loadTls(files: TlsFiles, signal?: AbortSignal): Promise<Tl
       throw new FerryError("FERRY_ERR_CONFIG", `tls.${what} ${file}: cannot read: ${e instanceof Error ? e.message : String(e)} (create one with 'ferry ca init' and 'ferry ca issue')`, { cause: e, details: { file, field: `tls.${what}` } });
     }
     if (!b.subarray(0, 4096).toString("latin1").includes("-----BEGIN ")) {
-      throw new FerryError("FERRY_ERR_CONFIG", `tls.${what} ${file}: not a PEM file`, { details: { file, field: `tls.${what}` } });
+      throw new FerryError("FERRY_ERR_CONFIG", `tls.${what} ${file}: not a PEM file (issue certificates and keys with 'ferry ca init' and 'ferry ca issue')`, { details: { file, field: `tls.${what}` } });
     }
     return b;
   };

@@ -292,7 +292,7 @@ function readGreeting(socket: Socket, reader: LineReader): Promise<QmpGreeting> 
         cleanup();
         socket.pause();
         const msg = decodeMessage(first);
-        if (msg.kind !== "greeting") throw new FerryError("FERRY_ERR_QMP_PROTOCOL", `QMP: expected a greeting first, got ${first.slice(0, 200)}`, { details: { line: first.slice(0, 1000) } });
+        if (msg.kind !== "greeting") throw new FerryError("FERRY_ERR_QMP_PROTOCOL", `QMP: expected a greeting first, got ${first.slice(0, 200)}; the socket may not be this QEMU's monitor: see the instance's qemu.log, and retry (docs/known-issues.md)`, { details: { line: first.slice(0, 1000) } });
         resolve(msg); // the client's constructor resumes the socket once it listens
       } catch (e) {
         cleanup();

@@ -47,7 +47,7 @@ export class SqliteEventLog implements EventLog {
       try {
         return JSON.parse(r.data) as ControllerEvent;
       } catch (e) {
-        throw new FerryError("FERRY_ERR_INTERNAL", `event log: corrupt event ${r.seq}`, { cause: e });
+        throw new FerryError("FERRY_ERR_INTERNAL", `event log: event ${r.seq} in the events table is not JSON; the table is history only: delete that row (or the table) and restart the controller`, { cause: e });
       }
     });
   }

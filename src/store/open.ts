@@ -21,7 +21,7 @@ export function openSqlite(file: string, schema: string, options: OpenOptions = 
       closeSync(openSync(file, "a", 0o600));
       chmodSync(file, 0o600);
     } catch (e) {
-      throw new FerryError("FERRY_ERR_INTERNAL", `${file}: cannot create the store: ${e instanceof Error ? e.message : String(e)}`, { cause: e, details: { path: file } });
+      throw new FerryError("FERRY_ERR_INTERNAL", `${file}: cannot create the store: ${e instanceof Error ? e.message : String(e)} (check that the config's stateDir is writable by this user and its disk has space)`, { cause: e, details: { path: file } });
     }
   }
   const db = new DatabaseSync(file, { timeout: options.busyTimeoutMs ?? 5000 });

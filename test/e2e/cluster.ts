@@ -3,12 +3,16 @@
 // agents with their own sysfs fixture, config and log.
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AgentClient } from "../../src/agent/client.ts";
+import { EXIT } from "../../src/cli/exit-codes.ts";
+import { systemClock } from "../../src/core/clock.ts";
+import { run } from "../../src/core/run.ts";
 import { writeSysfsFixture } from "../../src/host/fixture.ts";
 import type { FixturePf } from "../../src/host/fixture.ts";
 
@@ -76,6 +80,69 @@ export interface TestAgent {
 }
 
 /** The first lines of a test agent's host.yaml: name, fixture, state and run dirs under its dir, token, loopback port. */
+export interface ControllerSetup {
+  agentTokenFile: string;
+  agentToken: string;
+  controllerTokenFile: string;
+  controllerToken: string;
+  controllerConfig: string;
+  port: number;
+  /** What an agent's `controller:` needs. */
+  ctl: { url: string; tokenFile: string };
+}
+
+/** Token files (0600) and controller.yaml in `base`, for a controller on a free loopback port. */
+export async function writeControllerSetup(base: string, o: { heartbeatTimeoutMs?: number; deadlines?: string } = {}): Promise<ControllerSetup> {
+  const agentTokenFile = join(base, "agent-token");
+  const agentToken = randomBytes(32).toString("hex");
+  await writeFile(agentTokenFile, `${agentToken}\n`, { mode: 0o600 });
+  const controllerTokenFile = join(base, "controller-token");
+  const controllerToken = randomBytes(32).toString("hex");
+  await writeFile(controllerTokenFile, `${controllerToken}\n`, { mode: 0o600 });
+  const port = await freePort();
+  const controllerConfig = join(base, "controller.yaml");
+  await writeFile(controllerConfig, [
+    `listen: { address: 127.0.0.1, port: ${port} }`,
+    `stateDir: cstate`,
+    `tokenFile: controller-token`,
+    `agentTokenFile: agent-token`,
+    `heartbeatTimeoutMs: ${o.heartbeatTimeoutMs ?? 2500}`,
+    `deadlines: ${o.deadlines ?? "{ unplugMs: 10000, convergeMs: 120000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 60000 }"}`,
+    ``,
+  ].join("\n"));
+  return { agentTokenFile, agentToken, controllerTokenFile, controllerToken, controllerConfig, port, ctl: { url: `http://127.0.0.1:${port}`, tokenFile: controllerTokenFile } };
+}
+
+/** Poll `f` until it returns something (errors count as not yet), or fail naming `what` and the last error. */
+export async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs: number, everyMs = 100): Promise<T> {
+  const until = systemClock.monotonic() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const x = await f();
+      if (x !== undefined) return x;
+    } catch (e) {
+      last = e;
+    }
+    if (systemClock.monotonic() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ""}`);
+    await systemClock.sleep(everyMs);
+  }
+}
+
+/** `ferry …` as a subprocess with the env the caller holds now; `json` runs it with --json and expects exit 0. */
+export function ferryCli(env: () => NodeJS.ProcessEnv): {
+  ferry: (...args: string[]) => Promise<{ code: number; stdout: string; stderr: string }>;
+  json: <T>(...args: string[]) => Promise<T>;
+} {
+  const ferry = (...args: string[]) => run(FERRY, args, { allowFailure: true, timeoutMs: 120_000, env: env() });
+  const json = async <T>(...args: string[]): Promise<T> => {
+    const r = await ferry(...args, "--json");
+    if (r.code !== EXIT.ok) throw new Error(`ferry ${args.join(" ")}: exit ${r.code}: ${r.stderr}${r.stdout}`);
+    return JSON.parse(r.stdout) as T;
+  };
+  return { ferry, json };
+}
+
 export function agentYamlHead(name: string, port: number, agentTokenFile: string): string[] {
   return [`name: ${name}`, `sysfsRoot: sys`, `stateDir: state`, `runDir: run`, `authTokenFile: ${agentTokenFile}`, `listen: { address: 127.0.0.1, port: ${port} }`];
 }

@@ -3,7 +3,6 @@
 // CLI talking to the controller API. Agents register with the controller
 // and heartbeat on their own (the `controller:` section of host.yaml).
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,20 +13,11 @@ import { run } from "../../src/core/run.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
 import { EXIT } from "../../src/cli/exit-codes.ts";
-
-import { FERRY, freePort, kill, makeAgent, spawnFerry } from "./cluster.ts";
+import type { MigrationSummary } from "../../src/cli/render/migration.ts";
+import { FERRY, ferryCli, kill, makeAgent, spawnFerry, waitFor, writeControllerSetup } from "./cluster.ts";
 import type { Proc, TestAgent } from "./cluster.ts";
-interface MigrateJson {
-  id: string | null;
-  vm: string;
-  outcome: string;
-  source: string;
-  destination: string | null;
-  runsOn: { host: string; instanceId: string } | null;
-  reason: string | null;
-  timings: { totalMs: number | null; downtimeMs: number | null; phases: Record<string, number> };
-  nics: { name: string; network: string; mode: string; policy: string; before: { host: string; vf: string; pf: string } | null; after: { host: string; vf: string; pf: string } | null }[];
-}
+/** What `ferry migrate --json` prints. */
+type MigrateJson = MigrationSummary;
 interface VmJson {
   uuid: string;
   name: string;
@@ -52,12 +42,7 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
   const orphanPids: number[] = [];
   let env: NodeJS.ProcessEnv;
 
-  const ferry = (...args: string[]) => run(FERRY, args, { allowFailure: true, timeoutMs: 120_000, env });
-  const json = async <T,>(...args: string[]): Promise<T> => {
-    const r = await ferry(...args, "--json");
-    assert.equal(r.code, EXIT.ok, `ferry ${args.join(" ")}: ${r.stderr}${r.stdout}`);
-    return JSON.parse(r.stdout) as T;
-  };
+  const { ferry, json } = ferryCli(() => env);
   const agent = (n: string): TestAgent => agents.get(n)!;
 
   async function startController(): Promise<void> {
@@ -66,37 +51,12 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
     env = { ...process.env, FERRY_CONTROLLER: controller.url, FERRY_TOKEN_FILE: join(base, "controller-token"), FERRY_CONTEXT: join(base, "no-context.json") };
   }
 
-  async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-    const until = systemClock.monotonic() + timeoutMs;
-    for (;;) {
-      const x = await f().catch(() => undefined);
-      if (x !== undefined) return x;
-      if (systemClock.monotonic() > until) throw new Error(`timed out waiting for ${what}`);
-      await systemClock.sleep(200);
-    }
-  }
 
   before(async () => {
     base = await mkdtemp(join(tmpdir(), "fc-"));
-    agentTokenFile = join(base, "agent-token");
-    await writeFile(agentTokenFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
-    controllerToken = randomBytes(32).toString("hex");
-    await writeFile(join(base, "controller-token"), `${controllerToken}\n`, { mode: 0o600 });
-    const port = await freePort();
-    controllerConfig = join(base, "controller.yaml");
-    await writeFile(
-      controllerConfig,
-      [
-        `listen: { address: 127.0.0.1, port: ${port} }`,
-        `stateDir: cstate`,
-        `tokenFile: controller-token`,
-        `agentTokenFile: agent-token`,
-        `heartbeatTimeoutMs: 2500`,
-        `deadlines: { unplugMs: 10000, convergeMs: 120000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 60000 }`,
-        ``,
-      ].join("\n"),
-    );
-    const ctl = { url: `http://127.0.0.1:${port}`, tokenFile: join(base, "controller-token") };
+    const setup = await writeControllerSetup(base);
+    ({ agentTokenFile, controllerConfig, controllerToken } = setup);
+    const ctl = setup.ctl;
     const [a, b, c] = await Promise.all([
       makeAgent(base, "host-a", [{ network: "physnet1", numVfs: 2 }, { network: "physnet2", numVfs: 1 }], agentTokenFile, ctl),
       makeAgent(base, "host-b", [{ network: "physnet1", numVfs: 2 }], agentTokenFile, ctl),

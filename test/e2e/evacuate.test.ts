@@ -8,19 +8,17 @@
 // its reasons; no VF is promised or leased twice; host-a stays draining through
 // heartbeats; --plan changes nothing; undrain puts host-a back.
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ControllerClient } from "../../src/api/client.ts";
 import type { EvacuationView } from "../../src/controller/evacuation.ts";
 import { systemClock } from "../../src/core/clock.ts";
-import { run } from "../../src/core/run.ts";
 import { waitForConsole } from "../../src/qemu/console.ts";
 import { EXIT } from "../../src/cli/exit-codes.ts";
 
-import { FERRY, freePort, kill, makeAgent, spawnFerry } from "./cluster.ts";
+import { ferryCli, kill, makeAgent, spawnFerry, waitFor, writeControllerSetup } from "./cluster.ts";
 import type { Proc, TestAgent } from "./cluster.ts";
 interface PlanJson {
   destinations: { host: string; rank: number }[];
@@ -42,23 +40,9 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
   const agents = new Map<string, TestAgent>();
   let env: NodeJS.ProcessEnv;
 
-  const ferry = (...args: string[]) => run(FERRY, args, { allowFailure: true, timeoutMs: 120_000, env });
-  const json = async <T,>(...args: string[]): Promise<T> => {
-    const r = await ferry(...args, "--json");
-    assert.equal(r.code, EXIT.ok, `ferry ${args.join(" ")}: ${r.stderr}${r.stdout}`);
-    return JSON.parse(r.stdout) as T;
-  };
+  const { ferry, json } = ferryCli(() => env);
   const agent = (n: string): TestAgent => agents.get(n)!;
 
-  async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-    const until = systemClock.monotonic() + timeoutMs;
-    for (;;) {
-      const x = await f().catch(() => undefined);
-      if (x !== undefined) return x;
-      if (systemClock.monotonic() > until) throw new Error(`timed out waiting for ${what}`);
-      await systemClock.sleep(200);
-    }
-  }
 
   /** Everything an evacuation could change: host states, VM records, migrations, every agent's leases. */
   async function world(): Promise<unknown> {
@@ -72,25 +56,9 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
 
   before(async () => {
     base = await mkdtemp(join(tmpdir(), "fe-"));
-    agentTokenFile = join(base, "agent-token");
-    await writeFile(agentTokenFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
-    controllerToken = randomBytes(32).toString("hex");
-    await writeFile(join(base, "controller-token"), `${controllerToken}\n`, { mode: 0o600 });
-    const port = await freePort();
-    controllerConfig = join(base, "controller.yaml");
-    await writeFile(
-      controllerConfig,
-      [
-        `listen: { address: 127.0.0.1, port: ${port} }`,
-        `stateDir: cstate`,
-        `tokenFile: controller-token`,
-        `agentTokenFile: agent-token`,
-        `heartbeatTimeoutMs: 2500`,
-        `deadlines: { unplugMs: 10000, convergeMs: 120000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 60000 }`,
-        ``,
-      ].join("\n"),
-    );
-    const ctl = { url: `http://127.0.0.1:${port}`, tokenFile: join(base, "controller-token") };
+    const setup = await writeControllerSetup(base);
+    ({ agentTokenFile, controllerConfig, controllerToken } = setup);
+    const ctl = setup.ctl;
     const [a, b, c] = await Promise.all([
       makeAgent(base, "host-a", [{ network: "physnet1", numVfs: 3 }], agentTokenFile, ctl),
       makeAgent(base, "host-b", [{ network: "physnet1", numVfs: 1 }], agentTokenFile, ctl),

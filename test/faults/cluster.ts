@@ -7,7 +7,6 @@
 // through the agents and killed by pid. `check()` compares the store with the
 // hosts' real state (DESIGN invariants 1–3, and 4 where the guest prints a
 // heartbeat).
-import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { Server, Socket } from "node:net";
 import { connect, createServer } from "node:net";
@@ -17,11 +16,11 @@ import { Type } from "typebox";
 import { AgentClient } from "../../src/agent/client.ts";
 import type { InstanceViewT } from "../../src/agent/api.ts";
 import { ControllerClient } from "../../src/api/client.ts";
-import { systemClock } from "../../src/core/clock.ts";
+
 import { writeSysfsFixture } from "../../src/host/fixture.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { lastHeartbeat, readConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
-import { agentYamlHead, freePort, kill, spawnFerry } from "../e2e/cluster.ts";
+import { agentYamlHead, freePort, kill, spawnFerry, waitFor, writeControllerSetup } from "../e2e/cluster.ts";
 import type { Proc } from "../e2e/cluster.ts";
 
 /** A TCP proxy to 127.0.0.1:target that can be cut (every socket destroyed, new ones refused) and restored. */
@@ -108,20 +107,7 @@ export interface ClusterOptions {
   heartbeatTimeoutMs?: number;
 }
 
-export async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs: number, everyMs = 100): Promise<T> {
-  const until = systemClock.monotonic() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const x = await f();
-      if (x !== undefined) return x;
-    } catch (e) {
-      last = e;
-    }
-    if (systemClock.monotonic() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last instanceof Error ? `: ${last.message}` : ""}`);
-    await systemClock.sleep(everyMs);
-  }
-}
+export { waitFor };
 
 export class FaultCluster {
   readonly agents = new Map<string, FaultAgent>();
@@ -141,23 +127,15 @@ export class FaultCluster {
 
   async #start(o: ClusterOptions): Promise<void> {
     this.base = await mkdtemp(join(tmpdir(), "ff-"));
-    const agentTokenFile = join(this.base, "agent-token");
-    this.#agentToken = randomBytes(32).toString("hex");
-    await writeFile(agentTokenFile, `${this.#agentToken}\n`, { mode: 0o600 });
-    this.#controllerToken = randomBytes(32).toString("hex");
-    const controllerTokenFile = join(this.base, "controller-token");
-    await writeFile(controllerTokenFile, `${this.#controllerToken}\n`, { mode: 0o600 });
-    this.#controllerPort = await freePort();
-    this.#controllerConfig = join(this.base, "controller.yaml");
-    await writeFile(this.#controllerConfig, [
-      `listen: { address: 127.0.0.1, port: ${this.#controllerPort} }`,
-      `stateDir: cstate`,
-      `tokenFile: controller-token`,
-      `agentTokenFile: agent-token`,
-      `heartbeatTimeoutMs: ${o.heartbeatTimeoutMs ?? 4000}`,
-      `deadlines: ${o.deadlines ?? "{ unplugMs: 10000, convergeMs: 60000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 30000 }"}`,
-      ``,
-    ].join("\n"));
+    const setup = await writeControllerSetup(this.base, {
+      heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 4000,
+      deadlines: o.deadlines ?? "{ unplugMs: 10000, convergeMs: 60000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 30000 }",
+    });
+    const { agentTokenFile, controllerTokenFile } = setup;
+    this.#agentToken = setup.agentToken;
+    this.#controllerToken = setup.controllerToken;
+    this.#controllerPort = setup.port;
+    this.#controllerConfig = setup.controllerConfig;
     await Promise.all(o.hosts.map((h) => this.#makeAgent(h.name, h.vfs, agentTokenFile, controllerTokenFile)));
     await this.startController();
     await waitFor("every host up", async () => ((await this.api.hosts()).filter((h) => h.state === "up").length === o.hosts.length ? true : undefined), 20_000);

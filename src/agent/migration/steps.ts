@@ -17,6 +17,7 @@ import { deviceIds } from "../../qemu/argv.ts";
 import { plugPrimary, unplugPrimary } from "../../qemu/hotplug.ts";
 import { attachTap, attachTaps, sharedMemoryFor, steer, steerInitial, withTaps } from "./wiring.ts";
 import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import type { Instance } from "../../qemu/instance.ts";
 import { newInstanceId, startInstance } from "../../qemu/instance.ts";
 import { cancelMigration, completedInfo, continueMigration, prepareIncoming, startMigration, waitMigration } from "../../qemu/migration.ts";
@@ -569,7 +570,7 @@ async function guestLost(ctx: StepContext, migrationId: string, rec: DestRecord,
     if (mine) ctx.leases.release(l.vf, l.holder);
   }
   if (!rec.lost) ctx.records.put(DEST, migrationId, { ...rec, lost: true } satisfies DestRecord);
-  throw new FerryError("FERRY_ERR_GUEST_LOST", `the destination QEMU of instance ${rec.instanceId} exited after the switch-over: the guest is lost`, { details: { instanceId: rec.instanceId } });
+  throw new FerryError("FERRY_ERR_GUEST_LOST", `the destination QEMU of instance ${rec.instanceId} exited after the switch-over: the guest is lost; its QEMU and console logs are kept under ${join(ctx.runDir, "logs", rec.instanceId)} on ${ctx.host}; 'ferry vm start ${rec.spec.name}' boots the VM again`, { details: { instanceId: rec.instanceId } });
 }
 
 /**

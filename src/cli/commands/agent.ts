@@ -10,7 +10,7 @@ import { Agent } from "../../agent/agent.ts";
 import { startHeartbeat } from "../../agent/heartbeat.ts";
 import { buildAgentApp } from "../../agent/http/app.ts";
 import { buildInventoryView } from "../../agent/inventory.ts";
-import { loadOrCreateToken } from "../../agent/token.ts";
+import { loadServerToken, untilStopSignal } from "../../agent/token.ts";
 import { systemClock } from "../../core/clock.ts";
 import { createLogger } from "../../core/log.ts";
 import { loadTls } from "../../core/tls.ts";
@@ -57,25 +57,15 @@ async function serve(configPath: string): Promise<number> {
   const agent = await Agent.open({ config, log });
   let app: ReturnType<typeof buildAgentApp> | undefined;
   try {
-    const tok = await loadOrCreateToken(config.authTokenFile);
-    if (tok.created) log.info({ file: config.authTokenFile }, "created the auth token file (mode 0600)");
-    if (tok.looseMode !== null) log.warn({ file: config.authTokenFile, mode: tok.looseMode.toString(8) }, "the auth token file is readable by others: chmod 600 it");
+    const token = await loadServerToken(config.authTokenFile, log);
     const tls = config.tls ? await loadTls(config.tls) : null;
-    app = buildAgentApp({ agent, token: tok.token, log }, { tls });
+    app = buildAgentApp({ agent, token, log }, { tls });
     const address = await app.listen({ host: config.listen.address, port: config.listen.port });
     log.info({ address, host: config.name, accel: agent.accel.accel }, `ferry agent ${config.name} listening on ${address}`);
     const stopHeartbeat = config.controller
       ? startHeartbeat({ controller: config.controller, body: { name: config.name, url: config.controller.advertiseUrl ?? address, version: agent.version, accel: agent.accel.accel }, clock: systemClock, log, tls })
       : () => undefined;
-    const sig = await new Promise<NodeJS.Signals>((resolve) => {
-      const on = (s: NodeJS.Signals): void => {
-        process.off("SIGTERM", on);
-        process.off("SIGINT", on);
-        resolve(s);
-      };
-      process.on("SIGTERM", on);
-      process.on("SIGINT", on);
-    });
+    const sig = await untilStopSignal();
     stopHeartbeat();
     log.info({ signal: sig }, "shutting down; QEMU instances keep running");
     return EXIT.ok;

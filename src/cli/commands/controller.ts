@@ -4,7 +4,7 @@
 // is resumed by the next start).
 import { readFile } from "node:fs/promises";
 import pkg from "../../../package.json" with { type: "json" };
-import { loadOrCreateToken } from "../../agent/token.ts";
+import { loadServerToken, untilStopSignal } from "../../agent/token.ts";
 import { buildControllerApp } from "../../api/app.ts";
 import { dbFile, loadControllerConfig } from "../../controller/config.ts";
 import { Controller } from "../../controller/controller.ts";
@@ -47,9 +47,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const config = await loadControllerConfig(required("controller", values.config, "--config <controller.yaml>"));
   const log = createLogger({ name: "ferry-controller" });
   const agentToken = await readAgentToken(config.agentTokenFile);
-  const tok = await loadOrCreateToken(config.tokenFile);
-  if (tok.created) log.info({ file: config.tokenFile }, "created the controller token file (mode 0600)");
-  if (tok.looseMode !== null) log.warn({ file: config.tokenFile, mode: tok.looseMode.toString(8) }, "the token file is readable by others: chmod 600 it");
+  const token = await loadServerToken(config.tokenFile, log);
   const tls = config.tls ? await loadTls(config.tls) : null;
   const store = new SqliteStore(dbFile(config));
   const cluster = new SqliteClusterStore(dbFile(config));
@@ -58,18 +56,10 @@ export async function run(argv: readonly string[]): Promise<number> {
   let app: ReturnType<typeof buildControllerApp> | undefined;
   try {
     await controller.start();
-    app = buildControllerApp({ controller, token: tok.token, version: pkg.version, log }, { tls });
+    app = buildControllerApp({ controller, token, version: pkg.version, log }, { tls });
     const address = await app.listen({ host: config.listen.address, port: config.listen.port });
     log.info({ address, db: dbFile(config) }, `ferry controller listening on ${address}`);
-    const sig = await new Promise<NodeJS.Signals>((resolve) => {
-      const on = (s: NodeJS.Signals): void => {
-        process.off("SIGTERM", on);
-        process.off("SIGINT", on);
-        resolve(s);
-      };
-      process.on("SIGTERM", on);
-      process.on("SIGINT", on);
-    });
+    const sig = await untilStopSignal();
     log.info({ signal: sig }, "shutting down; migrations in flight resume on the next start");
     return EXIT.ok;
   } finally {
