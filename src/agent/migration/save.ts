@@ -21,7 +21,7 @@ import { prepareIncoming } from "../../qemu/migration.ts";
 import type { Instance } from "../../qemu/instance.ts";
 import { queryMigrate } from "../../qmp/commands.ts";
 import type { FinishResult, StepContext } from "./steps.ts";
-import { bringBackNics, discard, migrateOut, unplugEphemerals, waitRunning } from "./steps.ts";
+import { arrivingNics, bringBackNics, discard, migrateOut, unplugEphemerals, waitRunning } from "./steps.ts";
 import { attachTaps, sharedMemoryFor, withTaps } from "./wiring.ts";
 
 export interface SaveResult {
@@ -116,28 +116,11 @@ export async function restoreInstance(ctx: StepContext, file: string, specRaw: u
   });
   const instanceId = newInstanceId();
   const holder = { kind: "instance" as const, vmUuid: saved.uuid, instanceId };
-  const planned: Record<string, string | null> = {};
   const leased: string[] = [];
-  const out: NicSpec[] = [];
+  let out: NicSpec[];
+  let planned: Record<string, string | null>;
   try {
-    for (const nic of saved.nics) {
-      const vf = nic.mode === "emulated" ? null : (nics.find((n) => n.name === nic.name)?.vf ?? null);
-      planned[nic.name] = vf;
-      const usable = vf === null ? undefined : ctx.vfs().find((x) => x.bdf === vf);
-      if (vf !== null && !usable) throw new FerryError("FERRY_ERR_NOT_FOUND", `VF ${vf} is not a usable VF of ${ctx.host}`, { details: { vf } });
-      if (usable) {
-        ctx.leases.lease(usable.bdf, holder);
-        leased.push(usable.bdf);
-      }
-      const n: NicSpec = { name: nic.name, mode: nic.mode, mac: nic.mac, guestPorts: nic.guestPorts };
-      const network = usable?.network ?? nic.network;
-      if (network !== undefined) n.network = network;
-      if (nic.standby) n.standby = { kind: "none" };
-      if (usable && nic.mode === "failover") {
-        n.primary = usable.standIn ? { kind: "stand-in", model: usable.standIn.model, backend: { kind: "none" }, vf: usable.bdf } : { kind: "vfio", host: usable.bdf };
-      }
-      out.push(n);
-    }
+    ({ nics: out, planned } = arrivingNics(ctx, saved.nics, nics, holder, leased));
   } catch (e) {
     for (const vf of leased) ctx.leases.release(vf, holder);
     throw e;

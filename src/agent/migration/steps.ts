@@ -176,6 +176,35 @@ function primaryFor(vf: UsableVf, backend: NetBackend): PrimaryDevice {
   return vf.standIn ? { kind: "stand-in", model: vf.standIn.model, backend, vf: vf.bdf } : { kind: "vfio", host: vf.bdf };
 }
 
+/**
+ * The NICs of a guest arriving on this host (an incoming migration, a
+ * restore): each NIC's VF from `want` (none for emulated NICs) leased to
+ * `holder` and pushed on `leased` (the caller releases them if it fails
+ * later), specs without backends yet (withTaps wires both halves). Ephemeral
+ * primaries are left out: they are re-plugged once the guest runs.
+ */
+export function arrivingNics(ctx: StepContext, source: readonly NicSpec[], want: readonly { name: string; vf: string | null }[], holder: LeaseHolder, leased: string[]): { nics: NicSpec[]; planned: Record<string, string | null> } {
+  const planned: Record<string, string | null> = {};
+  const nics: NicSpec[] = [];
+  for (const nic of source) {
+    const vfBdf = nic.mode === "emulated" ? null : (want.find((n) => n.name === nic.name)?.vf ?? null);
+    planned[nic.name] = vfBdf;
+    const vf = vfBdf === null ? undefined : vfOf(ctx, vfBdf);
+    if (vf) {
+      ctx.leases.lease(vf.bdf, holder);
+      leased.push(vf.bdf);
+    }
+    // the standby's uplink is derived from the VF's network (P6)
+    const out: NicSpec = { name: nic.name, mode: nic.mode, mac: nic.mac, guestPorts: nic.guestPorts };
+    const network = vf?.network ?? nic.network;
+    if (network !== undefined) out.network = network;
+    if (nic.standby) out.standby = { kind: "none" };
+    if (vf && nic.mode === "failover") out.primary = primaryFor(vf, { kind: "none" });
+    nics.push(out);
+  }
+  return { nics, planned };
+}
+
 /** Kill an instance by pid, drop its runtime dir and forget it (a destination that will never run). */
 export async function discard(ctx: StepContext, inst: Instance): Promise<void> {
   inst.kill();
@@ -381,29 +410,10 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
   const expiresAt = ctx.clock.now() + input.leaseTtlMs;
   const holder = migrationHolder(migrationId, source.uuid, expiresAt);
   if (input.adoptFrom !== undefined) await adopt(ctx, input.adoptFrom, holder);
-  const planned: Record<string, string | null> = {};
   const leased: string[] = [];
   const instanceId = newInstanceId();
   try {
-    const nics: NicSpec[] = [];
-    for (const nic of source.nics) {
-      const want = input.nics.find((n) => n.name === nic.name);
-      const vfBdf = nic.mode === "emulated" ? null : (want?.vf ?? null);
-      planned[nic.name] = vfBdf;
-      const vf = vfBdf === null ? undefined : vfOf(ctx, vfBdf);
-      if (vf) {
-        ctx.leases.lease(vf.bdf, holder);
-        leased.push(vf.bdf);
-      }
-      // the standby's uplink is derived from the VF's network (P6); withTaps wires both halves below
-      const out: NicSpec = { name: nic.name, mode: nic.mode, mac: nic.mac, guestPorts: nic.guestPorts };
-      const network = vf?.network ?? nic.network;
-      if (network !== undefined) out.network = network;
-      if (nic.standby) out.standby = { kind: "none" };
-      if (vf && nic.mode === "failover") out.primary = primaryFor(vf, { kind: "none" });
-      // ephemeral primaries are re-plugged by finish(), after the switch-over
-      nics.push(out);
-    }
+    const { nics, planned } = arrivingNics(ctx, source.nics, input.nics, holder, leased);
     if (ctx.faults?.fire("port-profile-fail")) {
       throw new FerryError("FERRY_ERR_FEATURE", "port-profile association failed on the destination (lab fault switch port-profile-fail)", { details: { feature: "port-profile" } });
     }
