@@ -12,7 +12,7 @@ cd "$root"
 say() { printf 'setup: %s\n' "$*" >&2; }
 
 # 1. Debian packages
-pkgs=(qemu-system-x86 qemu-utils busybox-static iproute2 xz-utils ca-certificates openssl)
+pkgs=(qemu-system-x86 qemu-utils busybox-static iproute2 iputils-ping xz-utils ca-certificates openssl)
 # benchmarks only: libvirtd + its QEMU driver + virsh, without libvirt-daemon-system (no system
 # service, no default NAT network: bench/libvirt.ts runs its own daemons in their own namespaces)
 if [ "${FERRY_SETUP_BENCH:-0}" = 1 ]; then pkgs+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients); fi
