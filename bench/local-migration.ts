@@ -7,7 +7,7 @@
 // instance on this host with a plain `migrate` (what a local migration costs
 // without Ferry's shared-memory setup).
 import { randomUUID } from "node:crypto";
-import { readFile, rm } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { Agent } from "../src/agent/agent.ts";
 import { localMigrate } from "../src/agent/migration/local.ts";
 import { migrateOut } from "../src/agent/migration/steps.ts";
@@ -51,11 +51,10 @@ async function main(): Promise<void> {
       const fill = Math.floor(sizeMiB * FILL);
       for (const shared of [true, false]) {
         const uuid = randomUUID();
-        const shm = `/dev/shm/ferry-bench-${uuid}`;
         const spec: VmSpec = {
           uuid, name: `bench${sizeMiB}`, memoryMiB: sizeMiB, vcpus: 1, kernel: img.kernel, initrd: img.initrd,
           cmdline: guestCmdline(`bench${sizeMiB}`, [], { fillMiB: fill }), nics: [],
-          ...(shared ? { sharedMemoryPath: shm } : {}),
+          ...(shared ? { sharedMemory: true } : {}),
         };
         const view = await agent.startInstance(spec);
         try {
@@ -83,8 +82,6 @@ async function main(): Promise<void> {
         } catch (e) {
           await agent.stopInstance(view.instanceId).catch(() => undefined);
           throw e;
-        } finally {
-          await rm(shm, { force: true });
         }
       }
     }

@@ -6,8 +6,9 @@
 //
 // QEMU instances are detached processes: closing the agent closes their QMP
 // connections only, and a new agent on the same config adopts them again.
-import { readFile, rm, rmdir } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { constants } from "node:fs";
+import { access, readdir, readFile, realpath, rm, rmdir, stat } from "node:fs/promises";
+import { delimiter, dirname, isAbsolute, join, sep } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
 import { systemClock } from "../core/clock.ts";
 import type { Clock } from "../core/clock.ts";
@@ -27,7 +28,7 @@ import { parseVmSpec } from "../model/vm.ts";
 import type { VmSpec } from "../model/vm.ts";
 import { detectAccel } from "../qemu/accel.ts";
 import type { AccelChoice } from "../qemu/accel.ts";
-import { INSTANCE_ID_RE, instancePaths, listInstanceDirs, newInstanceId, processAlive, reconnectInstance, removeInstanceDir, startInstance } from "../qemu/instance.ts";
+import { INSTANCE_ID_RE, INSTANCE_ID_RULE, instancePaths, listInstanceDirs, newInstanceId, processAlive, ramFilePath, reconnectInstance, removeInstanceDir, startInstance } from "../qemu/instance.ts";
 import type { Instance } from "../qemu/instance.ts";
 import { listDeviceIds, queryStatus } from "../qmp/commands.ts";
 import pkg from "../../package.json" with { type: "json" };
@@ -35,7 +36,7 @@ import type { GoneInstanceT, HealthView, InstanceListView, InstanceViewT, Invent
 import { buildInventoryView } from "./inventory.ts";
 import type { StepContext } from "./migration/steps.ts";
 import { Faults } from "./faults.ts";
-import { attachTaps, steerInitial, withTaps } from "./migration/wiring.ts";
+import { attachTaps, releaseRamFile, steerInitial, withTaps } from "./migration/wiring.ts";
 import { reapStaleDestinations } from "./migration/steps.ts";
 
 export const AGENT_VERSION: string = pkg.version;
@@ -176,7 +177,24 @@ export class Agent {
       h.kind !== "instance" || this.#instances.has(h.instanceId) || this.#unreachable.has(h.instanceId);
     report.orphanLeases = this.leases.list().filter((l) => !known(l.holder));
     for (const l of report.orphanLeases) this.#log.warn({ vf: l.vf, holder: l.holder }, "lease held by an instance with no runtime dir on this host");
+    await this.#sweepRamFiles();
     return report;
+  }
+
+  /** RAM files in memoryDir that no instance dir names (left by a crash): removed. */
+  async #sweepRamFiles(): Promise<void> {
+    const named = new Set<string>();
+    for (const dir of await listInstanceDirs(this.config.runDir)) {
+      const f = (await readMeta(dir))?.ramFile;
+      if (f !== undefined) named.add(f);
+    }
+    for (const f of await readdir(this.config.memoryDir).catch(() => [] as string[])) {
+      const file = join(this.config.memoryDir, f);
+      if (f.endsWith(".ram") && !named.has(file)) {
+        await rm(file, { force: true });
+        this.#log.info({ file }, "removed a guest RAM file no instance maps");
+      }
+    }
   }
 
   async #adoptDir(dir: string, signal?: AbortSignal): Promise<{ kind: "adopted" | "unreachable"; id: string } | { kind: "gone"; gone: GoneInstanceT }> {
@@ -195,15 +213,16 @@ export class Agent {
         return { kind: "unreachable", id };
       }
       const holder: LeaseHolder | null = meta ? { kind: "instance", vmUuid: meta.vmUuid, instanceId: meta.instanceId } : null;
-      const gone = await this.#bury(dir, holder, { instanceId: id, vmUuid: meta?.vmUuid ?? "", vmName: meta?.vmName ?? "", pid: meta?.pid ?? 0 }, "process gone while the agent was down");
+      const gone = await this.#bury(dir, holder, { instanceId: id, vmUuid: meta?.vmUuid ?? "", vmName: meta?.vmName ?? "", pid: meta?.pid ?? 0 }, "process gone while the agent was down", meta?.ramFile);
       return { kind: "gone", gone };
     }
   }
 
-  /** Release a dead instance's leases, remove its runtime dir, remember it as gone. */
-  async #bury(dir: string, holder: LeaseHolder | null, who: Pick<GoneInstanceT, "instanceId" | "vmUuid" | "vmName" | "pid">, reason: string): Promise<GoneInstanceT> {
+  /** Release a dead instance's leases and RAM file, remove its runtime dir, remember it as gone. */
+  async #bury(dir: string, holder: LeaseHolder | null, who: Pick<GoneInstanceT, "instanceId" | "vmUuid" | "vmName" | "pid">, reason: string, ramFile: string | undefined): Promise<GoneInstanceT> {
     const releasedVfs = holder ? this.#releaseAll(holder) : [];
     await removeInstanceDir(dir);
+    await releaseRamFile(this.#ctx(), { instanceId: who.instanceId, ...(ramFile === undefined ? {} : { ramFile }) });
     await rmdir(dirname(dir)).catch(() => undefined); // the VM's dir, if now empty
     const gone: GoneInstanceT = { ...who, at: this.#clock.now(), reason, releasedVfs };
     this.#gone.push(gone);
@@ -241,7 +260,7 @@ export class Agent {
         this.#instances.delete(inst.id);
         inst.qmp.close();
         const m = inst.meta;
-        await this.#bury(inst.paths.dir, instanceHolder(inst), { instanceId: m.instanceId, vmUuid: m.vmUuid, vmName: m.vmName, pid: m.pid }, "QEMU exited");
+        await this.#bury(inst.paths.dir, instanceHolder(inst), { instanceId: m.instanceId, vmUuid: m.vmUuid, vmName: m.vmName, pid: m.pid }, "QEMU exited", m.ramFile);
       }
     }
     for (const dir of [...this.#unreachable.values()]) await this.#adoptDir(dir);
@@ -289,9 +308,9 @@ export class Agent {
   /** Start an instance of `spec` (validated here) on this host; its NICs' VFs are leased to it first. */
   async startInstance(rawSpec: unknown, o: StartOptions = {}): Promise<InstanceViewT> {
     this.#open();
-    const spec = parseVmSpec(rawSpec);
+    const spec = await this.admitSpec(rawSpec);
     const instanceId = o.instanceId ?? newInstanceId();
-    if (!INSTANCE_ID_RE.test(instanceId)) throw invalid("instanceId", instanceId, `must match ${String(INSTANCE_ID_RE)}`);
+    if (!INSTANCE_ID_RE.test(instanceId)) throw invalid("instanceId", instanceId, INSTANCE_ID_RULE);
     if (this.#instances.has(instanceId)) throw new FerryError("FERRY_ERR_CONFLICT", `instance ${instanceId} already runs`, { details: { instanceId } });
     const holder: LeaseHolder = { kind: "instance", vmUuid: spec.uuid, instanceId };
 
@@ -331,6 +350,7 @@ export class Agent {
       inst = await startInstance({
         runDir: this.config.runDir, spec: wired.spec, accel: this.accel.accel, instanceId, incoming: o.incoming ?? false,
         qemuBinary: this.#qemuBinary, netns: [...netns][0], signal: o.signal, clock: this.#clock,
+        ...(spec.sharedMemory ? { ram: { file: ramFilePath(this.config.memoryDir, spec.uuid, instanceId), create: true } } : {}),
       });
     } catch (e) {
       undo();
@@ -352,8 +372,59 @@ export class Agent {
     return this.#view(inst);
   }
 
+  /**
+   * A VM spec from an API body, validated (parseVmSpec), and its kernel and
+   * initrd real files inside this host's image dirs: a body may name only
+   * those (every other file QEMU is given, the agent chooses itself).
+   */
+  async admitSpec(raw: unknown): Promise<VmSpec> {
+    const spec = parseVmSpec(raw);
+    if (spec.noOs) return spec; // QEMU is given no kernel
+    const dirs = await Promise.all(this.config.imageDirs.map((d) => realpath(d).catch(() => d)));
+    for (const field of ["kernel", "initrd"] as const) {
+      const real = await realpath(spec[field]).catch(() => undefined);
+      const inside = real !== undefined && dirs.some((d) => real.startsWith(d.endsWith(sep) ? d : d + sep));
+      if (!inside || !(await stat(real).then((s) => s.isFile(), () => false))) {
+        throw invalid(`spec.${field}`, spec[field], `not a file inside this host's image dirs (${this.config.imageDirs.join(", ")}): the agent boots kernels and initrds from those only; build the test guest there ('npm run setup') or list the dir under imageDirs in the host config`);
+      }
+    }
+    return spec;
+  }
+
+  /**
+   * A QEMU binary an API body names (local migration): an executable file
+   * that the host config allows (qemuBinaries: the file, or its dir), or
+   * this agent's own QEMU.
+   */
+  async allowedQemuBinary(field: string, value: string): Promise<string> {
+    const p = v.absPath(field, value);
+    if (/[\u0000-\u001f\u007f]/.test(p)) throw invalid(field, value, "contains a control character");
+    const own = await this.#ownQemu();
+    const allowed = [...this.config.qemuBinaries, ...(own === undefined ? [] : [own])];
+    if (!allowed.some((a) => a === p || a === dirname(p))) {
+      throw invalid(field, value, `not a QEMU binary host ${this.config.name} allows: list it (or its dir) under qemuBinaries in the host config; allowed now: ${allowed.join(", ") || "none"}`);
+    }
+    try {
+      await access(p, constants.X_OK);
+      if (!(await stat(p)).isFile()) throw new Error("not a file");
+    } catch {
+      throw invalid(field, value, `no executable file at this path on host ${this.config.name}`);
+    }
+    return p;
+  }
+
+  /** This agent's QEMU as an absolute path (a bare name looked up in PATH). */
+  async #ownQemu(): Promise<string | undefined> {
+    const bin = this.#qemuBinary ?? "qemu-system-x86_64";
+    if (isAbsolute(bin)) return bin;
+    for (const d of (process.env["PATH"] ?? "").split(delimiter).filter((x) => isAbsolute(x))) {
+      if (await access(join(d, bin), constants.X_OK).then(() => true, () => false)) return join(d, bin);
+    }
+    return undefined;
+  }
+
   #get(id: string): Instance {
-    if (!INSTANCE_ID_RE.test(id)) throw invalid("id", id, `not an instance id (${String(INSTANCE_ID_RE)})`);
+    if (!INSTANCE_ID_RE.test(id)) throw invalid("id", id, `not an instance id: ${INSTANCE_ID_RULE}`);
     const inst = this.#instances.get(id);
     if (!inst) throw new FerryError("FERRY_ERR_NOT_FOUND", `no instance ${id} on host ${this.config.name}`, { details: { instanceId: id } });
     return inst;
@@ -382,8 +453,7 @@ export class Agent {
     const releasedVfs = this.#releaseAll(instanceHolder(inst));
     await inst.remove();
     await rmdir(dirname(inst.paths.dir)).catch(() => undefined);
-    const shm = inst.meta.spec.sharedMemoryPath;
-    if (shm !== undefined && ![...this.#instances.values()].some((i) => i.meta.spec.sharedMemoryPath === shm)) await rm(shm, { force: true });
+    await releaseRamFile(this.stepContext(), inst.meta);
     this.#log.info({ instanceId: id, vm: inst.meta.vmName, releasedVfs }, "instance stopped");
     return { instanceId: id, stopped: true, releasedVfs };
   }
@@ -409,10 +479,15 @@ export class Agent {
   /** What the migration steps (./migration/steps.ts) need from this host. */
   stepContext(): StepContext {
     this.#open();
+    return this.#ctx();
+  }
+
+  #ctx(): StepContext {
     const instances = this.#instances;
     return {
       host: this.config.name,
       runDir: this.config.runDir,
+      memoryDir: this.config.memoryDir,
       accel: this.accel.accel,
       clock: this.#clock,
       leases: this.leases,
@@ -427,6 +502,7 @@ export class Agent {
         get: (id) => instances.get(id),
         add: (inst) => void instances.set(inst.id, inst),
         remove: (id) => void instances.delete(id),
+        all: () => [...instances.values()],
       },
       qemuBinary: this.#qemuBinary,
       faults: this.faults,
@@ -463,14 +539,17 @@ export class Agent {
   }
 }
 
-async function readMeta(dir: string): Promise<{ instanceId: string; vmUuid: string; vmName: string; pid: number } | null> {
+async function readMeta(dir: string): Promise<{ instanceId: string; vmUuid: string; vmName: string; pid: number; ramFile?: string } | null> {
   try {
     const o = v.obj("meta", JSON.parse(await readFile(join(dir, "meta.json"), "utf8")) as unknown);
+    const legacy = typeof o["spec"] === "object" && o["spec"] !== null ? (o["spec"] as Record<string, unknown>)["sharedMemoryPath"] : undefined;
+    const ramFile = o["ramFile"] ?? legacy;
     return {
       instanceId: v.str("instanceId", o["instanceId"]),
       vmUuid: v.str("vmUuid", o["vmUuid"]),
       vmName: v.str("vmName", o["vmName"]),
       pid: v.int("pid", o["pid"], 1, 2 ** 31),
+      ...(typeof ramFile === "string" ? { ramFile } : {}),
     };
   } catch (e) {
     if (isFerryError(e) || e instanceof SyntaxError || (e instanceof Error && "code" in e)) return null;

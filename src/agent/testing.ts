@@ -1,8 +1,9 @@
 // A simulated host for the agent's tests: a sysfs fixture (one 82599 PF with
-// stand-in VFs), a host config file, state and run dirs, all in one temp dir.
+// stand-in VFs), a host config file, state and run dirs, all in one temp dir;
+// guest RAM files in a dir of its own under /dev/shm (removed by cleanup).
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { parseHostConfig } from "../host/config.ts";
 import type { HostConfig } from "../host/config.ts";
 import { writeSysfsFixture } from "../host/fixture.ts";
@@ -15,12 +16,15 @@ export interface TestHost {
   fixture: FixtureResult;
   /** The VFs of the fixture's PF, in order. */
   vfs: string[];
+  /** Where QEMU binaries the host allows for local migration go (qemuBinaries). */
+  qemuDir: string;
   cleanup(): Promise<void>;
 }
 
 export async function makeTestHost(o: { name?: string; numVfs?: number; port?: number; netns?: string; lab?: boolean; saveDir?: string } = {}): Promise<TestHost> {
   // Short prefix: QMP socket paths must fit in 107 bytes.
   const dir = await mkdtemp(join(tmpdir(), "fa-"));
+  const memoryDir = `/dev/shm/ferry-test-${basename(dir)}`;
   const fixture = await writeSysfsFixture(join(dir, "sys"), { pfs: [{ vendor: "intel-82599", numVfs: o.numVfs ?? 4, numaNode: 0 }] });
   const pf = fixture.pfs[0];
   if (!pf) throw new Error("fixture has no PF");
@@ -29,6 +33,8 @@ export async function makeTestHost(o: { name?: string; numVfs?: number; port?: n
     `sysfsRoot: sys`,
     `stateDir: state`,
     `runDir: run`,
+    `memoryDir: ${memoryDir}`,
+    `qemuBinaries: [qemu]`,
     `listen: { address: 127.0.0.1, port: ${o.port ?? 7601} }`,
     `networks:`,
     `  physnet1:${o.netns ? ` { netns: ${o.netns} }` : " {}"}`,
@@ -48,6 +54,10 @@ export async function makeTestHost(o: { name?: string; numVfs?: number; port?: n
     config: parseHostConfig(yaml, { source: configPath }),
     fixture,
     vfs: pf.vfs.map((v) => v.bdf),
-    cleanup: () => rm(dir, { recursive: true, force: true }),
+    qemuDir: join(dir, "qemu"),
+    cleanup: async () => {
+      await rm(dir, { recursive: true, force: true });
+      await rm(memoryDir, { recursive: true, force: true });
+    },
   };
 }

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { FerryError } from "../core/errors.ts";
 import { guestCmdline } from "../lab/guest-image.ts";
 import type { NicMode, NicPolicy, NicSpec, PrimaryDevice, StandInModel, VmSpec } from "../model/vm.ts";
-import { MAX_GUEST_PORT, STAND_IN_MODELS, sharedMemoryFile } from "../model/vm.ts";
+import { MAX_GUEST_PORT, STAND_IN_MODELS } from "../model/vm.ts";
 import type { VmNicRecord, VmRecord } from "../store/cluster.ts";
 
 export interface NicRequest {
@@ -106,6 +106,7 @@ export function buildVmSpec(vm: VmRecord, image: { kernel: string; initrd: strin
   // Guest RAM in a shared file only when asked for (`sharedMemory`): it makes a local migration (QEMU
   // upgrade in place) copy no RAM. Not the default: under TCG, cross-host migrations of file-backed
   // guests corrupted guest memory now and then on this machine (docs/known-issues.md).
-  else if (vm.sharedMemory === true) spec.sharedMemoryPath = sharedMemoryFile(vm.host, vm.uuid);
+  // (the agent picks the file: an API body names no path)
+  else if (vm.sharedMemory === true) spec.sharedMemory = true;
   return spec;
 }

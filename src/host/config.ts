@@ -9,6 +9,13 @@
 //   runDir: /run/ferry               # QEMU instances' runtime dirs; default /run/ferry
 //   saveDir: /var/lib/ferry/saves    # VM state files of `ferry vm save` (default <stateDir>/saves); share it to restore elsewhere
 //   authTokenFile: /etc/ferry/token  # default <stateDir>/token
+//   memoryDir: /dev/shm/ferry-host-a # guest RAM files of VMs with shared memory (owner-only dir, one file per
+//                                    #   instance, on tmpfs); default /dev/shm/ferry-<name>
+//   imageDirs: [/var/cache/ferry/guest]   # the only dirs a VM's kernel and initrd may come from
+//                                    #   (default: $FERRY_CACHE_DIR/guest, else /var/cache/ferry/guest)
+//   qemuBinaries: [/opt/qemu-8.2/bin/qemu-system-x86_64]   # QEMU binaries a local migration may switch to
+//                                    #   (an upgrade): absolute paths of executables, or dirs whose executables
+//                                    #   are allowed; the agent's own QEMU is always allowed
 //   portProfileExec: /usr/libexec/ferry-port-profile   # optional: run as `<exe> associate|disassociate <profile> <mac> <vf-bdf>`
 //   networks:                        # physical networks, by name
 //     physnet1:
@@ -75,6 +82,12 @@ export interface HostConfig {
   /** Where `save` writes VM state files (restore reads them; hosts that share it can restore each other's saves). */
   saveDir: string;
   authTokenFile: string;
+  /** Where the agent creates guest RAM files (shared memory): an owner-only dir it makes. */
+  memoryDir: string;
+  /** The dirs kernels and initrds may come from (a VM spec names files inside them only). */
+  imageDirs: string[];
+  /** QEMU binaries (files, or dirs of them) a local migration may name. */
+  qemuBinaries: string[];
   portProfileExec: string | null;
   networks: NetworkConfig[];
   uplinks: UplinkConfig[];
@@ -134,9 +147,17 @@ function parseUplink(c: Ctx, i: number, x: unknown, networks: ReadonlySet<string
  * Parse and validate a host config. `source` names the file in errors;
  * relative paths are resolved against `baseDir` (default: source's directory).
  */
-export function parseHostConfig(text: string, options: { source?: string; baseDir?: string } = {}): HostConfig {
+function pathList(c: Ctx, key: string, x: unknown): string[] {
+  return c.check([key], (f) => v.arr(f, x)).map((p, i) => c.path([key, i], p));
+}
+
+/**
+ * `cacheDir`: the guest image cache whose guest/ dir is the default image dir
+ * (default $FERRY_CACHE_DIR, else /var/cache/ferry).
+ */
+export function parseHostConfig(text: string, options: { source?: string; baseDir?: string; cacheDir?: string } = {}): HostConfig {
   const { raw, c } = parseYamlConfig(text, options.source ?? "host config", options.baseDir);
-  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "saveDir", "authTokenFile", "portProfileExec", "networks", "uplinks", "controller", "lab", "tls"]);
+  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "saveDir", "authTokenFile", "memoryDir", "imageDirs", "qemuBinaries", "portProfileExec", "networks", "uplinks", "controller", "lab", "tls"]);
   if (o["name"] === undefined) throw c.error(["name"], "required");
   const name = c.check(["name"], (f) => v.name(f, o["name"]));
 
@@ -171,6 +192,9 @@ export function parseHostConfig(text: string, options: { source?: string; baseDi
     runDir: o["runDir"] === undefined ? "/run/ferry" : c.path(["runDir"], o["runDir"]),
     saveDir: o["saveDir"] === undefined ? `${stateDir}/saves` : c.path(["saveDir"], o["saveDir"]),
     authTokenFile: o["authTokenFile"] === undefined ? `${stateDir}/token` : c.path(["authTokenFile"], o["authTokenFile"]),
+    memoryDir: o["memoryDir"] === undefined ? `/dev/shm/ferry-${name}` : c.path(["memoryDir"], o["memoryDir"]),
+    imageDirs: o["imageDirs"] === undefined ? [`${options.cacheDir ?? process.env["FERRY_CACHE_DIR"] ?? "/var/cache/ferry"}/guest`] : pathList(c, "imageDirs", o["imageDirs"]),
+    qemuBinaries: o["qemuBinaries"] === undefined ? [] : pathList(c, "qemuBinaries", o["qemuBinaries"]),
     portProfileExec: o["portProfileExec"] === undefined ? null : c.path(["portProfileExec"], o["portProfileExec"]),
     networks,
     uplinks,

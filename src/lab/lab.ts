@@ -193,13 +193,26 @@ async function writeLabState(s: LabState): Promise<void> {
   await writeFile(join(s.dir, "lab.json"), JSON.stringify(s, null, 2), { mode: 0o600 });
 }
 
-function hostYaml(s: { tls: string | null; host: LabHostSpec; dir: string; port: number; netns: string; model: StandInModel; forwarding: LabSpec["forwarding"]; pfs: { bdf: string; network: string }[]; controllerUrl: string; controllerTokenFile: string; agentTokenFile: string; saveDir: string; networks: string[] }): string {
+/** Where a lab host's agent creates guest RAM files (tmpfs; per lab and host, so labDown can remove it all). */
+export function labMemoryDir(lab: string, host: string): string {
+  return `/dev/shm/ferry-lab-${lab}-${host}`;
+}
+
+/** QEMU binaries a lab's local migrations may switch to: put one here (e.g. a wrapper) before 'ferry migrate --local --qemu'. */
+export function labQemuDir(lab: string): string {
+  return join(labDir(lab), "qemu");
+}
+
+function hostYaml(s: { labName: string; tls: string | null; host: LabHostSpec; dir: string; port: number; netns: string; model: StandInModel; forwarding: LabSpec["forwarding"]; pfs: { bdf: string; network: string }[]; controllerUrl: string; controllerTokenFile: string; agentTokenFile: string; saveDir: string; networks: string[] }): string {
   return [
     `name: ${s.host.name}`,
     `sysfsRoot: ${s.dir}/sys`,
     `stateDir: ${s.dir}/state`,
     `runDir: ${s.dir}/run`,
     `saveDir: ${s.saveDir}`,
+    `memoryDir: ${labMemoryDir(s.labName, s.host.name)}`,
+    // a local migration may switch to any QEMU binary an operator puts in <labDir>/qemu (an "upgrade")
+    `qemuBinaries: [${labQemuDir(s.labName)}]`,
     `authTokenFile: ${s.agentTokenFile}`,
     `listen: { address: 127.0.0.1, port: ${s.port} }`,
     `controller: { url: ${s.controllerUrl}, tokenFile: ${s.controllerTokenFile}, heartbeatMs: 1000 }`,
@@ -233,6 +246,7 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
   if (await readLabState(spec.name)) throw new FerryError("FERRY_ERR_STATE", `lab ${spec.name} is already up (${dir}); run 'ferry lab down' first`);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o700 });
+  await mkdir(labQemuDir(spec.name), { mode: 0o700 });
   const netns = fabricNetns(spec.name);
   log(`fabric: network namespace ${netns}, one bridge and peer per network (${spec.networks.join(", ")})`);
   await createFabric({
@@ -279,7 +293,7 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
     });
     const port = await freePort();
     const config = join(hdir, "host.yaml");
-    await writeFile(config, hostYaml({ tls: certs ? certs.yaml(host.name) : null, host, dir: hdir, port, netns, model: spec.model, forwarding: spec.forwarding, pfs: nets.map((n, j) => ({ bdf: fx.pfs[j]!.bdf, network: n })), controllerUrl, controllerTokenFile, agentTokenFile, saveDir, networks: spec.networks }), { mode: 0o600 });
+    await writeFile(config, hostYaml({ labName: spec.name, tls: certs ? certs.yaml(host.name) : null, host, dir: hdir, port, netns, model: spec.model, forwarding: spec.forwarding, pfs: nets.map((n, j) => ({ bdf: fx.pfs[j]!.bdf, network: n })), controllerUrl, controllerTokenFile, agentTokenFile, saveDir, networks: spec.networks }), { mode: 0o600 });
     const alog = join(hdir, "agent.log");
     const pid = spawnDetached(["agent", "--config", config], alog);
     state.hosts.push({ name: host.name, kind: "agent", pid, url: `${scheme}://127.0.0.1:${port}`, config, log: alog });
@@ -315,16 +329,15 @@ export async function labDown(name: string, log: (line: string) => void = () => 
     const run = join(dir, host, "run");
     for (const vm of await readdir(run).catch(() => [] as string[])) {
       for (const inst of await readdir(join(run, vm)).catch(() => [] as string[])) {
-        const meta = await readFile(join(run, vm, inst, "meta.json"), "utf8").then((t) => JSON.parse(t) as { pid: number; spec?: { sharedMemoryPath?: string } }, () => undefined);
+        const meta = await readFile(join(run, vm, inst, "meta.json"), "utf8").then((t) => JSON.parse(t) as { pid: number }, () => undefined);
         if (meta && (await ownedAlive(meta.pid, dir))) {
           await stopPid(meta.pid, dir, "SIGKILL");
           stopped++;
         }
-        // the guest RAM file of an instance the agent never stopped
-        const shm = meta?.spec?.sharedMemoryPath;
-        if (shm?.startsWith("/dev/shm/ferry-")) await rm(shm, { force: true });
       }
     }
+    // the guest RAM files of instances the agent never stopped
+    await rm(labMemoryDir(name, host), { recursive: true, force: true });
   }
   const fabric = await describeFabric(name).catch(() => undefined);
   for (const pid of fabric?.pids ?? []) {

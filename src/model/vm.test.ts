@@ -13,7 +13,7 @@ const good = {
   cmdline: "console=ttyS0",
   nics: [
     {
-      name: "net0", mode: "failover", mac: "52:54:00:12:34:56", standby: { kind: "tap", ifname: "tap0" },
+      name: "net0", mode: "failover", mac: "52:54:00:12:34:56", standby: { kind: "none" },
       primary: { kind: "vfio", host: "0000:3b:10.1" }, guestPorts: { standby: 1, primary: 2 },
     },
   ],
@@ -44,7 +44,12 @@ describe("VM spec validation", () => {
     ["a fractional memory size", ["memoryMiB"], 256.5],
     ["a relative kernel path", ["kernel"], "vmlinux"],
     ["a kernel path with '..'", ["kernel"], "/var/cache/../../etc/shadow"],
-    ["a tap name with shell metacharacters", ["nics", 0, "standby", "ifname"], "tap0;reboot"],
+    ["a tap backend (the agent names taps)", ["nics", 0, "standby", "kind"], "tap"],
+    ["a RAM file path (the agent picks it)", ["sharedMemoryPath"], "/etc/shadow"],
+    ["a QEMU binary in the spec", ["qemuBinary"], "/bin/sh"],
+    ["an unknown spec field", ["memory"], 256],
+    ["an unknown NIC field", ["nics", 0, "ifname"], "eth0"],
+    ["a non-boolean sharedMemory", ["sharedMemory"], "/dev/shm/x"],
     ["an unknown NIC mode", ["nics", 0, "mode"], "sriov"],
     ["a guest port out of range", ["nics", 0, "guestPorts", "primary"], 99],
   ];
@@ -57,6 +62,13 @@ describe("VM spec validation", () => {
       );
     });
   }
+
+  it("a body naming a RAM file is told that the agent chooses paths, and how to ask for shared memory", () => {
+    assert.throws(() => parseVmSpec(withField(["sharedMemoryPath"], "/dev/shm/x")), (e: unknown) =>
+      isFerryError(e, "FERRY_ERR_INVALID") && /the agent chooses every path it gives QEMU/.test(e.message) && /"sharedMemory": true/.test(e.message));
+    assert.equal(parseVmSpec(withField(["sharedMemory"], true)).sharedMemory, true);
+    assert.equal(parseVmSpec(withField(["sharedMemory"], false)).sharedMemory, undefined);
+  });
 
   it("rejects two NIC halves on one guest port", () => {
     assert.throws(() => parseVmSpec(withField(["nics", 0, "guestPorts", "primary"], 1)), (e: unknown) => isFerryError(e, "FERRY_ERR_INVALID") && /already used/.test(e.message));

@@ -45,23 +45,44 @@ export interface VmSpec {
   initrd: string;
   cmdline: string;
   nics: NicSpec[];
-  /** Map guest RAM from this file with share=on (local migration with x-ignore-shared). */
-  sharedMemoryPath?: string;
+  /**
+   * Map guest RAM from a file with share=on (local migration with
+   * x-ignore-shared). The agent picks the file (under its memoryDir, one per
+   * instance, owner-only): an API body names no path.
+   */
+  sharedMemory?: boolean;
   /** Start with no OS (the guest never answers unplug requests): tests and demos. */
   noOs?: boolean;
 }
 
 export const MAX_GUEST_PORT = 28;
 
+/** Refuse keys the parser does not know: a misspelt or retired field must not be dropped silently. */
+function onlyKeys(field: string, o: Record<string, unknown>, known: readonly string[], hint: Record<string, string> = {}): void {
+  for (const k of Object.keys(o)) {
+    if (known.includes(k)) continue;
+    const at = field === "" ? k : `${field}.${k}`;
+    throw invalid(at, o[k], hint[k] ?? `unknown field (known: ${known.join(", ")})`);
+  }
+}
+
+/**
+ * A NIC half's host side as an API body gives it: always "none". The agent
+ * names the taps it creates itself (per instance and NIC) and attaches them
+ * to the network's bridge; a body that names an interface is refused.
+ */
 function backend(field: string, x: unknown): NetBackend {
   const o = v.obj(field, x);
   const kind = v.oneOf(`${field}.kind`, o["kind"], ["tap", "none"] as const);
-  return kind === "tap" ? { kind, ifname: v.ifname(`${field}.ifname`, o["ifname"]) } : { kind };
+  if (kind === "tap") throw invalid(`${field}.kind`, kind, `the agent names and creates each NIC's tap itself: give { "kind": "none" }`);
+  onlyKeys(field, o, ["kind"]);
+  return { kind };
 }
 
 function primary(field: string, x: unknown): PrimaryDevice {
   const o = v.obj(field, x);
   const kind = v.oneOf(`${field}.kind`, o["kind"], ["vfio", "stand-in"] as const);
+  onlyKeys(field, o, kind === "vfio" ? ["kind", "host"] : ["kind", "model", "backend", "vf"]);
   if (kind === "vfio") return { kind, host: v.pciAddress(`${field}.host`, o["host"]) };
   return {
     kind,
@@ -77,8 +98,10 @@ function port(field: string, x: unknown): number | undefined {
 
 export function parseNic(field: string, x: unknown): NicSpec {
   const o = v.obj(field, x);
+  onlyKeys(field, o, ["name", "mode", "mac", "network", "standby", "primary", "guestPorts"]);
   const mode = v.oneOf(`${field}.mode`, o["mode"], NIC_MODES);
   const ports = o["guestPorts"] === undefined ? {} : v.obj(`${field}.guestPorts`, o["guestPorts"]);
+  onlyKeys(`${field}.guestPorts`, ports, ["standby", "primary"]);
   const nic: NicSpec = {
     name: v.name(`${field}.name`, o["name"]),
     mode,
@@ -98,9 +121,21 @@ export function parseNic(field: string, x: unknown): NicSpec {
   return nic;
 }
 
-/** Validate an untrusted VM spec; throws FERRY_ERR_INVALID naming the field and the value. */
+const SPEC_KEYS = ["uuid", "name", "memoryMiB", "vcpus", "kernel", "initrd", "cmdline", "nics", "sharedMemory", "noOs"] as const;
+const PATHS_ARE_THE_AGENTS = "an API body names no file for QEMU: the agent chooses every path it gives QEMU (RAM files under its memoryDir, sockets and logs under its runDir)";
+
+/**
+ * Validate an untrusted VM spec (an agent API body); throws FERRY_ERR_INVALID
+ * naming the field and the value. Unknown fields are refused, so a body
+ * cannot slip a path past the agent (`sharedMemoryPath`: ask for
+ * `sharedMemory: true` and the agent picks the file).
+ */
 export function parseVmSpec(x: unknown): VmSpec {
   const o = v.obj("spec", x);
+  onlyKeys("", o, SPEC_KEYS, {
+    sharedMemoryPath: `${PATHS_ARE_THE_AGENTS}; ask for shared memory with "sharedMemory": true`,
+    qemuBinary: `${PATHS_ARE_THE_AGENTS}; the QEMU binary is the host's (a local migration may name one the host config allows)`,
+  });
   const spec: VmSpec = {
     uuid: v.uuid("uuid", o["uuid"]),
     name: v.name("name", o["name"]),
@@ -112,10 +147,10 @@ export function parseVmSpec(x: unknown): VmSpec {
     nics: v.arr("nics", o["nics"] ?? []).map((n, i) => parseNic(`nics[${i}]`, n)),
   };
   if (spec.cmdline.length > 2048) throw invalid("cmdline", spec.cmdline.slice(0, 40) + "…", "longer than 2048 characters");
-  if (o["sharedMemoryPath"] !== undefined) spec.sharedMemoryPath = v.absPath("sharedMemoryPath", o["sharedMemoryPath"]);
-  if (o["noOs"] !== undefined) {
-    if (typeof o["noOs"] !== "boolean") throw invalid("noOs", o["noOs"], "must be a boolean");
-    spec.noOs = o["noOs"];
+  for (const k of ["sharedMemory", "noOs"] as const) {
+    if (o[k] === undefined) continue;
+    if (typeof o[k] !== "boolean") throw invalid(k, o[k], "must be true or false");
+    if (o[k]) spec[k] = true;
   }
   const names = new Set<string>();
   const ports = new Map<number, string>();
@@ -133,10 +168,16 @@ export function parseVmSpec(x: unknown): VmSpec {
 }
 
 /**
- * The file a VM's RAM is mapped from on a host (memory-backend-file,share=on):
- * per host and VM, so two hosts sharing /dev/shm (a lab) never share a file,
- * while two instances of the VM on one host (local migration) do.
+ * The spec as an API body carries it from one host to another (begin →
+ * prepare, a save file → restore): no host-side names, i.e. every NIC half's
+ * backend "none". What parseVmSpec accepts.
  */
-export function sharedMemoryFile(host: string, vmUuid: string): string {
-  return `/dev/shm/ferry-${host}-${vmUuid}`;
+export function portableSpec(spec: VmSpec): VmSpec {
+  const nics = spec.nics.map((n): NicSpec => {
+    const out: NicSpec = { ...n, guestPorts: { ...n.guestPorts } };
+    if (n.standby) out.standby = { kind: "none" };
+    if (n.primary?.kind === "stand-in") out.primary = { ...n.primary, backend: { kind: "none" } };
+    return out;
+  });
+  return { ...spec, nics };
 }

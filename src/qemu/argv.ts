@@ -10,6 +10,8 @@ export interface ArgvOptions {
   serialLog: string;
   /** Start as a migration target (`-incoming defer`), vCPUs paused until the migration completes. */
   incoming?: boolean;
+  /** The file guest RAM is mapped from (share=on), when the spec asks for shared memory; chosen by the agent. */
+  ramFile?: string;
 }
 
 export const deviceIds = (nic: string) =>
@@ -93,8 +95,9 @@ export function buildArgv(spec: VmSpec, o: ArgvOptions): string[] {
     "-serial", `file:${optEscape(o.serialLog)}`,
     "-msg", "timestamp=on",
   ];
-  if (spec.sharedMemoryPath !== undefined) {
-    argv.push("-object", `memory-backend-file,id=mem0,size=${spec.memoryMiB}M,mem-path=${optEscape(spec.sharedMemoryPath)},share=on`);
+  if (spec.sharedMemory === true) {
+    if (o.ramFile === undefined) throw new Error(`VM ${spec.name} asks for shared memory but no RAM file was given`);
+    argv.push("-object", `memory-backend-file,id=mem0,size=${spec.memoryMiB}M,mem-path=${optEscape(o.ramFile)},share=on`);
     machine.push("memory-backend=mem0");
   }
   argv.unshift("-machine", machine.join(","));

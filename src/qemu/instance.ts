@@ -5,8 +5,8 @@
 // detached from the process that started them: a restarted agent reconnects.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, openSync } from "node:fs";
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { closeSync, constants, openSync } from "node:fs";
+import { chmod, lstat, mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { systemClock } from "../core/clock.ts";
 import type { Clock } from "../core/clock.ts";
@@ -18,6 +18,8 @@ import type { Accel } from "./accel.ts";
 import { buildArgv } from "./argv.ts";
 
 export const INSTANCE_ID_RE = /^i-[0-9a-f]{8}$/;
+/** INSTANCE_ID_RE in words, for messages. */
+export const INSTANCE_ID_RULE = "an instance id is 'i-' and 8 lower-case hex digits, e.g. i-0a1b2c3d ('ferry vm show NAME' shows a VM's)";
 const MAX_UNIX_PATH = 107;
 
 export function newInstanceId(): string {
@@ -35,6 +37,8 @@ export interface InstanceMeta {
   netns: string | undefined;
   accel: Accel;
   spec: VmSpec;
+  /** The file guest RAM is mapped from (spec.sharedMemory), chosen by the agent; shared with the next instance by a local migration. */
+  ramFile?: string;
 }
 
 export interface InstancePaths {
@@ -75,6 +79,64 @@ export interface StartOptions {
   /** Time allowed for QEMU to come up with its QMP socket (default 20 s). */
   timeoutMs?: number;
   clock?: Clock;
+  /**
+   * Guest RAM file (required when spec.sharedMemory): `create` makes it,
+   * owner-only, before QEMU maps it; otherwise it must exist already (a local
+   * migration's new instance maps its predecessor's file).
+   */
+  ram?: { file: string; create: boolean };
+}
+
+/**
+ * The RAM file an instance creates under the agent's memory dir: named after
+ * the VM and that instance, so a VM that comes back to a host never maps an
+ * earlier instance's file (an incoming migration skips zero pages: a reused
+ * file would keep stale memory in them).
+ */
+export function ramFilePath(memoryDir: string, vmUuid: string, instanceId: string): string {
+  return join(memoryDir, `${vmUuid}.${instanceId}.ram`);
+}
+
+const uid = (): number => process.getuid?.() ?? 0;
+
+/**
+ * Make `dir` (if missing) an owner-only directory of this process's user.
+ * Refuses a symlink or a directory of another user: it may sit in a
+ * world-writable place (/dev/shm), where anyone can create names first.
+ */
+export async function ownerOnlyDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const st = await lstat(dir);
+  if (!st.isDirectory() || st.uid !== uid()) {
+    throw new FerryError("FERRY_ERR_CONFIG", `${dir} is ${st.isSymbolicLink() ? "a symbolic link" : !st.isDirectory() ? "not a directory" : `owned by uid ${st.uid}`}, not a directory of this agent's user: remove it, or set memoryDir in the host config to another directory`, { details: { dir } });
+  }
+  if ((st.mode & 0o077) !== 0) await chmod(dir, 0o700);
+}
+
+/** Create an empty owner-only RAM file (QEMU sizes it); never through a symlink. */
+async function createRamFile(file: string): Promise<void> {
+  await ownerOnlyDir(dirname(file));
+  const flags = constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY | constants.O_NOFOLLOW;
+  const h = await open(file, flags, 0o600).catch(async (e: unknown) => {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    await rm(file, { force: true }); // a leftover of this agent's own (the dir is owner-only)
+    return open(file, flags, 0o600);
+  });
+  try {
+    await h.chmod(0o600); // whatever the umask
+  } finally {
+    await h.close();
+  }
+}
+
+/** An existing RAM file to map again: a regular owner-only file of this user. */
+async function checkRamFile(file: string): Promise<void> {
+  const st = await lstat(file).catch((e: unknown) => {
+    throw new FerryError("FERRY_ERR_STATE", `the guest RAM file ${file} is gone: the VM's RAM cannot be shared with a new instance; migrate it to another host instead`, { cause: e, details: { file } });
+  });
+  if (!st.isFile() || st.uid !== uid() || (st.mode & 0o077) !== 0) {
+    throw new FerryError("FERRY_ERR_STATE", `the guest RAM file ${file} is not an owner-only regular file of this agent's user: refusing to map it`, { details: { file } });
+  }
 }
 
 /** True when the pid is a live (non-zombie) process whose command line mentions `marker`. */
@@ -207,15 +269,29 @@ export async function startInstance(o: StartOptions): Promise<Instance> {
   const clock = o.clock ?? systemClock;
   const instanceId = o.instanceId ?? newInstanceId();
   if (!INSTANCE_ID_RE.test(instanceId)) {
-    throw new FerryError("FERRY_ERR_INVALID", `instanceId: must match ${INSTANCE_ID_RE} (got ${JSON.stringify(instanceId)})`);
+    throw new FerryError("FERRY_ERR_INVALID", `instanceId: ${INSTANCE_ID_RULE} (got ${JSON.stringify(instanceId)})`);
   }
   const paths = instancePaths(o.runDir, o.spec.uuid, instanceId);
   if (Buffer.byteLength(paths.qmpSocket) > MAX_UNIX_PATH) {
     throw new FerryError("FERRY_ERR_CONFIG", `runtime dir too deep: QMP socket path ${paths.qmpSocket} exceeds ${MAX_UNIX_PATH} bytes; choose a shorter runDir`);
   }
+  if ((o.spec.sharedMemory === true) !== (o.ram !== undefined)) {
+    throw new FerryError("FERRY_ERR_INTERNAL", `VM ${o.spec.name}: a RAM file ${o.ram ? "given for a VM without" : "missing for a VM with"} shared memory`);
+  }
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
+  if (o.ram?.create === true) await createRamFile(o.ram.file);
+  else if (o.ram) await checkRamFile(o.ram.file);
+  try {
+    return await launch(o, clock, instanceId, paths);
+  } catch (e) {
+    if (o.ram?.create === true) await rm(o.ram.file, { force: true });
+    throw e;
+  }
+}
+
+async function launch(o: StartOptions, clock: Clock, instanceId: string, paths: InstancePaths): Promise<Instance> {
   const qemuBinary = o.qemuBinary ?? "qemu-system-x86_64";
-  const argv = buildArgv(o.spec, { accel: o.accel, qmpSocket: paths.qmpSocket, pidfile: paths.pidfile, serialLog: paths.serialLog, incoming: o.incoming ?? false });
+  const argv = buildArgv(o.spec, { accel: o.accel, qmpSocket: paths.qmpSocket, pidfile: paths.pidfile, serialLog: paths.serialLog, incoming: o.incoming ?? false, ...(o.ram ? { ramFile: o.ram.file } : {}) });
   const [file, args] = o.netns ? ["ip", ["netns", "exec", o.netns, qemuBinary, ...argv]] : [qemuBinary, argv];
   const logFd = openSync(paths.qemuLog, "a", 0o600);
   closeSync(openSync(paths.serialLog, "a", 0o600)); // QEMU keeps an existing file's mode; it would create it 0644
@@ -237,7 +313,7 @@ export async function startInstance(o: StartOptions): Promise<Instance> {
   }
   const meta: InstanceMeta = {
     instanceId, vmUuid: o.spec.uuid, vmName: o.spec.name, pid, startedAt: clock.now(), qemuBinary,
-    incoming: o.incoming ?? false, netns: o.netns, accel: o.accel, spec: o.spec,
+    incoming: o.incoming ?? false, netns: o.netns, accel: o.accel, spec: o.spec, ...(o.ram ? { ramFile: o.ram.file } : {}),
   };
   await writeFile(paths.meta, JSON.stringify(meta, null, 2), { mode: 0o600 });
 
@@ -276,6 +352,7 @@ export async function reconnectInstance(dir: string, options: { clock?: Clock; s
   } catch (e) {
     throw new FerryError("FERRY_ERR_NOT_FOUND", `no readable instance metadata in ${dir}`, { cause: e });
   }
+  upgradeMeta(meta);
   const paths = pathsIn(dir);
   if (!(await processAlive(meta.pid, paths.qmpSocket))) {
     throw new FerryError("FERRY_ERR_NOT_FOUND", `instance ${meta.instanceId} of ${meta.vmName}: process ${meta.pid} is gone`, {
@@ -284,6 +361,16 @@ export async function reconnectInstance(dir: string, options: { clock?: Clock; s
   }
   const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs: 5_000, signal: options.signal, clock });
   return new Instance(meta, paths, qmp, clock);
+}
+
+/** meta.json of an instance started by an older agent named its RAM file in the spec. */
+function upgradeMeta(meta: InstanceMeta): void {
+  const spec = meta.spec as VmSpec & { sharedMemoryPath?: unknown };
+  if (typeof spec.sharedMemoryPath === "string") {
+    meta.ramFile ??= spec.sharedMemoryPath;
+    spec.sharedMemory = true;
+    delete spec.sharedMemoryPath;
+  }
 }
 
 /** Instance dirs under a run dir: `<runDir>/<uuid>/<instanceId>`. */

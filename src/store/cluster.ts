@@ -57,7 +57,7 @@ export interface VmRecord {
   noOs: boolean;
   /** Lab/test guest: MiB of guest RAM filled with random data at boot (the guest's ferry.fill; benchmarks). */
   guestFillMiB?: number;
-  /** Guest RAM mapped from a shared file (`sharedMemoryFile`): local migrations copy no RAM. */
+  /** Guest RAM mapped from a shared file (the agent's memoryDir, one per instance): local migrations copy no RAM. */
   sharedMemory?: boolean;
   nics: VmNicRecord[];
   /** Creation order (1, 2, …): derives the VM's guest addresses. */

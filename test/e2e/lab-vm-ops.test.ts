@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { run } from "../../src/core/run.ts";
-import { labDir, labDown, labSpec, labUp } from "../../src/lab/lab.ts";
+import { labDir, labDown, labQemuDir, labSpec, labUp } from "../../src/lab/lab.ts";
 import type { LabState } from "../../src/lab/lab.ts";
 import { lastHeartbeat, readConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
 
@@ -84,7 +84,7 @@ describe("lab VM operations", { timeout: 240_000 }, () => {
     const ip = vm.nics[0]!.address.split("/")[0]!;
     assert.ok(await ping(ip), "the guest answers");
     const hb = lastHeartbeat(await readConsole(serial(vm))) ?? 0;
-    const wrapper = join(labDir(NAME), "qemu-upgraded");
+    const wrapper = join(labQemuDir(NAME), "qemu-upgraded"); // the lab's hosts allow the binaries there (qemuBinaries)
     await writeFile(wrapper, '#!/bin/sh\nexec qemu-system-x86_64 "$@"\n');
     await chmod(wrapper, 0o755);
     const r = await json<{ outcome: string; oldInstanceId: string; newInstanceId: string; qemuBinary: string; transferredBytes: number; ramBytes: number; movedVfs: string[] }>("migrate", "app", "--local", "--qemu", wrapper);

@@ -2,7 +2,7 @@
 // the real guest, RAM shared through a file and not copied.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { chmod, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Agent } from "../../src/agent/agent.ts";
@@ -20,7 +20,6 @@ describe("local migration", { timeout: 180_000 }, () => {
   let agent: Agent;
   let app: ReturnType<typeof buildAgentApp>;
   let headers: Record<string, string>;
-  const shm = `/dev/shm/ferry-e2e-${randomUUID()}`;
   before(async () => {
     host = await makeTestHost({ name: "local-a" });
     agent = await Agent.open({ config: host.config });
@@ -33,7 +32,6 @@ describe("local migration", { timeout: 180_000 }, () => {
     await app.close();
     await agent.close();
     await host.cleanup();
-    await rm(shm, { force: true });
   });
 
   it("moves a 1 GiB guest to a new QEMU (a wrapper binary) without copying its RAM; the heartbeat and the VF lease follow", async () => {
@@ -45,14 +43,18 @@ describe("local migration", { timeout: 180_000 }, () => {
     ];
     const spec = {
       uuid: randomUUID(), name: "local1", memoryMiB: 1024, vcpus: 1, kernel: img.kernel, initrd: img.initrd,
-      cmdline: guestCmdline("local1", nics.map((n, i) => ({ mac: n.mac, cidr: `10.97.${i}.10/24` }))), nics, sharedMemoryPath: shm,
+      cmdline: guestCmdline("local1", nics.map((n, i) => ({ mac: n.mac, cidr: `10.97.${i}.10/24` }))), nics, sharedMemory: true,
     };
     const r = await app.inject({ method: "POST", url: "/v1/instances", headers, payload: { spec } });
     assert.equal(r.statusCode, 201, r.body);
     const old = JSON.parse(r.body) as { instanceId: string; pid: number; serialLog: string };
     await waitForConsole(old.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
     // the guest dirties some memory of its own by running; a wrapper stands for the upgraded QEMU
-    const wrapper = join(host.dir, "qemu-new");
+    const [shm] = (await readdir(host.config.memoryDir)).map((f) => join(host.config.memoryDir, f));
+    assert.ok(shm !== undefined && shm.includes(old.instanceId), "the agent made one RAM file, named after the instance");
+    assert.equal((await stat(shm)).mode & 0o777, 0o600, "guest RAM is owner-only");
+    await mkdir(host.qemuDir, { recursive: true });
+    const wrapper = join(host.qemuDir, "qemu-new"); // the test host allows binaries there (qemuBinaries)
     await writeFile(wrapper, '#!/bin/sh\nexec qemu-system-x86_64 "$@"\n');
     await chmod(wrapper, 0o755);
     const hb = lastHeartbeat(await readConsole(old.serialLog)) ?? 0;

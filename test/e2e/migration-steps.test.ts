@@ -41,11 +41,11 @@ async function simHost(name: string, base: string): Promise<SimHost> {
   const instances = new Map<string, Instance>();
   const { accel } = await detectAccel();
   const ctx: StepContext = {
-    host: name, runDir: cfg.runDir, accel, clock: systemClock, run,
+    host: name, runDir: cfg.runDir, memoryDir: cfg.memoryDir, accel, clock: systemClock, run,
     leases: new LeaseStore(db, systemClock), records: new RecordStore(db, systemClock),
     vfs: () => vfs,
     network: () => ({ bridge: null, netns: null }),
-    instances: { get: (id) => instances.get(id), add: (i) => instances.set(i.id, i), remove: (id) => instances.delete(id) },
+    instances: { get: (id) => instances.get(id), add: (i) => instances.set(i.id, i), remove: (id) => instances.delete(id), all: () => [...instances.values()] },
   };
   return {
     ctx, instances,

@@ -33,7 +33,7 @@ deadlines: { unplugMs: 1000 }
 `;
 const SPEC = {
   uuid: "0b5c3f8e-1d2a-4c4b-9a77-3e2f1d0c9b8a", name: "vm1", memoryMiB: 256, vcpus: 1, kernel: "/k", initrd: "/i", cmdline: "",
-  nics: [{ name: "net0", mode: "failover", mac: "52:54:00:12:34:56", standby: { kind: "tap", ifname: "tap0" }, primary: { kind: "vfio", host: "0000:3b:10.1" }, guestPorts: { standby: 1, primary: 2 } }],
+  nics: [{ name: "net0", mode: "failover", mac: "52:54:00:12:34:56", standby: { kind: "none" }, primary: { kind: "vfio", host: "0000:3b:10.1" }, guestPorts: { standby: 1, primary: 2 } }],
 };
 
 describe(`bad input, ${CASES} generated cases per surface`, () => {

@@ -1,31 +1,16 @@
 // QEMU instances on this host: list, describe, start from a VmSpec, stop.
 import { Type } from "typebox";
-import { FerryError, invalid, isFerryError } from "../../core/errors.ts";
+import { FerryError, isFerryError } from "../../core/errors.ts";
 import { InstanceId, InstanceList, InstanceView, NAME_PATTERN, PciAddress, StartInstanceBody, Stopped } from "../api.ts";
-import * as v from "../../model/validate.ts";
 import { localMigrate } from "../migration/local.ts";
 import { queryMigrate } from "../../qmp/commands.ts";
-import { restoreInstance, saveInstance } from "../migration/save.ts";
-import { constants } from "node:fs";
-import { access, readFile, stat } from "node:fs/promises";
+import { restoreInstance, savedSpec, saveInstance } from "../migration/save.ts";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AgentAppDeps } from "./deps.ts";
 import type { AgentFastify } from "./type-provider.ts";
 
 const IdParams = Type.Object({ id: InstanceId });
-
-/** An absolute path to an executable regular file on this host (it is run with an argv array, never a shell). */
-async function executableFile(field: string, value: string): Promise<string> {
-  const p = v.absPath(field, value);
-  if (/[\u0000-\u001f\u007f]/.test(p)) throw invalid(field, value, "contains a control character");
-  try {
-    await access(p, constants.X_OK);
-    if (!(await stat(p)).isFile()) throw new Error("not a file");
-  } catch {
-    throw invalid(field, value, "no executable file at this path on this host");
-  }
-  return p;
-}
 
 /** parseVmSpec names fields relative to the spec; the API names them relative to the body. */
 function specField(e: unknown): unknown {
@@ -82,7 +67,7 @@ export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void
         unplugMs: b.unplugMs ?? 15_000,
         timeoutMs: b.timeoutMs ?? 120_000,
         primaryBackMs: b.primaryBackMs ?? 30_000,
-        ...(b.qemuBinary === undefined ? {} : { qemuBinary: await executableFile("qemuBinary", b.qemuBinary) }),
+        ...(b.qemuBinary === undefined ? {} : { qemuBinary: await agent.allowedQemuBinary("qemuBinary", b.qemuBinary) }),
       };
       return localMigrate(agent.stepContext(), input, AbortSignal.timeout(input.unplugMs + input.timeoutMs + input.primaryBackMs + 30_000));
     },
@@ -127,7 +112,8 @@ export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void
       }
       const primaryBackMs = req.body.primaryBackMs ?? 30_000;
       const timeoutMs = req.body.timeoutMs ?? 300_000;
-      return restoreInstance(agent.stepContext(), file, saved, req.body.nics, { primaryBackMs, timeoutMs }, AbortSignal.timeout(primaryBackMs + timeoutMs + 30_000));
+      const spec = await agent.admitSpec(savedSpec(saved));
+      return restoreInstance(agent.stepContext(), file, spec, req.body.nics, { primaryBackMs, timeoutMs }, AbortSignal.timeout(primaryBackMs + timeoutMs + 30_000));
     },
   );
 

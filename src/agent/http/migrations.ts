@@ -3,7 +3,6 @@
 // same step asked again answers again. Each request carries its deadlines;
 // the agent never waits past them.
 import { Type } from "typebox";
-import { parseVmSpec } from "../../model/vm.ts";
 import { InstanceId, NAME_PATTERN, PciAddress } from "../api.ts";
 import { MAX_HOLD_MS } from "../faults.ts";
 import * as steps from "../migration/steps.ts";
@@ -39,7 +38,7 @@ export function migrationRoutes(app: AgentFastify, { agent }: AgentAppDeps): voi
       }),
     },
     config: { openapi: { summary: "Destination: lease the planned VFs to the migration, start QEMU with -incoming, listen" } },
-  }, (req) => steps.prepare(ctx(), req.params.id, { spec: parseVmSpec(req.body.spec), nics: req.body.nics, leaseTtlMs: req.body.leaseTtlMs, adoptFrom: req.body.adoptFrom }, within(60_000)));
+  }, async (req) => steps.prepare(ctx(), req.params.id, { spec: await agent.admitSpec(req.body.spec), nics: req.body.nics, leaseTtlMs: req.body.leaseTtlMs, adoptFrom: req.body.adoptFrom }, within(60_000)));
 
   post("/v1/migrations/:id/perform", {
     schema: {

@@ -8,7 +8,6 @@
 // NIC modes: emulated NICs migrate natively; failover primaries are unplugged
 // by QEMU (UNPLUG_PRIMARY) and re-plugged on the new instance; ephemeral
 // primaries are unplugged first and re-plugged on the same VF afterwards.
-import { access, constants } from "node:fs/promises";
 import { FerryError } from "../../core/errors.ts";
 import type { NicSpec, VmSpec } from "../../model/vm.ts";
 import { plugPrimary } from "../../qemu/hotplug.ts";
@@ -24,7 +23,7 @@ import { attachTaps, steerInitial, withTaps } from "./wiring.ts";
 
 export interface LocalMigrateInput {
   instanceId: string;
-  /** The QEMU binary of the new instance (an upgrade); default: the old instance's. */
+  /** The QEMU binary of the new instance (an upgrade), one the host allows (Agent.allowedQemuBinary); default: the old instance's. */
   qemuBinary?: string;
   unplugMs: number;
   timeoutMs: number;
@@ -55,15 +54,11 @@ export async function localMigrate(ctx: StepContext, input: LocalMigrateInput, s
   const old = ctx.instances.get(input.instanceId);
   if (!old) throw new FerryError("FERRY_ERR_NOT_FOUND", `no instance ${input.instanceId} on ${ctx.host}`, { details: { instanceId: input.instanceId } });
   const spec = old.meta.spec;
-  if (spec.sharedMemoryPath === undefined) {
+  const ramFile = old.meta.ramFile;
+  if (ramFile === undefined) {
     throw new FerryError("FERRY_ERR_STATE", `VM ${spec.name} does not map its RAM from a shared file, so a local migration would copy all of it: create VMs meant for local migration with shared memory ('ferry vm create … --shared-memory'), or migrate this one to another host`, { details: { vm: spec.name } });
   }
   const qemuBinary = input.qemuBinary ?? old.meta.qemuBinary;
-  if (input.qemuBinary !== undefined) {
-    await access(input.qemuBinary, constants.X_OK).catch((e: unknown) => {
-      throw new FerryError("FERRY_ERR_INVALID", `qemuBinary: ${input.qemuBinary} is not an executable file on ${ctx.host}`, { cause: e, details: { field: "qemuBinary" } });
-    });
-  }
   // ephemeral primaries leave first (Ferry's deadline); remember them to re-plug on whichever instance runs after
   const planned: Record<string, string | null> = {};
   for (const nic of spec.nics) planned[nic.name] = nic.primary?.kind === "stand-in" ? nic.primary.vf : nic.primary?.kind === "vfio" ? nic.primary.host : null;
@@ -88,7 +83,8 @@ export async function localMigrate(ctx: StepContext, input: LocalMigrateInput, s
   const wired = withTaps(ctx, newId, next);
   let inst: Instance;
   try {
-    inst = await startInstance({ runDir: ctx.runDir, spec: wired.spec, accel: ctx.accel, instanceId: newId, incoming: true, netns: wired.netns, qemuBinary, signal, clock: ctx.clock });
+    // the new instance maps the old one's RAM file (x-ignore-shared: RAM is not copied)
+    inst = await startInstance({ runDir: ctx.runDir, spec: wired.spec, accel: ctx.accel, instanceId: newId, incoming: true, netns: wired.netns, qemuBinary, signal, clock: ctx.clock, ram: { file: ramFile, create: false } });
   } catch (e) {
     await replugOld();
     throw e;

@@ -14,7 +14,7 @@ import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { FerryError } from "../../core/errors.ts";
 import type { NicSpec, VmSpec } from "../../model/vm.ts";
-import { parseVmSpec } from "../../model/vm.ts";
+import { parseVmSpec, portableSpec } from "../../model/vm.ts";
 import { plugPrimary } from "../../qemu/hotplug.ts";
 import { newInstanceId, startInstance } from "../../qemu/instance.ts";
 import { prepareIncoming } from "../../qemu/migration.ts";
@@ -22,7 +22,7 @@ import type { Instance } from "../../qemu/instance.ts";
 import { queryMigrate } from "../../qmp/commands.ts";
 import type { FinishResult, StepContext } from "./steps.ts";
 import { arrivingNics, bringBackNics, discard, migrateOut, unplugEphemerals, waitRunning } from "./steps.ts";
-import { attachTaps, sharedMemoryFor, withTaps } from "./wiring.ts";
+import { attachTaps, newRamFile, withTaps } from "./wiring.ts";
 
 export interface SaveResult {
   file: string;
@@ -81,7 +81,7 @@ export async function saveInstance(ctx: StepContext, instanceId: string, file: s
     }
     throw e;
   }
-  const state: SavedState = { version: 1, savedAt: ctx.clock.now(), host: ctx.host, spec };
+  const state: SavedState = { version: 1, savedAt: ctx.clock.now(), host: ctx.host, spec: portableSpec(spec) };
   await writeFile(`${file}.json`, JSON.stringify(state, null, 2), { mode: 0o600 });
   await rename(partial, file);
   // the VM now lives in the file: the instance goes, its VFs are free
@@ -93,7 +93,6 @@ export async function saveInstance(ctx: StepContext, instanceId: string, file: s
       releasedVfs.push(l.vf);
     }
   }
-  if (spec.sharedMemoryPath !== undefined) await rm(spec.sharedMemoryPath, { force: true });
   return {
     file,
     bytes: (await stat(file)).size,
@@ -103,14 +102,37 @@ export async function saveInstance(ctx: StepContext, instanceId: string, file: s
   };
 }
 
+/**
+ * The VM spec in a save file's JSON, as parseVmSpec wants it: files written
+ * by older agents named the RAM file and the taps (the agent picks both now).
+ */
+export function savedSpec(raw: unknown): VmSpec {
+  if (typeof raw !== "object" || raw === null) return parseVmSpec(raw);
+  const o = { ...(raw as Record<string, unknown>) };
+  if (typeof o["sharedMemoryPath"] === "string") {
+    delete o["sharedMemoryPath"];
+    o["sharedMemory"] = true;
+  }
+  const spec = Array.isArray(o["nics"]) ? { ...o, nics: o["nics"].map(unwire) } : o;
+  return parseVmSpec(spec);
+}
+
+function unwire(n: unknown): unknown {
+  if (typeof n !== "object" || n === null) return n;
+  const nic = { ...(n as Record<string, unknown>) };
+  if (typeof nic["standby"] === "object" && nic["standby"] !== null) nic["standby"] = { kind: "none" };
+  const p = nic["primary"];
+  if (typeof p === "object" && p !== null && (p as Record<string, unknown>)["kind"] === "stand-in") nic["primary"] = { ...(p as Record<string, unknown>), backend: { kind: "none" } };
+  return nic;
+}
+
 export interface RestoreResult {
   instanceId: string;
   nics: FinishResult["nics"];
 }
 
 /** Restore a saved VM on this host with the VFs chosen now (`nics`: NIC name → VF BDF here, or null). */
-export async function restoreInstance(ctx: StepContext, file: string, specRaw: unknown, nics: { name: string; vf: string | null }[], o: { primaryBackMs: number; timeoutMs: number }, signal: AbortSignal): Promise<RestoreResult> {
-  const saved = parseVmSpec(specRaw);
+export async function restoreInstance(ctx: StepContext, file: string, saved: VmSpec, nics: { name: string; vf: string | null }[], o: { primaryBackMs: number; timeoutMs: number }, signal: AbortSignal): Promise<RestoreResult> {
   await stat(file).catch((e: unknown) => {
     throw new FerryError("FERRY_ERR_NOT_FOUND", `no saved state at ${file} on ${ctx.host}: restore on a host that can read the file`, { cause: e, details: { file } });
   });
@@ -126,11 +148,10 @@ export async function restoreInstance(ctx: StepContext, file: string, specRaw: u
     throw e;
   }
   const base: VmSpec = { ...saved, nics: out };
-  if (saved.sharedMemoryPath !== undefined) base.sharedMemoryPath = sharedMemoryFor(ctx.host, saved.uuid);
   const wired = withTaps(ctx, instanceId, base);
   let inst: Instance | undefined;
   try {
-    inst = await startInstance({ runDir: ctx.runDir, spec: wired.spec, accel: ctx.accel, instanceId, incoming: true, netns: wired.netns, qemuBinary: ctx.qemuBinary, signal, clock: ctx.clock });
+    inst = await startInstance({ runDir: ctx.runDir, spec: wired.spec, accel: ctx.accel, instanceId, incoming: true, netns: wired.netns, qemuBinary: ctx.qemuBinary, signal, clock: ctx.clock, ...newRamFile(ctx, base, instanceId) });
     ctx.instances.add(inst);
     await attachTaps(ctx, wired.spec, signal);
     const sockPath = join(inst.paths.dir, "restore.sock");

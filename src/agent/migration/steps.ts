@@ -10,16 +10,16 @@ import type { Runner } from "../../core/run.ts";
 import type { UsableVf } from "../../host/config.ts";
 import type { LeaseHolder, LeaseStore, RecordStore } from "../../host/leases.ts";
 import type { NetBackend, NicSpec, PrimaryDevice, VmSpec } from "../../model/vm.ts";
+import { portableSpec } from "../../model/vm.ts";
 import type { Accel } from "../../qemu/accel.ts";
 import type { Faults } from "../faults.ts";
 import { MAX_HOLD_MS } from "../faults.ts";
 import { deviceIds } from "../../qemu/argv.ts";
 import { plugPrimary, unplugPrimary } from "../../qemu/hotplug.ts";
-import { attachTap, attachTaps, sharedMemoryFor, steer, steerInitial, withTaps } from "./wiring.ts";
-import { rm } from "node:fs/promises";
+import { attachTap, attachTaps, newRamFile, releaseRamFile, steer, steerInitial, withTaps } from "./wiring.ts";
 import { join } from "node:path";
 import type { Instance } from "../../qemu/instance.ts";
-import { newInstanceId, startInstance } from "../../qemu/instance.ts";
+import { newInstanceId, ramFilePath, startInstance } from "../../qemu/instance.ts";
 import { cancelMigration, completedInfo, continueMigration, prepareIncoming, startMigration, waitMigration } from "../../qemu/migration.ts";
 import type { MigrationSetup } from "../../qemu/migration.ts";
 import type { MigrationInfo } from "../../qmp/commands.ts";
@@ -36,11 +36,14 @@ export interface InstanceRegistry {
   get(id: string): Instance | undefined;
   add(instance: Instance): void;
   remove(id: string): void;
+  all(): Instance[];
 }
 
 export interface StepContext {
   host: string;
   runDir: string;
+  /** Where this host's guest RAM files are (the agent's memoryDir). */
+  memoryDir: string;
   accel: Accel;
   clock: Clock;
   leases: LeaseStore;
@@ -212,6 +215,7 @@ export async function discard(ctx: StepContext, inst: Instance): Promise<void> {
   inst.qmp.close();
   await inst.remove();
   ctx.instances.remove(inst.id);
+  await releaseRamFile(ctx, inst.meta);
 }
 
 // ---------------------------------------------------------------- source
@@ -219,7 +223,7 @@ export async function discard(ctx: StepContext, inst: Instance): Promise<void> {
 export async function begin(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ spec: VmSpec }> {
   await ctx.faults?.hold("begin", migrationId, ctx.clock, signal);
   const inst = instanceOf(ctx, instanceId);
-  return { spec: inst.meta.spec };
+  return { spec: portableSpec(inst.meta.spec) };
 }
 
 /** Unplug the instance's ephemeral primaries (Ferry's deadline), skipping `done`; calls `onUnplugged` after each. */
@@ -353,8 +357,7 @@ async function confirmNow(ctx: StepContext, migrationId: string, instanceId: str
     await inst.stop();
     await inst.remove();
     ctx.instances.remove(inst.id);
-    const shm = inst.meta.spec.sharedMemoryPath;
-    if (shm !== undefined) await rm(shm, { force: true });
+    await releaseRamFile(ctx, inst.meta);
     for (const l of ctx.leases.list()) if (l.holder.kind === "instance" && l.holder.instanceId === inst.id) ctx.leases.release(l.vf, holder);
     ctx.records.delete(SRC, migrationId);
     return { state: "stopped" };
@@ -393,6 +396,7 @@ async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Pro
     await old.stop();
     await old.remove();
     ctx.instances.remove(instanceId);
+    await releaseRamFile(ctx, old.meta);
   }
   for (const l of ctx.leases.list()) {
     if (l.holder.kind === "instance" && l.holder.instanceId === instanceId) ctx.leases.transfer(l.vf, l.holder, to);
@@ -417,12 +421,8 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
     if (ctx.faults?.fire("port-profile-fail")) {
       throw new FerryError("FERRY_ERR_FEATURE", "port-profile association failed on the destination (lab fault switch port-profile-fail)", { details: { feature: "port-profile" } });
     }
-    const { spec, netns } = withTaps(ctx, instanceId, {
-      ...source,
-      nics,
-      ...(source.sharedMemoryPath === undefined ? {} : { sharedMemoryPath: sharedMemoryFor(ctx.host, source.uuid) }),
-    });
-    const inst = await startInstance({ runDir: ctx.runDir, spec, accel: ctx.accel, instanceId, incoming: true, netns, qemuBinary: ctx.qemuBinary, signal, clock: ctx.clock });
+    const { spec, netns } = withTaps(ctx, instanceId, { ...source, nics });
+    const inst = await startInstance({ runDir: ctx.runDir, spec, accel: ctx.accel, instanceId, incoming: true, netns, qemuBinary: ctx.qemuBinary, signal, clock: ctx.clock, ...newRamFile(ctx, spec, instanceId) });
     ctx.instances.add(inst);
     await attachTaps(ctx, spec, signal);
     const uri = await prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", {}, signal);
@@ -614,7 +614,8 @@ async function abortNow(ctx: StepContext, migrationId: string): Promise<{ aborte
       await discard(ctx, inst);
       aborted = true;
     }
-    if (rec.spec.sharedMemoryPath !== undefined) await rm(rec.spec.sharedMemoryPath, { force: true });
+    // the instance may be gone already (an agent restart): its RAM file is known by name
+    if (rec.spec.sharedMemory === true) await releaseRamFile(ctx, { instanceId: rec.instanceId, ramFile: ramFilePath(ctx.memoryDir, rec.vmUuid, rec.instanceId) });
   }
   for (const l of ctx.leases.list()) {
     if (l.holder.kind === "migration" && l.holder.migrationId === migrationId) ctx.leases.release(l.vf, l.holder);

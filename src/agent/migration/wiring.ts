@@ -13,10 +13,13 @@
 // connectivity benchmark: taps join the bridge with learning and flooding on
 // (Linux's defaults) and nothing is ever pinned; the bridge follows whatever
 // frames the guest and QEMU's self-announcements send.
+import { rm } from "node:fs/promises";
+import { dirname } from "node:path";
 import { setPortForwarding, pinMac } from "../../host/forwarding.ts";
 import type { NetCtx } from "../../host/forwarding.ts";
 import type { NetBackend, NicSpec, VmSpec } from "../../model/vm.ts";
-import { sharedMemoryFile } from "../../model/vm.ts";
+import { ramFilePath } from "../../qemu/instance.ts";
+import type { InstanceMeta } from "../../qemu/instance.ts";
 import type { StepContext } from "./steps.ts";
 import { tapName } from "./steps.ts";
 
@@ -88,5 +91,27 @@ export async function steerInitial(ctx: StepContext, spec: VmSpec, signal: Abort
   for (const nic of spec.nics) await steer(ctx, nic, nic.primary ? "primary" : "standby", signal);
 }
 
-/** Where an instance from elsewhere (another host, a save file) maps its RAM on this host: never the source's file. */
-export const sharedMemoryFor = sharedMemoryFile;
+/**
+ * The RAM file a new instance of a VM with shared memory creates on this
+ * host: its own (the VM and instance ids in the name, under the agent's
+ * memoryDir), never a file of another instance — from elsewhere (another
+ * host, a save file) or from an earlier visit of the VM to this host.
+ */
+export function newRamFile(ctx: StepContext, spec: VmSpec, instanceId: string): { ram?: { file: string; create: true } } {
+  return spec.sharedMemory === true ? { ram: { file: ramFilePath(ctx.memoryDir, spec.uuid, instanceId), create: true } } : {};
+}
+
+/** Files an older agent named /dev/shm/ferry-<host>-<uuid> (its instances may still run after an upgrade). */
+const LEGACY_RAM_FILE = /^\/dev\/shm\/ferry-[A-Za-z0-9_.-]+-[0-9a-f-]{36}$/;
+
+/**
+ * Remove a gone instance's RAM file unless another instance on this host
+ * still maps it (a local migration's other half). Only files the agent made.
+ */
+export async function releaseRamFile(ctx: StepContext, gone: Pick<InstanceMeta, "instanceId" | "ramFile">): Promise<void> {
+  const file = gone.ramFile;
+  if (file === undefined) return;
+  if (dirname(file) !== ctx.memoryDir && !LEGACY_RAM_FILE.test(file)) return;
+  if (ctx.instances.all().some((i) => i.id !== gone.instanceId && i.meta.ramFile === file)) return;
+  await rm(file, { force: true });
+}
