@@ -14,9 +14,25 @@ export const MAX_LEASE_TTL_MS = 24 * 3600 * 1000;
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
-export const PciAddress = Type.String({ pattern: PCI_PATTERN, description: "PCI address dddd:bb:dd.f (lower-case hex)" });
-export const VmUuid = Type.String({ pattern: UUID_PATTERN });
-export const InstanceId = Type.String({ pattern: INSTANCE_ID_PATTERN });
+/**
+ * Every pattern the APIs' schemas use, in words: a validation error states
+ * the rule (problem.ts), never the regex.
+ */
+export const PATTERN_RULES = new Map<string, string>();
+
+/** A string schema's pattern and its rule (registered for messages; the rule is also its OpenAPI description). */
+export function ruled(pattern: string, rule: string): { pattern: string; description: string } {
+  PATTERN_RULES.set(pattern, rule);
+  return { pattern, description: rule };
+}
+
+export const NAME_RULE = "1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit";
+export const Name = Type.String(ruled(NAME_PATTERN, NAME_RULE));
+export const PciAddress = Type.String(ruled(PCI_PATTERN, "a PCI address dddd:bb:dd.f in lower-case hex, e.g. 0000:3b:10.1"));
+export const VmUuid = Type.String(ruled(UUID_PATTERN, "a UUID in lower-case hex, e.g. 6f1b0c9e-2d3a-4b5c-8d7e-0123456789ab"));
+export const InstanceId = Type.String(ruled(INSTANCE_ID_PATTERN, "an instance id: 'i-' and 8 lower-case hex digits, e.g. i-0a1b2c3d ('ferry vm show NAME' shows a VM's)"));
+/** A save file's name (no path: save files live in the host's saveDir). */
+export const SaveName = Type.String(ruled("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", "a file name, not a path: 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit (save files go in the host's saveDir)"));
 
 export const Problem = Type.Object({
   code: Type.String({ description: "stable error code (FERRY_ERR_…)" }),
@@ -29,13 +45,13 @@ export type ProblemBody = Static<typeof Problem>;
 // ---- leases
 
 export const InstanceHolder = Type.Object(
-  { kind: Type.Literal("instance"), vmUuid: VmUuid, instanceId: Type.String({ pattern: NAME_PATTERN }) },
+  { kind: Type.Literal("instance"), vmUuid: VmUuid, instanceId: Name },
   { additionalProperties: false },
 );
 export const MigrationHolder = Type.Object(
   {
     kind: Type.Literal("migration"),
-    migrationId: Type.String({ pattern: NAME_PATTERN }),
+    migrationId: Name,
     vmUuid: VmUuid,
     expiresAt: Type.Integer({ description: "epoch ms (agent clock)" }),
   },
@@ -52,8 +68,8 @@ export const HolderInput = Type.Object(
   {
     kind: Type.Union([Type.Literal("instance"), Type.Literal("migration")]),
     vmUuid: VmUuid,
-    instanceId: Type.Optional(Type.String({ pattern: NAME_PATTERN })),
-    migrationId: Type.Optional(Type.String({ pattern: NAME_PATTERN })),
+    instanceId: Type.Optional(Name),
+    migrationId: Type.Optional(Name),
     ttlMs: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LEASE_TTL_MS })),
   },
   { additionalProperties: false },

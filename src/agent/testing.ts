@@ -21,7 +21,8 @@ export interface TestHost {
   cleanup(): Promise<void>;
 }
 
-export async function makeTestHost(o: { name?: string; numVfs?: number; port?: number; netns?: string; lab?: boolean; saveDir?: string } = {}): Promise<TestHost> {
+export async function makeTestHost(o: { name?: string; numVfs?: number; port?: number; netns?: string; lab?: boolean; saveDir?: string; network?: string } = {}): Promise<TestHost> {
+  const network = o.network ?? "physnet1";
   // Short prefix: QMP socket paths must fit in 107 bytes.
   const dir = await mkdtemp(join(tmpdir(), "fa-"));
   const memoryDir = `/dev/shm/ferry-test-${basename(dir)}`;
@@ -37,10 +38,10 @@ export async function makeTestHost(o: { name?: string; numVfs?: number; port?: n
     `qemuBinaries: [qemu]`,
     `listen: { address: 127.0.0.1, port: ${o.port ?? 7601} }`,
     `networks:`,
-    `  physnet1:${o.netns ? ` { netns: ${o.netns} }` : " {}"}`,
+    `  ${network}:${o.netns ? ` { netns: ${o.netns} }` : " {}"}`,
     `uplinks:`,
     `  - pf: ${pf.bdf}`,
-    `    network: physnet1`,
+    `    network: ${network}`,
     `    standIns: { vfs: all, model: rtl8139 }`,
     ...(o.lab ? ["lab: true"] : []),
     ...(o.saveDir ? [`saveDir: ${o.saveDir}`] : []),

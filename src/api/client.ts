@@ -10,11 +10,11 @@ import { FerryError } from "../core/errors.ts";
 import { fetchFor } from "../core/tls.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import type { CancelReport } from "../migration/runner.ts";
-import type { CreateVmBodyT, DeviceRowT, EventView, HeartbeatBodyT, HostViewT, MigrateBodyT, MigrateReplyT, VmViewT } from "./schemas.ts";
+import type { CreatedVmT, CreateVmBodyT, DeviceRowT, EventView, HeartbeatBodyT, HostViewT, MigrateBodyT, MigrateReplyT, VmViewT } from "./schemas.ts";
 import type { EvacuateBodyT } from "./evacuation-schemas.ts";
 import { EvacuationList, EvacuationView } from "./evacuation-schemas.ts";
 import type { EvacuationView as EvacuationViewT } from "../controller/evacuation.ts";
-import { CancelView, Deleted, DeviceList, HeartbeatReply, HostList, HostView, MigrateReply, MigrationList, MigrationView, VmList, VmView } from "./schemas.ts";
+import { CancelView, CreatedVm, Deleted, DeviceList, HeartbeatReply, HostList, HostView, MigrateReply, MigrationList, MigrationView, VmList, VmView } from "./schemas.ts";
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
@@ -70,8 +70,8 @@ export class ControllerClient {
   }
 
   /** Creating boots QEMU on the host: allow more time than a query (default 90 s). */
-  createVm(body: CreateVmBodyT, o: RequestOptions = {}): Promise<VmViewT> {
-    return this.request("POST", "/v1/vms", VmView, body, { timeoutMs: 90_000, ...o });
+  createVm(body: CreateVmBodyT, o: RequestOptions = {}): Promise<CreatedVmT> {
+    return this.request("POST", "/v1/vms", CreatedVm, body, { timeoutMs: 90_000, ...o });
   }
 
   startVm(name: string, o: RequestOptions = {}): Promise<VmViewT> {

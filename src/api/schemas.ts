@@ -4,7 +4,7 @@
 // replies against the same schemas).
 import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
-import { NAME_PATTERN, PCI_PATTERN, UUID_PATTERN } from "../agent/api.ts";
+import { Name, PciAddress, ruled, VmUuid } from "../agent/api.ts";
 import type { ControllerEvent } from "../controller/events.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import type { CancelReport } from "../migration/runner.ts";
@@ -12,7 +12,6 @@ import type { Rejection } from "../scheduler/rejections.ts";
 import type { Destination } from "../scheduler/types.ts";
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
-const Name = Type.String({ pattern: NAME_PATTERN });
 const Int = (o: { minimum?: number; maximum?: number; description?: string } = {}) => Type.Integer(o);
 
 export { Problem } from "../agent/api.ts";
@@ -22,9 +21,9 @@ export { Problem } from "../agent/api.ts";
 export const HeartbeatBody = Type.Object(
   {
     name: Name,
-    url: Type.String({ pattern: "^https?://(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)(:[0-9]{1,5})?(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?$", maxLength: 300, description: "the agent's API base URL: scheme, host, port and optionally a plain path prefix" }),
-    version: Type.String({ pattern: "^[ -~]{0,100}$", description: "printable ASCII" }),
-    accel: Type.String({ pattern: "^[ -~]{0,100}$", description: "printable ASCII" }),
+    url: Type.String({ ...ruled("^https?://(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)(:[0-9]{1,5})?(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?$", "the agent's API base URL: http:// or https://, a host name or address, an optional port and an optional plain path prefix"), maxLength: 300 }),
+    version: Type.String(ruled("^[ -~]{0,100}$", "at most 100 printable ASCII characters")),
+    accel: Type.String(ruled("^[ -~]{0,100}$", "at most 100 printable ASCII characters")),
   },
   { additionalProperties: false },
 );
@@ -40,14 +39,15 @@ export const HostView = Type.Object({
   lastHeartbeat: Int({ description: "epoch ms" }),
   registeredAt: Int({ description: "epoch ms" }),
   drain: Type.Optional(Type.Boolean({ description: "an operator drained it (draining whenever it is not down)" })),
+  vfs: Type.Optional(Nullable(Type.Array(Type.Object({ network: Type.String(), used: Type.Integer(), total: Type.Integer() }), { description: "VFs per network: leased (to an instance or a migration) and usable; null when the host's agent did not answer" }))),
 });
 export type HostViewT = Static<typeof HostView>;
 export const HostList = Type.Object({ hosts: Type.Array(HostView) });
 
 export const DeviceRow = Type.Object({
   host: Type.String(),
-  vf: Type.String({ pattern: PCI_PATTERN }),
-  pf: Type.String({ pattern: PCI_PATTERN }),
+  vf: PciAddress,
+  pf: PciAddress,
   network: Type.String(),
   vendor: Type.String(),
   device: Type.String(),
@@ -74,10 +74,10 @@ export const VmNicView = Type.Object({
   mac: Type.String(),
   guestPorts: Type.Object({ standby: Type.Optional(Type.Integer()), primary: Type.Optional(Type.Integer()) }),
   address: Type.String(),
-  vf: Nullable(Type.String({ pattern: PCI_PATTERN })),
+  vf: Nullable(PciAddress),
 });
 export const VmView = Type.Object({
-  uuid: Type.String({ pattern: UUID_PATTERN }),
+  uuid: VmUuid,
   name: Type.String(),
   memoryMiB: Type.Integer(),
   vcpus: Type.Integer(),
@@ -94,12 +94,15 @@ export const VmView = Type.Object({
   updatedAt: Type.Integer(),
 });
 export type VmViewT = Static<typeof VmView>;
+/** What `POST /v1/vms` answers: the VM, and what runs degraded from the start. */
+export const CreatedVm = Type.Object({ ...VmView.properties, warnings: Type.Array(Type.String(), { description: "e.g. an optional NIC that got no free VF and runs without one" }) });
+export type CreatedVmT = Static<typeof CreatedVm>;
 export const VmList = Type.Object({ vms: Type.Array(VmView) });
 export const VmParams = Type.Object({ name: Name });
 
 export const CreateVmBody = Type.Object(
   {
-    name: Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,30}$" }),
+    name: Type.String(ruled("^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,30}$", "a VM name: 1 to 31 letters, digits, '_', '.' or '-', starting with a letter or digit")),
     host: Name,
     memoryMiB: Type.Integer({ minimum: 64, maximum: 1024 * 1024 }),
     vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
@@ -192,7 +195,7 @@ export const CancelView = Type.Unsafe<CancelReport>(
 // ---- events
 
 export const EventQuery = Type.Object(
-  { follow: Type.Optional(Type.Union([Type.Literal("1"), Type.Literal("0"), Type.Literal("true"), Type.Literal("false")])), after: Type.Optional(Type.String({ pattern: "^[0-9]{1,15}$" })) },
+  { follow: Type.Optional(Type.Union([Type.Literal("1"), Type.Literal("0"), Type.Literal("true"), Type.Literal("false")])), after: Type.Optional(Type.String(ruled("^[0-9]{1,15}$", "an event number (digits)"))) },
   { additionalProperties: false },
 );
 export type EventView = ControllerEvent;

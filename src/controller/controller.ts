@@ -8,6 +8,7 @@ import type { InventoryView } from "../agent/api.ts";
 import { AgentClient } from "../agent/client.ts";
 import type { Clock } from "../core/clock.ts";
 import { FerryError, isFerryError, toFerryError } from "../core/errors.ts";
+import { didYouMean } from "../core/suggest.ts";
 import type { Logger } from "../core/log.ts";
 import type { CancelReport, RunnerDeps } from "../migration/runner.ts";
 import { cancel, createMigration, resumeAll, runMigration } from "../migration/runner.ts";
@@ -27,7 +28,7 @@ import { HEARTBEAT_INTERVAL_MS } from "./config.ts";
 import { EventBus } from "./events.ts";
 import type { EventLog } from "./events.ts";
 import { buildSnapshot } from "./snapshot.ts";
-import { assignGuestPorts, buildVmSpec, checkGuestFill, guestAddress, newMac } from "./vm-spec.ts";
+import { assignGuestPorts, buildVmSpec, checkGuestFill, checkNicNetworks, guestAddress, newMac, noVfWarning } from "./vm-spec.ts";
 
 const LooseObject = Type.Object({}, { additionalProperties: true });
 
@@ -53,6 +54,13 @@ export interface ControllerDeps {
 /** Watches a VM's NICs during a migration; `stop` gives each NIC's result. */
 export interface ConnectivityWatch {
   start(vm: VmRecord): Promise<{ stop(): Promise<Record<string, Connectivity>> }>;
+}
+
+/** How many of a host's VFs on one network are leased (to an instance or a migration). */
+export interface VfUse {
+  network: string;
+  used: number;
+  total: number;
 }
 
 export interface HeartbeatInput {
@@ -249,6 +257,16 @@ export class Controller {
     return this.#d.cluster.listHosts();
   }
 
+  /** The hosts with each one's VF use per network, from its agent's inventory (null: it did not answer). */
+  async hostsWithVfs(): Promise<(HostRecord & { vfs: VfUse[] | null })[]> {
+    const hosts = await this.#d.cluster.listHosts();
+    const invs = await this.#inventories(hosts);
+    return hosts.map((h) => {
+      const inv = invs.get(h.name);
+      return { ...h, vfs: inv === undefined ? null : inv.networks.map((n) => ({ network: n.name, used: n.vfs - n.free, total: n.vfs })) };
+    });
+  }
+
   /** For evacuation (./evacuation.ts): the cluster store and a fresh snapshot. */
   get cluster(): ClusterStore {
     return this.#d.cluster;
@@ -320,7 +338,7 @@ export class Controller {
   }
 
   async #exclusive<T>(uuid: string, what: string, fn: () => Promise<T>): Promise<T> {
-    if (this.#busy.has(uuid)) throw new FerryError("FERRY_ERR_STATE", `${what}: the VM is busy (a migration or another operation is in progress)`, { details: { vm: uuid } });
+    if (this.#busy.has(uuid)) throw new FerryError("FERRY_ERR_STATE", `${what}: the VM is busy: a migration or another operation on it is in progress; nothing was changed: wait for it to end ('ferry migrations', 'ferry events') and try again`, { details: { vm: uuid } });
     this.#busy.add(uuid);
     try {
       return await fn();
@@ -329,13 +347,23 @@ export class Controller {
     }
   }
 
-  /** Pick a free VF on `host` for every NIC that wants one (the scheduler, restricted to that host). */
-  async #pickVfs(vm: Pick<VmRecord, "uuid" | "name" | "memoryMiB" | "vcpus" | "nics">, host: string, keep: boolean): Promise<{ vfs: (string | null)[]; inventory: InventoryView }> {
+  /**
+   * Pick a free VF on `host` for every NIC that wants one (the scheduler,
+   * restricted to that host). `newNics` (vm create): refuse NICs on a network
+   * no live host has. Also returns each network's hosts.
+   */
+  async #pickVfs(vm: Pick<VmRecord, "uuid" | "name" | "memoryMiB" | "vcpus" | "nics">, host: string, keep: boolean, o: { newNics?: boolean } = {}): Promise<{ vfs: (string | null)[]; inventory: InventoryView; networks: Map<string, string[]> }> {
     const { snapshot, inventories } = await this.#snapshot();
     const inventory = inventories.get(host);
     const h = snapshot.hosts.find((x) => x.name === host);
-    if (!h) throw new FerryError("FERRY_ERR_NOT_FOUND", `host ${host} not found (no agent registered under that name)`, { details: { host } });
-    if (!inventory || h.state === "down") throw new FerryError("FERRY_ERR_STATE", `host ${host} is down`, { details: { host } });
+    if (!h) {
+      const names = snapshot.hosts.map((x) => x.name).sort();
+      throw new FerryError("FERRY_ERR_NOT_FOUND", `host ${host} not found: no agent registered under that name${didYouMean(host, names)}; hosts: ${names.join(", ") || "none"} ('ferry hosts')`, { details: { host } });
+    }
+    if (!inventory || h.state === "down") throw new FerryError("FERRY_ERR_STATE", `host ${host} is down: start its agent, or pick another host ('ferry hosts')`, { details: { host } });
+    const networks = new Map<string, string[]>();
+    for (const [name, inv] of [...inventories].sort((a, b) => (a[0] < b[0] ? -1 : 1))) for (const n of inv.networks) networks.set(n.name, [...(networks.get(n.name) ?? []), name]);
+    if (o.newNics) checkNicNetworks(vm.nics, networks);
     // a recorded VF that is still free on this host is kept (vm start)
     const free = new Set(inventory.vfs.filter((v) => v.lease === null).map((v) => v.bdf));
     const pvm: PlacementVm = {
@@ -352,7 +380,7 @@ export class Controller {
       if (keep && n.vf !== null && free.has(n.vf)) return n.vf;
       return dest.nics.find((a) => a.nic === n.name)?.vf?.bdf ?? null;
     });
-    return { vfs, inventory };
+    return { vfs, inventory, networks };
   }
 
   async #startOn(vm: VmRecord, inventory: InventoryView): Promise<VmRecord> {
@@ -362,7 +390,8 @@ export class Controller {
     return this.#d.cluster.putVm({ ...vm, instanceId: inst.instanceId, state: "running", updatedAt: this.#d.clock.now() });
   }
 
-  async createVm(input: CreateVmInput): Promise<VmRecord> {
+  /** Create a VM and start it; `warnings`: what runs degraded from the start (an optional NIC with no VF). */
+  async createVm(input: CreateVmInput): Promise<{ vm: VmRecord; warnings: string[] }> {
     if (await this.#d.cluster.getVm(input.name)) throw new FerryError("FERRY_ERR_CONFLICT", `a VM named ${input.name} already exists`, { details: { vm: input.name } });
     if (input.guestFillMiB !== undefined) checkGuestFill(input);
     const all = await this.#d.cluster.listVms();
@@ -377,9 +406,10 @@ export class Controller {
     });
     const draft = { uuid, name: input.name, memoryMiB: input.memoryMiB, vcpus: input.vcpus ?? 1, nics: nicsNoAddr };
     return this.#exclusive(uuid, `create ${input.name}`, async () => {
-      const { vfs, inventory } = await this.#pickVfs(draft, input.host, false);
+      const { vfs, inventory, networks } = await this.#pickVfs(draft, input.host, false, { newNics: true });
       const missing = draft.nics.filter((n, i) => n.mode !== "emulated" && vfs[i] === null && n.policy !== "optional");
-      if (missing.length > 0) throw new FerryError("FERRY_ERR_NO_VF", `no free VF on ${input.host} for ${missing.map((n) => n.name).join(", ")}`);
+      if (missing.length > 0) throw new FerryError("FERRY_ERR_NO_VF", `no free VF on ${input.host} for ${missing.map((n) => `${n.name} (${n.network}, ${n.policy})`).join(", ")}: nothing was created; free one ('ferry devices --host ${input.host}'), pick another host, or make the NIC optional`);
+      const warnings = draft.nics.filter((n, i) => n.mode !== "emulated" && vfs[i] === null).map((n) => noVfWarning(n, input.host, (networks.get(n.network) ?? []).filter((x) => x !== input.host)));
       const now = this.#d.clock.now();
       let vm = await this.#d.cluster.createVm({
         ...draft, host: input.host, instanceId: null, state: "stopped", noOs: input.noOs === true, createdAt: now, updatedAt: now,
@@ -395,7 +425,7 @@ export class Controller {
         throw e;
       }
       this.events.publish({ type: "vm-created", vm: vm.name, host: vm.host, instanceId: vm.instanceId, at: this.#d.clock.now() });
-      return vm;
+      return { vm, warnings };
     });
   }
 
@@ -509,7 +539,7 @@ export class Controller {
   /** Plan, record and start a migration; resolves once it is recorded (it runs in the background). */
   async migrate(input: MigrateInput): Promise<MigrationRecord> {
     const probe = await this.getVm(input.vm);
-    if (this.#busy.has(probe.uuid)) throw new FerryError("FERRY_ERR_STATE", `vm ${probe.name} is busy (a migration or another operation is in progress)`);
+    if (this.#busy.has(probe.uuid)) throw new FerryError("FERRY_ERR_STATE", `vm ${probe.name} is busy: a migration or another operation on it is in progress; nothing was changed: wait for it to end ('ferry migrations', 'ferry events') and try again`, { details: { vm: probe.name } });
     this.#busy.add(probe.uuid);
     let started = false;
     try {

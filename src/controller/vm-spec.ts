@@ -3,6 +3,7 @@
 // now. Pure functions (the caller supplies randomness and the guest image).
 import { createHash } from "node:crypto";
 import { FerryError } from "../core/errors.ts";
+import { didYouMean } from "../core/suggest.ts";
 import { guestCmdline } from "../lab/guest-image.ts";
 import type { NicMode, NicPolicy, NicSpec, PrimaryDevice, StandInModel, VmSpec } from "../model/vm.ts";
 import { MAX_GUEST_PORT, STAND_IN_MODELS } from "../model/vm.ts";
@@ -109,4 +110,27 @@ export function buildVmSpec(vm: VmRecord, image: { kernel: string; initrd: strin
   // (the agent picks the file: an API body names no path)
   else if (vm.sharedMemory === true) spec.sharedMemory = true;
   return spec;
+}
+
+/**
+ * Refuse NICs on a network no live host has, whatever their policy: a typo
+ * must not create a VM on a made-up network (with an address from a made-up
+ * subnet). `networks`: each network of the live hosts → the hosts with it.
+ */
+export function checkNicNetworks(nics: readonly { network: string }[], networks: ReadonlyMap<string, readonly string[]>): void {
+  const known = [...networks.keys()].sort();
+  for (const [i, n] of nics.entries()) {
+    if (networks.has(n.network)) continue;
+    const has = known.length === 0 ? "no live host reports any network" : `the cluster's networks: ${known.join(", ")}`;
+    throw new FerryError("FERRY_ERR_INVALID", `nics[${i}].network: no host has a network named ${JSON.stringify(n.network)}${didYouMean(n.network, known)}; ${has}. Give a NIC one of those networks (nothing was created)`, {
+      details: { field: `nics[${i}].network`, value: n.network, networks: known },
+    });
+  }
+}
+
+/** What `vm create` says about an optional NIC that got no VF: it runs without one. */
+export function noVfWarning(nic: { name: string; network: string; mode: NicMode }, host: string, elsewhere: readonly string[]): string {
+  const how = nic.mode === "failover" ? "it runs on its virtio standby only (no passthrough)" : "the guest has no such NIC";
+  const where = elsewhere.length > 0 ? ` (hosts with ${nic.network}: ${elsewhere.join(", ")})` : "";
+  return `${nic.name} (${nic.network}, ${nic.mode}, optional): no free VF of ${nic.network} on ${host}: ${how} until a 'ferry vm start' or a migration finds one${where}`;
 }

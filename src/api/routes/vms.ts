@@ -1,7 +1,8 @@
 // VMs: create (MACs, guest ports, addresses and VFs chosen by the controller,
 // started on the host's agent), start, stop, delete.
 import { Type } from "typebox";
-import { CreateVmBody, Deleted, VmList, VmParams, VmView } from "../schemas.ts";
+import { Name, ruled, SaveName } from "../../agent/api.ts";
+import { CreatedVm, CreateVmBody, Deleted, VmList, VmParams, VmView } from "../schemas.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
 
 export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDeps): void {
@@ -13,11 +14,11 @@ export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDe
   );
   app.post(
     "/v1/vms",
-    { schema: { body: CreateVmBody, response: { 201: VmView } }, config: { openapi: { summary: "Create a VM on a host and start it (a free VF of each NIC's network is picked there)" } } },
+    { schema: { body: CreateVmBody, response: { 201: CreatedVm } }, config: { openapi: { summary: "Create a VM on a host and start it (a free VF of each NIC's network is picked there); a NIC on a network no host has is refused; warnings say what runs without a VF" } } },
     async (req, reply) => {
       const b = req.body;
-      const vm = await controller.createVm({ name: b.name, host: b.host, memoryMiB: b.memoryMiB, nics: b.nics, ...(b.vcpus === undefined ? {} : { vcpus: b.vcpus }), ...(b.noOs === undefined ? {} : { noOs: b.noOs }), ...(b.guestFillMiB === undefined ? {} : { guestFillMiB: b.guestFillMiB }), ...(b.sharedMemory === true ? { sharedMemory: true } : {}) });
-      return reply.code(201).send(vm);
+      const { vm, warnings } = await controller.createVm({ name: b.name, host: b.host, memoryMiB: b.memoryMiB, nics: b.nics, ...(b.vcpus === undefined ? {} : { vcpus: b.vcpus }), ...(b.noOs === undefined ? {} : { noOs: b.noOs }), ...(b.guestFillMiB === undefined ? {} : { guestFillMiB: b.guestFillMiB }), ...(b.sharedMemory === true ? { sharedMemory: true } : {}) });
+      return reply.code(201).send({ ...vm, warnings });
     },
   );
   app.post("/v1/vms/:name/start", { schema: { params: VmParams, response: { 200: VmView } }, config: { openapi: { summary: "Start a stopped VM on its host" } } }, (req) =>
@@ -31,17 +32,17 @@ export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDe
   );
   app.post(
     "/v1/vms/:name/local-migrate",
-    { schema: { params: VmParams, body: Type.Object({ qemuBinary: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, pattern: "^(?!.*/\\.\\.(/|$))/[^\\u0000-\\u001f\\u007f]*$", description: "an absolute path to a QEMU binary on the VM's host" })) }, { additionalProperties: false }) }, config: { openapi: { summary: "Local migration: a new QEMU instance on the same host (optionally another QEMU binary), RAM shared, VFs kept" } } },
+    { schema: { params: VmParams, body: Type.Object({ qemuBinary: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, ...ruled("^(?!.*/\\.\\.(/|$))/[^\\u0000-\\u001f\\u007f]*$", "an absolute path with no '..' and no control characters: a QEMU binary the VM's host allows (its qemuBinaries)") })) }, { additionalProperties: false }) }, config: { openapi: { summary: "Local migration: a new QEMU instance on the same host (optionally another QEMU binary), RAM shared, VFs kept" } } },
     (req) => controller.localMigrate(req.params.name, req.body.qemuBinary === undefined ? {} : { qemuBinary: req.body.qemuBinary }),
   );
   app.post(
     "/v1/vms/:name/save",
-    { schema: { params: VmParams, body: Type.Object({ file: Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$" }) }, { additionalProperties: false }), response: { 200: VmView } }, config: { openapi: { summary: "Save a VM's state to a file in its host's saveDir; its VFs are released" } } },
+    { schema: { params: VmParams, body: Type.Object({ file: SaveName }, { additionalProperties: false }), response: { 200: VmView } }, config: { openapi: { summary: "Save a VM's state to a file in its host's saveDir; its VFs are released" } } },
     (req) => controller.saveVm(req.params.name, req.body.file),
   );
   app.post(
     "/v1/vms/:name/restore",
-    { schema: { params: VmParams, body: Type.Object({ host: Type.Optional(Type.String({ pattern: "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$" })) }, { additionalProperties: false }), response: { 200: VmView } }, config: { openapi: { summary: "Restore a saved VM (on another host if given) with VFs chosen anew" } } },
+    { schema: { params: VmParams, body: Type.Object({ host: Type.Optional(Name) }, { additionalProperties: false }), response: { 200: VmView } }, config: { openapi: { summary: "Restore a saved VM (on another host if given) with VFs chosen anew" } } },
     (req) => controller.restoreVm(req.params.name, req.body.host === undefined ? {} : { host: req.body.host }),
   );
 }

@@ -16,7 +16,7 @@ export const USAGE = `usage:
   ferry vm start NAME [--json]
   ferry vm stop NAME [--json]
   ferry vm delete NAME [--json]
-  ferry vm save NAME FILE [--json]            state to FILE in the host's saveDir; NICs that cannot be saved are unplugged, VFs released
+  ferry vm save NAME FILE [--json]            state to FILE (a name, not a path) in the host's saveDir; NICs that cannot be saved are unplugged, VFs released
   ferry vm restore NAME|FILE [--host H] [--json]   VFs chosen anew (on H if given, else where it was saved)
 ${CONNECT_HELP}
 `;
@@ -30,6 +30,10 @@ const OPTIONS = {
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
+
+const SAVE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** SAVE_NAME_RE in words (the API's save-name rule, with where the file goes). */
+export const SAVE_NAME_RULE = "FILE is a file name, not a path — 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. web.state; the file goes in the saveDir of the VM's host (host config saveDir, default <stateDir>/saves), and 'ferry vm restore NAME|FILE' finds it there";
 
 function isMode(x: string): x is NicMode {
   return (NIC_MODES as readonly string[]).includes(x);
@@ -62,7 +66,8 @@ export async function run(argv: readonly string[]): Promise<number> {
   const subs = ["create", "show", "start", "stop", "delete", "save", "restore"];
   const file = sub === "save" ? extraAll[0] : undefined;
   const extra = sub === "save" ? extraAll.slice(1) : extraAll;
-  if (sub === "save" && file === undefined) throw new UsageError("vm", "save: missing FILE (a name inside the host's saveDir)");
+  if (sub === "save" && file === undefined) throw new UsageError("vm", `save: missing FILE: ${SAVE_NAME_RULE}`);
+  if (file !== undefined && !SAVE_NAME_RE.test(file)) throw new UsageError("vm", `save: ${JSON.stringify(file)} is not a save name: ${SAVE_NAME_RULE}`);
   if (sub === undefined || !subs.includes(sub)) throw new UsageError("vm", sub === undefined ? `missing subcommand (${subs.join(", ")})` : `unknown subcommand ${JSON.stringify(sub)} (expected: ${subs.join(", ")})`);
   if (name === undefined) throw new UsageError("vm", "missing VM NAME");
   if (extra.length > 0) throw new UsageError("vm", `unexpected argument ${JSON.stringify(extra[0])}`);
@@ -100,7 +105,13 @@ export async function run(argv: readonly string[]): Promise<number> {
     else process.stdout.write(sub === "save" ? `saved ${vm.name} to ${vm.savedAs ?? "?"} on ${vm.host}; its VFs are released\n` : renderVm(vm));
     return EXIT.ok;
   }
-  const vm = body ? await client.createVm(body) : sub === "show" ? await client.vm(name) : sub === "start" ? await client.startVm(name) : await client.stopVm(name);
+  if (body) {
+    const vm = await client.createVm(body);
+    if (values.json) printJson(vm);
+    else process.stdout.write(`${renderVm(vm)}${vm.warnings.map((w) => `warning: ${w}\n`).join("")}`);
+    return EXIT.ok;
+  }
+  const vm = sub === "show" ? await client.vm(name) : sub === "start" ? await client.startVm(name) : await client.stopVm(name);
   if (values.json) printJson(vm);
   else process.stdout.write(renderVm(vm));
   return EXIT.ok;

@@ -7,9 +7,16 @@ function ago(ms: number, now: number): string {
   return s < 120 ? `${s}s ago` : `${Math.round(s / 60)}m ago`;
 }
 
+/** "physnet1 1/8, physnet2 0/4": leased/usable VFs per network; "?" when the agent did not answer. */
+export function vfUseText(h: Pick<HostViewT, "vfs">): string {
+  if (h.vfs === undefined || h.vfs === null) return "?";
+  if (h.vfs.length === 0) return "none";
+  return h.vfs.map((n) => `${n.network} ${n.used}/${n.total}`).join(", ");
+}
+
 export function renderHosts(hosts: readonly HostViewT[], now: number): string {
   if (hosts.length === 0) return "(no hosts: no agent has sent a heartbeat)\n";
-  return renderTable(["HOST", "STATE", "URL", "VERSION", "ACCEL", "HEARTBEAT"], hosts.map((h) => [h.name, h.state, h.url, h.version, h.accel, ago(h.lastHeartbeat, now)]));
+  return renderTable(["HOST", "STATE", "VFS USED/TOTAL", "URL", "VERSION", "ACCEL", "HEARTBEAT"], hosts.map((h) => [h.name, h.state, vfUseText(h), h.url, h.version, h.accel, ago(h.lastHeartbeat, now)]));
 }
 
 export function renderDevices(rows: readonly DeviceRowT[]): string {
