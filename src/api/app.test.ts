@@ -40,3 +40,15 @@ test("problems carry stable codes: unknown VM 404, bad body 400", async () => {
   assert.equal(b.statusCode, 400);
   assert.equal(b.json<{ details: { field: string } }>().details.field, "memoryMiB");
 });
+
+test("a body over the limit is 413 FERRY_ERR_TOO_LARGE and a body that is not JSON 415 FERRY_ERR_MEDIA_TYPE (problem bodies, not 400 or 500); no VM", async () => {
+  const big = await app.inject({ method: "POST", url: "/v1/vms", headers: { ...auth, "content-type": "application/json" }, payload: JSON.stringify({ name: "big", host: "host-a", memoryMiB: 64, nics: [], pad: "x".repeat(1024 * 1024) }) });
+  assert.equal(big.statusCode, 413, big.body);
+  assert.equal(big.json<{ code: string }>().code, "FERRY_ERR_TOO_LARGE");
+  for (const type of ["text/plain", "application/xml"]) {
+    const r = await app.inject({ method: "POST", url: "/v1/vms", headers: { ...auth, "content-type": type }, payload: "name=x" });
+    assert.equal(r.statusCode, 415, `${type}: ${r.body}`);
+    assert.equal(r.json<{ code: string; message: string }>().code, "FERRY_ERR_MEDIA_TYPE");
+  }
+  assert.deepEqual(await controller.listVms(), []);
+});

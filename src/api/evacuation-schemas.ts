@@ -3,15 +3,15 @@
 // client's reply checks.
 import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
-import { NAME_PATTERN } from "../agent/api.ts";
+import { Name as NameSchema, ruled } from "../agent/api.ts";
 import type { EvacuationView as EvacuationViewT } from "../controller/evacuation.ts";
 import { MAX_BANDWIDTH_MIBPS, MAX_PARALLEL } from "../controller/evacuation.ts";
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
-const Name = Type.String({ pattern: NAME_PATTERN });
+const Name = NameSchema;
 
 export const HostParams = Type.Object({ name: Name });
-export const EvacuationParams = Type.Object({ id: Type.String({ pattern: "^e-[0-9a-f]{8}$" }) });
+export const EvacuationParams = Type.Object({ id: Type.String(ruled("^e-[0-9a-f]{8}$", "an evacuation id: 'e-' and 8 lower-case hex digits ('ferry evacuate' prints it)")) });
 
 export const EvacuateBody = Type.Object(
   {

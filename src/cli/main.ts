@@ -3,7 +3,8 @@
 // exit-codes.ts) and is loaded only when invoked.
 import { isFerryError, toFerryError } from "../core/errors.ts";
 import { UsageError } from "./args.ts";
-import { EXIT } from "./exit-codes.ts";
+import { explainFailure } from "./commands/connect.ts";
+import { EXIT, EXIT_HELP, exitForError } from "./exit-codes.ts";
 
 interface CommandModule {
   run(argv: readonly string[]): Promise<number>;
@@ -35,7 +36,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
 export function help(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
-  return `usage: ferry <command> [options]\n\ncommands:\n${lines.join("\n")}\n\nRun 'ferry <command> --help' for a command's options.\nExit codes: 0 ok, 1 failed, 2 usage, 3 refused (nothing changed), 4 rolled back.\n`;
+  return `usage: ferry <command> [options]\n\ncommands:\n${lines.join("\n")}\n\nRun 'ferry <command> --help' for a command's options.\n${EXIT_HELP}\n`;
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
@@ -57,12 +58,29 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT.usage;
     }
     const err = toFerryError(e);
-    process.stderr.write(`ferry: ${err.code}: ${err.message}\n`);
+    const hint = explainFailure(err);
+    process.stderr.write(`ferry: ${err.code}: ${err.message}\n${hint === undefined ? "" : `ferry: ${hint}\n`}`);
     if (!isFerryError(e)) process.stderr.write(`${e instanceof Error ? (e.stack ?? "") : ""}\n`);
-    return EXIT.failed;
+    return exitForError(err);
   }
 }
 
+/**
+ * A reader that stops early (`ferry events --json | head`) closes the pipe:
+ * the next write to stdout fails with EPIPE. That is how such a pipeline
+ * ends, not an error: exit 0, quietly. (stderr gone too: nothing to say.)
+ */
+export function quietOnBrokenPipe(): void {
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(EXIT.ok);
+    throw e;
+  });
+  process.stderr.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+  });
+}
+
 if (import.meta.main) {
+  quietOnBrokenPipe();
   process.exitCode = await main(process.argv.slice(2));
 }

@@ -6,6 +6,8 @@ export const ERROR_CODES = {
   FERRY_ERR_UNAUTHORIZED: { status: 401, retryable: false, title: "unauthorized" },
   FERRY_ERR_NOT_FOUND: { status: 404, retryable: false, title: "not found" },
   FERRY_ERR_CONFLICT: { status: 409, retryable: false, title: "conflict" },
+  FERRY_ERR_TOO_LARGE: { status: 413, retryable: false, title: "request body too large" },
+  FERRY_ERR_MEDIA_TYPE: { status: 415, retryable: false, title: "request body not JSON" },
   FERRY_ERR_STATE: { status: 409, retryable: false, title: "not valid in this state" },
   FERRY_ERR_NO_VF: { status: 409, retryable: false, title: "no free VF" },
   FERRY_ERR_NO_HOST: { status: 409, retryable: false, title: "no host can take the VM" },

@@ -98,7 +98,7 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** The full guest kernel command line: base + `ferry.name` + one `ferry.net` per NIC (+ `ferry.fill`: MiB of random data in guest RAM). */
 export function guestCmdline(name: string, nets: readonly GuestNet[], o: { fillMiB?: number } = {}): string {
-  if (!NAME_RE.test(name)) throw invalid("guest name", name, "must match " + String(NAME_RE));
+  if (!NAME_RE.test(name)) throw invalid("guest name", name, "must be 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit");
   const parts = [GUEST_BASE_CMDLINE, `ferry.name=${name}`];
   for (const [i, net] of nets.entries()) {
     if (!MAC_RE.test(net.mac)) throw invalid(`nets[${i}].mac`, net.mac, "must be a MAC address like 52:54:00:12:34:56");

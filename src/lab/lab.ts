@@ -106,7 +106,8 @@ export function labSpec(o: { name?: string; hosts?: number; configText?: string;
   return { name: v.name("lab name", o.name ?? "lab"), networks, hosts, model, forwarding, tls };
 }
 
-async function freePort(): Promise<number> {
+/** A loopback port nothing listens on now (listened on, then closed). */
+export async function freePort(): Promise<number> {
   const s = createServer();
   await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
   const port = (s.address() as AddressInfo).port;
@@ -376,7 +377,7 @@ function component(state: LabState, which: string): LabComponent {
 
 async function requireLab(name: string): Promise<LabState> {
   const s = await readLabState(name);
-  if (!s) throw new FerryError("FERRY_ERR_STATE", `lab ${name} is not up: run 'ferry lab up' first`);
+  if (!s) throw new FerryError("FERRY_ERR_STATE", `lab ${name} is not up (no ${join(labDir(name), "lab.json")}): run 'ferry lab up${name === "lab" ? "" : ` --name ${name}`}' first`);
   return s;
 }
 

@@ -143,6 +143,7 @@ describe("a cluster with mutual TLS (real processes)", () => {
     const noCert = await ferry(["hosts", "--json", "--controller", ctlUrl, "--token-file", join(paths.ctlState, "token")]);
     assert.equal(noCert.code, 1);
     assert.match(noCert.stderr, /FERRY_ERR_CONTROLLER/);
+    assert.match(noCert.stderr, /is https:\/\/ with mutual TLS: give --tls-cert FILE --tls-key FILE --tls-ca FILE/, "the CLI says which flags are missing");
     const other = ["--tls-cert", join(base, "other-ca", "cli.crt"), "--tls-key", join(base, "other-ca", "cli.key"), "--tls-ca", join(paths.tls, "ca.crt")];
     const otherCa = await ferry(["vm", "create", "v2", "--host", "host-a", "--memory", "128", "--nic", "physnet1:ephemeral:optional", "--guest", "no-os", "--controller", ctlUrl, "--token-file", join(paths.ctlState, "token"), ...other]);
     assert.equal(otherCa.code, 1);
@@ -150,8 +151,9 @@ describe("a cluster with mutual TLS (real processes)", () => {
     const wrongToken = join(base, "wrong-token");
     await writeFile(wrongToken, `${"w".repeat(64)}\n`, { mode: 0o600 });
     const wrong = await ferry(["vm", "create", "v3", "--host", "host-a", "--memory", "128", "--nic", "physnet1:ephemeral:optional", "--guest", "no-os", ...connect.map((a) => (a === join(paths.ctlState, "token") ? wrongToken : a))]);
-    assert.equal(wrong.code, 1);
+    assert.equal(wrong.code, 3, "refused: nothing changed");
     assert.match(wrong.stderr, /FERRY_ERR_UNAUTHORIZED/);
+    assert.match(wrong.stderr, /give the controller's tokenFile with --token-file FILE or FERRY_TOKEN_FILE/);
     assert.ok(!wrong.stderr.includes("w".repeat(64)), "the wrong token is not echoed");
     const vms = JSON.parse(await ok(["vms", "--json", ...connect])) as { name: string }[];
     assert.deepEqual(vms.map((v) => v.name).sort(), vmCreated ? ["v1"] : []);

@@ -153,6 +153,26 @@ describe("agent HTTP API", () => {
     }
   });
 
+  test("a body over the limit is 413 FERRY_ERR_TOO_LARGE, a body that is not JSON 415 FERRY_ERR_MEDIA_TYPE: problem bodies, nothing leased", async () => {
+    const host = await newHost();
+    const a = await boot(host);
+    try {
+      const big = await a.app.inject({ method: "POST", url: "/v1/leases", headers: { ...a.headers, "content-type": "application/json" }, payload: JSON.stringify({ vf: host.vfs[0], holder: inst("i-1"), pad: "x".repeat(2 * 1024 * 1024) }) });
+      assert.equal(big.statusCode, 413, big.body);
+      assert.equal(json(big)["code"], "FERRY_ERR_TOO_LARGE");
+      assert.match(String(json(big)["message"]), /larger than the limit of 1048576 bytes/);
+      for (const type of ["text/plain", "application/xml", "application/x-www-form-urlencoded"]) {
+        const r = await a.app.inject({ method: "POST", url: "/v1/leases", headers: { ...a.headers, "content-type": type }, payload: `vf=${host.vfs[0]!}` });
+        assert.equal(r.statusCode, 415, `${type}: ${r.body}`);
+        assert.equal(json(r)["code"], "FERRY_ERR_MEDIA_TYPE");
+        assert.match(String(json(r)["message"]), /content-type application\/json/);
+      }
+      assert.deepEqual(a.agent.listLeases(), []);
+    } finally {
+      await a.close();
+    }
+  });
+
   test("PCI addresses are validated (../../etc → 400) and must be in the inventory (0000:00:1f.7 → 404)", async () => {
     const host = await newHost();
     const a = await boot(host);

@@ -17,7 +17,7 @@ export function bearerAuth(token: string, o: { realm: string; tokenSource: strin
     const err =
       given === undefined
         ? new FerryError("FERRY_ERR_UNAUTHORIZED", `missing bearer token (Authorization: Bearer <token from ${o.tokenSource}>)`)
-        : new FerryError("FERRY_ERR_UNAUTHORIZED", "invalid bearer token");
+        : new FerryError("FERRY_ERR_UNAUTHORIZED", `invalid bearer token: send the token in ${o.tokenSource}`);
     await reply
       .code(err.status)
       .header("www-authenticate", given === undefined ? `Bearer realm="${o.realm}"` : `Bearer realm="${o.realm}", error="invalid_token"`)

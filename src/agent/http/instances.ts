@@ -1,7 +1,7 @@
 // QEMU instances on this host: list, describe, start from a VmSpec, stop.
 import { Type } from "typebox";
 import { FerryError, isFerryError } from "../../core/errors.ts";
-import { InstanceId, InstanceList, InstanceView, NAME_PATTERN, PciAddress, StartInstanceBody, Stopped } from "../api.ts";
+import { InstanceId, InstanceList, InstanceView, Name, PciAddress, SaveName, StartInstanceBody, Stopped } from "../api.ts";
 import { localMigrate } from "../migration/local.ts";
 import { queryMigrate } from "../../qmp/commands.ts";
 import { restoreInstance, savedSpec, saveInstance } from "../migration/save.ts";
@@ -73,7 +73,6 @@ export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void
     },
   );
 
-  const SaveName = Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description: "a file name inside the host's saveDir" });
   const saveFile = (name: string): string => join(agent.config.saveDir, name);
 
   app.post(
@@ -95,7 +94,7 @@ export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void
       schema: {
         body: Type.Object({
           name: SaveName,
-          nics: Type.Array(Type.Object({ name: Type.String({ pattern: NAME_PATTERN }), vf: Type.Union([PciAddress, Type.Null()]) }, { additionalProperties: false }), { maxItems: 28 }),
+          nics: Type.Array(Type.Object({ name: Name, vf: Type.Union([PciAddress, Type.Null()]) }, { additionalProperties: false }), { maxItems: 28 }),
           primaryBackMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
           timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
         }, { additionalProperties: false }),

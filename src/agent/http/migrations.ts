@@ -3,13 +3,13 @@
 // same step asked again answers again. Each request carries its deadlines;
 // the agent never waits past them.
 import { Type } from "typebox";
-import { InstanceId, NAME_PATTERN, PciAddress } from "../api.ts";
+import { InstanceId, Name, PciAddress, ruled } from "../api.ts";
 import { MAX_HOLD_MS } from "../faults.ts";
 import * as steps from "../migration/steps.ts";
 import type { AgentAppDeps } from "./deps.ts";
 import type { AgentFastify } from "./type-provider.ts";
 
-const Params = Type.Object({ id: Type.String({ pattern: NAME_PATTERN }) });
+const Params = Type.Object({ id: Name });
 const Ms = (max: number) => Type.Integer({ minimum: 1, maximum: max });
 const HOUR = 3_600_000;
 const Empty = Type.Object({}, { additionalProperties: false });
@@ -32,7 +32,7 @@ export function migrationRoutes(app: AgentFastify, { agent }: AgentAppDeps): voi
       params: Params,
       body: obj({
         spec: Type.Object({}, { additionalProperties: true }),
-        nics: Type.Array(obj({ name: Type.String({ pattern: NAME_PATTERN }), vf: Type.Union([PciAddress, Type.Null()]) }), { maxItems: 28 }),
+        nics: Type.Array(obj({ name: Name, vf: Type.Union([PciAddress, Type.Null()]) }), { maxItems: 28 }),
         leaseTtlMs: Ms(24 * HOUR),
         adoptFrom: Type.Optional(InstanceId),
       }),
@@ -45,7 +45,7 @@ export function migrationRoutes(app: AgentFastify, { agent }: AgentAppDeps): voi
       params: Params,
       body: obj({
         instanceId: InstanceId,
-        uri: Type.String({ pattern: "^tcp:127\\.0\\.0\\.1:[0-9]{1,5}$|^tcp:[0-9.]{7,15}:[0-9]{1,5}$" }),
+        uri: Type.String(ruled("^tcp:127\\.0\\.0\\.1:[0-9]{1,5}$|^tcp:[0-9.]{7,15}:[0-9]{1,5}$", "tcp:ADDRESS:PORT with an IPv4 address (the destination's prepare answer)")),
         unplugMs: Ms(HOUR),
         convergeMs: Ms(HOUR),
         maxBandwidthBytes: Type.Optional(Type.Integer({ minimum: 1 })),

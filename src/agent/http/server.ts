@@ -51,7 +51,9 @@ export function baseApp(o: BaseAppOptions): { app: AgentFastify; routes: Collect
   // The HTTPS instance differs from the HTTP one only in its server's type; routes see the same requests.
   const app = (o.tls ? (Fastify({ ...options, https: serverTlsOptions(o.tls) }) as unknown as FastifyInstance) : Fastify(options)).withTypeProvider<TypeBoxProvider>();
   const routes = collectRoutes(app);
-  app.setErrorHandler(errorHandler(o.log));
+  app.setErrorHandler(errorHandler(o.log, { bodyLimit: o.bodyLimit }));
+  // the APIs speak JSON only: a text/plain body is 415, not a string that fails validation
+  app.removeContentTypeParser("text/plain");
   app.setNotFoundHandler((req, reply) => {
     const e = new FerryError("FERRY_ERR_NOT_FOUND", `no route ${req.method} ${req.url.split("?")[0] ?? ""}`);
     return reply.code(e.status).send(e.toJSON());

@@ -34,12 +34,17 @@ export interface Connection {
   controller: string;
   tokenFile: string;
   tls: TlsFiles | null;
+  /** Where each setting came from ("--controller", "FERRY_CONTROLLER", "the context file X"), for messages. */
+  from: { controller: string; tokenFile: string };
+  /** The lab the context file was written for, if the connection came from it. */
+  lab?: string;
 }
 
 interface ContextFile {
   controller?: string;
   tokenFile?: string;
   tls?: Partial<TlsFiles>;
+  lab?: string;
 }
 
 async function readContext(env: NodeJS.ProcessEnv): Promise<{ file: string; ctx: ContextFile } | undefined> {
@@ -49,7 +54,7 @@ async function readContext(env: NodeJS.ProcessEnv): Promise<{ file: string; ctx:
   try {
     text = await readFile(file, "utf8");
   } catch (e) {
-    if (explicit) throw new FerryError("FERRY_ERR_CONFIG", `${file} (FERRY_CONTEXT): cannot read: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    if (explicit) throw new FerryError("FERRY_ERR_CONFIG", `${file} (FERRY_CONTEXT): cannot read: ${e instanceof Error ? e.message : String(e)}; point FERRY_CONTEXT at a context file ('ferry lab up' writes one) or unset it`, { cause: e });
     return undefined;
   }
   let raw: unknown;
@@ -61,6 +66,7 @@ async function readContext(env: NodeJS.ProcessEnv): Promise<{ file: string; ctx:
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new FerryError("FERRY_ERR_CONFIG", `${file}: must be a JSON object`);
   const o = raw as Record<string, unknown>;
   const ctx: ContextFile = {};
+  if (typeof o["lab"] === "string") ctx.lab = o["lab"];
   for (const k of ["controller", "tokenFile"] as const) {
     const x = o[k];
     if (x === undefined) continue;
@@ -84,6 +90,11 @@ async function readContext(env: NodeJS.ProcessEnv): Promise<{ file: string; ctx:
 export async function resolveConnection(command: string, flags: ConnectFlags, env: NodeJS.ProcessEnv = process.env): Promise<Connection> {
   let controller = flags.controller ?? (env["FERRY_CONTROLLER"] || undefined);
   let tokenFile = flags["token-file"] ?? (env["FERRY_TOKEN_FILE"] || undefined);
+  const from = {
+    controller: flags.controller !== undefined ? "--controller" : controller !== undefined ? "FERRY_CONTROLLER" : "",
+    tokenFile: flags["token-file"] !== undefined ? "--token-file" : tokenFile !== undefined ? "FERRY_TOKEN_FILE" : "",
+  };
+  let lab: string | undefined;
   const tls: Partial<TlsFiles> = {};
   for (const k of ["cert", "key", "ca"] as const) {
     const x = flags[`tls-${k}`] ?? (env[`FERRY_TLS_${k.toUpperCase()}`] || undefined);
@@ -93,29 +104,65 @@ export async function resolveConnection(command: string, flags: ConnectFlags, en
     const c = await readContext(env);
     // the context's TLS files belong to the context's controller: used only with it
     if (controller === undefined && c?.ctx.controller !== undefined) for (const k of ["cert", "key", "ca"] as const) tls[k] ??= c.ctx.tls?.[k];
+    if (controller === undefined && c?.ctx.controller !== undefined) {
+      from.controller = `the context file ${c.file}`;
+      lab = c.ctx.lab;
+    }
+    if (tokenFile === undefined && c?.ctx.tokenFile !== undefined) from.tokenFile = `the context file ${c.file}`;
     controller ??= c?.ctx.controller;
     tokenFile ??= c?.ctx.tokenFile;
   }
-  if (controller === undefined) throw new UsageError(command, "no controller address: give --controller URL, set FERRY_CONTROLLER, or write a context file");
+  if (controller === undefined) throw new UsageError(command, "no controller address: give --controller URL, set FERRY_CONTROLLER, or write a context file (~/.config/ferry/context.json; 'ferry lab up' writes one for its lab)");
   if (!/^https?:\/\/[^\s]+$/.test(controller)) throw new UsageError(command, `--controller: not an http(s) URL: ${JSON.stringify(controller)}`);
-  if (tokenFile === undefined) throw new UsageError(command, "no token file: give --token-file FILE, set FERRY_TOKEN_FILE, or write a context file");
+  if (tokenFile === undefined) throw new UsageError(command, "no token file: give --token-file FILE (the controller's tokenFile), set FERRY_TOKEN_FILE, or write a context file");
   for (const f of [tokenFile, ...Object.values(tls)]) if (f?.includes("\0")) throw new UsageError(command, `a file name contains a NUL byte: ${JSON.stringify(f)}`);
   const given = (["cert", "key", "ca"] as const).filter((k) => tls[k] !== undefined);
   if (given.length > 0 && given.length < 3) throw new UsageError(command, `mutual TLS needs --tls-cert, --tls-key and --tls-ca together (missing: ${(["cert", "key", "ca"] as const).filter((k) => tls[k] === undefined).map((k) => `--tls-${k}`).join(", ")})`);
   const files = tls.cert !== undefined && tls.key !== undefined && tls.ca !== undefined ? { cert: tls.cert, key: tls.key, ca: tls.ca } : null;
   if (files && !controller.startsWith("https://")) throw new UsageError(command, `--controller: mutual TLS is configured, so the controller must be an https:// URL (got ${JSON.stringify(controller)})`);
-  return { controller, tokenFile, tls: files };
+  return { controller, tokenFile, tls: files, from, ...(lab === undefined ? {} : { lab }) };
 }
+
+/** The connection of this process's last connect(): what explainFailure talks about. */
+let current: Connection | undefined;
 
 export async function connect(command: string, flags: ConnectFlags): Promise<ControllerClient> {
   const c = await resolveConnection(command, flags);
+  current = c;
   let token: string;
   try {
     token = (await readFile(c.tokenFile, "utf8")).trim();
   } catch (e) {
-    throw new FerryError("FERRY_ERR_CONFIG", `${c.tokenFile}: cannot read the controller token: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    const why = (e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as NodeJS.ErrnoException).code === "EACCES" ? "permission denied" : e instanceof Error ? e.message : String(e);
+    throw new FerryError("FERRY_ERR_CONFIG", `cannot read the controller token from ${c.tokenFile} (${c.from.tokenFile}): ${why}; give the controller's tokenFile with --token-file FILE or FERRY_TOKEN_FILE${c.lab === undefined ? "" : `, or bring lab ${c.lab} up again ('ferry lab up')`}`, { cause: e, details: { file: c.tokenFile } });
   }
+  if (token === "") throw new FerryError("FERRY_ERR_CONFIG", `${c.tokenFile} (${c.from.tokenFile}) is empty: it must hold the controller's token (the controller's tokenFile)`, { details: { file: c.tokenFile } });
   return new ControllerClient({ baseUrl: c.controller, token, tls: c.tls ? await loadTls(c.tls) : null });
+}
+
+/**
+ * What to do about an error from the controller, given how this process
+ * reached it (flags, environment or context file): a sentence to print after
+ * the error, or undefined.
+ */
+export function explainFailure(e: FerryError, c: Connection | undefined = current): string | undefined {
+  if (c === undefined) return undefined;
+  if (e.code === "FERRY_ERR_UNAUTHORIZED") {
+    return `the CLI sent the token in ${c.tokenFile} (${c.from.tokenFile}), which ${c.controller} does not accept: give the controller's tokenFile with --token-file FILE or FERRY_TOKEN_FILE`;
+  }
+  if (e.code !== "FERRY_ERR_CONTROLLER" || typeof e.details["url"] !== "string") return undefined;
+  const m = e.message;
+  if (c.tls === null && c.controller.startsWith("https://") && /certificate|self.signed|handshake|alert|SSL|TLS/i.test(m)) {
+    return `${c.controller} is https:// with mutual TLS: give --tls-cert FILE --tls-key FILE --tls-ca FILE (a certificate from the controller's CA: 'ferry ca issue'), or set FERRY_TLS_CERT, FERRY_TLS_KEY and FERRY_TLS_CA`;
+  }
+  if (c.tls !== null && /certificate|handshake|alert|SSL|TLS|socket hang up|ECONNRESET/i.test(m)) {
+    return `the TLS handshake with ${c.controller} failed: the certificate in ${c.tls.cert} must come from the controller's CA, and ${c.tls.ca} must be that CA`;
+  }
+  if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|no answer within|fetch failed/i.test(m)) {
+    const lab = c.lab === undefined ? "" : `; the context is lab ${c.lab}'s: is it up? ('ferry lab status --name ${c.lab}', 'ferry lab up --name ${c.lab}')`;
+    return `is a controller running at ${c.controller} (${c.from.controller})? start it ('ferry controller --config controller.yaml'), or give its URL with --controller URL or FERRY_CONTROLLER${lab}`;
+  }
+  return undefined;
 }
 
 /** Pull every `--name VALUE` / `--name=VALUE` out of argv (repeatable flags), leaving the rest for parse(). */

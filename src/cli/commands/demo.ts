@@ -1,14 +1,33 @@
 // `ferry demo`: the lab demo (3 hosts, real guest, failover + ephemeral NICs,
 // a recovery). Without root or network namespaces it says so and runs what it
 // can: one guest migrated between two local QEMU instances.
+import { toFerryError } from "../../core/errors.ts";
 import { canRunLab, runLabDemo } from "../../lab/lab-demo.ts";
 import { runLocalDemo } from "../../lab/local-demo.ts";
-import { EXIT } from "../exit-codes.ts";
+import { parse, UsageError } from "../args.ts";
+import { EXIT, exitForError } from "../exit-codes.ts";
+
+export const USAGE = `usage: ferry demo [--local]
+  Boots the real test guest and live-migrates it, printing what happened:
+  as root with network namespaces, a 3-host lab (lab 'demo': failover and
+  ephemeral NICs, host1 → host2 → host3 → host1, then a recovery), torn down
+  at the end; otherwise (or with --local) one guest migrated between two QEMU
+  instances on this machine.
+  --local   run the local demo even where the lab could run
+Needs the guest image and QEMU that 'npm run setup' installs; takes a few minutes under TCG.
+`;
+const OPTIONS = { local: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
 
 export async function run(argv: readonly string[]): Promise<number> {
+  const { values, positionals } = parse("demo", argv, OPTIONS);
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return EXIT.ok;
+  }
+  if (positionals.length > 0) throw new UsageError("demo", `unexpected argument ${JSON.stringify(positionals[0])}`);
   const out = (line: string): void => void process.stdout.write(`${line}\n`);
   try {
-    const why = argv.includes("--local") ? "--local asked for" : await canRunLab();
+    const why = values.local ? "--local asked for" : await canRunLab();
     if (why === undefined) await runLabDemo(out);
     else {
       out(`the lab cannot run here (${why}); running the local demo instead`);
@@ -16,7 +35,8 @@ export async function run(argv: readonly string[]): Promise<number> {
     }
     return EXIT.ok;
   } catch (e) {
-    process.stderr.write(`ferry demo: failed: ${e instanceof Error ? e.message : String(e)}\n`);
-    return EXIT.failed;
+    const err = toFerryError(e);
+    process.stderr.write(`ferry demo: failed: ${err.code}: ${err.message}\n`);
+    return exitForError(err);
   }
 }

@@ -34,10 +34,11 @@ const OPTIONS = {
 export async function run(argv: readonly string[]): Promise<number> {
   const { values, positionals } = parse("lab", argv, OPTIONS);
   const [sub, ...args] = positionals;
-  if (values.help || sub === undefined) {
+  if (values.help) {
     process.stdout.write(USAGE);
-    return values.help ? EXIT.ok : EXIT.usage;
+    return EXIT.ok;
   }
+  if (sub === undefined) throw new UsageError("lab", "missing subcommand (up, down, status, kill, start, fault)");
   const name = values.name ?? "lab";
   const say = (l: string): void => void process.stdout.write(`${l}\n`);
   switch (sub) {
@@ -59,7 +60,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     case "status": {
       const s = await labStatus(name);
       if (values.json) say(JSON.stringify(s, null, 2));
-      else if (!s.up) say(`lab ${name} is not up`);
+      else if (!s.up) say(`lab ${name} is not up: bring it up with 'ferry lab up${name === "lab" ? "" : ` --name ${name}`}'`);
       else say(`lab ${name} (${s.dir}, netns ${s.netns}, ${s.tls ? "mutual TLS" : "plain HTTP"})\n${renderTable(["COMPONENT", "PID", "ADDRESS", "ALIVE"], s.components.map((c) => [c.name, c.pid, c.url, c.alive ? "yes" : "NO"]))}`);
       return EXIT.ok;
     }

@@ -8,6 +8,7 @@ import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson } from "./connect.ts"
 export const USAGE = `usage:
   ferry migration show ID [--json]     a migration: plan, phase, timings, outcome, NICs before and after
   ferry migration cancel ID [--json]   cancel it (before the switch-over); reports cancelled, completed, failed or already-done
+exit codes (cancel): 4 cancelled (rolled back: the VM runs on the source), 3 too late (it completed or had ended: the cancel changed nothing), 1 failed
 ${CONNECT_HELP}
 `;
 const OPTIONS = { ...CONNECT_OPTIONS, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
@@ -32,5 +33,18 @@ export async function run(argv: readonly string[]): Promise<number> {
   const report = await client.cancelMigration(id);
   if (values.json) printJson({ result: report.result, message: report.message, migration: migrationSummary(report.record) });
   else process.stdout.write(`cancel ${id}: ${report.result}: ${report.message}\n${renderSummary(migrationSummary(report.record))}`);
-  return report.result === "cancelled" ? EXIT.rolledBack : report.result === "failed" ? EXIT.failed : EXIT.ok;
+  return cancelExit(report.result);
+}
+
+/** A cancel that rolled the migration back is 4; one that came too late changed nothing (3). */
+export function cancelExit(result: "cancelled" | "completed" | "failed" | "already-done"): number {
+  switch (result) {
+    case "cancelled":
+      return EXIT.rolledBack;
+    case "failed":
+      return EXIT.failed;
+    case "completed":
+    case "already-done":
+      return EXIT.refused;
+  }
 }
