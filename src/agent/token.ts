@@ -73,3 +73,15 @@ export function untilStopSignal(): Promise<NodeJS.Signals> {
     process.on("SIGINT", on);
   });
 }
+
+/** Listen on the configured address; an address in use or not ours is a FERRY_ERR_CONFIG that says what to change. */
+export async function listenAt(app: { listen(o: { host: string; port: number }): Promise<string> }, listen: { address: string; port: number }, config: string): Promise<string> {
+  try {
+    return await app.listen({ host: listen.address, port: listen.port });
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE") throw new FerryError("FERRY_ERR_CONFIG", `${listen.address}:${listen.port} is in use (another agent or controller?): stop what listens there, or set another listen.port in ${config}`, { cause: e });
+    if (code === "EADDRNOTAVAIL" || code === "EACCES") throw new FerryError("FERRY_ERR_CONFIG", `cannot listen on ${listen.address}:${listen.port} (${code}): set listen.address to an address of this machine${code === "EACCES" ? " and listen.port to 1024 or above (or run as root)" : ""} in ${config}`, { cause: e });
+    throw e;
+  }
+}

@@ -7,10 +7,13 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
+import { makeTestHost } from "../agent/testing.ts";
 import { memoryControllerApp, TEST_TOKEN } from "../api/testing.ts";
 import { ERROR_CODES } from "../core/errors.ts";
 import type { ErrorCode } from "../core/errors.ts";
@@ -172,4 +175,20 @@ test("every command's --help prints its usage to stdout and exits 0 (ferry demo 
   const lab = await run(FERRY, ["lab", "status", "--name", `never-${process.pid}`], { allowFailure: true, timeoutMs: 30_000 });
   assert.equal(lab.code, EXIT.ok);
   assert.match(lab.stdout, new RegExp(`lab never-${process.pid} is not up: bring it up with 'ferry lab up --name never-${process.pid}'`));
+});
+
+test("ferry agent on a port in use: exit 1, saying which setting to change (no stack trace)", async () => {
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+  const port = (busy.address() as AddressInfo).port;
+  const host = await makeTestHost({ name: "busy-port", port });
+  try {
+    const r = await run(FERRY, ["agent", "--config", host.configPath], { allowFailure: true, timeoutMs: 30_000 });
+    assert.equal(r.code, EXIT.failed, r.stderr);
+    assert.ok(r.stderr.includes(`FERRY_ERR_CONFIG: 127.0.0.1:${port} is in use (another agent or controller?): stop what listens there, or set another listen.port in ${host.configPath}`), r.stderr);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+  } finally {
+    busy.close();
+    await host.cleanup();
+  }
 });

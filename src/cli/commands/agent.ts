@@ -10,7 +10,7 @@ import { Agent } from "../../agent/agent.ts";
 import { startHeartbeat } from "../../agent/heartbeat.ts";
 import { buildAgentApp } from "../../agent/http/app.ts";
 import { buildInventoryView } from "../../agent/inventory.ts";
-import { loadServerToken, untilStopSignal } from "../../agent/token.ts";
+import { listenAt, loadServerToken, untilStopSignal } from "../../agent/token.ts";
 import { systemClock } from "../../core/clock.ts";
 import { createLogger } from "../../core/log.ts";
 import { loadTls } from "../../core/tls.ts";
@@ -60,7 +60,7 @@ async function serve(configPath: string): Promise<number> {
     const token = await loadServerToken(config.authTokenFile, log);
     const tls = config.tls ? await loadTls(config.tls) : null;
     app = buildAgentApp({ agent, token, log }, { tls });
-    const address = await app.listen({ host: config.listen.address, port: config.listen.port });
+    const address = await listenAt(app, config.listen, configPath);
     log.info({ address, host: config.name, accel: agent.accel.accel }, `ferry agent ${config.name} listening on ${address}`);
     const stopHeartbeat = config.controller
       ? startHeartbeat({ controller: config.controller, body: { name: config.name, url: config.controller.advertiseUrl ?? address, version: agent.version, accel: agent.accel.accel }, clock: systemClock, log, tls })

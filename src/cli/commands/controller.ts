@@ -4,7 +4,7 @@
 // is resumed by the next start).
 import { readFile } from "node:fs/promises";
 import pkg from "../../../package.json" with { type: "json" };
-import { loadServerToken, untilStopSignal } from "../../agent/token.ts";
+import { listenAt, loadServerToken, untilStopSignal } from "../../agent/token.ts";
 import { buildControllerApp } from "../../api/app.ts";
 import { dbFile, loadControllerConfig } from "../../controller/config.ts";
 import { Controller } from "../../controller/controller.ts";
@@ -44,7 +44,8 @@ export async function run(argv: readonly string[]): Promise<number> {
     return EXIT.ok;
   }
   if (positionals.length > 0) throw new UsageError("controller", `unexpected argument ${JSON.stringify(positionals[0])}`);
-  const config = await loadControllerConfig(required("controller", values.config, "--config <controller.yaml>"));
+  const configPath = required("controller", values.config, "--config <controller.yaml>");
+  const config = await loadControllerConfig(configPath);
   const log = createLogger({ name: "ferry-controller" });
   const agentToken = await readAgentToken(config.agentTokenFile);
   const token = await loadServerToken(config.tokenFile, log);
@@ -57,7 +58,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   try {
     await controller.start();
     app = buildControllerApp({ controller, token, version: pkg.version, log }, { tls });
-    const address = await app.listen({ host: config.listen.address, port: config.listen.port });
+    const address = await listenAt(app, config.listen, configPath);
     log.info({ address, db: dbFile(config) }, `ferry controller listening on ${address}`);
     const sig = await untilStopSignal();
     log.info({ signal: sig }, "shutting down; migrations in flight resume on the next start");
