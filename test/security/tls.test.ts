@@ -201,7 +201,7 @@ describe("configuring TLS", () => {
     const ctx = join(dir, "context.json");
     await writeFile(ctx, JSON.stringify({ controller: "https://127.0.0.1:2", tokenFile: "tok", tls: { cert: "c.crt", key: "c.key", ca: "ca.crt" } }));
     const c = await resolveConnection("hosts", {}, { HOME: dir, FERRY_CONTEXT: ctx });
-    assert.deepEqual(c, { controller: "https://127.0.0.1:2", tokenFile: join(dir, "tok"), tls: { cert: join(dir, "c.crt"), key: join(dir, "c.key"), ca: join(dir, "ca.crt") } });
+    assert.deepEqual(c, { controller: "https://127.0.0.1:2", tokenFile: join(dir, "tok"), tls: { cert: join(dir, "c.crt"), key: join(dir, "c.key"), ca: join(dir, "ca.crt") }, from: { controller: `the context file ${ctx}`, tokenFile: `the context file ${ctx}` } });
     // another controller given on the command line: the context's certificate is not sent to it
     assert.equal((await resolveConnection("hosts", { controller: "http://127.0.0.1:3" }, { HOME: dir, FERRY_CONTEXT: ctx })).tls, null);
     await writeFile(ctx, JSON.stringify({ controller: "https://127.0.0.1:2", tokenFile: "tok", tls: { cert: "c.crt", pem: "x" } }));
