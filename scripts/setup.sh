@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian 12 machine (run as root):
-#   1. Debian packages (QEMU, busybox-static, iproute2, ...)
+#   1. Debian packages: every program Ferry runs, from the table scripts/programs.txt
 #   2. the project's Node runtime (Node 26 from the npm registry) in .runtime/
 #   3. npm dependencies (npm ci, under that runtime)
 #   4. the test guest image (Debian kernel + busybox initramfs), cached by input hash
@@ -11,24 +11,12 @@ root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
 cd "$root"
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-# 1. Debian packages
-pkgs=(qemu-system-x86 qemu-utils busybox-static iproute2 iputils-ping xz-utils ca-certificates openssl)
-# benchmarks only: libvirtd + its QEMU driver + virsh, without libvirt-daemon-system (no system
-# service, no default NAT network: bench/libvirt.ts runs its own daemons in their own namespaces)
-if [ "${FERRY_SETUP_BENCH:-0}" = 1 ]; then pkgs+=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients); fi
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  if [ "$(id -u)" != 0 ]; then
-    say "missing Debian packages: ${missing[*]}; run this as root (or: apt-get install ${missing[*]})"
-    exit 1
-  fi
-  say "installing Debian packages: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# 1. Debian packages: the table scripts/programs.txt, set base (+ bench with FERRY_SETUP_BENCH=1;
+# bench: libvirtd + its QEMU driver + virsh, without libvirt-daemon-system: no system service, no
+# default NAT network, bench/libvirt.ts runs its own daemons in their own namespaces)
+sets=(base)
+if [ "${FERRY_SETUP_BENCH:-0}" = 1 ]; then sets+=(bench); fi
+bash "$root/scripts/packages.sh" "${sets[@]}"
 
 # 2. Node runtime, project-local
 want_major=26
