@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages of the given sets of scripts/programs.txt (base, bench, fresh),
-# only those that are missing. Used by scripts/setup.sh and scripts/test-fresh.sh.
+# only those that are missing; prints what it did. Used by scripts/setup.sh and scripts/test-fresh.sh.
 #   bash scripts/packages.sh base [bench] [fresh]
 set -euo pipefail
 root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
@@ -16,7 +16,7 @@ mapfile -t want < <(printf '%s\n' "${want[@]}" | sort -u)
 installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${want[@]}" 2>/dev/null | sed -n 's/ install ok installed$//p' || true)
 missing=()
 for p in "${want[@]}"; do grep -qxF -- "$p" <<<"$installed" || missing+=("$p"); done
-((${#missing[@]})) || exit 0
+if ((${#missing[@]} == 0)); then echo "all ${#want[@]} packages of set(s) $* installed"; exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "packages: missing Debian packages: ${missing[*]}; run this as root (or: apt-get install ${missing[*]})" >&2
   exit 1
@@ -24,3 +24,4 @@ fi
 echo "packages: installing ${missing[*]}" >&2
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "installed ${missing[*]}"

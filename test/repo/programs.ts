@@ -111,6 +111,11 @@ export function shellCode(text: string): string {
           return `${s} ; `;
         }
       }
+      if (text.startsWith("$((", i)) {
+        i++;
+        s += arithmetic();
+        continue;
+      }
       if (c === "'" || c === '"') {
         s += quoted();
         continue;
@@ -120,6 +125,16 @@ export function shellCode(text: string): string {
     }
     return s;
   };
+  const arithmetic = (): string => {
+    // at "$((" or "((": skip to the matching "))"; arithmetic runs no command
+    let depth = 0;
+    while (i < n) {
+      const c = text[i++]!;
+      if (c === "(") depth++;
+      if (c === ")" && --depth === 0) break;
+    }
+    return " 0 ";
+  };
   const quoted = (): string => {
     const q = text[i]!;
     i++;
@@ -127,7 +142,10 @@ export function shellCode(text: string): string {
     const start = i;
     while (i < n && text[i] !== q) {
       if (q === '"' && text[i] === "\\") i += 2;
-      else if (q === '"' && text.startsWith("$(", i)) {
+      else if (q === '"' && text.startsWith("$((", i)) {
+        i++;
+        arithmetic();
+      } else if (q === '"' && text.startsWith("$(", i)) {
         i++;
         s += substitution();
       } else i++;
@@ -143,7 +161,11 @@ export function shellCode(text: string): string {
     if (c === "\\" && text[i + 1] === "\n") {
       i += 2;
       out += " ";
-    } else if (c === "'" || c === '"') out += quoted();
+    } else if (text.startsWith("$((", i)) {
+      i++;
+      out += arithmetic();
+    } else if (text.startsWith("((", i)) out += ` ; ${arithmetic()} ; `;
+    else if (c === "'" || c === '"') out += quoted();
     else if (c === "#" && (i === 0 || /\s|;/.test(text[i - 1]!))) {
       while (i < n && text[i] !== "\n") i++;
     } else {
@@ -187,7 +209,7 @@ export function scanShell(file: string, text: string, repoWrappers: readonly str
           if (/^\$\{?\w+\}?\//.test(w) && !/\/\.runtime\/bin\//.test(w)) break;
           w = basename(w);
         }
-        if (!NAME.test(w) || BUILTINS.has(w) || functions.has(w)) break;
+        if (!NAME.test(w) || /^\d+$/.test(w) || BUILTINS.has(w) || functions.has(w)) break;
         found.push({ program: w, where: `${file}:${idx + 1}` });
         const skip = WRAPPERS[w];
         if (skip === undefined) break;
