@@ -38,7 +38,8 @@ import { buildInventoryView } from "./inventory.ts";
 import type { StepContext } from "./migration/steps.ts";
 import { Faults } from "./faults.ts";
 import { attachTaps, releaseRamFile, steerInitial, withTaps } from "./migration/wiring.ts";
-import { reapStaleDestinations } from "./migration/steps.ts";
+import { knownMigrations, reapStaleDestinations, reconcileEnded } from "./migration/steps.ts";
+import { pruneEnded } from "./migration/ended.ts";
 
 export const AGENT_VERSION: string = pkg.version;
 export const DEFAULT_RECLAIM_INTERVAL_MS = 10_000;
@@ -258,6 +259,7 @@ export class Agent {
     if (this.#closed) return;
     for (const id of await reapStaleDestinations(this.stepContext())) this.#log.warn({ migrationId: id }, "aborted a prepared destination whose migration was never finished before its leases expired");
     for (const l of this.leases.reclaimExpired()) this.#log.info({ vf: l.vf, holder: l.holder }, "reclaimed expired migration lease");
+    pruneEnded(this.records, this.#clock.now());
     for (const inst of [...this.#instances.values()]) {
       if (inst.qmp.closed && !(await inst.alive())) {
         this.#instances.delete(inst.id);
@@ -272,6 +274,24 @@ export class Agent {
   /** The agent's clock, epoch ms (lease expiry is computed on it). */
   now(): number {
     return this.#clock.now();
+  }
+
+  // ---- reconciling with the controller (heartbeat.ts)
+
+  /** The migrations this host holds anything of (records, VF leases, an end not yet confirmed). */
+  knownMigrations(): string[] {
+    return this.#closed ? [] : knownMigrations(this.#ctx());
+  }
+
+  /** The controller says these migrations have ended: release what this host holds of them (steps.ts reconcileEnded). */
+  async reconcileEnded(ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
+      if (this.#closed) return;
+      const r = await reconcileEnded(this.#ctx(), id);
+      if (r && (r.releasedVfs.length > 0 || r.keptByInstance.length > 0 || r.aborted)) {
+        this.#log.warn({ migrationId: id, releasedVfs: r.releasedVfs, keptByInstance: r.keptByInstance, abortedIncoming: r.aborted }, "the controller reports this migration ended: released what it held here");
+      }
+    }
   }
 
   // ---- inventory and leases

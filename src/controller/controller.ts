@@ -69,6 +69,8 @@ export interface HeartbeatInput {
   url: string;
   version: string;
   accel: string;
+  /** Migrations the agent holds anything of (records, VF leases). */
+  migrations?: string[];
 }
 
 export interface CreateVmInput {
@@ -191,7 +193,7 @@ export class Controller {
 
   // ------------------------------------------------------------------ hosts
 
-  async heartbeat(h: HeartbeatInput): Promise<{ intervalMs: number }> {
+  async heartbeat(h: HeartbeatInput): Promise<{ intervalMs: number; ended?: string[] }> {
     const now = this.#d.clock.now();
     const prev = await this.#d.cluster.getHost(h.name);
     // an operator's drain outlives heartbeats and a down spell (evacuation.ts)
@@ -200,7 +202,14 @@ export class Controller {
     this.#client(rec);
     if (!prev) this.events.publish({ type: "host-registered", host: h.name, reason: `agent ${h.url} (${h.version}, ${h.accel})`, at: now });
     else if (prev.state === "down") this.events.publish({ type: "host-up", host: h.name, reason: "heartbeat received", at: now });
-    return { intervalMs: HEARTBEAT_INTERVAL_MS };
+    if (h.migrations === undefined) return { intervalMs: HEARTBEAT_INTERVAL_MS };
+    // a migration this store never recorded is no migration of this cluster: as good as ended
+    const ended: string[] = [];
+    for (const id of h.migrations) {
+      const r = await this.#d.store.getMigration(id);
+      if (!r || isTerminal(r)) ended.push(id);
+    }
+    return { intervalMs: HEARTBEAT_INTERVAL_MS, ended };
   }
 
   /** Mark down every host whose last heartbeat is older than the timeout. */
