@@ -33,11 +33,13 @@ import type { Instance } from "../qemu/instance.ts";
 import { listDeviceIds, queryStatus } from "../qmp/commands.ts";
 import pkg from "../../package.json" with { type: "json" };
 import type { GoneInstanceT, HealthView, InstanceListView, InstanceViewT, InventoryView, StoppedView } from "./api.ts";
+import { holdsGuest } from "./api.ts";
 import { buildInventoryView } from "./inventory.ts";
 import type { StepContext } from "./migration/steps.ts";
 import { Faults } from "./faults.ts";
 import { attachTaps, releaseRamFile, steerInitial, withTaps } from "./migration/wiring.ts";
-import { reapStaleDestinations } from "./migration/steps.ts";
+import { knownMigrations, reapStaleDestinations, reconcileEnded } from "./migration/steps.ts";
+import { pruneEnded } from "./migration/ended.ts";
 
 export const AGENT_VERSION: string = pkg.version;
 export const DEFAULT_RECLAIM_INTERVAL_MS = 10_000;
@@ -114,6 +116,8 @@ export class Agent {
   readonly #instances = new Map<string, Instance>();
   readonly #unreachable = new Map<string, string>();
   readonly #gone: GoneInstanceT[] = [];
+  /** VMs (uuid) with a start or restore under way here: a second one waits its turn and is refused. */
+  readonly #starting = new Set<string>();
   readonly #startedMono: number;
   readonly #loop = new AbortController();
   readonly #interval: number;
@@ -255,6 +259,7 @@ export class Agent {
     if (this.#closed) return;
     for (const id of await reapStaleDestinations(this.stepContext())) this.#log.warn({ migrationId: id }, "aborted a prepared destination whose migration was never finished before its leases expired");
     for (const l of this.leases.reclaimExpired()) this.#log.info({ vf: l.vf, holder: l.holder }, "reclaimed expired migration lease");
+    pruneEnded(this.records, this.#clock.now());
     for (const inst of [...this.#instances.values()]) {
       if (inst.qmp.closed && !(await inst.alive())) {
         this.#instances.delete(inst.id);
@@ -269,6 +274,24 @@ export class Agent {
   /** The agent's clock, epoch ms (lease expiry is computed on it). */
   now(): number {
     return this.#clock.now();
+  }
+
+  // ---- reconciling with the controller (heartbeat.ts)
+
+  /** The migrations this host holds anything of (records, VF leases, an end not yet confirmed). */
+  knownMigrations(): string[] {
+    return this.#closed ? [] : knownMigrations(this.#ctx());
+  }
+
+  /** The controller says these migrations have ended: release what this host holds of them (steps.ts reconcileEnded). */
+  async reconcileEnded(ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
+      if (this.#closed) return;
+      const r = await reconcileEnded(this.#ctx(), id);
+      if (r && (r.releasedVfs.length > 0 || r.keptByInstance.length > 0 || r.aborted)) {
+        this.#log.warn({ migrationId: id, releasedVfs: r.releasedVfs, keptByInstance: r.keptByInstance, abortedIncoming: r.aborted }, "the controller reports this migration ended: released what it held here");
+      }
+    }
   }
 
   // ---- inventory and leases
@@ -312,6 +335,40 @@ export class Agent {
     const instanceId = o.instanceId ?? newInstanceId();
     if (!INSTANCE_ID_RE.test(instanceId)) throw invalid("instanceId", instanceId, INSTANCE_ID_RULE);
     if (this.#instances.has(instanceId)) throw new FerryError("FERRY_ERR_CONFLICT", `instance ${instanceId} already runs`, { details: { instanceId } });
+    if (o.incoming === true) return this.#start(spec, instanceId, o);
+    return this.oneCopy(spec.uuid, spec.name, () => this.#start(spec, instanceId, o));
+  }
+
+  /**
+   * Run `fn` (a start or a restore of VM `vmUuid`) unless an instance of
+   * that VM here already holds its guest (api.ts holdsGuest) or another
+   * start of it is under way: a VM never runs twice, whatever a client asks.
+   * FERRY_ERR_VM_RUNNING names the instance.
+   */
+  async oneCopy<T>(vmUuid: string, vmName: string, fn: () => Promise<T>): Promise<T> {
+    this.#open();
+    if (this.#starting.has(vmUuid)) throw this.#running(vmName, vmUuid, null, "starting");
+    this.#starting.add(vmUuid);
+    try {
+      for (const inst of [...this.#instances.values()].filter((i) => i.meta.vmUuid === vmUuid)) {
+        const view = await this.#view(inst);
+        if (holdsGuest(view)) throw this.#running(vmName, vmUuid, inst.id, view.state);
+      }
+      return await fn();
+    } finally {
+      this.#starting.delete(vmUuid);
+    }
+  }
+
+  #running(vmName: string, vmUuid: string, instanceId: string | null, state: string): FerryError {
+    const host = this.config.name;
+    const what = instanceId === null ? "another start of it is under way" : `instance ${instanceId} runs it (${state})`;
+    return new FerryError("FERRY_ERR_VM_RUNNING", `VM ${vmName} already runs on host ${host}: ${what}; nothing was started: a VM runs in one instance only (stop that one first, or use it)`, {
+      details: { host, vmUuid, instanceId, state },
+    });
+  }
+
+  async #start(spec: VmSpec, instanceId: string, o: StartOptions): Promise<InstanceViewT> {
     const holder: LeaseHolder = { kind: "instance", vmUuid: spec.uuid, instanceId };
 
     const wanted = primaryVf(spec);
@@ -466,13 +523,17 @@ export class Agent {
       netns: m.netns ?? null, incoming: m.incoming, serialLog: inst.paths.serialLog,
       vfs: this.leases.list().filter((l) => sameHolder(l.holder, holder)).map((l) => l.vf),
     };
+    const nics = m.spec.nics.map((n) => {
+      const vf = n.primary === undefined ? null : n.primary.kind === "vfio" ? n.primary.host : n.primary.vf;
+      return { name: n.name, vf: vf !== null && base.vfs.includes(vf) ? vf : null };
+    });
     try {
       const status = await queryStatus(inst.qmp, { timeoutMs: QMP_QUERY_TIMEOUT_MS });
       const devices = await listDeviceIds(inst.qmp, { timeoutMs: QMP_QUERY_TIMEOUT_MS });
-      return { ...base, state: status.status, running: status.running, devices };
+      return { ...base, nics, state: status.status, running: status.running, devices };
     } catch (e) {
       const alive = await inst.alive();
-      return { ...base, state: alive ? "unreachable" : "gone", running: false, devices: [], error: toFerryError(e).message };
+      return { ...base, nics, state: alive ? "unreachable" : "gone", running: false, devices: [], error: toFerryError(e).message };
     }
   }
 

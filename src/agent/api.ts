@@ -145,10 +145,25 @@ export const InstanceView = Type.Object({
   running: Type.Boolean(),
   devices: Type.Array(Type.String(), { description: "ids of the guest devices that exist now (QMP qom-list /machine/peripheral); a failover primary QEMU still hides is absent" }),
   vfs: Type.Array(PciAddress, { description: "VFs leased to this instance" }),
+  nics: Type.Optional(Type.Array(Type.Object({ name: Type.String(), vf: Nullable(PciAddress) }), { description: "each NIC's VF (leased to this instance), or null" })),
   serialLog: Type.String(),
   error: Type.Optional(Type.String()),
 });
 export type InstanceViewT = Static<typeof InstanceView>;
+
+/**
+ * QMP states in which an instance does not hold the guest: its QEMU waits
+ * for an incoming migration that has not arrived (inmigrate), the guest has
+ * left it (postmigrate), it shut down, or its QEMU is gone. In every other
+ * state (running, paused, unreachable but alive, …) the instance runs the
+ * guest or can resume it: no second copy may be started anywhere.
+ */
+const NOT_HOLDING = new Set(["inmigrate", "postmigrate", "shutdown", "gone"]);
+
+/** The instance runs its VM's guest, or could resume it (see NOT_HOLDING). */
+export function holdsGuest(i: Pick<InstanceViewT, "state">): boolean {
+  return !NOT_HOLDING.has(i.state);
+}
 export const GoneInstance = Type.Object({
   instanceId: Type.String(),
   vmUuid: Type.String(),

@@ -1,7 +1,12 @@
 // The agent registers with its controller and heartbeats: POST
-// /v1/agents/heartbeat { name, url, version, accel } every interval (the
-// controller's reply may change the interval). A controller that is down is
-// retried at the same pace; the agent keeps serving meanwhile.
+// /v1/agents/heartbeat { name, url, version, accel, migrations } every
+// interval (the controller's reply may change the interval). `migrations`
+// names what the agent holds of migrations (records, VF leases); the reply
+// says which of them have ended, and the agent lets go of those before the
+// next beat — the first beat after a (re)start included, so nothing of a
+// migration that ended while the agent was away waits for a lease to expire.
+// A controller that is down is retried at the same pace; the agent keeps
+// serving meanwhile.
 import { readFile } from "node:fs/promises";
 import { ControllerClient } from "../api/client.ts";
 import type { Clock } from "../core/clock.ts";
@@ -12,6 +17,10 @@ import type { TlsMaterial } from "../core/tls.ts";
 export interface HeartbeatOptions {
   controller: { url: string; tokenFile: string; heartbeatMs: number };
   body: { name: string; url: string; version: string; accel: string };
+  /** The migrations this host holds anything of, at each beat. */
+  migrations?: () => string[];
+  /** The controller says these have ended: release what the host holds of them. */
+  onEnded?: (ids: string[]) => Promise<void>;
   clock: Clock;
   log: Logger;
   fetch?: typeof fetch;
@@ -28,7 +37,10 @@ export function startHeartbeat(o: HeartbeatOptions): () => void {
     // read each time: the token file may be replaced while the agent runs
     const token = (await readFile(o.controller.tokenFile, "utf8")).trim();
     const client = new ControllerClient({ baseUrl: o.controller.url, token, fetch: doFetch, timeoutMs: 5_000 });
-    const reply = await client.heartbeat(o.body, { signal: stop.signal });
+    const reply = await client.heartbeat(o.migrations ? { ...o.body, migrations: o.migrations().slice(0, 1000) } : o.body, { signal: stop.signal });
+    if (o.onEnded && reply.ended && reply.ended.length > 0) {
+      await o.onEnded(reply.ended).catch((e: unknown) => o.log.error({ err: e instanceof Error ? e.message : String(e) }, "cannot release what ended migrations hold here; retried at the next heartbeat"));
+    }
     return reply.intervalMs >= 100 ? reply.intervalMs : o.controller.heartbeatMs;
   };
   void (async () => {

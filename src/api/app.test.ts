@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { contractPlan } from "../store/contract.ts";
+import { newRecord } from "../migration/types.ts";
 import { memoryControllerApp } from "./testing.ts";
 
-const { clock, controller, app, auth } = memoryControllerApp();
+const { clock, controller, app, auth, store } = memoryControllerApp();
 
 test("every route needs the bearer token, the OpenAPI document included", async () => {
   for (const url of ["/v1/hosts", "/openapi.json", "/nope"]) {
@@ -30,6 +32,18 @@ test("heartbeats register a host; silence marks it down (an event each), a heart
   const events = await app.inject({ method: "GET", url: "/v1/events", headers: auth });
   assert.equal(events.headers["content-type"], "text/event-stream; charset=utf-8");
   assert.deepEqual([...events.body.matchAll(/^event: (.*)$/gm)].map((m) => m[1]), ["host-registered", "host-down", "host-up"]);
+});
+
+test("a heartbeat naming migrations is told which have ended (done, or unknown to this controller)", async () => {
+  const live = await store.createMigration(newRecord(contractPlan("m-live"), clock.now()));
+  const ended = await store.createMigration(newRecord(contractPlan("m-ended"), clock.now()));
+  await store.updateMigration({ ...ended, phase: "done", outcome: "rolled-back", reason: "test" }, ended.version);
+  const hb = { name: "host-r", url: "http://127.0.0.1:1", version: "1", accel: "tcg", migrations: [live.id, "m-ended", "m-never"] };
+  const r = await app.inject({ method: "POST", url: "/v1/agents/heartbeat", headers: auth, payload: hb });
+  assert.equal(r.statusCode, 200, r.body);
+  assert.deepEqual(r.json(), { intervalMs: 2000, ended: ["m-ended", "m-never"] });
+  const bad = await app.inject({ method: "POST", url: "/v1/agents/heartbeat", headers: auth, payload: { ...hb, migrations: ["../x"] } });
+  assert.equal(bad.statusCode, 400);
 });
 
 test("problems carry stable codes: unknown VM 404, bad body 400", async () => {

@@ -49,7 +49,7 @@ export class ControllerClient {
     return request(this.#options(method, path, body, o, "application/json"), schema);
   }
 
-  heartbeat(body: HeartbeatBodyT, o?: RequestOptions): Promise<{ intervalMs: number }> {
+  heartbeat(body: HeartbeatBodyT, o?: RequestOptions): Promise<{ intervalMs: number; ended?: string[] }> {
     return this.request("POST", "/v1/agents/heartbeat", HeartbeatReply, body, o);
   }
 

@@ -40,6 +40,7 @@ export const EXIT_FOR_CODE = {
   FERRY_ERR_TOO_LARGE: EXIT.refused,
   FERRY_ERR_MEDIA_TYPE: EXIT.refused,
   FERRY_ERR_STATE: EXIT.refused,
+  FERRY_ERR_VM_RUNNING: EXIT.refused,
   FERRY_ERR_NO_VF: EXIT.refused,
   FERRY_ERR_NO_HOST: EXIT.refused,
   FERRY_ERR_LEASE_HELD: EXIT.refused,

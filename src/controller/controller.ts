@@ -4,7 +4,8 @@
 // background, the VM record updated from the outcome). The HTTP layer
 // (src/api) turns requests into calls here; nothing here knows HTTP.
 import { randomBytes, randomUUID } from "node:crypto";
-import type { InventoryView } from "../agent/api.ts";
+import type { InstanceViewT, InventoryView } from "../agent/api.ts";
+import { holdsGuest } from "../agent/api.ts";
 import { AgentClient } from "../agent/client.ts";
 import type { Clock } from "../core/clock.ts";
 import { FerryError, isFerryError, toFerryError } from "../core/errors.ts";
@@ -20,7 +21,7 @@ import type { NicMode, NicPolicy } from "../model/vm.ts";
 import { place } from "../scheduler/place.ts";
 import type { Rejection } from "../scheduler/rejections.ts";
 import type { Destination } from "../scheduler/types.ts";
-import type { ClusterStore, HostRecord, VmNicRecord, VmRecord } from "../store/cluster.ts";
+import type { ClusterStore, HostRecord, VmNicRecord, VmPlace, VmRecord } from "../store/cluster.ts";
 import type { Store } from "../store/store.ts";
 import { HttpAgentPort } from "./agent-port.ts";
 import type { ControllerConfig } from "./config.ts";
@@ -68,6 +69,8 @@ export interface HeartbeatInput {
   url: string;
   version: string;
   accel: string;
+  /** Migrations the agent holds anything of (records, VF leases). */
+  migrations?: string[];
 }
 
 export interface CreateVmInput {
@@ -169,11 +172,13 @@ export class Controller {
     const active = await this.#d.store.listActiveMigrations();
     const runner = this.#runner;
     for (const r of active) if (!r.plan.link) this.#busy.add(r.plan.vm.uuid);
+    const vmOf = new Map(active.map((r) => [r.id, r.plan.vm.uuid]));
     void resumeAll(runner).then(
       async (results) => {
         for (const r of results) {
           if (r.record) await this.#settle(r.record).catch((e: unknown) => this.#d.log.error({ err: e, id: r.id }, "cannot update the VM after its migration"));
           else if (r.error && r.error.code !== "FERRY_ERR_ABORTED") this.#d.log.error({ id: r.id, err: r.error.message }, "resumed migration failed");
+          if (r.error?.code !== "FERRY_ERR_ABORTED") this.#busy.delete(vmOf.get(r.id) ?? "");
         }
       },
       (e: unknown) => this.#d.log.error({ err: e }, "resume failed"),
@@ -188,7 +193,7 @@ export class Controller {
 
   // ------------------------------------------------------------------ hosts
 
-  async heartbeat(h: HeartbeatInput): Promise<{ intervalMs: number }> {
+  async heartbeat(h: HeartbeatInput): Promise<{ intervalMs: number; ended?: string[] }> {
     const now = this.#d.clock.now();
     const prev = await this.#d.cluster.getHost(h.name);
     // an operator's drain outlives heartbeats and a down spell (evacuation.ts)
@@ -197,7 +202,14 @@ export class Controller {
     this.#client(rec);
     if (!prev) this.events.publish({ type: "host-registered", host: h.name, reason: `agent ${h.url} (${h.version}, ${h.accel})`, at: now });
     else if (prev.state === "down") this.events.publish({ type: "host-up", host: h.name, reason: "heartbeat received", at: now });
-    return { intervalMs: HEARTBEAT_INTERVAL_MS };
+    if (h.migrations === undefined) return { intervalMs: HEARTBEAT_INTERVAL_MS };
+    // a migration this store never recorded is no migration of this cluster: as good as ended
+    const ended: string[] = [];
+    for (const id of h.migrations) {
+      const r = await this.#d.store.getMigration(id);
+      if (!r || isTerminal(r)) ended.push(id);
+    }
+    return { intervalMs: HEARTBEAT_INTERVAL_MS, ended };
   }
 
   /** Mark down every host whose last heartbeat is older than the timeout. */
@@ -245,8 +257,17 @@ export class Controller {
       for (const vm of vms.filter((v) => v.host === h.name)) {
         const g = gone.get(vm.instanceId ?? "");
         if (!g || this.#busy.has(vm.uuid)) continue;
+        // never down while another agent runs it: the record follows that instance
+        const found = (await this.#runningInstances(vm.uuid)).found[0];
         const now = this.#d.clock.now();
-        await this.#d.cluster.putVm({ ...vm, instanceId: null, state: "unknown", updatedAt: now });
+        const was: VmPlace = { host: vm.host, instanceId: vm.instanceId };
+        if (found) {
+          if (!(await this.#d.cluster.putVmIf(this.#runningAt(vm, found, now), was))) continue;
+          this.#d.log.warn({ vm: vm.name, host: found.host, instanceId: found.instanceId }, `VM's recorded instance is gone (${g.reason}), but ${found.host} runs it: the record follows that instance`);
+          this.events.publish({ type: "vm-moved", vm: vm.name, host: found.host, instanceId: found.instanceId, at: now });
+          continue;
+        }
+        if (!(await this.#d.cluster.putVmIf({ ...vm, instanceId: null, state: "unknown", updatedAt: now }, was))) continue;
         this.#d.log.warn({ vm: vm.name, host: h.name, instanceId: g.instanceId }, `VM down: ${g.reason}`);
         this.events.publish({ type: "vm-stopped", vm: vm.name, host: h.name, instanceId: g.instanceId, at: now });
       }
@@ -348,6 +369,45 @@ export class Controller {
   }
 
   /**
+   * Every instance of VM `uuid` that holds its guest (api.ts holdsGuest),
+   * asked of every agent whose host is not down; `unanswered`: the hosts
+   * whose agents did not say.
+   */
+  async #runningInstances(uuid: string): Promise<{ found: (InstanceViewT & { host: string })[]; unanswered: string[] }> {
+    const hosts = (await this.#d.cluster.listHosts()).filter((h) => h.state !== "down");
+    const found: (InstanceViewT & { host: string })[] = [];
+    const unanswered: string[] = [];
+    await Promise.all(hosts.map(async (h) => {
+      const list = await this.#client(h).instances({ timeoutMs: 5_000, signal: this.#stop.signal }).catch(() => undefined);
+      if (!list) unanswered.push(h.name);
+      else for (const i of list.instances) if (i.vmUuid === uuid && holdsGuest(i)) found.push({ ...i, host: h.name });
+    }));
+    return { found: found.sort((a, b) => (a.host < b.host ? -1 : 1)), unanswered: unanswered.sort() };
+  }
+
+  /** Before `vm start` / `vm restore`: FERRY_ERR_VM_RUNNING when any agent runs the VM (nothing is started); FERRY_ERR_AGENT when one cannot say. */
+  async #refuseIfRunning(vm: VmRecord, what: "start" | "restore"): Promise<void> {
+    const { found, unanswered } = await this.#runningInstances(vm.uuid);
+    const f = found[0];
+    if (f) {
+      throw new FerryError("FERRY_ERR_VM_RUNNING", `vm ${vm.name} already runs on host ${f.host} (instance ${f.instanceId}, ${f.state}): nothing was done; a VM runs in one instance only: 'ferry vm stop ${vm.name}' first to ${what} it anew`, {
+        details: { vm: vm.name, host: f.host, instanceId: f.instanceId, state: f.state },
+      });
+    }
+    if (unanswered.length > 0) {
+      throw new FerryError("FERRY_ERR_AGENT", `cannot ${what} vm ${vm.name}: the agent of ${unanswered.join(", ")} did not say whether it runs the VM; nothing was done: try again once it answers (or is marked down, 'ferry hosts')`, {
+        details: { vm: vm.name, hosts: unanswered },
+      });
+    }
+  }
+
+  /** The VM's record as it runs in instance `i` (each NIC's VF as the agent reports it). */
+  #runningAt(vm: VmRecord, i: InstanceViewT & { host: string }, now: number): VmRecord {
+    const vfs = new Map((i.nics ?? []).map((n) => [n.name, n.vf]));
+    return { ...vm, host: i.host, instanceId: i.instanceId, state: "running", nics: vm.nics.map((n) => ({ ...n, vf: vfs.get(n.name) ?? null })), updatedAt: now };
+  }
+
+  /**
    * Pick a free VF on `host` for every NIC that wants one (the scheduler,
    * restricted to that host). `newNics` (vm create): refuse NICs on a network
    * no live host has. Also returns each network's hosts.
@@ -432,10 +492,7 @@ export class Controller {
   async startVm(name: string): Promise<VmRecord> {
     const vm = await this.getVm(name);
     return this.#exclusive(vm.uuid, `start ${name}`, async () => {
-      if (vm.state === "running" && vm.instanceId !== null) {
-        const alive = await this.agent(vm.host).instance(vm.instanceId).then((i) => i.running || i.state === "paused", () => false);
-        if (alive) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is already running on ${vm.host} (${vm.instanceId})`);
-      }
+      await this.#refuseIfRunning(vm, "start");
       const { vfs, inventory } = await this.#pickVfs(vm, vm.host, true);
       const next: VmRecord = { ...vm, nics: vm.nics.map((n, i) => ({ ...n, vf: n.mode === "emulated" ? null : (vfs[i] ?? null) })) };
       const started = await this.#startOn(next, inventory);
@@ -504,6 +561,7 @@ export class Controller {
     return this.#exclusive(vm.uuid, `restore ${name}`, async () => {
       if (vm.state !== "saved" || vm.savedAs === undefined) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is not saved (state ${vm.state}): 'ferry vm save' it first`);
       const host = o.host ?? vm.host;
+      await this.#refuseIfRunning(vm, "restore");
       const { vfs } = await this.#pickVfs(vm, host, false);
       const nics = vm.nics.map((n, i) => ({ name: n.name, vf: n.mode === "emulated" ? null : (vfs[i] ?? null) }));
       const r = (await this.agent(host).request("POST", "/v1/instances/restore", LooseObject, { name: vm.savedAs, nics }, { timeoutMs: 600_000, signal: this.#stop.signal })) as { instanceId: string };
@@ -604,14 +662,30 @@ export class Controller {
     }
   }
 
-  /** A migration ended: the VM record follows it (host, instance, each NIC's VF). */
+  /**
+   * A migration ended: the VM record follows it (host, instance, each NIC's
+   * VF) — only while the record still names the migration's source instance,
+   * i.e. only the migration that owns the VM settles it (compare-and-set in
+   * the store). An old migration's late settle (a cancel or a resume of one
+   * that ended long ago, the VM moved on since) changes nothing. An outcome
+   * that says the guest runs nowhere is checked with every agent first.
+   */
   async #settle(rec: MigrationRecord): Promise<void> {
     if (!isTerminal(rec) || rec.plan.link) return;
     const vm = await this.#d.cluster.getVm(rec.plan.vm.uuid);
     if (!vm) return;
+    const owner: VmPlace = { host: rec.plan.source.host, instanceId: rec.plan.source.instanceId };
+    if (vm.host !== owner.host || vm.instanceId !== owner.instanceId) {
+      this.#d.log.info({ id: rec.id, vm: vm.name, host: vm.host, instanceId: vm.instanceId }, "migration ended earlier; the VM has moved on since: its record is left as it is");
+      return;
+    }
     const now = this.#d.clock.now();
     let next: VmRecord;
-    if (rec.runsOn) {
+    const found = rec.runsOn ? undefined : (await this.#runningInstances(vm.uuid)).found[0];
+    if (found) {
+      this.#d.log.warn({ id: rec.id, vm: vm.name, host: found.host, instanceId: found.instanceId }, `migration ${rec.id} ended with the guest nowhere, but ${found.host} runs it (${found.instanceId}, ${found.state}): the record follows the running instance`);
+      next = this.#runningAt(vm, found, now);
+    } else if (rec.runsOn) {
       const host = rec.runsOn.host;
       const nics: VmNicRecord[] = vm.nics.map((n) => {
         const r = rec.nics.find((x) => x.name === n.name);
@@ -621,8 +695,7 @@ export class Controller {
     } else {
       next = { ...vm, instanceId: null, state: "unknown", updatedAt: now };
     }
-    await this.#d.cluster.putVm(next);
-    this.#busy.delete(vm.uuid);
+    if (!(await this.#d.cluster.putVmIf(next, owner))) return;
     if (next.host !== vm.host || next.instanceId !== vm.instanceId) this.events.publish({ type: "vm-moved", vm: vm.name, host: next.host, instanceId: next.instanceId, at: now });
   }
 

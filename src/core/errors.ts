@@ -9,6 +9,7 @@ export const ERROR_CODES = {
   FERRY_ERR_TOO_LARGE: { status: 413, retryable: false, title: "request body too large" },
   FERRY_ERR_MEDIA_TYPE: { status: 415, retryable: false, title: "request body not JSON" },
   FERRY_ERR_STATE: { status: 409, retryable: false, title: "not valid in this state" },
+  FERRY_ERR_VM_RUNNING: { status: 409, retryable: false, title: "the VM already runs" },
   FERRY_ERR_NO_VF: { status: 409, retryable: false, title: "no free VF" },
   FERRY_ERR_NO_HOST: { status: 409, retryable: false, title: "no host can take the VM" },
   FERRY_ERR_LEASE_HELD: { status: 409, retryable: false, title: "VF already leased" },

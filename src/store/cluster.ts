@@ -68,6 +68,9 @@ export interface VmRecord {
   updatedAt: number;
 }
 
+/** Where a VM is: its host and running instance (null: none). */
+export type VmPlace = Pick<VmRecord, "host" | "instanceId">;
+
 export interface ClusterStore {
   upsertHost(h: HostRecord): Promise<HostRecord>;
   getHost(name: string): Promise<HostRecord | undefined>;
@@ -79,6 +82,13 @@ export interface ClusterStore {
   getVm(nameOrUuid: string): Promise<VmRecord | undefined>;
   listVms(): Promise<VmRecord[]>;
   putVm(vm: VmRecord): Promise<VmRecord>;
+  /**
+   * Compare-and-set: replace the VM only while it is still where `expected`
+   * says (host and instance), in one transaction. Returns the stored record,
+   * or undefined when it has moved on (another operation owns it now) or is
+   * gone: then nothing was written.
+   */
+  putVmIf(vm: VmRecord, expected: VmPlace): Promise<VmRecord | undefined>;
   deleteVm(uuid: string): Promise<boolean>;
   close(): void;
 }
@@ -236,6 +246,26 @@ export class SqliteClusterStore implements ClusterStore {
       const res = this.#db.prepare("UPDATE vms SET record = ? WHERE uuid = ?").run(JSON.stringify(clean), clean.uuid);
       if (Number(res.changes) !== 1) throw new FerryError("FERRY_ERR_NOT_FOUND", `vm ${vm.name} not found`, { details: { vm: vm.name } });
       return clean;
+    });
+  }
+
+  putVmIf(vm: VmRecord, expected: VmPlace): Promise<VmRecord | undefined> {
+    return Promise.resolve().then(() => {
+      const clean = parseVmRecord(vm);
+      this.#db.exec("BEGIN IMMEDIATE");
+      try {
+        const cur = record(`vm ${clean.uuid}`, this.#db.prepare("SELECT record FROM vms WHERE uuid = ?").get(clean.uuid), parseVmRecord);
+        if (!cur || cur.host !== expected.host || cur.instanceId !== expected.instanceId) {
+          this.#db.exec("ROLLBACK");
+          return undefined;
+        }
+        this.#db.prepare("UPDATE vms SET record = ? WHERE uuid = ?").run(JSON.stringify(clean), clean.uuid);
+        this.#db.exec("COMMIT");
+        return clean;
+      } catch (e) {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+        throw e;
+      }
     });
   }
 

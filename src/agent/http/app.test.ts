@@ -398,6 +398,40 @@ describe("migration-step routes", () => {
       await a.close();
     }
   });
+
+  test("a migration that ended here answers its last step again and refuses every other; once the controller says it ended, everything of it is refused and its leases released", async () => {
+    const host = await newHost();
+    let a = await boot(host);
+    try {
+      const post = (url: string, payload: unknown) => a.app.inject({ method: "POST", url, payload: payload as Json, headers: a.headers });
+      // a VF leased to migration m-old (as prepare would), then the rollback's abort
+      const held = await a.app.inject({ method: "POST", url: "/v1/leases", headers: a.headers, payload: { vf: host.vfs[1]!, holder: { kind: "migration", vmUuid: VM, migrationId: "m-gone", ttlMs: 3_600_000 } } });
+      assert.equal(held.statusCode, 200, held.body);
+      const abort = await post("/v1/migrations/m-old/abort", {});
+      assert.equal(abort.statusCode, 200);
+      assert.deepEqual(json(await post("/v1/migrations/m-old/abort", {})), json(abort), "a re-sent abort answers again");
+      const prepare = { spec: { uuid: VM, name: "r1", memoryMiB: 64, vcpus: 1, kernel: "/k", initrd: "/i", cmdline: "", nics: [], noOs: true }, nics: [], leaseTtlMs: 60_000 };
+      for (const [step, body] of [["prepare", prepare], ["finish", { primaryBackMs: 100 }], ["precheck", {}]] as const) {
+        const r = await post(`/v1/migrations/m-old/${step}`, body);
+        assert.equal(r.statusCode, 409, `${step}: ${r.body}`);
+        assert.equal(json(r)["code"], "FERRY_ERR_STATE");
+        assert.match(String(json(r)["message"]), /m-old has ended on host host-a.*nothing was changed/);
+      }
+      assert.deepEqual((json(await a.app.inject({ method: "GET", url: "/v1/instances", headers: a.headers })) as { instances: unknown[] }).instances, [], "no QEMU started");
+      // the heartbeat names both; the controller says both ended (after a restart: the state file remembers)
+      await a.close();
+      a = await boot(host);
+      assert.deepEqual(a.agent.knownMigrations(), ["m-gone", "m-old"]);
+      await a.agent.reconcileEnded(["m-gone", "m-old"]);
+      assert.deepEqual(a.agent.listLeases(), [], "the ended migration's VF is free at once, not at lease expiry");
+      assert.deepEqual(a.agent.knownMigrations(), []);
+      const again = await post("/v1/migrations/m-old/abort", {});
+      assert.equal(again.statusCode, 409, "confirmed ended: even its own last step is refused");
+      assert.match(String(json(again)["message"]), /the controller reports it ended/);
+    } finally {
+      await a.close();
+    }
+  });
 });
 
 describe("fault switches", () => {

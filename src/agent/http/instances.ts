@@ -112,7 +112,7 @@ export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void
       const primaryBackMs = req.body.primaryBackMs ?? 30_000;
       const timeoutMs = req.body.timeoutMs ?? 300_000;
       const spec = await agent.admitSpec(savedSpec(saved));
-      return restoreInstance(agent.stepContext(), file, spec, req.body.nics, { primaryBackMs, timeoutMs }, AbortSignal.timeout(primaryBackMs + timeoutMs + 30_000));
+      return agent.oneCopy(spec.uuid, spec.name, () => restoreInstance(agent.stepContext(), file, spec, req.body.nics, { primaryBackMs, timeoutMs }, AbortSignal.timeout(primaryBackMs + timeoutMs + 30_000)));
     },
   );
 

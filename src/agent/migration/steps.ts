@@ -17,6 +17,7 @@ import { MAX_HOLD_MS } from "../faults.ts";
 import { deviceIds } from "../../qemu/argv.ts";
 import { plugPrimary, unplugPrimary } from "../../qemu/hotplug.ts";
 import { attachTap, attachTaps, newRamFile, releaseRamFile, steer, steerInitial, withTaps } from "./wiring.ts";
+import { confirmEnded, endedGuard, markEnded, unconfirmedEnded } from "./ended.ts";
 import { join } from "node:path";
 import type { Instance } from "../../qemu/instance.ts";
 import { newInstanceId, ramFilePath, startInstance } from "../../qemu/instance.ts";
@@ -107,6 +108,19 @@ async function serial<T>(ctx: StepContext, migrationId: string, fn: () => Promis
   } finally {
     if (inFlight.get(key) === tail) inFlight.delete(key);
   }
+}
+
+/**
+ * A step of migration `id` unless the migration has ended on this host
+ * (./ended.ts): the step that ended it answers again, any other is refused.
+ * `ends`: this step is the migration's last on this host (its answer is kept).
+ */
+async function unlessEnded<T>(ctx: StepContext, id: string, step: string, fn: () => Promise<T>, ends = false): Promise<T> {
+  const again = endedGuard(ctx.records, ctx.host, id, step);
+  if (again) return again.answer as T;
+  const answer = await fn();
+  if (ends) markEnded(ctx.records, ctx.clock.now(), id, step, answer);
+  return answer;
 }
 
 /** What this migration's outgoing side really did, from QEMU's state and the record (see SrcRecord). */
@@ -220,7 +234,11 @@ export async function discard(ctx: StepContext, inst: Instance): Promise<void> {
 
 // ---------------------------------------------------------------- source
 
-export async function begin(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ spec: VmSpec }> {
+export function begin(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ spec: VmSpec }> {
+  return unlessEnded(ctx, migrationId, "begin", () => beginNow(ctx, migrationId, instanceId, signal));
+}
+
+async function beginNow(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ spec: VmSpec }> {
   await ctx.faults?.hold("begin", migrationId, ctx.clock, signal);
   const inst = instanceOf(ctx, instanceId);
   return { spec: portableSpec(inst.meta.spec) };
@@ -289,7 +307,7 @@ export async function migrateOut(ctx: StepContext, inst: Instance, uri: string, 
 }
 
 export function perform(ctx: StepContext, migrationId: string, input: PerformInput, signal: AbortSignal): Promise<PerformResult> {
-  return serial(ctx, migrationId, () => performNow(ctx, migrationId, input, signal));
+  return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "perform", () => performNow(ctx, migrationId, input, signal)));
 }
 
 async function performNow(ctx: StepContext, migrationId: string, input: PerformInput, signal: AbortSignal): Promise<PerformResult> {
@@ -320,13 +338,21 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
 }
 
 /** Source: best-effort cancel of a running migration; reports what really happened. */
-export async function cancelOnSource(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ result: "cancelled" | "completed" | "failed" | "not-running" }> {
+export function cancelOnSource(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ result: "cancelled" | "completed" | "failed" | "not-running" }> {
+  return unlessEnded(ctx, migrationId, "cancel", () => cancelNow(ctx, migrationId, instanceId, signal));
+}
+
+async function cancelNow(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ result: "cancelled" | "completed" | "failed" | "not-running" }> {
   const inst = ctx.instances.get(instanceId);
   if (!inst || inst.qmp.closed) return { result: "not-running" };
   return { result: await cancelOutgoing(ctx, inst, ctx.records.get(SRC, migrationId) as SrcRecord | undefined, signal) };
 }
 
-export async function switchover(ctx: StepContext, migrationId: string, instanceId: string, timeoutMs: number, signal: AbortSignal): Promise<SwitchoverResult> {
+export function switchover(ctx: StepContext, migrationId: string, instanceId: string, timeoutMs: number, signal: AbortSignal): Promise<SwitchoverResult> {
+  return unlessEnded(ctx, migrationId, "switchover", () => switchoverNow(ctx, migrationId, instanceId, timeoutMs, signal));
+}
+
+async function switchoverNow(ctx: StepContext, migrationId: string, instanceId: string, timeoutMs: number, signal: AbortSignal): Promise<SwitchoverResult> {
   const inst = instanceOf(ctx, instanceId);
   const rec = ctx.records.get(SRC, migrationId) as SrcRecord | undefined;
   let info = await queryMigrate(inst.qmp, { signal });
@@ -340,7 +366,8 @@ export async function switchover(ctx: StepContext, migrationId: string, instance
 }
 
 export function confirmSource(ctx: StepContext, migrationId: string, instanceId: string, success: boolean, signal: AbortSignal): Promise<{ state: "stopped" | "running" | "gone" }> {
-  return serial(ctx, migrationId, () => confirmNow(ctx, migrationId, instanceId, success, signal));
+  // confirm is the source's last step of a migration (success or failure)
+  return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, `confirm-${success ? "success" : "failure"}`, () => confirmNow(ctx, migrationId, instanceId, success, signal), true));
 }
 
 async function confirmNow(ctx: StepContext, migrationId: string, instanceId: string, success: boolean, signal: AbortSignal): Promise<{ state: "stopped" | "running" | "gone" }> {
@@ -404,11 +431,15 @@ async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Pro
 }
 
 export function prepare(ctx: StepContext, migrationId: string, input: PrepareInput, signal: AbortSignal): Promise<PrepareResult> {
-  return serial(ctx, migrationId, () => prepareNow(ctx, migrationId, input, signal));
+  return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "prepare", () => prepareNow(ctx, migrationId, input, signal)));
 }
 
 async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareInput, signal: AbortSignal): Promise<PrepareResult> {
   const existing = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
+  if (existing && (existing.finished !== undefined || existing.lost === true)) {
+    // the guest arrived here with this migration (and may have left since): it is never prepared again
+    throw new FerryError("FERRY_ERR_STATE", `migration ${migrationId} is past its switch-over on host ${ctx.host}: prepare is refused and nothing was changed; start a new migration ('ferry migrate')`, { details: { migrationId } });
+  }
   if (existing && ctx.instances.get(existing.instanceId)) return { instanceId: existing.instanceId, uri: existing.uri };
   const source = input.spec;
   const expiresAt = ctx.clock.now() + input.leaseTtlMs;
@@ -440,7 +471,11 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
 }
 
 /** Bounded by `timeoutMs` (the guest is paused), counted after a lab hold:precheck. */
-export async function precheck(ctx: StepContext, migrationId: string, timeoutMs: number): Promise<{ ok: boolean; reason?: string }> {
+export function precheck(ctx: StepContext, migrationId: string, timeoutMs: number): Promise<{ ok: boolean; reason?: string }> {
+  return unlessEnded(ctx, migrationId, "precheck", () => precheckNow(ctx, migrationId, timeoutMs));
+}
+
+async function precheckNow(ctx: StepContext, migrationId: string, timeoutMs: number): Promise<{ ok: boolean; reason?: string }> {
   await ctx.faults?.hold("precheck", migrationId, ctx.clock, ctx.clock.timeout(MAX_HOLD_MS));
   const signal = ctx.clock.timeout(timeoutMs);
   const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
@@ -536,7 +571,11 @@ export async function bringBackNics(ctx: StepContext, inst: Instance, spec: VmSp
   return out;
 }
 
-export async function finish(ctx: StepContext, migrationId: string, primaryBackMs: number, signal: AbortSignal): Promise<FinishResult> {
+export function finish(ctx: StepContext, migrationId: string, primaryBackMs: number, signal: AbortSignal): Promise<FinishResult> {
+  return unlessEnded(ctx, migrationId, "finish", () => finishNow(ctx, migrationId, primaryBackMs, signal));
+}
+
+async function finishNow(ctx: StepContext, migrationId: string, primaryBackMs: number, signal: AbortSignal): Promise<FinishResult> {
   const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
   if (!rec) throw new FerryError("FERRY_ERR_NOT_FOUND", `no prepared destination for migration ${migrationId}`);
   if (rec.finished) return rec.finished;
@@ -602,7 +641,8 @@ export async function reapStaleDestinations(ctx: StepContext): Promise<string[]>
 }
 
 export function abortDestination(ctx: StepContext, migrationId: string): Promise<{ aborted: boolean }> {
-  return serial(ctx, migrationId, () => abortNow(ctx, migrationId));
+  // abort is the destination's last step of a migration that rolls back
+  return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "abort", () => abortNow(ctx, migrationId), true));
 }
 
 async function abortNow(ctx: StepContext, migrationId: string): Promise<{ aborted: boolean }> {
@@ -622,4 +662,71 @@ async function abortNow(ctx: StepContext, migrationId: string): Promise<{ aborte
   }
   ctx.records.delete(DEST, migrationId);
   return { aborted };
+}
+
+// ---------------------------------------------------------------- reconciling with the controller
+
+/**
+ * The migrations this host holds anything of: a destination or source
+ * record, a VF leased to a migration, an end not yet confirmed by the
+ * controller. The agent names them in its heartbeat; the controller answers
+ * which have ended (reconcileEnded).
+ */
+export function knownMigrations(ctx: StepContext): string[] {
+  const ids = new Set<string>();
+  for (const r of ctx.records.list(DEST)) ids.add(r.key);
+  for (const r of ctx.records.list(SRC)) ids.add(r.key);
+  for (const l of ctx.leases.list()) if (l.holder.kind === "migration") ids.add(l.holder.migrationId);
+  for (const id of unconfirmedEnded(ctx.records)) ids.add(id);
+  return [...ids].sort();
+}
+
+export interface ReconcileResult {
+  migrationId: string;
+  /** VFs the migration held here that are free now. */
+  releasedVfs: string[];
+  /** VFs handed to the instance that runs the guest (it arrived, finish never came). */
+  keptByInstance: string[];
+  /** An incoming QEMU that will never receive its guest was stopped. */
+  aborted: boolean;
+}
+
+/**
+ * The controller says migration `id` has ended: nothing of it stays here. A
+ * destination that never received the guest is aborted (incoming QEMU
+ * stopped, VFs released); one whose QEMU runs the guest (the switch-over
+ * happened, finish never came) keeps its QEMU, and the migration's VFs move
+ * to that instance (it uses them: releasing them would let another VM take
+ * them); any other VF still leased to the migration is released; the
+ * migration's records go. From now on every step of it is refused.
+ * Undefined when the state of its QEMU cannot be told now (asked again at
+ * the next heartbeat).
+ */
+export function reconcileEnded(ctx: StepContext, id: string): Promise<ReconcileResult | undefined> {
+  return serial(ctx, id, async () => {
+    const out: ReconcileResult = { migrationId: id, releasedVfs: [], keptByInstance: [], aborted: false };
+    const dest = ctx.records.get(DEST, id) as DestRecord | undefined;
+    if (dest && dest.finished === undefined && dest.lost !== true) {
+      const inst = ctx.instances.get(dest.instanceId);
+      const status = inst ? await queryStatus(inst.qmp, { timeoutMs: 1_000 }).then((x) => x.status, () => undefined) : "gone";
+      if (status === undefined && inst && (await inst.alive())) return undefined;
+      if (inst && status !== undefined && status !== "gone" && status !== "inmigrate") {
+        const to = instanceHolder(dest.vmUuid, inst.id);
+        for (const l of ctx.leases.list()) {
+          if (l.holder.kind === "migration" && l.holder.migrationId === id) out.keptByInstance.push(ctx.leases.transfer(l.vf, l.holder, to).vf);
+        }
+      } else {
+        const leased = ctx.leases.list().filter((l) => l.holder.kind === "migration" && l.holder.migrationId === id).map((l) => l.vf);
+        out.aborted = (await abortNow(ctx, id)).aborted;
+        out.releasedVfs.push(...leased);
+      }
+    }
+    for (const l of ctx.leases.list()) {
+      if (l.holder.kind === "migration" && l.holder.migrationId === id && ctx.leases.release(l.vf, l.holder)) out.releasedVfs.push(l.vf);
+    }
+    ctx.records.delete(DEST, id);
+    ctx.records.delete(SRC, id);
+    confirmEnded(ctx.records, ctx.clock.now(), id);
+    return out;
+  });
 }

@@ -63,7 +63,10 @@ async function serve(configPath: string): Promise<number> {
     const address = await listenAt(app, config.listen, configPath);
     log.info({ address, host: config.name, accel: agent.accel.accel }, `ferry agent ${config.name} listening on ${address}`);
     const stopHeartbeat = config.controller
-      ? startHeartbeat({ controller: config.controller, body: { name: config.name, url: config.controller.advertiseUrl ?? address, version: agent.version, accel: agent.accel.accel }, clock: systemClock, log, tls })
+      ? startHeartbeat({
+          controller: config.controller, body: { name: config.name, url: config.controller.advertiseUrl ?? address, version: agent.version, accel: agent.accel.accel }, clock: systemClock, log, tls,
+          migrations: () => agent.knownMigrations(), onEnded: (ids) => agent.reconcileEnded(ids),
+        })
       : () => undefined;
     const sig = await untilStopSignal();
     stopHeartbeat();
