@@ -37,7 +37,7 @@ import { buildInventoryView } from "./inventory.ts";
 import type { StepContext } from "./migration/steps.ts";
 import { Faults } from "./faults.ts";
 import { attachTaps, releaseRamFile, steerInitial, withTaps } from "./migration/wiring.ts";
-import { reapStaleDestinations } from "./migration/steps.ts";
+import { rearmSources, reapStaleDestinations } from "./migration/steps.ts";
 
 export const AGENT_VERSION: string = pkg.version;
 export const DEFAULT_RECLAIM_INTERVAL_MS = 10_000;
@@ -178,6 +178,7 @@ export class Agent {
     report.orphanLeases = this.leases.list().filter((l) => !known(l.holder));
     for (const l of report.orphanLeases) this.#log.warn({ vf: l.vf, holder: l.holder }, "lease held by an instance with no runtime dir on this host");
     await this.#sweepRamFiles();
+    for (const id of await rearmSources(this.#ctx())) this.#log.warn({ migrationId: id }, "a migration from this host waits at pre-switchover (guest paused): its give-up deadline is armed again");
     return report;
   }
 
@@ -506,6 +507,8 @@ export class Agent {
       },
       qemuBinary: this.#qemuBinary,
       faults: this.faults,
+      switchoverGraceMs: this.config.switchoverGraceMs,
+      log: this.#log,
     };
   }
 
