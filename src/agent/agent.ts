@@ -38,7 +38,7 @@ import { buildInventoryView } from "./inventory.ts";
 import type { StepContext } from "./migration/steps.ts";
 import { Faults } from "./faults.ts";
 import { attachTaps, releaseRamFile, steerInitial, withTaps } from "./migration/wiring.ts";
-import { knownMigrations, reapStaleDestinations, reconcileEnded } from "./migration/steps.ts";
+import { knownMigrations, rearmSources, reapStaleDestinations, reconcileEnded } from "./migration/steps.ts";
 import { pruneEnded } from "./migration/ended.ts";
 
 export const AGENT_VERSION: string = pkg.version;
@@ -182,6 +182,7 @@ export class Agent {
     report.orphanLeases = this.leases.list().filter((l) => !known(l.holder));
     for (const l of report.orphanLeases) this.#log.warn({ vf: l.vf, holder: l.holder }, "lease held by an instance with no runtime dir on this host");
     await this.#sweepRamFiles();
+    for (const id of await rearmSources(this.#ctx())) this.#log.warn({ migrationId: id }, "a migration from this host waits at pre-switchover (guest paused): its give-up deadline is armed again");
     return report;
   }
 
@@ -567,6 +568,8 @@ export class Agent {
       },
       qemuBinary: this.#qemuBinary,
       faults: this.faults,
+      switchoverGraceMs: this.config.switchoverGraceMs,
+      log: this.#log,
     };
   }
 

@@ -30,7 +30,7 @@ const FERRY = fileURLToPath(new URL("../../bin/ferry", import.meta.url));
 const EXPECTED: Record<ErrorCode, number> = {
   FERRY_ERR_INVALID: 3, FERRY_ERR_UNAUTHORIZED: 3, FERRY_ERR_NOT_FOUND: 3, FERRY_ERR_CONFLICT: 3, FERRY_ERR_STATE: 3, FERRY_ERR_VM_RUNNING: 3,
   FERRY_ERR_NO_VF: 3, FERRY_ERR_NO_HOST: 3, FERRY_ERR_LEASE_HELD: 3, FERRY_ERR_TOO_LARGE: 3, FERRY_ERR_MEDIA_TYPE: 3,
-  FERRY_ERR_UNPLUG_TIMEOUT: 4, FERRY_ERR_PRECHECK: 4, FERRY_ERR_CANCELLED: 4,
+  FERRY_ERR_UNPLUG_TIMEOUT: 4, FERRY_ERR_PRECHECK: 4, FERRY_ERR_SOURCE_GAVE_UP: 4, FERRY_ERR_CANCELLED: 4,
   FERRY_ERR_TIMEOUT: 1, FERRY_ERR_ABORTED: 1, FERRY_ERR_QMP: 1, FERRY_ERR_QMP_CLOSED: 1, FERRY_ERR_QMP_PROTOCOL: 1, FERRY_ERR_QEMU_START: 1,
   FERRY_ERR_MIGRATION: 1, FERRY_ERR_COMMAND: 1, FERRY_ERR_SYSFS: 1, FERRY_ERR_CONFIG: 1, FERRY_ERR_FEATURE: 1, FERRY_ERR_GUEST_IMAGE: 1,
   FERRY_ERR_AGENT: 1, FERRY_ERR_CONTROLLER: 1, FERRY_ERR_REPLUG: 1, FERRY_ERR_GUEST_LOST: 1, FERRY_ERR_INTERNAL: 1,
@@ -42,7 +42,7 @@ test("one table maps every error code to an exit code: refused 3, rolled back 4,
     assert.equal(EXIT_FOR_CODE[code], EXPECTED[code], code);
     assert.equal(exitForError(new FerryError(code, "x")), EXPECTED[code], code);
     // a client-side 4xx the server refused with changed nothing: refused (3)
-    if (ERROR_CODES[code].status >= 400 && ERROR_CODES[code].status < 500 && !["FERRY_ERR_CONFIG", "FERRY_ERR_ABORTED", "FERRY_ERR_PRECHECK", "FERRY_ERR_CANCELLED"].includes(code)) assert.equal(EXIT_FOR_CODE[code], EXIT.refused, code);
+    if (ERROR_CODES[code].status >= 400 && ERROR_CODES[code].status < 500 && !["FERRY_ERR_CONFIG", "FERRY_ERR_ABORTED", "FERRY_ERR_PRECHECK", "FERRY_ERR_SOURCE_GAVE_UP", "FERRY_ERR_CANCELLED"].includes(code)) assert.equal(EXIT_FOR_CODE[code], EXIT.refused, code);
   }
   assert.equal(exitForError(new Error("not ours")), EXIT.failed);
 });

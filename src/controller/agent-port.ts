@@ -18,7 +18,7 @@ const Performed = Type.Object({ status: Type.Literal("pre-switchover") }, { addi
 const Checked = Type.Object({ ok: Type.Boolean(), reason: Type.Optional(Type.String()) });
 const Switched = Type.Object({ totalMs: Type.Number(), downtimeMs: Type.Number() }, { additionalProperties: true });
 const Finished = Type.Object({ nics: Type.Array(Type.Object({ name: Type.String(), attached: Type.Boolean(), error: Type.Optional(Type.String()) }, { additionalProperties: true })) }, { additionalProperties: true });
-const Confirmed = Type.Object({ state: Type.Union([Type.Literal("stopped"), Type.Literal("running"), Type.Literal("gone")]) }, { additionalProperties: true });
+const Confirmed = Type.Object({ state: Type.Union([Type.Literal("stopped"), Type.Literal("running"), Type.Literal("gone")]), pausedMs: Type.Optional(Type.Number()) }, { additionalProperties: true });
 const Cancelled = Type.Object({ result: Type.Union([Type.Literal("cancelled"), Type.Literal("completed"), Type.Literal("failed"), Type.Literal("not-running")]) });
 
 export class HttpAgentPort implements AgentPort {
@@ -50,8 +50,8 @@ export class HttpAgentPort implements AgentPort {
   }
 
   async perform(plan: MigrationPlan, uri: string, signal: AbortSignal): Promise<PerformResult> {
-    const { unplugMs, convergeMs } = plan.deadlines;
-    await this.#call(plan.source.host, plan, "perform", Performed, { instanceId: plan.source.instanceId, uri, unplugMs, convergeMs, ...(plan.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: plan.maxBandwidthBytes }) }, signal);
+    const { unplugMs, convergeMs, precheckMs } = plan.deadlines;
+    await this.#call(plan.source.host, plan, "perform", Performed, { instanceId: plan.source.instanceId, uri, unplugMs, convergeMs, precheckMs, ...(plan.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: plan.maxBandwidthBytes }) }, signal);
     return { status: "pre-switchover" };
   }
 
@@ -71,7 +71,8 @@ export class HttpAgentPort implements AgentPort {
   }
 
   async confirmSource(plan: MigrationPlan, success: boolean, signal: AbortSignal): Promise<ConfirmResult> {
-    return this.#call(plan.source.host, plan, "confirm", Confirmed, { instanceId: plan.source.instanceId, success }, signal);
+    const r = await this.#call(plan.source.host, plan, "confirm", Confirmed, { instanceId: plan.source.instanceId, success }, signal);
+    return r.pausedMs === undefined ? { state: r.state } : { state: r.state, pausedMs: r.pausedMs };
   }
 
   async abortDestination(plan: MigrationPlan, signal: AbortSignal): Promise<void> {

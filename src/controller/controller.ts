@@ -642,7 +642,15 @@ export class Controller {
         .then(async (ended) => {
           let final = ended;
           const connectivity = await stopWatch();
-          if (connectivity) final = await this.#d.store.updateMigration({ ...ended, connectivity }, ended.version).catch(() => ended);
+          // re-read: a background cleanup (runner.ts) may have written the record since it ended
+          for (let i = 0; connectivity && i < 3; i++) {
+            const cur = (await this.#d.store.getMigration(ended.id)) ?? ended;
+            const wrote = await this.#d.store.updateMigration({ ...cur, connectivity }, cur.version).catch(() => undefined);
+            if (wrote) {
+              final = wrote;
+              break;
+            }
+          }
           await this.#settle(final);
           return final;
         })

@@ -30,6 +30,7 @@ export const ERROR_CODES = {
   FERRY_ERR_CONTROLLER: { status: 502, retryable: true, title: "controller unreachable or failed" },
   FERRY_ERR_CANCELLED: { status: 409, retryable: false, title: "cancelled by operator" },
   FERRY_ERR_PRECHECK: { status: 409, retryable: false, title: "destination check failed at pre-switchover" },
+  FERRY_ERR_SOURCE_GAVE_UP: { status: 409, retryable: false, title: "the source gave up waiting for the switch-over decision and resumed the guest" },
   FERRY_ERR_REPLUG: { status: 500, retryable: false, title: "a NIC did not come back after switch-over" },
   FERRY_ERR_GUEST_LOST: { status: 500, retryable: false, title: "the QEMU process running the guest exited" },
   FERRY_ERR_INTERNAL: { status: 500, retryable: false, title: "internal error" },

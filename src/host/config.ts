@@ -36,6 +36,10 @@
 //     tokenFile: /etc/ferry/controller-token   # the controller API's bearer token
 //     heartbeatMs: 2000              # default 2000
 //     advertiseUrl: http://10.0.0.5:7601   # optional: the URL the controller calls this agent at (default: the listen address)
+//   switchoverGraceMs: 500           # at pre-switchover (guest paused) the source waits the controller's
+//                                    #   destination check (precheckMs) plus this for the switch-over; then it
+//                                    #   cancels the migration and resumes the guest itself (no pause waits on
+//                                    #   a dead controller)
 //   lab: false                       # true only on lab hosts: allows fault switches (/v1/faults)
 //   tls:                             # optional mutual TLS (files from 'ferry ca init' / 'ferry ca issue'):
 //     cert: /etc/ferry/tls/host-a.crt  #   the agent serves HTTPS with it and presents it to the controller
@@ -93,6 +97,12 @@ export interface HostConfig {
   uplinks: UplinkConfig[];
   /** Where this agent registers and heartbeats; null: standalone. */
   controller: { url: string; tokenFile: string; heartbeatMs: number; advertiseUrl?: string } | null;
+  /**
+   * At pre-switchover the guest is paused: the source waits for the switch-over
+   * no longer than the destination check (the plan's precheckMs) plus this,
+   * then cancels the migration and resumes the guest itself.
+   */
+  switchoverGraceMs: number;
   /** Lab host: fault switches (`/v1/faults`) are allowed. Never on a production host. */
   lab: boolean;
   /** Mutual TLS for the agent API and for its calls to the controller; null: plain HTTP (the token still required). */
@@ -100,6 +110,8 @@ export interface HostConfig {
 }
 
 export const DEFAULT_PORT = 7601;
+/** See HostConfig.switchoverGraceMs: well under a second beyond the destination check. */
+export const DEFAULT_SWITCHOVER_GRACE_MS = 500;
 export const STATE_FILE_NAME = "state.db";
 
 function parseNetwork(c: Ctx, name: string, x: unknown): NetworkConfig {
@@ -157,7 +169,7 @@ function pathList(c: Ctx, key: string, x: unknown): string[] {
  */
 export function parseHostConfig(text: string, options: { source?: string; baseDir?: string; cacheDir?: string } = {}): HostConfig {
   const { raw, c } = parseYamlConfig(text, options.source ?? "host config", options.baseDir);
-  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "saveDir", "authTokenFile", "memoryDir", "imageDirs", "qemuBinaries", "portProfileExec", "networks", "uplinks", "controller", "lab", "tls"]);
+  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "saveDir", "authTokenFile", "memoryDir", "imageDirs", "qemuBinaries", "portProfileExec", "networks", "uplinks", "controller", "switchoverGraceMs", "lab", "tls"]);
   if (o["name"] === undefined) throw c.error(["name"], "required");
   const name = c.check(["name"], (f) => v.name(f, o["name"]));
 
@@ -199,6 +211,7 @@ export function parseHostConfig(text: string, options: { source?: string; baseDi
     networks,
     uplinks,
     controller: o["controller"] === undefined ? null : parseController(c, o["controller"]),
+    switchoverGraceMs: o["switchoverGraceMs"] === undefined ? DEFAULT_SWITCHOVER_GRACE_MS : c.check(["switchoverGraceMs"], (f) => v.int(f, o["switchoverGraceMs"], 50, 60_000)),
     lab: c.bool(["lab"], o["lab"], false),
     tls: o["tls"] === undefined ? null : parseTls(c, ["tls"], o["tls"]),
   };

@@ -46,6 +46,8 @@ export interface FinishResult {
 /** What confirm did on the source: stopped it (success), runs it again (failure), or found its QEMU gone. */
 export interface ConfirmResult {
   state: "stopped" | "running" | "gone";
+  /** Failure: how long the guest was paused by the migration before it ran on the source again (the source's QEMU STOP → RESUME). */
+  pausedMs?: number;
 }
 
 /** What a best-effort cancel found on the source (after Cloud Hypervisor's cancel.rs). */

@@ -16,8 +16,8 @@ import { backMigrationId, migrateBackPlan } from "./back.ts";
 import type { AgentPort } from "./port.ts";
 import type { Effect, MigrationEvent, Step, Transition, Where } from "./table.ts";
 import { cancellable, checkPlan, classifyFinish, failureEvent, nicsOnSource, PHASE_SPECS, stepDeadlineMs, transition } from "./table.ts";
-import type { MigrationPlan, MigrationRecord, NicResult, Outcome, Phase, RunsOn } from "./types.ts";
-import { isTerminal, newRecord } from "./types.ts";
+import type { CleanupState, MigrationPlan, MigrationRecord, NicResult, Outcome, Phase, RunsOn } from "./types.ts";
+import { DOWNTIME_LIMIT_MS, downtimeOf, isTerminal, newRecord } from "./types.ts";
 
 /** What the coordinator tells the event stream, after it is persisted. */
 export type CoordinatorEvent =
@@ -27,6 +27,7 @@ export type CoordinatorEvent =
   | { type: "step"; migrationId: string; phase: Phase; step: Step; attempt: number; resent: boolean; at: number }
   | { type: "step-failed"; migrationId: string; phase: Phase; step: Step; attempt: number; code: ErrorCode; message: string; at: number }
   | { type: "warning"; migrationId: string; text: string; at: number }
+  | { type: "cleanup"; migrationId: string; host: string; state: CleanupState; attempts: number; error: string | undefined; at: number }
   | { type: "cancel-requested"; migrationId: string; phase: Phase; at: number };
 
 export interface RunnerDeps {
@@ -86,6 +87,7 @@ export async function resumeAll(deps: RunnerDeps): Promise<ResumeResult[]> {
   const ids = new Set(active.map((r) => r.id));
   const roots = active.filter((r) => !(r.plan.link && ids.has(r.plan.link.parentId)));
   deps.log.info({ count: roots.length }, "resuming migrations");
+  for (const r of await deps.store.listMigrations()) if (r.cleanup?.state === "pending") cleanUpInBackground(r.id, deps);
   return Promise.all(
     roots.map((r) =>
       runMigration(r.id, deps).then(
@@ -150,7 +152,7 @@ interface StepOutcome {
   /** Appended to the verdict's reason or a warning. */
   detail?: string;
   code?: ErrorCode;
-  patch?: Partial<Pick<MigrationRecord, "prepared" | "switchover" | "nics" | "childId">>;
+  patch?: Partial<Pick<MigrationRecord, "prepared" | "switchover" | "nics" | "childId" | "pausedMs">>;
   /** The finished migrate-back (phase migrate-back). */
   back?: MigrationRecord;
 }
@@ -235,6 +237,8 @@ async function step(rec: MigrationRecord, deps: RunnerDeps, running: Running, lo
     await journal(deps, rec, "error", { step: s, attempt, code: err.code, message: err.message });
     deps.onEvent?.({ type: "step-failed", migrationId: rec.id, phase: rec.phase, step: s, attempt, code: err.code, message: err.message, at: clock.now() });
     log.warn({ step: s, attempt, code: err.code, err: err.message }, "step failed");
+    // a rollback does not wait on a dead destination: its cleanup goes on in the background (cleanUpInBackground)
+    if (s === "abort-destination" && err.code === "FERRY_ERR_AGENT") return { event: "unreachable", detail: err.message, code: err.code };
     return AGAIN;
   } finally {
     running.step = null;
@@ -336,9 +340,12 @@ async function outcomeOf(rec: MigrationRecord, s: Step, value: unknown, deps: Ru
       const missing = c.nics.filter((n) => n.error !== undefined).map((n) => `${n.name} (${n.policy}): ${n.error ?? ""}`);
       return { event: c.event, patch: { nics: c.nics }, ...(missing.length > 0 ? { detail: missing.join(", ") } : {}) };
     }
-    case "confirm-failure":
+    case "confirm-failure": {
       // the source's QEMU exited: nothing runs the guest any more
-      return field(value, "state") === "gone" ? { event: "failed", detail: "the source's QEMU exited: the guest is lost", code: "FERRY_ERR_GUEST_LOST" } : { event: "ok" };
+      if (field(value, "state") === "gone") return { event: "failed", detail: "the source's QEMU exited: the guest is lost", code: "FERRY_ERR_GUEST_LOST" };
+      const pausedMs = field(value, "pausedMs");
+      return typeof pausedMs === "number" ? { event: "ok", patch: { pausedMs } } : { event: "ok" };
+    }
     case "cancel-source":
       return value === "completed" ? { event: "completed", detail: "the source reports the migration completed" } : { event: "ok", detail: `source: ${String(value)}` };
     case "migrate-back": {
@@ -423,6 +430,7 @@ async function apply(rec: MigrationRecord, out: StepOutcome, row: Transition, de
   next.updatedAt = now;
   const emits: Extract<Effect, { kind: "emit-nics" }>["event"][] = [];
   const warnings: string[] = [];
+  let background = false;
   for (const e of row.effects) {
     switch (e.kind) {
       case "verdict":
@@ -448,6 +456,10 @@ async function apply(rec: MigrationRecord, out: StepOutcome, row: Transition, de
       case "warn":
         warnings.push(withDetail(e.text, out.detail));
         break;
+      case "cleanup-in-background":
+        next.cleanup = { host: rec.plan.destination.host, state: "pending", since: now, attempts: 1, ...(out.detail === undefined ? {} : { error: out.detail }) };
+        background = true;
+        break;
     }
   }
   next.warnings.push(...warnings);
@@ -459,6 +471,11 @@ async function apply(rec: MigrationRecord, out: StepOutcome, row: Transition, de
     next.refused = v.refused === true;
     const src = rec.plan.source;
     if (next.runsOn && next.runsOn.host === src.host && next.runsOn.instanceId === src.instanceId) next.nics = nicsOnSource(rec.plan);
+    const downtime = downtimeOf(next);
+    if (downtime !== null && downtime > DOWNTIME_LIMIT_MS) {
+      warnings.push(`the guest was paused ${downtime} ms${next.switchover ? "" : " on the source"}, above its downtime limit of ${DOWNTIME_LIMIT_MS} ms`);
+      next.warnings.push(warnings.at(-1)!);
+    }
   }
   try {
     await deps.store.updateMigration(next, rec.version);
@@ -471,6 +488,10 @@ async function apply(rec: MigrationRecord, out: StepOutcome, row: Transition, de
   }
   const emit = deps.onEvent ?? ((): void => undefined);
   emit({ type: "phase", migrationId: rec.id, from: rec.phase, to: row.next, event: out.event, at: now });
+  if (background && next.cleanup) {
+    emit({ type: "cleanup", migrationId: rec.id, host: next.cleanup.host, state: "pending", attempts: next.cleanup.attempts, error: next.cleanup.error, at: now });
+    cleanUpInBackground(rec.id, deps);
+  }
   log.info({ event: out.event, next: row.next }, "phase");
   for (const kind of emits) {
     for (const n of next.nics) {
@@ -484,5 +505,73 @@ async function apply(rec: MigrationRecord, out: StepOutcome, row: Transition, de
   if (next.outcome !== null) {
     emit({ type: "outcome", migrationId: rec.id, outcome: next.outcome, reason: next.reason ?? "", code: next.code, runsOn: next.runsOn, at: now });
     log.info({ outcome: next.outcome, reason: next.reason }, "migration ended");
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The destination's cleanup after a rollback that could not reach it
+
+const cleaning = new WeakMap<Store, Set<string>>();
+
+/**
+ * Retry a rolled-back migration's abort-destination (kill the incoming
+ * instance, release the migration's VFs) until its agent answers, with
+ * backoff, for as long as the migration's leases could live (after that the
+ * agent reaps them itself); each change is written to record.cleanup and
+ * told to the event stream. The migration's outcome does not wait for it.
+ * A restarted controller picks pending cleanups up again (resumeAll).
+ */
+export function cleanUpInBackground(id: string, deps: RunnerDeps): void {
+  let mine = cleaning.get(deps.store);
+  if (!mine) {
+    mine = new Set();
+    cleaning.set(deps.store, mine);
+  }
+  if (mine.has(id)) return;
+  const running = mine;
+  running.add(id);
+  void retryCleanup(id, deps)
+    .catch((e: unknown) => deps.log.warn({ migrationId: id, err: toFerryError(e).message }, "background cleanup stopped"))
+    .finally(() => running.delete(id));
+}
+
+async function retryCleanup(id: string, deps: RunnerDeps): Promise<void> {
+  const { store, clock, port } = deps;
+  let wait = deps.retryBackoffMs ?? 500;
+  for (;;) {
+    await clock.sleep(wait, deps.signal);
+    wait = Math.min(wait * 2, 10_000);
+    const rec = await store.getMigration(id);
+    const c = rec?.cleanup;
+    if (!rec || !c || c.state !== "pending") return;
+    const d = rec.plan.deadlines;
+    const budgetMs = d.unplugMs + d.convergeMs + d.primaryBackMs + 10 * d.stepMs;
+    let state: CleanupState = "pending";
+    let error: string | undefined;
+    try {
+      await port.abortDestination(rec.plan, AbortSignal.any([clock.timeout(d.stepMs), ...(deps.signal ? [deps.signal] : [])]));
+      state = "done";
+    } catch (e) {
+      if (deps.signal?.aborted) return;
+      error = toFerryError(e, "FERRY_ERR_AGENT").message;
+      if (clock.now() - c.since > budgetMs) state = "abandoned";
+    }
+    const now = clock.now();
+    const cleanup = { ...c, state, attempts: c.attempts + 1, ...(state === "pending" ? {} : { at: now }), ...(error === undefined ? {} : { error }) };
+    if (state === "done") delete cleanup.error;
+    const warnings = state === "pending" ? rec.warnings : [...rec.warnings, state === "done"
+      ? `destination cleanup on ${c.host} done in the background after ${cleanup.attempts} attempts (${now - c.since} ms)`
+      : `destination cleanup on ${c.host} abandoned after ${cleanup.attempts} attempts: its agent reaps the migration's instance and VFs when their leases expire`];
+    try {
+      await store.updateMigration({ ...rec, cleanup, warnings, updatedAt: now }, rec.version);
+    } catch (e) {
+      if (!isFerryError(e, "FERRY_ERR_CONFLICT")) throw e;
+      continue;
+    }
+    if (state !== "pending" || cleanup.attempts % 5 === 0) {
+      deps.onEvent?.({ type: "cleanup", migrationId: id, host: c.host, state, attempts: cleanup.attempts, error, at: now });
+      deps.log.info({ migrationId: id, host: c.host, state, attempts: cleanup.attempts }, "destination cleanup");
+    }
+    if (state !== "pending") return;
   }
 }

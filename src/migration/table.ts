@@ -28,6 +28,10 @@ export const EVENTS = [
   /** Cancel found that the migration completed anyway. */
   "completed",
   "cancel-requested",
+  /** The source got no switch-over decision in time at pre-switchover: it cancelled and resumed the guest itself. */
+  "source-gave-up",
+  /** Rollback: the destination's agent did not answer; its cleanup goes on in the background. */
+  "unreachable",
 ] as const;
 export type MigrationEvent = (typeof EVENTS)[number];
 
@@ -44,7 +48,9 @@ export type Effect =
   | { kind: "point-of-no-return" }
   /** Tell the event stream about NICs without their VF (requisite/optional: degraded; mandatory: migrating back). */
   | { kind: "emit-nics"; event: "nic-degraded" | "nic-missing" }
-  | { kind: "warn"; text: string };
+  | { kind: "warn"; text: string }
+  /** Hand the destination's cleanup to the background (its agent is unreachable): retried, reported in the record and the event stream. */
+  | { kind: "cleanup-in-background" };
 
 export interface Transition {
   next: Phase;
@@ -96,6 +102,10 @@ export const PHASE_SPECS: Readonly<Record<Phase, PhaseSpec>> = {
 };
 
 const cancelled = { kind: "verdict", outcome: "rolled-back", reason: "cancelled by operator", code: "FERRY_ERR_CANCELLED" } as const;
+const gaveUp = {
+  kind: "verdict", outcome: "rolled-back", code: "FERRY_ERR_SOURCE_GAVE_UP",
+  reason: "the source got no switch-over decision in time at pre-switchover (the controller was away): it cancelled the migration and resumed the guest itself",
+} as const;
 
 export const TABLE: Readonly<Record<Phase, Readonly<Partial<Record<MigrationEvent, Transition>>>>> = {
   planned: {
@@ -123,6 +133,8 @@ export const TABLE: Readonly<Record<Phase, Readonly<Partial<Record<MigrationEven
     // Policy row 2 (every policy): cancel, source intact.
     "unplug-timeout": { next: "cancel", effects: [{ kind: "verdict", outcome: "rolled-back", reason: "the guest did not release a NIC before the unplug deadline", code: "FERRY_ERR_UNPLUG_TIMEOUT" }] },
     failed: { next: "cancel", effects: [{ kind: "verdict", outcome: "rolled-back", reason: "perform failed on the source" }] },
+    // A re-sent perform (the controller came back) found that the source had given up at pre-switchover.
+    "source-gave-up": { next: "cancel", effects: [gaveUp] },
     "cancel-requested": { next: "cancel", effects: [cancelled] },
   },
   precheck: {
@@ -137,6 +149,8 @@ export const TABLE: Readonly<Record<Phase, Readonly<Partial<Record<MigrationEven
     ok: { next: "finish", effects: [{ kind: "point-of-no-return" }, { kind: "runs-on", where: "destination" }] },
     // Unknown whether it completed: cancel asks the source, which says.
     failed: { next: "cancel", effects: [{ kind: "verdict", outcome: "rolled-back", reason: "switchover failed", code: "FERRY_ERR_MIGRATION" }] },
+    // Too late: the source's own deadline at pre-switchover passed first; the guest runs on the source again.
+    "source-gave-up": { next: "cancel", effects: [gaveUp] },
   },
   finish: {
     ok: { next: "confirm", effects: [{ kind: "verdict", outcome: "succeeded", reason: "migrated" }] },
@@ -168,6 +182,9 @@ export const TABLE: Readonly<Record<Phase, Readonly<Partial<Record<MigrationEven
   "rollback-destination": {
     ok: { next: "rollback-source", effects: [] },
     failed: { next: "rollback-source", effects: [{ kind: "warn", text: "destination cleanup (kill instance, release leases) incomplete" }] },
+    // Its agent is down or cut off: the source (already running its guest again, cancel-source) is not kept
+    // waiting for it; the cleanup is retried in the background and reported (record.cleanup, event).
+    unreachable: { next: "rollback-source", effects: [{ kind: "warn", text: "destination host unreachable: its cleanup (kill the incoming instance, release the migration's VFs) is retried in the background" }, { kind: "cleanup-in-background" }] },
   },
   "rollback-source": {
     ok: { next: "done", effects: [{ kind: "runs-on", where: "source" }] },
@@ -208,6 +225,7 @@ export function failureEvent(phase: Phase, code: ErrorCode | undefined): Migrati
   if (phase === "prepare" && (code === "FERRY_ERR_NO_VF" || code === "FERRY_ERR_LEASE_HELD")) return "refused";
   if (phase === "perform" && code === "FERRY_ERR_UNPLUG_TIMEOUT") return "unplug-timeout";
   if (phase === "finish" && code === "FERRY_ERR_GUEST_LOST") return "guest-lost";
+  if ((phase === "perform" || phase === "switchover") && code === "FERRY_ERR_SOURCE_GAVE_UP") return "source-gave-up";
   return "failed";
 }
 

@@ -157,10 +157,47 @@ export interface MigrationRecord {
   /** Things left for an operator (cleanup that failed after the outcome was safe). */
   warnings: string[];
   timings: Partial<Record<Phase, PhaseTiming>>;
+  /**
+   * Rolled back after the source's guest was paused (pre-switchover): how
+   * long it was paused before it ran on the source again, as the source's
+   * QEMU saw it (STOP → RESUME). A migration that switched over has its
+   * downtime in `switchover`.
+   */
+  pausedMs?: number;
+  /** A side that could not be cleaned up when the migration ended (its agent unreachable): retried in the background. */
+  cleanup?: Cleanup;
   /** Per NIC, measured by a peer probing the guest every 10 ms during the migration (lab). */
   connectivity?: Record<string, Connectivity>;
   createdAt: number;
   updatedAt: number;
+}
+
+export const CLEANUP_STATES = ["pending", "done", "abandoned"] as const;
+export type CleanupState = (typeof CLEANUP_STATES)[number];
+
+/** The destination's cleanup (kill the incoming instance, release the migration's VFs) after a rollback that could not reach it. */
+export interface Cleanup {
+  host: string;
+  state: CleanupState;
+  /** Epoch ms: the cleanup was handed to the background. */
+  since: number;
+  /** Epoch ms: done or abandoned. */
+  at?: number;
+  attempts: number;
+  /** The last failure. */
+  error?: string;
+}
+
+/**
+ * The downtime limit a migration runs with: the controller sets none, so it
+ * is QEMU's default `downtime-limit` (300 ms). A pause above it is a warning
+ * in the outcome.
+ */
+export const DOWNTIME_LIMIT_MS = 300;
+
+/** The guest's pause in a migration that ended: QEMU's downtime after a switch-over, else the source's own pause. */
+export function downtimeOf(r: Pick<MigrationRecord, "switchover" | "pausedMs">): number | null {
+  return r.switchover?.downtimeMs ?? r.pausedMs ?? null;
 }
 
 export const TERMINAL_PHASE: Phase = "done";

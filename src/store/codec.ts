@@ -5,8 +5,9 @@ import type { ErrorCode } from "../core/errors.ts";
 import { ERROR_CODES } from "../core/errors.ts";
 import { NIC_MODES, NIC_POLICIES } from "../model/vm.ts";
 import * as v from "../model/validate.ts";
-import { JOURNAL_KINDS, NIC_STATUSES, OUTCOMES, PHASES } from "../migration/types.ts";
+import { CLEANUP_STATES, JOURNAL_KINDS, NIC_STATUSES, OUTCOMES, PHASES } from "../migration/types.ts";
 import type {
+  Cleanup,
   Connectivity,
   Deadlines,
   JournalEntry,
@@ -182,8 +183,18 @@ export function parseRecord(x: unknown): MigrationRecord {
     timings: timings("record.timings", o["timings"]),
     createdAt: num("record.createdAt", o["createdAt"]),
     updatedAt: num("record.updatedAt", o["updatedAt"]),
+    ...(o["pausedMs"] === undefined ? {} : { pausedMs: num("record.pausedMs", o["pausedMs"]) }),
+    ...(o["cleanup"] === undefined ? {} : { cleanup: cleanup(o["cleanup"]) }),
     ...(o["connectivity"] === undefined ? {} : { connectivity: connectivity(o["connectivity"]) }),
   };
+}
+
+function cleanup(x: unknown): Cleanup {
+  const o = v.obj("record.cleanup", x);
+  const out: Cleanup = { host: v.str("record.cleanup.host", o["host"]), state: v.oneOf("record.cleanup.state", o["state"], CLEANUP_STATES), since: num("record.cleanup.since", o["since"]), attempts: num("record.cleanup.attempts", o["attempts"]) };
+  if (o["at"] !== undefined) out.at = num("record.cleanup.at", o["at"]);
+  if (o["error"] !== undefined) out.error = v.str("record.cleanup.error", o["error"]);
+  return out;
 }
 
 function connectivity(x: unknown): Record<string, Connectivity> {

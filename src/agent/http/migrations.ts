@@ -50,9 +50,10 @@ export function migrationRoutes(app: AgentFastify, { agent }: AgentAppDeps): voi
         convergeMs: Ms(HOUR),
         maxBandwidthBytes: Type.Optional(Type.Integer({ minimum: 1 })),
         downtimeLimitMs: Type.Optional(Ms(60_000)),
+        precheckMs: Type.Optional(Ms(HOUR)),
       }),
     },
-    config: { openapi: { summary: "Source: unplug ephemeral NICs (deadline), migrate with pause-before-switchover, wait for pre-switchover" } },
+    config: { openapi: { summary: "Source: unplug ephemeral NICs (deadline), migrate with pause-before-switchover, wait for pre-switchover; with no switchover or cancel by precheckMs plus the host's switchoverGraceMs, the source cancels and resumes the guest itself" } },
   }, (req) => steps.perform(ctx(), req.params.id, req.body, within(req.body.unplugMs + req.body.convergeMs)));
 
   post("/v1/migrations/:id/cancel", {
@@ -67,7 +68,7 @@ export function migrationRoutes(app: AgentFastify, { agent }: AgentAppDeps): voi
 
   post("/v1/migrations/:id/switchover", {
     schema: { params: Params, body: obj({ instanceId: InstanceId, timeoutMs: Ms(HOUR) }) },
-    config: { openapi: { summary: "Source: migrate-continue at pre-switchover and wait for completion (the point of no return)" } },
+    config: { openapi: { summary: "Source: migrate-continue at pre-switchover and wait for completion (the point of no return); FERRY_ERR_SOURCE_GAVE_UP when the source gave up waiting and resumed the guest" } },
   }, (req) => steps.switchover(ctx(), req.params.id, req.body.instanceId, req.body.timeoutMs, within(req.body.timeoutMs)));
 
   post("/v1/migrations/:id/finish", {

@@ -88,7 +88,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     const summary: MigrationSummary = {
       id: null, vm: vm.name, outcome: "refused", source: vm.host, destination: values.to ?? null,
       runsOn: vm.instanceId === null ? null : { host: vm.host, instanceId: vm.instanceId }, reason: e.message, code: e.code,
-      timings: { totalMs: 0, downtimeMs: null, phases: {} },
+      timings: { totalMs: 0, downtimeMs: null, phases: {} }, warnings: [],
       nics: vm.nics.map((n) => {
         const here = n.vf === null ? null : { host: vm.host, vf: n.vf, pf: pfOf.get(n.vf) ?? "" };
         return { name: n.name, network: n.network, mode: n.mode, policy: n.policy, before: here, after: here };

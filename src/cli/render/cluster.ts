@@ -78,5 +78,7 @@ export function eventLine(e: EventView): string {
       return `${t} ${e.migrationId} warning: ${e.text}`;
     case "cancel-requested":
       return `${t} ${e.migrationId} cancel requested in ${e.phase}`;
+    case "cleanup":
+      return `${t} ${e.migrationId} destination cleanup on ${e.host}: ${e.state} (attempt ${e.attempts})${e.error ? `: ${e.error}` : ""}`;
   }
 }

@@ -1,7 +1,8 @@
 // Migrations for the CLI: the one-object summary of `ferry migrate --json`,
 // the final report, the live progress line, the plan, the list.
 import type { PlanReply } from "../../api/schemas.ts";
-import type { MigrationRecord, Phase, VfRef } from "../../migration/types.ts";
+import type { Cleanup, MigrationRecord, Phase, VfRef } from "../../migration/types.ts";
+import { downtimeOf } from "../../migration/types.ts";
 import { renderTable } from "./table.ts";
 
 export interface NicSummary {
@@ -25,6 +26,9 @@ export interface MigrationSummary {
   code?: string | null;
   timings: { totalMs: number | null; downtimeMs: number | null; phases: Partial<Record<Phase, number>> };
   nics: NicSummary[];
+  /** Things the operator should know (a pause above the downtime limit, cleanup left to the background). */
+  warnings: string[];
+  cleanup?: Cleanup;
   rejections?: { host: string; code: string; message: string }[];
 }
 
@@ -41,12 +45,14 @@ export function migrationSummary(r: MigrationRecord): MigrationSummary {
     runsOn: r.runsOn,
     reason: r.reason,
     code: r.code,
-    timings: { totalMs: done ? r.updatedAt - r.createdAt : null, downtimeMs: r.switchover?.downtimeMs ?? null, phases },
+    timings: { totalMs: done ? r.updatedAt - r.createdAt : null, downtimeMs: downtimeOf(r), phases },
     nics: r.plan.nics.map((n) => {
       const now = r.nics.find((x) => x.name === n.name);
       const c = r.connectivity?.[n.name];
       return { name: n.name, network: n.network, mode: n.mode, policy: n.policy, before: n.before, after: done ? (now?.vf ?? null) : n.after, ...(c ? { connectivity: c } : {}) };
     }),
+    warnings: [...r.warnings],
+    ...(r.cleanup ? { cleanup: r.cleanup } : {}),
   };
 }
 
@@ -58,6 +64,8 @@ export function renderSummary(s: MigrationSummary): string {
     ...(s.reason ? [`  reason:   ${s.reason}`] : []),
     `  from ${s.source} to ${s.destination ?? "-"}; runs on ${s.runsOn ? `${s.runsOn.host} (${s.runsOn.instanceId})` : "UNKNOWN: an operator must look"}`,
     `  total ${s.timings.totalMs === null ? "-" : `${s.timings.totalMs} ms`}, downtime ${s.timings.downtimeMs === null ? "-" : `${s.timings.downtimeMs} ms`}`,
+    ...s.warnings.map((w) => `  warning:  ${w}`),
+    ...(s.cleanup?.state === "pending" ? [`  cleanup:  destination ${s.cleanup.host} pending (retried in the background; 'ferry migration show ${s.id ?? ""}' tells when it is done)`] : []),
     `  phases:   ${Object.entries(s.timings.phases).map(([p, ms]) => `${p} ${ms} ms`).join(", ") || "-"}`,
     "",
     renderTable(["NIC", "NETWORK", "MODE", "POLICY", "BEFORE", "AFTER", "PROBES LOST", "LONGEST GAP"], s.nics.map((n) => [n.name, n.network, n.mode, n.policy, vfText(n.before), vfText(n.after), n.connectivity ? `${n.connectivity.lost}/${n.connectivity.probes}` : "-", n.connectivity ? `${n.connectivity.longestGapMs} ms` : "-"])),
@@ -89,6 +97,6 @@ export function renderMigrations(list: readonly MigrationRecord[]): string {
   if (list.length === 0) return "(no migrations)\n";
   return renderTable(
     ["ID", "VM", "FROM", "TO", "PHASE", "OUTCOME", "RUNS ON", "DOWNTIME", "CREATED"],
-    list.map((r) => [r.id, r.plan.vm.name, r.plan.source.host, r.plan.destination.host, r.phase, r.outcome, r.runsOn?.host, r.switchover ? `${r.switchover.downtimeMs} ms` : null, new Date(r.createdAt).toISOString()]),
+    list.map((r) => [r.id, r.plan.vm.name, r.plan.source.host, r.plan.destination.host, r.phase, r.outcome, r.runsOn?.host, downtimeOf(r) === null ? null : `${downtimeOf(r)} ms`, new Date(r.createdAt).toISOString()]),
   );
 }

@@ -1,0 +1,141 @@
+// No pause waits on a dead process, and a rollback gives the source its
+// network back first (issue 20, findings 2 and 3), on a 2-host lab: real
+// controller and agents, the real test guest, the lab's network namespace.
+// The guest's pause and reachability are measured independently of Ferry: a
+// ping from inside the lab's namespace to the guest's failover NIC (a paused
+// guest answers nothing).
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { after, before, describe, it } from "node:test";
+import type { ControllerClient } from "../../src/api/client.ts";
+import { systemClock } from "../../src/core/clock.ts";
+import { run } from "../../src/core/run.ts";
+import { labClient, labDown, labFetch, labKill, labSpec, labStart, labUp } from "../../src/lab/lab.ts";
+import type { LabState } from "../../src/lab/lab.ts";
+import { startProbe } from "../../src/lab/probe.ts";
+import type { MigrationRecord } from "../../src/migration/types.ts";
+
+const NAME = "deadpeer";
+
+describe("a dead controller or destination agent during perform", { timeout: 300_000 }, () => {
+  let lab: LabState;
+  let api: ControllerClient;
+  let ip = "";
+
+  const agentCall = async (host: string, method: "GET" | "POST" | "DELETE", body?: unknown): Promise<{ holding: { step: string; migrationId: string }[] }> => {
+    const h = lab.hosts.find((x) => x.name === host)!;
+    const token = (await readFile(lab.agentTokenFile, "utf8")).trim();
+    const f = await labFetch(lab);
+    const r = await f(`${h.url}/v1/faults`, {
+      method, signal: AbortSignal.timeout(5_000),
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    assert.ok(r.ok, `${host} /v1/faults ${method}: HTTP ${r.status}`);
+    return (await r.json()) as { holding: { step: string; migrationId: string }[] };
+  };
+  const until = async <T>(what: string, fn: () => Promise<T | undefined>, timeoutMs: number): Promise<T> => {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const x = await fn().catch(() => undefined);
+      if (x !== undefined) return x;
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await systemClock.sleep(100);
+    }
+  };
+  const done = (id: string, timeoutMs: number): Promise<MigrationRecord> =>
+    until(`migration ${id} done`, async () => {
+      const r = (await api.migration(id, { timeoutMs: 3_000 })) as MigrationRecord & { settling?: boolean };
+      return r.phase === "done" && r.settling !== true ? r : undefined;
+    }, timeoutMs);
+  /** Start a migration of "app" to host2 held at the source's perform step (before the migration starts). */
+  const migrateHeld = async (): Promise<string> => {
+    await agentCall("host1", "POST", { name: "hold:perform", once: true, holdMs: 60_000 });
+    const r = await api.migrate({ vm: "app", to: "host2" });
+    assert.equal(r.kind, "started");
+    const id = r.kind === "started" ? r.migration.id : "";
+    await until("the source holding at perform", async () => ((await agentCall("host1", "GET")).holding.some((h) => h.migrationId === id) ? true : undefined), 30_000);
+    return id;
+  };
+
+  before(async () => {
+    await labDown(NAME);
+    lab = await labUp(labSpec({ name: NAME, hosts: 2, configText: "networks: [physnet1]\nvfs: { physnet1: 4 }\n" }));
+    api = await labClient(lab);
+    const vm = await api.createVm({ name: "app", host: "host1", memoryMiB: 256, nics: [{ network: "physnet1", mode: "failover", policy: "mandatory" }] });
+    ip = vm.nics[0]!.address.split("/")[0]!;
+    await until("the guest answering ping", async () => ((await run("ip", ["netns", "exec", lab.netns, "ping", "-c", "1", "-W", "1", ip], { allowFailure: true })).code === 0 ? true : undefined), 90_000);
+  });
+  after(async () => {
+    if (!process.env["FERRY_KEEP_LAB"]) await labDown(NAME);
+  });
+
+  it("controller SIGKILLed in perform and away 8 s: the source gives up at pre-switchover and resumes the guest within its deadline; the outcome says so, with the real pause", async (t) => {
+    const probe = await startProbe({ netns: lab.netns, target: ip, intervalMs: 20 });
+    await probe.waitReply(Date.now() - 1_000, { timeoutMs: 10_000 });
+    const id = await migrateHeld();
+    await labKill(NAME, "controller");
+    await agentCall("host1", "DELETE"); // perform goes on, to pre-switchover, with nobody to decide
+    await systemClock.sleep(8_000);
+    await labStart(NAME, "controller");
+    api = await labClient(lab);
+    const rec = await done(id, 60_000);
+    const ping = await probe.stop();
+    t.diagnostic(`controller away 8 s: ping longest gap ${ping.longestGapMs} ms, Ferry's pausedMs ${String(rec.pausedMs)}, outcome ${String(rec.outcome)} ${String(rec.code)}`);
+    // precheckMs 2000 (the lab's controller) + the default 500 ms grace: the guest was not kept paused for the 8 s outage
+    assert.ok(ping.longestGapMs < 4_000, `the guest went unanswered for ${ping.longestGapMs} ms (gaps ${JSON.stringify(ping.gaps)}) while the controller was away 8 s`);
+    assert.equal(rec.outcome, "rolled-back", `${rec.outcome}: ${rec.reason}`);
+    assert.equal(rec.code, "FERRY_ERR_SOURCE_GAVE_UP");
+    assert.match(rec.reason ?? "", /resumed the guest itself/);
+    assert.equal(rec.runsOn?.host, "host1");
+    assert.ok(rec.pausedMs !== undefined && rec.pausedMs >= 2_000 && rec.pausedMs < 4_000, `record pausedMs ${String(rec.pausedMs)}`);
+    // Ferry's pause (QEMU STOP → RESUME) against the independent ping: a paused guest answers nothing
+    assert.ok(ping.longestGapMs >= rec.pausedMs - 100, `ping gap ${ping.longestGapMs} ms shorter than the pause Ferry reports (${rec.pausedMs} ms)`);
+    assert.ok(rec.warnings.some((w) => /above its downtime limit of 300 ms/.test(w)), `warnings: ${JSON.stringify(rec.warnings)}`);
+    const vm = await api.vm("app");
+    assert.equal(vm.state, "running");
+    assert.equal(vm.host, "host1");
+  });
+
+  it("destination agent SIGKILLed in perform: the source's failover NIC answers again at once, the outcome does not wait for the dead agent, whose cleanup is done in the background when it is back", async (t) => {
+    const probe = await startProbe({ netns: lab.netns, target: ip, intervalMs: 20 });
+    await probe.waitReply(Date.now() - 1_000, { timeoutMs: 10_000 });
+    const id = await migrateHeld();
+    await labKill(NAME, "host2");
+    const killedAt = Date.now();
+    await agentCall("host1", "DELETE");
+    // the old code kept the migration (and the guest's NICs, steered to the standby) waiting on host2 for stepMs
+    const rec = await done(id, 15_000).catch((e: unknown) => assert.fail(`no outcome 15 s after host2's agent died: ${String(e)}`));
+    const endedAfterMs = Date.now() - killedAt;
+    await systemClock.sleep(1_000); // the NIC stays reachable after the outcome too
+    const ping = await probe.stop();
+    t.diagnostic(`destination agent dead: outcome ${endedAfterMs} ms after the kill, ping longest gap ${ping.longestGapMs} ms, Ferry's pausedMs ${String(rec.pausedMs)}, record connectivity ${JSON.stringify(rec.connectivity)}`);
+    assert.ok(ping.longestGapMs < 2_000, `the source guest went unanswered for ${ping.longestGapMs} ms (gaps ${JSON.stringify(ping.gaps)})`);
+    assert.equal(rec.outcome, "rolled-back", `${rec.outcome}: ${rec.reason}`);
+    assert.equal(rec.runsOn?.host, "host1");
+    assert.equal(typeof rec.pausedMs, "number", "the record gives the guest's real pause");
+    assert.ok(rec.pausedMs! <= ping.longestGapMs + 100, `Ferry's pause ${rec.pausedMs} ms, the ping's longest gap ${ping.longestGapMs} ms`);
+    const c = rec.connectivity?.["nic0"] ?? Object.values(rec.connectivity ?? {})[0];
+    assert.ok(c !== undefined, `the record has the lab's connectivity figures: ${JSON.stringify(rec.connectivity)}`);
+    assert.equal(rec.cleanup?.host, "host2");
+    assert.equal(rec.cleanup?.state, "pending", `cleanup ${JSON.stringify(rec.cleanup)} (ended ${endedAfterMs} ms after the kill)`);
+    assert.ok(rec.warnings.some((w) => /retried in the background/.test(w)), JSON.stringify(rec.warnings));
+    // host2 comes back: the background cleanup reaches it, kills what is left of the incoming instance, frees the VFs
+    await labStart(NAME, "host2");
+    const cleaned = await until("the background cleanup done", async () => {
+      const r = await api.migration(id);
+      return r.cleanup?.state === "done" ? r : undefined;
+    }, 30_000);
+    assert.ok(cleaned.warnings.some((w) => /cleanup on host2 done in the background/.test(w)), JSON.stringify(cleaned.warnings));
+    const events: string[] = [];
+    const ctl = new AbortController();
+    await api.events((e) => {
+      if (e.type === "cleanup" && e.migrationId === id) events.push(e.state);
+    }, { signal: ctl.signal }).catch(() => undefined);
+    assert.deepEqual(events, ["pending", "done"], "the event stream tells the cleanup");
+    const vm = await api.vm("app");
+    assert.equal(vm.host, "host1");
+    const devices = await api.devices({ host: "host2" });
+    assert.deepEqual(devices.filter((d) => d.lease !== null), [], "no VF on host2 is left leased to the rolled-back migration");
+  });
+});
