@@ -143,6 +143,21 @@ export const MigrateBody = Type.Object(
 );
 export type MigrateBodyT = Static<typeof MigrateBody>;
 
+/** One NIC's connectivity through a migration (migration/types.ts Connectivity). */
+const ConnectivityView = Type.Object(
+  {
+    probes: Type.Integer({ description: "echo requests sent" }),
+    lost: Type.Integer(),
+    longestGapMs: Type.Number({ description: "longest time without a reply, from the migration's start until the watch ended (past the end)" }),
+    untilStableMs: Type.Optional(Nullable(Type.Number({ description: "ms from the start until the NIC answered steadily again (end of its last outage); 0: no outage; null: not steady within the deadline" }))),
+    endMs: Type.Optional(Type.Number({ description: "ms from the start to the migration's end" })),
+    watchedMs: Type.Optional(Type.Number({ description: "ms the NIC was watched, from the start" })),
+    settleMs: Type.Optional(Type.Number({ description: "how long the NIC had to answer steadily, at least this long past the end" })),
+    outageMs: Type.Optional(Type.Number({ description: "a longer time without a reply is an outage" })),
+  },
+  { additionalProperties: false },
+);
+
 /** A migration record (migration/types.ts); the key fields are checked, the rest passes as the coordinator wrote it. */
 export const MigrationView = Type.Unsafe<MigrationRecord>(
   Type.Object(
@@ -157,6 +172,9 @@ export const MigrationView = Type.Unsafe<MigrationRecord>(
       runsOn: Nullable(Type.Object({ host: Type.String(), instanceId: Type.String() })),
       nics: Type.Array(Type.Object({}, { additionalProperties: true })),
       timings: Type.Object({}, { additionalProperties: true }),
+      connectivity: Type.Optional(Type.Record(Type.String(), ConnectivityView, { description: "lab: per NIC, written once every NIC answered steadily past the end (or the watch's deadline)" })),
+      settling: Type.Optional(Type.Boolean({ description: "the controller still follows up the outcome (the VM record)" })),
+      measuring: Type.Optional(Type.Boolean({ description: "lab: the NICs are still watched until each answers steadily; connectivity comes then" })),
       createdAt: Type.Integer(),
       updatedAt: Type.Integer(),
     },

@@ -27,3 +27,14 @@ test("errors name the file, the line and the field", () => {
   bad("stateDir: /s\nagentTokenFile: /t\nheartbeatTimeout: 5\n", /:3: heartbeatTimeout: unknown field/);
   bad("stateDir: [\n", /\/c\.yaml:\d+: YAML/);
 });
+
+test("lab: the connectivity watch's settle window (at least 5 s), its deadline past the end and the outage threshold", () => {
+  const base = "stateDir: /s\nagentTokenFile: /t\n";
+  assert.equal(parseControllerConfig(base).lab, null);
+  assert.deepEqual(parseControllerConfig(`${base}lab: { fabric: demo }\n`).lab, { fabric: "demo", settleMs: 5000, settleDeadlineMs: 60000, outageMs: 100 });
+  assert.deepEqual(parseControllerConfig(`${base}lab: { fabric: demo, settleMs: 8000, settleDeadlineMs: 20000, outageMs: 50 }\n`).lab, { fabric: "demo", settleMs: 8000, settleDeadlineMs: 20000, outageMs: 50 });
+  const bad = (text: string, re: RegExp) => assert.throws(() => parseControllerConfig(base + text, { source: "/c.yaml" }), (e: Error) => re.test(e.message));
+  bad("lab: { fabric: demo, settleMs: 1000 }\n", /lab\.settleMs: must be between 5000 and 600000/);
+  bad("lab: { fabric: demo, settleMs: 10000, settleDeadlineMs: 9000 }\n", /lab\.settleDeadlineMs: must be at least settleMs \(10000\)/);
+  bad("lab: { fabric: demo, settle: 5000 }\n", /lab\.settle: unknown field/);
+});

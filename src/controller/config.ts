@@ -8,7 +8,9 @@
 //   agentTokenFile: /etc/ferry/agent-token        # the cluster's agent token (required): the controller calls every agent with it
 //   heartbeatTimeoutMs: 6000                      # a host that misses heartbeats this long is down
 //   hostCapacity: { memoryMiB: 16384, vcpus: 16 } # per host, until agents report theirs
-//   lab: { fabric: NAME }                         # lab only: probe guests from that fabric's peer during migrations
+//   lab: { fabric: NAME }                         # lab only: probe guests from that fabric's peer during migrations, and
+//                                                 # after, until each NIC answers steadily: settleMs (5000, at least 5000),
+//                                                 # settleDeadlineMs past the end (60000), outageMs (100: a longer gap is an outage)
 //   tls: { cert: tls/ctl.crt, key: tls/ctl.key, ca: tls/ca.crt }  # optional mutual TLS ('ferry ca'): HTTPS with client
 //                                                 # certificates required; the agents are called over HTTPS with this cert
 //   deadlines: { unplugMs: 15000, convergeMs: 300000, precheckMs: 2000, primaryBackMs: 30000, stepMs: 120000 }
@@ -31,7 +33,7 @@ export interface ControllerConfig {
   hostCapacity: { memoryMiB: number; vcpus: number };
   deadlines: Deadlines;
   /** Lab only: the fabric whose peer probes guests during migrations. */
-  lab: { fabric: string } | null;
+  lab: { fabric: string; settleMs: number; settleDeadlineMs: number; outageMs: number } | null;
   /** Mutual TLS for the controller API and for its calls to the agents; null: plain HTTP (the token still required). */
   tls: TlsFiles | null;
 }
@@ -71,8 +73,15 @@ export function parseControllerConfig(text: string, options: { source?: string; 
   const deadlines = { ...DEFAULT_DEADLINES };
   for (const k of keys) deadlines[k] = c.int(["deadlines", k], dRaw[k], DEFAULT_DEADLINES[k], 1, 24 * 3_600_000);
 
-  const labRaw = o["lab"] === undefined ? undefined : c.obj(["lab"], o["lab"], ["fabric"]);
-  const lab = labRaw === undefined ? null : { fabric: c.check(["lab", "fabric"], (f) => v.name(f, labRaw["fabric"])) };
+  const labRaw = o["lab"] === undefined ? undefined : c.obj(["lab"], o["lab"], ["fabric", "settleMs", "settleDeadlineMs", "outageMs"]);
+  let lab: ControllerConfig["lab"] = null;
+  if (labRaw !== undefined) {
+    const settleMs = c.int(["lab", "settleMs"], labRaw["settleMs"], 5_000, 5_000, 600_000);
+    const settleDeadlineMs = c.int(["lab", "settleDeadlineMs"], labRaw["settleDeadlineMs"], Math.max(60_000, settleMs), 1, 3_600_000);
+    if (settleDeadlineMs < settleMs) throw c.error(["lab", "settleDeadlineMs"], `must be at least settleMs (${settleMs}): the deadline counts from the migration's end and the window must fit in it`);
+    const outageMs = c.int(["lab", "outageMs"], labRaw["outageMs"], 100, 20, 60_000);
+    lab = { fabric: c.check(["lab", "fabric"], (f) => v.name(f, labRaw["fabric"])), settleMs, settleDeadlineMs, outageMs };
+  }
   const tls = o["tls"] === undefined ? null : parseTls(c, ["tls"], o["tls"]);
   return { listen: { address, port }, stateDir, tokenFile, agentTokenFile, heartbeatTimeoutMs, hostCapacity, deadlines, lab, tls };
 }

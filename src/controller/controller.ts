@@ -52,9 +52,36 @@ export interface ControllerDeps {
   eventLog?: EventLog;
 }
 
-/** Watches a VM's NICs during a migration; `stop` gives each NIC's result. */
+/** Watches a VM's NICs from the start of a migration until each answers steadily past its end. */
 export interface ConnectivityWatch {
-  start(vm: VmRecord): Promise<{ stop(): Promise<Record<string, Connectivity>> }>;
+  start(vm: VmRecord): Promise<ConnectivityHandle>;
+}
+
+export interface SettleOptions {
+  /** Epoch ms the migration started (figures count from then). */
+  from: number;
+  /** Epoch ms its outcome was decided. */
+  endedAt: number;
+  /** Aborted: stop now, with the figures so far (a NIC not yet steady: time until stable null). */
+  signal?: AbortSignal;
+}
+
+export interface ConnectivityHandle {
+  /** Watch on until every NIC has answered steadily for the settle window past `endedAt` (or the watch's deadline); each NIC's figures. */
+  settle(o: SettleOptions): Promise<Record<string, Connectivity>>;
+}
+
+/** What an operator should hear about a NIC's connectivity (pure): not steady in time, or out after the migration had ended. */
+export function connectivityWarnings(c: Readonly<Record<string, Connectivity>>): string[] {
+  const out: string[] = [];
+  for (const [nic, x] of Object.entries(c)) {
+    if (x.untilStableMs === null) {
+      out.push(`NIC ${nic} did not answer steadily for ${x.settleMs ?? "?"} ms within the ${x.watchedMs ?? "?"} ms it was watched (longest gap ${x.longestGapMs} ms): check the guest's network ('ferry migration show')`);
+    } else if (x.untilStableMs !== undefined && x.endMs !== undefined && x.untilStableMs > x.endMs) {
+      out.push(`NIC ${nic} was unreachable after the migration had ended: it answered steadily only ${x.untilStableMs - x.endMs} ms after the end (longest gap ${x.longestGapMs} ms)`);
+    }
+  }
+  return out;
 }
 
 /** How many of a host's VFs on one network are leased (to an instance or a migration). */
@@ -124,6 +151,8 @@ export class Controller {
   readonly #clients = new Map<string, AgentClient>();
   readonly #busy = new Set<string>();
   readonly #running = new Map<string, Promise<MigrationRecord>>();
+  /** Migrations whose NICs are still watched after the outcome (lab), by id: cut ends the watch now. */
+  readonly #measuring = new Map<string, { vm: string; cut: AbortController; done: Promise<void> }>();
   readonly #stop = new AbortController();
   #liveness: Promise<void> | null = null;
   #vmCheckAt = 0;
@@ -189,6 +218,8 @@ export class Controller {
     this.#stop.abort(new FerryError("FERRY_ERR_ABORTED", "controller shutting down"));
     await this.#liveness;
     await Promise.allSettled(this.#running.values());
+    for (const m of this.#measuring.values()) m.cut.abort();
+    await Promise.allSettled([...this.#measuring.values()].map((m) => m.done));
   }
 
   // ------------------------------------------------------------------ hosts
@@ -630,32 +661,26 @@ export class Controller {
         ...(input.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: input.maxBandwidthBytes }),
       };
       const runner = this.#runner;
+      // an earlier migration's watch still running would count this migration's outage as its own
+      for (const m of this.#measuring.values()) if (m.vm === vm.uuid) m.cut.abort();
       const watching = await this.#d.connectivity?.start(vm).catch((e: unknown) => {
         this.#d.log.warn({ err: e, vm: vm.name }, "connectivity probe did not start; the migration runs without it");
         return undefined;
       });
-      let stopped: Promise<Record<string, Connectivity> | undefined> | undefined;
-      const stopWatch = (): Promise<Record<string, Connectivity> | undefined> => (stopped ??= watching ? watching.stop().catch(() => undefined) : Promise.resolve(undefined));
-      const rec = await createMigration(plan, runner);
+      let rec: MigrationRecord;
+      try {
+        rec = await createMigration(plan, runner);
+      } catch (e) {
+        await watching?.settle({ from: this.#d.clock.now(), endedAt: this.#d.clock.now(), signal: AbortSignal.abort() }).catch(() => undefined);
+        throw e;
+      }
       await this.#d.cluster.putVm({ ...vm, state: "migrating", updatedAt: this.#d.clock.now() });
       const run = runMigration(plan.id, runner)
         .then(async (ended) => {
-          let final = ended;
-          const connectivity = await stopWatch();
-          // re-read: a background cleanup (runner.ts) may have written the record since it ended
-          for (let i = 0; connectivity && i < 3; i++) {
-            const cur = (await this.#d.store.getMigration(ended.id)) ?? ended;
-            const wrote = await this.#d.store.updateMigration({ ...cur, connectivity }, cur.version).catch(() => undefined);
-            if (wrote) {
-              final = wrote;
-              break;
-            }
-          }
-          await this.#settle(final);
-          return final;
+          await this.#settle(ended);
+          return ended;
         })
         .finally(() => {
-          void stopWatch();
           this.#busy.delete(vm.uuid);
           this.#running.delete(plan.id);
         });
@@ -663,11 +688,44 @@ export class Controller {
         if (!isFerryError(e, "FERRY_ERR_ABORTED")) this.#d.log.error({ err: e, id: plan.id }, "migration runner failed");
       });
       this.#running.set(plan.id, run);
+      if (watching) this.#watch(rec, vm.uuid, watching, run);
       started = true;
       return rec;
     } finally {
       if (!started) this.#busy.delete(probe.uuid);
     }
+  }
+
+  /**
+   * The outcome is not held back by the watch: once the migration has ended
+   * (VM record settled) the NICs are watched on until steady, then the figures
+   * (and a warning per NIC that was not steady in time, or only after the end)
+   * are written into the record.
+   */
+  #watch(rec: MigrationRecord, vm: string, watching: ConnectivityHandle, run: Promise<MigrationRecord>): void {
+    const cut = new AbortController();
+    const signal = AbortSignal.any([cut.signal, this.#stop.signal]);
+    const done = (async () => {
+      const ended = await run.catch(() => undefined);
+      const endedAt = ended?.updatedAt ?? this.#d.clock.now();
+      const connectivity = await watching.settle({ from: rec.createdAt, endedAt, signal });
+      const warnings = connectivityWarnings(connectivity);
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const now = await this.#d.store.getMigration(rec.id);
+        if (!now) return;
+        try {
+          // updatedAt stays the end: a migration's total time is createdAt → updatedAt
+          await this.#d.store.updateMigration({ ...now, connectivity, warnings: [...now.warnings, ...warnings] }, now.version);
+          break;
+        } catch (e) {
+          if (!isFerryError(e, "FERRY_ERR_CONFLICT")) throw e;
+        }
+      }
+      for (const w of warnings) this.#d.log.warn({ id: rec.id, vm: rec.plan.vm.name }, w);
+    })()
+      .catch((e: unknown) => this.#d.log.error({ err: e, id: rec.id }, "cannot record the migration's connectivity"))
+      .finally(() => this.#measuring.delete(rec.id));
+    this.#measuring.set(rec.id, { vm, cut, done });
   }
 
   /**
@@ -711,12 +769,16 @@ export class Controller {
     return this.#d.store.listMigrations();
   }
 
-  /** A migration; `settling` while the controller still follows up its outcome (VM record, connectivity). */
-  async getMigration(id: string): Promise<MigrationRecord & { settling: boolean; progress?: Record<string, unknown> }> {
+  /**
+   * A migration; `settling` while the controller still follows up its outcome
+   * (the VM record), `measuring` while it still watches the NICs' connectivity
+   * (lab: until each answers steadily past the end; the figures come then).
+   */
+  async getMigration(id: string): Promise<MigrationRecord & { settling: boolean; measuring: boolean; progress?: Record<string, unknown> }> {
     const r = await this.#d.store.getMigration(id);
     if (!r) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
     const progress = r.phase === "perform" ? await this.#progress(r) : undefined;
-    return { ...r, settling: this.#running.has(id), ...(progress ? { progress } : {}) };
+    return { ...r, settling: this.#running.has(id), measuring: this.#measuring.has(id), ...(progress ? { progress } : {}) };
   }
 
   /** RAM progress from the source QEMU while RAM streams (best effort, bounded). */

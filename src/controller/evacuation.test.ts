@@ -109,13 +109,13 @@ describe("Evacuations (fake controller)", () => {
         migrations.set(id, { rec, polls: 0, input });
         return Promise.resolve(rec);
       },
-      getMigration: (id: string): Promise<MigrationRecord & { settling: boolean }> => {
+      getMigration: (id: string): Promise<MigrationRecord & { settling: boolean; measuring: boolean }> => {
         const m = migrations.get(id)!;
         m.polls++;
-        if (m.polls < 3) return Promise.resolve({ ...m.rec, phase: "perform", settling: false });
+        if (m.polls < 3) return Promise.resolve({ ...m.rec, phase: "perform", settling: false, measuring: false });
         if (m.rec.phase !== "done") inFlight--;
         m.rec = { ...m.rec, phase: "done", outcome: "succeeded", reason: "migrated", runsOn: { host: m.input.to ?? "?", instanceId: "y" } };
-        return Promise.resolve({ ...m.rec, settling: false });
+        return Promise.resolve({ ...m.rec, settling: false, measuring: false });
       },
     };
     deps = { controller, clock: systemClock, log: silentLogger, pollMs: 2 };

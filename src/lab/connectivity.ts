@@ -1,31 +1,87 @@
-// The lab's connectivity measurement: during a migration the fabric's peer
-// probes each NIC's guest address every 10 ms; the result goes into the
-// migration record (`connectivity: { probes, lost, longestGapMs }` per NIC).
-import type { ConnectivityWatch } from "../controller/controller.ts";
+// The lab's connectivity measurement: from the start of a migration the
+// fabric's peer probes each NIC's guest address every 10 ms, and it goes on
+// past the migration's end until each NIC has answered steadily for the
+// settle window (no outage, i.e. no time of more than `outageMs` without a
+// reply, for `settleMs`, and at least `settleMs` past the end), or the
+// deadline passes. The result goes into the migration record per NIC:
+// probes, lost, the longest gap and the time until stable.
+//
+// The watch must not stop at the end: an outage can begin only then (the
+// lab's bridge once changed its MAC when a migration deleted a guest's tap,
+// and guests were unreachable for 25–48 s after the migration had reported
+// success with a 150 ms gap).
+import { systemClock } from "../core/clock.ts";
+import type { ConnectivityWatch, SettleOptions } from "../controller/controller.ts";
 import type { Connectivity } from "../migration/types.ts";
 import { openFabric, pinPeerNeighbor } from "./fabric.ts";
-import { startProbe } from "./probe.ts";
+import { startProbe, steadiness } from "./probe.ts";
 import type { Probe } from "./probe.ts";
 
-export function labConnectivity(fabricName: string): ConnectivityWatch {
+export interface SettlePolicy {
+  /** How long each NIC must answer steadily, at least this long past the migration's end (≥ 5000). */
+  settleMs: number;
+  /** Past the end, give up waiting for steadiness after this; the NIC's time until stable is then null. */
+  deadlineMs: number;
+  /** A time of more than this without a reply is an outage. */
+  outageMs: number;
+}
+
+export const DEFAULT_SETTLE: SettlePolicy = { settleMs: 5_000, deadlineMs: 60_000, outageMs: 100 };
+
+const POLL_MS = 50;
+
+/** When a NIC's watch may end: steady for settleMs, and settleMs past the end (pure). */
+export function settled(replyTimes: readonly number[], o: { from: number; endedAt: number; now: number; policy: SettlePolicy }): { stableSince: number } | undefined {
+  if (o.now < o.endedAt + o.policy.settleMs) return undefined;
+  const s = steadiness(replyTimes, { from: o.from, now: o.now, outageMs: o.policy.outageMs });
+  return s.steadyForMs >= o.policy.settleMs ? { stableSince: s.stableSince } : undefined;
+}
+
+export function labConnectivity(fabricName: string, policy: SettlePolicy = DEFAULT_SETTLE): ConnectivityWatch {
   return {
     async start(vm) {
       const fabric = await openFabric(fabricName);
       if (!fabric) throw new Error(`lab fabric ${fabricName} is gone`);
       const probes = new Map<string, Probe>();
-      for (const nic of vm.nics) {
-        if (!fabric.networks.some((n) => n.name === nic.network)) continue;
-        const ip = nic.address.split("/")[0]!;
-        // a VF keeps the guest MAC: pin it on the peer so an ARP retry timer does not decide the gap
-        await pinPeerNeighbor(fabric, nic.network, ip, nic.mac);
-        probes.set(nic.name, await startProbe({ netns: fabric.netns, target: ip }));
+      try {
+        for (const nic of vm.nics) {
+          if (!fabric.networks.some((n) => n.name === nic.network)) continue;
+          const ip = nic.address.split("/")[0]!;
+          // a VF keeps the guest MAC: pin it on the peer so an ARP retry timer does not decide the gap
+          await pinPeerNeighbor(fabric, nic.network, ip, nic.mac);
+          probes.set(nic.name, await startProbe({ netns: fabric.netns, target: ip }));
+        }
+      } catch (e) {
+        for (const p of probes.values()) await p.stop().catch(() => undefined);
+        throw e;
       }
       return {
-        async stop() {
+        async settle(o: SettleOptions) {
           const out: Record<string, Connectivity> = {};
-          for (const [nic, p] of probes) {
-            const r = await p.stop();
-            out[nic] = { probes: r.probes, lost: r.lost, longestGapMs: Math.round(r.longestGapMs) };
+          const finish = async (nic: string, p: Probe, stableSince: number | null): Promise<void> => {
+            const r = await p.stop({ from: o.from });
+            out[nic] = {
+              probes: r.probes,
+              lost: r.lost,
+              longestGapMs: Math.round(r.longestGapMs),
+              untilStableMs: stableSince === null ? null : Math.max(0, Math.round(stableSince - o.from)),
+              endMs: Math.max(0, Math.round(o.endedAt - o.from)),
+              watchedMs: Math.round(r.durationMs),
+              settleMs: policy.settleMs,
+              outageMs: policy.outageMs,
+            };
+            probes.delete(nic);
+          };
+          const until = o.endedAt + policy.deadlineMs;
+          while (probes.size > 0) {
+            const now = systemClock.now();
+            for (const [nic, p] of [...probes]) {
+              const s = settled(p.replyTimes(), { from: o.from, endedAt: o.endedAt, now, policy });
+              if (s) await finish(nic, p, s.stableSince);
+              else if (now >= until || o.signal?.aborted === true) await finish(nic, p, null);
+            }
+            // aborted: the next round finishes every NIC still watched
+            if (probes.size > 0) await systemClock.sleep(POLL_MS, o.signal).catch(() => undefined);
           }
           return out;
         },

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isFerryError } from "../core/errors.ts";
-import { cmd, fabricCommands, fabricFromStatus, fabricNetns, fabricStatusFromLinks, parseLinks, parseNetnsList, planFabric, planNetwork } from "./fabric.ts";
+import { bridgeMac, cmd, fabricCommands, fabricFromStatus, fabricNetns, fabricStatusFromLinks, parseLinks, parseNetnsList, planFabric, planNetwork } from "./fabric.ts";
 
 const physnet1 = { name: "physnet1", subnet: "10.91.1.0/24", peerAddress: "10.91.1.1/24" };
 
@@ -11,7 +11,7 @@ describe("planFabric", () => {
     assert.deepEqual(f, {
       name: "demo",
       netns: "ferry-lab-demo",
-      networks: [{ name: "physnet1", bridge: "br-physnet1", subnet: "10.91.1.0/24", peerAddress: "10.91.1.1/24", peerIp: "10.91.1.1", peerIf: "pe-physnet1", peerPort: "pb-physnet1" }],
+      networks: [{ name: "physnet1", bridge: "br-physnet1", subnet: "10.91.1.0/24", peerAddress: "10.91.1.1/24", peerIp: "10.91.1.1", peerIf: "pe-physnet1", peerPort: "pb-physnet1", bridgeMac: bridgeMac("physnet1") }],
     });
     assert.equal(planFabric({ name: "x", networks: [physnet1], prefix: "ferry-t-" }).netns, "ferry-t-x");
   });
@@ -20,6 +20,12 @@ describe("planFabric", () => {
     assert.equal(n.peerAddress, "10.0.8.1/22");
     assert.match(n.bridge, /^br-[0-9a-f]{12}$/);
     assert.ok(n.peerIf.length <= 15 && n.peerPort.length <= 15 && n.peerIf !== n.peerPort);
+  });
+  it("gives each bridge a fixed, locally administered unicast MAC of its own", () => {
+    const a = bridgeMac("physnet1");
+    assert.match(a, /^02(:[0-9a-f]{2}){5}$/);
+    assert.equal(bridgeMac("physnet1"), a, "the same after a repair or a restart");
+    assert.notEqual(bridgeMac("physnet2"), a);
   });
   it("refuses bad input, naming the field", () => {
     const bad = (f: () => unknown, re: RegExp): void => assert.throws(f, (e) => isFerryError(e, "FERRY_ERR_INVALID") && re.test(e.message));
@@ -38,7 +44,15 @@ describe("planFabric", () => {
 
 describe("command builders", () => {
   it("are argv arrays scoped to the namespace", () => {
-    assert.deepEqual(cmd.bridgeAdd("ferry-lab-x", "br-p"), { file: "ip", args: ["-n", "ferry-lab-x", "link", "add", "name", "br-p", "type", "bridge", "stp_state", "0", "forward_delay", "0"] });
+    assert.deepEqual(cmd.bridgeAdd("ferry-lab-x", "br-p", "02:00:00:00:00:01"), {
+      file: "ip",
+      args: ["-n", "ferry-lab-x", "link", "add", "name", "br-p", "address", "02:00:00:00:00:01", "type", "bridge", "stp_state", "0", "forward_delay", "0"],
+    });
+    assert.deepEqual(cmd.arpStrict("ferry-lab-x").args, [
+      "netns", "exec", "ferry-lab-x", "sysctl", "-q", "-w",
+      "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2", "net.ipv4.conf.default.arp_ignore=1", "net.ipv4.conf.default.arp_announce=2",
+    ]);
+    assert.equal(cmd.arpStrict("ferry-lab-x").optional, undefined, "a fabric whose bridge may answer ARP for the peer is not made");
     assert.deepEqual(cmd.vethAdd("ferry-lab-x", "pb-p", "pe-p").args, ["-n", "ferry-lab-x", "link", "add", "name", "pb-p", "type", "veth", "peer", "name", "pe-p"]);
     assert.deepEqual(cmd.attach("ferry-lab-x", "tap0", "br-p").args, ["-n", "ferry-lab-x", "link", "set", "dev", "tap0", "master", "br-p", "up"]);
     assert.deepEqual(cmd.addrReplace("ferry-lab-x", "pe-p", "10.91.1.1/24").args, ["-n", "ferry-lab-x", "addr", "replace", "10.91.1.1/24", "dev", "pe-p"]);
@@ -54,11 +68,13 @@ describe("command builders", () => {
 
   it("create adds only what is missing, and always re-asserts state", () => {
     const f = planFabric({ name: "x", networks: [physnet1] });
+    const mac = bridgeMac("physnet1");
     const fresh = fabricCommands(f, new Set()).map((c) => c.args.join(" "));
     assert.deepEqual(fresh, [
       "netns exec ferry-lab-x sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
+      "netns exec ferry-lab-x sysctl -q -w net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.default.arp_ignore=1 net.ipv4.conf.default.arp_announce=2",
       "-n ferry-lab-x link set dev lo up",
-      "-n ferry-lab-x link add name br-physnet1 type bridge stp_state 0 forward_delay 0",
+      `-n ferry-lab-x link add name br-physnet1 address ${mac} type bridge stp_state 0 forward_delay 0`,
       "-n ferry-lab-x link set dev br-physnet1 alias ferry-fabric physnet1 10.91.1.0/24",
       "-n ferry-lab-x link set dev br-physnet1 up",
       "-n ferry-lab-x link add name pb-physnet1 type veth peer name pe-physnet1",
@@ -68,6 +84,7 @@ describe("command builders", () => {
     ]);
     const again = fabricCommands(f, new Set(["lo", "br-physnet1", "pb-physnet1", "pe-physnet1"])).map((c) => c.args.join(" "));
     assert.ok(!again.some((a) => / link add /.test(a)), again.join("\n"));
+    assert.ok(again.includes(`-n ferry-lab-x link set dev br-physnet1 address ${mac}`), "an existing bridge gets its own MAC back");
     const lone = fabricCommands(f, new Set(["lo", "br-physnet1", "pe-physnet1"])).map((c) => c.args.join(" "));
     assert.ok(lone.includes("-n ferry-lab-x link del dev pe-physnet1") && lone.some((a) => a.includes("type veth")));
   });
@@ -76,7 +93,7 @@ describe("command builders", () => {
 // Trimmed from `ip -n NS -json -details addr show` (iproute2 6.1).
 const LINKS = JSON.stringify([
   { ifindex: 1, ifname: "lo", flags: ["LOOPBACK", "UP", "LOWER_UP"], operstate: "UNKNOWN", addr_info: [{ family: "inet", local: "127.0.0.1", prefixlen: 8 }] },
-  { ifindex: 2, ifname: "br-physnet1", flags: ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"], operstate: "UP", linkinfo: { info_kind: "bridge", info_data: { stp_state: 0 } }, ifalias: "ferry-fabric physnet1 10.91.1.0/24", addr_info: [] },
+  { ifindex: 2, ifname: "br-physnet1", address: bridgeMac("physnet1"), flags: ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"], operstate: "UP", linkinfo: { info_kind: "bridge", info_data: { stp_state: 0 } }, ifalias: "ferry-fabric physnet1 10.91.1.0/24", addr_info: [] },
   { ifindex: 3, link: "pb-physnet1", ifname: "pe-physnet1", flags: ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"], operstate: "UP", linkinfo: { info_kind: "veth" }, addr_info: [{ family: "inet", local: "10.91.1.1", prefixlen: 24 }] },
   { ifindex: 4, link: "pe-physnet1", ifname: "pb-physnet1", flags: ["BROADCAST", "MULTICAST", "UP", "LOWER_UP"], master: "br-physnet1", operstate: "UP", linkinfo: { info_kind: "veth", info_slave_kind: "bridge" }, addr_info: [] },
   { ifindex: 5, ifname: "tap0", flags: ["NO-CARRIER", "BROADCAST", "MULTICAST", "UP"], master: "br-physnet1", operstate: "DOWN", linkinfo: { info_kind: "tun", info_data: { type: "tap" }, info_slave_kind: "bridge" }, addr_info: [] },
@@ -94,6 +111,8 @@ describe("parsers", () => {
         bridge: "br-physnet1",
         subnet: "10.91.1.0/24",
         bridgeUp: true,
+        bridgeMac: bridgeMac("physnet1"),
+        bridgeAddresses: [],
         peer: { ifname: "pe-physnet1", port: "pb-physnet1", addresses: ["10.91.1.1/24"], up: true, attached: true },
         ports: [{ ifname: "tap0", kind: "tap", up: true, operstate: "DOWN" }],
       },

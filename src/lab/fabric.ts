@@ -9,13 +9,27 @@
 // enters the bridge on `pb-<net>` and is forwarded to the guest's tap like
 // frames from an external host; the answer comes back the same way.
 //
+// The switch must behave like a switch, not like a host on the guests'
+// network (issue 20, finding 5):
+// - A bridge has no IP address, and the namespace answers ARP only on the
+//   interface that holds the asked-for address (`arp_ignore=1`) and asks with
+//   that interface's address (`arp_announce=2`). Without that the bridge
+//   device, being a local interface of the namespace that holds the peer
+//   address, answered the guests' ARP for the peer too — with its own MAC,
+//   and first, so guests sent the peer's traffic to the bridge.
+// - Each bridge has a fixed MAC of its own (locally administered, derived
+//   from its network's name). A Linux bridge without one takes the lowest MAC
+//   of its ports — often a guest tap's, which a migration deletes: the bridge
+//   then changed its MAC, and a guest that had the old one in its ARP cache
+//   sent into the void until that entry went stale (25–48 s after 19 of 20
+//   ping-pong migrations).
+// So the peer answers only on its own veth, with its own MAC, and nothing a
+// migration adds or deletes changes what the guests have learned.
+//
 // One namespace is enough for that: the bridge has no IP address, the peer
 // addresses of different networks are in different subnets and IP forwarding
 // is off in a fresh namespace, so the namespace's IP stack reaches each subnet
-// only through its peer end, and it answers the guests' ARP for the peer
-// address on that veth. A second namespace for the peer would only be needed
-// if the bridge itself held an address in the guests' subnet (then the kernel
-// would deliver locally, never crossing the bridge) — the fabric never does.
+// only through its peer end.
 //
 // Everything the fabric is can be read back from the kernel by name: each
 // bridge carries its network name and subnet in its alias, so
@@ -58,6 +72,8 @@ export interface FabricNetwork {
   peerIf: string;
   /** The veth end that is a port of the bridge. */
   peerPort: string;
+  /** The bridge's own fixed MAC (bridgeMac). */
+  bridgeMac: string;
 }
 
 export interface Fabric {
@@ -107,6 +123,16 @@ export const defaultBridge = (network: string): string => ifnameFor("br", networ
 export const peerIfname = (network: string): string => ifnameFor("pe", network);
 export const peerPortIfname = (network: string): string => ifnameFor("pb", network);
 
+/**
+ * The bridge's own MAC: locally administered, unicast (`02:…`), derived from
+ * the network's name, so it is the same after a repair or a restart and never
+ * a port's. Given explicitly, the kernel keeps it whatever ports come and go.
+ */
+export function bridgeMac(network: string): string {
+  const h = createHash("sha256").update(`ferry-fabric bridge ${network}`).digest();
+  return ["02", ...[...h.subarray(0, 5)].map((b) => b.toString(16).padStart(2, "0"))].join(":");
+}
+
 interface Cidr {
   addr: number;
   prefix: number;
@@ -154,6 +180,7 @@ export function planNetwork(n: NetworkInput, field = "network"): FabricNetwork {
     peerIp: intToIp(peer.addr),
     peerIf: peerIfname(name),
     peerPort: peerPortIfname(name),
+    bridgeMac: bridgeMac(name),
   };
 }
 
@@ -199,12 +226,24 @@ export const cmd = {
     args: ["netns", "exec", v.name("netns", netns), "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"],
     optional: true,
   }),
+  /**
+   * ARP as a host with several interfaces should do it: answer only for an
+   * address of the interface the request came in on (so a bridge, which has
+   * none, never answers for the peer) and ask with the outgoing interface's
+   * own address. `default` too, for interfaces made later (a guest's tap).
+   */
+  arpStrict: (netns: string): Cmd => ({
+    file: "ip",
+    args: ["netns", "exec", v.name("netns", netns), "sysctl", "-q", "-w", ...["all", "default"].flatMap((c) => [`net.ipv4.conf.${c}.arp_ignore=1`, `net.ipv4.conf.${c}.arp_announce=2`])],
+  }),
   linkUp: (netns: string, dev: string): Cmd => ({ file: "ip", args: [...ns(netns), "link", "set", "dev", v.ifname("dev", dev), "up"] }),
-  bridgeAdd: (netns: string, bridge: string): Cmd => ({
+  bridgeAdd: (netns: string, bridge: string, mac: string): Cmd => ({
     // STP off (the default) puts ports straight into forwarding; forward_delay 0 says so explicitly.
     file: "ip",
-    args: [...ns(netns), "link", "add", "name", v.ifname("bridge", bridge), "type", "bridge", "stp_state", "0", "forward_delay", "0"],
+    args: [...ns(netns), "link", "add", "name", v.ifname("bridge", bridge), "address", v.mac("mac", mac), "type", "bridge", "stp_state", "0", "forward_delay", "0"],
   }),
+  /** `ip link set dev DEV address MAC` (a bridge made before bridges had a MAC of their own gets one). */
+  linkMac: (netns: string, dev: string, mac: string): Cmd => ({ file: "ip", args: [...ns(netns), "link", "set", "dev", v.ifname("dev", dev), "address", v.mac("mac", mac)] }),
   bridgeAlias: (netns: string, bridge: string, network: string, subnet: string): Cmd => ({
     file: "ip",
     args: [...ns(netns), "link", "set", "dev", v.ifname("bridge", bridge), "alias", `${ALIAS_TAG} ${v.name("network", network)} ${subnet}`],
@@ -245,9 +284,9 @@ export const cmd = {
  * are idempotent and always issued.
  */
 export function fabricCommands(f: Fabric, existing: ReadonlySet<string>): Cmd[] {
-  const cmds: Cmd[] = [cmd.noIpv6(f.netns), cmd.linkUp(f.netns, "lo")];
+  const cmds: Cmd[] = [cmd.noIpv6(f.netns), cmd.arpStrict(f.netns), cmd.linkUp(f.netns, "lo")];
   for (const n of f.networks) {
-    if (!existing.has(n.bridge)) cmds.push(cmd.bridgeAdd(f.netns, n.bridge));
+    cmds.push(existing.has(n.bridge) ? cmd.linkMac(f.netns, n.bridge, n.bridgeMac) : cmd.bridgeAdd(f.netns, n.bridge, n.bridgeMac));
     cmds.push(cmd.bridgeAlias(f.netns, n.bridge, n.name, n.subnet), cmd.linkUp(f.netns, n.bridge));
     if (!existing.has(n.peerPort) || !existing.has(n.peerIf)) {
       // one command makes both ends, so a lone end is a leftover of something else: replace it
@@ -275,6 +314,8 @@ export interface LinkInfo {
   up: boolean;
   operstate: string;
   alias: string | undefined;
+  /** The link's MAC ("" when it has none, e.g. loopback reports zeros). */
+  mac: string;
   /** IPv4 addresses with prefix. */
   addresses: string[];
 }
@@ -311,6 +352,7 @@ export function parseLinks(text: string): LinkInfo[] {
         up: flags.includes("UP"),
         operstate: optStr(l["operstate"]) ?? "UNKNOWN",
         alias: optStr(l["ifalias"]),
+        mac: optStr(l["address"]) ?? "",
         addresses: addrs.filter(isObj).flatMap((a) => (a["family"] === "inet" && typeof a["local"] === "string" && typeof a["prefixlen"] === "number" ? [`${a["local"]}/${a["prefixlen"]}`] : [])),
       },
     ];
@@ -335,6 +377,10 @@ export interface NetworkStatus {
   bridge: string;
   subnet: string | undefined;
   bridgeUp: boolean;
+  /** The bridge's MAC as the kernel has it now. */
+  bridgeMac: string;
+  /** IPv4 addresses on the bridge itself: none in a healthy fabric (a switch has no address on the guests' network). */
+  bridgeAddresses: string[];
   /** The peer endpoint, when both veth ends are there. */
   peer: { ifname: string; port: string; addresses: string[]; up: boolean; attached: boolean } | undefined;
   /** Other ports of the bridge (guest taps), with their state. */
@@ -365,6 +411,8 @@ export function fabricStatusFromLinks(name: string, netns: string, links: readon
       bridge: br.ifname,
       subnet: fromAlias ? alias[2] : undefined,
       bridgeUp: br.up,
+      bridgeMac: br.mac,
+      bridgeAddresses: br.addresses,
       peer:
         peerIf && peerPort
           ? { ifname: peerIf.ifname, port: peerPort.ifname, addresses: peerIf.addresses, up: peerIf.up, attached: peerPort.master === br.ifname }
@@ -385,7 +433,7 @@ export function fabricFromStatus(s: FabricStatus): Fabric {
     networks: s.networks.flatMap((n) => {
       const peerAddress = n.peer?.addresses[0];
       if (n.subnet === undefined || peerAddress === undefined || n.peer === undefined) return [];
-      return [{ name: n.name, bridge: n.bridge, subnet: n.subnet, peerAddress, peerIp: peerAddress.split("/")[0] ?? "", peerIf: n.peer.ifname, peerPort: n.peer.port }];
+      return [{ name: n.name, bridge: n.bridge, subnet: n.subnet, peerAddress, peerIp: peerAddress.split("/")[0] ?? "", peerIf: n.peer.ifname, peerPort: n.peer.port, bridgeMac: n.bridgeMac }];
     }),
   };
 }

@@ -8,6 +8,7 @@ import type { ControllerClient } from "../api/client.ts";
 import { FerryError } from "../core/errors.ts";
 import { run } from "../core/run.ts";
 import type { MigrationRecord } from "../migration/types.ts";
+import { stableText } from "../cli/render/migration.ts";
 import { labClient, labDown, labFault, labSpec, labUp } from "./lab.ts";
 
 const NAME = "demo";
@@ -22,7 +23,7 @@ export interface DemoRow {
   totalMs: number;
   /** The failover NIC answered the peer after the migration (within 30 s). */
   reachableAfter: boolean;
-  nics: { name: string; mode: string; lost: string; gapMs: string; vf: string }[];
+  nics: { name: string; mode: string; lost: string; gapMs: string; stable: string; vf: string }[];
 }
 
 /** Whether the guest at `ip` answers a ping from the lab's peer within `timeoutMs`. */
@@ -35,18 +36,18 @@ export async function reachable(netns: string, ip: string, timeoutMs: number): P
   return false;
 }
 
-/** Poll a migration until it is done and settled (its connectivity measured); `say` hears each new phase. */
+/** Poll a migration until it is done, settled and its connectivity measured (every NIC steady past the end); `say` hears each new phase. */
 export async function follow(client: ControllerClient, id: string, say: (s: string) => void = () => undefined, pollMs = 150, timeoutMs = 900_000): Promise<MigrationRecord> {
   let last = "";
   const until = Date.now() + timeoutMs;
   for (;;) {
     if (Date.now() > until) throw new FerryError("FERRY_ERR_TIMEOUT", `migration ${id} did not finish within ${timeoutMs} ms; see 'ferry migrations ${id}' and the lab's logs`);
-    const r = (await client.migration(id, { timeoutMs: 10_000 })) as MigrationRecord & { settling?: boolean };
+    const r = (await client.migration(id, { timeoutMs: 10_000 })) as MigrationRecord & { settling?: boolean; measuring?: boolean };
     if (r.phase !== last) {
       say(`    ${r.phase}`);
       last = r.phase;
     }
-    if (r.phase === "done" && r.settling !== true) return r;
+    if (r.phase === "done" && r.settling !== true && r.measuring !== true) return r;
     await new Promise((x) => setTimeout(x, pollMs));
   }
 }
@@ -69,6 +70,7 @@ function row(n: number, r: MigrationRecord): DemoRow {
         mode: p.mode,
         lost: c ? `${c.lost}/${c.probes}` : "-",
         gapMs: c ? String(c.longestGapMs) : "-",
+        stable: stableText(c),
         vf: `${p.before ? `${p.before.host}:${p.before.vf}` : "-"} → ${after ? `${after.host}:${after.vf}` : "none"}`,
       };
     }),
@@ -76,13 +78,13 @@ function row(n: number, r: MigrationRecord): DemoRow {
 }
 
 export function renderRows(rows: readonly DemoRow[]): string {
-  const head = ["#", "route", "outcome", "runs on", "downtime", "total", "NIC", "mode", "probes lost", "longest gap", "VF before → after"];
+  const head = ["#", "route", "outcome", "runs on", "downtime", "total", "NIC", "mode", "probes lost", "longest gap", "stable after", "VF before → after"];
   const lines: string[][] = [];
   for (const r of rows) {
     r.nics.forEach((nic, i) => {
       lines.push(i === 0
-        ? [String(r.n), `${r.from}→${r.to}`, r.outcome, r.runsOn, r.downtimeMs === null ? "-" : `${r.downtimeMs} ms`, `${r.totalMs} ms`, nic.name, nic.mode, nic.lost, `${nic.gapMs} ms`, nic.vf]
-        : ["", "", "", "", "", "", nic.name, nic.mode, nic.lost, `${nic.gapMs} ms`, nic.vf]);
+        ? [String(r.n), `${r.from}→${r.to}`, r.outcome, r.runsOn, r.downtimeMs === null ? "-" : `${r.downtimeMs} ms`, `${r.totalMs} ms`, nic.name, nic.mode, nic.lost, `${nic.gapMs} ms`, nic.stable, nic.vf]
+        : ["", "", "", "", "", "", nic.name, nic.mode, nic.lost, `${nic.gapMs} ms`, nic.stable, nic.vf]);
     });
   }
   const w = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { PingTally, parsePingLine, pingArgv, summarize } from "./probe.ts";
+import { PingTally, parsePingLine, pingArgv, steadiness, summarize } from "./probe.ts";
 
 // Recorded from iputils 20221126 (`ping -D -n -i 0.01 -W 1`) and busybox 1.35 (`busybox ping -i 0.01`).
 const IPUTILS = `PING 10.91.1.10 (10.91.1.10) 56(84) bytes of data.
@@ -119,5 +119,26 @@ describe("pingArgv", () => {
   it("builds the iputils and busybox command lines", () => {
     assert.deepEqual(pingArgv("iputils", "10.91.1.10", 10), ["ping", "-D", "-n", "-i", "0.01", "-W", "1", "10.91.1.10"]);
     assert.deepEqual(pingArgv("busybox", "10.91.1.10", 20), ["busybox", "ping", "-i", "0.02", "10.91.1.10"]);
+  });
+});
+
+describe("steadiness", () => {
+  const every = (from: number, to: number, step = 10): number[] => Array.from({ length: Math.floor((to - from) / step) + 1 }, (_, i) => from + i * step);
+  it("no outage: steady since the start", () => {
+    assert.deepEqual(steadiness(every(1005, 9995), { from: 1000, now: 10_000, outageMs: 100 }), { stableSince: 1000, steadyForMs: 9000 });
+  });
+  it("the end of the last outage, however long ago the first one was", () => {
+    const t = [...every(1005, 2000), ...every(2150, 5000), ...every(45_000, 51_000)];
+    assert.deepEqual(steadiness(t, { from: 1000, now: 51_000, outageMs: 100 }), { stableSince: 45_000, steadyForMs: 6000 });
+  });
+  it("a gap of exactly the threshold is no outage; one more millisecond is", () => {
+    assert.equal(steadiness([1000, 1100, 1200], { from: 1000, now: 1200, outageMs: 100 }).stableSince, 1000);
+    assert.equal(steadiness([1000, 1101, 1200], { from: 1000, now: 1200, outageMs: 100 }).stableSince, 1101);
+  });
+  it("an outage that lasts until now: not steady at all", () => {
+    assert.deepEqual(steadiness(every(1000, 2000), { from: 1000, now: 2500, outageMs: 100 }), { stableSince: 2500, steadyForMs: 0 });
+  });
+  it("replies before `from` do not count, and no reply in the first outageMs is an outage", () => {
+    assert.equal(steadiness([...every(0, 990), ...every(1300, 3000)], { from: 1000, now: 3000, outageMs: 100 }).stableSince, 1300);
   });
 });

@@ -69,10 +69,17 @@ export interface Probe {
   readonly pinger: Pinger;
   /** Distinct replies so far. */
   replyCount(): number;
+  /** Receive times (epoch ms) of the replies so far, in the order they came. */
+  replyTimes(): number[];
   /** Epoch ms of the first reply received at or after `afterMs` (epoch ms); waits for it. */
   waitReply(afterMs: number, o: { timeoutMs: number; signal?: AbortSignal }): Promise<number>;
-  /** SIGINT to ping, wait for its statistics, summarize. Idempotent. */
-  stop(): Promise<ProbeResult>;
+  /**
+   * SIGINT to ping, wait for its statistics, summarize. Idempotent (a second
+   * call gives the first call's result). `from` (epoch ms): measure gaps from
+   * then instead of from the probe's start (a migration that began a moment
+   * after its probe).
+   */
+  stop(o?: { from?: number }): Promise<ProbeResult>;
 }
 
 // ---------------------------------------------------------------------------
@@ -183,6 +190,29 @@ export function summarize(o: {
 
 const round = (ms: number): number => Math.round(ms * 10) / 10;
 
+export interface Steadiness {
+  /** Epoch ms the last outage ended (its first reply after it); `from` when there was none; `now` while one lasts. */
+  stableSince: number;
+  /** now − stableSince. */
+  steadyForMs: number;
+}
+
+/**
+ * Since when a target has answered steadily: the end of its last outage
+ * (a time of more than `outageMs` without a reply, counting from `from` and
+ * up to `now`). Replies before `from` or after `now` are not looked at.
+ */
+export function steadiness(replyTimes: readonly number[], o: { from: number; now: number; outageMs: number }): Steadiness {
+  const times = replyTimes.filter((t) => t > o.from && t <= o.now).sort((a, b) => a - b);
+  let stableSince = o.from;
+  let prev = o.from;
+  for (const t of [...times, o.now]) {
+    if (t - prev > o.outageMs) stableSince = t;
+    prev = t;
+  }
+  return { stableSince, steadyForMs: o.now - stableSince };
+}
+
 /** ping's argv (after `ip netns exec NS`). */
 export function pingArgv(pinger: Pinger, target: string, intervalMs: number): string[] {
   const interval = (intervalMs / 1000).toString();
@@ -258,7 +288,7 @@ export async function startProbe(o: ProbeOptions): Promise<Probe> {
   }
 
   let result: Promise<ProbeResult> | undefined;
-  const stop = (): Promise<ProbeResult> => {
+  const stop = (so: { from?: number } = {}): Promise<ProbeResult> => {
     result ??= (async () => {
       const stoppedAt = Date.now();
       if (!exited) {
@@ -282,7 +312,7 @@ export async function startProbe(o: ProbeOptions): Promise<Probe> {
       if (tally.transmitted === undefined && tally.replies.length === 0 && stderr.trim() !== "") {
         throw new FerryError("FERRY_ERR_COMMAND", `ping ${target} in ${netns} failed: ${stderr.trim().slice(0, 500)}`, { details: { netns, target } });
       }
-      return summarize({ startedAt, stoppedAt, replies: tally.replies, transmitted: tally.transmitted, maxSeq: tally.maxSeq, firstSeq, minGapMs, pinger });
+      return summarize({ startedAt: Math.min(Math.max(startedAt, so.from ?? startedAt), stoppedAt), stoppedAt, replies: tally.replies, transmitted: tally.transmitted, maxSeq: tally.maxSeq, firstSeq, minGapMs, pinger });
     })();
     return result;
   };
@@ -293,6 +323,7 @@ export async function startProbe(o: ProbeOptions): Promise<Probe> {
     pid,
     pinger,
     replyCount: () => tally.replies.length,
+    replyTimes: () => tally.replies.map((r) => r.atMs),
     waitReply(afterMs, w) {
       const have = tally.replies.find((r) => r.atMs >= afterMs);
       if (have) return Promise.resolve(have.atMs);

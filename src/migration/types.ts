@@ -11,10 +11,33 @@ export interface VfRef {
   pf: string;
 }
 
+/**
+ * One NIC's connectivity through a migration, measured by a peer probing the
+ * guest every 10 ms (lab) from the migration's start until the NIC had
+ * answered steadily for `settleMs` past the migration's end (or a deadline).
+ * The fields after `longestGapMs` are absent in records written before the
+ * probes ran past the end.
+ */
 export interface Connectivity {
   probes: number;
   lost: number;
+  /** Longest time without a reply over the whole watch (`watchedMs`), after the end included. */
   longestGapMs: number;
+  /**
+   * ms from the migration's start until the NIC answered steadily again: the
+   * end of its last outage (more than `outageMs` without a reply). 0: no
+   * outage at all; null: not steady within the deadline, or the watch was cut
+   * short (a next migration of the VM, the controller stopping).
+   */
+  untilStableMs?: number | null;
+  /** ms from the migration's start to its end (the outcome decided). */
+  endMs?: number;
+  /** ms the NIC was watched, from the migration's start. */
+  watchedMs?: number;
+  /** The settle window: how long the NIC had to answer steadily, at least this long past the end. */
+  settleMs?: number;
+  /** More than this without a reply is an outage. */
+  outageMs?: number;
 }
 
 export interface NicPlan {
@@ -166,7 +189,7 @@ export interface MigrationRecord {
   pausedMs?: number;
   /** A side that could not be cleaned up when the migration ended (its agent unreachable): retried in the background. */
   cleanup?: Cleanup;
-  /** Per NIC, measured by a peer probing the guest every 10 ms during the migration (lab). */
+  /** Per NIC, measured by a peer probing the guest every 10 ms through the migration and until stable (lab); written once every NIC is stable, after the outcome. */
   connectivity?: Record<string, Connectivity>;
   createdAt: number;
   updatedAt: number;

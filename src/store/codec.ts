@@ -201,10 +201,21 @@ function connectivity(x: unknown): Record<string, Connectivity> {
   const o = v.obj("record.connectivity", x);
   const out: Record<string, Connectivity> = {};
   for (const [nic, c] of Object.entries(o)) {
-    const co = v.obj(`record.connectivity.${nic}`, c);
-    out[nic] = { probes: num(`record.connectivity.${nic}.probes`, co["probes"]), lost: num(`record.connectivity.${nic}.lost`, co["lost"]), longestGapMs: num(`record.connectivity.${nic}.longestGapMs`, co["longestGapMs"]) };
+    out[nic] = connectivityOf(`record.connectivity.${nic}`, c);
   }
   return out;
+}
+
+/** One NIC's figures; the settle fields are optional (records from before the probes ran past the end lack them). */
+export function connectivityOf(field: string, x: unknown): Connectivity {
+  const co = v.obj(field, x);
+  const c: Connectivity = { probes: num(`${field}.probes`, co["probes"]), lost: num(`${field}.lost`, co["lost"]), longestGapMs: num(`${field}.longestGapMs`, co["longestGapMs"]) };
+  if (co["untilStableMs"] !== undefined) c.untilStableMs = nullable(co["untilStableMs"], (y) => num(`${field}.untilStableMs`, y));
+  for (const k of ["endMs", "watchedMs", "settleMs", "outageMs"] as const) {
+    const y = opt(co[k], (z) => num(`${field}.${k}`, z));
+    if (y !== undefined) c[k] = y;
+  }
+  return c;
 }
 
 export function parseJournalEntry(x: unknown): JournalEntry {

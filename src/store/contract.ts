@@ -2,6 +2,7 @@
 // test file calls storeContract with a factory.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { isFerryError } from "../core/errors.ts";
 import { newRecord } from "../migration/types.ts";
 import type { MigrationPlan } from "../migration/types.ts";
 import type { Store } from "./store.ts";
@@ -52,6 +53,22 @@ export function storeContract(name: string, make: () => Store): void {
       await assert.rejects(s.updateMigration({ ...v1, phase: "prepare" }, 1), { code: "FERRY_ERR_CONFLICT", retryable: true });
       assert.equal((await s.getMigration("m-1"))?.phase, "begin");
       await assert.rejects(s.updateMigration({ ...v1, id: "ghost" }, 1), { code: "FERRY_ERR_NOT_FOUND" });
+      s.close();
+    });
+
+    void test("connectivity comes back as written: the settle figures, a NIC never stable (null), a record from before settle windows", async () => {
+      const s = make();
+      const v1 = await s.createMigration(newRecord(contractPlan("m-1"), 1000));
+      const connectivity = {
+        net0: { probes: 900, lost: 14, longestGapMs: 152, untilStableMs: 3120, endMs: 3400, watchedMs: 8450, settleMs: 5000, outageMs: 100 },
+        net1: { probes: 6000, lost: 4100, longestGapMs: 41_000, untilStableMs: null, endMs: 3400, watchedMs: 63_400, settleMs: 5000, outageMs: 100 },
+        net2: { probes: 300, lost: 2, longestGapMs: 80 },
+      };
+      const v2 = await s.updateMigration({ ...v1, connectivity }, 1);
+      assert.deepEqual((await s.getMigration("m-1"))?.connectivity, connectivity);
+      // what goes in is the coordinator's own; what comes out is checked
+      await s.updateMigration({ ...v2, connectivity: { net0: { ...connectivity.net0, untilStableMs: "soon" as unknown as number } } }, 2);
+      await assert.rejects(s.getMigration("m-1"), (e) => isFerryError(e, "FERRY_ERR_INTERNAL") && /untilStableMs/.test(e.message));
       s.close();
     });
 

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, describe, it } from "node:test";
 import { run } from "../../src/core/run.ts";
-import { addTap, createFabric, deleteTap, describeFabric, destroyFabric, listNetns, openFabric, TEST_NETNS_PREFIX } from "../../src/lab/fabric.ts";
+import { addTap, bridgeMac, createFabric, deleteTap, describeFabric, destroyFabric, listNetns, openFabric, TEST_NETNS_PREFIX } from "../../src/lab/fabric.ts";
 import type { Fabric } from "../../src/lab/fabric.ts";
 import { guestCmdline } from "../../src/lab/guest-image.ts";
 import { startProbe } from "../../src/lab/probe.ts";
@@ -68,6 +68,48 @@ describe("lab fabric", { timeout: 40_000 }, () => {
     assert.equal(await netnsExists(f.netns), false);
     assert.deepEqual(await destroyFabric(name, { prefix }), { netns: f.netns, existed: false, pidsInside: [] });
     assert.equal((await describeFabric(name, { prefix })).exists, false);
+  });
+
+  it("the switch never answers ARP for the peer and keeps its own MAC while ports come and go", async () => {
+    // issue 20 finding 5: the bridge answered the guests' ARP for the peer with a MAC borrowed from a guest's tap
+    const name = `a${tag}`;
+    made.add(name);
+    const f = await createFabric({ name, networks: networks.slice(0, 1), prefix });
+    // a stand-in host: a namespace of this test's own with one veth into the bridge, like a guest NIC
+    const hostNs = `${prefix}${name}h`;
+    await run("ip", ["netns", "add", hostNs]);
+    try {
+      await run("ip", ["-n", f.netns, "link", "add", "name", "ah0", "type", "veth", "peer", "name", "ahp"]);
+      await run("ip", ["-n", f.netns, "link", "set", "dev", "ahp", "netns", hostNs]);
+      await run("ip", ["-n", f.netns, "link", "set", "dev", "ah0", "master", "br-physnet1", "up"]);
+      await run("ip", ["-n", hostNs, "addr", "add", "10.91.1.20/24", "dev", "ahp"]);
+      await run("ip", ["-n", hostNs, "link", "set", "dev", "ahp", "up"]);
+      // a tap whose MAC is lower than any other port's: a bridge without a MAC of its own would take it
+      await addTap(f, "physnet1", "lt1", { prefix });
+      await run("ip", ["-n", f.netns, "link", "set", "dev", "lt1", "address", "00:00:5e:00:53:01"]);
+      const st = await describeFabric(name, { prefix });
+      const net = st.networks[0]!;
+      assert.equal(net.bridgeMac, bridgeMac("physnet1"));
+      assert.deepEqual(net.bridgeAddresses, [], "a switch has no address on the guests' network");
+
+      const brTx = async (): Promise<number> => {
+        const j = JSON.parse((await run("ip", ["-n", f.netns, "-json", "-s", "link", "show", "dev", "br-physnet1"])).stdout) as { stats64?: { tx?: { packets?: number } } }[];
+        return j[0]?.stats64?.tx?.packets ?? -1;
+      };
+      const before = await brTx();
+      const ping = await run("ip", ["netns", "exec", hostNs, "ping", "-c", "3", "-i", "0.2", "-W", "1", "10.91.1.1"], { allowFailure: true, timeoutMs: 10_000 });
+      assert.equal(ping.code, 0, `the peer answers: ${ping.stdout}${ping.stderr}`);
+      assert.equal(await brTx(), before, "the bridge device itself sent nothing (no ARP reply for the peer's address)");
+      const peMac = (await links(f.netns)).find((l) => l.ifname === "pe-physnet1") as { address?: string } | undefined;
+      const neigh = JSON.parse((await run("ip", ["-n", hostNs, "-json", "neigh", "show", "10.91.1.1"])).stdout) as { lladdr?: string }[];
+      assert.deepEqual(neigh.map((n) => n.lladdr), [peMac?.address], "the host learned the peer's own MAC");
+
+      await deleteTap(f, "lt1");
+      assert.equal((await describeFabric(name, { prefix })).networks[0]?.bridgeMac, bridgeMac("physnet1"), "deleting a port does not change the bridge's MAC");
+    } finally {
+      await run("ip", ["netns", "del", hostNs], { allowFailure: true });
+      await destroyFabric(name, { prefix });
+    }
   });
 
   it("a fabric left by a crashed process is destroyed by name alone", async () => {

@@ -53,7 +53,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const store = new SqliteStore(dbFile(config));
   const cluster = new SqliteClusterStore(dbFile(config));
   const eventLog = new SqliteEventLog(dbFile(config));
-  const controller = new Controller({ config, store, cluster, eventLog, clock: systemClock, log, agentToken, ...(tls ? { fetch: tlsFetch(tls) } : {}), guestImage: () => guestImagePaths(), ...(config.lab ? { connectivity: labConnectivity(config.lab.fabric) } : {}) });
+  const controller = new Controller({ config, store, cluster, eventLog, clock: systemClock, log, agentToken, ...(tls ? { fetch: tlsFetch(tls) } : {}), guestImage: () => guestImagePaths(), ...(config.lab ? { connectivity: labConnectivity(config.lab.fabric, { settleMs: config.lab.settleMs, deadlineMs: config.lab.settleDeadlineMs, outageMs: config.lab.outageMs }) } : {}) });
   let app: ReturnType<typeof buildControllerApp> | undefined;
   try {
     await controller.start();

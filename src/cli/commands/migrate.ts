@@ -1,7 +1,9 @@
 // `ferry migrate VM [--to HOST] [--plan] [--json]`: live-migrate a VM and
 // follow it to its outcome (a live progress line on a TTY, a line per phase
 // otherwise), then the outcome, where the VM runs, its NICs before and after,
-// downtime and total time. --plan: the ranked destinations and why other hosts
+// downtime and total time; in a lab the outcome line comes first, then (once
+// every NIC answered steadily past the end) each NIC's longest gap and time
+// until stable. --plan: the ranked destinations and why other hosts
 // were rejected; nothing changes. --json: one object at the end.
 // Exit: 0 succeeded/degraded, 3 refused (nothing changed), 4 rolled back (or
 // recovered: back on the source), 1 failed.
@@ -13,6 +15,9 @@ import { EXIT } from "../exit-codes.ts";
 import type { MigrationSummary } from "../render/migration.ts";
 import { migrationSummary, progressLine, renderPlan, renderSummary } from "../render/migration.ts";
 import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson } from "./connect.ts";
+
+/** How long `ferry migrate` waits, in all, for a lab's connectivity figures after the outcome (the controller's watch has its own deadline). */
+const MEASURE_WAIT_MS = 15 * 60_000;
 
 export const USAGE = `usage: ferry migrate VM [--to HOST] [--plan] [--json]
   --to HOST   migrate to this host (default: the scheduler's best)
@@ -103,16 +108,26 @@ export async function run(argv: readonly string[]): Promise<number> {
   const tty = !values.json && process.stdout.isTTY;
   const t0 = systemClock.monotonic();
   let lastPhase = "";
+  let measuringSince: number | undefined;
   let rec = started;
   if (!values.json) process.stdout.write(`migration ${rec.id}: ${rec.plan.vm.name} ${rec.plan.source.host} → ${rec.plan.destination.host}\n`);
   for (;;) {
-    if (rec.phase !== lastPhase || tty) {
+    if (measuringSince === undefined && (rec.phase !== lastPhase || tty)) {
       const line = progressLine(rec, systemClock.monotonic() - t0);
       if (tty) process.stdout.write(`\r\x1b[2K${line}`);
       else if (!values.json) process.stdout.write(`${line}\n`);
       lastPhase = rec.phase;
     }
-    if (rec.phase === "done" && (rec as { settling?: boolean }).settling !== true) break;
+    if (rec.phase === "done" && (rec as { settling?: boolean }).settling !== true) {
+      // lab: the outcome is in; the NICs are watched on until steady, and their figures follow
+      const measuring = (rec as { measuring?: boolean }).measuring === true;
+      if (!measuring || (measuringSince !== undefined && systemClock.monotonic() - measuringSince > MEASURE_WAIT_MS)) break;
+      if (measuringSince === undefined) {
+        measuringSince = systemClock.monotonic();
+        if (tty) process.stdout.write("\n");
+        if (!values.json) process.stdout.write(`outcome: ${rec.outcome ?? "?"}, runs on ${rec.runsOn?.host ?? "UNKNOWN"}; measuring connectivity until every NIC answers steadily…\n`);
+      }
+    }
     await systemClock.sleep(200);
     try {
       rec = await client.migration(rec.id, { timeoutMs: 10_000 });
@@ -121,7 +136,7 @@ export async function run(argv: readonly string[]): Promise<number> {
       if (!isFerryError(e, "FERRY_ERR_CONTROLLER")) throw e;
     }
   }
-  if (tty) process.stdout.write("\n");
+  if (tty && measuringSince === undefined) process.stdout.write("\n");
   const summary = migrationSummary(rec);
   if (values.json) printJson(summary);
   else process.stdout.write(renderSummary(summary));

@@ -1,7 +1,7 @@
 // Migrations for the CLI: the one-object summary of `ferry migrate --json`,
 // the final report, the live progress line, the plan, the list.
 import type { PlanReply } from "../../api/schemas.ts";
-import type { Cleanup, MigrationRecord, Phase, VfRef } from "../../migration/types.ts";
+import type { Cleanup, Connectivity, MigrationRecord, Phase, VfRef } from "../../migration/types.ts";
 import { downtimeOf } from "../../migration/types.ts";
 import { renderTable } from "./table.ts";
 
@@ -12,7 +12,7 @@ export interface NicSummary {
   policy: string;
   before: VfRef | null;
   after: VfRef | null;
-  connectivity?: { probes: number; lost: number; longestGapMs: number };
+  connectivity?: Connectivity;
 }
 
 export interface MigrationSummary {
@@ -30,9 +30,11 @@ export interface MigrationSummary {
   warnings: string[];
   cleanup?: Cleanup;
   rejections?: { host: string; code: string; message: string }[];
+  /** Lab: the NICs are still watched (connectivity comes once each answers steadily). */
+  measuring?: boolean;
 }
 
-export function migrationSummary(r: MigrationRecord): MigrationSummary {
+export function migrationSummary(r: MigrationRecord & { measuring?: boolean }): MigrationSummary {
   const phases: Partial<Record<Phase, number>> = {};
   for (const [p, t] of Object.entries(r.timings) as [Phase, { ms?: number } | undefined][]) if (t?.ms !== undefined) phases[p] = t.ms;
   const done = r.phase === "done";
@@ -53,7 +55,23 @@ export function migrationSummary(r: MigrationRecord): MigrationSummary {
     }),
     warnings: [...r.warnings],
     ...(r.cleanup ? { cleanup: r.cleanup } : {}),
+    ...(r.measuring === true ? { measuring: true } : {}),
   };
+}
+
+/** "3120 ms", "43210 ms (39810 ms after the end)", "not stable", "-" (a record from before settle windows). */
+export function stableText(c: Connectivity | undefined): string {
+  if (c?.untilStableMs === undefined) return "-";
+  if (c.untilStableMs === null) return `not stable (watched ${c.watchedMs ?? "?"} ms)`;
+  const late = c.endMs !== undefined && c.untilStableMs > c.endMs ? ` (${c.untilStableMs - c.endMs} ms after the end)` : "";
+  return `${c.untilStableMs} ms${late}`;
+}
+
+function connectivityNote(s: MigrationSummary): string[] {
+  if (s.measuring === true) return ["  connectivity: still measuring, until every NIC answers steadily past the end"];
+  const c = s.nics.map((n) => n.connectivity).find((x) => x?.settleMs !== undefined);
+  if (!c) return [];
+  return [`  connectivity: probes every 10 ms from the start until each NIC answered steadily for ${c.settleMs} ms past the end (outage: no reply for more than ${c.outageMs ?? "?"} ms); STABLE AFTER counts from the start, the migration took ${c.endMs ?? "?"} ms`];
 }
 
 const vfText = (v: VfRef | null): string => (v === null ? "(none)" : `${v.vf} on ${v.host} (PF ${v.pf})`);
@@ -67,8 +85,9 @@ export function renderSummary(s: MigrationSummary): string {
     ...s.warnings.map((w) => `  warning:  ${w}`),
     ...(s.cleanup?.state === "pending" ? [`  cleanup:  destination ${s.cleanup.host} pending (retried in the background; 'ferry migration show ${s.id ?? ""}' tells when it is done)`] : []),
     `  phases:   ${Object.entries(s.timings.phases).map(([p, ms]) => `${p} ${ms} ms`).join(", ") || "-"}`,
+    ...connectivityNote(s),
     "",
-    renderTable(["NIC", "NETWORK", "MODE", "POLICY", "BEFORE", "AFTER", "PROBES LOST", "LONGEST GAP"], s.nics.map((n) => [n.name, n.network, n.mode, n.policy, vfText(n.before), vfText(n.after), n.connectivity ? `${n.connectivity.lost}/${n.connectivity.probes}` : "-", n.connectivity ? `${n.connectivity.longestGapMs} ms` : "-"])),
+    renderTable(["NIC", "NETWORK", "MODE", "POLICY", "BEFORE", "AFTER", "PROBES LOST", "LONGEST GAP", "STABLE AFTER"], s.nics.map((n) => [n.name, n.network, n.mode, n.policy, vfText(n.before), vfText(n.after), n.connectivity ? `${n.connectivity.lost}/${n.connectivity.probes}` : "-", n.connectivity ? `${n.connectivity.longestGapMs} ms` : "-", stableText(n.connectivity)])),
   ];
   if (s.rejections && s.rejections.length > 0) out.push("REJECTED HOSTS", renderTable(["HOST", "CODE", "WHY"], s.rejections.map((r) => [r.host, r.code, r.message])));
   return out.join("\n");

@@ -1,0 +1,103 @@
+// An independent ping beside Ferry's connectivity probe, to check Ferry's
+// figures: iputils `ping -D` (the kernel's receive time of every reply, where
+// Ferry's probe runs busybox ping and stamps lines when it reads them), run
+// as `ip netns exec NS ping …`, parsed and summarized here without any of
+// src/lab/probe.ts. iputils asked for 10 ms sends every ≈ 16 ms on this
+// kernel (probe.ts), so its gaps are exact to about that.
+import { spawn } from "node:child_process";
+
+export interface Pinger {
+  readonly pid: number;
+  /** Receive times (epoch ms) of the distinct replies so far. */
+  times(): number[];
+  /** SIGINT, wait for ping to exit (SIGKILL after 3 s); the receive times. Idempotent. */
+  stop(): Promise<number[]>;
+}
+
+const LINE = /^\[(\d+)\.(\d{1,6})\] \d+ bytes from [^:]+: icmp_seq=(\d+) /;
+
+/** One line of `ping -D` output → [seq, epoch ms], or undefined (errors, DUP!s are sorted out by the caller). */
+export function parseIputilsLine(line: string): [number, number] | undefined {
+  const m = LINE.exec(line.trim());
+  if (!m) return undefined;
+  return [Number(m[3]), Number(m[1]) * 1000 + Number(m[2]!.padEnd(6, "0")) / 1000];
+}
+
+export function startPinger(o: { netns: string; target: string; intervalMs?: number }): Pinger {
+  if (!/^[A-Za-z0-9_.-]+$/.test(o.netns)) throw new Error(`pinger: bad namespace name ${JSON.stringify(o.netns)}`);
+  if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(o.target)) throw new Error(`pinger: bad IPv4 address ${JSON.stringify(o.target)}`);
+  const interval = ((o.intervalMs ?? 10) / 1000).toString();
+  const child = spawn("ip", ["netns", "exec", o.netns, "ping", "-D", "-n", "-i", interval, "-W", "1", o.target], { stdio: ["ignore", "pipe", "ignore"] });
+  if (child.pid === undefined) throw new Error(`pinger: cannot start ping in ${o.netns} (is iputils-ping installed?)`);
+  const pid = child.pid;
+  const seen = new Map<number, number>();
+  let buf = "";
+  let last = -1;
+  let wraps = 0;
+  child.stdout.setEncoding("utf8");
+  child.stdout.on("data", (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const r = parseIputilsLine(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+      if (!r) continue;
+      if (last >= 0 && r[0] + 32768 < last) wraps++;
+      last = r[0];
+      const seq = wraps * 65536 + r[0];
+      if (!seen.has(seq)) seen.set(seq, r[1]);
+    }
+  });
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", () => resolve());
+    child.once("error", () => resolve());
+  });
+  let stopped: Promise<number[]> | undefined;
+  const times = (): number[] => [...seen.values()].sort((a, b) => a - b);
+  return {
+    pid,
+    times,
+    stop() {
+      stopped ??= (async () => {
+        try {
+          process.kill(pid, "SIGINT");
+        } catch {
+          // already gone
+        }
+        const kill = setTimeout(() => {
+          try {
+            process.kill(pid, "SIGKILL");
+          } catch {
+            // already gone
+          }
+        }, 3_000);
+        await exited;
+        clearTimeout(kill);
+        return times();
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** The longest time without a reply in [from, to] (the edges count: from → first reply, last reply → to). */
+export function longestGap(times: readonly number[], from: number, to: number): number {
+  let prev = from;
+  let longest = 0;
+  for (const t of [...times.filter((x) => x > from && x < to), to]) {
+    longest = Math.max(longest, t - prev);
+    prev = t;
+  }
+  return longest;
+}
+
+/** When the target answered steadily again in [from, to]: the first reply after its last time of more than outageMs without one (from: none). */
+export function stableSince(times: readonly number[], from: number, to: number, outageMs: number): number {
+  let prev = from;
+  let since = from;
+  for (const t of [...times.filter((x) => x > from && x <= to), to]) {
+    if (t - prev > outageMs) since = t;
+    prev = t;
+  }
+  return since;
+}

@@ -1,0 +1,41 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { connectivityWarnings } from "../controller/controller.ts";
+import { stableText } from "../cli/render/migration.ts";
+import { settled } from "./connectivity.ts";
+
+const policy = { settleMs: 5000, deadlineMs: 60_000, outageMs: 100 };
+const every = (from: number, to: number, step = 10): number[] => Array.from({ length: Math.floor((to - from) / step) + 1 }, (_, i) => from + i * step);
+
+describe("settled: when a NIC's watch may end", () => {
+  it("never before settleMs past the migration's end, even when steady all along", () => {
+    const t = every(0, 9000);
+    assert.equal(settled(t, { from: 0, endedAt: 4000, now: 8990, policy }), undefined);
+    assert.deepEqual(settled(t, { from: 0, endedAt: 4000, now: 9000, policy }), { stableSince: 0 });
+  });
+  it("an outage after the end holds it until the NIC has answered steadily for settleMs since", () => {
+    // the lab's old bridge: the guest unreachable from 4.2 s to 45 s, the migration ended at 4 s
+    const t = [...every(0, 4200), ...every(45_000, 52_000)];
+    assert.equal(settled(t, { from: 0, endedAt: 4000, now: 30_000, policy }), undefined);
+    assert.equal(settled(t, { from: 0, endedAt: 4000, now: 49_990, policy }), undefined);
+    assert.deepEqual(settled(t, { from: 0, endedAt: 4000, now: 50_000, policy }), { stableSince: 45_000 });
+  });
+});
+
+describe("connectivity in the record", () => {
+  const ok = { probes: 900, lost: 14, longestGapMs: 152, untilStableMs: 3120, endMs: 3400, watchedMs: 8450, settleMs: 5000, outageMs: 100 };
+  it("warns of a NIC out after the end, and of one never steady; not of a NIC steady before the end", () => {
+    const w = connectivityWarnings({ net0: ok, net1: { ...ok, untilStableMs: 45_000, longestGapMs: 40_800 }, net2: { ...ok, untilStableMs: null, watchedMs: 63_400 } });
+    assert.equal(w.length, 2, w.join("\n"));
+    assert.match(w[0]!, /NIC net1 was unreachable after the migration had ended: it answered steadily only 41600 ms after the end \(longest gap 40800 ms\)/);
+    assert.match(w[1]!, /NIC net2 did not answer steadily for 5000 ms within the 63400 ms it was watched/);
+    assert.deepEqual(connectivityWarnings({ old: { probes: 1, lost: 0, longestGapMs: 10 } }), [], "a record from before settle windows");
+  });
+  it("renders the time until stable, and how long after the end when it was later", () => {
+    assert.equal(stableText(ok), "3120 ms");
+    assert.equal(stableText({ ...ok, untilStableMs: 45_000 }), "45000 ms (41600 ms after the end)");
+    assert.equal(stableText({ ...ok, untilStableMs: null }), "not stable (watched 8450 ms)");
+    assert.equal(stableText({ probes: 1, lost: 0, longestGapMs: 10 }), "-");
+    assert.equal(stableText(undefined), "-");
+  });
+});
