@@ -17,7 +17,10 @@ import { AgentClient } from "../../src/agent/client.ts";
 import type { InstanceViewT } from "../../src/agent/api.ts";
 import { ControllerClient } from "../../src/api/client.ts";
 
+import { networkSubnet } from "../../src/controller/vm-spec.ts";
 import { writeSysfsFixture } from "../../src/host/fixture.ts";
+import type { Fabric } from "../../src/lab/fabric.ts";
+import { createFabric, destroyFabric, TEST_NETNS_PREFIX } from "../../src/lab/fabric.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { lastHeartbeat, readConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
 import type { HttpRequest } from "./observe.ts";
@@ -121,6 +124,12 @@ export interface ClusterOptions {
   /** Controller deadlines (defaults: generous, for a loaded 2-core machine). */
   deadlines?: string;
   heartbeatTimeoutMs?: number;
+  /**
+   * Wire the guests' NICs to a real bridge: a lab fabric (src/lab/fabric.ts)
+   * of this cluster's own, in a ferry-t-<…> namespace, whose peer can ping
+   * the real test guest (FaultCluster.fabric).
+   */
+  fabric?: boolean;
   /** Keep the controller's requests to each agent (FaultAgent.inbound.requests()), to replay them. */
   record?: boolean;
 }
@@ -137,6 +146,8 @@ export class FaultCluster {
   #controllerPort = 0;
   #agentToken = "";
   #record = false;
+  /** The network namespace and bridge of physnet1, with fabric: true. */
+  fabric: Fabric | null = null;
 
   static async start(o: ClusterOptions): Promise<FaultCluster> {
     const c = new FaultCluster();
@@ -147,6 +158,14 @@ export class FaultCluster {
   async #start(o: ClusterOptions): Promise<void> {
     this.base = await mkdtemp(join(tmpdir(), "ff-"));
     this.#record = o.record === true;
+    if (o.fabric === true) {
+      const { n, m } = networkSubnet("physnet1");
+      this.fabric = await createFabric({ name: `fm${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`, prefix: TEST_NETNS_PREFIX, networks: [{ name: "physnet1", subnet: `10.${n}.${m}.0/24` }] });
+    }
+    if (o.fabric === true) {
+      const { n, m } = networkSubnet("physnet1");
+      this.fabric = await createFabric({ name: `fm${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`, prefix: TEST_NETNS_PREFIX, networks: [{ name: "physnet1", subnet: `10.${n}.${m}.0/24` }] });
+    }
     const setup = await writeControllerSetup(this.base, {
       heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 4000,
       deadlines: o.deadlines ?? "{ unplugMs: 10000, convergeMs: 60000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 30000 }",
@@ -174,7 +193,7 @@ export class FaultCluster {
       `controller: { url: ${outbound.url}, tokenFile: ${controllerTokenFile}, heartbeatMs: 500, advertiseUrl: ${inbound.url} }`,
       `lab: true`,
       `networks:`,
-      `  physnet1: {}`,
+      this.fabric ? `  physnet1: { bridge: ${this.fabric.networks[0]!.bridge}, netns: ${this.fabric.netns} }` : `  physnet1: {}`,
       `uplinks:`,
       `  - pf: ${fx.pfs[0]!.bdf}`,
       `    network: physnet1`,
@@ -333,6 +352,7 @@ export class FaultCluster {
       await a.inbound.close();
       await a.outbound.close();
     }
+    if (this.fabric) await destroyFabric(this.fabric.name, { prefix: TEST_NETNS_PREFIX });
     if (process.env["FERRY_KEEP_TEST_DIR"] === undefined) await rm(this.base, { recursive: true, force: true });
     else process.stderr.write(`test dir kept: ${this.base}\n`);
   }

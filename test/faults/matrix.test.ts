@@ -42,7 +42,7 @@ describe(`fault matrix (${form} form): phase × fault × duration`, { timeout: f
 
   before(async () => {
     assert.deepEqual(unknownSelectors(only), [], "FERRY_MATRIX_ONLY names an unknown phase, fault or duration");
-    c = await FaultCluster.start({ hosts: [{ name: "host-a", vfs: 2 }, { name: "host-b", vfs: 2 }], deadlines });
+    c = await FaultCluster.start({ hosts: [{ name: "host-a", vfs: 2 }, { name: "host-b", vfs: 2 }], deadlines, fabric: true });
   });
 
   after(async () => {

@@ -8,6 +8,7 @@
 import { open, readdir, readFile } from "node:fs/promises";
 import type { AgentClient } from "../../src/agent/client.ts";
 import { systemClock } from "../../src/core/clock.ts";
+import { startProbe } from "../../src/lab/probe.ts";
 import type { RunSample } from "./plan.ts";
 import { longestHeartbeatGap, longestPause } from "./plan.ts";
 
@@ -181,4 +182,68 @@ export function parseHttpRequests(data: Buffer): HttpRequest[] {
     out.push({ method, path, headers, body: body.toString("utf8") });
     at = p;
   }
+}
+
+// ---- connectivity until stable
+
+export interface ConnectivityReport {
+  /** Longest time without a reply, from the probe's start until it stopped. */
+  longestGapMs: number;
+  /** From the migration's end until the last gap (≥ minGapMs) ended: 0 when the NIC was already steady. */
+  untilStableMs: number;
+  /** The NIC answered steadily for the settle window before the deadline. */
+  stable: boolean;
+}
+
+/**
+ * Connectivity figures from a probe's gaps (ms since its start): the longest
+ * gap, and how long after `endMs` (the migration's end, ms since the probe's
+ * start) the last gap ended.
+ */
+export function connectivityFigures(gaps: readonly { fromMs: number; toMs: number }[], longestGapMs: number, endMs: number): { longestGapMs: number; untilStableMs: number } {
+  const lastEnd = gaps.reduce((m, g) => Math.max(m, g.toMs), 0);
+  return { longestGapMs: Math.round(longestGapMs), untilStableMs: Math.max(0, Math.round(lastEnd - endMs)) };
+}
+
+/** Settle window (issue 20: ≥ 5 s of steady answers) and the gap that breaks it. */
+export const SETTLE_MS = 5_000;
+export const STEADY_GAP_MS = 250;
+
+/**
+ * Probe the guest from the fabric's peer (ping every 10 ms) from now on;
+ * untilStable() waits, after the migration ended, until the NIC has
+ * answered with no gap over STEADY_GAP_MS for SETTLE_MS (or the deadline),
+ * then stops and reports.
+ */
+export async function watchConnectivity(netns: string, target: string): Promise<{
+  /** endedAt: epoch ms (systemClock.now()) the migration ended. */
+  untilStable: (endedAt: number, deadlineMs?: number) => Promise<ConnectivityReport>;
+  stop: () => Promise<void>;
+}> {
+  const probe = await startProbe({ netns, target, intervalMs: 10, minGapMs: STEADY_GAP_MS, pinger: "busybox" });
+  await probe.waitReply(probe.startedAt, { timeoutMs: 15_000 }).catch(async (e: unknown) => {
+    await probe.stop().catch(() => undefined);
+    throw new Error(`the guest (${target}) does not answer ping from ${netns} before the fault: the point cannot check connectivity (${String(e)})`);
+  });
+  return {
+    stop: () => probe.stop().then(() => undefined, () => undefined),
+    async untilStable(endedAt: number, deadlineMs = 40_000): Promise<ConnectivityReport> {
+      const until = systemClock.monotonic() + deadlineMs;
+      let count = probe.replyCount();
+      let steadySince = systemClock.monotonic();
+      let stable = false;
+      while (systemClock.monotonic() < until) {
+        await systemClock.sleep(STEADY_GAP_MS);
+        const n = probe.replyCount();
+        if (n === count) steadySince = systemClock.monotonic();
+        count = n;
+        if (systemClock.monotonic() - steadySince >= SETTLE_MS) {
+          stable = true;
+          break;
+        }
+      }
+      const r = await probe.stop();
+      return { ...connectivityFigures(r.gaps, r.longestGapMs, endedAt - r.startedAt), stable };
+    },
+  };
 }

@@ -3,7 +3,7 @@
 // gaps from samples, /proc parsing, and HTTP requests from recorded bytes.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { isQemuOf, parseCmdline, parseHttpRequests, procState } from "./observe.ts";
+import { connectivityFigures, isQemuOf, parseCmdline, parseHttpRequests, procState } from "./observe.ts";
 import { applicable, downtimeViolation, durationMs, FAULT_KINDS, longestHeartbeatGap, longestPause, MATRIX_DEADLINES, matrixPoints, pauseBudgetMs, PHASES, pointKey, selects, unknownSelectors } from "./plan.ts";
 import { cell, renderMatrix } from "./table.ts";
 import type { PointResult } from "./points.ts";
@@ -83,6 +83,12 @@ describe("what the matrix observes", () => {
     assert.ok(isQemuOf(["qemu-system-x86_64", "-uuid", uuid], uuid));
     assert.equal(procState("4242 (CPU 0/TCG (x)) T 1 2 3"), "T");
     assert.equal(procState("17 (qemu-system-x86) S 1 2"), "S");
+  });
+
+  it("connectivity: the longest gap, and how long after the migration's end the last gap ended", () => {
+    assert.deepEqual(connectivityFigures([], 40, 5_000), { longestGapMs: 40, untilStableMs: 0 });
+    assert.deepEqual(connectivityFigures([{ fromMs: 3_000, toMs: 3_300 }], 300, 5_000), { longestGapMs: 300, untilStableMs: 0 }, "a gap during the migration");
+    assert.deepEqual(connectivityFigures([{ fromMs: 3_000, toMs: 3_300 }, { fromMs: 6_000, toMs: 47_000 }], 41_000, 5_000), { longestGapMs: 41_000, untilStableMs: 42_000 }, "the stale-ARP outage after the end (issue 20 finding 5)");
   });
 
   it("parses recorded HTTP/1.1 requests: keep-alive, Content-Length and chunked bodies, an unfinished one left out", () => {

@@ -14,8 +14,8 @@ import { systemClock } from "../../src/core/clock.ts";
 import { waitForConsole } from "../../src/qemu/console.ts";
 import type { FaultCluster } from "./cluster.ts";
 import { heartbeatOf, waitFor } from "./cluster.ts";
-import type { PauseReport } from "./observe.ts";
-import { PauseWatch } from "./observe.ts";
+import type { ConnectivityReport, PauseReport } from "./observe.ts";
+import { PauseWatch, SETTLE_MS, watchConnectivity } from "./observe.ts";
 import type { MatrixPoint } from "./plan.ts";
 import { downtimeViolation, durationMs, guestLost, MATRIX_DEADLINES, pauseBudgetMs, PHASES } from "./plan.ts";
 
@@ -159,6 +159,9 @@ export async function runPoint(c: FaultCluster, vm: TestVm, point: MatrixPoint):
   };
 
   const watch = new PauseWatch(vm.uuid, () => [...c.agents.values()].map((a) => a.client));
+  // connectivity, where the guest can answer (the real guest on a fabric): from before the fault until stable after the end
+  const address = before.nics[0]?.address.split("/")[0];
+  const net = vm.kind === "guest" && c.fabric !== null && address !== undefined ? await watchConnectivity(c.fabric.netns, address) : null;
   const result = (o: { outcome: string; reason: string; runsOn: string; violations: string[]; pause: PauseReport; downtimeMs: number | null }): PointResult => ({
     ...point, kind: vm.kind, outcome: o.outcome, reason: o.reason, runsOn: o.runsOn, down, violations: o.violations, downtimeMs: o.downtimeMs,
     pauseMs: down ? null : (o.pause.heartbeatGapMs ?? o.pause.runStatePauseMs), pauseBudgetMs: pauseBudgetMs(point), ms: systemClock.monotonic() - started,
@@ -196,7 +199,9 @@ export async function runPoint(c: FaultCluster, vm: TestVm, point: MatrixPoint):
     await endFault();
     await clearAll(c);
     const rec = await c.waitDone(id, 150_000);
+    const endedAt = systemClock.now();
     const v = await settle(c, vm, rec, down, heartbeatAfter);
+    if (net !== null && !down) v.push(...connectivityViolations(point, await net.untilStable(endedAt)));
     const pause = await watch.stop();
     v.push(...pauseViolations(point, down, pause));
     const dv = downtimeViolation(await c.api.migration(id));
@@ -208,7 +213,20 @@ export async function runPoint(c: FaultCluster, vm: TestVm, point: MatrixPoint):
   } finally {
     await endFault().catch(() => undefined);
     await watch.stop();
+    await net?.stop();
   }
+}
+
+/** After the end the NIC answers again within UNTIL_STABLE_MS and stays steady; no gap longer than the guest's pause deadline and a second. */
+export const UNTIL_STABLE_MS = 2_000;
+
+function connectivityViolations(point: MatrixPoint, r: ConnectivityReport): string[] {
+  const v: string[] = [];
+  const gapBudget = pauseBudgetMs(point) + 1_000;
+  if (!r.stable) v.push(`the guest's NIC never answered steadily for ${SETTLE_MS / 1000} s after the migration ended (longest gap ${r.longestGapMs} ms)`);
+  else if (r.untilStableMs > UNTIL_STABLE_MS) v.push(`the guest's NIC was stable only ${r.untilStableMs} ms after the migration ended (more than ${UNTIL_STABLE_MS} ms)`);
+  if (r.longestGapMs > gapBudget) v.push(`the guest's NIC did not answer for ${r.longestGapMs} ms (more than ${gapBudget} ms)`);
+  return v;
 }
 
 function pauseViolations(point: MatrixPoint, down: boolean, pause: PauseReport): string[] {
