@@ -120,7 +120,7 @@ export class PauseWatch {
     await this.#loop;
     return {
       runStatePauseMs: Math.round(longestPause(this.#samples).ms),
-      heartbeatGapMs: this.#beats.length < 2 ? null : Math.round(longestHeartbeatGap(this.#beats)),
+      heartbeatGapMs: this.#beats.length < 2 ? null : Math.round(longestHeartbeatGap(this.#beats, this.#samples.at(-1)?.at)),
       samples: this.#samples.length,
     };
   }

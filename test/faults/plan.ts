@@ -190,9 +190,15 @@ export function longestPause(samples: readonly RunSample[]): { ms: number; from:
   return best;
 }
 
-/** The longest time between consecutive new heartbeats (host receive times) of the real guest, which prints one every 100 ms while it runs. */
-export function longestHeartbeatGap(beats: readonly { at: number; n: number }[]): number {
+/**
+ * The longest time between consecutive new heartbeats (host receive times)
+ * of the real guest, which prints one every 100 ms while it runs; with
+ * `endAt`, a guest silent since its last heartbeat counts until then.
+ */
+export function longestHeartbeatGap(beats: readonly { at: number; n: number }[], endAt?: number): number {
   let best = 0;
   for (let i = 1; i < beats.length; i++) best = Math.max(best, beats[i]!.at - beats[i - 1]!.at);
+  const last = beats.at(-1);
+  if (last && endAt !== undefined) best = Math.max(best, endAt - last.at);
   return best;
 }

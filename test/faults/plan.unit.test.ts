@@ -68,6 +68,7 @@ describe("matrix plan", () => {
     assert.equal(longestPause([{ at: 0, running: true }, { at: 100, running: false }, { at: 2_100, running: false }]).ms, 2_000);
     assert.equal(longestHeartbeatGap([{ at: 0, n: 1 }, { at: 100, n: 2 }, { at: 1_350, n: 3 }, { at: 1_450, n: 4 }]), 1_250);
     assert.equal(longestHeartbeatGap([{ at: 5, n: 9 }]), 0);
+    assert.equal(longestHeartbeatGap([{ at: 0, n: 1 }, { at: 100, n: 2 }], 5_100), 5_000, "a guest that went silent");
   });
 });
 
