@@ -7,7 +7,7 @@
 // through the agents and killed by pid. `check()` compares the store with the
 // hosts' real state (DESIGN invariants 1–3, and 4 where the guest prints a
 // heartbeat).
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import type { Server, Socket } from "node:net";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -17,9 +17,14 @@ import { AgentClient } from "../../src/agent/client.ts";
 import type { InstanceViewT } from "../../src/agent/api.ts";
 import { ControllerClient } from "../../src/api/client.ts";
 
+import { networkSubnet } from "../../src/controller/vm-spec.ts";
 import { writeSysfsFixture } from "../../src/host/fixture.ts";
+import type { Fabric } from "../../src/lab/fabric.ts";
+import { createFabric, destroyFabric, TEST_NETNS_PREFIX } from "../../src/lab/fabric.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { lastHeartbeat, readConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
+import type { HttpRequest } from "./observe.ts";
+import { parseHttpRequests, qemuPidsOf } from "./observe.ts";
 import { agentYamlHead, freePort, kill, spawnFerry, waitFor, writeControllerSetup } from "../e2e/cluster.ts";
 import type { Proc } from "../e2e/cluster.ts";
 
@@ -27,18 +32,27 @@ import type { Proc } from "../e2e/cluster.ts";
 export class CutProxy {
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
+  /** Client→server bytes of each connection, in order of connection (record: true). */
+  readonly #recorded: Buffer[][] = [];
+  readonly #record: boolean;
   #cut = false;
   readonly target: number;
   port = 0;
 
-  constructor(target: number) {
+  constructor(target: number, o: { record?: boolean } = {}) {
     this.target = target;
+    this.#record = o.record === true;
     this.#server = createServer((client) => {
       if (this.#cut) {
         client.destroy();
         return;
       }
       const upstream = connect(this.target, "127.0.0.1");
+      if (this.#record) {
+        const chunks: Buffer[] = [];
+        this.#recorded.push(chunks);
+        client.on("data", (b: Buffer) => chunks.push(b));
+      }
       for (const s of [client, upstream]) {
         this.#sockets.add(s);
         s.on("close", () => this.#sockets.delete(s));
@@ -63,6 +77,11 @@ export class CutProxy {
 
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** Every complete request that went through (record: true), connection by connection. */
+  requests(): HttpRequest[] {
+    return this.#recorded.flatMap((c) => parseHttpRequests(Buffer.concat(c)));
   }
 
   cut(): void {
@@ -105,6 +124,14 @@ export interface ClusterOptions {
   /** Controller deadlines (defaults: generous, for a loaded 2-core machine). */
   deadlines?: string;
   heartbeatTimeoutMs?: number;
+  /**
+   * Wire the guests' NICs to a real bridge: a lab fabric (src/lab/fabric.ts)
+   * of this cluster's own, in a ferry-t-<…> namespace, whose peer can ping
+   * the real test guest (FaultCluster.fabric).
+   */
+  fabric?: boolean;
+  /** Keep the controller's requests to each agent (FaultAgent.inbound.requests()), to replay them. */
+  record?: boolean;
 }
 
 export { waitFor };
@@ -118,6 +145,9 @@ export class FaultCluster {
   #controllerToken = "";
   #controllerPort = 0;
   #agentToken = "";
+  #record = false;
+  /** The network namespace and bridge of physnet1, with fabric: true. */
+  fabric: Fabric | null = null;
 
   static async start(o: ClusterOptions): Promise<FaultCluster> {
     const c = new FaultCluster();
@@ -127,6 +157,15 @@ export class FaultCluster {
 
   async #start(o: ClusterOptions): Promise<void> {
     this.base = await mkdtemp(join(tmpdir(), "ff-"));
+    this.#record = o.record === true;
+    if (o.fabric === true) {
+      const { n, m } = networkSubnet("physnet1");
+      this.fabric = await createFabric({ name: `fm${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`, prefix: TEST_NETNS_PREFIX, networks: [{ name: "physnet1", subnet: `10.${n}.${m}.0/24` }] });
+    }
+    if (o.fabric === true) {
+      const { n, m } = networkSubnet("physnet1");
+      this.fabric = await createFabric({ name: `fm${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`, prefix: TEST_NETNS_PREFIX, networks: [{ name: "physnet1", subnet: `10.${n}.${m}.0/24` }] });
+    }
     const setup = await writeControllerSetup(this.base, {
       heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 4000,
       deadlines: o.deadlines ?? "{ unplugMs: 10000, convergeMs: 60000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 30000 }",
@@ -146,7 +185,7 @@ export class FaultCluster {
     await mkdir(dir, { recursive: true });
     const fx = await writeSysfsFixture(join(dir, "sys"), { pfs: [{ vendor: "intel-82599", numVfs, numaNode: 0 }], seed: name });
     const port = await freePort();
-    const inbound = await new CutProxy(port).listen();
+    const inbound = await new CutProxy(port, { record: this.#record }).listen();
     const outbound = await new CutProxy(this.#controllerPort).listen();
     const config = join(dir, "host.yaml");
     await writeFile(config, [
@@ -154,7 +193,7 @@ export class FaultCluster {
       `controller: { url: ${outbound.url}, tokenFile: ${controllerTokenFile}, heartbeatMs: 500, advertiseUrl: ${inbound.url} }`,
       `lab: true`,
       `networks:`,
-      `  physnet1: {}`,
+      this.fabric ? `  physnet1: { bridge: ${this.fabric.networks[0]!.bridge}, netns: ${this.fabric.netns} }` : `  physnet1: {}`,
       `uplinks:`,
       `  - pf: ${fx.pfs[0]!.bdf}`,
       `    network: physnet1`,
@@ -237,6 +276,59 @@ export class FaultCluster {
     await waitFor(`QEMU ${i.pid} gone`, () => Promise.resolve(alive(i.pid) ? undefined : true), 10_000, 20);
   }
 
+  /** SIGSTOP a QEMU by pid; it stays stopped until contQemu. */
+  async stopQemu(host: string, instanceId: string): Promise<number> {
+    const i = await this.agent(host).client.instance(instanceId);
+    process.kill(i.pid, "SIGSTOP");
+    await waitFor(`QEMU ${i.pid} stopped`, async () => ((await readFile(`/proc/${i.pid}/stat`, "latin1")).match(/\) T /) ? true : undefined), 5_000, 20);
+    return i.pid;
+  }
+
+  contQemu(pid: number): void {
+    if (alive(pid)) process.kill(pid, "SIGCONT");
+  }
+
+  /**
+   * Wait until the cluster is healthy — every agent process alive and
+   * answering, the controller answering and seeing every host up, no
+   * migration in flight, no fault switch holding — or fail saying what is
+   * not (a point must never start on a cluster a previous one broke).
+   */
+  async waitHealthy(timeoutMs = 60_000): Promise<void> {
+    let why = "";
+    try {
+      await waitFor("a healthy cluster", async () => {
+        const bad: string[] = [];
+        for (const a of this.agents.values()) {
+          if (a.proc.child.exitCode !== null || a.proc.child.signalCode !== null) bad.push(`${a.name}: agent process exited (${String(a.proc.child.exitCode ?? a.proc.child.signalCode)})`);
+          else {
+            const f = await a.client.request("GET", "/v1/faults", FaultView).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+            if (f instanceof Error) bad.push(`${a.name}: agent does not answer (${f.message})`);
+            else if (f.holding.length > 0) bad.push(`${a.name}: still holding ${f.holding.map((h) => `${h.step}/${h.migrationId}`).join(", ")}`);
+          }
+        }
+        if (this.controller === null || this.controller.child.exitCode !== null || this.controller.child.signalCode !== null) bad.push("controller process exited");
+        else {
+          const hosts = await this.api.hosts().catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+          if (hosts instanceof Error) bad.push(`controller does not answer (${hosts.message})`);
+          else {
+            for (const name of this.agents.keys()) {
+              const h = hosts.find((x) => x.name === name);
+              if (h?.state !== "up") bad.push(`controller sees ${name} ${h?.state ?? "unregistered"}`);
+            }
+            const busy = (await this.api.migrations()).filter((m) => m.phase !== "done");
+            if (busy.length > 0) bad.push(`migrations in flight: ${busy.map((m) => `${m.id} (${m.phase})`).join(", ")}`);
+          }
+        }
+        why = bad.join("; ");
+        return bad.length === 0 ? true : undefined;
+      }, timeoutMs, 250);
+    } catch {
+      const tails = await Promise.all([...this.agents.values()].map(async (a) => `--- ${a.name} agent log (last lines):\n${(await readFile(a.log, "utf8").catch(() => "")).split("\n").slice(-8).join("\n")}`));
+      throw new Error(`the cluster did not become healthy within ${timeoutMs / 1000} s: ${why}. A previous point left it broken; start the matrix again (FERRY_MATRIX_ONLY= selects points).\n${tails.join("\n")}`);
+    }
+  }
+
   async waitDone(id: string, timeoutMs = 120_000): Promise<MigrationRecord> {
     return waitFor(`migration ${id} done`, async () => {
       const r = await this.api.migration(id);
@@ -260,6 +352,7 @@ export class FaultCluster {
       await a.inbound.close();
       await a.outbound.close();
     }
+    if (this.fabric) await destroyFabric(this.fabric.name, { prefix: TEST_NETNS_PREFIX });
     if (process.env["FERRY_KEEP_TEST_DIR"] === undefined) await rm(this.base, { recursive: true, force: true });
     else process.stderr.write(`test dir kept: ${this.base}\n`);
   }
@@ -279,6 +372,10 @@ export class FaultCluster {
   async check(vm: { name: string; uuid: string }, rec: MigrationRecord | null, o: { down?: boolean; heartbeatAfter?: number } = {}): Promise<string[]> {
     const v: string[] = [];
     if (rec && (rec.phase !== "done" || rec.outcome === null)) v.push(`migration ${rec.id} not terminal (${rec.phase})`);
+    const procs = await qemuPidsOf(vm.uuid);
+    const want = o.down === true ? 0 : 1;
+    if (procs.length !== want) v.push(`${procs.length} QEMU processes of the VM in /proc (pids ${procs.map((p) => p.pid).join(", ") || "none"}), expected ${want}`);
+    for (const p of procs.filter((x) => x.state === "T")) v.push(`QEMU ${p.pid} is left stopped (SIGSTOP)`);
     const insts = await this.instancesOf(vm.uuid);
     const running = insts.filter((i) => i.running);
     const stray = insts.filter((i) => !i.running);

@@ -1,51 +1,26 @@
-// One fault-matrix point: a VM migrates between two lab hosts; a lab
-// hold:<step> switch stops the migration at the phase under test; the fault
-// lands there (a process SIGKILLed by pid, or the controller↔agent connection
-// cut); the hold is released; what was killed is restarted (or the
-// connection restored); the migration must end and the invariants hold
-// (FaultCluster.check). Shared by the matrix and the soak.
+// One fault-matrix point (plan.ts): from a healthy cluster, a VM migrates
+// between two lab hosts; a lab hold:<step> switch stops the migration at the
+// phase under test (the record must be in that phase); the fault lands there
+// (a process SIGKILLed or SIGSTOPped by pid, or the controller↔agent
+// connection cut); the hold is released; after the fault's duration what was
+// killed is restarted (the QEMU continued, the connection restored); the
+// migration must end and the invariants hold (FaultCluster.check: /proc,
+// instances, leases), the guest must not have stood still past its deadline
+// and a downtime above its limit must be a warning. Shared by the matrix and
+// the switch tests.
 import { FerryError, isFerryError } from "../../src/core/errors.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { systemClock } from "../../src/core/clock.ts";
 import { waitForConsole } from "../../src/qemu/console.ts";
 import type { FaultCluster } from "./cluster.ts";
 import { heartbeatOf, waitFor } from "./cluster.ts";
+import type { ConnectivityReport, PauseReport } from "./observe.ts";
+import { PauseWatch, SETTLE_MS, watchConnectivity } from "./observe.ts";
+import type { MatrixPoint } from "./plan.ts";
+import { downtimeViolation, durationMs, guestLost, MATRIX_DEADLINES, pauseBudgetMs, PHASES } from "./plan.ts";
 
-/**
- * Where the fault lands. Plan: just before the operator's request (the
- * controller plans on facts its heartbeats have not yet corrected); for the
- * controller itself, right after the request was answered (the migration is
- * recorded; its first step may or may not have been sent). Every other
- * phase: the agent's hold point of that step (src/agent/faults.ts).
- */
-export const PHASES = [
-  { id: "plan", label: "Plan", hold: null },
-  { id: "begin", label: "Begin", hold: { step: "begin", on: "source" } },
-  { id: "prepare", label: "Prepare", hold: { step: "prepare", on: "destination" } },
-  { id: "perform", label: "Perform, before pre-switchover", hold: { step: "perform", on: "source" } },
-  { id: "pre-switchover", label: "Perform, at pre-switchover", hold: { step: "precheck", on: "destination" } },
-  { id: "post-switchover", label: "Perform, after pre-switchover", hold: { step: "switchover", on: "source" } },
-  { id: "finish", label: "Finish", hold: { step: "finish", on: "destination" } },
-  { id: "confirm", label: "Confirm", hold: { step: "confirm", on: "source" } },
-] as const;
-export type PhaseId = (typeof PHASES)[number]["id"];
-
-export const FAULT_KINDS = ["controller", "source-agent", "destination-agent", "source-qemu", "destination-qemu", "cut"] as const;
-export type FaultKind = (typeof FAULT_KINDS)[number];
-
-const SWITCHED = new Set<PhaseId>(["post-switchover", "finish", "confirm"]);
-
-/** The point needs a destination QEMU to kill. */
-export function applicable(phase: PhaseId, fault: FaultKind): boolean {
-  return !(fault === "destination-qemu" && (phase === "plan" || phase === "begin"));
-}
-
-/** The fault kills the only QEMU that holds the guest: the VM must be reported down. */
-export function guestLost(phase: PhaseId, fault: FaultKind): boolean {
-  if (fault === "source-qemu") return !SWITCHED.has(phase);
-  if (fault === "destination-qemu") return SWITCHED.has(phase);
-  return false;
-}
+export type { Duration, FaultKind, MatrixPoint, PhaseId } from "./plan.ts";
+export { applicable, FAULT_KINDS, guestLost, PHASES } from "./plan.ts";
 
 export type GuestKind = "no-os" | "guest";
 
@@ -89,32 +64,37 @@ export async function removeVm(c: FaultCluster, vm: TestVm): Promise<void> {
 }
 
 /**
- * Deadlines of a matrix migration: precheck waits out a hold at
- * pre-switchover; a no-OS guest never brings its failover primary back, so
- * Finish gives up on it quickly (its NIC is optional: the outcome is
- * degraded, which is that guest's success).
+ * Deadlines of a matrix migration beyond the cluster's (MATRIX_DEADLINES): a
+ * no-OS guest never brings its failover primary back, so Finish gives up on
+ * it quickly (its NIC is optional: the outcome is degraded, which is that
+ * guest's success).
  */
 export function deadlinesFor(kind: GuestKind): Record<string, number> {
-  return kind === "no-os" ? { precheckMs: 30_000, primaryBackMs: 300 } : { precheckMs: 30_000 };
+  return kind === "no-os" ? { ...MATRIX_DEADLINES, primaryBackMs: 300 } : { ...MATRIX_DEADLINES };
 }
 
-export interface PointResult {
-  phase: PhaseId;
-  fault: FaultKind;
+export interface PointResult extends MatrixPoint {
   kind: GuestKind;
   /** Short: the terminal outcome, or "refused" when the request itself was refused. */
   outcome: string;
   reason: string;
   runsOn: string;
   down: boolean;
+  /** How long the guest stood still (heartbeats for the real guest, else its instances' run state), and the most it may. */
+  pauseMs: number | null;
+  pauseBudgetMs: number;
+  /** QEMU's downtime as the record reports it. */
+  downtimeMs: number | null;
   violations: string[];
   ms: number;
 }
 
 const other = (c: FaultCluster, host: string): string => [...c.agents.keys()].find((h) => h !== host)!;
 
-/** Run one point with `vm` (running); returns the result (the VM may be down afterwards: result.down). */
-export async function runPoint(c: FaultCluster, vm: TestVm, phase: PhaseId, fault: FaultKind): Promise<PointResult> {
+/** Run one point with `vm` (running), from a healthy cluster; returns the result (the VM may be down afterwards: result.down). */
+export async function runPoint(c: FaultCluster, vm: TestVm, point: MatrixPoint): Promise<PointResult> {
+  const { phase, fault } = point;
+  await c.waitHealthy();
   const started = systemClock.monotonic();
   const spec = PHASES.find((p) => p.id === phase)!;
   const before = await c.api.vm(vm.name);
@@ -124,72 +104,137 @@ export async function runPoint(c: FaultCluster, vm: TestVm, phase: PhaseId, faul
   const heartbeatAfter = vm.kind === "guest" ? await heartbeatOf(srcInst.serialLog) : undefined;
   const holdHost = spec.hold === null ? src : spec.hold.on === "source" ? src : dst;
   const down = guestLost(phase, fault);
-  let restart: (() => Promise<void>) | null = null;
+  const holdForMs = point.duration === null ? 0 : durationMs(point.duration, MATRIX_DEADLINES.stepMs);
+  let injectedAt = 0;
+  /** What undoes the fault (restart, SIGCONT, restore), once injected. */
+  const undo: { end: (() => Promise<void>) | null } = { end: null };
 
   const inject = async (migrationId: string | null): Promise<void> => {
+    injectedAt = systemClock.monotonic();
     switch (fault) {
       case "controller":
         await c.killController();
-        restart = () => c.startController();
+        undo.end = () => c.startController();
         return;
       case "source-agent":
       case "destination-agent": {
         const h = fault === "source-agent" ? src : dst;
         await c.killAgent(h);
-        restart = () => c.restartAgent(h);
+        undo.end = () => c.restartAgent(h);
         return;
       }
       case "source-qemu":
         await c.killQemu(src, srcInst.instanceId);
         return;
-      case "destination-qemu": {
+      case "source-qemu-stop": {
+        const pid = await c.stopQemu(src, srcInst.instanceId);
+        undo.end = () => Promise.resolve(c.contQemu(pid));
+        return;
+      }
+      case "destination-qemu":
+      case "destination-qemu-stop": {
         const incoming = (await c.instancesOf(vm.uuid)).find((i) => i.host === dst);
-        if (incoming === undefined) throw new Error(`${phase} (${String(migrationId)}): no destination instance to kill`);
-        await c.killQemu(dst, incoming.instanceId);
+        if (incoming === undefined) throw new Error(`${phase} (${String(migrationId)}): no destination instance to ${fault === "destination-qemu" ? "kill" : "stop"}`);
+        if (fault === "destination-qemu") {
+          await c.killQemu(dst, incoming.instanceId);
+          return;
+        }
+        const pid = await c.stopQemu(dst, incoming.instanceId);
+        undo.end = () => Promise.resolve(c.contQemu(pid));
         return;
       }
       case "cut":
         c.cut(holdHost);
-        restart = async () => {
-          await systemClock.sleep(2_000); // long enough for the controller to meet the cut
-          c.restore(holdHost);
-        };
+        undo.end = () => Promise.resolve(c.restore(holdHost));
         return;
     }
   };
-
-  if (spec.hold) await c.arm(holdHost, `hold:${spec.hold.step}`, { once: true, holdMs: 60_000 });
-  else if (fault === "controller") await c.arm(src, "hold:begin", { once: true, holdMs: 60_000 });
-  if (phase === "plan" && fault !== "controller") await inject(null);
-
-  let id: string | null = null;
-  try {
-    const r = await c.api.migrate({ vm: vm.name, to: dst, deadlines: deadlinesFor(vm.kind) });
-    if (r.kind !== "started") throw new Error(`migrate answered ${r.kind}`);
-    id = r.migration.id;
-  } catch (e) {
-    if (!isFerryError(e) || e.code === "FERRY_ERR_CONTROLLER") throw e;
-    // refused: nothing may have changed
-    if (restart) await (restart as () => Promise<void>)();
-    await clearAll(c);
-    const v = await c.check(vm, null, { down, ...(heartbeatAfter === undefined ? {} : { heartbeatAfter }) });
-    return { phase, fault, kind: vm.kind, outcome: "refused", reason: `${e.code}: ${e.message}`, runsOn: `${before.host}`, down, violations: v, ms: systemClock.monotonic() - started };
-  }
-  if (phase === "plan" && fault === "controller") await inject(id);
-  if (spec.hold) {
-    await c.waitHolding(holdHost, spec.hold.step, id);
-    await inject(id);
-  }
-  // the step goes on (on a live agent) and meets what the fault left
-  if (c.agents.get(holdHost)!.proc.child.exitCode === null && c.agents.get(holdHost)!.proc.child.signalCode === null) await c.clearFaults(holdHost);
-  if (restart) await (restart as () => Promise<void>)();
-  await clearAll(c);
-  const rec = await c.waitDone(id, 150_000);
-  const v = await settle(c, vm, rec, down, heartbeatAfter);
-  return {
-    phase, fault, kind: vm.kind, outcome: rec.outcome ?? "none", reason: `${rec.code ?? ""} ${rec.reason ?? ""}`.trim(),
-    runsOn: rec.runsOn ? rec.runsOn.host : "nowhere", down, violations: v, ms: systemClock.monotonic() - started,
+  /** Hold the fault for its duration (from when it was injected), then undo it. */
+  const endFault = async (): Promise<void> => {
+    const end = undo.end;
+    if (end === null) return;
+    undo.end = null;
+    await systemClock.sleep(Math.max(0, injectedAt + holdForMs - systemClock.monotonic()));
+    await end();
   };
+
+  const watch = new PauseWatch(vm.uuid, () => [...c.agents.values()].map((a) => a.client));
+  // connectivity, where the guest can answer (the real guest on a fabric): from before the fault until stable after the end
+  const address = before.nics[0]?.address.split("/")[0];
+  const net = vm.kind === "guest" && c.fabric !== null && address !== undefined ? await watchConnectivity(c.fabric.netns, address) : null;
+  const result = (o: { outcome: string; reason: string; runsOn: string; violations: string[]; pause: PauseReport; downtimeMs: number | null }): PointResult => ({
+    ...point, kind: vm.kind, outcome: o.outcome, reason: o.reason, runsOn: o.runsOn, down, violations: o.violations, downtimeMs: o.downtimeMs,
+    pauseMs: down ? null : (o.pause.heartbeatGapMs ?? o.pause.runStatePauseMs), pauseBudgetMs: pauseBudgetMs(point), ms: systemClock.monotonic() - started,
+  });
+  try {
+    if (spec.hold) await c.arm(holdHost, `hold:${spec.hold.step}`, { once: true, holdMs: 60_000 });
+    else if (fault === "controller") await c.arm(src, "hold:begin", { once: true, holdMs: 60_000 });
+    if (phase === "plan" && fault !== "controller") await inject(null);
+
+    let id: string | null = null;
+    try {
+      const r = await c.api.migrate({ vm: vm.name, to: dst, deadlines: deadlinesFor(vm.kind) });
+      if (r.kind !== "started") throw new Error(`migrate answered ${r.kind}`);
+      id = r.migration.id;
+    } catch (e) {
+      if (!isFerryError(e) || e.code === "FERRY_ERR_CONTROLLER") throw e;
+      // refused: nothing may have changed
+      await endFault();
+      await clearAll(c);
+      const v = await c.check(vm, null, { down, ...(heartbeatAfter === undefined ? {} : { heartbeatAfter }) });
+      const pause = await watch.stop();
+      v.push(...pauseViolations(point, down, pause));
+      return result({ outcome: "refused", reason: `${e.code}: ${e.message}`, runsOn: before.host, violations: v, pause, downtimeMs: null });
+    }
+    if (phase === "plan" && fault === "controller") await inject(id);
+    if (spec.hold) {
+      await c.waitHolding(holdHost, spec.hold.step, id);
+      // the point is only worth something if the migration really is where the fault should land
+      const at = await c.api.migration(id);
+      if (at.phase !== spec.recordPhase) throw new Error(`${spec.label}: the migration ${id} holds at ${spec.hold.step} but its record is in phase ${at.phase}, not ${spec.recordPhase}`);
+      await inject(id);
+    }
+    // the step goes on (on a live agent) and meets what the fault left
+    if (c.agents.get(holdHost)!.proc.child.exitCode === null && c.agents.get(holdHost)!.proc.child.signalCode === null) await c.clearFaults(holdHost).catch(() => undefined);
+    await endFault();
+    await clearAll(c);
+    const rec = await c.waitDone(id, 150_000);
+    const endedAt = systemClock.now();
+    const v = await settle(c, vm, rec, down, heartbeatAfter);
+    if (net !== null && !down) v.push(...connectivityViolations(point, await net.untilStable(endedAt)));
+    const pause = await watch.stop();
+    v.push(...pauseViolations(point, down, pause));
+    const dv = downtimeViolation(await c.api.migration(id));
+    if (dv !== null) v.push(dv);
+    return result({
+      outcome: rec.outcome ?? "none", reason: `${rec.code ?? ""} ${rec.reason ?? ""}`.trim(), runsOn: rec.runsOn ? rec.runsOn.host : "nowhere",
+      violations: v, pause, downtimeMs: rec.switchover?.downtimeMs ?? null,
+    });
+  } finally {
+    await endFault().catch(() => undefined);
+    await watch.stop();
+    await net?.stop();
+  }
+}
+
+/** After the end the NIC answers again within UNTIL_STABLE_MS and stays steady; no gap longer than the guest's pause deadline and a second. */
+export const UNTIL_STABLE_MS = 2_000;
+
+function connectivityViolations(point: MatrixPoint, r: ConnectivityReport): string[] {
+  const v: string[] = [];
+  const gapBudget = pauseBudgetMs(point) + 1_000;
+  if (!r.stable) v.push(`the guest's NIC never answered steadily for ${SETTLE_MS / 1000} s after the migration ended (longest gap ${r.longestGapMs} ms)`);
+  else if (r.untilStableMs > UNTIL_STABLE_MS) v.push(`the guest's NIC was stable only ${r.untilStableMs} ms after the migration ended (more than ${UNTIL_STABLE_MS} ms)`);
+  if (r.longestGapMs > gapBudget) v.push(`the guest's NIC did not answer for ${r.longestGapMs} ms (more than ${gapBudget} ms)`);
+  return v;
+}
+
+function pauseViolations(point: MatrixPoint, down: boolean, pause: PauseReport): string[] {
+  if (down) return [];
+  const budget = pauseBudgetMs(point);
+  const ms = pause.heartbeatGapMs ?? pause.runStatePauseMs;
+  const how = pause.heartbeatGapMs === null ? "no instance running, by QMP" : "no heartbeat";
+  return ms > budget ? [`the guest stood still ${ms} ms (${how}), past its deadline of ${budget} ms`] : [];
 }
 
 /** Invariants, given a few seconds to converge (an agent reaps a dead QEMU on its own tick). */
