@@ -40,9 +40,10 @@ tarball="$cache/$suite-$key.tar"
 if [ ! -s "$tarball" ]; then
   say "building a minimal $suite root with mmdebstrap (once; cached as $tarball)"
   t0=$SECONDS
-  mmdebstrap --variant=minbase --include=ca-certificates,npm "${aptopts[@]}" "$suite" "$tarball.part" "${sources[@]}" > "$cache/logs/mmdebstrap.log" 2>&1 \
+  part=${tarball%.tar}.part.tar   # mmdebstrap tells the format by the name's ending
+  mmdebstrap --variant=minbase --include=ca-certificates,npm "${aptopts[@]}" "$suite" "$part" "${sources[@]}" > "$cache/logs/mmdebstrap.log" 2>&1 \
     || { say "mmdebstrap failed: see $cache/logs/mmdebstrap.log"; exit 1; }
-  mv "$tarball.part" "$tarball"
+  mv "$part" "$tarball"
   say "root built in $((SECONDS - t0)) s"
 fi
 
