@@ -481,3 +481,61 @@ describe("faults found by the fault matrix (test/faults)", () => {
     assert.ok(!h.port.trace(p.id).includes("confirmSource(false)"));
   });
 });
+
+describe("no pause waits on a dead process (issue 20)", () => {
+  test("switchover refused with FERRY_ERR_SOURCE_GAVE_UP: rolled back with that code, the source's own pause recorded, and a warning for a pause above the downtime limit", async () => {
+    const h = harness({
+      switchover: () => Promise.reject(new FerryError("FERRY_ERR_SOURCE_GAVE_UP", "the source got no switch-over decision in time")),
+      confirmSource: (_p, success) => Promise.resolve(success ? { state: "stopped" as const } : { state: "running" as const, pausedMs: 2_510 }),
+    });
+    const p = plan([nic("net0")]);
+    const r = await migrate(h, p);
+    assert.equal(r.outcome, "rolled-back", r.reason ?? "");
+    assert.equal(r.code, "FERRY_ERR_SOURCE_GAVE_UP");
+    assert.match(r.reason ?? "", /resumed the guest itself/);
+    assert.deepEqual(r.runsOn, p.source);
+    assert.equal(r.pausedMs, 2_510);
+    assert.ok(r.warnings.some((w) => w.includes("paused 2510 ms on the source, above its downtime limit of 300 ms")), JSON.stringify(r.warnings));
+    assert.ok(h.events.some((e) => e.type === "warning" && e.text.includes("downtime limit")));
+    assert.deepEqual(h.port.trace(p.id).slice(-3), ROLLBACK);
+  });
+
+  test("a re-sent perform refused with FERRY_ERR_SOURCE_GAVE_UP (the controller came back late): rolled back, never switched over", async () => {
+    const h = harness({ perform: () => Promise.reject(new FerryError("FERRY_ERR_SOURCE_GAVE_UP", "gave up")) });
+    const p = plan([nic("net0")]);
+    const r = await migrate(h, p);
+    assert.equal(r.code, "FERRY_ERR_SOURCE_GAVE_UP");
+    assert.ok(!h.port.trace(p.id).includes("switchover"));
+  });
+
+  test("an unreachable destination does not hold the rollback: the outcome comes at once, the cleanup is retried in the background and reported", async () => {
+    let down = true;
+    const h = harness({
+      precheck: () => Promise.reject(new FerryError("FERRY_ERR_AGENT", "connect ECONNREFUSED")),
+      abortDestination: () => (down ? Promise.reject(new FerryError("FERRY_ERR_AGENT", "connect ECONNREFUSED")) : Promise.resolve()),
+    });
+    const p = plan([nic("net0")]);
+    p.deadlines = { ...p.deadlines, stepMs: 60_000 };
+    const r = await migrate(h, p);
+    assert.equal(r.outcome, "rolled-back");
+    assert.deepEqual(r.runsOn, p.source);
+    assert.equal(r.cleanup?.state, "pending");
+    assert.equal(r.cleanup?.host, p.destination.host);
+    assert.deepEqual(h.port.trace(p.id).slice(-3), ROLLBACK, "the source was confirmed after one try at the destination");
+    down = false;
+    let after: MigrationRecord | undefined;
+    for (let i = 0; i < 200 && after?.cleanup?.state !== "done"; i++) {
+      await systemClock.sleep(10);
+      after = await h.store.getMigration(p.id);
+    }
+    assert.equal(after?.cleanup?.state, "done");
+    assert.ok(after?.warnings.some((w) => /cleanup on hv-b done in the background/.test(w)), JSON.stringify(after?.warnings));
+    assert.deepEqual(h.events.filter((e) => e.type === "cleanup").map((e) => e.type === "cleanup" && e.state), ["pending", "done"]);
+  });
+
+  test("a normal migration within the downtime limit has no warning", async () => {
+    const h = harness();
+    const r = await migrate(h, plan([nic("net0")]));
+    assert.deepEqual(r.warnings, []);
+  });
+});
