@@ -20,7 +20,7 @@ import { ControllerClient } from "../../src/api/client.ts";
 import { networkSubnet } from "../../src/controller/vm-spec.ts";
 import { writeSysfsFixture } from "../../src/host/fixture.ts";
 import type { Fabric } from "../../src/lab/fabric.ts";
-import { createFabric, destroyFabric, TEST_NETNS_PREFIX } from "../../src/lab/fabric.ts";
+import { createFabric, destroyFabric, listNetns, TEST_NETNS_PREFIX } from "../../src/lab/fabric.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { lastHeartbeat, readConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
 import type { HttpRequest } from "./observe.ts";
@@ -159,12 +159,14 @@ export class FaultCluster {
     this.base = await mkdtemp(join(tmpdir(), "ff-"));
     this.#record = o.record === true;
     if (o.fabric === true) {
+      await destroyOrphanFabrics();
       const { n, m } = networkSubnet("physnet1");
-      this.fabric = await createFabric({ name: `fm${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`, prefix: TEST_NETNS_PREFIX, networks: [{ name: "physnet1", subnet: `10.${n}.${m}.0/24` }] });
+      this.fabric = await createFabric({ name: `${FABRIC_TAG}${process.pid}-${Date.now().toString(36).slice(-4)}`, prefix: TEST_NETNS_PREFIX, networks: [{ name: "physnet1", subnet: `10.${n}.${m}.0/24` }] });
     }
     if (o.fabric === true) {
+      await destroyOrphanFabrics();
       const { n, m } = networkSubnet("physnet1");
-      this.fabric = await createFabric({ name: `fm${process.pid.toString(36)}${Date.now().toString(36).slice(-4)}`, prefix: TEST_NETNS_PREFIX, networks: [{ name: "physnet1", subnet: `10.${n}.${m}.0/24` }] });
+      this.fabric = await createFabric({ name: `${FABRIC_TAG}${process.pid}-${Date.now().toString(36).slice(-4)}`, prefix: TEST_NETNS_PREFIX, networks: [{ name: "physnet1", subnet: `10.${n}.${m}.0/24` }] });
     }
     const setup = await writeControllerSetup(this.base, {
       heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 4000,
@@ -456,6 +458,16 @@ export class FaultCluster {
       }
     }
     return v;
+  }
+}
+
+/** Fault-cluster fabrics are named fm-<pid>-<suffix>: one whose test process is gone (killed before its cleanup) is removed by the next cluster. */
+const FABRIC_TAG = "fm-";
+
+async function destroyOrphanFabrics(): Promise<void> {
+  for (const ns of await listNetns({ prefix: TEST_NETNS_PREFIX })) {
+    const m = new RegExp(`^${TEST_NETNS_PREFIX}${FABRIC_TAG}(\\d+)-[a-z0-9]+$`).exec(ns);
+    if (m && !alive(Number(m[1]))) await destroyFabric(ns.slice(TEST_NETNS_PREFIX.length), { prefix: TEST_NETNS_PREFIX });
   }
 }
 
