@@ -135,8 +135,6 @@ describe("a dead controller or destination agent during perform", { timeout: 300
     assert.equal(rec.runsOn?.host, m.src);
     assert.equal(typeof rec.pausedMs, "number", "the record gives the guest's real pause");
     assert.ok(rec.pausedMs! <= ping.longestGapMs + 100, `Ferry's pause ${rec.pausedMs} ms, the ping's longest gap ${ping.longestGapMs} ms`);
-    const c = rec.connectivity?.["nic0"] ?? Object.values(rec.connectivity ?? {})[0];
-    assert.ok(c !== undefined, `the record has the lab's connectivity figures: ${JSON.stringify(rec.connectivity)}`);
     assert.equal(rec.cleanup?.host, m.dst);
     assert.equal(rec.cleanup?.state, "pending", `cleanup ${JSON.stringify(rec.cleanup)} (ended ${endedAfterMs} ms after the kill)`);
     assert.ok(rec.warnings.some((w) => /retried in the background/.test(w)), JSON.stringify(rec.warnings));
@@ -147,6 +145,13 @@ describe("a dead controller or destination agent during perform", { timeout: 300
       return r.cleanup?.state === "done" ? r : undefined;
     }, 30_000);
     assert.ok(cleaned.warnings.some((w) => w.includes(`cleanup on ${m.dst} done in the background`)), JSON.stringify(cleaned.warnings));
+    // the lab's connectivity figures come once every NIC has answered steadily for the settle window after the end
+    const measured = await until("the lab's connectivity figures in the record", async () => {
+      const r = await api.migration(id);
+      return r.connectivity !== undefined && Object.keys(r.connectivity).length > 0 ? r : undefined;
+    }, 70_000);
+    const c = Object.values(measured.connectivity ?? {})[0]!;
+    assert.ok(c.longestGapMs < 2_000, `record's longest gap ${c.longestGapMs} ms`);
     const events: string[] = [];
     const ctl = new AbortController();
     await api.events((e) => {

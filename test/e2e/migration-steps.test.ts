@@ -145,7 +145,10 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     const check = await steps.precheck(b.ctx, id, 2_000);
     assert.equal(check.ok, false);
     assert.match(check.reason ?? "", /gone|unreachable|is /);
-    assert.deepEqual(await steps.confirmSource(a.ctx, id, src.id, false, sig()), { state: "running" });
+    const confirmed = await steps.confirmSource(a.ctx, id, src.id, false, sig());
+    assert.equal(confirmed.state, "running");
+    // the source was paused at pre-switchover until confirm resumed it: the agent reports that pause
+    assert.equal(typeof confirmed.pausedMs, "number", `confirm reports the source's pause: ${JSON.stringify(confirmed)}`);
     await steps.abortDestination(b.ctx, id);
     assert.equal((await queryStatus(src.qmp)).running, true);
     const n = lastHeartbeat(await readConsole(src.paths.serialLog)) ?? 0;
