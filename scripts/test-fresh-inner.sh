@@ -4,6 +4,9 @@
 # tests there as root with only the environment listed in $FRESH_ROOT/root/.ferry-fresh-env.
 set -euo pipefail
 R=${FRESH_ROOT:?} LOGS=${FRESH_LOGS:?}
+# the root must be a mount point of its own, as / is on a real machine: `ip netns exec` and
+# `ip -n` remount / as a slave and fail with "Invalid argument" on a plain directory
+mount --bind "$R" "$R"
 mount -t proc proc "$R/proc"
 mount --rbind /sys "$R/sys"
 mount --rbind /dev "$R/dev"
