@@ -161,12 +161,13 @@ export async function runPoint(c: FaultCluster, vm: TestVm, point: MatrixPoint):
   const watch = new PauseWatch(vm.uuid, () => [...c.agents.values()].map((a) => a.client));
   // connectivity, where the guest can answer (the real guest on a fabric): from before the fault until stable after the end
   const address = before.nics[0]?.address.split("/")[0];
-  const net = vm.kind === "guest" && c.fabric !== null && address !== undefined ? await watchConnectivity(c.fabric.netns, address) : null;
+  let net: Awaited<ReturnType<typeof watchConnectivity>> | null = null;
   const result = (o: { outcome: string; reason: string; runsOn: string; violations: string[]; pause: PauseReport; downtimeMs: number | null }): PointResult => ({
     ...point, kind: vm.kind, outcome: o.outcome, reason: o.reason, runsOn: o.runsOn, down, violations: o.violations, downtimeMs: o.downtimeMs,
     pauseMs: down ? null : (o.pause.heartbeatGapMs ?? o.pause.runStatePauseMs), pauseBudgetMs: pauseBudgetMs(point), ms: systemClock.monotonic() - started,
   });
   try {
+    if (vm.kind === "guest" && c.fabric !== null && address !== undefined) net = await watchConnectivity(c.fabric.netns, address);
     if (spec.hold) await c.arm(holdHost, `hold:${spec.hold.step}`, { once: true, holdMs: 60_000 });
     else if (fault === "controller") await c.arm(src, "hold:begin", { once: true, holdMs: 60_000 });
     if (phase === "plan" && fault !== "controller") await inject(null);
