@@ -24,12 +24,13 @@ describe("settled: when a NIC's watch may end", () => {
 
 describe("connectivity in the record", () => {
   const ok = { probes: 900, lost: 14, longestGapMs: 152, untilStableMs: 3120, endMs: 3400, watchedMs: 8450, settleMs: 5000, outageMs: 100 };
-  it("warns of a NIC out after the end, and of one never steady; not of a NIC steady before the end", () => {
+  it("warns of a NIC out after the end (steady more than a second past it), and of one never steady; not of a NIC steady by then", () => {
     const w = connectivityWarnings({ net0: ok, net1: { ...ok, untilStableMs: 45_000, longestGapMs: 40_800 }, net2: { ...ok, untilStableMs: null, watchedMs: 63_400 } });
     assert.equal(w.length, 2, w.join("\n"));
     assert.match(w[0]!, /NIC net1 was unreachable after the migration had ended: it answered steadily only 41600 ms after the end \(longest gap 40800 ms\)/);
     assert.match(w[1]!, /NIC net2 did not answer steadily for 5000 ms within the 63400 ms it was watched/);
     assert.deepEqual(connectivityWarnings({ old: { probes: 1, lost: 0, longestGapMs: 10 } }), [], "a record from before settle windows");
+    assert.deepEqual(connectivityWarnings({ net0: { ...ok, untilStableMs: ok.endMs + 130 } }), [], "a switchover outage that runs 130 ms past the end is not an outage after the migration");
   });
   it("renders the time until stable, and how long after the end when it was later", () => {
     assert.equal(stableText(ok), "3120 ms");

@@ -14,15 +14,34 @@
 //   the migration's end, by the independent ping too.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { longestGap, stableSince, startPinger } from "../../bench/lib/pinger.ts";
+import { longestGap, longestOutage, stableSince, startPinger } from "../../bench/lib/pinger.ts";
 import type { Pinger } from "../../bench/lib/pinger.ts";
 import type { Connectivity, MigrationRecord } from "../../src/migration/types.ts";
 import { reachable } from "../../src/lab/lab-demo.ts";
 import { labClient, labDown, labSpec, labUp } from "../../src/lab/lab.ts";
 
 const NAME = "tsettle";
+
+/** "[from–to] …" of every time of more than 40 ms without a reply, ms since `from`. */
+function gapsOf(times: readonly number[], from: number, to: number): string {
+  const out: string[] = [];
+  let prev = from;
+  for (const t of [...times.filter((x) => x > from && x < to), to]) {
+    if (t - prev > 40) out.push(`${Math.round(prev - from)}–${Math.round(t - from)}`);
+    prev = t;
+  }
+  return out.join(" ") || "none";
+}
 const MIGRATIONS = 3;
 const TOLERANCE_MS = 50;
+/**
+ * A failover NIC's switchover outage runs a little past the migration's end
+ * (≈ 100–150 ms here: Finish deems a primary back once QEMU lists it, and the
+ * guest passes traffic on it a moment later). An outage *after* the migration
+ * — the lab's old bridge gave 25–48 s — is one that lasts more than this past
+ * the end. The controller warns from the same point.
+ */
+const PAST_END_MS = 1000;
 
 process.env["FERRY_CONTEXT"] = `/tmp/ferry-settle-test-context-${process.pid}.json`;
 after(async () => {
@@ -43,6 +62,7 @@ describe("connectivity until stable, checked by an independent ping", { timeout:
     });
 
     const lines: string[] = [];
+    const problems: string[] = [];
     for (let i = 1; i <= MIGRATIONS; i++) {
       const current = await client.vm("s1");
       const dest = current.host === "host1" ? "host2" : "host1";
@@ -74,22 +94,31 @@ describe("connectivity until stable, checked by an independent ping", { timeout:
         assert.ok(c.watchedMs >= c.endMs + c.settleMs, `${nic.name} watched ${c.watchedMs} ms: at least the settle window past the end (${c.endMs} + ${c.settleMs})`);
         const times = pingers.get(nic.name)!.times();
         const gap = longestGap(times, from, to);
+        // the same holds for lone replies in the middle of a switch-over: one ping catches one the
+        // other misses, and its longest gap is split in two; Ferry's must lie between the ping's
+        // longest gap and its longest gap with lone replies (runs under 50 ms) not ending it
+        const outage = longestOutage(times, from, to, { minGapMs: 40, minRunMs: 50 });
         // the two pings sample at different instants (≈ 10 and ≈ 16 ms apart): a gap within one
         // ping interval of the threshold may be an outage to one and not to the other; what Ferry
         // reports must lie between the independent ping's readings with the threshold ± 25 ms
         const stableEarly = stableSince(times, from, to, c.outageMs + 25) - from;
         const stableLate = stableSince(times, from, to, c.outageMs - 25) - from;
-        const line = `#${i} ${current.host}→${dest} ${nic.name} (${nic.mode}): longest gap Ferry ${c.longestGapMs} / ping ${Math.round(gap)} ms; stable after Ferry ${c.untilStableMs} / ping ${Math.round(stableSince(times, from, to, c.outageMs) - from)} ms; end ${c.endMs} ms`;
+        const phases = Object.entries(r.timings).map(([p, x]) => `${p}@${x.startedAt - from}`).join(" ");
+        const line = `#${i} ${current.host}→${dest} ${nic.name} (${nic.mode}): longest gap Ferry ${c.longestGapMs} / ping ${Math.round(gap)} ms (${Math.round(outage)} ms ignoring lone replies); stable after Ferry ${c.untilStableMs} / ping ${Math.round(stableSince(times, from, to, c.outageMs) - from)} ms; end ${c.endMs} ms; ping's gaps ${gapsOf(times, from, to)}; phases ${phases}`;
         lines.push(line);
-        assert.ok(Math.abs(c.longestGapMs - gap) <= TOLERANCE_MS, `${line}\n${lines.join("\n")}`);
-        assert.ok(c.untilStableMs !== null, `${line}: Ferry saw the NIC steady`);
-        assert.ok(c.untilStableMs >= stableEarly - TOLERANCE_MS && c.untilStableMs <= stableLate + TOLERANCE_MS, `${line} (ping's stable after, threshold ±25 ms: ${Math.round(stableEarly)}…${Math.round(stableLate)} ms)`);
+        const bad = (what: string): void => void problems.push(`${what}: ${line}`);
+        if (c.longestGapMs < gap - TOLERANCE_MS || c.longestGapMs > outage + TOLERANCE_MS) bad(`longest gap more than ${TOLERANCE_MS} ms outside the ping's ${Math.round(gap)}…${Math.round(outage)} ms`);
+        if (c.untilStableMs === null) bad("Ferry never saw the NIC steady");
+        else if (c.untilStableMs < stableEarly - TOLERANCE_MS || c.untilStableMs > stableLate + TOLERANCE_MS) bad(`time until stable differs by more than ${TOLERANCE_MS} ms (the ping's, threshold ±25 ms: ${Math.round(stableEarly)}…${Math.round(stableLate)} ms)`);
         // no outage after the migration, by either measure
-        assert.ok(c.untilStableMs <= c.endMs, `${line}: Ferry saw an outage after the end\n${lines.join("\n")}`);
-        assert.ok(stableSince(times, end, to, c.outageMs) === end, `${line}: the independent ping saw an outage after the end (${Math.round(longestGap(times, end, to))} ms without a reply)\n${lines.join("\n")}`);
+        if (c.untilStableMs !== null && c.untilStableMs > c.endMs + PAST_END_MS) bad(`Ferry saw an outage after the end: steady only ${c.untilStableMs - c.endMs} ms after it`);
+        const pingLate = stableSince(times, from, to, c.outageMs) - end;
+        if (pingLate > PAST_END_MS) bad(`the independent ping saw an outage after the end: steady only ${Math.round(pingLate)} ms after it`);
       }
-      assert.deepEqual(r.warnings.filter((w) => /NIC .*(unreachable|steadily)/.test(w)), [], "no connectivity warning");
+      const warned = r.warnings.filter((w) => /NIC .*(unreachable|steadily)/.test(w));
+      if (warned.length > 0) problems.push(`#${i}: connectivity warnings: ${warned.join("; ")}`);
     }
     t.diagnostic(lines.join("\n"));
+    assert.deepEqual(problems, [], lines.join("\n"));
   });
 });
