@@ -101,3 +101,24 @@ export function stableSince(times: readonly number[], from: number, to: number, 
   }
   return since;
 }
+
+/**
+ * The longest time without a reply in [from, to] when replies that come for
+ * less than `minRunMs` between two gaps of more than `minGapMs` do not end
+ * the outage (a lone reply in the middle of a switch-over). Two pingers that
+ * sample at different instants catch different lone replies: their raw
+ * longest gaps differ by them, this figure does not.
+ */
+export function longestOutage(times: readonly number[], from: number, to: number, o: { minGapMs: number; minRunMs: number }): number {
+  const gaps: [number, number][] = [];
+  let prev = from;
+  for (const t of [...times.filter((x) => x > from && x < to), to]) {
+    if (t - prev > o.minGapMs) {
+      const last = gaps.at(-1);
+      if (last && prev - last[1] < o.minRunMs) last[1] = t;
+      else gaps.push([prev, t]);
+    }
+    prev = t;
+  }
+  return Math.max(longestGap(times, from, to), ...gaps.map(([a, b]) => b - a));
+}

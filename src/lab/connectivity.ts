@@ -51,6 +51,10 @@ export function labConnectivity(fabricName: string, policy: SettlePolicy = DEFAU
           await pinPeerNeighbor(fabric, nic.network, ip, nic.mac);
           probes.set(nic.name, await startProbe({ netns: fabric.netns, target: ip }));
         }
+        // the migration starts once each probe runs: its first reply (ping's own start-up takes up to
+        // ≈ 100 ms on a busy machine, which would count as an outage at the start). A NIC that does
+        // not answer now does not hold the migration back.
+        await Promise.all([...probes.values()].map((p) => p.waitReply(0, { timeoutMs: 2_000 }).catch(() => undefined)));
       } catch (e) {
         for (const p of probes.values()) await p.stop().catch(() => undefined);
         throw e;
