@@ -553,8 +553,14 @@ async function retryCleanup(id: string, deps: RunnerDeps): Promise<void> {
       state = "done";
     } catch (e) {
       if (deps.signal?.aborted) return;
-      error = toFerryError(e, "FERRY_ERR_AGENT").message;
-      if (clock.now() - c.since > budgetMs) state = "abandoned";
+      if (isFerryError(e, "FERRY_ERR_STATE") && e.details["migrationId"] === id) {
+        // the agent came back and has already reconciled the ended migration (heartbeat):
+        // nothing of it is left there, and it refuses every further step of it
+        state = "done";
+      } else {
+        error = toFerryError(e, "FERRY_ERR_AGENT").message;
+        if (clock.now() - c.since > budgetMs) state = "abandoned";
+      }
     }
     const now = clock.now();
     const cleanup = { ...c, state, attempts: c.attempts + 1, ...(state === "pending" ? {} : { at: now }), ...(error === undefined ? {} : { error }) };
