@@ -14,7 +14,7 @@ import { reachable } from "../src/lab/lab-demo.ts";
 import { labClient, labDown, labSpec, labUp } from "../src/lab/lab.ts";
 import type { MigrationRecord } from "../src/migration/types.ts";
 import { detectAccel } from "../src/qemu/accel.ts";
-import { longestGap, longestOutage, stableSince, startPinger } from "./lib/pinger.ts";
+import { longestGap, longestOutage, outAfter, stableSince, startPinger } from "./lib/pinger.ts";
 import type { Pinger } from "./lib/pinger.ts";
 import { benchRounds, machine, table, writeResult } from "./lib/report.ts";
 
@@ -28,8 +28,8 @@ interface Sample {
   mode: string;
   outcome: string;
   endMs: number;
-  ferry: { longestGapMs: number; untilStableMs: number | null; afterEndMs: number | null; lost: number; probes: number };
-  ping: { longestGapMs: number; longestOutageMs: number; untilEndGapMs: number; untilStableMs: number; afterEndMs: number };
+  ferry: { longestGapMs: number; untilStableMs: number | null; afterEndMs: number | null; outAfterEndMs: number | null; lost: number; probes: number };
+  ping: { longestGapMs: number; longestOutageMs: number; untilEndGapMs: number; untilStableMs: number; afterEndMs: number; outAfterEndMs: number };
 }
 
 /** Nearest-rank percentile. */
@@ -75,13 +75,14 @@ async function main(): Promise<void> {
         const ferryStable = c.untilStableMs ?? null;
         samples.push({
           migration: i, route: `${current.host}→${to}`, nic: n.name, mode: n.mode, outcome: r.outcome ?? "?", endMs: c.endMs,
-          ferry: { longestGapMs: c.longestGapMs, untilStableMs: ferryStable, afterEndMs: ferryStable === null ? null : Math.max(0, ferryStable - c.endMs), lost: c.lost, probes: c.probes },
+          ferry: { longestGapMs: c.longestGapMs, untilStableMs: ferryStable, afterEndMs: ferryStable === null ? null : Math.max(0, ferryStable - c.endMs), outAfterEndMs: c.outAfterEndMs ?? null, lost: c.lost, probes: c.probes },
           ping: {
             longestGapMs: Math.round(longestGap(times, from, stop)),
             longestOutageMs: Math.round(longestOutage(times, from, stop, { minGapMs: 40, minRunMs: 50 })),
             untilEndGapMs: Math.round(longestGap(times, from, end)),
             untilStableMs: Math.round(pingStable),
             afterEndMs: Math.max(0, Math.round(pingStable - c.endMs)),
+            outAfterEndMs: Math.round(outAfter(times, from, end, stop, c.outageMs)),
           },
         });
       }
@@ -110,6 +111,8 @@ async function main(): Promise<void> {
       "until stable, ping": s.map((x) => x.ping.untilStableMs),
       "stable after the end, Ferry": s.flatMap((x) => (x.ferry.afterEndMs === null ? [] : [x.ferry.afterEndMs])),
       "stable after the end, ping": s.map((x) => x.ping.afterEndMs),
+      "out after the end, Ferry": s.flatMap((x) => (x.ferry.outAfterEndMs === null ? [] : [x.ferry.outAfterEndMs])),
+      "out after the end, ping": s.map((x) => x.ping.outAfterEndMs),
       "migration (start → end)": s.map((x) => x.endMs),
     };
     summary[mode] = {};

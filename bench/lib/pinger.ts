@@ -102,6 +102,17 @@ export function stableSince(times: readonly number[], from: number, to: number, 
   return since;
 }
 
+/** How long the target was out in [after, to]: the time covered by times of more than outageMs without a reply (counted from `from`, so one that began before `after` counts from `after`). */
+export function outAfter(times: readonly number[], from: number, after: number, to: number, outageMs: number): number {
+  let prev = from;
+  let out = 0;
+  for (const t of [...times.filter((x) => x > from && x <= to), to]) {
+    if (t - prev > outageMs) out += Math.max(0, t - Math.max(prev, after));
+    prev = t;
+  }
+  return out;
+}
+
 /**
  * The longest time without a reply in [from, to] when replies that come for
  * less than `minRunMs` between two gaps of more than `minGapMs` do not end

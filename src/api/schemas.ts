@@ -154,6 +154,7 @@ const ConnectivityView = Type.Object(
     watchedMs: Type.Optional(Type.Number({ description: "ms the NIC was watched, from the start" })),
     settleMs: Type.Optional(Type.Number({ description: "how long the NIC had to answer steadily, at least this long past the end" })),
     outageMs: Type.Optional(Type.Number({ description: "a longer time without a reply is an outage" })),
+    outAfterEndMs: Type.Optional(Type.Number({ description: "ms after the migration's end covered by outages (one that began before the end counts from the end)" })),
   },
   { additionalProperties: false },
 );

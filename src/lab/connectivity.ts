@@ -14,7 +14,7 @@ import { systemClock } from "../core/clock.ts";
 import type { ConnectivityWatch, SettleOptions } from "../controller/controller.ts";
 import type { Connectivity } from "../migration/types.ts";
 import { openFabric, pinPeerNeighbor } from "./fabric.ts";
-import { startProbe, steadiness } from "./probe.ts";
+import { outageAfter, startProbe, steadiness } from "./probe.ts";
 import type { Probe } from "./probe.ts";
 
 export interface SettlePolicy {
@@ -63,6 +63,7 @@ export function labConnectivity(fabricName: string, policy: SettlePolicy = DEFAU
         async settle(o: SettleOptions) {
           const out: Record<string, Connectivity> = {};
           const finish = async (nic: string, p: Probe, stableSince: number | null): Promise<void> => {
+            const outAfterEndMs = outageAfter(p.replyTimes(), { from: o.from, after: o.endedAt, now: systemClock.now(), outageMs: policy.outageMs });
             const r = await p.stop({ from: o.from });
             out[nic] = {
               probes: r.probes,
@@ -73,6 +74,7 @@ export function labConnectivity(fabricName: string, policy: SettlePolicy = DEFAU
               watchedMs: Math.round(r.durationMs),
               settleMs: policy.settleMs,
               outageMs: policy.outageMs,
+              outAfterEndMs: Math.round(outAfterEndMs),
             };
             probes.delete(nic);
           };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { PingTally, parsePingLine, pingArgv, steadiness, summarize } from "./probe.ts";
+import { outageAfter, PingTally, parsePingLine, pingArgv, steadiness, summarize } from "./probe.ts";
 
 // Recorded from iputils 20221126 (`ping -D -n -i 0.01 -W 1`) and busybox 1.35 (`busybox ping -i 0.01`).
 const IPUTILS = `PING 10.91.1.10 (10.91.1.10) 56(84) bytes of data.
@@ -119,6 +119,23 @@ describe("pingArgv", () => {
   it("builds the iputils and busybox command lines", () => {
     assert.deepEqual(pingArgv("iputils", "10.91.1.10", 10), ["ping", "-D", "-n", "-i", "0.01", "-W", "1", "10.91.1.10"]);
     assert.deepEqual(pingArgv("busybox", "10.91.1.10", 20), ["busybox", "ping", "-i", "0.02", "10.91.1.10"]);
+  });
+});
+
+describe("outageAfter: how long a target was out after the end", () => {
+  const every = (from: number, to: number, step = 10): number[] => Array.from({ length: Math.floor((to - from) / step) + 1 }, (_, i) => from + i * step);
+  it("nothing when steady past the end, even after an outage before it", () => {
+    assert.equal(outageAfter([...every(1000, 1500), ...every(1700, 9000)], { from: 1000, after: 2000, now: 9000, outageMs: 100 }), 0);
+  });
+  it("an outage that runs into the end counts from the end", () => {
+    assert.equal(outageAfter([...every(1000, 1900), ...every(2130, 9000)], { from: 1000, after: 2000, now: 9000, outageMs: 100 }), 130);
+  });
+  it("sums every outage after the end; gaps up to the threshold are none", () => {
+    const t = [...every(1000, 3000), ...every(3100, 4000), ...every(4250, 5000), ...every(45_000, 50_000)];
+    assert.equal(outageAfter(t, { from: 1000, after: 2000, now: 50_000, outageMs: 100 }), 250 + 40_000);
+  });
+  it("an outage lasting until now counts up to now", () => {
+    assert.equal(outageAfter(every(1000, 3000), { from: 1000, after: 2000, now: 5000, outageMs: 100 }), 2000);
   });
 });
 

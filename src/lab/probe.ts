@@ -213,6 +213,22 @@ export function steadiness(replyTimes: readonly number[], o: { from: number; now
   return { stableSince, steadyForMs: o.now - stableSince };
 }
 
+/**
+ * How long a target was out after `after`: the time in [after, now] covered
+ * by outages (times of more than `outageMs` without a reply, counted from
+ * `from`, so an outage that began before `after` counts from `after`).
+ */
+export function outageAfter(replyTimes: readonly number[], o: { from: number; after: number; now: number; outageMs: number }): number {
+  const times = replyTimes.filter((t) => t > o.from && t <= o.now).sort((a, b) => a - b);
+  let out = 0;
+  let prev = o.from;
+  for (const t of [...times, o.now]) {
+    if (t - prev > o.outageMs) out += Math.max(0, t - Math.max(prev, o.after));
+    prev = t;
+  }
+  return out;
+}
+
 /** ping's argv (after `ip netns exec NS`). */
 export function pingArgv(pinger: Pinger, target: string, intervalMs: number): string[] {
   const interval = (intervalMs / 1000).toString();

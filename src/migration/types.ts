@@ -38,6 +38,13 @@ export interface Connectivity {
   settleMs?: number;
   /** More than this without a reply is an outage. */
   outageMs?: number;
+  /**
+   * How long the NIC was out after the migration's end: the time past `endMs`
+   * covered by outages (an outage that began before the end counts from the
+   * end). A switchover outage's tail is ≈ 100–150 ms; a NIC that lost its
+   * network after the migration (a stale ARP entry: 25–48 s) shows it here.
+   */
+  outAfterEndMs?: number;
 }
 
 export interface NicPlan {

@@ -211,7 +211,7 @@ export function connectivityOf(field: string, x: unknown): Connectivity {
   const co = v.obj(field, x);
   const c: Connectivity = { probes: num(`${field}.probes`, co["probes"]), lost: num(`${field}.lost`, co["lost"]), longestGapMs: num(`${field}.longestGapMs`, co["longestGapMs"]) };
   if (co["untilStableMs"] !== undefined) c.untilStableMs = nullable(co["untilStableMs"], (y) => num(`${field}.untilStableMs`, y));
-  for (const k of ["endMs", "watchedMs", "settleMs", "outageMs"] as const) {
+  for (const k of ["endMs", "watchedMs", "settleMs", "outageMs", "outAfterEndMs"] as const) {
     const y = opt(co[k], (z) => num(`${field}.${k}`, z));
     if (y !== undefined) c[k] = y;
   }

@@ -14,7 +14,7 @@
 //   the migration's end, by the independent ping too.
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { longestGap, longestOutage, stableSince, startPinger } from "../../bench/lib/pinger.ts";
+import { longestGap, longestOutage, outAfter, stableSince, startPinger } from "../../bench/lib/pinger.ts";
 import type { Pinger } from "../../bench/lib/pinger.ts";
 import type { Connectivity, MigrationRecord } from "../../src/migration/types.ts";
 import { reachable } from "../../src/lab/lab-demo.ts";
@@ -37,9 +37,11 @@ const TOLERANCE_MS = 50;
 /**
  * A failover NIC's switchover outage runs a little past the migration's end
  * (≈ 100–150 ms here: Finish deems a primary back once QEMU lists it, and the
- * guest passes traffic on it a moment later). An outage *after* the migration
- * — the lab's old bridge gave 25–48 s — is one that lasts more than this past
- * the end. The controller warns from the same point.
+ * guest passes traffic on it a moment later), and a TCG guest on a busy
+ * 2-core host stalls for ≈ 100 ms now and then (seen 3.5 s after an end, on
+ * both NICs and by both pings at once). An outage *after* the migration — the
+ * lab's old bridge gave 25–48 s — is more than this time out after the end.
+ * The controller warns from the same point.
  */
 const PAST_END_MS = 1000;
 
@@ -87,7 +89,7 @@ describe("connectivity until stable, checked by an independent ping", { timeout:
 
       for (const nic of vm.nics) {
         const c: Connectivity | undefined = r.connectivity?.[nic.name];
-        assert.ok(c?.untilStableMs !== undefined && c.endMs !== undefined && c.watchedMs !== undefined && c.outageMs !== undefined && c.settleMs !== undefined, `migration ${i} ${nic.name}: ${JSON.stringify(c)}`);
+        assert.ok(c?.untilStableMs !== undefined && c.endMs !== undefined && c.watchedMs !== undefined && c.outageMs !== undefined && c.settleMs !== undefined && c.outAfterEndMs !== undefined, `migration ${i} ${nic.name}: ${JSON.stringify(c)}`);
         const from = r.createdAt;
         const end = from + c.endMs;
         const to = from + c.watchedMs;
@@ -104,16 +106,19 @@ describe("connectivity until stable, checked by an independent ping", { timeout:
         const stableEarly = stableSince(times, from, to, c.outageMs + 25) - from;
         const stableLate = stableSince(times, from, to, c.outageMs - 25) - from;
         const phases = Object.entries(r.timings).map(([p, x]) => `${p}@${x.startedAt - from}`).join(" ");
-        const line = `#${i} ${current.host}→${dest} ${nic.name} (${nic.mode}): longest gap Ferry ${c.longestGapMs} / ping ${Math.round(gap)} ms (${Math.round(outage)} ms ignoring lone replies); stable after Ferry ${c.untilStableMs} / ping ${Math.round(stableSince(times, from, to, c.outageMs) - from)} ms; end ${c.endMs} ms; ping's gaps ${gapsOf(times, from, to)}; phases ${phases}`;
+        const outEarly = outAfter(times, from, end, to, c.outageMs + 25);
+        const outLate = outAfter(times, from, end, to, c.outageMs - 25);
+        const pingOut = outAfter(times, from, end, to, c.outageMs);
+        const line = `#${i} ${current.host}→${dest} ${nic.name} (${nic.mode}): longest gap Ferry ${c.longestGapMs} / ping ${Math.round(gap)} ms (${Math.round(outage)} ms ignoring lone replies); stable after Ferry ${c.untilStableMs} / ping ${Math.round(stableSince(times, from, to, c.outageMs) - from)} ms; out after the end Ferry ${c.outAfterEndMs} / ping ${Math.round(pingOut)} ms; end ${c.endMs} ms; ping's gaps ${gapsOf(times, from, to)}; phases ${phases}`;
         lines.push(line);
         const bad = (what: string): void => void problems.push(`${what}: ${line}`);
         if (c.longestGapMs < gap - TOLERANCE_MS || c.longestGapMs > outage + TOLERANCE_MS) bad(`longest gap more than ${TOLERANCE_MS} ms outside the ping's ${Math.round(gap)}…${Math.round(outage)} ms`);
         if (c.untilStableMs === null) bad("Ferry never saw the NIC steady");
         else if (c.untilStableMs < stableEarly - TOLERANCE_MS || c.untilStableMs > stableLate + TOLERANCE_MS) bad(`time until stable differs by more than ${TOLERANCE_MS} ms (the ping's, threshold ±25 ms: ${Math.round(stableEarly)}…${Math.round(stableLate)} ms)`);
+        if (c.outAfterEndMs < outEarly - TOLERANCE_MS || c.outAfterEndMs > outLate + TOLERANCE_MS) bad(`time out after the end differs by more than ${TOLERANCE_MS} ms (the ping's, threshold ±25 ms: ${Math.round(outEarly)}…${Math.round(outLate)} ms)`);
         // no outage after the migration, by either measure
-        if (c.untilStableMs !== null && c.untilStableMs > c.endMs + PAST_END_MS) bad(`Ferry saw an outage after the end: steady only ${c.untilStableMs - c.endMs} ms after it`);
-        const pingLate = stableSince(times, from, to, c.outageMs) - end;
-        if (pingLate > PAST_END_MS) bad(`the independent ping saw an outage after the end: steady only ${Math.round(pingLate)} ms after it`);
+        if (c.outAfterEndMs > PAST_END_MS) bad(`Ferry saw an outage after the end: out ${c.outAfterEndMs} ms after it`);
+        if (pingOut > PAST_END_MS) bad(`the independent ping saw an outage after the end: out ${Math.round(pingOut)} ms after it`);
       }
       const warned = r.warnings.filter((w) => /NIC .*(unreachable|steadily)/.test(w));
       if (warned.length > 0) problems.push(`#${i}: connectivity warnings: ${warned.join("; ")}`);

@@ -63,7 +63,8 @@ export function migrationSummary(r: MigrationRecord & { measuring?: boolean }): 
 export function stableText(c: Connectivity | undefined): string {
   if (c?.untilStableMs === undefined) return "-";
   if (c.untilStableMs === null) return `not stable (watched ${c.watchedMs ?? "?"} ms)`;
-  const late = c.endMs !== undefined && c.untilStableMs > c.endMs ? ` (${c.untilStableMs - c.endMs} ms after the end)` : "";
+  const out = c.outAfterEndMs !== undefined && c.outAfterEndMs > 0 ? `, out ${c.outAfterEndMs} ms of it` : "";
+  const late = c.endMs !== undefined && c.untilStableMs > c.endMs ? ` (${c.untilStableMs - c.endMs} ms after the end${out})` : "";
   return `${c.untilStableMs} ms${late}`;
 }
 
