@@ -17,6 +17,7 @@ import { after, describe, it } from "node:test";
 import { longestGap, longestOutage, outAfter, stableSince, startPinger } from "../../bench/lib/pinger.ts";
 import type { Pinger } from "../../bench/lib/pinger.ts";
 import type { Connectivity, MigrationRecord } from "../../src/migration/types.ts";
+import { openFabric, pinPeerNeighbor } from "../../src/lab/fabric.ts";
 import { reachable } from "../../src/lab/lab-demo.ts";
 import { labClient, labDown, labSpec, labUp } from "../../src/lab/lab.ts";
 
@@ -57,6 +58,12 @@ describe("connectivity until stable, checked by an independent ping", { timeout:
     const client = await labClient(state);
     const vm = await client.createVm({ name: "s1", host: "host1", memoryMiB: 256, nics: [{ network: "physnet1", mode: "failover", policy: "mandatory" }, { network: "physnet2", mode: "emulated", policy: "optional" }] });
     const ips = vm.nics.map((n) => n.address.split("/")[0]!);
+    // the peer knows the guest's MACs before it first pings (as the controller's watch pins them), so
+    // the guest resolves the peer by its own broadcast ARP, which every port of the switch sees: the
+    // old fabric's bridge answered it with a MAC borrowed from one of the guest's taps
+    const fabric = await openFabric(NAME);
+    assert.ok(fabric);
+    for (const [i, n] of vm.nics.entries()) await pinPeerNeighbor(fabric, n.network, ips[i]!, n.mac);
     for (const ip of ips) assert.ok(await reachable(state.netns, ip, 120_000), `the new guest answers on ${ip}`);
     const pingers = new Map<string, Pinger>(vm.nics.map((n, i) => [n.name, startPinger({ netns: state.netns, target: ips[i]! })]));
     t.after(async () => {
