@@ -51,28 +51,47 @@ test("the agent heartbeats to its controller with the controller token, and keep
   assert.equal(seen.length, n, "no heartbeat after stop");
 });
 
-test("each heartbeat names the host's migrations; those the controller says ended are let go before the next beat", async () => {
+/** A controller stand-in on loopback: `answer` gives each heartbeat's status and reply body. */
+async function stubController(answer: (body: Record<string, unknown>) => { status: number; body: unknown }): Promise<{ url: string; tokenFile: string; close(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), "ferry-hb-"));
   const tokenFile = join(dir, "token");
   await writeFile(tokenFile, "s3cret\n", { mode: 0o600 });
-  const bodies: unknown[] = [];
   const server = createServer((req, res) => {
     let body = "";
     req.on("data", (d: Buffer) => (body += d.toString()));
     req.on("end", () => {
-      bodies.push(JSON.parse(body) as unknown);
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ intervalMs: 100, ended: ["m-old"] }));
+      const a = answer(JSON.parse(body) as Record<string, unknown>);
+      res.writeHead(a.status, { "content-type": a.status === 200 ? "application/json" : "application/problem+json" }).end(JSON.stringify(a.body));
     });
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    tokenFile,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const BODY = { name: "host-a", url: "http://127.0.0.1:7601", version: "0.1.0", accel: "tcg" };
+
+async function until(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !ok(); i++) await new Promise((r) => setTimeout(r, 50));
+}
+
+test("each heartbeat names the host's migrations; those the controller says ended are let go before the next beat", async () => {
+  const bodies: Record<string, unknown>[] = [];
+  const ctl = await stubController((b) => {
+    bodies.push(b);
+    return { status: 200, body: { intervalMs: 100, ended: ["m-old"] } };
+  });
   let held = ["m-live", "m-old"];
   const endedSeen: string[][] = [];
   const stop = startHeartbeat({
-    controller: { url: `http://127.0.0.1:${port}`, tokenFile, heartbeatMs: 100 },
-    body: { name: "host-a", url: "http://127.0.0.1:7601", version: "0.1.0", accel: "tcg" },
-    clock: systemClock,
-    log: silentLogger,
+    controller: { url: ctl.url, tokenFile: ctl.tokenFile, heartbeatMs: 100 }, body: BODY, clock: systemClock, log: silentLogger,
     migrations: () => held,
     onEnded: (ids) => {
       endedSeen.push(ids);
@@ -81,14 +100,32 @@ test("each heartbeat names the host's migrations; those the controller says ende
     },
   });
   try {
-    for (let i = 0; i < 100 && bodies.length < 2; i++) await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual((bodies[0] as { migrations: string[] }).migrations, ["m-live", "m-old"]);
+    await until(() => bodies.length >= 2);
+    assert.deepEqual(bodies[0]!["migrations"], ["m-live", "m-old"]);
     assert.deepEqual(endedSeen[0], ["m-old"], "the first beat's answer is acted on at once");
-    assert.deepEqual((bodies[1] as { migrations: string[] }).migrations, ["m-live"]);
+    assert.deepEqual(bodies[1]!["migrations"], ["m-live"]);
   } finally {
     stop();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-    await rm(dir, { recursive: true, force: true });
+    await ctl.close();
+  }
+});
+
+test("a controller older than the migrations field (it refuses the field) still gets heartbeats, without it", async () => {
+  const accepted: unknown[] = [];
+  const ctl = await stubController((b) => {
+    if ("migrations" in b) return { status: 400, body: { code: "FERRY_ERR_INVALID", message: "migrations: unknown field", retryable: false, details: { field: "migrations" } } };
+    accepted.push(b);
+    return { status: 200, body: { intervalMs: 100 } };
+  });
+  const stop = startHeartbeat({
+    controller: { url: ctl.url, tokenFile: ctl.tokenFile, heartbeatMs: 100 }, body: BODY, clock: systemClock, log: silentLogger,
+    migrations: () => ["m-1"], onEnded: () => Promise.resolve(),
+  });
+  try {
+    await until(() => accepted.length >= 2);
+    assert.ok(accepted.length >= 2, `heartbeats accepted: ${accepted.length}`);
+  } finally {
+    stop();
+    await ctl.close();
   }
 });

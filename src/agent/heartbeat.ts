@@ -10,6 +10,7 @@
 import { readFile } from "node:fs/promises";
 import { ControllerClient } from "../api/client.ts";
 import type { Clock } from "../core/clock.ts";
+import { isFerryError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { fetchFor } from "../core/tls.ts";
 import type { TlsMaterial } from "../core/tls.ts";
@@ -33,11 +34,19 @@ export function startHeartbeat(o: HeartbeatOptions): () => void {
   const stop = new AbortController();
   const doFetch = o.fetch ?? fetchFor(o.tls);
   let healthy: boolean | undefined;
+  // a controller older than the `migrations` field refuses it (400): beat without it from then on
+  let named = o.migrations !== undefined;
   const beat = async (): Promise<number> => {
     // read each time: the token file may be replaced while the agent runs
     const token = (await readFile(o.controller.tokenFile, "utf8")).trim();
     const client = new ControllerClient({ baseUrl: o.controller.url, token, fetch: doFetch, timeoutMs: 5_000 });
-    const reply = await client.heartbeat(o.migrations ? { ...o.body, migrations: o.migrations().slice(0, 1000) } : o.body, { signal: stop.signal });
+    const withIds = named && o.migrations ? { ...o.body, migrations: o.migrations().slice(0, 1000) } : undefined;
+    const reply = await client.heartbeat(withIds ?? o.body, { signal: stop.signal }).catch((e: unknown) => {
+      if (!withIds || !isFerryError(e, "FERRY_ERR_INVALID") || e.details["field"] !== "migrations") throw e;
+      named = false;
+      o.log.warn({ controller: o.controller.url }, "the controller does not take the migrations this host holds (an older version): leases of ended migrations are released when they expire");
+      return client.heartbeat(o.body, { signal: stop.signal });
+    });
     if (o.onEnded && reply.ended && reply.ended.length > 0) {
       await o.onEnded(reply.ended).catch((e: unknown) => o.log.error({ err: e instanceof Error ? e.message : String(e) }, "cannot release what ended migrations hold here; retried at the next heartbeat"));
     }

@@ -304,7 +304,7 @@ export class Controller {
         const g = gone.get(vm.instanceId ?? "");
         if (!g || this.#busy.has(vm.uuid)) continue;
         // never down while another agent runs it: the record follows that instance
-        const found = (await this.#runningInstances(vm.uuid)).found[0];
+        const found = (await this.#runningInstances(vm.uuid)).found.find((i) => i.running);
         const now = this.#d.clock.now();
         const was: VmPlace = { host: vm.host, instanceId: vm.instanceId };
         if (found) {
@@ -762,7 +762,7 @@ export class Controller {
     }
     const now = this.#d.clock.now();
     let next: VmRecord;
-    const found = rec.runsOn ? undefined : (await this.#runningInstances(vm.uuid)).found[0];
+    const found = rec.runsOn ? undefined : (await this.#runningInstances(vm.uuid)).found.find((i) => i.running);
     if (found) {
       this.#d.log.warn({ id: rec.id, vm: vm.name, host: found.host, instanceId: found.instanceId }, `migration ${rec.id} ended with the guest nowhere, but ${found.host} runs it (${found.instanceId}, ${found.state}): the record follows the running instance`);
       next = this.#runningAt(vm, found, now);
