@@ -26,4 +26,5 @@ step() {
 }
 step setup "bash scripts/setup.sh"
 step demo "npm run demo"
-step test "npm test"
+# FERRY_FRESH_TEST: another test command (e.g. one file, to chase a failure seen only here)
+step test "${FERRY_FRESH_TEST:-npm test}"

@@ -9,6 +9,7 @@
 # the npmrc files), then, in its own mount and PID namespace, runs as root:
 #     npm run demo      then      npm test
 # and prints the wall time of setup, demo and tests. Logs: /var/cache/ferry/fresh-root/logs.
+# FERRY_FRESH_TEST="CMD" runs CMD instead of npm test (after setup and the demo), e.g. one test file.
 # Holds /tmp/ferry-heavy.lock for the whole run (it starts QEMU guests).
 set -euo pipefail
 root=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
