@@ -1,5 +1,5 @@
 // The lab's connectivity measurement: from the start of a migration the
-// fabric's peer probes each NIC's guest address every 10 ms, and it goes on
+// fabric's peer probes each NIC's guest address every ≈ 16 ms, and it goes on
 // past the migration's end until each NIC has answered steadily for the
 // settle window (no outage, i.e. no time of more than `outageMs` without a
 // reply, for `settleMs`, and at least `settleMs` past the end), or the
@@ -30,6 +30,19 @@ export const DEFAULT_SETTLE: SettlePolicy = { settleMs: 5_000, deadlineMs: 60_00
 
 const POLL_MS = 50;
 
+/**
+ * The watch runs in the controller, whose event loop is busiest exactly during
+ * a migration: busybox's replies, stamped when the controller reads them, came
+ * out up to ≈ 200 ms late under load (a 326 ms "gap" where an independent
+ * `ping -D` saw 145 ms; a 132 ms outage shrunk to 72 ms by late stamps of the
+ * replies before it). iputils' -D stamps each reply in ping itself, as it
+ * prints it, and ping runs under SCHED_FIFO (probe.ts), so the stamp is the
+ * time the reply came. Asked for 10 ms, iputils 20221126 sends every ≈ 16 ms
+ * (its timer ticks at 4 ms); below 10 ms it keeps the interval by spinning at
+ * 100 % of a core, which on 2 cores made every switch-over 2–3 times longer.
+ */
+export const WATCH_PROBE = { pinger: "iputils", intervalMs: 10 } as const;
+
 /** When a NIC's watch may end: steady for settleMs, and settleMs past the end (pure). */
 export function settled(replyTimes: readonly number[], o: { from: number; endedAt: number; now: number; policy: SettlePolicy }): { stableSince: number } | undefined {
   if (o.now < o.endedAt + o.policy.settleMs) return undefined;
@@ -49,7 +62,7 @@ export function labConnectivity(fabricName: string, policy: SettlePolicy = DEFAU
           const ip = nic.address.split("/")[0]!;
           // a VF keeps the guest MAC: pin it on the peer so an ARP retry timer does not decide the gap
           await pinPeerNeighbor(fabric, nic.network, ip, nic.mac);
-          probes.set(nic.name, await startProbe({ netns: fabric.netns, target: ip }));
+          probes.set(nic.name, await startProbe({ netns: fabric.netns, target: ip, ...WATCH_PROBE }));
         }
         // the migration starts once each probe runs: its first reply (ping's own start-up takes up to
         // ≈ 100 ms on a busy machine, which would count as an outage at the start). A NIC that does

@@ -1,6 +1,6 @@
 // Connectivity through migrations, per NIC mode, in a lab of two hosts: the
 // real test guest with one NIC per mode (each on its own network), migrated
-// back and forth; the lab's peer probes every NIC every 10 ms and the
+// back and forth; the lab's peer probes every NIC every ≈ 16 ms and the
 // controller records the probes lost and the longest gap per NIC. With
 // `forwarding: "unmanaged"` the agents do no forwarding-path management
 // (DESIGN P10 off: ports learn, nothing pinned), i.e. raw QEMU failover.

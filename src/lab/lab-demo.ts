@@ -2,7 +2,7 @@
 // physnet1 (mandatory) and an ephemeral NIC on physnet2 (optional), migrated
 // host1 → host2 → host3 → host1, then once more with replug-fail armed on the
 // destination to show a recovery; one table row per migration, measured by
-// the lab's peer probing the guest every 10 ms. The lab is torn down at the end.
+// the lab's peer probing the guest every ≈ 16 ms. The lab is torn down at the end.
 // Always with mutual TLS (whatever the lab default), and it says so.
 import type { ControllerClient } from "../api/client.ts";
 import { FerryError } from "../core/errors.ts";

@@ -119,6 +119,7 @@ describe("pingArgv", () => {
   it("builds the iputils and busybox command lines", () => {
     assert.deepEqual(pingArgv("iputils", "10.91.1.10", 10), ["ping", "-D", "-n", "-i", "0.01", "-W", "1", "10.91.1.10"]);
     assert.deepEqual(pingArgv("busybox", "10.91.1.10", 20), ["busybox", "ping", "-i", "0.02", "10.91.1.10"]);
+    assert.deepEqual(pingArgv("iputils", "10.91.1.10", 8, { realtime: true }), ["chrt", "-f", "10", "ping", "-D", "-n", "-i", "0.008", "-W", "1", "10.91.1.10"]);
   });
 });
 

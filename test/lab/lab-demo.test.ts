@@ -1,5 +1,5 @@
 // The lab and its demo end to end: namespace, bridges, controller and agents
-// as processes, a real guest probed every 10 ms through four migrations (one
+// as processes, a real guest probed every ≈ 16 ms through four migrations (one
 // with replug-fail armed), then nothing left behind.
 import assert from "node:assert/strict";
 import { access } from "node:fs/promises";

@@ -4,7 +4,7 @@
 // vmxnet3 with the VF's MAC) is migrated five times in a lab whose agents
 // manage the forwarding path (DESIGN P10) and five times in a lab whose
 // agents do not (raw QEMU failover: bridge ports learn, nothing pinned); the
-// lab's peer probes every 10 ms. Ferry's worst gap must be below raw QEMU
+// lab's peer probes every ≈ 16 ms. Ferry's worst gap must be below raw QEMU
 // failover's worst gap, both measured in this run (no absolute timing: load
 // slows both alike). The worst, not the median: in this lab raw failover's
 // median gap is close to Ferry's (bench/connectivity.ts: 375 vs 386 ms), its

@@ -107,7 +107,7 @@ describe("connectivity until stable, checked by an independent ping", { timeout:
         // other misses, and its longest gap is split in two; Ferry's must lie between the ping's
         // longest gap and its longest gap with lone replies (runs under 50 ms) not ending it
         const outage = longestOutage(times, from, to, { minGapMs: 40, minRunMs: 50 });
-        // the two pings sample at different instants (≈ 10 and ≈ 16 ms apart): a gap within one
+        // the two pings sample at different instants (≈ 16 ms apart each, not in step): a gap within one
         // ping interval of the threshold may be an outage to one and not to the other; what Ferry
         // reports must lie between the independent ping's readings with the threshold ± 25 ms
         const stableEarly = stableSince(times, from, to, c.outageMs + 25) - from;
