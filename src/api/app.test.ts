@@ -34,6 +34,17 @@ test("heartbeats register a host; silence marks it down (an event each), a heart
   assert.deepEqual([...events.body.matchAll(/^event: (.*)$/gm)].map((m) => m[1]), ["host-registered", "host-down", "host-up"]);
 });
 
+test("a controller with a short heartbeat timeout asks for beats a third of it apart: one slow beat does not make a host down", async () => {
+  const short = memoryControllerApp({ heartbeatTimeoutMs: 2500 });
+  const hb = { name: "host-s", url: "http://127.0.0.1:1", version: "1", accel: "tcg", migrations: [] };
+  const r = await short.app.inject({ method: "POST", url: "/v1/agents/heartbeat", headers: short.auth, payload: hb });
+  assert.deepEqual(r.json(), { intervalMs: 833, ended: [] });
+  short.clock.advance(833 + 1200); // the next beat came 1.2 s late
+  await short.controller.checkLiveness();
+  const hosts = await short.app.inject({ method: "GET", url: "/v1/hosts", headers: short.auth });
+  assert.equal(hosts.json<{ hosts: { state: string }[] }>().hosts[0]!.state, "up");
+});
+
 test("a heartbeat naming migrations is told which have ended (done, or unknown to this controller)", async () => {
   const live = await store.createMigration(newRecord(contractPlan("m-live"), clock.now()));
   const ended = await store.createMigration(newRecord(contractPlan("m-ended"), clock.now()));

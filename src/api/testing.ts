@@ -23,12 +23,12 @@ import { buildControllerApp } from "./app.ts";
 export const TEST_TOKEN = "t".repeat(32);
 
 /** The controller, its stores, clock and app; closed after the test file. */
-export function memoryControllerApp(o: { fetch?: typeof fetch } = {}): { clock: FakeClock; store: SqliteStore; cluster: SqliteClusterStore; controller: Controller; app: ReturnType<typeof buildControllerApp>; auth: { authorization: string } } {
+export function memoryControllerApp(o: { fetch?: typeof fetch; heartbeatTimeoutMs?: number } = {}): { clock: FakeClock; store: SqliteStore; cluster: SqliteClusterStore; controller: Controller; app: ReturnType<typeof buildControllerApp>; auth: { authorization: string } } {
   const clock = new FakeClock();
   const store = new SqliteStore(":memory:");
   const cluster = new SqliteClusterStore(":memory:");
   const controller = new Controller({
-    config: { heartbeatTimeoutMs: 6000, hostCapacity: { memoryMiB: 16384, vcpus: 16 }, deadlines: DEFAULT_DEADLINES },
+    config: { heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 6000, hostCapacity: { memoryMiB: 16384, vcpus: 16 }, deadlines: DEFAULT_DEADLINES },
     store, cluster, clock, log: silentLogger, agentToken: "a".repeat(32), guestImage: () => Promise.resolve({ kernel: "/k", initrd: "/i" }),
     fetch: o.fetch ?? (() => Promise.reject(new Error("no agents in this test"))),
   });

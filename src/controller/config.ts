@@ -41,8 +41,19 @@ export interface ControllerConfig {
 export const DEFAULT_CONTROLLER_PORT = 7600;
 export const DB_FILE_NAME = "controller.db";
 export const DEFAULT_DEADLINES: Deadlines = { unplugMs: 15_000, convergeMs: 300_000, precheckMs: 2_000, primaryBackMs: 30_000, stepMs: 120_000 };
-/** How often agents are asked to heartbeat. */
+/** How often agents are asked to heartbeat, at most. */
 export const HEARTBEAT_INTERVAL_MS = 2_000;
+
+/**
+ * The interval the controller asks agents to heartbeat at: 2 s, or a third of
+ * the heartbeat timeout when that is shorter, so that a host is deemed down
+ * only after three beats in a row went missing. (A fixed 2 s against a 2.5 s
+ * timeout made a host "down" whenever one beat took 0.5 s longer: a migration
+ * refused with HOST_DOWN on a loaded machine.)
+ */
+export function heartbeatIntervalMs(heartbeatTimeoutMs: number): number {
+  return Math.max(100, Math.min(HEARTBEAT_INTERVAL_MS, Math.floor(heartbeatTimeoutMs / 3)));
+}
 
 export function parseControllerConfig(text: string, options: { source?: string; baseDir?: string } = {}): ControllerConfig {
   const { raw, c } = parseYamlConfig(text, options.source ?? "controller config", options.baseDir);

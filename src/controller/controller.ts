@@ -25,7 +25,7 @@ import type { ClusterStore, HostRecord, VmNicRecord, VmPlace, VmRecord } from ".
 import type { Store } from "../store/store.ts";
 import { HttpAgentPort } from "./agent-port.ts";
 import type { ControllerConfig } from "./config.ts";
-import { HEARTBEAT_INTERVAL_MS } from "./config.ts";
+import { heartbeatIntervalMs } from "./config.ts";
 import { EventBus } from "./events.ts";
 import type { EventLog } from "./events.ts";
 import { buildSnapshot } from "./snapshot.ts";
@@ -248,14 +248,15 @@ export class Controller {
     this.#client(rec);
     if (!prev) this.events.publish({ type: "host-registered", host: h.name, reason: `agent ${h.url} (${h.version}, ${h.accel})`, at: now });
     else if (prev.state === "down") this.events.publish({ type: "host-up", host: h.name, reason: "heartbeat received", at: now });
-    if (h.migrations === undefined) return { intervalMs: HEARTBEAT_INTERVAL_MS };
+    const intervalMs = heartbeatIntervalMs(this.#d.config.heartbeatTimeoutMs);
+    if (h.migrations === undefined) return { intervalMs };
     // a migration this store never recorded is no migration of this cluster: as good as ended
     const ended: string[] = [];
     for (const id of h.migrations) {
       const r = await this.#d.store.getMigration(id);
       if (!r || isTerminal(r)) ended.push(id);
     }
-    return { intervalMs: HEARTBEAT_INTERVAL_MS, ended };
+    return { intervalMs, ended };
   }
 
   /** Mark down every host whose last heartbeat is older than the timeout. */
