@@ -123,7 +123,9 @@ describe("connectivity until stable, checked by an independent ping", { timeout:
         const line = `#${i} ${current.host}→${dest} ${nic.name} (${nic.mode}): longest gap Ferry ${c.longestGapMs} / ping ${Math.round(gap)} ms (${Math.round(outage)} ms ignoring lone replies); stable after Ferry ${c.untilStableMs} / ping ${Math.round(stableSince(times, from, to, c.outageMs) - from)} ms; out after the end Ferry ${c.outAfterEndMs} / ping ${Math.round(pingOut)} ms; end ${c.endMs} ms; ping's gaps ${gapsOf(times, from, to)}; phases ${phases}`;
         lines.push(line);
         const bad = (what: string): void => void problems.push(`${what}: ${line}`);
-        if (c.longestGapMs < gap - TOLERANCE_MS || c.longestGapMs > outage + TOLERANCE_MS) bad(`longest gap more than ${TOLERANCE_MS} ms outside the ping's ${Math.round(gap)}…${Math.round(outage)} ms`);
+        // a switch-over is lossy, not a clean cut: a reply Ferry caught and the ping missed splits the
+        // ping's longest gap in two (CI: Ferry 254 / ping 387 ms, same stable-after), so the floor is half of it
+        if (c.longestGapMs < gap / 2 - TOLERANCE_MS || c.longestGapMs > outage + TOLERANCE_MS) bad(`longest gap more than ${TOLERANCE_MS} ms outside the ping's ${Math.round(gap / 2)}…${Math.round(outage)} ms (half its longest gap … its longest ignoring lone replies)`);
         if (c.untilStableMs === null) bad("Ferry never saw the NIC steady");
         else if (c.untilStableMs < stableEarly - TOLERANCE_MS || c.untilStableMs > stableLate + TOLERANCE_MS) bad(`time until stable differs by more than ${TOLERANCE_MS} ms (the ping's, threshold ±${SLACK_MS} ms: ${Math.round(stableEarly)}…${Math.round(stableLate)} ms)`);
         if (c.outAfterEndMs < outEarly - TOLERANCE_MS || c.outAfterEndMs > outLate + TOLERANCE_MS) bad(`time out after the end differs by more than ${TOLERANCE_MS} ms (the ping's, threshold ±${SLACK_MS} ms: ${Math.round(outEarly)}…${Math.round(outLate)} ms)`);
