@@ -1,7 +1,7 @@
 // An independent ping beside Ferry's connectivity probe, to check Ferry's
-// figures: iputils `ping -D` (the kernel's receive time of every reply, where
-// Ferry's probe runs busybox ping and stamps lines when it reads them), run
-// as `ip netns exec NS ping …`, parsed and summarized here without any of
+// figures: iputils `ping -D` under SCHED_FIFO (ping's own clock when it prints
+// each reply), run as `ip netns exec NS chrt -f 10 ping …`, parsed and
+// summarized here without any of
 // src/lab/probe.ts. Asked for 10 ms (the default), iputils 20221126 sends
 // every ≈ 16 ms, as Ferry's watch does (src/lab/connectivity.ts): at the same
 // rate both catch the same short windows of reachability in a switch-over.

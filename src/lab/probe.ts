@@ -1,19 +1,21 @@
-// Connectivity measurement: ICMP echo from the fabric's peer to a guest every
-// 10 ms, with sequence numbers, to see how long the guest was unreachable.
+// Connectivity measurement: ICMP echo from the fabric's peer to a guest at a
+// fixed interval, with sequence numbers, to see how long the guest was unreachable.
 //
-// Two pingers, both run as `ip netns exec NS <ping …> TARGET` (`ip netns
-// exec` execs ping in place, so the child's pid is ping's; SIGINT to it makes
-// ping print its statistics, whose "N packets transmitted" is the probe count):
+// Two pingers, both run as `ip netns exec NS [chrt -f 10] <ping …> TARGET`
+// (`ip netns exec` and chrt exec in place, so the child's pid is ping's;
+// SIGINT to it makes ping print its statistics, whose "N packets transmitted"
+// is the probe count). Under SCHED_FIFO when this process may (canRunRealtime):
+// both stamps below are taken after ping is scheduled, which on 2 busy cores
+// took up to ≈ 600 ms at normal priority.
 //
-// - busybox (`busybox ping -i 0.01`, the default: busybox-static is always
-//   installed by setup): keeps the 10 ms interval (≈ 98 requests/s measured).
-//   Its lines carry no timestamp; they are stamped when read — busybox
-//   flushes every line, and the stamps are within ≈ 1–5 ms of the kernel's
-//   (longest gap 15 ms over 2 s of loopback probes at 10 ms).
-// - iputils (`ping -D -n -i 0.01 -W 1`): every reply carries the kernel's
-//   receive time (-D), but iputils 20221126 on this kernel sends every
-//   ≈ 16 ms when asked for 10 ms (60/s; it keeps 5 ms and 2 ms exactly), so
-//   "probes ≈ duration / 10 ms" does not hold with it.
+// - busybox (`busybox ping -i 0.01`, the default when no pinger is asked for):
+//   keeps the 10 ms interval (≈ 98 requests/s measured). Its lines carry no
+//   timestamp; they are stamped when this process reads them, so a busy event
+//   loop makes them late (up to ≈ 200 ms in the controller during a migration).
+// - iputils (`ping -D -n -i 0.01 -W 1`, the connectivity watch's): -D is
+//   ping's own clock when it prints the reply. iputils 20221126 sends every
+//   ≈ 16 ms when asked for 10 ms, and below 10 ms keeps the interval by
+//   spinning at 100 % of a core, so "probes ≈ duration / 10 ms" does not hold.
 //
 // The parser and the summary are pure and unit-tested with recorded output.
 import { spawn } from "node:child_process";
