@@ -77,6 +77,31 @@ describe("host config", () => {
     assert.throws(() => parseHostConfig(`${head}  advertiseUrl: ftp://x\n`, { source: "c.yaml" }), /c\.yaml:5: controller\.advertiseUrl: .*http/);
   });
 
+  test("migration: the migration network's address, port range and TLS; validated with what to do next", () => {
+    const tls = "tls: { cert: /etc/ferry/tls/h.crt, key: /etc/ferry/tls/h.key, ca: /etc/ferry/tls/ca.crt }\n";
+    assert.equal(parseHostConfig("name: h\n").migration, null);
+    assert.deepEqual(parseHostConfig(`name: h\n${tls}migration: { address: 10.92.0.11 }\n`).migration, {
+      address: "10.92.0.11",
+      ports: { from: 49152, to: 49215 },
+      tls: { cert: "/etc/ferry/tls/h.crt", key: "/etc/ferry/tls/h.key", ca: "/etc/ferry/tls/ca.crt" },
+    });
+    assert.deepEqual(parseHostConfig("name: h\nmigration: { address: 10.92.0.11, ports: [50000, 50009], tls: false }\n").migration, {
+      address: "10.92.0.11",
+      ports: { from: 50000, to: 50009 },
+      tls: null,
+    });
+    const own = parseHostConfig("name: h\nmigration: { address: 10.92.0.11, tls: { cert: /m/c.crt, key: /m/c.key, ca: /m/ca.crt } }\n").migration;
+    assert.deepEqual(own?.tls, { cert: "/m/c.crt", key: "/m/c.key", ca: "/m/ca.crt" });
+    const bad = (text: string, re: RegExp) => assert.throws(() => parseHostConfig(`name: h\n${text}`, { source: "c.yaml" }), configError(2, re));
+    bad("migration: { address: 10.92.0.11 }\n", /migration\.tls: TLS on the migration stream needs certificate files: .*migration\.tls: false for plain TCP/);
+    bad("migration: { ports: [1, 2] }\n", /migration\.address: required/);
+    bad("migration: { address: 127.0.0.1, tls: false }\n", /migration\.address: .*not loopback/);
+    bad("migration: { address: fe80::1, tls: false }\n", /migration\.address: .*IPv4/);
+    bad("migration: { address: 10.92.0.11, ports: [50010, 50000], tls: false }\n", /migration\.ports: \[50010, 50000\]: the range is empty/);
+    bad("migration: { address: 10.92.0.11, ports: [80, 90], tls: false }\n", /migration\.ports\[0\]: must be between 1024 and 65535/);
+    bad("migration: { address: 10.92.0.11, port: 5, tls: false }\n", /migration\.port: unknown field/);
+  });
+
   test("errors name the file, the line and the field", () => {
     const src = "cfg.yaml";
     assert.throws(() => parseHostConfig(LAB.replace("model: rtl8139", "model: virtio"), { source: src }), configError(24, /cfg\.yaml:24: uplinks\[1\]\.standIns\.model: must be one of vmxnet3/));

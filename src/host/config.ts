@@ -40,6 +40,16 @@
 //                                    #   destination check (precheckMs) plus this for the switch-over; then it
 //                                    #   cancels the migration and resumes the guest itself (no pause waits on
 //                                    #   a dead controller)
+//   migration:                       # the migration network: where this host's incoming QEMU listens
+//     address: 10.92.0.11            #   an IPv4 address of this host on the migration network (required in
+//                                    #   the block; the agent refuses to start when no interface holds it)
+//     ports: [49152, 49215]          #   the port range incoming migrations listen on (open it in the firewall);
+//                                    #   default 49152-49215 (libvirt's); busy ports are skipped
+//     tls: true                      #   TLS on the migration stream (default): true uses the agent's tls files
+//                                    #   below (their certificate must name this address), or { cert, key, ca };
+//                                    #   false: plain TCP (a warning in 'ferry hosts' and 'ferry migrate')
+//                                    # Without the block the host takes no cross-host migration (a local one, on
+//                                    #   the same host, needs no network).
 //   lab: false                       # true only on lab hosts: allows fault switches (/v1/faults)
 //   tls:                             # optional mutual TLS (files from 'ferry ca init' / 'ferry ca issue'):
 //     cert: /etc/ferry/tls/host-a.crt  #   the agent serves HTTPS with it and presents it to the controller
@@ -103,13 +113,26 @@ export interface HostConfig {
    * then cancels the migration and resumes the guest itself.
    */
   switchoverGraceMs: number;
+  /** The migration network (see MigrationNetConfig); null: this host takes no cross-host migration. */
+  migration: MigrationNetConfig | null;
   /** Lab host: fault switches (`/v1/faults`) are allowed. Never on a production host. */
   lab: boolean;
   /** Mutual TLS for the agent API and for its calls to the controller; null: plain HTTP (the token still required). */
   tls: TlsFiles | null;
 }
 
+export interface MigrationNetConfig {
+  /** This host's IPv4 address on the migration network: where its incoming QEMU listens. */
+  address: string;
+  /** Inclusive port range for incoming migrations. */
+  ports: { from: number; to: number };
+  /** TLS files for the migration stream (the agent's own `tls` unless given); null: plain TCP. */
+  tls: TlsFiles | null;
+}
+
 export const DEFAULT_PORT = 7601;
+/** libvirt's default migration port range. */
+export const DEFAULT_MIGRATION_PORTS = { from: 49152, to: 49215 } as const;
 /** See HostConfig.switchoverGraceMs: well under a second beyond the destination check. */
 export const DEFAULT_SWITCHOVER_GRACE_MS = 500;
 export const STATE_FILE_NAME = "state.db";
@@ -169,7 +192,7 @@ function pathList(c: Ctx, key: string, x: unknown): string[] {
  */
 export function parseHostConfig(text: string, options: { source?: string; baseDir?: string; cacheDir?: string } = {}): HostConfig {
   const { raw, c } = parseYamlConfig(text, options.source ?? "host config", options.baseDir);
-  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "saveDir", "authTokenFile", "memoryDir", "imageDirs", "qemuBinaries", "portProfileExec", "networks", "uplinks", "controller", "switchoverGraceMs", "lab", "tls"]);
+  const o = c.obj([], raw ?? {}, ["name", "sysfsRoot", "listen", "stateDir", "runDir", "saveDir", "authTokenFile", "memoryDir", "imageDirs", "qemuBinaries", "portProfileExec", "networks", "uplinks", "controller", "switchoverGraceMs", "migration", "lab", "tls"]);
   if (o["name"] === undefined) throw c.error(["name"], "required");
   const name = c.check(["name"], (f) => v.name(f, o["name"]));
 
@@ -196,6 +219,7 @@ export function parseHostConfig(text: string, options: { source?: string; baseDi
     seen.set(u.pf, i);
   });
 
+  const tls = o["tls"] === undefined ? null : parseTls(c, ["tls"], o["tls"]);
   return {
     name,
     sysfsRoot: o["sysfsRoot"] === undefined ? "/sys" : c.path(["sysfsRoot"], o["sysfsRoot"]),
@@ -212,9 +236,41 @@ export function parseHostConfig(text: string, options: { source?: string; baseDi
     uplinks,
     controller: o["controller"] === undefined ? null : parseController(c, o["controller"]),
     switchoverGraceMs: o["switchoverGraceMs"] === undefined ? DEFAULT_SWITCHOVER_GRACE_MS : c.check(["switchoverGraceMs"], (f) => v.int(f, o["switchoverGraceMs"], 50, 60_000)),
+    migration: o["migration"] === undefined ? null : parseMigrationNet(c, o["migration"], tls),
     lab: c.bool(["lab"], o["lab"], false),
-    tls: o["tls"] === undefined ? null : parseTls(c, ["tls"], o["tls"]),
+    tls,
   };
+}
+
+function parseMigrationNet(c: Ctx, x: unknown, agentTls: TlsFiles | null): MigrationNetConfig {
+  const p = ["migration"];
+  const o = c.obj(p, x, ["address", "ports", "tls"]);
+  if (o["address"] === undefined) throw c.error([...p, "address"], "required (this host's IPv4 address on the migration network, e.g. 10.92.0.11)");
+  const address = c.check([...p, "address"], (f) => {
+    const s = v.str(f, o["address"]);
+    if (isIP(s) !== 4) throw invalid(f, s, "must be an IPv4 address, e.g. 10.92.0.11");
+    if (s === "0.0.0.0" || s.startsWith("127.")) throw invalid(f, s, "must be an address other hosts can reach (not loopback, not 0.0.0.0)");
+    return s;
+  });
+  let ports: { from: number; to: number } = { ...DEFAULT_MIGRATION_PORTS };
+  if (o["ports"] !== undefined) {
+    const arr = c.check([...p, "ports"], (f) => v.arr(f, o["ports"]));
+    if (arr.length !== 2) throw c.error([...p, "ports"], "must be [FROM, TO], e.g. [49152, 49215]");
+    const from = c.check([...p, "ports", 0], (f) => v.int(f, arr[0], 1024, 65535));
+    const to = c.check([...p, "ports", 1], (f) => v.int(f, arr[1], 1024, 65535));
+    if (to < from) throw c.error([...p, "ports"], `[${from}, ${to}]: the range is empty (FROM must not exceed TO)`);
+    ports = { from, to };
+  }
+  let tls: TlsFiles | null;
+  const t = o["tls"];
+  if (t === false) tls = null;
+  else if (t === undefined || t === true) {
+    if (agentTls === null) {
+      throw c.error([...p, "tls"], "TLS on the migration stream needs certificate files: add tls: { cert, key, ca } for the agent (its certificate must name the migration address; 'ferry ca issue --ip ADDRESS'), or migration.tls: { cert, key, ca }, or migration.tls: false for plain TCP");
+    }
+    tls = agentTls;
+  } else tls = parseTls(c, [...p, "tls"], t);
+  return { address, ports, tls };
 }
 
 function parseController(c: Ctx, x: unknown): NonNullable<HostConfig["controller"]> {
