@@ -19,7 +19,7 @@ import { run as defaultRun } from "../core/run.ts";
 import type { Runner } from "../core/run.ts";
 import { stateFile, usableVfs } from "../host/config.ts";
 import type { HostConfig, UsableVf } from "../host/config.ts";
-import { LeaseStore, openStateDb, RecordStore, sameHolder } from "../host/leases.ts";
+import { LeaseStore, openStateDb, RecordStore } from "../host/leases.ts";
 import type { Lease, LeaseHolder } from "../host/leases.ts";
 import { readInventory } from "../host/sysfs.ts";
 import type { Inventory } from "../host/sysfs.ts";
@@ -225,7 +225,7 @@ export class Agent {
 
   /** Release a dead instance's leases and RAM file, remove its runtime dir, remember it as gone. */
   async #bury(dir: string, holder: LeaseHolder | null, who: Pick<GoneInstanceT, "instanceId" | "vmUuid" | "vmName" | "pid">, reason: string, ramFile: string | undefined): Promise<GoneInstanceT> {
-    const releasedVfs = holder ? this.#releaseAll(holder) : [];
+    const releasedVfs = holder ? this.leases.releaseHeldBy(holder) : [];
     await removeInstanceDir(dir);
     await releaseRamFile(this.#ctx(), { instanceId: who.instanceId, ...(ramFile === undefined ? {} : { ramFile }) });
     await rmdir(dirname(dir)).catch(() => undefined); // the VM's dir, if now empty
@@ -234,14 +234,6 @@ export class Agent {
     if (this.#gone.length > 100) this.#gone.shift();
     this.#log.warn({ instanceId: who.instanceId, vm: who.vmName, releasedVfs, logs: join(this.config.runDir, "logs", who.instanceId) }, `instance gone: ${reason}`);
     return gone;
-  }
-
-  #releaseAll(holder: LeaseHolder): string[] {
-    const out: string[] = [];
-    for (const l of this.leases.list()) {
-      if (sameHolder(l.holder, holder) && this.leases.release(l.vf, holder)) out.push(l.vf);
-    }
-    return out;
   }
 
   async #runLoop(): Promise<void> {
@@ -508,7 +500,7 @@ export class Agent {
     await inst.stop();
     if (await inst.alive()) throw new FerryError("FERRY_ERR_INTERNAL", `instance ${id} (pid ${inst.pid}) survived SIGKILL`);
     this.#instances.delete(id);
-    const releasedVfs = this.#releaseAll(instanceHolder(inst));
+    const releasedVfs = this.leases.releaseHeldBy(instanceHolder(inst));
     await inst.remove();
     await rmdir(dirname(inst.paths.dir)).catch(() => undefined);
     await releaseRamFile(this.stepContext(), inst.meta);
@@ -522,7 +514,7 @@ export class Agent {
     const base = {
       instanceId: m.instanceId, vmUuid: m.vmUuid, vmName: m.vmName, pid: m.pid, startedAt: m.startedAt, accel: m.accel,
       netns: m.netns ?? null, incoming: m.incoming, serialLog: inst.paths.serialLog,
-      vfs: this.leases.list().filter((l) => sameHolder(l.holder, holder)).map((l) => l.vf),
+      vfs: this.leases.heldBy(holder).map((l) => l.vf),
     };
     const nics = m.spec.nics.map((n) => {
       const vf = n.primary === undefined ? null : n.primary.kind === "vfio" ? n.primary.host : n.primary.vf;

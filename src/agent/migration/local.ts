@@ -104,14 +104,7 @@ export async function localMigrate(ctx: StepContext, input: LocalMigrateInput, s
   await waitRunning(ctx, inst, signal);
   const nics = await bringBackNics(ctx, inst, wired.spec, planned, { primaryBackMs: input.primaryBackMs, replugFails: false }, signal);
   await inst.saveMeta();
-  const movedVfs: string[] = [];
-  const to = { kind: "instance" as const, vmUuid: spec.uuid, instanceId: inst.id };
-  for (const l of ctx.leases.list()) {
-    if (l.holder.kind === "instance" && l.holder.instanceId === old.id) {
-      ctx.leases.transfer(l.vf, l.holder, to);
-      movedVfs.push(l.vf);
-    }
-  }
+  const movedVfs = ctx.leases.transferHeldBy({ kind: "instance", instanceId: old.id }, { kind: "instance", vmUuid: spec.uuid, instanceId: inst.id });
   await discard(ctx, old);
   return {
     oldInstanceId: old.id,

@@ -86,13 +86,7 @@ export async function saveInstance(ctx: StepContext, instanceId: string, file: s
   await rename(partial, file);
   // the VM now lives in the file: the instance goes, its VFs are free
   await discard(ctx, inst);
-  const releasedVfs: string[] = [];
-  for (const l of ctx.leases.list()) {
-    if (l.holder.kind === "instance" && l.holder.instanceId === instanceId) {
-      ctx.leases.release(l.vf, l.holder);
-      releasedVfs.push(l.vf);
-    }
-  }
+  const releasedVfs = ctx.leases.releaseHeldBy({ kind: "instance", instanceId });
   return {
     file,
     bytes: (await stat(file)).size,

@@ -546,7 +546,7 @@ async function confirmNow(ctx: StepContext, migrationId: string, instanceId: str
     await inst.remove();
     ctx.instances.remove(inst.id);
     await releaseRamFile(ctx, inst.meta);
-    for (const l of ctx.leases.list()) if (l.holder.kind === "instance" && l.holder.instanceId === inst.id) ctx.leases.release(l.vf, holder);
+    ctx.leases.releaseHeldBy(holder);
     forgetSource(ctx, migrationId);
     return { state: "stopped" };
   }
@@ -588,9 +588,7 @@ async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Pro
     ctx.instances.remove(instanceId);
     await releaseRamFile(ctx, old.meta);
   }
-  for (const l of ctx.leases.list()) {
-    if (l.holder.kind === "instance" && l.holder.instanceId === instanceId) ctx.leases.transfer(l.vf, l.holder, to);
-  }
+  ctx.leases.transferHeldBy({ kind: "instance", instanceId }, to);
 }
 
 export function prepare(ctx: StepContext, migrationId: string, input: PrepareInput, signal: AbortSignal): Promise<PrepareResult> {
@@ -777,10 +775,8 @@ async function finishNow(ctx: StepContext, migrationId: string, primaryBackMs: n
  */
 async function guestLost(ctx: StepContext, migrationId: string, rec: DestRecord, inst: Instance | undefined): Promise<never> {
   if (inst) await discard(ctx, inst);
-  for (const l of ctx.leases.list()) {
-    const mine = l.holder.kind === "migration" ? l.holder.migrationId === migrationId : l.holder.instanceId === rec.instanceId;
-    if (mine) ctx.leases.release(l.vf, l.holder);
-  }
+  ctx.leases.releaseHeldBy({ kind: "migration", migrationId });
+  ctx.leases.releaseHeldBy({ kind: "instance", instanceId: rec.instanceId });
   if (!rec.lost) ctx.records.put(DEST, migrationId, { ...rec, lost: true } satisfies DestRecord);
   throw new FerryError("FERRY_ERR_GUEST_LOST", `the destination QEMU of instance ${rec.instanceId} exited after the switch-over: the guest is lost; its QEMU and console logs are kept under ${join(ctx.runDir, "logs", rec.instanceId)} on ${ctx.host}; 'ferry vm start ${rec.spec.name}' boots the VM again`, { details: { instanceId: rec.instanceId } });
 }
@@ -820,9 +816,7 @@ async function abortNow(ctx: StepContext, migrationId: string): Promise<{ aborte
     // the instance may be gone already (an agent restart): its RAM file is known by name
     if (rec.spec.sharedMemory === true) await releaseRamFile(ctx, { instanceId: rec.instanceId, ramFile: ramFilePath(ctx.memoryDir, rec.vmUuid, rec.instanceId) });
   }
-  for (const l of ctx.leases.list()) {
-    if (l.holder.kind === "migration" && l.holder.migrationId === migrationId) ctx.leases.release(l.vf, l.holder);
-  }
+  ctx.leases.releaseHeldBy({ kind: "migration", migrationId });
   ctx.records.delete(DEST, migrationId);
   return { aborted };
 }
@@ -875,18 +869,14 @@ export function reconcileEnded(ctx: StepContext, id: string): Promise<ReconcileR
       if (status === undefined && inst && (await inst.alive())) return undefined;
       if (inst && status !== undefined && status !== "gone" && status !== "inmigrate") {
         const to = instanceHolder(dest.vmUuid, inst.id);
-        for (const l of ctx.leases.list()) {
-          if (l.holder.kind === "migration" && l.holder.migrationId === id) out.keptByInstance.push(ctx.leases.transfer(l.vf, l.holder, to).vf);
-        }
+        out.keptByInstance.push(...ctx.leases.transferHeldBy({ kind: "migration", migrationId: id }, to));
       } else {
-        const leased = ctx.leases.list().filter((l) => l.holder.kind === "migration" && l.holder.migrationId === id).map((l) => l.vf);
+        const leased = ctx.leases.heldBy({ kind: "migration", migrationId: id }).map((l) => l.vf);
         out.aborted = (await abortNow(ctx, id)).aborted;
         out.releasedVfs.push(...leased);
       }
     }
-    for (const l of ctx.leases.list()) {
-      if (l.holder.kind === "migration" && l.holder.migrationId === id && ctx.leases.release(l.vf, l.holder)) out.releasedVfs.push(l.vf);
-    }
+    out.releasedVfs.push(...ctx.leases.releaseHeldBy({ kind: "migration", migrationId: id }));
     ctx.records.delete(DEST, id);
     ctx.records.delete(SRC, id);
     confirmEnded(ctx.records, ctx.clock.now(), id);
