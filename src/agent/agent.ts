@@ -28,17 +28,20 @@ import { parseVmSpec } from "../model/vm.ts";
 import type { VmSpec } from "../model/vm.ts";
 import { detectAccel } from "../qemu/accel.ts";
 import type { AccelChoice } from "../qemu/accel.ts";
-import { INSTANCE_ID_RE, INSTANCE_ID_RULE, instancePaths, listInstanceDirs, newInstanceId, processAlive, ramFilePath, reconnectInstance, removeInstanceDir, startInstance } from "../qemu/instance.ts";
+import { INSTANCE_ID_RE, INSTANCE_ID_RULE, instancePaths, listInstanceDirs, newInstanceId, processAlive, reconnectInstance, removeInstanceDir } from "../qemu/instance.ts";
 import type { Instance } from "../qemu/instance.ts";
 import { listDeviceIds, queryStatus } from "../qmp/commands.ts";
 import pkg from "../../package.json" with { type: "json" };
 import type { GoneInstanceT, HealthView, InstanceListView, InstanceViewT, InventoryView, StoppedView } from "./api.ts";
 import { holdsGuest } from "./api.ts";
 import { buildInventoryView } from "./inventory.ts";
-import type { StepContext } from "./migration/steps.ts";
+import type { StepContext } from "./migration/context.ts";
 import { Faults } from "./faults.ts";
+import { launchInstance } from "./migration/lifecycle.ts";
 import { attachTaps, releaseRamFile, steerInitial, withTaps } from "./migration/wiring.ts";
-import { knownMigrations, rearmSources, reapStaleDestinations, reconcileEnded } from "./migration/steps.ts";
+import { reapStaleDestinations } from "./migration/destination.ts";
+import { knownMigrations, reconcileEnded } from "./migration/reconcile.ts";
+import { rearmSources } from "./migration/source.ts";
 import { pruneEnded } from "./migration/ended.ts";
 
 export const AGENT_VERSION: string = pkg.version;
@@ -397,11 +400,7 @@ export class Agent {
     }
     let inst: Instance;
     try {
-      inst = await startInstance({
-        runDir: this.config.runDir, spec: wired.spec, accel: this.accel.accel, instanceId, incoming: o.incoming ?? false,
-        qemuBinary: this.#qemuBinary, netns: [...netns][0], signal: o.signal, clock: this.#clock,
-        ...(spec.sharedMemory ? { ram: { file: ramFilePath(this.config.memoryDir, spec.uuid, instanceId), create: true } } : {}),
-      });
+      inst = await launchInstance(this.stepContext(), { spec: wired.spec, instanceId, incoming: o.incoming ?? false, netns: [...netns][0], signal: o.signal });
     } catch (e) {
       undo();
       const dir = instancePaths(this.config.runDir, spec.uuid, instanceId).dir;
