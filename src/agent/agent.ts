@@ -6,44 +6,50 @@
 //
 // QEMU instances are detached processes: closing the agent closes their QMP
 // connections only, and a new agent on the same config adopts them again.
-import { constants } from "node:fs";
-import { access, readdir, readFile, realpath, rm, rmdir, stat } from "node:fs/promises";
-import { delimiter, dirname, isAbsolute, join, sep } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
+import { rmdir } from "node:fs/promises";
+import { dirname } from "node:path";
 import { systemClock } from "../core/clock.ts";
 import type { Clock } from "../core/clock.ts";
-import { FerryError, invalid, isFerryError, toFerryError } from "../core/errors.ts";
+import { FerryError, invalid, toFerryError } from "../core/errors.ts";
 import { silentLogger } from "../core/log.ts";
 import type { Logger } from "../core/log.ts";
 import { run as defaultRun } from "../core/run.ts";
 import type { Runner } from "../core/run.ts";
 import { stateFile, usableVfs } from "../host/config.ts";
 import type { HostConfig, UsableVf } from "../host/config.ts";
-import { LeaseStore, openStateDb, RecordStore, sameHolder } from "../host/leases.ts";
+import { LeaseStore, openStateDb, RecordStore } from "../host/leases.ts";
 import type { Lease, LeaseHolder } from "../host/leases.ts";
 import { readInventory } from "../host/sysfs.ts";
 import type { Inventory } from "../host/sysfs.ts";
 import * as v from "../model/validate.ts";
-import { parseVmSpec } from "../model/vm.ts";
 import type { VmSpec } from "../model/vm.ts";
 import { detectAccel } from "../qemu/accel.ts";
 import type { AccelChoice } from "../qemu/accel.ts";
-import { INSTANCE_ID_RE, INSTANCE_ID_RULE, instancePaths, listInstanceDirs, newInstanceId, processAlive, ramFilePath, reconnectInstance, removeInstanceDir, startInstance } from "../qemu/instance.ts";
+import { INSTANCE_ID_RE, INSTANCE_ID_RULE, newInstanceId } from "../qemu/instance.ts";
 import type { Instance } from "../qemu/instance.ts";
-import { listDeviceIds, queryStatus } from "../qmp/commands.ts";
 import pkg from "../../package.json" with { type: "json" };
+import { admitSpec, allowedQemuBinary } from "./admission.ts";
 import type { GoneInstanceT, HealthView, InstanceListView, InstanceViewT, InventoryView, StoppedView } from "./api.ts";
 import { holdsGuest } from "./api.ts";
-import { buildInventoryView } from "./inventory.ts";
-import type { StepContext } from "./migration/steps.ts";
 import { Faults } from "./faults.ts";
-import { attachTaps, releaseRamFile, steerInitial, withTaps } from "./migration/wiring.ts";
-import { knownMigrations, rearmSources, reapStaleDestinations, reconcileEnded } from "./migration/steps.ts";
+import { startNew } from "./instance-start.ts";
+import type { StartOptions } from "./instance-start.ts";
+import { viewInstance } from "./instance-view.ts";
+import { buildInventoryView } from "./inventory.ts";
+import type { StepContext } from "./migration/context.ts";
+import { reapStaleDestinations } from "./migration/destination.ts";
 import { pruneEnded } from "./migration/ended.ts";
+import { knownMigrations, reconcileEnded } from "./migration/reconcile.ts";
+import { releaseRamFile } from "./migration/wiring.ts";
+import { hostStepContext } from "./step-context.ts";
+import { reapDead, recover } from "./recovery.ts";
+import type { RecoveryReport } from "./recovery.ts";
+import type { AgentState } from "./state.ts";
+import { instanceHolder } from "./state.ts";
 
 export const AGENT_VERSION: string = pkg.version;
 export const DEFAULT_RECLAIM_INTERVAL_MS = 10_000;
-const QMP_QUERY_TIMEOUT_MS = 2_000;
 
 export interface AgentOptions {
   config: HostConfig;
@@ -59,20 +65,8 @@ export interface AgentOptions {
   signal?: AbortSignal;
 }
 
-export interface RecoveryReport {
-  reconnected: string[];
-  gone: GoneInstanceT[];
-  /** Alive but QMP did not answer: left alone (no lease released), retried every tick. */
-  unreachable: string[];
-  /** Instance leases whose instance has no runtime dir here: reported, not released. */
-  orphanLeases: Lease[];
-}
-
-export interface StartOptions {
-  incoming?: boolean;
-  instanceId?: string;
-  signal?: AbortSignal;
-}
+export type { RecoveryReport } from "./recovery.ts";
+export type { StartOptions } from "./instance-start.ts";
 
 interface Parts {
   config: HostConfig;
@@ -85,15 +79,6 @@ interface Parts {
   inventory: Inventory;
   vfs: UsableVf[];
   interval: number;
-}
-
-const instanceHolder = (i: Instance): LeaseHolder => ({ kind: "instance", vmUuid: i.meta.vmUuid, instanceId: i.id });
-
-/** The VF a NIC's primary refers to, if any. */
-function primaryVf(spec: VmSpec): { nic: number; bdf: string; kind: "vfio" | "stand-in" }[] {
-  return spec.nics.flatMap((n, i) =>
-    n.primary === undefined ? [] : [{ nic: i, bdf: n.primary.kind === "vfio" ? n.primary.host : n.primary.vf, kind: n.primary.kind }],
-  );
 }
 
 export class Agent {
@@ -116,6 +101,8 @@ export class Agent {
   readonly #instances = new Map<string, Instance>();
   readonly #unreachable = new Map<string, string>();
   readonly #gone: GoneInstanceT[] = [];
+  /** What recovery.ts, instance-start.ts and instance-view.ts work on. */
+  readonly #s: AgentState;
   /** VMs (uuid) with a start or restore under way here: a second one waits its turn and is refused. */
   readonly #starting = new Set<string>();
   readonly #startedMono: number;
@@ -139,6 +126,7 @@ export class Agent {
     this.#vfs = new Map(p.vfs.map((x) => [x.bdf, x]));
     this.#interval = p.interval;
     this.startedAt = p.clock.now();
+    this.#s = { config: p.config, clock: p.clock, log: p.log, leases: this.leases, instances: this.#instances, unreachable: this.#unreachable, gone: this.#gone, ctx: () => this.#ctx() };
     this.#startedMono = p.clock.monotonic();
   }
 
@@ -152,7 +140,7 @@ export class Agent {
     const db = openStateDb(stateFile(o.config));
     const agent = new Agent({ config: o.config, clock, log, accel, qemuBinary: o.qemuBinary, run: o.run ?? defaultRun, db, inventory, vfs, interval: o.reclaimIntervalMs ?? DEFAULT_RECLAIM_INTERVAL_MS });
     try {
-      agent.recovery = await agent.#recover(o.signal);
+      agent.recovery = await recover(agent.#s, o.signal);
     } catch (e) {
       await agent.close();
       throw e;
@@ -168,81 +156,6 @@ export class Agent {
   }
 
   // ---- recovery and the periodic tick
-
-  async #recover(signal?: AbortSignal): Promise<RecoveryReport> {
-    const report: RecoveryReport = { reconnected: [], gone: [], unreachable: [], orphanLeases: [] };
-    for (const dir of await listInstanceDirs(this.config.runDir)) {
-      const r = await this.#adoptDir(dir, signal);
-      if (r.kind === "adopted") report.reconnected.push(r.id);
-      else if (r.kind === "gone") report.gone.push(r.gone);
-      else report.unreachable.push(r.id);
-    }
-    const known = (h: LeaseHolder): boolean =>
-      h.kind !== "instance" || this.#instances.has(h.instanceId) || this.#unreachable.has(h.instanceId);
-    report.orphanLeases = this.leases.list().filter((l) => !known(l.holder));
-    for (const l of report.orphanLeases) this.#log.warn({ vf: l.vf, holder: l.holder }, "lease held by an instance with no runtime dir on this host");
-    await this.#sweepRamFiles();
-    for (const id of await rearmSources(this.#ctx())) this.#log.warn({ migrationId: id }, "a migration from this host waits at pre-switchover (guest paused): its give-up deadline is armed again");
-    return report;
-  }
-
-  /** RAM files in memoryDir that no instance dir names (left by a crash): removed. */
-  async #sweepRamFiles(): Promise<void> {
-    const named = new Set<string>();
-    for (const dir of await listInstanceDirs(this.config.runDir)) {
-      const f = (await readMeta(dir))?.ramFile;
-      if (f !== undefined) named.add(f);
-    }
-    for (const f of await readdir(this.config.memoryDir).catch(() => [] as string[])) {
-      const file = join(this.config.memoryDir, f);
-      if (f.endsWith(".ram") && !named.has(file)) {
-        await rm(file, { force: true });
-        this.#log.info({ file }, "removed a guest RAM file no instance maps");
-      }
-    }
-  }
-
-  async #adoptDir(dir: string, signal?: AbortSignal): Promise<{ kind: "adopted" | "unreachable"; id: string } | { kind: "gone"; gone: GoneInstanceT }> {
-    try {
-      const inst = await reconnectInstance(dir, { clock: this.#clock, signal });
-      this.#instances.set(inst.id, inst);
-      this.#unreachable.delete(inst.id);
-      this.#log.info({ instanceId: inst.id, vm: inst.meta.vmName, pid: inst.pid }, "reconnected to instance");
-      return { kind: "adopted", id: inst.id };
-    } catch (e) {
-      const meta = await readMeta(dir);
-      const id = meta?.instanceId ?? dir.split("/").at(-1) ?? dir;
-      if (meta && (await processAlive(meta.pid, join(dir, "qmp.sock")))) {
-        this.#unreachable.set(id, dir);
-        this.#log.warn({ instanceId: id, err: toFerryError(e).message }, "instance alive but QMP unreachable; will retry");
-        return { kind: "unreachable", id };
-      }
-      const holder: LeaseHolder | null = meta ? { kind: "instance", vmUuid: meta.vmUuid, instanceId: meta.instanceId } : null;
-      const gone = await this.#bury(dir, holder, { instanceId: id, vmUuid: meta?.vmUuid ?? "", vmName: meta?.vmName ?? "", pid: meta?.pid ?? 0 }, "process gone while the agent was down", meta?.ramFile);
-      return { kind: "gone", gone };
-    }
-  }
-
-  /** Release a dead instance's leases and RAM file, remove its runtime dir, remember it as gone. */
-  async #bury(dir: string, holder: LeaseHolder | null, who: Pick<GoneInstanceT, "instanceId" | "vmUuid" | "vmName" | "pid">, reason: string, ramFile: string | undefined): Promise<GoneInstanceT> {
-    const releasedVfs = holder ? this.#releaseAll(holder) : [];
-    await removeInstanceDir(dir);
-    await releaseRamFile(this.#ctx(), { instanceId: who.instanceId, ...(ramFile === undefined ? {} : { ramFile }) });
-    await rmdir(dirname(dir)).catch(() => undefined); // the VM's dir, if now empty
-    const gone: GoneInstanceT = { ...who, at: this.#clock.now(), reason, releasedVfs };
-    this.#gone.push(gone);
-    if (this.#gone.length > 100) this.#gone.shift();
-    this.#log.warn({ instanceId: who.instanceId, vm: who.vmName, releasedVfs, logs: join(this.config.runDir, "logs", who.instanceId) }, `instance gone: ${reason}`);
-    return gone;
-  }
-
-  #releaseAll(holder: LeaseHolder): string[] {
-    const out: string[] = [];
-    for (const l of this.leases.list()) {
-      if (sameHolder(l.holder, holder) && this.leases.release(l.vf, holder)) out.push(l.vf);
-    }
-    return out;
-  }
 
   async #runLoop(): Promise<void> {
     for (;;) {
@@ -261,15 +174,7 @@ export class Agent {
     for (const id of await reapStaleDestinations(this.stepContext())) this.#log.warn({ migrationId: id }, "aborted a prepared destination whose migration was never finished before its leases expired");
     for (const l of this.leases.reclaimExpired()) this.#log.info({ vf: l.vf, holder: l.holder }, "reclaimed expired migration lease");
     pruneEnded(this.records, this.#clock.now());
-    for (const inst of [...this.#instances.values()]) {
-      if (inst.qmp.closed && !(await inst.alive())) {
-        this.#instances.delete(inst.id);
-        inst.qmp.close();
-        const m = inst.meta;
-        await this.#bury(inst.paths.dir, instanceHolder(inst), { instanceId: m.instanceId, vmUuid: m.vmUuid, vmName: m.vmName, pid: m.pid }, "QEMU exited", m.ramFile);
-      }
-    }
-    for (const dir of [...this.#unreachable.values()]) await this.#adoptDir(dir);
+    await reapDead(this.#s);
   }
 
   /** The agent's clock, epoch ms (lease expiry is computed on it). */
@@ -284,7 +189,7 @@ export class Agent {
     return this.#closed ? [] : knownMigrations(this.#ctx());
   }
 
-  /** The controller says these migrations have ended: release what this host holds of them (steps.ts reconcileEnded). */
+  /** The controller says these migrations have ended: release what this host holds of them (migration/reconcile.ts). */
   async reconcileEnded(ids: readonly string[]): Promise<void> {
     for (const id of ids) {
       if (this.#closed) return;
@@ -370,64 +275,8 @@ export class Agent {
   }
 
   async #start(spec: VmSpec, instanceId: string, o: StartOptions): Promise<InstanceViewT> {
-    const holder: LeaseHolder = { kind: "instance", vmUuid: spec.uuid, instanceId };
-
-    const wanted = primaryVf(spec);
-    const netns = new Set<string>();
-    const seen = new Set<string>();
-    for (const w of wanted) {
-      const field = `spec.nics[${w.nic}].primary.${w.kind === "vfio" ? "host" : "vf"}`;
-      if (seen.has(w.bdf)) throw invalid(field, w.bdf, "VF used by two NICs");
-      seen.add(w.bdf);
-      const vf = this.vf(w.bdf, field);
-      if (vf.standIn && w.kind === "vfio") throw invalid(field, w.bdf, "is a stand-in VF on this host: use a primary of kind stand-in");
-      if (!vf.standIn && w.kind === "stand-in") throw invalid(field, w.bdf, "is a real VF on this host: use a primary of kind vfio");
-      const ns = this.config.networks.find((n) => n.name === vf.network)?.netns;
-      if (ns) netns.add(ns);
-    }
-    // lab: every NIC half on a bridged network gets a tap (QEMU creates it; the agent attaches it)
-    const wired = withTaps(this.stepContext(), instanceId, spec);
-    if (wired.netns) netns.add(wired.netns);
-    if (netns.size > 1) throw invalid("spec.nics", [...netns], "the NICs' networks live in different network namespaces");
-
-    const leased: string[] = [];
-    const undo = (): void => {
-      for (const b of leased) this.leases.release(b, holder);
-    };
-    try {
-      for (const w of wanted) {
-        this.leases.lease(w.bdf, holder);
-        leased.push(w.bdf);
-      }
-    } catch (e) {
-      undo();
-      throw e;
-    }
-    let inst: Instance;
-    try {
-      inst = await startInstance({
-        runDir: this.config.runDir, spec: wired.spec, accel: this.accel.accel, instanceId, incoming: o.incoming ?? false,
-        qemuBinary: this.#qemuBinary, netns: [...netns][0], signal: o.signal, clock: this.#clock,
-        ...(spec.sharedMemory ? { ram: { file: ramFilePath(this.config.memoryDir, spec.uuid, instanceId), create: true } } : {}),
-      });
-    } catch (e) {
-      undo();
-      const dir = instancePaths(this.config.runDir, spec.uuid, instanceId).dir;
-      await removeInstanceDir(dir);
-      await rmdir(dirname(dir)).catch(() => undefined);
-      throw e;
-    }
-    this.#instances.set(instanceId, inst);
-    try {
-      const wiring = AbortSignal.any([AbortSignal.timeout(10_000), ...(o.signal ? [o.signal] : [])]);
-      await attachTaps(this.stepContext(), wired.spec, wiring);
-      await steerInitial(this.stepContext(), wired.spec, wiring);
-    } catch (e) {
-      await this.stopInstance(instanceId).catch(() => undefined);
-      throw e;
-    }
-    this.#log.info({ instanceId, vm: spec.name, pid: inst.pid, vfs: leased, netns: [...netns][0] }, "instance started");
-    return this.#view(inst);
+    const parts = { vf: (bdf: string, field: string) => this.vf(bdf, field), ctx: () => this.stepContext(), stop: (id: string) => this.stopInstance(id) };
+    return viewInstance(this.#s, await startNew(this.#s, parts, spec, instanceId, o));
   }
 
   /**
@@ -435,18 +284,8 @@ export class Agent {
    * initrd real files inside this host's image dirs: a body may name only
    * those (every other file QEMU is given, the agent chooses itself).
    */
-  async admitSpec(raw: unknown): Promise<VmSpec> {
-    const spec = parseVmSpec(raw);
-    if (spec.noOs) return spec; // QEMU is given no kernel
-    const dirs = await Promise.all(this.config.imageDirs.map((d) => realpath(d).catch(() => d)));
-    for (const field of ["kernel", "initrd"] as const) {
-      const real = await realpath(spec[field]).catch(() => undefined);
-      const inside = real !== undefined && dirs.some((d) => real.startsWith(d.endsWith(sep) ? d : d + sep));
-      if (!inside || !(await stat(real).then((s) => s.isFile(), () => false))) {
-        throw invalid(`spec.${field}`, spec[field], `not a file inside this host's image dirs (${this.config.imageDirs.join(", ")}): the agent boots kernels and initrds from those only; build the test guest there ('npm run setup') or list the dir under imageDirs in the host config`);
-      }
-    }
-    return spec;
+  admitSpec(raw: unknown): Promise<VmSpec> {
+    return admitSpec(this.config, raw);
   }
 
   /**
@@ -454,31 +293,8 @@ export class Agent {
    * that the host config allows (qemuBinaries: the file, or its dir), or
    * this agent's own QEMU.
    */
-  async allowedQemuBinary(field: string, value: string): Promise<string> {
-    const p = v.absPath(field, value);
-    if (/[\u0000-\u001f\u007f]/.test(p)) throw invalid(field, value, "contains a control character");
-    const own = await this.#ownQemu();
-    const allowed = [...this.config.qemuBinaries, ...(own === undefined ? [] : [own])];
-    if (!allowed.some((a) => a === p || a === dirname(p))) {
-      throw invalid(field, value, `not a QEMU binary host ${this.config.name} allows: list it (or its dir) under qemuBinaries in the host config; allowed now: ${allowed.join(", ") || "none"}`);
-    }
-    try {
-      await access(p, constants.X_OK);
-      if (!(await stat(p)).isFile()) throw new Error("not a file");
-    } catch {
-      throw invalid(field, value, `no executable file at this path on host ${this.config.name}`);
-    }
-    return p;
-  }
-
-  /** This agent's QEMU as an absolute path (a bare name looked up in PATH). */
-  async #ownQemu(): Promise<string | undefined> {
-    const bin = this.#qemuBinary ?? "qemu-system-x86_64";
-    if (isAbsolute(bin)) return bin;
-    for (const d of (process.env["PATH"] ?? "").split(delimiter).filter((x) => isAbsolute(x))) {
-      if (await access(join(d, bin), constants.X_OK).then(() => true, () => false)) return join(d, bin);
-    }
-    return undefined;
+  allowedQemuBinary(field: string, value: string): Promise<string> {
+    return allowedQemuBinary(this.config, this.#qemuBinary, field, value);
   }
 
   #get(id: string): Instance {
@@ -508,7 +324,7 @@ export class Agent {
     await inst.stop();
     if (await inst.alive()) throw new FerryError("FERRY_ERR_INTERNAL", `instance ${id} (pid ${inst.pid}) survived SIGKILL`);
     this.#instances.delete(id);
-    const releasedVfs = this.#releaseAll(instanceHolder(inst));
+    const releasedVfs = this.leases.releaseHeldBy(instanceHolder(inst));
     await inst.remove();
     await rmdir(dirname(inst.paths.dir)).catch(() => undefined);
     await releaseRamFile(this.stepContext(), inst.meta);
@@ -516,26 +332,8 @@ export class Agent {
     return { instanceId: id, stopped: true, releasedVfs };
   }
 
-  async #view(inst: Instance): Promise<InstanceViewT> {
-    const m = inst.meta;
-    const holder = instanceHolder(inst);
-    const base = {
-      instanceId: m.instanceId, vmUuid: m.vmUuid, vmName: m.vmName, pid: m.pid, startedAt: m.startedAt, accel: m.accel,
-      netns: m.netns ?? null, incoming: m.incoming, serialLog: inst.paths.serialLog,
-      vfs: this.leases.list().filter((l) => sameHolder(l.holder, holder)).map((l) => l.vf),
-    };
-    const nics = m.spec.nics.map((n) => {
-      const vf = n.primary === undefined ? null : n.primary.kind === "vfio" ? n.primary.host : n.primary.vf;
-      return { name: n.name, vf: vf !== null && base.vfs.includes(vf) ? vf : null };
-    });
-    try {
-      const status = await queryStatus(inst.qmp, { timeoutMs: QMP_QUERY_TIMEOUT_MS });
-      const devices = await listDeviceIds(inst.qmp, { timeoutMs: QMP_QUERY_TIMEOUT_MS });
-      return { ...base, nics, state: status.status, running: status.running, devices };
-    } catch (e) {
-      const alive = await inst.alive();
-      return { ...base, nics, state: alive ? "unreachable" : "gone", running: false, devices: [], error: toFerryError(e).message };
-    }
+  #view(inst: Instance): Promise<InstanceViewT> {
+    return viewInstance(this.#s, inst);
   }
 
   /** What the migration steps (./migration/steps.ts) need from this host. */
@@ -545,32 +343,10 @@ export class Agent {
   }
 
   #ctx(): StepContext {
-    const instances = this.#instances;
-    return {
-      host: this.config.name,
-      runDir: this.config.runDir,
-      memoryDir: this.config.memoryDir,
-      accel: this.accel.accel,
-      clock: this.#clock,
-      leases: this.leases,
-      records: this.records,
-      run: this.#run,
-      vfs: () => [...this.#vfs.values()],
-      network: (name) => {
-        const n = this.config.networks.find((x) => x.name === name);
-        return n ? { bridge: n.bridge, netns: n.netns, forwarding: n.forwarding } : undefined;
-      },
-      instances: {
-        get: (id) => instances.get(id),
-        add: (inst) => void instances.set(inst.id, inst),
-        remove: (id) => void instances.delete(id),
-        all: () => [...instances.values()],
-      },
-      qemuBinary: this.#qemuBinary,
-      faults: this.faults,
-      switchoverGraceMs: this.config.switchoverGraceMs,
-      log: this.#log,
-    };
+    return hostStepContext({
+      config: this.config, accel: this.accel.accel, clock: this.#clock, leases: this.leases, records: this.records, run: this.#run,
+      vfs: this.#vfs, instances: this.#instances, qemuBinary: this.#qemuBinary, faults: this.faults, log: this.#log,
+    });
   }
 
   // ---- health and lifecycle
@@ -600,23 +376,5 @@ export class Agent {
     this.#instances.clear();
     this.#db.close();
     await Promise.resolve();
-  }
-}
-
-async function readMeta(dir: string): Promise<{ instanceId: string; vmUuid: string; vmName: string; pid: number; ramFile?: string } | null> {
-  try {
-    const o = v.obj("meta", JSON.parse(await readFile(join(dir, "meta.json"), "utf8")) as unknown);
-    const legacy = typeof o["spec"] === "object" && o["spec"] !== null ? (o["spec"] as Record<string, unknown>)["sharedMemoryPath"] : undefined;
-    const ramFile = o["ramFile"] ?? legacy;
-    return {
-      instanceId: v.str("instanceId", o["instanceId"]),
-      vmUuid: v.str("vmUuid", o["vmUuid"]),
-      vmName: v.str("vmName", o["vmName"]),
-      pid: v.int("pid", o["pid"], 1, 2 ** 31),
-      ...(typeof ramFile === "string" ? { ramFile } : {}),
-    };
-  } catch (e) {
-    if (isFerryError(e) || e instanceof SyntaxError || (e instanceof Error && "code" in e)) return null;
-    throw e;
   }
 }

@@ -7,7 +7,7 @@
 // phase: the step waits until the switches are cleared (DELETE /v1/faults),
 // its hold deadline passes (holdMs, default 30 s, at most 120 s) or the step's
 // own deadline does, then goes on. GET /v1/faults lists the holds in
-// progress. Where each step holds (src/agent/migration/steps.ts):
+// progress. Where each step holds (src/agent/migration/source.ts, destination.ts):
 //   begin      source, on entry (nothing done yet)
 //   prepare    destination, once the incoming QEMU runs and the VFs are leased, before answering
 //   perform    source, on entry (the destination is prepared, nothing streamed yet)

@@ -8,12 +8,15 @@
 // A controller that is down is retried at the same pace; the agent keeps
 // serving meanwhile.
 import { readFile } from "node:fs/promises";
-import { ControllerClient } from "../api/client.ts";
 import type { Clock } from "../core/clock.ts";
 import { isFerryError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { fetchFor } from "../core/tls.ts";
 import type { TlsMaterial } from "../core/tls.ts";
+import { HeartbeatReply } from "./heartbeat-api.ts";
+import type { HeartbeatBodyT, HeartbeatReplyT } from "./heartbeat-api.ts";
+import { request } from "./reply.ts";
+import type { ClientOptions, RequestOptions } from "./reply.ts";
 
 export interface HeartbeatOptions {
   controller: { url: string; tokenFile: string; heartbeatMs: number };
@@ -29,6 +32,18 @@ export interface HeartbeatOptions {
   tls?: TlsMaterial | null;
 }
 
+/**
+ * One heartbeat to the controller (the controller API's client, src/api/,
+ * sends it the same way): the reply checked against its schema; failures are
+ * FERRY_ERR_CONTROLLER, or the controller's own code from a problem body.
+ */
+export function sendHeartbeat(c: ClientOptions & { fetch: typeof fetch; timeoutMs: number }, body: HeartbeatBodyT, o: RequestOptions = {}): Promise<HeartbeatReplyT> {
+  return request({
+    fetch: c.fetch, kind: "FERRY_ERR_CONTROLLER", baseUrl: c.baseUrl.replace(/\/+$/, ""), token: c.token, method: "POST", path: "/v1/agents/heartbeat", body,
+    accept: "application/json", timeoutMs: o.timeoutMs ?? c.timeoutMs, signal: o.signal,
+  }, HeartbeatReply);
+}
+
 /** Start heartbeating; returns a function that stops it. */
 export function startHeartbeat(o: HeartbeatOptions): () => void {
   const stop = new AbortController();
@@ -39,13 +54,13 @@ export function startHeartbeat(o: HeartbeatOptions): () => void {
   const beat = async (): Promise<number> => {
     // read each time: the token file may be replaced while the agent runs
     const token = (await readFile(o.controller.tokenFile, "utf8")).trim();
-    const client = new ControllerClient({ baseUrl: o.controller.url, token, fetch: doFetch, timeoutMs: 5_000 });
+    const client = { baseUrl: o.controller.url, token, fetch: doFetch, timeoutMs: 5_000 };
     const withIds = named && o.migrations ? { ...o.body, migrations: o.migrations().slice(0, 1000) } : undefined;
-    const reply = await client.heartbeat(withIds ?? o.body, { signal: stop.signal }).catch((e: unknown) => {
+    const reply = await sendHeartbeat(client, withIds ?? o.body, { signal: stop.signal }).catch((e: unknown) => {
       if (!withIds || !isFerryError(e, "FERRY_ERR_INVALID") || e.details["field"] !== "migrations") throw e;
       named = false;
       o.log.warn({ controller: o.controller.url }, "the controller does not take the migrations this host holds (an older version): leases of ended migrations are released when they expire");
-      return client.heartbeat(o.body, { signal: stop.signal });
+      return sendHeartbeat(client, o.body, { signal: stop.signal });
     });
     if (o.onEnded && reply.ended && reply.ended.length > 0) {
       await o.onEnded(reply.ended).catch((e: unknown) => o.log.error({ err: e instanceof Error ? e.message : String(e) }, "cannot release what ended migrations hold here; retried at the next heartbeat"));

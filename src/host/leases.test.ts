@@ -139,4 +139,33 @@ describe("leases", () => {
     assert.equal(r2.get("vf-setup", VF1), undefined);
     db2.close();
   });
+  test("by holder: heldBy, releaseHeldBy and transferHeldBy sweep one holder's leases, expired migration leases included", () => {
+    const clock = new FakeClock();
+    const db = openStateDb(freshFile());
+    const s = new LeaseStore(db, clock);
+    const VF3 = "0000:3b:10.2";
+    const mig: LeaseHolder = { kind: "migration", migrationId: "m-1", vmUuid: VM_A, expiresAt: clock.now() + 1_000 };
+    s.lease(VF1, instA);
+    s.lease(VF2, instA);
+    s.lease(VF3, instB);
+    // by id alone, or by id and VM (as sameHolder)
+    assert.deepEqual(s.heldBy({ kind: "instance", instanceId: "i-a1" }).map((l) => l.vf), [VF1, VF2]);
+    assert.deepEqual(s.heldBy(instA).map((l) => l.vf), [VF1, VF2]);
+    assert.deepEqual(s.heldBy({ kind: "instance", instanceId: "i-a1", vmUuid: VM_B }), []);
+    assert.deepEqual(s.heldBy({ kind: "migration", migrationId: "i-a1" }), []);
+    // transfer: every lease of the instance to the migration, none of another holder's
+    assert.deepEqual(s.transferHeldBy({ kind: "instance", instanceId: "i-a1" }, mig), [VF1, VF2]);
+    assert.deepEqual(s.heldBy(instA), []);
+    assert.deepEqual(s.list().map((l) => [l.vf, l.holder]), [[VF1, mig], [VF2, mig], [VF3, instB]]);
+    assert.deepEqual(s.transferHeldBy(instA, instA2), [], "nothing held: nothing moved");
+    // an expired migration lease is still the migration's until reclaimed
+    clock.advance(5_000);
+    assert.deepEqual(s.heldBy({ kind: "migration", migrationId: "m-1" }).map((l) => l.vf), [VF1, VF2]);
+    assert.deepEqual(s.releaseHeldBy({ kind: "migration", migrationId: "m-1" }), [VF1, VF2]);
+    assert.deepEqual(s.releaseHeldBy({ kind: "migration", migrationId: "m-1" }), [], "idempotent");
+    assert.deepEqual(s.list().map((l) => l.vf), [VF3]);
+    assert.deepEqual(s.releaseHeldBy(instB), [VF3]);
+    assert.deepEqual(s.list(), []);
+    db.close();
+  });
 });

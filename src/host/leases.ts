@@ -18,6 +18,15 @@ export type LeaseHolder =
   | { kind: "instance"; vmUuid: string; instanceId: string }
   | { kind: "migration"; migrationId: string; vmUuid: string; expiresAt: number };
 
+/**
+ * Whose leases to find: an instance or a migration by its id, and by its VM
+ * too when `vmUuid` is given (a full LeaseHolder then matches as sameHolder
+ * does; expiresAt does not count).
+ */
+export type HolderMatch =
+  | { kind: "instance"; instanceId: string; vmUuid?: string }
+  | { kind: "migration"; migrationId: string; vmUuid?: string };
+
 export interface Lease {
   vf: string;
   holder: LeaseHolder;
@@ -125,6 +134,11 @@ export function describeHolder(h: LeaseHolder): string {
   return h.kind === "instance" ? `instance ${h.instanceId} of VM ${h.vmUuid}` : `migration ${h.migrationId} of VM ${h.vmUuid}`;
 }
 
+function matches(h: LeaseHolder, m: HolderMatch): boolean {
+  if (m.vmUuid !== undefined && h.vmUuid !== m.vmUuid) return false;
+  return h.kind === "instance" ? m.kind === "instance" && h.instanceId === m.instanceId : m.kind === "migration" && h.migrationId === m.migrationId;
+}
+
 function checkHolder(h: LeaseHolder): LeaseHolder {
   v.uuid("holder.vmUuid", h.vmUuid);
   if (h.kind === "instance") v.name("holder.instanceId", h.instanceId);
@@ -208,11 +222,15 @@ export class LeaseStore {
       if (cur && sameHolder(cur.holder, to)) return cur;
       if (!cur) throw new FerryError("FERRY_ERR_NOT_FOUND", `VF ${vf} is not leased (expected ${describeHolder(from)})`, { details: { vf } });
       if (!sameHolder(cur.holder, from)) throw held(vf, cur.holder, from);
-      this.#db
-        .prepare("UPDATE leases SET kind = ?, vm_uuid = ?, instance_id = ?, migration_id = ?, expires_at = ?, updated_at = ? WHERE vf = ?")
-        .run(to.kind, to.vmUuid, to.kind === "instance" ? to.instanceId : null, to.kind === "migration" ? to.migrationId : null, to.kind === "migration" ? to.expiresAt : null, now, vf);
+      this.#move(vf, to, now);
       return { vf, holder: to, createdAt: cur.createdAt, updatedAt: now };
     });
+  }
+
+  #move(vf: string, to: LeaseHolder, now: number): void {
+    this.#db
+      .prepare("UPDATE leases SET kind = ?, vm_uuid = ?, instance_id = ?, migration_id = ?, expires_at = ?, updated_at = ? WHERE vf = ?")
+      .run(to.kind, to.vmUuid, to.kind === "instance" ? to.instanceId : null, to.kind === "migration" ? to.migrationId : null, to.kind === "migration" ? to.expiresAt : null, now, vf);
   }
 
   get(vf: string): Lease | undefined {
@@ -221,6 +239,31 @@ export class LeaseStore {
 
   list(): Lease[] {
     return this.#db.prepare("SELECT * FROM leases ORDER BY vf").all().map(toLease);
+  }
+
+  /** The leases `m` holds (expired migration leases included), by VF. */
+  heldBy(m: HolderMatch): Lease[] {
+    return this.list().filter((l) => matches(l.holder, m));
+  }
+
+  /** Release every lease `m` holds, in one transaction; returns their VFs. */
+  releaseHeldBy(m: HolderMatch): string[] {
+    return writeTx(this.#db, () => {
+      const vfs = this.heldBy(m).map((l) => l.vf);
+      for (const vf of vfs) this.#db.prepare("DELETE FROM leases WHERE vf = ?").run(vf);
+      return vfs;
+    });
+  }
+
+  /** Hand every lease `from` holds to `to`, in one transaction (as transfer does one); returns their VFs. */
+  transferHeldBy(from: HolderMatch, to: LeaseHolder): string[] {
+    checkHolder(to);
+    return writeTx(this.#db, () => {
+      const now = this.#clock.now();
+      const vfs = this.heldBy(from).map((l) => l.vf);
+      for (const vf of vfs) this.#move(vf, to, now);
+      return vfs;
+    });
   }
 
   /** Remove migration leases whose expiresAt ≤ now; returns them. */

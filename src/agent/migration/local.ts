@@ -10,16 +10,15 @@
 // primaries are unplugged first and re-plugged on the same VF afterwards.
 import { FerryError } from "../../core/errors.ts";
 import type { NicSpec, VmSpec } from "../../model/vm.ts";
-import { plugPrimary } from "../../qemu/hotplug.ts";
-import { newInstanceId, startInstance } from "../../qemu/instance.ts";
+import { newInstanceId } from "../../qemu/instance.ts";
 import type { Instance } from "../../qemu/instance.ts";
 import type { MigrationInfo } from "../../qmp/commands.ts";
-import { prepareIncoming } from "../../qemu/migration.ts";
-import { listDeviceIds } from "../../qmp/commands.ts";
-import { deviceIds } from "../../qemu/argv.ts";
-import type { FinishResult, StepContext } from "./steps.ts";
-import { bringBackNics, discard, migrateOut, unplugEphemerals, waitRunning } from "./steps.ts";
-import { attachTaps, steerInitial, withTaps } from "./wiring.ts";
+import type { StepContext } from "./context.ts";
+import { discard, startIncoming, waitRunning } from "./lifecycle.ts";
+import type { ArrivedNic } from "./nics.ts";
+import { bringBackNics, replugMissing, unplugEphemerals } from "./nics.ts";
+import { migrateOut } from "./outgoing.ts";
+import { steerInitial } from "./wiring.ts";
 
 export interface LocalMigrateInput {
   instanceId: string;
@@ -38,7 +37,7 @@ export interface LocalMigrateResult {
   downtimeMs: number;
   transferredBytes: number;
   ramBytes: number;
-  nics: FinishResult["nics"];
+  nics: ArrivedNic[];
   movedVfs: string[];
 }
 
@@ -64,10 +63,7 @@ export async function localMigrate(ctx: StepContext, input: LocalMigrateInput, s
   for (const nic of spec.nics) planned[nic.name] = nic.primary?.kind === "stand-in" ? nic.primary.vf : nic.primary?.kind === "vfio" ? nic.primary.host : null;
   const unplugged: string[] = [];
   const replugOld = async (): Promise<void> => {
-    for (const name of unplugged) {
-      const nic = spec.nics.find((n) => n.name === name);
-      if (nic?.primary && !(await listDeviceIds(old.qmp, { signal })).includes(deviceIds(name).primary)) await plugPrimary(old.qmp, nic, nic.primary, { signal });
-    }
+    await replugMissing(old, unplugged, signal);
     await steerInitial(ctx, spec, signal).catch(() => undefined);
   };
   try {
@@ -80,38 +76,25 @@ export async function localMigrate(ctx: StepContext, input: LocalMigrateInput, s
   const newId = newInstanceId();
   const next: VmSpec = { ...spec, nics: spec.nics.map((n) => (n.mode === "ephemeral" ? { ...unwired(n), primary: undefined } : unwired(n))) };
   for (const n of next.nics) if (n.primary === undefined) delete n.primary;
-  const wired = withTaps(ctx, newId, next);
   let inst: Instance;
-  try {
-    // the new instance maps the old one's RAM file (x-ignore-shared: RAM is not copied)
-    inst = await startInstance({ runDir: ctx.runDir, spec: wired.spec, accel: ctx.accel, instanceId: newId, incoming: true, netns: wired.netns, qemuBinary, signal, clock: ctx.clock, ram: { file: ramFile, create: false } });
-  } catch (e) {
-    await replugOld();
-    throw e;
-  }
-  ctx.instances.add(inst);
+  let wired: VmSpec;
   let info: MigrationInfo;
   try {
-    await attachTaps(ctx, wired.spec, signal);
-    const uri = await prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", { capabilities: { "x-ignore-shared": true } }, signal);
-    info = await migrateOut(ctx, old, uri, { setup: { capabilities: { "x-ignore-shared": true } }, until: "completed", unplugMs: input.unplugMs, timeoutMs: input.timeoutMs }, signal);
+    // the new instance maps the old one's RAM file (x-ignore-shared: RAM is not copied)
+    const incoming = await startIncoming(ctx, { spec: next, instanceId: newId, listen: "tcp:127.0.0.1:0", setup: { capabilities: { "x-ignore-shared": true } }, qemuBinary, ram: { file: ramFile, create: false } }, signal);
+    ({ inst, spec: wired } = incoming);
+    info = await migrateOut(ctx, old, incoming.uri, { setup: { capabilities: { "x-ignore-shared": true } }, until: "completed", unplugMs: input.unplugMs, timeoutMs: input.timeoutMs }, signal);
   } catch (e) {
-    await discard(ctx, inst);
+    const started = ctx.instances.get(newId);
+    if (started) await discard(ctx, started);
     await replugOld();
     throw e;
   }
   // past completion the new instance is the VM: the old one is paused for good
   await waitRunning(ctx, inst, signal);
-  const nics = await bringBackNics(ctx, inst, wired.spec, planned, { primaryBackMs: input.primaryBackMs, replugFails: false }, signal);
+  const nics = await bringBackNics(ctx, inst, wired, planned, { primaryBackMs: input.primaryBackMs, replugFails: false }, signal);
   await inst.saveMeta();
-  const movedVfs: string[] = [];
-  const to = { kind: "instance" as const, vmUuid: spec.uuid, instanceId: inst.id };
-  for (const l of ctx.leases.list()) {
-    if (l.holder.kind === "instance" && l.holder.instanceId === old.id) {
-      ctx.leases.transfer(l.vf, l.holder, to);
-      movedVfs.push(l.vf);
-    }
-  }
+  const movedVfs = ctx.leases.transferHeldBy({ kind: "instance", instanceId: old.id }, { kind: "instance", vmUuid: spec.uuid, instanceId: inst.id });
   await discard(ctx, old);
   return {
     oldInstanceId: old.id,

@@ -16,13 +16,14 @@ import { FerryError } from "../../core/errors.ts";
 import type { NicSpec, VmSpec } from "../../model/vm.ts";
 import { parseVmSpec, portableSpec } from "../../model/vm.ts";
 import { plugPrimary } from "../../qemu/hotplug.ts";
-import { newInstanceId, startInstance } from "../../qemu/instance.ts";
-import { prepareIncoming } from "../../qemu/migration.ts";
+import { newInstanceId } from "../../qemu/instance.ts";
 import type { Instance } from "../../qemu/instance.ts";
 import { queryMigrate } from "../../qmp/commands.ts";
-import type { FinishResult, StepContext } from "./steps.ts";
-import { arrivingNics, bringBackNics, discard, migrateOut, unplugEphemerals, waitRunning } from "./steps.ts";
-import { attachTaps, newRamFile, withTaps } from "./wiring.ts";
+import type { StepContext } from "./context.ts";
+import { discard, startIncoming, waitRunning } from "./lifecycle.ts";
+import type { ArrivedNic } from "./nics.ts";
+import { arrivingNics, bringBackNics, unplugEphemerals } from "./nics.ts";
+import { migrateOut } from "./outgoing.ts";
 
 export interface SaveResult {
   file: string;
@@ -86,13 +87,7 @@ export async function saveInstance(ctx: StepContext, instanceId: string, file: s
   await rename(partial, file);
   // the VM now lives in the file: the instance goes, its VFs are free
   await discard(ctx, inst);
-  const releasedVfs: string[] = [];
-  for (const l of ctx.leases.list()) {
-    if (l.holder.kind === "instance" && l.holder.instanceId === instanceId) {
-      ctx.leases.release(l.vf, l.holder);
-      releasedVfs.push(l.vf);
-    }
-  }
+  const releasedVfs = ctx.leases.releaseHeldBy({ kind: "instance", instanceId });
   return {
     file,
     bytes: (await stat(file)).size,
@@ -128,7 +123,7 @@ function unwire(n: unknown): unknown {
 
 export interface RestoreResult {
   instanceId: string;
-  nics: FinishResult["nics"];
+  nics: ArrivedNic[];
 }
 
 /** Restore a saved VM on this host with the VFs chosen now (`nics`: NIC name → VF BDF here, or null). */
@@ -148,15 +143,11 @@ export async function restoreInstance(ctx: StepContext, file: string, saved: VmS
     throw e;
   }
   const base: VmSpec = { ...saved, nics: out };
-  const wired = withTaps(ctx, instanceId, base);
   let inst: Instance | undefined;
   try {
-    inst = await startInstance({ runDir: ctx.runDir, spec: wired.spec, accel: ctx.accel, instanceId, incoming: true, netns: wired.netns, qemuBinary: ctx.qemuBinary, signal, clock: ctx.clock, ...newRamFile(ctx, base, instanceId) });
-    ctx.instances.add(inst);
-    await attachTaps(ctx, wired.spec, signal);
-    const sockPath = join(inst.paths.dir, "restore.sock");
-    await prepareIncoming(inst.qmp, `unix:${sockPath}`, {}, signal);
-    const sock = connect(sockPath);
+    const restoreSock = (i: Instance): string => join(i.paths.dir, "restore.sock");
+    ({ inst } = await startIncoming(ctx, { spec: base, instanceId, listen: (i) => `unix:${restoreSock(i)}` }, signal));
+    const sock = connect(restoreSock(inst));
     await pipeline(createReadStream(file), sock, { signal });
     const until = ctx.clock.monotonic() + o.timeoutMs;
     for (;;) {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { NicSpec } from "../../model/vm.ts";
-import type { StepContext } from "./steps.ts";
+import type { StepContext } from "./context.ts";
 import { attachTap, steer } from "./wiring.ts";
 
 const nic: NicSpec = {

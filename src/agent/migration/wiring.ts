@@ -20,8 +20,8 @@ import type { NetCtx } from "../../host/forwarding.ts";
 import type { NetBackend, NicSpec, VmSpec } from "../../model/vm.ts";
 import { ramFilePath } from "../../qemu/instance.ts";
 import type { InstanceMeta } from "../../qemu/instance.ts";
-import type { StepContext } from "./steps.ts";
-import { tapName } from "./steps.ts";
+import type { StepContext } from "./context.ts";
+import { tapName } from "./context.ts";
 
 /** The network of a NIC: as given, else its VF's network on this host. */
 export function nicNetwork(ctx: StepContext, nic: NicSpec): string | undefined {

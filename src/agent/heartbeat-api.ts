@@ -1,0 +1,24 @@
+// The heartbeat's contract between agent and controller: what an agent sends
+// to POST /v1/agents/heartbeat and what the controller answers. The agent's
+// heartbeat (./heartbeat.ts) sends it; the controller's API (src/api/) serves
+// it with the same schemas.
+import { Type } from "typebox";
+import type { Static } from "typebox";
+import { Name, ruled } from "./api.ts";
+
+export const HeartbeatBody = Type.Object(
+  {
+    name: Name,
+    url: Type.String({ ...ruled("^https?://(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)(:[0-9]{1,5})?(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?$", "the agent's API base URL: http:// or https://, a host name or address, an optional port and an optional plain path prefix"), maxLength: 300 }),
+    version: Type.String(ruled("^[ -~]{0,100}$", "at most 100 printable ASCII characters")),
+    accel: Type.String(ruled("^[ -~]{0,100}$", "at most 100 printable ASCII characters")),
+    migrations: Type.Optional(Type.Array(Name, { maxItems: 1000, description: "migrations the agent holds anything of (records, VF leases): the reply says which have ended" })),
+  },
+  { additionalProperties: false },
+);
+export type HeartbeatBodyT = Static<typeof HeartbeatBody>;
+export const HeartbeatReply = Type.Object({
+  intervalMs: Type.Integer({ description: "send the next heartbeat within this" }),
+  ended: Type.Optional(Type.Array(Name, { description: "of the migrations the agent named, those that have ended (or that this controller does not know): the agent releases what it holds of them and refuses their steps" })),
+});
+export type HeartbeatReplyT = Static<typeof HeartbeatReply>;

@@ -1,0 +1,215 @@
+// The destination's side of a migration between hosts (DESIGN "Migration
+// protocol"): prepare (an incoming instance on the VFs planned here),
+// precheck, finish (the guest runs here: NICs back, leases to the instance)
+// and abort; stale prepared destinations reaped by the agent's tick. Every
+// step is keyed by the migration id and idempotent; every wait has a deadline.
+import { join } from "node:path";
+import { FerryError } from "../../core/errors.ts";
+import type { LeaseHolder } from "../../host/leases.ts";
+import type { VmSpec } from "../../model/vm.ts";
+import { newInstanceId, ramFilePath } from "../../qemu/instance.ts";
+import type { Instance } from "../../qemu/instance.ts";
+import { queryStatus } from "../../qmp/commands.ts";
+import { MAX_HOLD_MS } from "../faults.ts";
+import type { StepContext } from "./context.ts";
+import { instanceHolder, migrationHolder, serial, unlessEnded } from "./context.ts";
+import { discard, startIncoming, waitRunning } from "./lifecycle.ts";
+import type { ArrivedNic } from "./nics.ts";
+import { arrivingNics, bringBackNics, steerOnResume } from "./nics.ts";
+import { releaseRamFile } from "./wiring.ts";
+
+export const DEST = "migration-destination";
+
+export interface DestRecord {
+  instanceId: string;
+  uri: string;
+  vmUuid: string;
+  spec: VmSpec;
+  /** NIC name → VF planned on this host (null: runs without its VF). */
+  planned: Record<string, string | null>;
+  finished?: FinishResult;
+  /** Finish found the instance's QEMU gone (after the switch-over: the guest is lost). */
+  lost?: true;
+  /** Epoch ms: the migration's leases expire then; a destination not finished by then is stale (reapStaleDestinations). */
+  expiresAt?: number;
+}
+
+export interface PrepareInput {
+  spec: VmSpec;
+  /**
+   * Migrate-back: the instance on this host that the guest left (paused for
+   * good since the switch-over). It is stopped and its VF leases move to this
+   * migration, so the guest gets its old VFs back.
+   */
+  adoptFrom?: string;
+  nics: { name: string; vf: string | null }[];
+  leaseTtlMs: number;
+}
+export interface PrepareResult {
+  instanceId: string;
+  uri: string;
+}
+export interface FinishResult {
+  instanceId: string;
+  nics: ArrivedNic[];
+}
+
+/** Migrate-back: stop the instance the guest left on this host and move its VF leases to the migration. */
+async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Promise<void> {
+  const old = ctx.instances.get(instanceId);
+  if (old) {
+    await old.stop();
+    await old.remove();
+    ctx.instances.remove(instanceId);
+    await releaseRamFile(ctx, old.meta);
+  }
+  ctx.leases.transferHeldBy({ kind: "instance", instanceId }, to);
+}
+
+export function prepare(ctx: StepContext, migrationId: string, input: PrepareInput, signal: AbortSignal): Promise<PrepareResult> {
+  return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "prepare", () => prepareNow(ctx, migrationId, input, signal)));
+}
+
+async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareInput, signal: AbortSignal): Promise<PrepareResult> {
+  const existing = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
+  if (existing && (existing.finished !== undefined || existing.lost === true)) {
+    // the guest arrived here with this migration (and may have left since): it is never prepared again
+    throw new FerryError("FERRY_ERR_STATE", `migration ${migrationId} is past its switch-over on host ${ctx.host}: prepare is refused and nothing was changed; start a new migration ('ferry migrate')`, { details: { migrationId } });
+  }
+  if (existing && ctx.instances.get(existing.instanceId)) return { instanceId: existing.instanceId, uri: existing.uri };
+  const source = input.spec;
+  const expiresAt = ctx.clock.now() + input.leaseTtlMs;
+  const holder = migrationHolder(migrationId, source.uuid, expiresAt);
+  if (input.adoptFrom !== undefined) await adopt(ctx, input.adoptFrom, holder);
+  const leased: string[] = [];
+  const instanceId = newInstanceId();
+  try {
+    const { nics, planned } = arrivingNics(ctx, source.nics, input.nics, holder, leased);
+    if (ctx.faults?.fire("port-profile-fail")) {
+      throw new FerryError("FERRY_ERR_FEATURE", "port-profile association failed on the destination (lab fault switch port-profile-fail)", { details: { feature: "port-profile" } });
+    }
+    const { inst, spec, uri } = await startIncoming(ctx, { spec: { ...source, nics }, instanceId, listen: "tcp:127.0.0.1:0" }, signal);
+    steerOnResume(ctx, inst, spec);
+    ctx.records.put(DEST, migrationId, { instanceId, uri, vmUuid: source.uuid, spec, planned, expiresAt } satisfies DestRecord);
+    await ctx.faults?.hold("prepare", migrationId, ctx.clock, signal);
+    if (ctx.faults?.fire("agent-crash-in-prepare")) process.kill(process.pid, "SIGKILL");
+    return { instanceId, uri };
+  } catch (e) {
+    for (const vf of leased) ctx.leases.release(vf, holder);
+    const inst = ctx.instances.get(instanceId);
+    if (inst) await discard(ctx, inst);
+    throw e;
+  }
+}
+
+/** Bounded by `timeoutMs` (the guest is paused), counted after a lab hold:precheck. */
+export function precheck(ctx: StepContext, migrationId: string, timeoutMs: number): Promise<{ ok: boolean; reason?: string }> {
+  return unlessEnded(ctx, migrationId, "precheck", () => precheckNow(ctx, migrationId, timeoutMs));
+}
+
+async function precheckNow(ctx: StepContext, migrationId: string, timeoutMs: number): Promise<{ ok: boolean; reason?: string }> {
+  await ctx.faults?.hold("precheck", migrationId, ctx.clock, ctx.clock.timeout(MAX_HOLD_MS));
+  const signal = ctx.clock.timeout(timeoutMs);
+  const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
+  if (!rec) return { ok: false, reason: `no prepared destination for migration ${migrationId}` };
+  if (ctx.faults?.fire("precheck-fail")) return { ok: false, reason: "destination check failed (lab fault switch precheck-fail)" };
+  const inst = ctx.instances.get(rec.instanceId);
+  if (!inst || inst.qmp.closed) return { ok: false, reason: `destination instance ${rec.instanceId} is gone` };
+  const status = await queryStatus(inst.qmp, { signal, timeoutMs: 500 }).catch((e: unknown) => ({ status: `unreachable: ${String(e)}`, running: false }));
+  if (status.status !== "inmigrate" && status.status !== "paused") return { ok: false, reason: `destination QEMU is ${status.status}` };
+  for (const [nic, vf] of Object.entries(rec.planned)) {
+    if (vf === null) continue;
+    const l = ctx.leases.get(vf);
+    if (!l || l.holder.kind !== "migration" || l.holder.migrationId !== migrationId) return { ok: false, reason: `VF ${vf} for ${nic} is no longer reserved` };
+  }
+  return { ok: true };
+}
+
+export function finish(ctx: StepContext, migrationId: string, primaryBackMs: number, signal: AbortSignal): Promise<FinishResult> {
+  return unlessEnded(ctx, migrationId, "finish", () => finishNow(ctx, migrationId, primaryBackMs, signal));
+}
+
+async function finishNow(ctx: StepContext, migrationId: string, primaryBackMs: number, signal: AbortSignal): Promise<FinishResult> {
+  const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
+  if (!rec) throw new FerryError("FERRY_ERR_NOT_FOUND", `no prepared destination for migration ${migrationId}`);
+  if (rec.finished) return rec.finished;
+  const inst = ctx.instances.get(rec.instanceId);
+  if (rec.lost || !inst) return guestLost(ctx, migrationId, rec, inst);
+  if (ctx.faults?.fire("qemu-crash-on-destination")) inst.kill();
+  const replugFails = ctx.faults?.fire("replug-fail") ?? false;
+  try {
+    await waitRunning(ctx, inst, signal);
+  } catch (e) {
+    if (inst.qmp.closed && !(await inst.alive())) return guestLost(ctx, migrationId, rec, inst);
+    throw e;
+  }
+  // the instance's own spec follows its devices (a re-plugged ephemeral NIC), so the next migration unplugs it again
+  const result: FinishResult = { instanceId: inst.id, nics: await bringBackNics(ctx, inst, inst.meta.spec, rec.planned, { primaryBackMs, replugFails }, signal) };
+  await inst.saveMeta();
+  await ctx.faults?.hold("finish", migrationId, ctx.clock, signal);
+  // leases move from the migration to the running instance; a VF that did not attach stays leased
+  // to it as well, so that a later re-plug or a migrate-back decision still has it.
+  const to = instanceHolder(rec.vmUuid, inst.id);
+  for (const vf of Object.values(rec.planned)) {
+    if (vf === null) continue;
+    const l = ctx.leases.get(vf);
+    if (l && l.holder.kind === "migration" && l.holder.migrationId === migrationId) ctx.leases.transfer(vf, l.holder, to);
+  }
+  rec.finished = result;
+  ctx.records.put(DEST, migrationId, rec);
+  return result;
+}
+
+/**
+ * Finish found the destination QEMU gone: forget the instance, release the
+ * migration's VFs here, remember it (a re-sent finish answers the same), and
+ * say so with FERRY_ERR_GUEST_LOST (the coordinator does not resume the
+ * source: the guest may have run here).
+ */
+async function guestLost(ctx: StepContext, migrationId: string, rec: DestRecord, inst: Instance | undefined): Promise<never> {
+  if (inst) await discard(ctx, inst);
+  ctx.leases.releaseHeldBy({ kind: "migration", migrationId });
+  ctx.leases.releaseHeldBy({ kind: "instance", instanceId: rec.instanceId });
+  if (!rec.lost) ctx.records.put(DEST, migrationId, { ...rec, lost: true } satisfies DestRecord);
+  throw new FerryError("FERRY_ERR_GUEST_LOST", `the destination QEMU of instance ${rec.instanceId} exited after the switch-over: the guest is lost; its QEMU and console logs are kept under ${join(ctx.runDir, "logs", rec.instanceId)} on ${ctx.host}; 'ferry vm start ${rec.spec.name}' boots the VM again`, { details: { instanceId: rec.instanceId } });
+}
+
+/**
+ * Housekeeping (the agent's tick): a prepared destination that was never
+ * finished by the time its migration's leases expire was given up by the
+ * coordinator (say, while this agent was away longer than the step's
+ * deadline, so the abort never arrived): abort it here — kill its incoming
+ * QEMU, release its VFs. Returns the migrations aborted.
+ */
+export async function reapStaleDestinations(ctx: StepContext): Promise<string[]> {
+  const out: string[] = [];
+  for (const { key, value } of ctx.records.list(DEST)) {
+    const rec = value as DestRecord;
+    if (rec.finished !== undefined || rec.expiresAt === undefined || rec.expiresAt > ctx.clock.now()) continue;
+    await abortDestination(ctx, key);
+    out.push(key);
+  }
+  return out;
+}
+
+export function abortDestination(ctx: StepContext, migrationId: string): Promise<{ aborted: boolean }> {
+  // abort is the destination's last step of a migration that rolls back
+  return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "abort", () => abortNow(ctx, migrationId), true));
+}
+
+export async function abortNow(ctx: StepContext, migrationId: string): Promise<{ aborted: boolean }> {
+  const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
+  let aborted = false;
+  if (rec) {
+    const inst = ctx.instances.get(rec.instanceId);
+    if (inst) {
+      await discard(ctx, inst);
+      aborted = true;
+    }
+    // the instance may be gone already (an agent restart): its RAM file is known by name
+    if (rec.spec.sharedMemory === true) await releaseRamFile(ctx, { instanceId: rec.instanceId, ramFile: ramFilePath(ctx.memoryDir, rec.vmUuid, rec.instanceId) });
+  }
+  ctx.leases.releaseHeldBy({ kind: "migration", migrationId });
+  ctx.records.delete(DEST, migrationId);
+  return { aborted };
+}

@@ -1,0 +1,144 @@
+// The NICs of a guest as it leaves and arrives: VFs leased for an arriving
+// guest (arrivingNics), ephemeral primaries unplugged before a guest leaves
+// and re-plugged where they are missing, and, once the guest runs on its new
+// instance, every NIC brought back with P10 steering (bringBackNics).
+import { FerryError, isFerryError } from "../../core/errors.ts";
+import type { UsableVf } from "../../host/config.ts";
+import type { LeaseHolder } from "../../host/leases.ts";
+import type { NetBackend, NicSpec, PrimaryDevice, VmSpec } from "../../model/vm.ts";
+import { deviceIds } from "../../qemu/argv.ts";
+import { plugPrimary, unplugPrimary } from "../../qemu/hotplug.ts";
+import type { Instance } from "../../qemu/instance.ts";
+import { listDeviceIds } from "../../qmp/commands.ts";
+import type { StepContext } from "./context.ts";
+import { vfOf } from "./context.ts";
+import { attachTap, steer, withTaps } from "./wiring.ts";
+
+/** A NIC of a guest that arrived: its VF here (null: none) and whether its primary is attached. */
+export interface ArrivedNic {
+  name: string;
+  vf: string | null;
+  attached: boolean;
+  error?: string;
+}
+
+/** The primary device for a VF on this host: vfio-pci on real hardware, an emulated NIC for a stand-in. */
+function primaryFor(vf: UsableVf, backend: NetBackend): PrimaryDevice {
+  return vf.standIn ? { kind: "stand-in", model: vf.standIn.model, backend, vf: vf.bdf } : { kind: "vfio", host: vf.bdf };
+}
+
+/**
+ * The NICs of a guest arriving on this host (an incoming migration, a
+ * restore): each NIC's VF from `want` (none for emulated NICs) leased to
+ * `holder` and pushed on `leased` (the caller releases them if it fails
+ * later), specs without backends yet (withTaps wires both halves). Ephemeral
+ * primaries are left out: they are re-plugged once the guest runs.
+ */
+export function arrivingNics(ctx: StepContext, source: readonly NicSpec[], want: readonly { name: string; vf: string | null }[], holder: LeaseHolder, leased: string[]): { nics: NicSpec[]; planned: Record<string, string | null> } {
+  const planned: Record<string, string | null> = {};
+  const nics: NicSpec[] = [];
+  for (const nic of source) {
+    const vfBdf = nic.mode === "emulated" ? null : (want.find((n) => n.name === nic.name)?.vf ?? null);
+    planned[nic.name] = vfBdf;
+    const vf = vfBdf === null ? undefined : vfOf(ctx, vfBdf);
+    if (vf) {
+      ctx.leases.lease(vf.bdf, holder);
+      leased.push(vf.bdf);
+    }
+    // the standby's uplink is derived from the VF's network (P6)
+    const out: NicSpec = { name: nic.name, mode: nic.mode, mac: nic.mac, guestPorts: nic.guestPorts };
+    const network = vf?.network ?? nic.network;
+    if (network !== undefined) out.network = network;
+    if (nic.standby) out.standby = { kind: "none" };
+    if (vf && nic.mode === "failover") out.primary = primaryFor(vf, { kind: "none" });
+    nics.push(out);
+  }
+  return { nics, planned };
+}
+
+/** Unplug the instance's ephemeral primaries (Ferry's deadline), skipping `done`; calls `onUnplugged` after each. */
+export async function unplugEphemerals(ctx: StepContext, inst: Instance, done: readonly string[], unplugMs: number, signal: AbortSignal, onUnplugged: (nic: string) => void): Promise<void> {
+  for (const nic of inst.meta.spec.nics) {
+    if (nic.mode !== "ephemeral" || !nic.primary || done.includes(nic.name)) continue;
+    if (!(await listDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) continue;
+    await unplugPrimary(inst.qmp, nic, { timeoutMs: unplugMs, signal });
+    onUnplugged(nic.name);
+  }
+}
+
+/**
+ * Re-plug the primaries of NICs `names` (ephemeral NICs unplugged before a
+ * migration or save) that the instance lacks now; `onPlugged` runs after each.
+ */
+export async function replugMissing(inst: Instance, names: readonly string[], signal: AbortSignal, onPlugged?: (nic: NicSpec) => Promise<void>): Promise<void> {
+  for (const name of names) {
+    const nic = inst.meta.spec.nics.find((n) => n.name === name);
+    if (nic?.primary && !(await listDeviceIds(inst.qmp, { signal })).includes(deviceIds(name).primary)) {
+      await plugPrimary(inst.qmp, nic, nic.primary, { signal });
+      await onPlugged?.(nic);
+    }
+  }
+}
+
+/** Steers started at an incoming instance's RESUME; finish waits for them before it steers anything itself. */
+const resumeSteers = new WeakMap<Instance, Promise<void>>();
+
+/**
+ * P10 on the destination: the moment the incoming guest runs (QMP RESUME),
+ * its frames go to this host's standby halves — not one controller round
+ * trip later, when finish is called (raw QEMU failover's best case is its
+ * announce reaching a learning bridge right away; this matches it).
+ */
+export function steerOnResume(ctx: StepContext, inst: Instance, spec: VmSpec): void {
+  const off = inst.qmp.onEvent((e) => {
+    if (e.event !== "RESUME") return;
+    off();
+    resumeSteers.set(inst, (async () => {
+      for (const nic of spec.nics) await steer(ctx, nic, "standby", AbortSignal.timeout(5_000)).catch(() => false);
+    })());
+  });
+}
+
+/**
+ * After the switch-over, on the instance that now runs the guest: steer to
+ * the standbys, re-plug ephemeral NICs on their VFs, wait for failover
+ * primaries (deadline), steer to each primary once it is back. NICs that do
+ * not come back are reported, not thrown: the policy decides.
+ */
+export async function bringBackNics(ctx: StepContext, inst: Instance, spec: VmSpec, planned: Readonly<Record<string, string | null>>, o: { primaryBackMs: number; replugFails: boolean }, signal: AbortSignal): Promise<ArrivedNic[]> {
+  await resumeSteers.get(inst);
+  for (const nic of spec.nics) await steer(ctx, nic, "standby", signal).catch(() => false);
+  const out: ArrivedNic[] = [];
+  const deadlineAt = ctx.clock.monotonic() + o.primaryBackMs;
+  for (const nic of spec.nics) {
+    const vf = planned[nic.name] ?? null;
+    if (nic.mode === "emulated" || vf === null) {
+      out.push({ name: nic.name, vf: null, attached: false });
+      continue;
+    }
+    try {
+      if (o.replugFails) throw new FerryError("FERRY_ERR_REPLUG", `re-plug of ${nic.name} failed (lab fault switch replug-fail)`);
+      if (nic.mode === "ephemeral") {
+        const usable = vfOf(ctx, vf);
+        const wired = withTaps(ctx, inst.id, { ...spec, nics: [{ ...nic, network: usable.network, primary: primaryFor(usable, { kind: "none" }) }] }).spec.nics[0]!;
+        const primary = wired.primary!;
+        await plugPrimary(inst.qmp, nic, primary, { signal });
+        nic.primary = primary;
+        nic.network = usable.network;
+        if (primary.kind === "stand-in") await attachTap(ctx, nic, primary.backend, signal);
+      } else {
+        // failover: QEMU re-plugs the primary itself once the guest runs; wait for it with a deadline
+        for (;;) {
+          if ((await listDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) break;
+          if (ctx.clock.monotonic() > deadlineAt) throw new FerryError("FERRY_ERR_TIMEOUT", `failover primary of ${nic.name} not back within ${o.primaryBackMs} ms`);
+          await ctx.clock.sleep(50, signal);
+        }
+      }
+      await steer(ctx, nic, "primary", signal);
+      out.push({ name: nic.name, vf, attached: true });
+    } catch (e) {
+      out.push({ name: nic.name, vf, attached: false, error: isFerryError(e) ? `${e.code}: ${e.message}` : String(e) });
+    }
+  }
+  return out;
+}

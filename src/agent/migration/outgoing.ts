@@ -1,0 +1,64 @@
+// A guest leaving its instance: the source's QEMU migration, driven to
+// pre-switchover (a migration between hosts) or to completion (a local
+// migration, a save), with Ferry's deadline on the guest's unplug and P10
+// steering as failover primaries go.
+import { FerryError } from "../../core/errors.ts";
+import { deviceIds } from "../../qemu/argv.ts";
+import type { Instance } from "../../qemu/instance.ts";
+import { cancelMigration, completedInfo, startMigration, waitMigration } from "../../qemu/migration.ts";
+import type { MigrationSetup } from "../../qemu/migration.ts";
+import type { MigrationInfo } from "../../qmp/commands.ts";
+import type { StepContext } from "./context.ts";
+import { steer, steerInitial } from "./wiring.ts";
+
+export interface MigrateOutOptions {
+  setup: MigrationSetup;
+  until: "pre-switchover" | "completed";
+  unplugMs: number;
+  timeoutMs: number;
+}
+
+/**
+ * Start the source's migration and wait for `until`. Ferry owns the deadline
+ * of QEMU's wait-unplug (failover primaries), which has none of its own; and
+ * (P10) steers each failover NIC's frames to its standby once the guest has
+ * released the primary. On any failure the migration is cancelled and the
+ * frames go back to the primaries.
+ */
+export async function migrateOut(ctx: StepContext, inst: Instance, uri: string, o: MigrateOutOptions, signal: AbortSignal): Promise<MigrationInfo> {
+  const failovers = inst.meta.spec.nics.filter((n) => n.mode === "failover" && n.primary);
+  // UNPLUG_PRIMARY: the guest has released that primary (QEMU keeps it on standby for a rollback); its
+  // frames go to the standby now, not when the migration turns active (QEMU polls for that every 250 ms)
+  const offSteer = inst.qmp.onEvent((e) => {
+    if (e.event !== "UNPLUG_PRIMARY") return;
+    for (const nic of failovers) if (e.data["device-id"] === deviceIds(nic.name).primary) void steer(ctx, nic, "standby", signal).catch(() => false);
+  });
+  const started = ctx.clock.monotonic();
+  let unplugStuck = false;
+  const unplugWatch = new AbortController();
+  try {
+    await startMigration(inst.qmp, uri, o.setup, signal);
+    const info = await waitMigration(inst.qmp, {
+      until: [o.until],
+      timeoutMs: o.timeoutMs,
+      signal: AbortSignal.any([signal, unplugWatch.signal]),
+      clock: ctx.clock,
+      onProgress: (i) => {
+        if (i.status === "wait-unplug" && ctx.clock.monotonic() - started > o.unplugMs) {
+          unplugStuck = true;
+          unplugWatch.abort();
+        }
+      },
+    });
+    return o.until === "completed" ? await completedInfo(inst.qmp, info, signal, ctx.clock) : info;
+  } catch (e) {
+    await cancelMigration(inst.qmp, { clock: ctx.clock }).catch(() => undefined);
+    await steerInitial(ctx, inst.meta.spec, signal).catch(() => undefined);
+    if (unplugStuck) {
+      throw new FerryError("FERRY_ERR_UNPLUG_TIMEOUT", `guest did not release its failover primary within ${o.unplugMs} ms; migration cancelled, source keeps its device`, { cause: e });
+    }
+    throw e;
+  } finally {
+    offSteer();
+  }
+}

@@ -1,0 +1,330 @@
+// The source's side of a migration between hosts (DESIGN "Migration
+// protocol"): begin, perform (to pre-switchover), switchover, cancel and
+// confirm; the source's own give-up deadline at pre-switchover, and the guest's
+// pause as QEMU's events tell it. Every step is keyed by the migration id and
+// idempotent; every wait has a deadline.
+import { FerryError } from "../../core/errors.ts";
+import type { VmSpec } from "../../model/vm.ts";
+import { portableSpec } from "../../model/vm.ts";
+import type { Instance } from "../../qemu/instance.ts";
+import { cancelMigration, completedInfo, continueMigration } from "../../qemu/migration.ts";
+import { queryMigrate, queryStatus } from "../../qmp/commands.ts";
+import type { StepContext } from "./context.ts";
+import { instanceHolder, instanceOf, serial, unlessEnded } from "./context.ts";
+import { replugMissing, unplugEphemerals } from "./nics.ts";
+import { migrateOut } from "./outgoing.ts";
+import { releaseRamFile, steerInitial } from "./wiring.ts";
+
+export const SRC = "migration-source";
+/** The source guest's pause in a migration, from QEMU's own event timestamps (kept apart from SrcRecord: written by an event listener). */
+const PAUSE = "migration-source-pause";
+
+interface SrcRecord {
+  instanceId: string;
+  unplugged: string[];
+  /**
+   * Journaled before the side effect: the outgoing migration was started
+   * (perform) / continued past pre-switchover (switchover). QEMU's
+   * query-migrate also answers for the incoming migration that brought the
+   * guest here ("completed"), so without `started` a "completed" is not this
+   * migration's; and with pause-before-switchover it cannot complete unless
+   * `continued`.
+   */
+  started?: true;
+  continued?: true;
+  /** Epoch ms (agent clock): at pre-switchover, no switch-over by then → the source gives up (cancels, resumes the guest). */
+  giveUpAt?: number;
+  /** Journaled before the source cancelled on its own: a late switchover (or perform) is refused with FERRY_ERR_SOURCE_GAVE_UP. */
+  gaveUp?: { at: number };
+}
+
+interface PauseRecord {
+  /** QEMU's STOP of the source guest (epoch µs, QEMU's timestamp). */
+  stoppedUs?: number;
+  /** STOP → RESUME on the source (the guest ran on here again: a rollback). */
+  pausedMs?: number;
+}
+
+export interface PerformInput {
+  instanceId: string;
+  uri: string;
+  unplugMs: number;
+  convergeMs: number;
+  maxBandwidthBytes?: number;
+  downtimeLimitMs?: number;
+  /** The controller's destination check at pre-switchover (plan precheckMs); the source waits this plus its grace, then gives up. Default 2000. */
+  precheckMs?: number;
+}
+export interface PerformResult {
+  status: "pre-switchover";
+  transferredBytes: number;
+  remainingBytes: number;
+}
+export interface SwitchoverResult {
+  totalMs: number;
+  downtimeMs: number;
+  transferredBytes: number;
+}
+
+/** What this migration's outgoing side really did, from QEMU's state and the record (see SrcRecord). */
+async function cancelOutgoing(ctx: StepContext, inst: Instance, rec: SrcRecord | undefined, signal: AbortSignal): Promise<"cancelled" | "completed" | "failed" | "not-running"> {
+  if (rec?.started !== true) return "not-running";
+  const result = await cancelMigration(inst.qmp, { signal, clock: ctx.clock });
+  return result === "completed" && rec.continued !== true ? "not-running" : result;
+}
+
+export function begin(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ spec: VmSpec }> {
+  return unlessEnded(ctx, migrationId, "begin", () => beginNow(ctx, migrationId, instanceId, signal));
+}
+
+async function beginNow(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ spec: VmSpec }> {
+  await ctx.faults?.hold("begin", migrationId, ctx.clock, signal);
+  const inst = instanceOf(ctx, instanceId);
+  return { spec: portableSpec(inst.meta.spec) };
+}
+
+export function perform(ctx: StepContext, migrationId: string, input: PerformInput, signal: AbortSignal): Promise<PerformResult> {
+  return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "perform", () => performNow(ctx, migrationId, input, signal)));
+}
+
+async function performNow(ctx: StepContext, migrationId: string, input: PerformInput, signal: AbortSignal): Promise<PerformResult> {
+  await ctx.faults?.hold("perform", migrationId, ctx.clock, signal);
+  const inst = instanceOf(ctx, input.instanceId);
+  const rec: SrcRecord = (ctx.records.get(SRC, migrationId) as SrcRecord | undefined) ?? { instanceId: input.instanceId, unplugged: [] };
+  if (rec.gaveUp) throw gaveUpError(ctx, migrationId, rec);
+  const waitMs = (input.precheckMs ?? 2_000) + (ctx.switchoverGraceMs ?? DEFAULT_GRACE_MS);
+  const current = await queryMigrate(inst.qmp, { signal });
+  if (current.status === "pre-switchover" && rec.started === true) {
+    armGiveUp(ctx, migrationId, inst, rec, waitMs);
+    return { status: "pre-switchover", transferredBytes: current.ram?.transferred ?? 0, remainingBytes: current.ram?.remaining ?? 0 };
+  }
+  if (!["none", "cancelled", "failed", "completed"].includes(current.status)) {
+    throw new FerryError("FERRY_ERR_STATE", `instance ${inst.id} is already migrating (${current.status})`);
+  }
+  // ephemeral NICs: unplugged before, with Ferry's deadline (recorded, so a rollback re-plugs them)
+  await unplugEphemerals(ctx, inst, rec.unplugged, input.unplugMs, signal, (nic) => {
+    rec.unplugged.push(nic);
+    ctx.records.put(SRC, migrationId, rec);
+  });
+  rec.started = true;
+  ctx.records.put(SRC, migrationId, rec);
+  trackPause(ctx, migrationId, inst, { fresh: true });
+  const info = await migrateOut(ctx, inst, input.uri, {
+    setup: { capabilities: { "pause-before-switchover": true }, parameters: { maxBandwidth: input.maxBandwidthBytes, downtimeLimit: input.downtimeLimitMs } },
+    until: "pre-switchover",
+    unplugMs: input.unplugMs,
+    timeoutMs: input.convergeMs,
+  }, signal);
+  armGiveUp(ctx, migrationId, inst, rec, waitMs);
+  return { status: "pre-switchover", transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0 };
+}
+
+const DEFAULT_GRACE_MS = 500;
+const key = (ctx: StepContext, migrationId: string): string => `${ctx.host}\0${migrationId}`;
+
+/** Pause trackers (QMP listeners) by host and migration: removed when the source's record goes (confirm). */
+const pauseTrackers = new Map<string, () => void>();
+
+/**
+ * Record the source guest's pause in this migration from QEMU's own event
+ * timestamps: STOP (the switch-over's stop, or pre-switchover) and, if the
+ * guest runs here again (a rollback, a give-up), RESUME. What the operator
+ * is told as downtime when there was no switch-over.
+ */
+function trackPause(ctx: StepContext, migrationId: string, inst: Instance, o: { fresh: boolean }): void {
+  const k = key(ctx, migrationId);
+  pauseTrackers.get(k)?.();
+  if (o.fresh) ctx.records.delete(PAUSE, migrationId);
+  const off = inst.qmp.onEvent((e) => {
+    if (e.event !== "STOP" && e.event !== "RESUME") return;
+    const p = (ctx.records.get(PAUSE, migrationId) as PauseRecord | undefined) ?? {};
+    if (e.event === "STOP" && p.stoppedUs === undefined) ctx.records.put(PAUSE, migrationId, { stoppedUs: e.timestampUs } satisfies PauseRecord);
+    else if (e.event === "RESUME" && p.stoppedUs !== undefined && p.pausedMs === undefined) {
+      ctx.records.put(PAUSE, migrationId, { ...p, pausedMs: Math.max(0, Math.round((e.timestampUs - p.stoppedUs) / 1000)) } satisfies PauseRecord);
+    }
+  });
+  pauseTrackers.set(k, off);
+}
+
+function forgetSource(ctx: StepContext, migrationId: string): void {
+  const k = key(ctx, migrationId);
+  pauseTrackers.get(k)?.();
+  pauseTrackers.delete(k);
+  watchdogs.get(k)?.abort();
+  watchdogs.delete(k);
+  ctx.records.delete(SRC, migrationId);
+  ctx.records.delete(PAUSE, migrationId);
+}
+
+/** How long the source guest was paused by this migration before it ran on the source again (undefined: not measured, or it never resumed here). */
+function pausedMsOf(ctx: StepContext, migrationId: string): number | undefined {
+  return (ctx.records.get(PAUSE, migrationId) as PauseRecord | undefined)?.pausedMs;
+}
+
+function gaveUpError(ctx: StepContext, migrationId: string, rec: SrcRecord): FerryError {
+  const pausedMs = pausedMsOf(ctx, migrationId);
+  const pause = pausedMs === undefined ? "" : ` after a pause of ${pausedMs} ms`;
+  return new FerryError("FERRY_ERR_SOURCE_GAVE_UP", `the source (${ctx.host}) got no switch-over decision in time at pre-switchover: it cancelled migration ${migrationId} and resumed the guest itself${pause}; the VM runs on the source, start a new migration`, { details: { instanceId: rec.instanceId, ...(pausedMs === undefined ? {} : { pausedMs }) } });
+}
+
+/** The source's own deadlines at pre-switchover, by host and migration. */
+const watchdogs = new Map<string, AbortController>();
+
+/**
+ * DESIGN invariant: no guest pause depends on the controller being alive. At
+ * pre-switchover the guest is paused; if neither a switchover nor a cancel
+ * comes by `giveUpAt` (journaled, so a restarted agent keeps it), the source
+ * cancels the migration and resumes the guest itself (giveUp).
+ */
+function armGiveUp(ctx: StepContext, migrationId: string, inst: Instance, rec: SrcRecord, waitMs: number): void {
+  const k = key(ctx, migrationId);
+  if (watchdogs.has(k) || rec.continued === true || rec.gaveUp) return;
+  if (rec.giveUpAt === undefined) {
+    rec.giveUpAt = ctx.clock.now() + waitMs;
+    ctx.records.put(SRC, migrationId, rec);
+  }
+  const ctl = new AbortController();
+  watchdogs.set(k, ctl);
+  void ctx.clock.sleep(Math.max(0, rec.giveUpAt - ctx.clock.now()), ctl.signal)
+    .then(() => serial(ctx, migrationId, () => giveUp(ctx, migrationId, inst)), () => undefined)
+    .catch((e: unknown) => ctx.log?.error({ migrationId, err: String(e) }, "giving up at pre-switchover failed"))
+    .finally(() => {
+      if (watchdogs.get(k) === ctl) watchdogs.delete(k);
+    });
+}
+
+function disarmGiveUp(ctx: StepContext, migrationId: string): void {
+  const k = key(ctx, migrationId);
+  watchdogs.get(k)?.abort();
+  watchdogs.delete(k);
+}
+
+async function giveUp(ctx: StepContext, migrationId: string, inst: Instance): Promise<void> {
+  const rec = ctx.records.get(SRC, migrationId) as SrcRecord | undefined;
+  if (!rec || rec.started !== true || rec.continued === true || rec.gaveUp || inst.qmp.closed) return;
+  const signal = ctx.clock.timeout(15_000);
+  if ((await queryMigrate(inst.qmp, { signal })).status !== "pre-switchover") return;
+  rec.gaveUp = { at: ctx.clock.now() };
+  ctx.records.put(SRC, migrationId, rec);
+  await resumeSource(ctx, inst, rec, signal);
+  ctx.log?.warn({ migrationId, instanceId: inst.id, pausedMs: pausedMsOf(ctx, migrationId) }, "no switch-over decision at pre-switchover in time: cancelled the migration and resumed the guest on the source");
+}
+
+/**
+ * The source keeps (or gets back) its guest and devices: cancel the outgoing
+ * migration, the guest running again, ephemeral NICs re-plugged, frames back
+ * to the primaries (P10). FERRY_ERR_STATE if the migration completed first.
+ */
+async function resumeSource(ctx: StepContext, inst: Instance, rec: SrcRecord | undefined, signal: AbortSignal): Promise<void> {
+  const result = await cancelOutgoing(ctx, inst, rec, signal).catch(() => "failed" as const);
+  if (result === "completed") {
+    throw new FerryError("FERRY_ERR_STATE", "the migration completed before it could be cancelled: the destination runs the guest", { details: { result } });
+  }
+  const until = ctx.clock.monotonic() + 10_000;
+  while (!(await queryStatus(inst.qmp, { signal })).running) {
+    if (ctx.clock.monotonic() > until) {
+      await inst.qmp.execute("cont", undefined, { signal }).catch(() => undefined);
+      break;
+    }
+    await ctx.clock.sleep(20, signal);
+  }
+  // P10 first (milliseconds): frames back to the primaries QEMU re-plugged on cancel; then the ephemeral NICs
+  await steerInitial(ctx, inst.meta.spec, signal).catch(() => undefined);
+  await replugMissing(inst, rec?.unplugged ?? [], signal, (nic) => steerInitial(ctx, { ...inst.meta.spec, nics: [nic] }, signal).catch(() => undefined));
+}
+
+/**
+ * Source: best-effort cancel of a running migration; reports what really
+ * happened. A cancelled migration's source gets its guest, NICs and
+ * forwarding back here and now, before the coordinator turns to the
+ * destination (which may be the side that is down).
+ */
+export function cancelOnSource(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ result: "cancelled" | "completed" | "failed" | "not-running" }> {
+  return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "cancel", async () => {
+    disarmGiveUp(ctx, migrationId);
+    const inst = ctx.instances.get(instanceId);
+    if (!inst || inst.qmp.closed) return { result: "not-running" as const };
+    const rec = ctx.records.get(SRC, migrationId) as SrcRecord | undefined;
+    const result = await cancelOutgoing(ctx, inst, rec, signal);
+    if (result !== "completed" && rec?.started === true) await resumeSource(ctx, inst, rec, signal);
+    return { result };
+  }));
+}
+
+export function switchover(ctx: StepContext, migrationId: string, instanceId: string, timeoutMs: number, signal: AbortSignal): Promise<SwitchoverResult> {
+  return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "switchover", () => switchoverNow(ctx, migrationId, instanceId, timeoutMs, signal)));
+}
+
+async function switchoverNow(ctx: StepContext, migrationId: string, instanceId: string, timeoutMs: number, signal: AbortSignal): Promise<SwitchoverResult> {
+  const inst = instanceOf(ctx, instanceId);
+  const rec = ctx.records.get(SRC, migrationId) as SrcRecord | undefined;
+  // too late: the source gave up waiting (giveUp) and runs the guest again
+  if (rec?.gaveUp) throw gaveUpError(ctx, migrationId, rec);
+  disarmGiveUp(ctx, migrationId);
+  let info = await queryMigrate(inst.qmp, { signal });
+  if (info.status === "pre-switchover" && rec?.started === true) {
+    ctx.records.put(SRC, migrationId, { ...rec, continued: true } satisfies SrcRecord);
+    info = await continueMigration(inst.qmp, { timeoutMs, signal, clock: ctx.clock });
+  } else if (info.status === "completed" && rec?.continued === true) info = await completedInfo(inst.qmp, info, signal);
+  else throw new FerryError("FERRY_ERR_STATE", `cannot switch over: migration is ${info.status}`, { details: { status: info.status } });
+  await ctx.faults?.hold("switchover", migrationId, ctx.clock, signal);
+  return { totalMs: info.totalTimeMs ?? 0, downtimeMs: info.downtimeMs ?? 0, transferredBytes: info.ram?.transferred ?? 0 };
+}
+
+export interface ConfirmResult {
+  state: "stopped" | "running" | "gone";
+  /** Failure: how long the guest was paused by the migration before it ran on the source again (QEMU's STOP → RESUME). */
+  pausedMs?: number;
+}
+
+export function confirmSource(ctx: StepContext, migrationId: string, instanceId: string, success: boolean, signal: AbortSignal): Promise<ConfirmResult> {
+  // confirm is the source's last step of a migration (success or failure)
+  return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, `confirm-${success ? "success" : "failure"}`, () => confirmNow(ctx, migrationId, instanceId, success, signal), true));
+}
+
+async function confirmNow(ctx: StepContext, migrationId: string, instanceId: string, success: boolean, signal: AbortSignal): Promise<ConfirmResult> {
+  if (success) await ctx.faults?.hold("confirm", migrationId, ctx.clock, signal);
+  disarmGiveUp(ctx, migrationId);
+  const inst = ctx.instances.get(instanceId);
+  const rec = ctx.records.get(SRC, migrationId) as SrcRecord | undefined;
+  // its QEMU exited (not yet reaped by the agent's tick): nothing to stop or resume
+  if (!inst || (inst.qmp.closed && !(await inst.alive()))) {
+    forgetSource(ctx, migrationId);
+    return { state: "gone" };
+  }
+  const holder = instanceHolder(inst.meta.vmUuid, inst.id);
+  if (success) {
+    await inst.stop();
+    await inst.remove();
+    ctx.instances.remove(inst.id);
+    await releaseRamFile(ctx, inst.meta);
+    ctx.leases.releaseHeldBy(holder);
+    forgetSource(ctx, migrationId);
+    return { state: "stopped" };
+  }
+  // failure before the switch-over: the source keeps (or gets back) its guest and devices
+  await resumeSource(ctx, inst, rec, signal);
+  const pausedMs = pausedMsOf(ctx, migrationId);
+  forgetSource(ctx, migrationId);
+  return pausedMs === undefined ? { state: "running" } : { state: "running", pausedMs };
+}
+
+/**
+ * After an agent restart: every migration this host was the source of that
+ * sits at pre-switchover gets its give-up deadline back (journaled in the
+ * record), so the guest's pause does not wait on the controller either.
+ */
+export async function rearmSources(ctx: StepContext): Promise<string[]> {
+  const out: string[] = [];
+  for (const { key: migrationId, value } of ctx.records.list(SRC)) {
+    const rec = value as SrcRecord;
+    const inst = ctx.instances.get(rec.instanceId);
+    if (!inst || rec.started !== true || rec.continued === true || rec.gaveUp || inst.qmp.closed) continue;
+    const status = await queryMigrate(inst.qmp, { signal: ctx.clock.timeout(2_000) }).then((m) => m.status, () => "unknown");
+    if (status !== "pre-switchover") continue;
+    trackPause(ctx, migrationId, inst, { fresh: false });
+    armGiveUp(ctx, migrationId, inst, rec, ctx.switchoverGraceMs ?? DEFAULT_GRACE_MS);
+    out.push(migrationId);
+  }
+  return out;
+}
