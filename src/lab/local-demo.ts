@@ -15,7 +15,8 @@ import type { Instance } from "../qemu/instance.ts";
 import { startInstance } from "../qemu/instance.ts";
 import { continueMigration, prepareIncoming, startMigration, waitMigration } from "../qemu/migration.ts";
 import { listDeviceIds, queryStatus } from "../qmp/commands.ts";
-import { ensureGuestImage, guestCmdline } from "./guest-image.ts";
+import { guestCmdline } from "../model/guest.ts";
+import { ensureGuestImage } from "./guest-image.ts";
 
 export interface LocalDemoResult {
   bootMs: number;

@@ -29,7 +29,8 @@ import type { Instance } from "../qemu/instance.ts";
 import { startInstance } from "../qemu/instance.ts";
 import { addTap, createFabric, deleteTap, destroyFabric, pinPeerNeighbor } from "./fabric.ts";
 import type { Fabric } from "./fabric.ts";
-import { guestCmdline, guestImagePaths } from "./guest-image.ts";
+import { guestCmdline } from "../model/guest.ts";
+import { guestImagePaths } from "../model/guest-image.ts";
 import { startProbe } from "./probe.ts";
 import type { ProbeResult } from "./probe.ts";
 

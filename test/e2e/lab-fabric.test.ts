@@ -6,7 +6,7 @@ import { after, describe, it } from "node:test";
 import { run } from "../../src/core/run.ts";
 import { addTap, bridgeMac, createFabric, deleteTap, describeFabric, destroyFabric, listNetns, openFabric, TEST_NETNS_PREFIX } from "../../src/lab/fabric.ts";
 import type { Fabric } from "../../src/lab/fabric.ts";
-import { guestCmdline } from "../../src/lab/guest-image.ts";
+import { guestCmdline } from "../../src/model/guest.ts";
 import { startProbe } from "../../src/lab/probe.ts";
 import { waitForConsole } from "../../src/qemu/console.ts";
 import { processAlive } from "../../src/qemu/instance.ts";
