@@ -29,7 +29,8 @@ import { writeSysfsFixture } from "../host/fixture.ts";
 import type { StandInModel } from "../model/vm.ts";
 import { STAND_IN_MODELS } from "../model/vm.ts";
 import * as v from "../model/validate.ts";
-import { createFabric, destroyFabric, describeFabric, fabricNetns } from "./fabric.ts";
+import { createFabric, destroyFabric, describeFabric } from "./fabric.ts";
+import { fabricNetns } from "./fabric-plan.ts";
 
 const FERRY_BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "ferry");
 

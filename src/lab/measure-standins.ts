@@ -28,7 +28,7 @@ import { plugPrimary, unplugPrimary } from "../qemu/hotplug.ts";
 import type { Instance } from "../qemu/instance.ts";
 import { startInstance } from "../qemu/instance.ts";
 import { addTap, createFabric, deleteTap, destroyFabric, pinPeerNeighbor } from "./fabric.ts";
-import type { Fabric } from "./fabric.ts";
+import type { Fabric } from "./fabric-plan.ts";
 import { guestCmdline } from "../model/guest.ts";
 import { guestImagePaths } from "../model/guest-image.ts";
 import { startProbe } from "./probe.ts";

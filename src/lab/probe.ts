@@ -22,7 +22,7 @@ import { spawn } from "node:child_process";
 import { FerryError, invalid } from "../core/errors.ts";
 import { run } from "../core/run.ts";
 import * as v from "../model/validate.ts";
-import { parseIpv4 } from "./fabric.ts";
+import { parseIpv4 } from "./fabric-plan.ts";
 
 export type Pinger = "iputils" | "busybox";
 
