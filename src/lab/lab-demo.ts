@@ -5,7 +5,9 @@
 // the lab's peer probing the guest every ≈ 16 ms. The lab is torn down at the end.
 // Always with mutual TLS (whatever the lab default), and it says so.
 import type { ControllerClient } from "../api/client.ts";
+import { systemClock } from "../core/clock.ts";
 import { FerryError } from "../core/errors.ts";
+import { pollUntil } from "../core/poll.ts";
 import { run } from "../core/run.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import { stableText } from "../cli/render/migration.ts";
@@ -28,12 +30,12 @@ export interface DemoRow {
 
 /** Whether the guest at `ip` answers a ping from the lab's peer within `timeoutMs`. */
 export async function reachable(netns: string, ip: string, timeoutMs: number): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
+  // no pause between pings: each waits up to 1 s for its reply
+  const up = await pollUntil(systemClock, { timeoutMs, everyMs: 0 }, async () => {
     const r = await run("ip", ["netns", "exec", netns, "ping", "-c", "1", "-W", "1", ip], { allowFailure: true, timeoutMs: 5_000 });
-    if (r.code === 0) return true;
-  }
-  return false;
+    return r.code === 0 ? true : undefined;
+  });
+  return up ?? false;
 }
 
 /** Poll a migration until it is done, settled and its connectivity measured (every NIC steady past the end); `say` hears each new phase. */

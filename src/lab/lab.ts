@@ -21,7 +21,9 @@ import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import { ControllerClient } from "../api/client.ts";
 import { initCa, issueCert } from "../core/ca.ts";
+import { systemClock } from "../core/clock.ts";
 import { FerryError, invalid } from "../core/errors.ts";
+import { pollUntil } from "../core/poll.ts";
 import { fetchFor, loadTls } from "../core/tls.ts";
 import type { TlsFiles } from "../core/tls.ts";
 import { networkSubnet } from "../controller/vm-spec.ts";
@@ -146,7 +148,7 @@ async function stopPid(pid: number, marker: string, signal: NodeJS.Signals): Pro
   } catch {
     return;
   }
-  for (let i = 0; i < 100 && (await ownedAlive(pid, marker)); i++) await new Promise((r) => setTimeout(r, 50));
+  await pollUntil(systemClock, { timeoutMs: 5_000, everyMs: 50 }, async () => ((await ownedAlive(pid, marker)) ? undefined : true));
   if (await ownedAlive(pid, marker)) {
     try {
       process.kill(pid, "SIGKILL");
@@ -168,19 +170,18 @@ export async function labClient(state: LabState): Promise<ControllerClient> {
 }
 
 async function waitHttp(f: typeof fetch, url: string, token: string, path: string, ok: (body: unknown) => boolean, timeoutMs: number, what: string): Promise<void> {
-  const until = Date.now() + timeoutMs;
   let last = "";
-  while (Date.now() < until) {
+  const up = await pollUntil(systemClock, { timeoutMs, everyMs: 200 }, async () => {
     try {
-      const r = await f(`${url}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2_000) });
-      if (r.ok && ok(await r.json())) return;
+      const r = await f(`${url}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: systemClock.timeout(2_000) });
+      if (r.ok && ok(await r.json())) return true;
       last = `HTTP ${r.status}`;
     } catch (e) {
       last = e instanceof Error ? e.message : String(e);
     }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new FerryError("FERRY_ERR_TIMEOUT", `${what} did not come up within ${timeoutMs} ms (${last}); see the logs in the lab dir`);
+    return undefined;
+  });
+  if (!up) throw new FerryError("FERRY_ERR_TIMEOUT", `${what} did not come up within ${timeoutMs} ms (${last}); see the logs in the lab dir`);
 }
 
 export async function readLabState(name: string): Promise<LabState | undefined> {
