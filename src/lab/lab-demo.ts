@@ -5,12 +5,12 @@
 // the lab's peer probing the guest every ≈ 16 ms. The lab is torn down at the end.
 // Always with mutual TLS (whatever the lab default), and it says so.
 import type { ControllerClient } from "../api/client.ts";
+import { stableText } from "../api/connectivity-text.ts";
 import { systemClock } from "../core/clock.ts";
 import { FerryError } from "../core/errors.ts";
 import { pollUntil } from "../core/poll.ts";
 import { run } from "../core/run.ts";
 import type { MigrationRecord } from "../migration/types.ts";
-import { stableText } from "../cli/render/migration.ts";
 import { labClient, labDown, labFault, labSpec, labUp } from "./lab.ts";
 
 const NAME = "demo";
