@@ -4,7 +4,8 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, describe, test } from "node:test";
-import { guestCmdline, guestImagePaths } from "../lab/guest-image.ts";
+import { guestCmdline } from "../model/guest.ts";
+import { guestImagePaths } from "../model/guest-image.ts";
 import { waitForHeartbeat } from "../qemu/console.ts";
 import { processAlive } from "../qemu/instance.ts";
 import { Agent } from "./agent.ts";

@@ -11,7 +11,7 @@ import { buildAgentApp } from "../agent/http/app.ts";
 import { makeTestHost } from "../agent/testing.ts";
 import type { TestHost } from "../agent/testing.ts";
 import { systemClock } from "../core/clock.ts";
-import { guestImagePaths } from "../lab/guest-image.ts";
+import { guestImagePaths } from "../model/guest-image.ts";
 import { Controller } from "../controller/controller.ts";
 import { DEFAULT_DEADLINES } from "../controller/config.ts";
 import { FakeClock } from "../core/clock.ts";

@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { FerryError } from "../core/errors.ts";
 import { didYouMean } from "../core/suggest.ts";
-import { guestCmdline } from "../lab/guest-image.ts";
+import { guestCmdline } from "../model/guest.ts";
 import type { NicMode, NicPolicy, NicSpec, PrimaryDevice, StandInModel, VmSpec } from "../model/vm.ts";
 import { MAX_GUEST_PORT, STAND_IN_MODELS } from "../model/vm.ts";
 import type { VmNicRecord, VmRecord } from "../store/cluster.ts";

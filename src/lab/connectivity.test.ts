@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { connectivityWarnings } from "../controller/controller.ts";
-import { stableText } from "../cli/render/migration.ts";
+import { stableText } from "../api/connectivity-text.ts";
 import { settled } from "./connectivity.ts";
 
 const policy = { settleMs: 5000, deadlineMs: 60_000, outageMs: 100 };

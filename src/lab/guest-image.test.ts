@@ -4,57 +4,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { systemClock } from "../core/clock.ts";
-import { isFerryError } from "../core/errors.ts";
 import { run } from "../core/run.ts";
-import { ensureGuestImage, GUEST_BASE_CMDLINE, guestCmdline, guestImagePaths, moduleLoadOrder } from "./guest-image.ts";
-import type { GuestImage, GuestNet } from "./guest-image.ts";
-
-test("guestCmdline: base line, name, one ferry.net per NIC; bad input refused", () => {
-  assert.equal(
-    guestCmdline("vm-1", [
-      { mac: "52:54:00:AB:34:56", cidr: "10.90.1.10/24" },
-      { mac: "52:54:00:12:34:57", cidr: "10.90.2.10/24" },
-    ]),
-    `${GUEST_BASE_CMDLINE} ferry.name=vm-1 ferry.net=52:54:00:ab:34:56,10.90.1.10/24 ferry.net=52:54:00:12:34:57,10.90.2.10/24`,
-  );
-  assert.match(GUEST_BASE_CMDLINE, /console=ttyS0/);
-  assert.match(GUEST_BASE_CMDLINE, /ipv6\.disable=1/);
-  const bad: [string, { mac: string; cidr: string }[]][] = [
-    ["has space", []],
-    ["ok", [{ mac: "52:54:00:12:34", cidr: "10.0.0.1/24" }]],
-    ["ok", [{ mac: "52:54:00:12:34:56", cidr: "10.0.0.1" }]],
-    ["ok", [{ mac: "52:54:00:12:34:56", cidr: "10.0.0.256/24" }]],
-    ["ok", [{ mac: "52:54:00:12:34:56", cidr: "10.0.0.1/33" }]],
-  ];
-  for (const [name, nets] of bad) {
-    assert.throws(() => guestCmdline(name, nets), (e: unknown) => isFerryError(e, "FERRY_ERR_INVALID"));
-  }
-});
-
-test("moduleLoadOrder: dependencies first, each once, built-ins dropped, cycles refused", () => {
-  const deps: Record<string, string[]> = {
-    virtio: ["virtio_ring"],
-    virtio_pci: ["virtio_ring", "virtio_pci_modern_dev", "virtio", "builtin_x"],
-    virtio_net: ["virtio_ring", "virtio", "net_failover"],
-    net_failover: ["failover"],
-    "8139cp": ["mii"],
-  };
-  const order = moduleLoadOrder(["virtio_net", "virtio_pci", "8139cp", "virtio"], (n) => deps[n] ?? [], new Set(["builtin_x"]));
-  assert.deepEqual(order, ["virtio_ring", "virtio", "failover", "net_failover", "virtio_net", "virtio_pci_modern_dev", "virtio_pci", "mii", "8139cp"]);
-  assert.throws(
-    () => moduleLoadOrder(["a"], (n) => (n === "a" ? ["b"] : ["a"])),
-    (e: unknown) => isFerryError(e, "FERRY_ERR_GUEST_IMAGE"),
-  );
-});
-
-test("guestImagePaths refuses an empty cache and points at npm run setup", async () => {
-  const dir = await mkdtemp(join(tmpdir(), "ferry-guest-empty-"));
-  try {
-    await assert.rejects(guestImagePaths({ cacheDir: dir }), (e: unknown) => isFerryError(e, "FERRY_ERR_GUEST_IMAGE") && /npm run setup/.test(e.message));
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+import { guestCmdline } from "../model/guest.ts";
+import type { GuestNet } from "../model/guest.ts";
+import { guestImagePaths } from "../model/guest-image.ts";
+import type { GuestImage } from "../model/guest-image.ts";
+import { ensureGuestImage } from "./guest-image.ts";
 
 /** The console without its heartbeats (but the last one), for failure messages. */
 function summary(lines: string[]): string {

@@ -5,10 +5,12 @@
 // the lab's peer probing the guest every ≈ 16 ms. The lab is torn down at the end.
 // Always with mutual TLS (whatever the lab default), and it says so.
 import type { ControllerClient } from "../api/client.ts";
+import { stableText } from "../api/connectivity-text.ts";
+import { systemClock } from "../core/clock.ts";
 import { FerryError } from "../core/errors.ts";
+import { pollUntil } from "../core/poll.ts";
 import { run } from "../core/run.ts";
 import type { MigrationRecord } from "../migration/types.ts";
-import { stableText } from "../cli/render/migration.ts";
 import { labClient, labDown, labFault, labSpec, labUp } from "./lab.ts";
 
 const NAME = "demo";
@@ -28,28 +30,55 @@ export interface DemoRow {
 
 /** Whether the guest at `ip` answers a ping from the lab's peer within `timeoutMs`. */
 export async function reachable(netns: string, ip: string, timeoutMs: number): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  while (Date.now() < until) {
+  // no pause between pings: each waits up to 1 s for its reply
+  const up = await pollUntil(systemClock, { timeoutMs, everyMs: 0 }, async () => {
     const r = await run("ip", ["netns", "exec", netns, "ping", "-c", "1", "-W", "1", ip], { allowFailure: true, timeoutMs: 5_000 });
-    if (r.code === 0) return true;
-  }
-  return false;
+    return r.code === 0 ? true : undefined;
+  });
+  return up ?? false;
 }
 
-/** Poll a migration until it is done, settled and its connectivity measured (every NIC steady past the end); `say` hears each new phase. */
+/** How often the record is read when the event stream dropped before the migration was done. */
+const FALLBACK_POLL_MS = 1_000;
+
+/**
+ * Follow a migration until it is done, settled and its connectivity measured
+ * (every NIC steady past the end); `say` hears each new phase. Phases come
+ * from the controller's event stream; the record is read when the migration is
+ * done, and polled every `pollMs` while the controller still settles the VM
+ * or measures connectivity (no event says when that ends). Should the stream
+ * drop first, the record is polled every second instead.
+ */
 export async function follow(client: ControllerClient, id: string, say: (s: string) => void = () => undefined, pollMs = 150, timeoutMs = 900_000): Promise<MigrationRecord> {
+  const start = systemClock.monotonic();
+  const timedOut = (): FerryError => new FerryError("FERRY_ERR_TIMEOUT", `migration ${id} did not finish within ${timeoutMs} ms; see 'ferry migrations ${id}' and the lab's logs`);
   let last = "";
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    if (Date.now() > until) throw new FerryError("FERRY_ERR_TIMEOUT", `migration ${id} did not finish within ${timeoutMs} ms; see 'ferry migrations ${id}' and the lab's logs`);
-    const r = (await client.migration(id, { timeoutMs: 10_000 })) as MigrationRecord & { settling?: boolean; measuring?: boolean };
-    if (r.phase !== last) {
-      say(`    ${r.phase}`);
-      last = r.phase;
-    }
-    if (r.phase === "done" && r.settling !== true && r.measuring !== true) return r;
-    await new Promise((x) => setTimeout(x, pollMs));
-  }
+  const phase = (p: string): void => {
+    if (p === last) return;
+    say(`    ${p}`);
+    last = p;
+  };
+  const deadline = systemClock.timeout(timeoutMs);
+  const done = new AbortController();
+  await client
+    .events(
+      (e) => {
+        if (done.signal.aborted || e.type !== "phase" || e.migrationId !== id) return;
+        phase(e.from);
+        phase(e.to);
+        if (e.to === "done") done.abort();
+      },
+      { follow: true, signal: AbortSignal.any([done.signal, deadline]) },
+    )
+    .catch(() => undefined); // the stream dropped: the record is polled below
+  if (deadline.aborted) throw timedOut();
+  const r = await pollUntil(systemClock, { timeoutMs: timeoutMs - (systemClock.monotonic() - start), everyMs: done.signal.aborted ? pollMs : FALLBACK_POLL_MS }, async () => {
+    const rec = (await client.migration(id, { timeoutMs: 10_000 })) as MigrationRecord & { settling?: boolean; measuring?: boolean };
+    phase(rec.phase);
+    return rec.phase === "done" && rec.settling !== true && rec.measuring !== true ? rec : undefined;
+  });
+  if (r === undefined) throw timedOut();
+  return r;
 }
 
 function row(n: number, r: MigrationRecord): DemoRow {

@@ -9,15 +9,10 @@
 // off): a CA and one certificate per component under <dir>/tls (owner-only),
 // HTTPS everywhere, and a "cli" certificate that the context file, labFetch
 // and labClient present.
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { openSync, closeSync } from "node:fs";
 import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
-import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import { ControllerClient } from "../api/client.ts";
 import { initCa, issueCert } from "../core/ca.ts";
@@ -29,9 +24,9 @@ import { writeSysfsFixture } from "../host/fixture.ts";
 import type { StandInModel } from "../model/vm.ts";
 import { STAND_IN_MODELS } from "../model/vm.ts";
 import * as v from "../model/validate.ts";
-import { createFabric, destroyFabric, describeFabric, fabricNetns } from "./fabric.ts";
-
-const FERRY_BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "ferry");
+import { createFabric, destroyFabric, describeFabric } from "./fabric.ts";
+import { fabricNetns } from "./fabric-plan.ts";
+import { freePort, ownedAlive, spawnDetached, stopPid, waitHttp } from "./lab-process.ts";
 
 export interface LabHostSpec {
   name: string;
@@ -106,55 +101,6 @@ export function labSpec(o: { name?: string; hosts?: number; configText?: string;
   return { name: v.name("lab name", o.name ?? "lab"), networks, hosts, model, forwarding, tls };
 }
 
-/** A loopback port nothing listens on now (listened on, then closed). */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function spawnDetached(args: string[], log: string): number {
-  const fd = openSync(log, "a", 0o600);
-  try {
-    const child = spawn(FERRY_BIN, args, { detached: true, stdio: ["ignore", fd, fd], env: { ...process.env, FERRY_LOG_LEVEL: process.env["FERRY_LOG_LEVEL"] ?? "info" } });
-    child.unref();
-    if (child.pid === undefined) throw new FerryError("FERRY_ERR_INTERNAL", `could not start ferry ${args.join(" ")}`);
-    return child.pid;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** True when `pid` runs and its command line mentions `marker` (the lab dir): never signal a reused pid. */
-export async function ownedAlive(pid: number, marker: string): Promise<boolean> {
-  try {
-    const cmd = await readFile(`/proc/${pid}/cmdline`, "utf8");
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    return cmd.includes(marker) && !/\) [ZX] /.test(stat);
-  } catch {
-    return false;
-  }
-}
-
-async function stopPid(pid: number, marker: string, signal: NodeJS.Signals): Promise<void> {
-  if (!(await ownedAlive(pid, marker))) return;
-  try {
-    process.kill(pid, signal);
-  } catch {
-    return;
-  }
-  for (let i = 0; i < 100 && (await ownedAlive(pid, marker)); i++) await new Promise((r) => setTimeout(r, 50));
-  if (await ownedAlive(pid, marker)) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // gone
-    }
-  }
-}
-
 /** The fetch that reaches the lab's components: presents the lab's client certificate when the lab uses TLS. */
 export async function labFetch(state: LabState): Promise<typeof fetch> {
   return fetchFor(state.tls ? await loadTls(state.tls) : null);
@@ -164,22 +110,6 @@ export async function labFetch(state: LabState): Promise<typeof fetch> {
 export async function labClient(state: LabState): Promise<ControllerClient> {
   const token = (await readFile(state.controllerTokenFile, "utf8")).trim();
   return new ControllerClient({ baseUrl: state.controller.url, token, fetch: await labFetch(state) });
-}
-
-async function waitHttp(f: typeof fetch, url: string, token: string, path: string, ok: (body: unknown) => boolean, timeoutMs: number, what: string): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  let last = "";
-  while (Date.now() < until) {
-    try {
-      const r = await f(`${url}${path}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(2_000) });
-      if (r.ok && ok(await r.json())) return;
-      last = `HTTP ${r.status}`;
-    } catch (e) {
-      last = e instanceof Error ? e.message : String(e);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new FerryError("FERRY_ERR_TIMEOUT", `${what} did not come up within ${timeoutMs} ms (${last}); see the logs in the lab dir`);
 }
 
 export async function readLabState(name: string): Promise<LabState | undefined> {

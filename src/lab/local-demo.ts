@@ -6,7 +6,9 @@ import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { systemClock } from "../core/clock.ts";
 import { FerryError } from "../core/errors.ts";
+import { pollUntil } from "../core/poll.ts";
 import type { VmSpec } from "../model/vm.ts";
 import { detectAccel } from "../qemu/accel.ts";
 import { deviceIds } from "../qemu/argv.ts";
@@ -15,7 +17,8 @@ import type { Instance } from "../qemu/instance.ts";
 import { startInstance } from "../qemu/instance.ts";
 import { continueMigration, prepareIncoming, startMigration, waitMigration } from "../qemu/migration.ts";
 import { listDeviceIds, queryStatus } from "../qmp/commands.ts";
-import { ensureGuestImage, guestCmdline } from "./guest-image.ts";
+import { guestCmdline } from "../model/guest.ts";
+import { ensureGuestImage } from "./guest-image.ts";
 
 export interface LocalDemoResult {
   bootMs: number;
@@ -29,8 +32,8 @@ export interface LocalDemoResult {
 }
 
 export async function runLocalDemo(out: (line: string) => void = (l) => console.log(l)): Promise<LocalDemoResult> {
-  const t0 = performance.now();
-  const at = (): string => `[${((performance.now() - t0) / 1000).toFixed(1).padStart(5)}s]`;
+  const t0 = systemClock.monotonic();
+  const at = (): string => `[${((systemClock.monotonic() - t0) / 1000).toFixed(1).padStart(5)}s]`;
   const say = (s: string): void => out(`${at()} ${s}`);
   out("Ferry demo: live migration of a real guest between two QEMU instances on this machine");
   const accel = await detectAccel();
@@ -63,13 +66,13 @@ export async function runLocalDemo(out: (line: string) => void = (l) => console.
     const src = await startInstance({ runDir, spec, accel: accel.accel });
     started.push(src);
     say(`  source instance ${src.id}, pid ${src.pid}, runtime dir ${src.paths.dir}`);
-    const bootStart = performance.now();
+    const bootStart = systemClock.monotonic();
     await waitForConsole(src.paths.serialLog, /ferry-ready/, { timeoutMs: 90_000 });
-    const bootMs = performance.now() - bootStart;
+    const bootMs = systemClock.monotonic() - bootStart;
     await waitForHeartbeat(src.paths.serialLog, 2, { timeoutMs: 10_000 });
     say(`guest ready in ${(bootMs / 1000).toFixed(1)} s; heartbeat ${lastHeartbeat(await readConsole(src.paths.serialLog))}`);
 
-    const migStart = performance.now();
+    const migStart = systemClock.monotonic();
     const dst = await startInstance({ runDir, spec, accel: accel.accel, incoming: true });
     started.push(dst);
     const uri = await prepareIncoming(dst.qmp, "tcp:127.0.0.1:0");
@@ -90,18 +93,13 @@ export async function runLocalDemo(out: (line: string) => void = (l) => console.
     off();
     say(`completed: phases ${phases.join(" → ")}`);
     const afterHb = await waitForHeartbeat(dst.paths.serialLog, 0, { timeoutMs: 10_000 });
-    const totalMs = performance.now() - migStart;
+    const totalMs = systemClock.monotonic() - migStart;
     say(`heartbeat on the destination: ${afterHb} (last on the source ${beforeHb}): guest memory survived`);
     if (afterHb <= beforeHb) throw new FerryError("FERRY_ERR_MIGRATION", `heartbeat reset: ${beforeHb} → ${afterHb}`);
-    let primaryBackMs: number | undefined;
-    const waitStart = performance.now();
-    while (performance.now() - waitStart < 15_000) {
-      if ((await listDeviceIds(dst.qmp)).includes(deviceIds("net0").primary)) {
-        primaryBackMs = performance.now() - waitStart;
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const waitStart = systemClock.monotonic();
+    const primaryBackMs = await pollUntil(systemClock, { timeoutMs: 15_000, everyMs: 50 }, async () =>
+      (await listDeviceIds(dst.qmp)).includes(deviceIds("net0").primary) ? systemClock.monotonic() - waitStart : undefined,
+    );
     say(primaryBackMs === undefined ? "failover primary did NOT come back on the destination within 15 s" : "failover primary (stand-in VF) is back on the destination");
     await src.stop();
     say(`source instance ${src.id} stopped`);

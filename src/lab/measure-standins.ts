@@ -19,7 +19,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
+import { systemClock } from "../core/clock.ts";
 import { toFerryError } from "../core/errors.ts";
+import { pollUntil } from "../core/poll.ts";
 import { STAND_IN_MODELS } from "../model/vm.ts";
 import type { NicSpec, PrimaryDevice, StandInModel, VmSpec } from "../model/vm.ts";
 import { detectAccel } from "../qemu/accel.ts";
@@ -28,8 +30,9 @@ import { plugPrimary, unplugPrimary } from "../qemu/hotplug.ts";
 import type { Instance } from "../qemu/instance.ts";
 import { startInstance } from "../qemu/instance.ts";
 import { addTap, createFabric, deleteTap, destroyFabric, pinPeerNeighbor } from "./fabric.ts";
-import type { Fabric } from "./fabric.ts";
-import { guestCmdline, guestImagePaths } from "./guest-image.ts";
+import type { Fabric } from "./fabric-plan.ts";
+import { guestCmdline } from "../model/guest.ts";
+import { guestImagePaths } from "../model/guest-image.ts";
 import { startProbe } from "./probe.ts";
 import type { ProbeResult } from "./probe.ts";
 
@@ -53,16 +56,12 @@ export interface ModelResult {
   probe: ProbeResult;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 /** Wait (polling every 10 ms) until the console, past `from` bytes, matches `re`; epoch ms of the match. */
 async function consoleLine(path: string, from: number, re: RegExp, timeoutMs: number): Promise<number> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    if (re.test((await readConsole(path)).slice(from))) return Date.now();
-    if (Date.now() > until) throw new Error(`console never showed ${re} within ${timeoutMs} ms`);
-    await sleep(10);
-  }
+  // Date.now(): a wall-clock stamp, compared with the probe's reply stamps
+  const at = await pollUntil(systemClock, { timeoutMs, everyMs: 10 }, async () => (re.test((await readConsole(path)).slice(from)) ? Date.now() : undefined));
+  if (at === undefined) throw new Error(`console never showed ${re} within ${timeoutMs} ms`);
+  return at;
 }
 
 async function measureModel(f: Fabric, model: StandInModel, runs: number, runDir: string, log: (s: string) => void): Promise<ModelResult> {
@@ -80,10 +79,10 @@ async function measureModel(f: Fabric, model: StandInModel, runs: number, runDir
   };
   let inst: Instance | undefined;
   try {
-    const t0 = Date.now();
+    const t0 = systemClock.monotonic();
     inst = await startInstance({ runDir, spec, accel, netns: f.netns });
     await waitForConsole(inst.paths.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
-    const bootMs = Date.now() - t0;
+    const bootMs = systemClock.monotonic() - t0;
     const probe = await startProbe({ netns: f.netns, target: GUEST_IP });
     const rounds: Round[] = [];
     try {
@@ -95,13 +94,13 @@ async function measureModel(f: Fabric, model: StandInModel, runs: number, runDir
         const reply = probe.waitReply(plugged, { timeoutMs: 20_000 });
         const [upAt, replyAt] = await Promise.all([up, reply]);
         // let it carry traffic a little, then take it away again
-        await sleep(300);
+        await systemClock.sleep(300);
         const unplugMs = await unplugPrimary(inst.qmp, { ...nic, primary }, { timeoutMs: 10_000 });
         const round = { consoleMs: upAt - plugged, replyMs: Math.round(replyAt - plugged), unplugMs: Math.round(unplugMs) };
         rounds.push(round);
         log(`  ${model} round ${i + 1}: console ${round.consoleMs} ms, first reply ${round.replyMs} ms, unplug ${round.unplugMs} ms`);
         // the guest's init notices the NIC is gone on its next sysfs pass (150 ms)
-        await sleep(500);
+        await systemClock.sleep(500);
       }
     } catch (e) {
       await probe.stop().catch(() => undefined);

@@ -19,10 +19,11 @@
 //
 // The parser and the summary are pure and unit-tested with recorded output.
 import { spawn } from "node:child_process";
+import { systemClock } from "../core/clock.ts";
 import { FerryError, invalid } from "../core/errors.ts";
 import { run } from "../core/run.ts";
 import * as v from "../model/validate.ts";
-import { parseIpv4 } from "./fabric.ts";
+import { parseIpv4 } from "./fabric-plan.ts";
 
 export type Pinger = "iputils" | "busybox";
 
@@ -334,15 +335,16 @@ export async function startProbe(o: ProbeOptions): Promise<Probe> {
         } catch {
           // already gone
         }
-        const t = setTimeout(() => {
+        const escalate = new AbortController();
+        systemClock.sleep(3_000, escalate.signal).then(() => {
           try {
             process.kill(pid, "SIGKILL");
           } catch {
             // already gone
           }
-        }, 3_000);
+        }, () => undefined);
         await exitP.promise;
-        clearTimeout(t);
+        escalate.abort();
       }
       if (buf !== "") tally.add(buf, Date.now());
       for (const w of waiters) waiters.delete(w);
@@ -369,19 +371,20 @@ export async function startProbe(o: ProbeOptions): Promise<Probe> {
         const entry = {
           after: afterMs,
           resolve: (t: number) => {
-            clearTimeout(timer);
+            timer.abort();
             w.signal?.removeEventListener("abort", onAbort);
             resolve(t);
           },
         };
         const fail = (e: FerryError): void => {
           waiters.delete(entry);
-          clearTimeout(timer);
+          timer.abort();
           w.signal?.removeEventListener("abort", onAbort);
           reject(e);
         };
         const onAbort = (): void => fail(new FerryError("FERRY_ERR_ABORTED", `waiting for a reply from ${target}: aborted`));
-        const timer = setTimeout(() => fail(new FerryError("FERRY_ERR_TIMEOUT", `no reply from ${target} within ${w.timeoutMs} ms`)), w.timeoutMs);
+        const timer = new AbortController();
+        systemClock.sleep(w.timeoutMs, timer.signal).then(() => fail(new FerryError("FERRY_ERR_TIMEOUT", `no reply from ${target} within ${w.timeoutMs} ms`)), () => undefined);
         w.signal?.addEventListener("abort", onAbort, { once: true });
         waiters.add(entry);
       });

@@ -11,7 +11,8 @@ import { buildAgentApp } from "../../src/agent/http/app.ts";
 import type { TestHost } from "../../src/agent/testing.ts";
 import { makeTestHost } from "../../src/agent/testing.ts";
 import { loadOrCreateToken } from "../../src/agent/token.ts";
-import { guestCmdline, guestImagePaths } from "../../src/lab/guest-image.ts";
+import { guestCmdline } from "../../src/model/guest.ts";
+import { guestImagePaths } from "../../src/model/guest-image.ts";
 import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
 import { mac } from "./helpers.ts";
 

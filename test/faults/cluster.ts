@@ -19,8 +19,9 @@ import { ControllerClient } from "../../src/api/client.ts";
 
 import { networkSubnet } from "../../src/controller/vm-spec.ts";
 import { writeSysfsFixture } from "../../src/host/fixture.ts";
-import type { Fabric } from "../../src/lab/fabric.ts";
-import { createFabric, destroyFabric, listNetns, TEST_NETNS_PREFIX } from "../../src/lab/fabric.ts";
+import { createFabric, destroyFabric, listNetns } from "../../src/lab/fabric.ts";
+import { TEST_NETNS_PREFIX } from "../../src/lab/fabric-plan.ts";
+import type { Fabric } from "../../src/lab/fabric-plan.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { lastHeartbeat, readConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
 import type { HttpRequest } from "./observe.ts";

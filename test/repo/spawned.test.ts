@@ -34,7 +34,7 @@ describe("scripts/programs.txt", () => {
     const at = (program: string, file: string) => found.some((f) => f.program === program && f.where.startsWith(`${file}:`));
     assert.ok(at("ping", "src/lab/lab-demo.ts"), "ip netns exec NS ping in the lab demo");
     assert.ok(at("ping", "src/lab/probe.ts"), "the probe's pinger");
-    assert.ok(at("sysctl", "src/lab/fabric.ts"), "ip netns exec NS sysctl in the fabric");
+    assert.ok(at("sysctl", "src/lab/fabric-commands.ts"), "ip netns exec NS sysctl in the fabric");
     assert.ok(at("ps", "test/lab/lab-demo.test.ts"), "run(\"ps\") in a test");
     assert.ok(at("bridge", "src/host/iproute.ts"), "{ file: \"bridge\", args } command objects");
     assert.ok(at("qemu-system-x86_64", "src/qemu/instance.ts"), "the default QEMU binary");

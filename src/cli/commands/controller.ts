@@ -13,7 +13,7 @@ import { FerryError } from "../../core/errors.ts";
 import { createLogger } from "../../core/log.ts";
 import { loadTls, tlsFetch } from "../../core/tls.ts";
 import { labConnectivity } from "../../lab/connectivity.ts";
-import { guestImagePaths } from "../../lab/guest-image.ts";
+import { guestImagePaths } from "../../model/guest-image.ts";
 import { SqliteClusterStore } from "../../store/cluster.ts";
 import { SqliteEventLog } from "../../store/events.ts";
 import { SqliteStore } from "../../store/sqlite.ts";

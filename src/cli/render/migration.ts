@@ -1,5 +1,6 @@
 // Migrations for the CLI: the one-object summary of `ferry migrate --json`,
 // the final report, the live progress line, the plan, the list.
+import { stableText } from "../../api/connectivity-text.ts";
 import type { PlanReply } from "../../api/schemas.ts";
 import type { Cleanup, Connectivity, MigrationRecord, Phase, VfRef } from "../../migration/types.ts";
 import { downtimeOf } from "../../migration/types.ts";
@@ -57,15 +58,6 @@ export function migrationSummary(r: MigrationRecord & { measuring?: boolean }): 
     ...(r.cleanup ? { cleanup: r.cleanup } : {}),
     ...(r.measuring === true ? { measuring: true } : {}),
   };
-}
-
-/** "3120 ms", "43210 ms (39810 ms after the end)", "not stable", "-" (a record from before settle windows). */
-export function stableText(c: Connectivity | undefined): string {
-  if (c?.untilStableMs === undefined) return "-";
-  if (c.untilStableMs === null) return `not stable (watched ${c.watchedMs ?? "?"} ms)`;
-  const out = c.outAfterEndMs !== undefined && c.outAfterEndMs > 0 ? `, out ${c.outAfterEndMs} ms of it` : "";
-  const late = c.endMs !== undefined && c.untilStableMs > c.endMs ? ` (${c.untilStableMs - c.endMs} ms after the end${out})` : "";
-  return `${c.untilStableMs} ms${late}`;
 }
 
 function connectivityNote(s: MigrationSummary): string[] {
