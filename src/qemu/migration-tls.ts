@@ -104,6 +104,16 @@ export async function removeMigrationTlsObjects(qmp: QmpClient, signal?: AbortSi
 }
 
 /**
+ * Drop what an earlier setup left (parameters first, then objects), then add
+ * credentials that verify the peer's certificate against the CA in `dir`
+ * (QEMU loads and checks the files now: a bad dir fails here).
+ */
+async function replaceCreds(qmp: QmpClient, dir: string, endpoint: "server" | "client", signal?: AbortSignal): Promise<void> {
+  await disableMigrationTls(qmp, signal);
+  await objectAdd(qmp, "tls-creds-x509", MIGRATION_TLS_CREDS_ID, { dir, endpoint, "verify-peer": true }, { signal });
+}
+
+/**
  * Destination: server credentials that demand a client certificate of the
  * CA, an authz admitting only `sourceIdentity`, and the parameters naming
  * both. Call before `migrate-incoming` (prepareIncoming).
@@ -111,9 +121,7 @@ export async function removeMigrationTlsObjects(qmp: QmpClient, signal?: AbortSi
 export async function enableIncomingTls(qmp: QmpClient, tls: IncomingTls, signal?: AbortSignal): Promise<void> {
   const dir = checkDir(tls.dir);
   const identity = checkIdentity(tls.sourceIdentity);
-  await setMigrationParameters(qmp, { tlsCreds: "", tlsAuthz: "", tlsHostname: "" }, { signal });
-  await removeMigrationTlsObjects(qmp, signal);
-  await objectAdd(qmp, "tls-creds-x509", MIGRATION_TLS_CREDS_ID, { dir, endpoint: "server", "verify-peer": true }, { signal });
+  await replaceCreds(qmp, dir, "server", signal);
   await objectAdd(qmp, "authz-simple", MIGRATION_TLS_AUTHZ_ID, { identity }, { signal });
   await setMigrationParameters(qmp, { tlsCreds: MIGRATION_TLS_CREDS_ID, tlsAuthz: MIGRATION_TLS_AUTHZ_ID }, { signal });
 }
@@ -126,9 +134,7 @@ export async function enableIncomingTls(qmp: QmpClient, tls: IncomingTls, signal
 export async function enableOutgoingTls(qmp: QmpClient, tls: OutgoingTls, signal?: AbortSignal): Promise<void> {
   const dir = checkDir(tls.dir);
   const hostname = checkHostname(tls.hostname);
-  await setMigrationParameters(qmp, { tlsCreds: "", tlsAuthz: "", tlsHostname: "" }, { signal });
-  await removeMigrationTlsObjects(qmp, signal);
-  await objectAdd(qmp, "tls-creds-x509", MIGRATION_TLS_CREDS_ID, { dir, endpoint: "client", "verify-peer": true }, { signal });
+  await replaceCreds(qmp, dir, "client", signal);
   await setMigrationParameters(qmp, { tlsCreds: MIGRATION_TLS_CREDS_ID, tlsHostname: hostname }, { signal });
 }
 
