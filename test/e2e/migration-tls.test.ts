@@ -168,6 +168,9 @@ describe("TLS on the migration stream (real QEMU)", { timeout: 120_000 }, () => 
   });
 
   it("(b) a source certificate from another CA is refused; the source fails and keeps running", async () => {
+    // with only the right CA in ca-cert.pem, QEMU refuses the credentials themselves
+    const wrongPair = await clientDir("rogue-cert", { ...issuedFiles(join(pki, "rogue"), "src-host"), ca: join(ca, "ca.crt") });
+    await assert.rejects(enableOutgoingTls(src.qmp, { dir: wrongPair, hostname: "127.0.0.1" }), (e: unknown) => isFerryError(e, "FERRY_ERR_QMP") && /Our own certificate .*client-cert\.pem failed validation against .*ca-cert\.pem: The certificate hasn't got a known issuer/.test(e.message));
     // its ca-cert.pem trusts both CAs, so the source accepts the destination and QEMU's own check of client-cert.pem passes
     const bundle = join(pki, "bundle.pem");
     await writeFile(bundle, Buffer.concat([await readFile(join(pki, "rogue", "ca.crt")), await readFile(join(ca, "ca.crt"))]));
