@@ -17,6 +17,11 @@ import type { Runner } from "./run.ts";
 const NAME_RE = /^[a-z0-9][a-z0-9_.-]{0,62}$/i;
 const DNS_RE = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
+/** A DNS name as `ferry ca issue --dns` accepts it. */
+export function isDnsName(s: string): boolean {
+  return DNS_RE.test(s);
+}
+
 export interface CaPaths {
   dir: string;
   key: string;

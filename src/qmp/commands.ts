@@ -96,13 +96,44 @@ export interface MigrationParameters {
   maxBandwidth?: number;
   /** Milliseconds. */
   downtimeLimit?: number;
+  /** Id of a tls-creds object: the migration stream is TLS; "" turns TLS off. */
+  tlsCreds?: string;
+  /** Source: the name the destination's certificate must carry; "" means the host of the migration URI. */
+  tlsHostname?: string;
+  /** Destination: id of an authz object the source's certificate DN must pass; "" means any certificate of the CA. */
+  tlsAuthz?: string;
 }
 
 export async function setMigrationParameters(q: QmpClient, p: MigrationParameters, o?: CallOptions): Promise<void> {
   const args: Record<string, unknown> = {};
   if (p.maxBandwidth !== undefined) args["max-bandwidth"] = p.maxBandwidth;
   if (p.downtimeLimit !== undefined) args["downtime-limit"] = p.downtimeLimit;
+  if (p.tlsCreds !== undefined) args["tls-creds"] = p.tlsCreds;
+  if (p.tlsHostname !== undefined) args["tls-hostname"] = p.tlsHostname;
+  if (p.tlsAuthz !== undefined) args["tls-authz"] = p.tlsAuthz;
   if (Object.keys(args).length > 0) await q.execute("migrate-set-parameters", args, o);
+}
+
+export interface MigrationTlsParameters {
+  tlsCreds: string;
+  tlsHostname: string;
+  tlsAuthz: string;
+}
+
+/** The TLS migration parameters an instance holds now ("" when unset). */
+export async function queryMigrationTlsParameters(q: QmpClient, o?: CallOptions): Promise<MigrationTlsParameters> {
+  const r = rec(await q.execute("query-migrate-parameters", undefined, o), "query-migrate-parameters");
+  const str = (v: unknown): string => (typeof v === "string" ? v : "");
+  return { tlsCreds: str(r["tls-creds"]), tlsHostname: str(r["tls-hostname"]), tlsAuthz: str(r["tls-authz"]) };
+}
+
+/** `object-add` (QEMU 6.0+ takes the properties flat, beside qom-type and id). */
+export async function objectAdd(q: QmpClient, qomType: string, id: string, props: Record<string, string | number | boolean>, o?: CallOptions): Promise<void> {
+  await q.execute("object-add", { ...props, "qom-type": qomType, id }, o);
+}
+
+export async function objectDel(q: QmpClient, id: string, o?: CallOptions): Promise<void> {
+  await q.execute("object-del", { id }, o);
 }
 
 export async function migrate(q: QmpClient, uri: string, o?: CallOptions): Promise<void> {
