@@ -17,17 +17,18 @@ import { Type } from "typebox";
 import type { Connectivity, Deadlines, MigrationPlan, MigrationRecord, NicPlan } from "../migration/types.ts";
 import { isTerminal } from "../migration/types.ts";
 import type { ClusterSnapshot, PlacementVm } from "../model/cluster.ts";
+import type { EventLog } from "../model/events.ts";
 import type { NicMode, NicPolicy } from "../model/vm.ts";
 import { place } from "../scheduler/place.ts";
 import type { Rejection } from "../scheduler/rejections.ts";
 import type { Destination } from "../scheduler/types.ts";
 import type { ClusterStore, HostRecord, VmNicRecord, VmPlace, VmRecord } from "../store/cluster.ts";
-import type { Store } from "../store/store.ts";
+import type { Store } from "../migration/store-port.ts";
 import { HttpAgentPort } from "./agent-port.ts";
 import type { ControllerConfig } from "./config.ts";
 import { heartbeatIntervalMs } from "./config.ts";
 import { EventBus } from "./events.ts";
-import type { EventLog } from "./events.ts";
+import type { ControllerEvent } from "./events.ts";
 import { buildSnapshot } from "./snapshot.ts";
 import { assignGuestPorts, buildVmSpec, checkGuestFill, checkNicNetworks, guestAddress, newMac, noVfWarning } from "./vm-spec.ts";
 
@@ -49,7 +50,7 @@ export interface ControllerDeps {
   /** Lab: measures each NIC's connectivity during a migration (a peer probing the guest). */
   connectivity?: ConnectivityWatch;
   /** Where events are written down (the SQLite file); without it they live in memory only. */
-  eventLog?: EventLog;
+  eventLog?: EventLog<ControllerEvent>;
 }
 
 /** Watches a VM's NICs from the start of a migration until each answers steadily past its end. */

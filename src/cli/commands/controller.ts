@@ -8,6 +8,7 @@ import { listenAt, loadServerToken, untilStopSignal } from "../../agent/token.ts
 import { buildControllerApp } from "../../api/app.ts";
 import { dbFile, loadControllerConfig } from "../../controller/config.ts";
 import { Controller } from "../../controller/controller.ts";
+import type { ControllerEvent } from "../../controller/events.ts";
 import { systemClock } from "../../core/clock.ts";
 import { FerryError } from "../../core/errors.ts";
 import { createLogger } from "../../core/log.ts";
@@ -52,7 +53,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const tls = config.tls ? await loadTls(config.tls) : null;
   const store = new SqliteStore(dbFile(config));
   const cluster = new SqliteClusterStore(dbFile(config));
-  const eventLog = new SqliteEventLog(dbFile(config));
+  const eventLog = new SqliteEventLog<ControllerEvent>(dbFile(config));
   const controller = new Controller({ config, store, cluster, eventLog, clock: systemClock, log, agentToken, ...(tls ? { fetch: tlsFetch(tls) } : {}), guestImage: () => guestImagePaths(), ...(config.lab ? { connectivity: labConnectivity(config.lab.fabric, { settleMs: config.lab.settleMs, deadlineMs: config.lab.settleDeadlineMs, outageMs: config.lab.outageMs }) } : {}) });
   let app: ReturnType<typeof buildControllerApp> | undefined;
   try {
