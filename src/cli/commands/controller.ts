@@ -18,7 +18,8 @@ import { guestImagePaths } from "../../lab/guest-image.ts";
 import { SqliteClusterStore } from "../../store/cluster.ts";
 import { SqliteEventLog } from "../../store/events.ts";
 import { SqliteStore } from "../../store/sqlite.ts";
-import { parse, required, UsageError } from "../args.ts";
+import { rejectExtra, required } from "../args.ts";
+import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 
 export const USAGE = `usage:
@@ -38,13 +39,8 @@ async function readAgentToken(file: string): Promise<string> {
   return token;
 }
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parse("controller", argv, OPTIONS);
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return EXIT.ok;
-  }
-  if (positionals.length > 0) throw new UsageError("controller", `unexpected argument ${JSON.stringify(positionals[0])}`);
+export const run = command("controller", USAGE, OPTIONS, async ({ values, positionals }) => {
+  rejectExtra("controller", positionals);
   const configPath = required("controller", values.config, "--config <controller.yaml>");
   const config = await loadControllerConfig(configPath);
   const log = createLogger({ name: "ferry-controller" });
@@ -72,4 +68,4 @@ export async function run(argv: readonly string[]): Promise<number> {
     eventLog.close();
     log.flush();
   }
-}
+});
