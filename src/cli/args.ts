@@ -33,3 +33,8 @@ export function required(command: string, value: string | undefined, flag: strin
   if (value === undefined || value === "") throw new UsageError(command, `missing ${flag}`);
   return value;
 }
+
+/** Arguments past those the command takes: a usage error naming the first. */
+export function rejectExtra(command: string, extra: readonly string[]): void {
+  if (extra.length > 0) throw new UsageError(command, `unexpected argument ${JSON.stringify(extra[0])}`);
+}

@@ -5,6 +5,7 @@
 // numbers survive a controller restart. Subscribers get every event after
 // they subscribe. The SSE route replays, then follows.
 import type { CoordinatorEvent } from "../migration/runner.ts";
+import type { EventLog } from "../model/events.ts";
 
 export type HostEvent = { type: "host-up" | "host-down" | "host-registered"; host: string; reason: string; at: number };
 export type VmEvent = { type: "vm-created" | "vm-started" | "vm-stopped" | "vm-deleted" | "vm-moved"; vm: string; host: string; instanceId: string | null; at: number };
@@ -12,23 +13,15 @@ export type VmEvent = { type: "vm-created" | "vm-started" | "vm-stopped" | "vm-d
 export type ControllerEvent = (CoordinatorEvent | HostEvent | VmEvent) & { seq: number };
 export type ControllerEventInput = CoordinatorEvent | HostEvent | VmEvent;
 
-/** Where events are written down (SqliteEventLog). */
-export interface EventLog {
-  lastSeq(): number;
-  append(e: ControllerEvent): void;
-  /** The newest `limit` events with seq > after, oldest first. */
-  since(after: number, limit: number): ControllerEvent[];
-}
-
 export class EventBus {
   readonly #buffer: ControllerEvent[] = [];
   readonly #subs = new Set<(e: ControllerEvent) => void>();
   readonly #capacity: number;
-  readonly #log: EventLog | undefined;
+  readonly #log: EventLog<ControllerEvent> | undefined;
   readonly #onLogError: (e: unknown) => void;
   #seq: number;
 
-  constructor(capacity = 2000, o: { log?: EventLog; onLogError?: (e: unknown) => void } = {}) {
+  constructor(capacity = 2000, o: { log?: EventLog<ControllerEvent>; onLogError?: (e: unknown) => void } = {}) {
     this.#capacity = capacity;
     this.#log = o.log;
     this.#onLogError = o.onLogError ?? (() => undefined);

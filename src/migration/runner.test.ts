@@ -7,7 +7,7 @@ import { systemClock } from "../core/clock.ts";
 import { FerryError } from "../core/errors.ts";
 import { silentLogger } from "../core/log.ts";
 import { SqliteStore } from "../store/sqlite.ts";
-import type { Store } from "../store/store.ts";
+import type { Store } from "./store-port.ts";
 import type { CoordinatorEvent, RunnerDeps } from "./runner.ts";
 import { cancel, createMigration, resumeAll, runMigration } from "./runner.ts";
 import { hang, hangForever, nic, noVf, plan, ScriptedPort } from "./testdata/scripted-port.ts";

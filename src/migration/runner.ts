@@ -11,7 +11,7 @@ import { abortError, withSignal } from "../core/deadline.ts";
 import type { ErrorCode } from "../core/errors.ts";
 import { ERROR_CODES, FerryError, isFerryError, toFerryError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import type { Store } from "../store/store.ts";
+import type { Store } from "./store-port.ts";
 import { backMigrationId, migrateBackPlan } from "./back.ts";
 import type { AgentPort } from "./port.ts";
 import type { Effect, MigrationEvent, Step, Transition, Where } from "./table.ts";

@@ -8,6 +8,8 @@ export interface ArgvOptions {
   qmpSocket: string;
   pidfile: string;
   serialLog: string;
+  /** The guest serial console's unix socket (QEMU listens; one client at a time). */
+  serialSocket: string;
   /** Start as a migration target (`-incoming defer`), vCPUs paused until the migration completes. */
   incoming?: boolean;
   /** The file guest RAM is mapped from (share=on), when the spec asks for shared memory; chosen by the agent. */
@@ -81,6 +83,20 @@ export function deviceArg(props: Record<string, string>): string {
 /** QEMU option values escape ',' by doubling it. */
 export const optEscape = (s: string): string => s.replaceAll(",", ",,");
 
+/**
+ * The guest's serial console: a unix socket QEMU listens on (input for the
+ * guest, e.g. src/lab/memcheck.ts) with a log file that receives every byte
+ * the guest prints, whether or not a client is connected (QEMU ≥ 5.2 logs a
+ * write the unconnected socket refused). A connected client must keep reading:
+ * one that does not stalls the console once the socket buffer is full.
+ */
+export function serialArgs(o: Pick<ArgvOptions, "serialSocket" | "serialLog">): string[] {
+  return [
+    "-chardev", `socket,id=ser0,path=${optEscape(o.serialSocket)},server=on,wait=off,logfile=${optEscape(o.serialLog)},logappend=on`,
+    "-serial", "chardev:ser0",
+  ];
+}
+
 export function buildArgv(spec: VmSpec, o: ArgvOptions): string[] {
   const machine = ["q35", `accel=${o.accel}`];
   const argv: string[] = [
@@ -92,7 +108,7 @@ export function buildArgv(spec: VmSpec, o: ArgvOptions): string[] {
     "-smp", String(spec.vcpus),
     "-qmp", `unix:${optEscape(o.qmpSocket)},server=on,wait=off`,
     "-pidfile", o.pidfile,
-    "-serial", `file:${optEscape(o.serialLog)}`,
+    ...serialArgs(o),
     "-msg", "timestamp=on",
   ];
   if (spec.sharedMemory === true) {

@@ -46,6 +46,8 @@ export interface InstancePaths {
   qmpSocket: string;
   pidfile: string;
   serialLog: string;
+  /** The guest serial console's socket (input; output also goes to serialLog). */
+  serialSocket: string;
   qemuLog: string;
   meta: string;
 }
@@ -61,6 +63,7 @@ export function pathsIn(dir: string): InstancePaths {
     qmpSocket: join(dir, "qmp.sock"),
     pidfile: join(dir, "qemu.pid"),
     serialLog: join(dir, "serial.log"),
+    serialSocket: join(dir, "serial.sock"),
     qemuLog: join(dir, "qemu.log"),
     meta: join(dir, "meta.json"),
   };
@@ -275,6 +278,9 @@ export async function startInstance(o: StartOptions): Promise<Instance> {
   if (Buffer.byteLength(paths.qmpSocket) > MAX_UNIX_PATH) {
     throw new FerryError("FERRY_ERR_CONFIG", `runtime dir too deep: QMP socket path ${paths.qmpSocket} exceeds ${MAX_UNIX_PATH} bytes; choose a shorter runDir`);
   }
+  if (Buffer.byteLength(paths.serialSocket) > MAX_UNIX_PATH) {
+    throw new FerryError("FERRY_ERR_CONFIG", `runtime dir too deep: serial console socket path ${paths.serialSocket} exceeds ${MAX_UNIX_PATH} bytes; choose a shorter runDir`);
+  }
   if ((o.spec.sharedMemory === true) !== (o.ram !== undefined)) {
     throw new FerryError("FERRY_ERR_INTERNAL", `VM ${o.spec.name}: a RAM file ${o.ram ? "given for a VM without" : "missing for a VM with"} shared memory`);
   }
@@ -291,7 +297,7 @@ export async function startInstance(o: StartOptions): Promise<Instance> {
 
 async function launch(o: StartOptions, clock: Clock, instanceId: string, paths: InstancePaths): Promise<Instance> {
   const qemuBinary = o.qemuBinary ?? "qemu-system-x86_64";
-  const argv = buildArgv(o.spec, { accel: o.accel, qmpSocket: paths.qmpSocket, pidfile: paths.pidfile, serialLog: paths.serialLog, incoming: o.incoming ?? false, ...(o.ram ? { ramFile: o.ram.file } : {}) });
+  const argv = buildArgv(o.spec, { accel: o.accel, qmpSocket: paths.qmpSocket, pidfile: paths.pidfile, serialLog: paths.serialLog, serialSocket: paths.serialSocket, incoming: o.incoming ?? false, ...(o.ram ? { ramFile: o.ram.file } : {}) });
   const [file, args] = o.netns ? ["ip", ["netns", "exec", o.netns, qemuBinary, ...argv]] : [qemuBinary, argv];
   const logFd = openSync(paths.qemuLog, "a", 0o600);
   closeSync(openSync(paths.serialLog, "a", 0o600)); // QEMU keeps an existing file's mode; it would create it 0644

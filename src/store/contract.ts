@@ -5,7 +5,7 @@ import { describe, test } from "node:test";
 import { isFerryError } from "../core/errors.ts";
 import { newRecord } from "../migration/types.ts";
 import type { MigrationPlan } from "../migration/types.ts";
-import type { Store } from "./store.ts";
+import type { Store } from "../migration/store-port.ts";
 
 export function contractPlan(id: string): MigrationPlan {
   return {

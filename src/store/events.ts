@@ -4,8 +4,7 @@
 // it, and sequence numbers never go back. The newest `keep` rows are kept.
 import type { DatabaseSync } from "node:sqlite";
 import { FerryError } from "../core/errors.ts";
-import type { EventLog } from "../controller/events.ts";
-import type { ControllerEvent } from "../controller/events.ts";
+import type { EventLog, LoggedEvent } from "../model/events.ts";
 import { openSqlite } from "./open.ts";
 
 const SCHEMA = `
@@ -16,7 +15,8 @@ CREATE TABLE IF NOT EXISTS events (
 ) STRICT;
 `;
 
-export class SqliteEventLog implements EventLog {
+/** Events of type E (the controller's: SqliteEventLog<ControllerEvent>), as JSON rows by seq. */
+export class SqliteEventLog<E extends LoggedEvent> implements EventLog<E> {
   readonly #db: DatabaseSync;
   readonly #keep: number;
   #sinceTrim = 0;
@@ -32,7 +32,7 @@ export class SqliteEventLog implements EventLog {
     return row?.s ?? 0;
   }
 
-  append(e: ControllerEvent): void {
+  append(e: E): void {
     this.#db.prepare("INSERT INTO events (seq, data, at) VALUES (?, ?, ?)").run(e.seq, JSON.stringify(e), typeof e.at === "number" ? e.at : 0);
     if (++this.#sinceTrim >= 100) {
       this.#sinceTrim = 0;
@@ -40,12 +40,12 @@ export class SqliteEventLog implements EventLog {
     }
   }
 
-  since(after: number, limit: number): ControllerEvent[] {
+  since(after: number, limit: number): E[] {
     // the newest `limit` events after `after`, oldest first
     const rows = this.#db.prepare("SELECT seq, data FROM (SELECT seq, data FROM events WHERE seq > ? ORDER BY seq DESC LIMIT ?) ORDER BY seq").all(after, limit) as { seq: number; data: string }[];
     return rows.map((r) => {
       try {
-        return JSON.parse(r.data) as ControllerEvent;
+        return JSON.parse(r.data) as E;
       } catch (e) {
         throw new FerryError("FERRY_ERR_INTERNAL", `event log: event ${r.seq} in the events table is not JSON; the table is history only: delete that row (or the table) and restart the controller`, { cause: e });
       }

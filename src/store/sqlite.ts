@@ -8,7 +8,7 @@ import type { JournalEntry, JournalInput, MigrationRecord } from "../migration/t
 import { isTerminal } from "../migration/types.ts";
 import { parseJournalEntry, parseRecord } from "./codec.ts";
 import { openSqlite } from "./open.ts";
-import type { Store } from "./store.ts";
+import type { Store } from "../migration/store-port.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS migrations (

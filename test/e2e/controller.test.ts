@@ -3,19 +3,17 @@
 // CLI talking to the controller API. Agents register with the controller
 // and heartbeat on their own (the `controller:` section of host.yaml).
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ControllerClient } from "../../src/api/client.ts";
 import { systemClock } from "../../src/core/clock.ts";
 import { run } from "../../src/core/run.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
 import { EXIT } from "../../src/cli/exit-codes.ts";
 import type { MigrationSummary } from "../../src/cli/render/migration.ts";
-import { FERRY, ferryCli, kill, makeAgent, spawnFerry, waitFor, writeControllerSetup } from "./cluster.ts";
-import type { Proc, TestAgent } from "./cluster.ts";
+import { FERRY, ferryCli, TestCluster, waitFor } from "./cluster.ts";
+import type { TestAgent } from "./cluster.ts";
 /** What `ferry migrate --json` prints. */
 type MigrateJson = MigrationSummary;
 interface VmJson {
@@ -32,46 +30,24 @@ interface PlanJson {
 }
 
 describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 170_000 }, () => {
-  let base: string;
-  let agentTokenFile: string;
-  let controllerConfig: string;
-  let controllerToken: string;
-  let controller: Proc;
-  let api: ControllerClient;
-  const agents = new Map<string, TestAgent>();
+  let c: TestCluster;
   const orphanPids: number[] = [];
-  let env: NodeJS.ProcessEnv;
 
-  const { ferry, json } = ferryCli(() => env);
-  const agent = (n: string): TestAgent => agents.get(n)!;
-
-  async function startController(): Promise<void> {
-    controller = await spawnFerry(["controller", "--config", controllerConfig], join(base, "controller.log"));
-    api = new ControllerClient({ baseUrl: controller.url, token: controllerToken });
-    env = { ...process.env, FERRY_CONTROLLER: controller.url, FERRY_TOKEN_FILE: join(base, "controller-token"), FERRY_CONTEXT: join(base, "no-context.json") };
-  }
-
+  const { ferry, json } = ferryCli(() => c.env);
+  const agent = (n: string): TestAgent => c.agent(n);
 
   before(async () => {
-    base = await mkdtemp(join(tmpdir(), "fc-"));
-    const setup = await writeControllerSetup(base);
-    ({ agentTokenFile, controllerConfig, controllerToken } = setup);
-    const ctl = setup.ctl;
-    const [a, b, c] = await Promise.all([
-      makeAgent(base, "host-a", [{ network: "physnet1", numVfs: 2 }, { network: "physnet2", numVfs: 1 }], agentTokenFile, ctl),
-      makeAgent(base, "host-b", [{ network: "physnet1", numVfs: 2 }], agentTokenFile, ctl),
-      makeAgent(base, "host-c", [{ network: "physnet1", numVfs: 1 }], agentTokenFile, ctl),
-    ]);
-    for (const x of [a, b, c]) agents.set(x.name, x);
-    await startController();
+    c = await TestCluster.up({
+      prefix: "fc-",
+      hosts: [
+        { name: "host-a", uplinks: [{ network: "physnet1", numVfs: 2 }, { network: "physnet2", numVfs: 1 }] },
+        { name: "host-b", uplinks: [{ network: "physnet1", numVfs: 2 }] },
+        { name: "host-c", uplinks: [{ network: "physnet1", numVfs: 1 }] },
+      ],
+    });
   });
 
   after(async () => {
-    for (const a of agents.values()) {
-      if (a.proc.child.exitCode !== null || a.proc.child.signalCode !== null) continue;
-      const list = await a.client.instances().catch(() => ({ instances: [] }));
-      for (const i of list.instances) await a.client.stopInstance(i.instanceId).catch(() => undefined);
-    }
     for (const pid of orphanPids) {
       try {
         process.kill(pid, "SIGKILL");
@@ -79,10 +55,7 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
         // already gone
       }
     }
-    if (controller) await kill(controller, "SIGTERM");
-    for (const a of agents.values()) await kill(a.proc, "SIGTERM");
-    if (process.env["FERRY_KEEP_TEST_DIR"] === undefined) await rm(base, { recursive: true, force: true });
-    else process.stderr.write(`test dir kept: ${base}\n`);
+    await c?.close();
   });
 
   it("agents register by heartbeat; ferry hosts lists them up", async () => {
@@ -102,8 +75,8 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
 
   let web: VmJson;
   it("ferry vm create starts a guest with a failover NIC on a VF of its network; the context file is read", async () => {
-    const ctx = join(base, "context.json");
-    await writeFile(ctx, JSON.stringify({ controller: controller.url, tokenFile: "controller-token" }));
+    const ctx = join(c.base, "context.json");
+    await writeFile(ctx, JSON.stringify({ controller: c.controller!.url, tokenFile: "controller-token" }));
     const r = await run(FERRY, ["vm", "create", "web", "--host", "host-a", "--memory", "256", "--nic", "physnet1:failover:mandatory", "--json"], {
       allowFailure: true, timeoutMs: 120_000, env: { ...process.env, FERRY_CONTEXT: ctx, FERRY_CONTROLLER: "", FERRY_TOKEN_FILE: "" },
     });
@@ -180,8 +153,7 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
   });
 
   it("a host whose agent is killed is marked down and never chosen", async () => {
-    const c = agent("host-c");
-    await kill(c.proc, "SIGKILL");
+    await c.killAgent("host-c");
     await waitFor(
       "host-c down",
       async () => ((await json<{ name: string; state: string }[]>("hosts")).find((h) => h.name === "host-c")?.state === "down" ? true : undefined),
@@ -196,16 +168,16 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
 
   it("the controller SIGKILLed during Perform, restarted: the migration ends, the guest runs exactly once, no lease leaked", async () => {
     const slow = await json<VmJson>("vm", "create", "slow", "--host", "host-a", "--memory", "128", "--nic", "physnet1:ephemeral:mandatory", "--guest", "no-os");
-    const started = await api.migrate({ vm: "slow", to: "host-b", deadlines: { unplugMs: 6_000 } });
+    const started = await c.api.migrate({ vm: "slow", to: "host-b", deadlines: { unplugMs: 6_000 } });
     assert.equal(started.kind, "started");
     const id = started.kind === "started" ? started.migration.id : "";
-    await waitFor("phase perform", async () => ((await api.migration(id)).phase === "perform" ? true : undefined), 20_000);
+    await waitFor("phase perform", async () => ((await c.api.migration(id)).phase === "perform" ? true : undefined), 20_000);
     await systemClock.sleep(1_000);
-    await kill(controller, "SIGKILL");
+    await c.killController();
     await systemClock.sleep(500);
-    await startController();
+    await c.startController();
     const done = await waitFor<MigrationRecord>("a terminal outcome", async () => {
-      const r = await api.migration(id);
+      const r = await c.api.migration(id);
       return r.phase === "done" ? r : undefined;
     }, 60_000);
     assert.ok(done.outcome !== null);

@@ -8,18 +8,14 @@
 // its reasons; no VF is promised or leased twice; host-a stays draining through
 // heartbeats; --plan changes nothing; undrain puts host-a back.
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { ControllerClient } from "../../src/api/client.ts";
 import type { EvacuationView } from "../../src/controller/evacuation.ts";
 import { systemClock } from "../../src/core/clock.ts";
 import { waitForConsole } from "../../src/qemu/console.ts";
 import { EXIT } from "../../src/cli/exit-codes.ts";
 
-import { ferryCli, kill, makeAgent, spawnFerry, waitFor, writeControllerSetup } from "./cluster.ts";
-import type { Proc, TestAgent } from "./cluster.ts";
+import { ferryCli, TestCluster, waitFor } from "./cluster.ts";
+import type { TestAgent } from "./cluster.ts";
 interface PlanJson {
   destinations: { host: string; rank: number }[];
   rejections: { host: string; code: string; message: string }[];
@@ -31,64 +27,43 @@ interface HostJson {
 }
 
 describe("ferry evacuate: a host with four VMs, one destination out of VFs", { timeout: 150_000 }, () => {
-  let base: string;
-  let agentTokenFile: string;
-  let controllerConfig: string;
-  let controllerToken: string;
-  let controller: Proc;
-  let api: ControllerClient;
-  const agents = new Map<string, TestAgent>();
-  let env: NodeJS.ProcessEnv;
+  let c: TestCluster;
 
-  const { ferry, json } = ferryCli(() => env);
-  const agent = (n: string): TestAgent => agents.get(n)!;
-
+  const { ferry, json } = ferryCli(() => c.env);
+  const agent = (n: string): TestAgent => c.agent(n);
 
   /** Everything an evacuation could change: host states, VM records, migrations, every agent's leases. */
   async function world(): Promise<unknown> {
-    const hosts = (await api.hosts()).map((h) => [h.name, h.state, h.drain === true]);
-    const vms = (await api.vms()).map((v) => [v.name, v.host, v.instanceId, v.state, v.nics.map((n) => n.vf)]);
-    const migrations = (await api.migrations()).map((m) => m.id);
+    const hosts = (await c.api.hosts()).map((h) => [h.name, h.state, h.drain === true]);
+    const vms = (await c.api.vms()).map((v) => [v.name, v.host, v.instanceId, v.state, v.nics.map((n) => n.vf)]);
+    const migrations = (await c.api.migrations()).map((m) => m.id);
     const leases: Record<string, unknown> = {};
-    for (const [name, a] of agents) leases[name] = (await a.client.leases()).leases.map((l) => [l.vf, l.holder]);
+    for (const [name, a] of c.agents) leases[name] = (await a.client.leases()).leases.map((l) => [l.vf, l.holder]);
     return { hosts, vms, migrations, leases };
   }
 
   before(async () => {
-    base = await mkdtemp(join(tmpdir(), "fe-"));
-    const setup = await writeControllerSetup(base);
-    ({ agentTokenFile, controllerConfig, controllerToken } = setup);
-    const ctl = setup.ctl;
-    const [a, b, c] = await Promise.all([
-      makeAgent(base, "host-a", [{ network: "physnet1", numVfs: 3 }], agentTokenFile, ctl),
-      makeAgent(base, "host-b", [{ network: "physnet1", numVfs: 1 }], agentTokenFile, ctl),
-      makeAgent(base, "host-c", [{ network: "physnet1", numVfs: 1 }], agentTokenFile, ctl),
-    ]);
-    for (const x of [a, b, c]) agents.set(x.name, x);
-    controller = await spawnFerry(["controller", "--config", controllerConfig], join(base, "controller.log"));
-    api = new ControllerClient({ baseUrl: controller.url, token: controllerToken });
-    env = { ...process.env, FERRY_CONTROLLER: controller.url, FERRY_TOKEN_FILE: join(base, "controller-token"), FERRY_CONTEXT: join(base, "no-context.json") };
+    c = await TestCluster.up({
+      prefix: "fe-",
+      hosts: [
+        { name: "host-a", uplinks: [{ network: "physnet1", numVfs: 3 }] },
+        { name: "host-b", uplinks: [{ network: "physnet1", numVfs: 1 }] },
+        { name: "host-c", uplinks: [{ network: "physnet1", numVfs: 1 }] },
+      ],
+    });
   });
 
   after(async () => {
-    for (const a of agents.values()) {
-      if (a.proc.child.exitCode !== null || a.proc.child.signalCode !== null) continue;
-      const list = await a.client.instances().catch(() => ({ instances: [] }));
-      for (const i of list.instances) await a.client.stopInstance(i.instanceId).catch(() => undefined);
-    }
-    if (controller) await kill(controller, "SIGTERM");
-    for (const a of agents.values()) await kill(a.proc, "SIGTERM");
-    if (process.env["FERRY_KEEP_TEST_DIR"] === undefined) await rm(base, { recursive: true, force: true });
-    else process.stderr.write(`test dir kept: ${base}\n`);
+    await c?.close();
   });
 
   it("four VMs on host-a; host-c's only VF taken by a filler", async () => {
-    await waitFor("three hosts up", async () => ((await api.hosts()).filter((h) => h.state === "up").length === 3 ? true : undefined), 10_000);
-    await api.createVm({ name: "filler", host: "host-c", memoryMiB: 64, nics: [{ network: "physnet1", mode: "ephemeral", policy: "mandatory" }], noOs: true });
-    const web = await api.createVm({ name: "web", host: "host-a", memoryMiB: 256, nics: [{ network: "physnet1", mode: "failover", policy: "mandatory" }] });
-    await api.createVm({ name: "e1", host: "host-a", memoryMiB: 128, nics: [{ network: "physnet1", mode: "emulated", policy: "mandatory" }], noOs: true });
-    await api.createVm({ name: "e2", host: "host-a", memoryMiB: 128, nics: [{ network: "physnet1", mode: "emulated", policy: "mandatory" }], noOs: true });
-    await api.createVm({ name: "nf", host: "host-a", memoryMiB: 64, nics: [{ network: "physnet1", mode: "ephemeral", policy: "mandatory" }], noOs: true });
+    await waitFor("three hosts up", async () => ((await c.api.hosts()).filter((h) => h.state === "up").length === 3 ? true : undefined), 10_000);
+    await c.api.createVm({ name: "filler", host: "host-c", memoryMiB: 64, nics: [{ network: "physnet1", mode: "ephemeral", policy: "mandatory" }], noOs: true });
+    const web = await c.api.createVm({ name: "web", host: "host-a", memoryMiB: 256, nics: [{ network: "physnet1", mode: "failover", policy: "mandatory" }] });
+    await c.api.createVm({ name: "e1", host: "host-a", memoryMiB: 128, nics: [{ network: "physnet1", mode: "emulated", policy: "mandatory" }], noOs: true });
+    await c.api.createVm({ name: "e2", host: "host-a", memoryMiB: 128, nics: [{ network: "physnet1", mode: "emulated", policy: "mandatory" }], noOs: true });
+    await c.api.createVm({ name: "nf", host: "host-a", memoryMiB: 64, nics: [{ network: "physnet1", mode: "ephemeral", policy: "mandatory" }], noOs: true });
     const inst = await agent("host-a").client.instance(web.instanceId!);
     await waitForConsole(inst.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
   });
@@ -130,9 +105,9 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
     assert.deepEqual(result.counts, { total: 4, pending: 0, migrating: 0, moved: 3, stayed: 1 });
     assert.equal(result.perMigrationBytes, 256 * 1024 * 1024);
     for (const i of result.items.filter((x) => x.migrationId !== null)) {
-      assert.equal((await api.migration(i.migrationId!)).plan.maxBandwidthBytes, 256 * 1024 * 1024);
+      assert.equal((await c.api.migration(i.migrationId!)).plan.maxBandwidthBytes, 256 * 1024 * 1024);
     }
-    const vms = new Map((await api.vms()).map((v) => [v.name, v]));
+    const vms = new Map((await c.api.vms()).map((v) => [v.name, v]));
     for (const n of ["web", "e1", "e2"]) assert.deepEqual([vms.get(n)!.host, vms.get(n)!.state], [by.get(n)!.runsOn, "running"]);
     assert.deepEqual([vms.get("nf")!.host, vms.get("nf")!.state], ["host-a", "running"]);
   });
@@ -140,8 +115,8 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
   it("no VF double-promised or double-leased; every lease held by a running instance that the records agree on", async () => {
     const promised = result.plan.reservedVfs;
     assert.equal(new Set(promised).size, promised.length);
-    const vms = await api.vms();
-    for (const [name, a] of agents) {
+    const vms = await c.api.vms();
+    for (const [name, a] of c.agents) {
       const leases = (await a.client.leases()).leases;
       assert.equal(new Set(leases.map((l) => l.vf)).size, leases.length, `${name}: a VF leased twice`);
       const running = new Map((await a.client.instances()).instances.filter((i) => i.running).map((i) => [i.instanceId, i]));
@@ -194,7 +169,7 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
     // the guest bonds its re-plugged failover primary again before it is asked to release it: a guest
     // still busy with the last re-plug may miss the unplug request, and then the migration is rolled
     // back at the unplug deadline (the policy's safe outcome, but not what this test is about)
-    const web = await api.vm("web");
+    const web = await c.api.vm("web");
     const inst = await agent(web.host).client.instance(web.instanceId!);
     await waitForConsole(inst.serialLog, /ferry-lower \S+ \S+ \S+\s*$/m, { timeoutMs: 30_000 });
     const r = await ferry("evacuate", "host-b", "--parallel", "1");
@@ -204,6 +179,6 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
     assert.match(r.stdout, /^ {2}web: host-b → host-a: migrating/m);
     assert.match(r.stdout, /^VM\s+FROM\s+TO\s+OUTCOME\s+REASON$/m);
     assert.match(r.stdout, /^web\s+host-b\s+host-a\s+succeeded/m);
-    assert.ok(!(await api.vms()).some((v) => v.host === "host-b"));
+    assert.ok(!(await c.api.vms()).some((v) => v.host === "host-b"));
   });
 });

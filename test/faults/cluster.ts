@@ -1,118 +1,19 @@
-// The fault tests' cluster: `ferry controller` and lab `ferry agent`s as real
-// processes on loopback, each agent reached through a TCP proxy of this
-// process in both directions (controller → agent: the agent advertises the
-// proxy's URL; agent → controller: its heartbeats go through another proxy),
-// so a test can cut the controller↔agent connection and restore it. Processes
-// are killed by pid and restarted on the same config; QEMU processes are found
-// through the agents and killed by pid. `check()` compares the store with the
-// hosts' real state (DESIGN invariants 1–3, and 4 where the guest prints a
-// heartbeat).
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import type { Server, Socket } from "node:net";
-import { connect, createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+// The fault tests' cluster: the shared TestCluster (../e2e/cluster.ts) with
+// `ferry controller` and lab `ferry agent`s as real processes on loopback,
+// each agent reached through a TCP proxy of this process in both directions
+// (controller → agent: the agent advertises the proxy's URL; agent →
+// controller: its heartbeats go through another proxy), so a test can cut the
+// controller↔agent connection and restore it. Processes are killed by pid and
+// restarted on the same config; QEMU processes are found through the agents
+// and killed by pid. `check()` compares the store with the hosts' real state
+// (DESIGN invariants 1–3, and 4 where the guest prints a heartbeat).
+import { readFile } from "node:fs/promises";
 import { Type } from "typebox";
-import { AgentClient } from "../../src/agent/client.ts";
 import type { InstanceViewT } from "../../src/agent/api.ts";
-import { ControllerClient } from "../../src/api/client.ts";
-
-import { networkSubnet } from "../../src/controller/vm-spec.ts";
-import { writeSysfsFixture } from "../../src/host/fixture.ts";
-import { createFabric, destroyFabric, listNetns } from "../../src/lab/fabric.ts";
-import { TEST_NETNS_PREFIX } from "../../src/lab/fabric-plan.ts";
-import type { Fabric } from "../../src/lab/fabric-plan.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { lastHeartbeat, readConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
-import type { HttpRequest } from "./observe.ts";
-import { parseHttpRequests, qemuPidsOf } from "./observe.ts";
-import { agentYamlHead, freePort, kill, spawnFerry, waitFor, writeControllerSetup } from "../e2e/cluster.ts";
-import type { Proc } from "../e2e/cluster.ts";
-
-/** A TCP proxy to 127.0.0.1:target that can be cut (every socket destroyed, new ones refused) and restored. */
-export class CutProxy {
-  readonly #server: Server;
-  readonly #sockets = new Set<Socket>();
-  /** Client→server bytes of each connection, in order of connection (record: true). */
-  readonly #recorded: Buffer[][] = [];
-  readonly #record: boolean;
-  #cut = false;
-  readonly target: number;
-  port = 0;
-
-  constructor(target: number, o: { record?: boolean } = {}) {
-    this.target = target;
-    this.#record = o.record === true;
-    this.#server = createServer((client) => {
-      if (this.#cut) {
-        client.destroy();
-        return;
-      }
-      const upstream = connect(this.target, "127.0.0.1");
-      if (this.#record) {
-        const chunks: Buffer[] = [];
-        this.#recorded.push(chunks);
-        client.on("data", (b: Buffer) => chunks.push(b));
-      }
-      for (const s of [client, upstream]) {
-        this.#sockets.add(s);
-        s.on("close", () => this.#sockets.delete(s));
-        s.on("error", () => undefined);
-      }
-      client.pipe(upstream);
-      upstream.pipe(client);
-      client.on("close", () => upstream.destroy());
-      upstream.on("close", () => client.destroy());
-    });
-  }
-
-  async listen(): Promise<this> {
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once("error", reject);
-      this.#server.listen(0, "127.0.0.1", () => resolve());
-    });
-    const a = this.#server.address();
-    this.port = typeof a === "object" && a !== null ? a.port : 0;
-    return this;
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  /** Every complete request that went through (record: true), connection by connection. */
-  requests(): HttpRequest[] {
-    return this.#recorded.flatMap((c) => parseHttpRequests(Buffer.concat(c)));
-  }
-
-  cut(): void {
-    this.#cut = true;
-    for (const s of this.#sockets) s.destroy();
-  }
-
-  restore(): void {
-    this.#cut = false;
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-  }
-}
-
-export interface FaultAgent {
-  name: string;
-  config: string;
-  log: string;
-  proc: Proc;
-  /** Direct (not through the proxy): the test's own view of the host. */
-  client: AgentClient;
-  /** Controller → agent. */
-  inbound: CutProxy;
-  /** Agent → controller (heartbeats). */
-  outbound: CutProxy;
-  vfs: string[];
-}
+import { qemuPidsOf } from "./observe.ts";
+import { alive, TestCluster, waitFor } from "../e2e/cluster.ts";
 
 const FaultView = Type.Object({
   enabled: Type.Boolean(),
@@ -131,117 +32,29 @@ export interface ClusterOptions {
    * the real test guest (FaultCluster.fabric).
    */
   fabric?: boolean;
-  /** Keep the controller's requests to each agent (FaultAgent.inbound.requests()), to replay them. */
+  /** Keep the controller's requests to each agent (agent.inbound.requests()), to replay them. */
   record?: boolean;
 }
 
-export { waitFor };
+export { alive, waitFor };
 
-export class FaultCluster {
-  readonly agents = new Map<string, FaultAgent>();
-  base = "";
-  api!: ControllerClient;
-  controller: Proc | null = null;
-  #controllerConfig = "";
-  #controllerToken = "";
-  #controllerPort = 0;
-  #agentToken = "";
-  #record = false;
-  /** The network namespace and bridge of physnet1, with fabric: true. */
-  fabric: Fabric | null = null;
-
+/** Hosts with one physnet1 uplink each, lab agents behind proxies heartbeating every 500 ms; start() waits until every host is up. */
+export class FaultCluster extends TestCluster {
   static async start(o: ClusterOptions): Promise<FaultCluster> {
     const c = new FaultCluster();
-    await c.#start(o);
-    return c;
-  }
-
-  async #start(o: ClusterOptions): Promise<void> {
-    this.base = await mkdtemp(join(tmpdir(), "ff-"));
-    this.#record = o.record === true;
-    if (o.fabric === true) {
-      await destroyOrphanFabrics();
-      const { n, m } = networkSubnet("physnet1");
-      this.fabric = await createFabric({ name: `${FABRIC_TAG}${process.pid}-${Date.now().toString(36).slice(-4)}`, prefix: TEST_NETNS_PREFIX, networks: [{ name: "physnet1", subnet: `10.${n}.${m}.0/24` }] });
-    }
-    if (o.fabric === true) {
-      await destroyOrphanFabrics();
-      const { n, m } = networkSubnet("physnet1");
-      this.fabric = await createFabric({ name: `${FABRIC_TAG}${process.pid}-${Date.now().toString(36).slice(-4)}`, prefix: TEST_NETNS_PREFIX, networks: [{ name: "physnet1", subnet: `10.${n}.${m}.0/24` }] });
-    }
-    const setup = await writeControllerSetup(this.base, {
+    await c.setUp({
+      hosts: o.hosts.map((h) => ({ name: h.name, uplinks: [{ network: "physnet1", numVfs: h.vfs }] })),
+      prefix: "ff-",
       heartbeatTimeoutMs: o.heartbeatTimeoutMs ?? 4000,
       deadlines: o.deadlines ?? "{ unplugMs: 10000, convergeMs: 60000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 30000 }",
+      heartbeatMs: 500,
+      lab: true,
+      proxies: true,
+      record: o.record === true,
+      fabric: o.fabric === true,
+      waitUp: true,
     });
-    const { agentTokenFile, controllerTokenFile } = setup;
-    this.#agentToken = setup.agentToken;
-    this.#controllerToken = setup.controllerToken;
-    this.#controllerPort = setup.port;
-    this.#controllerConfig = setup.controllerConfig;
-    await Promise.all(o.hosts.map((h) => this.#makeAgent(h.name, h.vfs, agentTokenFile, controllerTokenFile)));
-    await this.startController();
-    await waitFor("every host up", async () => ((await this.api.hosts()).filter((h) => h.state === "up").length === o.hosts.length ? true : undefined), 20_000);
-  }
-
-  async #makeAgent(name: string, numVfs: number, agentTokenFile: string, controllerTokenFile: string): Promise<void> {
-    const dir = join(this.base, name);
-    await mkdir(dir, { recursive: true });
-    const fx = await writeSysfsFixture(join(dir, "sys"), { pfs: [{ vendor: "intel-82599", numVfs, numaNode: 0 }], seed: name });
-    const port = await freePort();
-    const inbound = await new CutProxy(port, { record: this.#record }).listen();
-    const outbound = await new CutProxy(this.#controllerPort).listen();
-    const config = join(dir, "host.yaml");
-    await writeFile(config, [
-      ...agentYamlHead(name, port, agentTokenFile),
-      `controller: { url: ${outbound.url}, tokenFile: ${controllerTokenFile}, heartbeatMs: 500, advertiseUrl: ${inbound.url} }`,
-      `lab: true`,
-      `networks:`,
-      this.fabric ? `  physnet1: { bridge: ${this.fabric.networks[0]!.bridge}, netns: ${this.fabric.netns} }` : `  physnet1: {}`,
-      `uplinks:`,
-      `  - pf: ${fx.pfs[0]!.bdf}`,
-      `    network: physnet1`,
-      `    standIns: { vfs: all, model: rtl8139 }`,
-      ``,
-    ].join("\n"));
-    const log = join(dir, "agent.log");
-    const proc = await spawnFerry(["agent", "--config", config], log);
-    this.agents.set(name, { name, config, log, proc, client: new AgentClient({ baseUrl: proc.url, token: this.#agentToken }), inbound, outbound, vfs: fx.pfs[0]!.vfs.map((v) => v.bdf) });
-  }
-
-  agent(name: string): FaultAgent {
-    const a = this.agents.get(name);
-    if (!a) throw new Error(`no agent ${name}`);
-    return a;
-  }
-
-  async startController(): Promise<void> {
-    this.controller = await spawnFerry(["controller", "--config", this.#controllerConfig], join(this.base, "controller.log"));
-    this.api = new ControllerClient({ baseUrl: this.controller.url, token: this.#controllerToken });
-  }
-
-  async killController(): Promise<void> {
-    if (this.controller) await kill(this.controller, "SIGKILL");
-  }
-
-  async killAgent(name: string): Promise<void> {
-    await kill(this.agent(name).proc, "SIGKILL");
-  }
-
-  async restartAgent(name: string): Promise<void> {
-    const a = this.agent(name);
-    a.proc = await spawnFerry(["agent", "--config", a.config], a.log);
-  }
-
-  cut(name: string): void {
-    const a = this.agent(name);
-    a.inbound.cut();
-    a.outbound.cut();
-  }
-
-  restore(name: string): void {
-    const a = this.agent(name);
-    a.inbound.restore();
-    a.outbound.restore();
+    return c;
   }
 
   // ---- lab fault switches
@@ -337,27 +150,6 @@ export class FaultCluster {
       const r = await this.api.migration(id);
       return r.phase === "done" && !(r as MigrationRecord & { settling?: boolean }).settling ? r : undefined;
     }, timeoutMs, 150);
-  }
-
-  async close(): Promise<void> {
-    for (const a of this.agents.values()) {
-      a.inbound.restore();
-      const list = await a.client.instances().catch(() => ({ instances: [] }));
-      for (const i of list.instances) {
-        await a.client.stopInstance(i.instanceId).catch(() => {
-          if (alive(i.pid)) process.kill(i.pid, "SIGKILL");
-        });
-      }
-    }
-    if (this.controller) await kill(this.controller, "SIGTERM");
-    for (const a of this.agents.values()) {
-      await kill(a.proc, "SIGTERM");
-      await a.inbound.close();
-      await a.outbound.close();
-    }
-    if (this.fabric) await destroyFabric(this.fabric.name, { prefix: TEST_NETNS_PREFIX });
-    if (process.env["FERRY_KEEP_TEST_DIR"] === undefined) await rm(this.base, { recursive: true, force: true });
-    else process.stderr.write(`test dir kept: ${this.base}\n`);
   }
 
   // ---- the invariants
@@ -459,25 +251,6 @@ export class FaultCluster {
       }
     }
     return v;
-  }
-}
-
-/** Fault-cluster fabrics are named fm-<pid>-<suffix>: one whose test process is gone (killed before its cleanup) is removed by the next cluster. */
-const FABRIC_TAG = "fm-";
-
-async function destroyOrphanFabrics(): Promise<void> {
-  for (const ns of await listNetns({ prefix: TEST_NETNS_PREFIX })) {
-    const m = new RegExp(`^${TEST_NETNS_PREFIX}${FABRIC_TAG}(\\d+)-[a-z0-9]+$`).exec(ns);
-    if (m && !alive(Number(m[1]))) await destroyFabric(ns.slice(TEST_NETNS_PREFIX.length), { prefix: TEST_NETNS_PREFIX });
-  }
-}
-
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

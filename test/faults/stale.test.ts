@@ -83,7 +83,7 @@ describe("stale operations after later migrations", { timeout: 300_000 }, () => 
   it("replayed agent step requests of ended migrations change nothing", async () => {
     const sent: { host: string; step: string; key: string; req: HttpRequest }[] = [];
     for (const a of c.agents.values()) {
-      for (const req of a.inbound.requests()) {
+      for (const req of a.inbound?.requests() ?? []) {
         const m = /^\/v1\/migrations\/([^/]+)\/([a-z-]+)$/.exec(req.path);
         const key = (Object.keys(ids) as (keyof typeof ids)[]).find((k) => ids[k] === m?.[1]);
         if (req.method === "POST" && m && key !== undefined && key !== "C") sent.push({ host: a.name, step: m[2]!, key, req });

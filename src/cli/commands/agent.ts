@@ -19,7 +19,8 @@ import type { HostConfig } from "../../host/config.ts";
 import { LeaseStore } from "../../host/leases.ts";
 import type { Lease } from "../../host/leases.ts";
 import { readInventory } from "../../host/sysfs.ts";
-import { parse, required, UsageError } from "../args.ts";
+import { rejectExtra, required, UsageError } from "../args.ts";
+import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import { renderInventory } from "../render/inventory.ts";
 
@@ -34,14 +35,9 @@ const OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parse("agent", argv, OPTIONS);
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return EXIT.ok;
-  }
+export const run = command("agent", USAGE, OPTIONS, async ({ values, positionals }) => {
   const [sub, ...extra] = positionals;
-  if (extra.length > 0) throw new UsageError("agent", `unexpected argument ${JSON.stringify(extra[0])}`);
+  rejectExtra("agent", extra);
   const configPath = required("agent", values.config, "--config <host.yaml>");
   if (sub === undefined) {
     if (values.json) throw new UsageError("agent", "--json applies to 'ferry agent inventory' only");
@@ -49,7 +45,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   }
   if (sub === "inventory") return inventory(configPath, values.json ?? false);
   throw new UsageError("agent", `unknown subcommand ${JSON.stringify(sub)} (expected: inventory)`);
-}
+});
 
 async function serve(configPath: string): Promise<number> {
   const config = await loadHostConfig(configPath);

@@ -6,7 +6,9 @@
 //   tls: { cert: D/NAME.crt, key: D/NAME.key, ca: D/ca.crt }.
 import { resolve } from "node:path";
 import { initCa, issueCert } from "../../core/ca.ts";
-import { parse, required, UsageError } from "../args.ts";
+import { rejectExtra, required, UsageError } from "../args.ts";
+import type { Parsed } from "../args.ts";
+import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import { printJson, takeRepeated } from "./connect.ts";
 
@@ -22,17 +24,16 @@ const OPTIONS = { dir: { type: "string" }, name: { type: "string" }, json: { typ
 export async function run(argv: readonly string[]): Promise<number> {
   const ips = takeRepeated(argv, "--ip", "ca");
   const dns = takeRepeated(ips.rest, "--dns", "ca");
-  const { values, positionals } = parse("ca", dns.rest, OPTIONS);
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return EXIT.ok;
-  }
+  return command("ca", USAGE, OPTIONS, (args) => ca(args, ips.values, dns.values))(dns.rest);
+}
+
+async function ca({ values, positionals }: Parsed<typeof OPTIONS>, ips: readonly string[], dns: readonly string[]): Promise<number> {
   const [sub, ...extra] = positionals;
-  if (extra.length > 0) throw new UsageError("ca", `unexpected argument ${JSON.stringify(extra[0])}`);
+  rejectExtra("ca", extra);
   const dir = resolve(required("ca", values.dir, "--dir DIR"));
   if (dir.includes("\0")) throw new UsageError("ca", "--dir: contains a NUL byte");
   if (sub === "init") {
-    if (values.name !== undefined || ips.values.length > 0 || dns.values.length > 0) throw new UsageError("ca", "--name, --ip and --dns apply to 'ferry ca issue' only");
+    if (values.name !== undefined || ips.length > 0 || dns.length > 0) throw new UsageError("ca", "--name, --ip and --dns apply to 'ferry ca issue' only");
     const p = await initCa(dir);
     if (values.json) printJson({ dir, key: p.key, cert: p.cert });
     else process.stdout.write(`CA created in ${dir}: ${p.cert} (certificate), ${p.key} (key, owner-only)\n`);
@@ -40,7 +41,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   }
   if (sub === "issue") {
     const name = required("ca", values.name, "--name NAME");
-    const r = await issueCert(dir, { name, ips: ips.values, dns: dns.values });
+    const r = await issueCert(dir, { name, ips, dns });
     if (values.json) printJson({ dir, name, ...r });
     else process.stdout.write(`issued ${r.cert} (key ${r.key}); in a config: tls: { cert: ${r.cert}, key: ${r.key}, ca: ${r.ca} }\n`);
     return EXIT.ok;

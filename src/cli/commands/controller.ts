@@ -8,6 +8,7 @@ import { listenAt, loadServerToken, untilStopSignal } from "../../agent/token.ts
 import { buildControllerApp } from "../../api/app.ts";
 import { dbFile, loadControllerConfig } from "../../controller/config.ts";
 import { Controller } from "../../controller/controller.ts";
+import type { ControllerEvent } from "../../controller/events.ts";
 import { systemClock } from "../../core/clock.ts";
 import { FerryError } from "../../core/errors.ts";
 import { createLogger } from "../../core/log.ts";
@@ -17,7 +18,8 @@ import { guestImagePaths } from "../../model/guest-image.ts";
 import { SqliteClusterStore } from "../../store/cluster.ts";
 import { SqliteEventLog } from "../../store/events.ts";
 import { SqliteStore } from "../../store/sqlite.ts";
-import { parse, required, UsageError } from "../args.ts";
+import { rejectExtra, required } from "../args.ts";
+import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 
 export const USAGE = `usage:
@@ -37,13 +39,8 @@ async function readAgentToken(file: string): Promise<string> {
   return token;
 }
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parse("controller", argv, OPTIONS);
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return EXIT.ok;
-  }
-  if (positionals.length > 0) throw new UsageError("controller", `unexpected argument ${JSON.stringify(positionals[0])}`);
+export const run = command("controller", USAGE, OPTIONS, async ({ values, positionals }) => {
+  rejectExtra("controller", positionals);
   const configPath = required("controller", values.config, "--config <controller.yaml>");
   const config = await loadControllerConfig(configPath);
   const log = createLogger({ name: "ferry-controller" });
@@ -52,7 +49,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   const tls = config.tls ? await loadTls(config.tls) : null;
   const store = new SqliteStore(dbFile(config));
   const cluster = new SqliteClusterStore(dbFile(config));
-  const eventLog = new SqliteEventLog(dbFile(config));
+  const eventLog = new SqliteEventLog<ControllerEvent>(dbFile(config));
   const controller = new Controller({ config, store, cluster, eventLog, clock: systemClock, log, agentToken, ...(tls ? { fetch: tlsFetch(tls) } : {}), guestImage: () => guestImagePaths(), ...(config.lab ? { connectivity: labConnectivity(config.lab.fabric, { settleMs: config.lab.settleMs, deadlineMs: config.lab.settleDeadlineMs, outageMs: config.lab.outageMs }) } : {}) });
   let app: ReturnType<typeof buildControllerApp> | undefined;
   try {
@@ -71,4 +68,4 @@ export async function run(argv: readonly string[]): Promise<number> {
     eventLog.close();
     log.flush();
   }
-}
+});

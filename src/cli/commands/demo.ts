@@ -4,7 +4,8 @@
 import { toFerryError } from "../../core/errors.ts";
 import { canRunLab, runLabDemo } from "../../lab/lab-demo.ts";
 import { runLocalDemo } from "../../lab/local-demo.ts";
-import { parse, UsageError } from "../args.ts";
+import { rejectExtra } from "../args.ts";
+import { command } from "../command.ts";
 import { EXIT, exitForError } from "../exit-codes.ts";
 
 export const USAGE = `usage: ferry demo [--local]
@@ -18,13 +19,8 @@ Needs the guest image and QEMU that 'npm run setup' installs; takes a few minute
 `;
 const OPTIONS = { local: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parse("demo", argv, OPTIONS);
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return EXIT.ok;
-  }
-  if (positionals.length > 0) throw new UsageError("demo", `unexpected argument ${JSON.stringify(positionals[0])}`);
+export const run = command("demo", USAGE, OPTIONS, async ({ values, positionals }) => {
+  rejectExtra("demo", positionals);
   const out = (line: string): void => void process.stdout.write(`${line}\n`);
   try {
     const why = values.local ? "--local asked for" : await canRunLab();
@@ -39,4 +35,4 @@ export async function run(argv: readonly string[]): Promise<number> {
     process.stderr.write(`ferry demo: failed: ${err.code}: ${err.message}\n`);
     return exitForError(err);
   }
-}
+});

@@ -12,7 +12,8 @@ import { systemClock } from "../../core/clock.ts";
 import { isFerryError } from "../../core/errors.ts";
 import type { EvacuationItem, EvacuationView } from "../../controller/evacuation.ts";
 import { DEFAULT_PARALLEL, MAX_BANDWIDTH_MIBPS, MAX_PARALLEL, moved } from "../../controller/evacuation.ts";
-import { parse, UsageError } from "../args.ts";
+import { rejectExtra, UsageError } from "../args.ts";
+import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import { renderTable } from "../render/table.ts";
 import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson } from "./connect.ts";
@@ -69,15 +70,10 @@ export function renderOutcomes(e: EvacuationView): string {
   return renderTable(["VM", "FROM", "TO", "OUTCOME", "REASON"], rows) + `${overallLine(e)}\n`;
 }
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parse("evacuate", argv, OPTIONS);
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return EXIT.ok;
-  }
+export const run = command("evacuate", USAGE, OPTIONS, async ({ values, positionals }) => {
   const [host, ...extra] = positionals;
   if (host === undefined) throw new UsageError("evacuate", "missing HOST");
-  if (extra.length > 0) throw new UsageError("evacuate", `unexpected argument ${JSON.stringify(extra[0])}`);
+  rejectExtra("evacuate", extra);
   const parallel = intOption("parallel", values.parallel, MAX_PARALLEL);
   const bw = intOption("max-bandwidth", values["max-bandwidth"], MAX_BANDWIDTH_MIBPS);
   const client = await connect("evacuate", values);
@@ -116,4 +112,4 @@ export async function run(argv: readonly string[]): Promise<number> {
   if (values.json) printJson(e);
   else process.stdout.write(`\n${renderOutcomes(e)}`);
   return e.items.every((i) => moved(i)) ? EXIT.ok : EXIT.failed;
-}
+});

@@ -1,6 +1,7 @@
 // `ferry events [--follow] [--json]`: the controller's event stream (migration
 // phases and outcomes, host up/down, VM lifecycle); --json prints one JSON object a line.
-import { parse, UsageError } from "../args.ts";
+import { rejectExtra } from "../args.ts";
+import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import { eventLine } from "../render/cluster.ts";
 import { CONNECT_HELP, CONNECT_OPTIONS, connect } from "./connect.ts";
@@ -8,13 +9,8 @@ import { CONNECT_HELP, CONNECT_OPTIONS, connect } from "./connect.ts";
 export const USAGE = `usage: ferry events [--follow] [--json]\n${CONNECT_HELP}\n`;
 const OPTIONS = { ...CONNECT_OPTIONS, follow: { type: "boolean", short: "f" }, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parse("events", argv, OPTIONS);
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return EXIT.ok;
-  }
-  if (positionals.length > 0) throw new UsageError("events", `unexpected argument ${JSON.stringify(positionals[0])}`);
+export const run = command("events", USAGE, OPTIONS, async ({ values, positionals }) => {
+  rejectExtra("events", positionals);
   const client = await connect("events", values);
   const stop = new AbortController();
   const onSig = (): void => stop.abort();
@@ -27,4 +23,4 @@ export async function run(argv: readonly string[]): Promise<number> {
     process.off("SIGTERM", onSig);
   }
   return EXIT.ok;
-}
+});

@@ -3,7 +3,8 @@
 import { readFile } from "node:fs/promises";
 import { labDown, labFault, labKill, labSpec, labStart, labStatus, labUp } from "../../lab/lab.ts";
 import { FAULTS } from "../../agent/faults.ts";
-import { parse, UsageError } from "../args.ts";
+import { UsageError } from "../args.ts";
+import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import { renderTable } from "../render/table.ts";
 
@@ -31,13 +32,8 @@ const OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parse("lab", argv, OPTIONS);
+export const run = command("lab", USAGE, OPTIONS, async ({ values, positionals }) => {
   const [sub, ...args] = positionals;
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return EXIT.ok;
-  }
   if (sub === undefined) throw new UsageError("lab", "missing subcommand (up, down, status, kill, start, fault)");
   const name = values.name ?? "lab";
   const say = (l: string): void => void process.stdout.write(`${l}\n`);
@@ -83,4 +79,4 @@ export async function run(argv: readonly string[]): Promise<number> {
     default:
       throw new UsageError("lab", `unknown subcommand ${JSON.stringify(sub)} (up, down, status, kill, start, fault)`);
   }
-}
+});

@@ -10,7 +10,8 @@
 import { systemClock } from "../../core/clock.ts";
 import { FerryError, isFerryError } from "../../core/errors.ts";
 import type { MigrationRecord } from "../../migration/types.ts";
-import { parse, UsageError } from "../args.ts";
+import { rejectExtra, UsageError } from "../args.ts";
+import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import type { MigrationSummary } from "../render/migration.ts";
 import { migrationSummary, progressLine, renderPlan, renderSummary } from "../render/migration.ts";
@@ -43,15 +44,10 @@ export function exitFor(r: Pick<MigrationRecord, "outcome" | "refused">): number
   }
 }
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parse("migrate", argv, OPTIONS);
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return EXIT.ok;
-  }
+export const run = command("migrate", USAGE, OPTIONS, async ({ values, positionals }) => {
   const [vmName, ...extra] = positionals;
   if (vmName === undefined) throw new UsageError("migrate", "missing VM");
-  if (extra.length > 0) throw new UsageError("migrate", `unexpected argument ${JSON.stringify(extra[0])}`);
+  rejectExtra("migrate", extra);
   const client = await connect("migrate", values);
   if (values.qemu !== undefined && !values.local) throw new UsageError("migrate", "--qemu applies to --local only");
   if (values.local) {
@@ -141,4 +137,4 @@ export async function run(argv: readonly string[]): Promise<number> {
   if (values.json) printJson(summary);
   else process.stdout.write(renderSummary(summary));
   return exitFor(rec);
-}
+});

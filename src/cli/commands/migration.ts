@@ -1,6 +1,7 @@
 // `ferry migration show ID [--json]`: one migration's summary (or its full record with --json).
 // `ferry migration cancel ID [--json]`: best-effort cancel; prints what really happened.
-import { parse, UsageError } from "../args.ts";
+import { rejectExtra, UsageError } from "../args.ts";
+import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import { migrationSummary, renderSummary } from "../render/migration.ts";
 import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson } from "./connect.ts";
@@ -13,16 +14,11 @@ ${CONNECT_HELP}
 `;
 const OPTIONS = { ...CONNECT_OPTIONS, json: { type: "boolean" }, help: { type: "boolean", short: "h" } } as const;
 
-export async function run(argv: readonly string[]): Promise<number> {
-  const { values, positionals } = parse("migration", argv, OPTIONS);
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return EXIT.ok;
-  }
+export const run = command("migration", USAGE, OPTIONS, async ({ values, positionals }) => {
   const [sub, id, ...extra] = positionals;
   if (sub !== "show" && sub !== "cancel") throw new UsageError("migration", sub === undefined ? "missing subcommand (show, cancel)" : `unknown subcommand ${JSON.stringify(sub)} (expected: show, cancel)`);
   if (id === undefined) throw new UsageError("migration", "missing migration ID");
-  if (extra.length > 0) throw new UsageError("migration", `unexpected argument ${JSON.stringify(extra[0])}`);
+  rejectExtra("migration", extra);
   const client = await connect("migration", values);
   if (sub === "show") {
     const r = await client.migration(id);
@@ -34,7 +30,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   if (values.json) printJson({ result: report.result, message: report.message, migration: migrationSummary(report.record) });
   else process.stdout.write(`cancel ${id}: ${report.result}: ${report.message}\n${renderSummary(migrationSummary(report.record))}`);
   return cancelExit(report.result);
-}
+});
 
 /** A cancel that rolled the migration back is 4; one that came too late changed nothing (3). */
 export function cancelExit(result: "cancelled" | "completed" | "failed" | "already-done"): number {

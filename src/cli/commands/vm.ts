@@ -2,7 +2,9 @@
 // `ferry vm show|start|stop|delete NAME [--json]`
 import { NIC_MODES, NIC_POLICIES } from "../../model/vm.ts";
 import type { NicMode, NicPolicy } from "../../model/vm.ts";
-import { parse, required, UsageError } from "../args.ts";
+import { rejectExtra, required, UsageError } from "../args.ts";
+import type { Parsed } from "../args.ts";
+import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import { renderVm } from "../render/cluster.ts";
 import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson, takeRepeated } from "./connect.ts";
@@ -57,11 +59,10 @@ function positiveInt(flag: string, s: string): number {
 
 export async function run(argv: readonly string[]): Promise<number> {
   const { values: nicFlags, rest } = takeRepeated(argv, "--nic");
-  const { values, positionals } = parse("vm", rest, OPTIONS);
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return EXIT.ok;
-  }
+  return command("vm", USAGE, OPTIONS, (args) => vm(args, nicFlags))(rest);
+}
+
+async function vm({ values, positionals }: Parsed<typeof OPTIONS>, nicFlags: readonly string[]): Promise<number> {
   const [sub, name, ...extraAll] = positionals;
   const subs = ["create", "show", "start", "stop", "delete", "save", "restore"];
   const file = sub === "save" ? extraAll[0] : undefined;
@@ -70,7 +71,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   if (file !== undefined && !SAVE_NAME_RE.test(file)) throw new UsageError("vm", `save: ${JSON.stringify(file)} is not a save name: ${SAVE_NAME_RULE}`);
   if (sub === undefined || !subs.includes(sub)) throw new UsageError("vm", sub === undefined ? `missing subcommand (${subs.join(", ")})` : `unknown subcommand ${JSON.stringify(sub)} (expected: ${subs.join(", ")})`);
   if (name === undefined) throw new UsageError("vm", "missing VM NAME");
-  if (extra.length > 0) throw new UsageError("vm", `unexpected argument ${JSON.stringify(extra[0])}`);
+  rejectExtra("vm", extra);
   if (sub !== "create" && (nicFlags.length > 0 || (values.host !== undefined && sub !== "restore") || values.memory !== undefined || values.vcpus !== undefined || values.guest !== undefined || values["shared-memory"] !== undefined)) {
     throw new UsageError("vm", `--nic, --host, --memory, --vcpus, --guest and --shared-memory apply to 'ferry vm create' only`);
   }

@@ -5,12 +5,22 @@
 #   ferry.name=<vm name>
 #   ferry.net=<mac>,<ip>/<prefix>   (repeatable, one per guest NIC)
 #   ferry.fill=<MiB>                fill that much RAM with random data before ready (benchmarks)
+#   ferry.memcheck=<MiB>            size of the checksummed region (default 8; 0 = none)
 # Console protocol (one line each, on the serial console):
 #   ferry-net <ifname> <mac> <ip> up        an interface was (re)configured
 #   ferry-lower <ifname> <slave>...         a failover master's slaves changed ("-" = none)
 #   ferry-filled <MiB>                      ferry.fill done (before ferry-ready)
+#   ferry-memsum boot <md5>                 the memcheck region was filled (before ferry-ready; md5 "off" if none)
 #   ferry-ready <name>                      setup finished (printed once)
 #   ferry-heartbeat <n>                     every 100 ms; n lives in this shell's memory
+#   ferry-memsum <token> <md5>              answer to the input line `memsum <token>`
+#   ferry-memtouch <token> done             answer to `memtouch <token>` (a test hook: it changes the region)
+# Input lines (written to the console, e.g. by src/lab/memcheck.ts through the
+# instance's serial socket); a token is 1-32 letters, digits, '_' or '-':
+#   memsum <token>     md5 of the memcheck region now: equal to the boot one
+#                      unless guest memory was damaged (a migration's check)
+#   memtouch <token>   overwrite 16 bytes in the middle of the region, so that
+#                      the next memsum differs: proves the check can fail
 # Dotted parameters are not passed to init by the kernel: read /proc/cmdline.
 
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
@@ -30,11 +40,13 @@ read -r cmdline </proc/cmdline
 name=guest
 nets=""
 fill=0
+memcheck=8
 for w in $cmdline; do
   case "$w" in
     ferry.name=*) name=${w#ferry.name=} ;;
     ferry.net=*) nets="$nets ${w#ferry.net=}" ;;
     ferry.fill=*) fill=${w#ferry.fill=} ;;
+    ferry.memcheck=*) memcheck=${w#ferry.memcheck=} ;;
   esac
 done
 nets=$(echo "$nets" | tr 'A-F' 'a-f')
@@ -141,6 +153,54 @@ if [ "$fill" -gt 0 ] 2>/dev/null; then
   dd if=/dev/urandom of=/fill bs=1M count="$fill" 2>/dev/null
   echo "ferry-filled $fill"
 fi
+
+# The memcheck region: random bytes in a file of the initramfs (RAM), so a
+# migration that damages guest memory changes its md5.
+memsum() {
+  if [ -f /memcheck ]; then
+    set -- $(md5sum /memcheck)
+    memsum=$1
+  else
+    memsum=off
+  fi
+}
+case "$memcheck" in
+  '' | *[!0-9]*) echo "ferry-error ferry.memcheck=$memcheck is not a number of MiB" ;;
+  0) ;;
+  *) dd if=/dev/urandom of=/memcheck bs=1M count="$memcheck" 2>/dev/null ;;
+esac
+memsum
+echo "ferry-memsum boot $memsum"
+
+# Console input: one command a line. No echo, so that what the host writes
+# never lands in the middle of a line the guest prints (each reply is one
+# echo: one write, which the tty does not split). A background job's stdin is
+# /dev/null unless redirected.
+stty -echo </dev/console 2>/dev/null
+(
+  while :; do
+    if ! read -r cmd token rest; then
+      usleep 100000
+      continue
+    fi
+    case "$token" in
+      '' | *[!A-Za-z0-9_-]*) continue ;;
+    esac
+    [ ${#token} -le 32 ] || continue
+    case "$cmd" in
+      memsum)
+        memsum
+        echo "ferry-memsum $token $memsum"
+        ;;
+      memtouch)
+        if [ -f /memcheck ]; then
+          echo -n "ferry-memtouch!!" | dd of=/memcheck bs=16 seek=$((memcheck * 32768)) conv=notrunc 2>/dev/null
+        fi
+        echo "ferry-memtouch $token done"
+        ;;
+    esac
+  done
+) </dev/console &
 
 echo "ferry-ready $name"
 

@@ -3,21 +3,22 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { EventBus } from "../controller/events.ts";
-import { SqliteEventLog } from "./events.ts";
+import { EventBus } from "./events.ts";
+import type { ControllerEvent } from "./events.ts";
+import { SqliteEventLog } from "../store/events.ts";
 
 describe("event log", () => {
   it("a restarted controller still shows earlier events, and numbers continue after them", async () => {
     const dir = await mkdtemp(join(tmpdir(), "ferry-events-"));
     try {
       const file = join(dir, "ferry.db");
-      const log1 = new SqliteEventLog(file);
+      const log1 = new SqliteEventLog<ControllerEvent>(file);
       const bus1 = new EventBus(10, { log: log1 });
       bus1.publish({ type: "host-registered", host: "host-a", reason: "agent", at: 1 });
       bus1.publish({ type: "host-down", host: "host-a", reason: "no heartbeat for 3000 ms", at: 2 });
       log1.close();
 
-      const log2 = new SqliteEventLog(file);
+      const log2 = new SqliteEventLog<ControllerEvent>(file);
       const bus2 = new EventBus(10, { log: log2 });
       const next = bus2.publish({ type: "host-up", host: "host-a", reason: "heartbeat received", at: 3 });
       assert.equal(next.seq, 3);
@@ -30,7 +31,7 @@ describe("event log", () => {
   });
 
   it("keeps the newest rows and replays at most the bus's capacity, newest last", () => {
-    const log = new SqliteEventLog(":memory:", { keep: 150 });
+    const log = new SqliteEventLog<ControllerEvent>(":memory:", { keep: 150 });
     const bus = new EventBus(20, { log });
     for (let i = 1; i <= 400; i++) bus.publish({ type: "host-up", host: `h${i}`, reason: "r", at: i });
     const all = log.since(0, 10_000);

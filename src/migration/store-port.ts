@@ -1,7 +1,7 @@
-// What the coordinator needs from a store. Backends: SQLite (embedded, this
-// directory); etcd later for several controllers. Every backend passes the
-// contract suite in contract.ts.
-import type { JournalEntry, JournalInput, MigrationRecord } from "../migration/types.ts";
+// What the coordinator needs from a store: its port, beside the runner that
+// uses it. Backends (src/store/): SQLite (embedded); etcd later for several
+// controllers. Every backend passes the contract suite in src/store/contract.ts.
+import type { JournalEntry, JournalInput, MigrationRecord } from "./types.ts";
 
 export interface Store {
   /** Insert a new migration at version 1. FERRY_ERR_CONFLICT if the id exists. */

@@ -1,0 +1,282 @@
+// Migrations: planned with the scheduler, recorded, run by the durable
+// coordinator (src/migration/runner.ts) in the background, the VM record
+// updated from each outcome; resumed when the controller starts; a lab's
+// connectivity watch written into the record once the NICs are steady.
+import { randomBytes } from "node:crypto";
+import { FerryError, isFerryError } from "../core/errors.ts";
+import type { CancelReport, RunnerDeps } from "../migration/runner.ts";
+import { cancel, createMigration, resumeAll, runMigration } from "../migration/runner.ts";
+import type { Deadlines, MigrationPlan, MigrationRecord, NicPlan } from "../migration/types.ts";
+import { isTerminal } from "../migration/types.ts";
+import type { ClusterSnapshot, PlacementVm } from "../model/cluster.ts";
+import { place } from "../scheduler/place.ts";
+import type { Rejection } from "../scheduler/rejections.ts";
+import type { Destination } from "../scheduler/types.ts";
+import type { VmNicRecord, VmPlace, VmRecord } from "../store/cluster.ts";
+import { HttpAgentPort } from "./agent-port.ts";
+import type { ClusterView } from "./cluster-view.ts";
+import type { ConnectivityHandle } from "./connectivity.ts";
+import { connectivityWarnings } from "./connectivity.ts";
+import type { ControllerContext } from "./context.ts";
+import { LooseObject } from "./context.ts";
+import type { Vms } from "./vms.ts";
+import { runningAt } from "./vms.ts";
+
+export interface MigrateInput {
+  vm: string;
+  to?: string;
+  deadlines?: Partial<Deadlines>;
+  /** Use this destination (host and VFs) from an evacuation plan instead of the scheduler's first; the host must still accept the VM. */
+  destination?: Destination;
+  /** The migration stream's bandwidth cap (bytes/s), for the agent's perform step. */
+  maxBandwidthBytes?: number;
+}
+
+export interface PlanView {
+  vm: string;
+  source: string;
+  destinations: Destination[];
+  rejections: Rejection[];
+  message: string | null;
+}
+
+export class Migrations {
+  readonly #c: ControllerContext;
+  readonly #view: ClusterView;
+  readonly #vms: Vms;
+  readonly #running = new Map<string, Promise<MigrationRecord>>();
+  /** Migrations whose NICs are still watched after the outcome (lab), by id: cut ends the watch now. */
+  readonly #measuring = new Map<string, { vm: string; cut: AbortController; done: Promise<void> }>();
+
+  constructor(c: ControllerContext, view: ClusterView, vms: Vms) {
+    this.#c = c;
+    this.#view = view;
+    this.#vms = vms;
+  }
+
+  get #runner(): RunnerDeps {
+    return {
+      store: this.#c.d.store,
+      port: new HttpAgentPort((h) => this.#c.agent(h)),
+      clock: this.#c.d.clock,
+      log: this.#c.d.log,
+      signal: this.#c.signal,
+      onEvent: (e) => this.#c.events.publish(e),
+    };
+  }
+
+  /** Resume every migration not yet done (in the background). */
+  async resume(): Promise<void> {
+    const active = await this.#c.d.store.listActiveMigrations();
+    const runner = this.#runner;
+    for (const r of active) if (!r.plan.link) this.#c.busy.add(r.plan.vm.uuid);
+    const vmOf = new Map(active.map((r) => [r.id, r.plan.vm.uuid]));
+    void resumeAll(runner).then(
+      async (results) => {
+        for (const r of results) {
+          if (r.record) await this.#settle(r.record).catch((e: unknown) => this.#c.d.log.error({ err: e, id: r.id }, "cannot update the VM after its migration"));
+          else if (r.error && r.error.code !== "FERRY_ERR_ABORTED") this.#c.d.log.error({ id: r.id, err: r.error.message }, "resumed migration failed");
+          if (r.error?.code !== "FERRY_ERR_ABORTED") this.#c.busy.delete(vmOf.get(r.id) ?? "");
+        }
+      },
+      (e: unknown) => this.#c.d.log.error({ err: e }, "resume failed"),
+    );
+  }
+
+  /** After the controller's stop: wait for the runners, end the connectivity watches now. */
+  async close(): Promise<void> {
+    await Promise.allSettled(this.#running.values());
+    for (const m of this.#measuring.values()) m.cut.abort();
+    await Promise.allSettled([...this.#measuring.values()].map((m) => m.done));
+  }
+
+  #placementVm(vm: VmRecord): PlacementVm {
+    return {
+      uuid: vm.uuid, name: vm.name, memoryMiB: vm.memoryMiB, vcpus: vm.vcpus, host: vm.host,
+      nics: vm.nics.map((n) => ({ name: n.name, network: n.network, mode: n.mode, policy: n.policy, ...(n.vf === null ? {} : { currentVf: n.vf }) })),
+    };
+  }
+
+  async plan(input: MigrateInput): Promise<PlanView & { snapshot: ClusterSnapshot; vmRecord: VmRecord }> {
+    const vm = await this.#vms.get(input.vm);
+    const { snapshot } = await this.#view.snapshot();
+    const p = place(snapshot, { vm: this.#placementVm(vm), options: input.to === undefined ? {} : { to: input.to } });
+    return {
+      vm: vm.name, source: vm.host,
+      destinations: p.kind === "placed" ? [...p.destinations] : [],
+      rejections: [...p.rejected.list()],
+      message: p.kind === "unplaceable" ? p.message : null,
+      snapshot, vmRecord: vm,
+    };
+  }
+
+  /** Plan, record and start a migration; resolves once it is recorded (it runs in the background). */
+  async migrate(input: MigrateInput): Promise<MigrationRecord> {
+    const probe = await this.#vms.get(input.vm);
+    if (this.#c.busy.has(probe.uuid)) throw new FerryError("FERRY_ERR_STATE", `vm ${probe.name} is busy: a migration or another operation on it is in progress; nothing was changed: wait for it to end ('ferry migrations', 'ferry events') and try again`, { details: { vm: probe.name } });
+    this.#c.busy.add(probe.uuid);
+    let started = false;
+    try {
+      const p = await this.plan(input);
+      const vm = p.vmRecord;
+      if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${vm.name} is not running (state ${vm.state})`);
+      const dest = p.destinations[0] === undefined ? undefined : (input.destination ?? p.destinations[0]);
+      if (!dest) {
+        const noVf = p.rejections.some((r) => r.code === "NO_VF");
+        throw new FerryError(noVf ? "FERRY_ERR_NO_VF" : "FERRY_ERR_NO_HOST", `migration of ${vm.name} refused, nothing changed: ${p.message ?? "no destination"}`, {
+          details: { vm: vm.name, rejections: p.rejections },
+        });
+      }
+      const pfOf = new Map(p.snapshot.vfs.filter((v) => v.host === vm.host).map((v) => [v.bdf, v.pf]));
+      const nics: NicPlan[] = vm.nics.map((n) => {
+        const a = dest.nics.find((x) => x.nic === n.name)?.vf ?? null;
+        return {
+          name: n.name, network: n.network, mode: n.mode, policy: n.policy, mac: n.mac, guestPorts: { ...n.guestPorts },
+          before: n.vf === null ? null : { host: vm.host, vf: n.vf, pf: pfOf.get(n.vf) ?? "" },
+          after: a === null ? null : { host: dest.host, vf: a.bdf, pf: a.pf },
+        };
+      });
+      const plan: MigrationPlan = {
+        id: `m-${randomBytes(4).toString("hex")}`,
+        vm: { uuid: vm.uuid, name: vm.name, memoryMiB: vm.memoryMiB, vcpus: vm.vcpus },
+        source: { host: vm.host, instanceId: vm.instanceId },
+        destination: { host: dest.host },
+        nics,
+        deadlines: { ...this.#c.d.config.deadlines, ...input.deadlines },
+        ...(input.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: input.maxBandwidthBytes }),
+      };
+      const runner = this.#runner;
+      // an earlier migration's watch still running would count this migration's outage as its own
+      for (const m of this.#measuring.values()) if (m.vm === vm.uuid) m.cut.abort();
+      const watching = await this.#c.d.connectivity?.start(vm).catch((e: unknown) => {
+        this.#c.d.log.warn({ err: e, vm: vm.name }, "connectivity probe did not start; the migration runs without it");
+        return undefined;
+      });
+      let rec: MigrationRecord;
+      try {
+        rec = await createMigration(plan, runner);
+      } catch (e) {
+        await watching?.settle({ from: this.#c.d.clock.now(), endedAt: this.#c.d.clock.now(), signal: AbortSignal.abort() }).catch(() => undefined);
+        throw e;
+      }
+      await this.#c.d.cluster.putVm({ ...vm, state: "migrating", updatedAt: this.#c.d.clock.now() });
+      const run = runMigration(plan.id, runner)
+        .then(async (ended) => {
+          await this.#settle(ended);
+          return ended;
+        })
+        .finally(() => {
+          this.#c.busy.delete(vm.uuid);
+          this.#running.delete(plan.id);
+        });
+      run.catch((e: unknown) => {
+        if (!isFerryError(e, "FERRY_ERR_ABORTED")) this.#c.d.log.error({ err: e, id: plan.id }, "migration runner failed");
+      });
+      this.#running.set(plan.id, run);
+      if (watching) this.#watch(rec, vm.uuid, watching, run);
+      started = true;
+      return rec;
+    } finally {
+      if (!started) this.#c.busy.delete(probe.uuid);
+    }
+  }
+
+  /**
+   * The outcome is not held back by the watch: once the migration has ended
+   * (VM record settled) the NICs are watched on until steady, then the figures
+   * (and a warning per NIC that was not steady in time, or only after the end)
+   * are written into the record.
+   */
+  #watch(rec: MigrationRecord, vm: string, watching: ConnectivityHandle, run: Promise<MigrationRecord>): void {
+    const cut = new AbortController();
+    const signal = AbortSignal.any([cut.signal, this.#c.signal]);
+    const done = (async () => {
+      const ended = await run.catch(() => undefined);
+      const endedAt = ended?.updatedAt ?? this.#c.d.clock.now();
+      const connectivity = await watching.settle({ from: rec.createdAt, endedAt, signal });
+      const warnings = connectivityWarnings(connectivity);
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const now = await this.#c.d.store.getMigration(rec.id);
+        if (!now) return;
+        try {
+          // updatedAt stays the end: a migration's total time is createdAt → updatedAt
+          await this.#c.d.store.updateMigration({ ...now, connectivity, warnings: [...now.warnings, ...warnings] }, now.version);
+          break;
+        } catch (e) {
+          if (!isFerryError(e, "FERRY_ERR_CONFLICT")) throw e;
+        }
+      }
+      for (const w of warnings) this.#c.d.log.warn({ id: rec.id, vm: rec.plan.vm.name }, w);
+    })()
+      .catch((e: unknown) => this.#c.d.log.error({ err: e, id: rec.id }, "cannot record the migration's connectivity"))
+      .finally(() => this.#measuring.delete(rec.id));
+    this.#measuring.set(rec.id, { vm, cut, done });
+  }
+
+  /**
+   * A migration ended: the VM record follows it (host, instance, each NIC's
+   * VF) — only while the record still names the migration's source instance,
+   * i.e. only the migration that owns the VM settles it (compare-and-set in
+   * the store). An old migration's late settle (a cancel or a resume of one
+   * that ended long ago, the VM moved on since) changes nothing. An outcome
+   * that says the guest runs nowhere is checked with every agent first.
+   */
+  async #settle(rec: MigrationRecord): Promise<void> {
+    if (!isTerminal(rec) || rec.plan.link) return;
+    const vm = await this.#c.d.cluster.getVm(rec.plan.vm.uuid);
+    if (!vm) return;
+    const owner: VmPlace = { host: rec.plan.source.host, instanceId: rec.plan.source.instanceId };
+    if (vm.host !== owner.host || vm.instanceId !== owner.instanceId) {
+      this.#c.d.log.info({ id: rec.id, vm: vm.name, host: vm.host, instanceId: vm.instanceId }, "migration ended earlier; the VM has moved on since: its record is left as it is");
+      return;
+    }
+    const now = this.#c.d.clock.now();
+    let next: VmRecord;
+    const found = rec.runsOn ? undefined : (await this.#vms.runningInstances(vm.uuid)).found.find((i) => i.running);
+    if (found) {
+      this.#c.d.log.warn({ id: rec.id, vm: vm.name, host: found.host, instanceId: found.instanceId }, `migration ${rec.id} ended with the guest nowhere, but ${found.host} runs it (${found.instanceId}, ${found.state}): the record follows the running instance`);
+      next = runningAt(vm, found, now);
+    } else if (rec.runsOn) {
+      const host = rec.runsOn.host;
+      const nics: VmNicRecord[] = vm.nics.map((n) => {
+        const r = rec.nics.find((x) => x.name === n.name);
+        return { ...n, vf: r?.vf && r.vf.host === host ? r.vf.vf : null };
+      });
+      next = { ...vm, host, instanceId: rec.runsOn.instanceId, state: "running", nics, updatedAt: now };
+    } else {
+      next = { ...vm, instanceId: null, state: "unknown", updatedAt: now };
+    }
+    if (!(await this.#c.d.cluster.putVmIf(next, owner))) return;
+    if (next.host !== vm.host || next.instanceId !== vm.instanceId) this.#c.events.publish({ type: "vm-moved", vm: vm.name, host: next.host, instanceId: next.instanceId, at: now });
+  }
+
+  list(): Promise<MigrationRecord[]> {
+    return this.#c.d.store.listMigrations();
+  }
+
+  /**
+   * A migration; `settling` while the controller still follows up its outcome
+   * (the VM record), `measuring` while it still watches the NICs' connectivity
+   * (lab: until each answers steadily past the end; the figures come then).
+   */
+  async get(id: string): Promise<MigrationRecord & { settling: boolean; measuring: boolean; progress?: Record<string, unknown> }> {
+    const r = await this.#c.d.store.getMigration(id);
+    if (!r) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
+    const progress = r.phase === "perform" ? await this.#progress(r) : undefined;
+    return { ...r, settling: this.#running.has(id), measuring: this.#measuring.has(id), ...(progress ? { progress } : {}) };
+  }
+
+  /** RAM progress from the source QEMU while RAM streams (best effort, bounded). */
+  async #progress(r: MigrationRecord): Promise<Record<string, unknown> | undefined> {
+    return this.#c.agent(r.plan.source.host)
+      .request("GET", `/v1/instances/${r.plan.source.instanceId}/migration`, LooseObject, undefined, { timeoutMs: 1_000 })
+      .then((p) => p as Record<string, unknown>, () => undefined);
+  }
+
+  async cancel(id: string): Promise<CancelReport> {
+    await this.get(id);
+    const report = await cancel(id, this.#runner);
+    await this.#settle(report.record);
+    return report;
+  }
+}
