@@ -13,6 +13,8 @@ export const HeartbeatBody = Type.Object(
     version: Type.String(ruled("^[ -~]{0,100}$", "at most 100 printable ASCII characters")),
     accel: Type.String(ruled("^[ -~]{0,100}$", "at most 100 printable ASCII characters")),
     migrations: Type.Optional(Type.Array(Name, { maxItems: 1000, description: "migrations the agent holds anything of (records, VF leases): the reply says which have ended" })),
+
+    warnings: Type.Optional(Type.Array(Type.String({ maxLength: 1000 }), { maxItems: 200, description: "the host check's warnings at agent start ('ferry host check'), one line each: check, subject, message" })),
   },
   { additionalProperties: false },
 );

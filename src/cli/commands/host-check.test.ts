@@ -53,6 +53,17 @@ describe("ferry host check", () => {
     assert.deepEqual(report.items.find((x) => x.check === "pf")?.status, "fail");
   });
 
+  test("ferry agent runs the check first: a fail refuses to start (the report on stderr, exit 1); --force is for 'ferry agent' only", async () => {
+    const file = await config("refused-c", 0, false);
+    const r = await ferry(["agent", "--config", file]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /^FAIL {2}pf 0000:3b:00\.0: .*sriov_numvfs is 0/m);
+    assert.match(r.stderr, /ferry: agent refused-c not started: the host check failed \(fix the FAIL items above, or start with --force\)\n$/);
+    const u = await ferry(["agent", "inventory", "--config", file, "--force"]);
+    assert.equal(u.code, 2);
+    assert.match(u.stderr, /--force applies to 'ferry agent' only/);
+  });
+
   test("usage: --config is required, no HOST argument", async () => {
     const r = await ferry(["host", "check"]);
     assert.equal(r.code, 2);
