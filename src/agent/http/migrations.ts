@@ -35,10 +35,11 @@ export function migrationRoutes(app: AgentFastify, { agent }: AgentAppDeps): voi
         nics: Type.Array(obj({ name: Name, vf: Type.Union([PciAddress, Type.Null()]) }), { maxItems: 28 }),
         leaseTtlMs: Ms(24 * HOUR),
         adoptFrom: Type.Optional(InstanceId),
+        sourceIdentity: Type.Optional(Type.String({ ...ruled("^[A-Za-z0-9.]+=[ -~]*$", "a certificate subject DN such as CN=host-a"), maxLength: 1024 })),
       }),
     },
-    config: { openapi: { summary: "Destination: lease the planned VFs to the migration, start QEMU with -incoming, listen" } },
-  }, async (req) => steps.prepare(ctx(), req.params.id, { spec: await agent.admitSpec(req.body.spec), nics: req.body.nics, leaseTtlMs: req.body.leaseTtlMs, adoptFrom: req.body.adoptFrom }, within(60_000)));
+    config: { openapi: { summary: "Destination: lease the planned VFs to the migration, start QEMU with -incoming, listen on the migration network (TLS: only sourceIdentity is admitted)" } },
+  }, async (req) => steps.prepare(ctx(), req.params.id, { spec: await agent.admitSpec(req.body.spec), nics: req.body.nics, leaseTtlMs: req.body.leaseTtlMs, adoptFrom: req.body.adoptFrom, ...(req.body.sourceIdentity === undefined ? {} : { sourceIdentity: req.body.sourceIdentity }) }, within(60_000)));
 
   post("/v1/migrations/:id/perform", {
     schema: {

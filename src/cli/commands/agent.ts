@@ -8,6 +8,7 @@ import { access } from "node:fs/promises";
 import { DatabaseSync } from "node:sqlite";
 import { Agent } from "../../agent/agent.ts";
 import { startHeartbeat } from "../../agent/heartbeat.ts";
+import { viewOf } from "../../agent/migration/transport.ts";
 import { buildAgentApp } from "../../agent/http/app.ts";
 import { buildInventoryView } from "../../agent/inventory.ts";
 import { listenAt, loadServerToken, untilStopSignal } from "../../agent/token.ts";
@@ -67,7 +68,7 @@ async function serve(configPath: string, force: boolean): Promise<number> {
     log.info({ address, host: config.name, accel: agent.accel.accel }, `ferry agent ${config.name} listening on ${address}`);
     const stopHeartbeat = config.controller
       ? startHeartbeat({
-          controller: config.controller, body: { name: config.name, url: config.controller.advertiseUrl ?? address, version: agent.version, accel: agent.accel.accel, ...(warnings.length ? { warnings: warnings.slice(0, 200) } : {}) }, clock: systemClock, log, tls,
+          controller: config.controller, body: { name: config.name, url: config.controller.advertiseUrl ?? address, version: agent.version, accel: agent.accel.accel, ...(warnings.length ? { warnings: warnings.slice(0, 200) } : {}), ...(agent.transport ? { migration: viewOf(agent.transport) } : {}) }, clock: systemClock, log, tls,
           migrations: () => agent.knownMigrations(), onEnded: (ids) => agent.reconcileEnded(ids),
         })
       : () => undefined;
