@@ -14,9 +14,9 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { run } from "../../src/core/run.ts";
 import { reachable } from "../../src/lab/lab-demo.ts";
-import { hostPath, labClient, labDir, labDown, labSpec, labUp } from "../../src/lab/lab.ts";
+import { hostPath, labClient, labDir, labDown, labKill, labSpec, labStart, labUp } from "../../src/lab/lab.ts";
 import type { LabState } from "../../src/lab/lab.ts";
-import { bootMemsum } from "../../src/lab/memcheck.ts";
+import { bootMemsum, guestMemsum } from "../../src/lab/memcheck.ts";
 import { waitForConsole } from "../../src/qemu/console.ts";
 
 const NAME = "apart";
@@ -106,7 +106,9 @@ describe("lab with hosts apart", { timeout: 300_000 }, () => {
     // the agent reported paths of host1's own view: the lab reads them through the holder
     const serial = hostPath(lab, "host1", `${dir}/serial.log`);
     await waitForConsole(serial, /ferry-ready/, { timeoutMs: 120_000 });
-    assert.match(await bootMemsum(serial, { timeoutMs: 5_000 }), /^[0-9a-f]{32}$/);
+    const boot = await bootMemsum(serial, { timeoutMs: 5_000 });
+    // the memory check over the serial socket of host1's /run, reached through the holder
+    assert.equal(await guestMemsum(hostPath(lab, "host1", dir), { timeoutMs: 20_000 }), boot);
     // its QEMU runs in host1's network namespace
     const meta = JSON.parse(await readFile(hostPath(lab, "host1", `${dir}/meta.json`), "utf8")) as { pid: number };
     assert.equal(await readlink(`/proc/${meta.pid}/ns/net`), await readlink(`/proc/${host("host1").holderPid}/ns/net`));
@@ -115,6 +117,19 @@ describe("lab with hosts apart", { timeout: 300_000 }, () => {
     // the taps are on host1's bridge, not in the switch namespace
     const taps = JSON.parse((await inHost("host1", "ip", ["-json", "link", "show", "master", "br-physnet1"])).stdout) as IpLink[];
     assert.ok(taps.some((l) => l.ifname !== "up-physnet1"), `a guest tap on host1's br-physnet1: ${taps.map((l) => l.ifname).join(", ")}`);
+  });
+
+  it("a killed agent starts again inside its host (ferry lab start)", async () => {
+    const killed = await labKill(NAME, "host2");
+    const pid = await labStart(NAME, "host2");
+    assert.notEqual(pid, killed);
+    assert.equal(await readlink(`/proc/${pid}/ns/net`), await readlink(`/proc/${host("host2").holderPid}/ns/net`), "the agent runs in host2's network namespace");
+    assert.equal(await readlink(`/proc/${pid}/ns/mnt`), await readlink(`/proc/${host("host2").holderPid}/ns/mnt`), "and in its mount namespace");
+    const client = await labClient(lab);
+    for (let i = 0; i < 50 && (await client.hosts()).find((h) => h.name === "host2")?.state !== "up"; i++) await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await client.hosts()).find((h) => h.name === "host2")?.state, "up");
+    const state = JSON.parse(await readFile(join(labDir(NAME), "lab.json"), "utf8")) as LabState;
+    lab = state;
   });
 
   it("labDown leaves no namespace, bridge, veth or holder behind", async () => {
