@@ -67,19 +67,14 @@ export async function startHolder(o: { dir: string; host: ApartHost; hostDir: st
   if (unsharePid === undefined || stdout === null) throw new FerryError("FERRY_ERR_INTERNAL", `could not start the holder of ${o.host.name}`);
   const ready = await new Promise<boolean>((resolve) => {
     let out = "";
-    const timer = setTimeout(() => resolve(false), 15_000);
+    systemClock.timeout(15_000).addEventListener("abort", () => resolve(false), { once: true });
     stdout.setEncoding("utf8");
     stdout.on("data", (d: string) => {
       out += d;
-      if (out.includes("ready\n")) {
-        clearTimeout(timer);
-        resolve(true);
-      }
+      if (out.includes("ready\n")) resolve(true);
     });
-    child.once("exit", () => {
-      clearTimeout(timer);
-      resolve(false);
-    });
+    child.once("exit", () => resolve(false));
+    child.once("error", () => resolve(false));
   });
   stdout.destroy();
   child.unref();
