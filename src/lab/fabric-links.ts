@@ -1,7 +1,7 @@
 // What the kernel says about a fabric: `ip -json` output parsed (external
 // data: checked), and the fabric's status and handle read back from its links.
 import { FerryError } from "../core/errors.ts";
-import { ALIAS_TAG, peerIfname, peerPortIfname } from "./fabric-plan.ts";
+import { ALIAS_TAG, LAB_NET_ALIAS_TAG, peerIfname, peerPortIfname } from "./fabric-plan.ts";
 import type { Fabric } from "./fabric-plan.ts";
 
 export interface LinkInfo {
@@ -104,6 +104,7 @@ export function fabricStatusFromLinks(name: string, netns: string, links: readon
   const networks: NetworkStatus[] = [];
   for (const br of links.filter((l) => l.kind === "bridge")) {
     const alias = br.alias?.split(" ");
+    if (alias?.[0] === LAB_NET_ALIAS_TAG) continue; // an apart lab's migration bridge
     const fromAlias = alias?.[0] === ALIAS_TAG && alias[1] !== undefined;
     const network = fromAlias && alias[1] ? alias[1] : br.ifname;
     const peerIf = byName.get(peerIfname(network));

@@ -13,6 +13,8 @@ export type NetnsPrefix = (typeof NETNS_PREFIXES)[number];
 
 /** Bridges made by the fabric carry `ferry-fabric <network> <subnet>` as their alias. */
 export const ALIAS_TAG = "ferry-fabric";
+/** Other bridges in a fabric's namespace (an apart lab's migration bridge) carry this tag: not a physical network. */
+export const LAB_NET_ALIAS_TAG = "ferry-labnet";
 
 export interface NetworkInput {
   /** Physical network name, e.g. "physnet1". */
@@ -55,7 +57,7 @@ export function fabricNetns(name: string, prefix: NetnsPrefix = LAB_NETNS_PREFIX
 }
 
 /** `<tag>-<network>` if it fits an interface name, else `<tag>-<hash of network>`. */
-function ifnameFor(tag: string, network: string): string {
+export function ifnameFor(tag: string, network: string): string {
   const plain = `${tag}-${network}`;
   if (plain.length <= 15 && /^[a-zA-Z0-9_][a-zA-Z0-9_.-]*$/.test(plain)) return plain;
   return `${tag}-${createHash("sha256").update(network).digest("hex").slice(0, 14 - tag.length)}`;

@@ -23,11 +23,15 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Start `ferry ARGS` in the background, detached, its output appended to `log`; its pid. */
-export function spawnDetached(args: string[], log: string): number {
+/**
+ * Start `ferry ARGS` in the background, detached, its output appended to
+ * `log`; its pid. `via`: a command that execs ferry (e.g. nsenter … --).
+ */
+export function spawnDetached(args: string[], log: string, via: readonly string[] = []): number {
   const fd = openSync(log, "a", 0o600);
   try {
-    const child = spawn(FERRY_BIN, args, { detached: true, stdio: ["ignore", fd, fd], env: { ...process.env, FERRY_LOG_LEVEL: process.env["FERRY_LOG_LEVEL"] ?? "info" } });
+    const [file, ...pre] = [...via, FERRY_BIN];
+    const child = spawn(file, [...pre, ...args], { detached: true, stdio: ["ignore", fd, fd], env: { ...process.env, FERRY_LOG_LEVEL: process.env["FERRY_LOG_LEVEL"] ?? "info" } });
     child.unref();
     if (child.pid === undefined) throw new FerryError("FERRY_ERR_INTERNAL", `could not start ferry ${args.join(" ")}`);
     return child.pid;

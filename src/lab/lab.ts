@@ -9,13 +9,18 @@
 // off): a CA and one certificate per component under <dir>/tls (owner-only),
 // HTTPS everywhere, and a "cli" certificate that the context file, labFetch
 // and labClient present.
+// Apart hosts (`apart: true`, `ferry lab up --apart`): each host in network,
+// mount and UTS namespaces of its own, held by a holder process, cabled to the
+// others by a management network (the root namespace's side: the controller
+// and the CLI), a migration network and an uplink per physical network
+// (lab-hosts-plan.ts); its agent and its QEMUs run inside. The lab reads a
+// host's files through hostPath().
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { ControllerClient } from "../api/client.ts";
-import { initCa, issueCert } from "../core/ca.ts";
 import { FerryError, invalid } from "../core/errors.ts";
 import { fetchFor, loadTls } from "../core/tls.ts";
 import type { TlsFiles } from "../core/tls.ts";
@@ -26,6 +31,10 @@ import { STAND_IN_MODELS } from "../model/vm.ts";
 import * as v from "../model/validate.ts";
 import { createFabric, destroyFabric, describeFabric } from "./fabric.ts";
 import { fabricNetns } from "./fabric-plan.ts";
+import { apartHostYaml, bridgeOf, labCerts, sharedHostYaml } from "./lab-host-config.ts";
+import { createApartHosts, destroyApartHosts, holderPath, spawnInHost, startHolder } from "./lab-hosts.ts";
+import { APART_AGENT_PORT } from "./lab-hosts-plan.ts";
+import type { ApartPlan } from "./lab-hosts-plan.ts";
 import { freePort, ownedAlive, spawnDetached, stopPid, waitHttp } from "./lab-process.ts";
 
 export interface LabHostSpec {
@@ -43,6 +52,8 @@ export interface LabSpec {
   forwarding: "managed" | "unmanaged";
   /** Mutual TLS between every component and the lab's clients (default on). */
   tls: boolean;
+  /** Each host in namespaces of its own, cabled by management, migration and uplink networks (default off for now). */
+  apart: boolean;
 }
 
 export interface LabComponent {
@@ -52,6 +63,10 @@ export interface LabComponent {
   url: string;
   config: string;
   log: string;
+  /** Apart hosts: the holder of the host's namespaces (nsenter target, /proc/<pid>/root), the unshare that forked it, the host's network namespace. */
+  holderPid?: number;
+  unsharePid?: number;
+  netns?: string;
 }
 
 export interface LabState {
@@ -65,6 +80,8 @@ export interface LabState {
   contextFile: string;
   /** The lab clients' certificate ("cli") and the CA; null: the lab runs plain HTTP. Absent in labs made before TLS. */
   tls?: TlsFiles | null;
+  /** Apart hosts: the management network (root-namespace bridge, subnet, the controller's address) and the migration subnet. */
+  apart?: { mgmtBridge: string; mgmtSubnet: string; controllerIp: string; migSubnet: string } | null;
   createdAt: number;
 }
 
@@ -79,7 +96,7 @@ export const defaultContextFile = (): string => process.env["FERRY_CONTEXT"] || 
  * `--hosts N`, `--forwarding managed|unmanaged` and an optional lab.yaml:
  * `{ networks: [..], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host2: { physnet2: 0 } }, forwarding: unmanaged, tls: false }`.
  */
-export function labSpec(o: { name?: string; hosts?: number; configText?: string; forwarding?: string; tls?: boolean }): LabSpec {
+export function labSpec(o: { name?: string; hosts?: number; configText?: string; forwarding?: string; tls?: boolean; apart?: boolean }): LabSpec {
   const raw = o.configText === undefined ? {} : v.obj("lab config", parseYaml(o.configText) ?? {});
   const networks = raw["networks"] === undefined ? ["physnet1", "physnet2"] : v.arr("networks", raw["networks"]).map((n, i) => v.name(`networks[${i}]`, n));
   const model = raw["model"] === undefined ? "vmxnet3" : v.oneOf("model", raw["model"], STAND_IN_MODELS);
@@ -98,12 +115,21 @@ export function labSpec(o: { name?: string; hosts?: number; configText?: string;
     hosts.push({ name, vfs });
   }
   for (const k of Object.keys(overrides)) if (!hosts.some((h) => h.name === k)) throw new FerryError("FERRY_ERR_CONFIG", `lab config: hosts.${k}: no such host (the lab has host1..host${count})`);
-  return { name: v.name("lab name", o.name ?? "lab"), networks, hosts, model, forwarding, tls };
+  if (raw["apart"] !== undefined && typeof raw["apart"] !== "boolean") throw invalid("apart", raw["apart"], "must be true or false");
+  const apart = o.apart ?? raw["apart"] ?? false;
+  return { name: v.name("lab name", o.name ?? "lab"), networks, hosts, model, forwarding, tls, apart };
 }
 
 /** The fetch that reaches the lab's components: presents the lab's client certificate when the lab uses TLS. */
 export async function labFetch(state: LabState): Promise<typeof fetch> {
   return fetchFor(state.tls ? await loadTls(state.tls) : null);
+}
+
+/** A path in a lab host's own view (an apart host's mount namespace) as this process reaches it; a shared host's paths are the machine's. */
+export function hostPath(state: LabState, host: string, path: string): string {
+  const h = state.hosts.find((x) => x.name === host);
+  if (!h) throw new FerryError("FERRY_ERR_NOT_FOUND", `lab ${state.name} has no host ${host}`);
+  return h.holderPid === undefined ? path : holderPath(h.holderPid, path);
 }
 
 /** A ControllerClient for the lab's controller (its token, and its TLS material when the lab uses TLS). */
@@ -134,42 +160,7 @@ export function labQemuDir(lab: string): string {
   return join(labDir(lab), "qemu");
 }
 
-function hostYaml(s: { labName: string; tls: string | null; host: LabHostSpec; dir: string; port: number; netns: string; model: StandInModel; forwarding: LabSpec["forwarding"]; pfs: { bdf: string; network: string }[]; controllerUrl: string; controllerTokenFile: string; agentTokenFile: string; saveDir: string; networks: string[] }): string {
-  return [
-    `name: ${s.host.name}`,
-    `sysfsRoot: ${s.dir}/sys`,
-    `stateDir: ${s.dir}/state`,
-    `runDir: ${s.dir}/run`,
-    `saveDir: ${s.saveDir}`,
-    `memoryDir: ${labMemoryDir(s.labName, s.host.name)}`,
-    // a local migration may switch to any QEMU binary an operator puts in <labDir>/qemu (an "upgrade")
-    `qemuBinaries: [${labQemuDir(s.labName)}]`,
-    `authTokenFile: ${s.agentTokenFile}`,
-    `listen: { address: 127.0.0.1, port: ${s.port} }`,
-    `controller: { url: ${s.controllerUrl}, tokenFile: ${s.controllerTokenFile}, heartbeatMs: 1000 }`,
-    `lab: true`,
-    ...(s.tls === null ? [] : [`tls: ${s.tls}`]),
-    `networks:`,
-    ...s.networks.map((n) => `  ${n}: { bridge: ${bridgeOf(n)}, netns: ${s.netns}, forwarding: ${s.forwarding} }`),
-    `uplinks:`,
-    ...s.pfs.flatMap((p) => [`  - pf: ${p.bdf}`, `    network: ${p.network}`, `    standIns: { vfs: all, model: ${s.model} }`]),
-    "",
-  ].join("\n");
-}
-
-const bridgeOf = (network: string): string => `br-${network}`.slice(0, 15);
-
-/** A CA and one certificate per component (and "cli" for the lab's clients) in <dir>/tls, owner-only. */
-async function labCerts(dir: string, names: readonly string[]): Promise<{ files: (name: string) => TlsFiles; yaml: (name: string) => string }> {
-  const ca = await initCa(join(dir, "tls"));
-  for (const name of names) await issueCert(ca.dir, { name });
-  const files = (name: string): TlsFiles => ({ cert: join(ca.dir, `${name}.crt`), key: join(ca.dir, `${name}.key`), ca: ca.cert });
-  const yaml = (name: string): string => {
-    const f = files(name);
-    return `{ cert: ${f.cert}, key: ${f.key}, ca: ${f.ca} }`;
-  };
-  return { files, yaml };
-}
+const apartOf = (p: ApartPlan): NonNullable<LabState["apart"]> => ({ mgmtBridge: p.mgmt.bridge, mgmtSubnet: p.mgmt.subnet, controllerIp: p.mgmt.ip, migSubnet: p.mig.subnet });
 
 /** Bring a lab up: fabric, controller, agents; returns its state (also in <dir>/lab.json). */
 export async function labUp(spec: LabSpec, log: (line: string) => void = () => undefined): Promise<LabState> {
@@ -187,19 +178,25 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
       return { name: n, bridge: bridgeOf(n), subnet: `10.${a}.${b}.0/24`, peerAddress: `10.${a}.${b}.1/24` };
     }),
   });
+  const plan = spec.apart ? await createApartHosts({ lab: spec.name, hosts: spec.hosts.map((h) => h.name), networks: spec.networks.map((n) => ({ name: n, bridge: bridgeOf(n) })) }) : null;
+  if (plan) log(`hosts apart: a namespace each (${plan.hosts.map((h) => h.netns).join(", ")}); management ${plan.mgmt.subnet} on ${plan.mgmt.bridge} (controller ${plan.mgmt.ip}), migration ${plan.mig.subnet}, an uplink per network to ${netns}`);
   const agentTokenFile = join(dir, "agent-token");
   const controllerTokenFile = join(dir, "controller-token");
   const controllerToken = randomBytes(32).toString("hex");
   await writeFile(agentTokenFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
   await writeFile(controllerTokenFile, `${controllerToken}\n`, { mode: 0o600 });
-  const certs = spec.tls ? await labCerts(dir, ["controller", "cli", ...spec.hosts.map((h) => h.name)]) : null;
+  const certNames = plan
+    ? [{ name: "controller", ips: [plan.mgmt.ip] }, { name: "cli" }, ...plan.hosts.map((h) => ({ name: h.name, ips: [h.mgmtIp, h.migIp] }))]
+    : ["controller", "cli", ...spec.hosts.map((h) => h.name)].map((name) => ({ name }));
+  const certs = spec.tls ? await labCerts(dir, certNames) : null;
   if (certs) log(`tls: a CA and a certificate per component in ${join(dir, "tls")}; every component serves HTTPS and demands a client certificate`);
   const scheme = certs ? "https" : "http";
   const cport = await freePort();
-  const controllerUrl = `${scheme}://127.0.0.1:${cport}`;
+  const controllerIp = plan?.mgmt.ip ?? "127.0.0.1";
+  const controllerUrl = `${scheme}://${controllerIp}:${cport}`;
   const cconfig = join(dir, "controller.yaml");
   await writeFile(cconfig, [
-    `listen: { address: 127.0.0.1, port: ${cport} }`,
+    `listen: { address: ${controllerIp}, port: ${cport} }`,
     `stateDir: ${dir}/controller`,
     `tokenFile: ${controllerTokenFile}`,
     `agentTokenFile: ${agentTokenFile}`,
@@ -211,10 +208,11 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
   ].join("\n"), { mode: 0o600 });
   const clog = join(dir, "controller.log");
   const controller: LabComponent = { name: "controller", kind: "controller", pid: spawnDetached(["controller", "--config", cconfig], clog), url: controllerUrl, config: cconfig, log: clog };
-  const state: LabState = { name: spec.name, dir, netns, controller, hosts: [], agentTokenFile, controllerTokenFile, contextFile: defaultContextFile(), tls: certs ? certs.files("cli") : null, createdAt: Date.now() };
+  const state: LabState = { name: spec.name, dir, netns, controller, hosts: [], agentTokenFile, controllerTokenFile, contextFile: defaultContextFile(), tls: certs ? certs.files("cli") : null, ...(plan ? { apart: apartOf(plan) } : {}), createdAt: Date.now() };
   await writeLabState(state);
   log(`controller: pid ${controller.pid}, ${controllerUrl}`);
   const saveDir = join(dir, "saves");
+  if (plan) await mkdir(saveDir, { mode: 0o700 });
   for (const host of spec.hosts) {
     const hdir = join(dir, host.name);
     const nets = spec.networks.filter((n) => (host.vfs[n] ?? 0) > 0);
@@ -222,10 +220,22 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
       seed: `${spec.name}/${host.name}`,
       pfs: nets.map((n, j) => ({ vendor: j % 2 === 0 ? ("intel-82599" as const) : ("mellanox-cx5" as const), numVfs: host.vfs[n]!, numaNode: j % 2 })),
     });
-    const port = await freePort();
     const config = join(hdir, "host.yaml");
-    await writeFile(config, hostYaml({ labName: spec.name, tls: certs ? certs.yaml(host.name) : null, host, dir: hdir, port, netns, model: spec.model, forwarding: spec.forwarding, pfs: nets.map((n, j) => ({ bdf: fx.pfs[j]!.bdf, network: n })), controllerUrl, controllerTokenFile, agentTokenFile, saveDir, networks: spec.networks }), { mode: 0o600 });
     const alog = join(hdir, "agent.log");
+    const yaml = { name: host.name, tls: certs ? certs.yaml(host.name) : null, model: spec.model, forwarding: spec.forwarding, pfs: nets.map((n, j) => ({ bdf: fx.pfs[j]!.bdf, network: n })), networks: spec.networks, controllerUrl, controllerTokenFile, agentTokenFile, qemuDir: labQemuDir(spec.name) };
+    const ph = plan?.hosts.find((h) => h.name === host.name);
+    if (ph) {
+      await writeFile(config, apartHostYaml({ ...yaml, mgmtIp: ph.mgmtIp, port: APART_AGENT_PORT, migIp: ph.migIp }), { mode: 0o600 });
+      const { holderPid, unsharePid } = await startHolder({ dir, host: ph, hostDir: hdir, saveDir, log: join(hdir, "holder.log") });
+      const pid = spawnInHost(holderPid, ["agent", "--config", config], alog);
+      const url = `${scheme}://${ph.mgmtIp}:${APART_AGENT_PORT}`;
+      state.hosts.push({ name: host.name, kind: "agent", pid, url, config, log: alog, holderPid, unsharePid, netns: ph.netns });
+      await writeLabState(state);
+      log(`${host.name}: holder pid ${holderPid}, agent pid ${pid}, ${url}, migration ${ph.migIp}, VFs ${nets.map((n) => `${n}:${host.vfs[n]}`).join(" ") || "none"}`);
+      continue;
+    }
+    const port = await freePort();
+    await writeFile(config, sharedHostYaml({ ...yaml, dir: hdir, port, netns, saveDir, memoryDir: labMemoryDir(spec.name, host.name) }), { mode: 0o600 });
     const pid = spawnDetached(["agent", "--config", config], alog);
     state.hosts.push({ name: host.name, kind: "agent", pid, url: `${scheme}://127.0.0.1:${port}`, config, log: alog });
     await writeLabState(state);
@@ -241,7 +251,7 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
   return state;
 }
 
-/** Tear a lab down: processes by recorded pid (and QEMUs inside its namespace), the namespace, the dir. Harmless when already down. */
+/** Tear a lab down: processes by recorded pid (and QEMUs inside its namespaces), the namespaces and links, the dir. Harmless when already down. */
 export async function labDown(name: string, log: (line: string) => void = () => undefined): Promise<{ stopped: number }> {
   const dir = labDir(name);
   const state = await readLabState(name);
@@ -270,6 +280,9 @@ export async function labDown(name: string, log: (line: string) => void = () => 
     // the guest RAM files of instances the agent never stopped
     await rm(labMemoryDir(name, host), { recursive: true, force: true });
   }
+  // apart hosts: every process in their namespaces (holders, QEMUs), the namespaces, the management network
+  const holders = state?.hosts.flatMap((h) => (h.holderPid === undefined ? [] : [h.holderPid])) ?? [];
+  stopped += (await destroyApartHosts(name, { log, marker: dir, holders })).stopped;
   const fabric = await describeFabric(name).catch(() => undefined);
   for (const pid of fabric?.pids ?? []) {
     // only QEMUs this lab started live in its namespace; check the command line all the same
@@ -325,7 +338,8 @@ export async function labStart(name: string, which: string): Promise<number> {
   const s = await requireLab(name);
   const c = component(s, which);
   if (await ownedAlive(c.pid, s.dir)) throw new FerryError("FERRY_ERR_STATE", `${which} already runs (pid ${c.pid})`);
-  c.pid = spawnDetached([c.kind, "--config", c.config], c.log);
+  if (c.holderPid !== undefined && !(await ownedAlive(c.holderPid, s.dir))) throw new FerryError("FERRY_ERR_STATE", `the holder of ${which}'s namespaces (pid ${c.holderPid}) is gone: run 'ferry lab down' and up again`);
+  c.pid = c.holderPid === undefined ? spawnDetached([c.kind, "--config", c.config], c.log) : spawnInHost(c.holderPid, [c.kind, "--config", c.config], c.log);
   await writeLabState(s);
   const token = (await readFile(c.kind === "controller" ? s.controllerTokenFile : s.agentTokenFile, "utf8")).trim();
   await waitHttp(await labFetch(s), c.url, token, c.kind === "controller" ? "/v1/hosts" : "/v1/health", () => true, 30_000, which);
