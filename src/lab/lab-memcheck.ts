@@ -7,15 +7,15 @@ import { readFile } from "node:fs/promises";
 import { FerryError } from "../core/errors.ts";
 import type { ControllerClient } from "../api/client.ts";
 import { bootMemsum, guestMemsum } from "./memcheck.ts";
-import { labFetch } from "./lab.ts";
+import { hostPath, labFetch } from "./lab.ts";
 import type { LabState } from "./lab.ts";
 
 /**
  * The serial log of a VM's current instance, as a path this process can
- * read. `hostPath` maps a path in the host's own view (its mount namespace)
- * to one readable here; identity for hosts that share this machine's.
+ * read: `mapPath` (default the lab's hostPath) maps a path in the host's own
+ * view (an apart host's mount namespace) to one readable here.
  */
-export async function vmSerialLog(state: LabState, client: ControllerClient, vm: string, hostPath: (host: string, p: string) => string = (_h, p) => p): Promise<string> {
+export async function vmSerialLog(state: LabState, client: ControllerClient, vm: string, mapPath: (host: string, p: string) => string = (h, p) => hostPath(state, h, p)): Promise<string> {
   const v = await client.vm(vm);
   if (v.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `VM ${vm} runs nowhere (state ${v.state}): nothing to check`);
   const agent = state.hosts.find((h) => h.name === v.host);
@@ -27,7 +27,7 @@ export async function vmSerialLog(state: LabState, client: ControllerClient, vm:
   if (!r.ok || typeof body !== "object" || body === null || typeof (body as { serialLog?: unknown }).serialLog !== "string") {
     throw new FerryError("FERRY_ERR_AGENT", `${v.host} did not describe instance ${v.instanceId} of ${vm} (HTTP ${r.status}): ${JSON.stringify(body).slice(0, 200)}`);
   }
-  return hostPath(v.host, (body as { serialLog: string }).serialLog);
+  return mapPath(v.host, (body as { serialLog: string }).serialLog);
 }
 
 /** The checksum the guest printed at boot (read once, right after `createVm`; waits up to `timeoutMs` for the line). */

@@ -116,7 +116,7 @@ export function labSpec(o: { name?: string; hosts?: number; configText?: string;
   }
   for (const k of Object.keys(overrides)) if (!hosts.some((h) => h.name === k)) throw new FerryError("FERRY_ERR_CONFIG", `lab config: hosts.${k}: no such host (the lab has host1..host${count})`);
   if (raw["apart"] !== undefined && typeof raw["apart"] !== "boolean") throw invalid("apart", raw["apart"], "must be true or false");
-  const apart = o.apart ?? raw["apart"] ?? false;
+  const apart = o.apart ?? raw["apart"] ?? true;
   return { name: v.name("lab name", o.name ?? "lab"), networks, hosts, model, forwarding, tls, apart };
 }
 

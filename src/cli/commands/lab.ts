@@ -12,14 +12,15 @@ export const USAGE = `usage:
   ferry lab up [--hosts N] [--config lab.yaml] [--name NAME]   namespace, bridges, controller, agents
       [--forwarding unmanaged]                                   raw QEMU failover: no forwarding-path management (benchmarks)
       [--no-tls]                                                 plain HTTP (default: mutual TLS, a CA and certificates in the lab dir)
-      [--apart]                                                  each host in namespaces of its own (network, mount, UTS), cabled by
-                                                                 management, migration and uplink networks
+      [--shared]                                                 hosts share this machine's network and mount namespaces (default:
+                                                                 each host apart, in namespaces of its own, cabled by management,
+                                                                 migration and uplink networks)
   ferry lab down [--name NAME]                                   remove all of it (also after a crash)
   ferry lab status [--json] [--name NAME]                        each component's pid and address
   ferry lab kill controller|HOST                                 SIGKILL it by its recorded pid
   ferry lab start controller|HOST                                start it again
   ferry lab fault HOST NAME [--once]                             arm a fault switch: ${FAULTS.join(", ")}
-lab.yaml: { networks: [physnet1, physnet2], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host3: { physnet2: 0 } }, forwarding: managed, tls: true, apart: false }
+lab.yaml: { networks: [physnet1, physnet2], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host3: { physnet2: 0 } }, forwarding: managed, tls: true, apart: true }
 `;
 
 const OPTIONS = {
@@ -32,6 +33,7 @@ const OPTIONS = {
   tls: { type: "boolean" },
   "no-tls": { type: "boolean" },
   apart: { type: "boolean" },
+  shared: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -47,7 +49,8 @@ export const run = command("lab", USAGE, OPTIONS, async ({ values, positionals }
       const configText = values.config === undefined ? undefined : await readFile(values.config, "utf8");
       if (values.tls && values["no-tls"]) throw new UsageError("lab", "--tls and --no-tls: pick one");
       const tls = values["no-tls"] ? false : values.tls ? true : undefined;
-      const state = await labUp(labSpec({ name, hosts, configText, ...(values.forwarding === undefined ? {} : { forwarding: values.forwarding }), ...(tls === undefined ? {} : { tls }), ...(values.apart ? { apart: true } : {}) }), say);
+      if (values.apart && values.shared) throw new UsageError("lab", "--apart and --shared: pick one");
+      const state = await labUp(labSpec({ name, hosts, configText, ...(values.forwarding === undefined ? {} : { forwarding: values.forwarding }), ...(tls === undefined ? {} : { tls }), ...(values.apart ? { apart: true } : values.shared ? { apart: false } : {}) }), say);
       say(`lab ${state.name} is up: ${state.hosts.length} hosts, ${state.tls ? "mutual TLS" : "plain HTTP"}; try 'ferry hosts', 'ferry lab status', 'ferry lab down'`);
       return EXIT.ok;
     }
