@@ -22,8 +22,9 @@ import { systemClock } from "../../src/core/clock.ts";
 import { run } from "../../src/core/run.ts";
 import { writeSysfsFixture } from "../../src/host/fixture.ts";
 import type { FixturePf } from "../../src/host/fixture.ts";
-import type { Fabric } from "../../src/lab/fabric.ts";
-import { createFabric, destroyFabric, listNetns, TEST_NETNS_PREFIX } from "../../src/lab/fabric.ts";
+import { createFabric, destroyFabric, listNetns } from "../../src/lab/fabric.ts";
+import { TEST_NETNS_PREFIX } from "../../src/lab/fabric-plan.ts";
+import type { Fabric } from "../../src/lab/fabric-plan.ts";
 import { CutProxy } from "./proxy.ts";
 
 export const FERRY = fileURLToPath(new URL("../../bin/ferry", import.meta.url));
