@@ -6,7 +6,7 @@ import { Agent } from "./agent.ts";
 import { AgentClient } from "./client.ts";
 import { buildAgentApp } from "./http/app.ts";
 import { makeTestHost } from "./testing.ts";
-import { loadOrCreateToken } from "./token.ts";
+import { loadOrCreateToken } from "../core/http/token.ts";
 
 const VM = "6f1b0c9e-2d3a-4b5c-8d7e-0123456789ab";
 

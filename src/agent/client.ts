@@ -9,8 +9,8 @@ import type { LeaseHolder } from "../host/leases.ts";
 import type { VmSpec } from "../model/vm.ts";
 import { Health, InstanceList, InstanceView, Inventory, Lease, LeaseList, Released, Stopped } from "./api.ts";
 import type { HealthView, HolderInputBody, InstanceListView, InstanceViewT, InventoryView, LeaseListView, LeaseView, ReleasedView, StoppedView } from "./api.ts";
-import { request } from "./reply.ts";
-import type { ClientOptions, RequestOptions } from "./reply.ts";
+import { request } from "../core/http/client.ts";
+import type { ClientOptions, RequestOptions } from "../core/http/client.ts";
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
 

@@ -4,8 +4,8 @@
 // FERRY_ERR_CONTROLLER (retryable). Replies are validated against the schemas.
 import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
-import { problemError, request, send, unreachable } from "../agent/reply.ts";
-import type { ClientOptions, RequestOptions, SendOptions } from "../agent/reply.ts";
+import { problemError, request, send, unreachable } from "../core/http/client.ts";
+import type { ClientOptions, RequestOptions, SendOptions } from "../core/http/client.ts";
 import { FerryError } from "../core/errors.ts";
 import { fetchFor } from "../core/tls.ts";
 import type { MigrationRecord } from "../migration/types.ts";

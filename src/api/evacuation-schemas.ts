@@ -3,7 +3,8 @@
 // client's reply checks.
 import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
-import { Name as NameSchema, ruled } from "../agent/api.ts";
+import { ruled } from "../core/http/schema.ts";
+import { Name as NameSchema } from "../agent/api.ts";
 import type { EvacuationView as EvacuationViewT } from "../controller/evacuation.ts";
 import { MAX_BANDWIDTH_MIBPS, MAX_PARALLEL } from "../controller/evacuation.ts";
 

@@ -4,7 +4,8 @@
 // replies against the same schemas).
 import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
-import { Name, PciAddress, ruled, VmUuid } from "../agent/api.ts";
+import { ruled } from "../core/http/schema.ts";
+import { Name, PciAddress, VmUuid } from "../agent/api.ts";
 import type { ControllerEvent } from "../controller/events.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import type { CancelReport } from "../migration/runner.ts";
@@ -14,7 +15,7 @@ import type { Destination } from "../scheduler/types.ts";
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Int = (o: { minimum?: number; maximum?: number; description?: string } = {}) => Type.Integer(o);
 
-export { Problem } from "../agent/api.ts";
+export { Problem } from "../core/http/schema.ts";
 
 // ---- agents / hosts
 

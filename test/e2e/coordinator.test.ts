@@ -9,7 +9,7 @@ import { AgentClient } from "../../src/agent/client.ts";
 import { buildAgentApp } from "../../src/agent/http/app.ts";
 import type { TestHost } from "../../src/agent/testing.ts";
 import { makeTestHost } from "../../src/agent/testing.ts";
-import { loadOrCreateToken } from "../../src/agent/token.ts";
+import { loadOrCreateToken } from "../../src/core/http/token.ts";
 import { systemClock } from "../../src/core/clock.ts";
 import { silentLogger } from "../../src/core/log.ts";
 import { HttpAgentPort, agentDirectory } from "../../src/controller/agent-port.ts";

@@ -8,7 +8,7 @@ import { restoreInstance, savedSpec, saveInstance } from "../migration/save.ts";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AgentAppDeps } from "./deps.ts";
-import type { AgentFastify } from "./type-provider.ts";
+import type { FerryFastify } from "../../core/http/type-provider.ts";
 
 const IdParams = Type.Object({ id: InstanceId });
 
@@ -20,7 +20,7 @@ function specField(e: unknown): unknown {
   return new FerryError("FERRY_ERR_INVALID", `spec.${e.message}`, { cause: e, details: { ...e.details, field: `spec.${field}` } });
 }
 
-export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void {
+export function instanceRoutes(app: FerryFastify, { agent }: AgentAppDeps): void {
   app.get("/v1/instances", { schema: { response: { 200: InstanceList } }, config: { openapi: { summary: "Instances on this host (QMP status and PCI devices), and those found gone" } } }, () =>
     agent.listInstances(),
   );

@@ -3,11 +3,12 @@
 // same step asked again answers again. Each request carries its deadlines;
 // the agent never waits past them.
 import { Type } from "typebox";
-import { InstanceId, Name, PciAddress, ruled } from "../api.ts";
+import { ruled } from "../../core/http/schema.ts";
+import { InstanceId, Name, PciAddress } from "../api.ts";
 import { MAX_HOLD_MS } from "../faults.ts";
 import * as steps from "../migration/steps.ts";
 import type { AgentAppDeps } from "./deps.ts";
-import type { AgentFastify } from "./type-provider.ts";
+import type { FerryFastify } from "../../core/http/type-provider.ts";
 
 const Params = Type.Object({ id: Name });
 const Ms = (max: number) => Type.Integer({ minimum: 1, maximum: max });
@@ -18,7 +19,7 @@ const obj = <T extends Parameters<typeof Type.Object>[0]>(p: T) => Type.Object(p
 /** A request's own deadline: its longest wait plus a margin, capped. */
 const within = (ms: number): AbortSignal => AbortSignal.timeout(Math.min(ms + 5_000, 2 * HOUR));
 
-export function migrationRoutes(app: AgentFastify, { agent }: AgentAppDeps): void {
+export function migrationRoutes(app: FerryFastify, { agent }: AgentAppDeps): void {
   const ctx = (): steps.StepContext => agent.stepContext();
   const post = app.post.bind(app);
 

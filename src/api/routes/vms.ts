@@ -1,7 +1,8 @@
 // VMs: create (MACs, guest ports, addresses and VFs chosen by the controller,
 // started on the host's agent), start, stop, delete.
 import { Type } from "typebox";
-import { Name, ruled, SaveName } from "../../agent/api.ts";
+import { ruled } from "../../core/http/schema.ts";
+import { Name, SaveName } from "../../agent/api.ts";
 import { CreatedVm, CreateVmBody, Deleted, VmList, VmParams, VmView } from "../schemas.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
 

@@ -10,7 +10,7 @@ import { Agent } from "../../agent/agent.ts";
 import { startHeartbeat } from "../../agent/heartbeat.ts";
 import { buildAgentApp } from "../../agent/http/app.ts";
 import { buildInventoryView } from "../../agent/inventory.ts";
-import { listenAt, loadServerToken, untilStopSignal } from "../../agent/token.ts";
+import { listenAt, loadServerToken, untilStopSignal } from "../../core/http/token.ts";
 import { systemClock } from "../../core/clock.ts";
 import { createLogger } from "../../core/log.ts";
 import { loadTls } from "../../core/tls.ts";

@@ -4,7 +4,7 @@
 // is resumed by the next start).
 import { readFile } from "node:fs/promises";
 import pkg from "../../../package.json" with { type: "json" };
-import { listenAt, loadServerToken, untilStopSignal } from "../../agent/token.ts";
+import { listenAt, loadServerToken, untilStopSignal } from "../../core/http/token.ts";
 import { buildControllerApp } from "../../api/app.ts";
 import { dbFile, loadControllerConfig } from "../../controller/config.ts";
 import { Controller } from "../../controller/controller.ts";
