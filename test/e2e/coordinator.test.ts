@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Type } from "typebox";
 import { Agent } from "../../src/agent/agent.ts";
-import { AgentClient } from "../../src/agent/client.ts";
+import { AgentClient } from "../../src/wire/agent-client.ts";
 import { buildAgentApp } from "../../src/agent/http/app.ts";
 import type { TestHost } from "../../src/agent/testing.ts";
 import { makeTestHost } from "../../src/agent/testing.ts";

@@ -1,5 +1,5 @@
 // GET /v1/health: host name, version, accelerator, uptime.
-import { Health } from "../api.ts";
+import { Health } from "../../wire/agent-api.ts";
 import type { AgentAppDeps } from "./deps.ts";
 import type { FerryFastify } from "../../core/http/type-provider.ts";
 

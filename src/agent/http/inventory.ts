@@ -1,5 +1,5 @@
 // GET /v1/inventory: PFs, usable VFs (network, stand-in model, lease holder), networks, leases.
-import { Inventory } from "../api.ts";
+import { Inventory } from "../../wire/agent-api.ts";
 import type { AgentAppDeps } from "./deps.ts";
 import type { FerryFastify } from "../../core/http/type-provider.ts";
 

@@ -4,8 +4,8 @@ import { Type } from "typebox";
 import { invalid } from "../../core/errors.ts";
 import type { LeaseHolder } from "../../host/leases.ts";
 import * as v from "../../model/validate.ts";
-import { HolderInput, Lease, LeaseList, PciAddress, Released } from "../api.ts";
-import type { HolderInputBody } from "../api.ts";
+import { HolderInput, Lease, LeaseList, PciAddress, Released } from "../../wire/agent-api.ts";
+import type { HolderInputBody } from "../../wire/agent-api.ts";
 import type { AgentAppDeps } from "./deps.ts";
 import type { FerryFastify } from "../../core/http/type-provider.ts";
 

@@ -2,8 +2,8 @@
 // started on the host's agent), start, stop, delete.
 import { Type } from "typebox";
 import { ruled } from "../../core/http/schema.ts";
-import { Name, SaveName } from "../../agent/api.ts";
-import { CreatedVm, CreateVmBody, Deleted, VmList, VmParams, VmView } from "../schemas.ts";
+import { Name, SaveName } from "../../wire/agent-api.ts";
+import { CreatedVm, CreateVmBody, Deleted, VmList, VmParams, VmView } from "../../wire/controller-api.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
 
 export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDeps): void {

@@ -8,7 +8,7 @@ import { listenAt, loadServerToken, untilStopSignal } from "../../core/http/toke
 import { buildControllerApp } from "../../api/app.ts";
 import { dbFile, loadControllerConfig } from "../../controller/config.ts";
 import { Controller } from "../../controller/controller.ts";
-import type { ControllerEvent } from "../../controller/events.ts";
+import type { ControllerEvent } from "../../wire/events.ts";
 import { systemClock } from "../../core/clock.ts";
 import { FerryError } from "../../core/errors.ts";
 import { createLogger } from "../../core/log.ts";

@@ -5,7 +5,7 @@
 import { Type } from "typebox";
 import type { Static } from "typebox";
 import { ruled } from "../core/http/schema.ts";
-import { Name } from "./api.ts";
+import { Name } from "./agent-api.ts";
 
 export const HeartbeatBody = Type.Object(
   {
