@@ -43,6 +43,8 @@ import { pruneEnded } from "./migration/ended.ts";
 import { knownMigrations, reconcileEnded } from "./migration/reconcile.ts";
 import { releaseRamFile } from "./migration/wiring.ts";
 import { hostStepContext } from "./step-context.ts";
+import { setUpTransport } from "./migration/transport.ts";
+import type { MigrationTransport } from "./migration/transport.ts";
 import { reapDead, recover } from "./recovery.ts";
 import type { RecoveryReport } from "./recovery.ts";
 import type { AgentState } from "./state.ts";
@@ -79,12 +81,15 @@ interface Parts {
   inventory: Inventory;
   vfs: UsableVf[];
   interval: number;
+  transport: MigrationTransport | null;
 }
 
 export class Agent {
   readonly config: HostConfig;
   readonly accel: AccelChoice;
   readonly version = AGENT_VERSION;
+  /** This host's migration network, ready (host.yaml migration:); null: incoming migrations listen on 127.0.0.1. */
+  readonly transport: MigrationTransport | null;
   readonly startedAt: number;
   readonly leases: LeaseStore;
   readonly records: RecordStore;
@@ -125,6 +130,7 @@ export class Agent {
     this.#inventory = p.inventory;
     this.#vfs = new Map(p.vfs.map((x) => [x.bdf, x]));
     this.#interval = p.interval;
+    this.transport = p.transport;
     this.startedAt = p.clock.now();
     this.#s = { config: p.config, clock: p.clock, log: p.log, leases: this.leases, instances: this.#instances, unreachable: this.#unreachable, gone: this.#gone, ctx: () => this.#ctx() };
     this.#startedMono = p.clock.monotonic();
@@ -137,8 +143,12 @@ export class Agent {
     const inventory = await readInventory({ root: o.config.sysfsRoot, signal: o.signal });
     const vfs = usableVfs(o.config, inventory);
     const accel = o.accel ?? (await detectAccel());
+    // the migration address must be this host's, and TLS files readable, before anything starts
+    const transport = o.config.migration ? await setUpTransport(o.config.migration, o.config.runDir, o.run ? { run: o.run } : {}) : null;
+    if (transport === null) log.warn({}, "no migration network configured (host.yaml migration:): incoming migrations listen on 127.0.0.1, so only a source on this same machine can reach them");
+    else if (transport.tls === null) log.warn({ address: transport.address }, "migration.tls: false: migration streams to and from this host are plain TCP (guest memory readable on the migration network)");
     const db = openStateDb(stateFile(o.config));
-    const agent = new Agent({ config: o.config, clock, log, accel, qemuBinary: o.qemuBinary, run: o.run ?? defaultRun, db, inventory, vfs, interval: o.reclaimIntervalMs ?? DEFAULT_RECLAIM_INTERVAL_MS });
+    const agent = new Agent({ config: o.config, clock, log, accel, qemuBinary: o.qemuBinary, run: o.run ?? defaultRun, db, inventory, vfs, interval: o.reclaimIntervalMs ?? DEFAULT_RECLAIM_INTERVAL_MS, transport });
     try {
       agent.recovery = await recover(agent.#s, o.signal);
     } catch (e) {
@@ -345,7 +355,7 @@ export class Agent {
   #ctx(): StepContext {
     return hostStepContext({
       config: this.config, accel: this.accel.accel, clock: this.#clock, leases: this.leases, records: this.records, run: this.#run,
-      vfs: this.#vfs, instances: this.#instances, qemuBinary: this.#qemuBinary, faults: this.faults, log: this.#log,
+      vfs: this.#vfs, instances: this.#instances, qemuBinary: this.#qemuBinary, faults: this.faults, log: this.#log, transport: this.transport,
     });
   }
 

@@ -20,7 +20,7 @@ import type { ClientOptions, RequestOptions } from "../core/http/client.ts";
 
 export interface HeartbeatOptions {
   controller: { url: string; tokenFile: string; heartbeatMs: number };
-  body: { name: string; url: string; version: string; accel: string };
+  body: Omit<HeartbeatBodyT, "migrations">;
   /** The migrations this host holds anything of, at each beat. */
   migrations?: () => string[];
   /** The controller says these have ended: release what the host holds of them. */

@@ -9,6 +9,7 @@ import type { Accel } from "../qemu/accel.ts";
 import type { Instance } from "../qemu/instance.ts";
 import type { Faults } from "./faults.ts";
 import type { StepContext } from "./migration/context.ts";
+import type { MigrationTransport } from "./migration/transport.ts";
 
 export interface HostParts {
   config: HostConfig;
@@ -23,6 +24,7 @@ export interface HostParts {
   qemuBinary: string | undefined;
   faults: Faults;
   log: Logger;
+  transport: MigrationTransport | null;
 }
 
 export function hostStepContext(p: HostParts): StepContext {
@@ -50,6 +52,7 @@ export function hostStepContext(p: HostParts): StepContext {
     qemuBinary: p.qemuBinary,
     faults: p.faults,
     switchoverGraceMs: config.switchoverGraceMs,
+    transport: p.transport,
     log: p.log,
   };
 }

@@ -17,9 +17,12 @@ export class HttpAgentPort implements AgentPort {
   readonly #agents: AgentDirectory;
   /** Prepared destination instances, by migration id (also recoverable by asking prepare again). */
   readonly #prepared = new Map<string, PrepareResult>();
+  /** A host's migration certificate subject as it advertised it (undefined: none, or plain TCP). */
+  readonly #identityOf: (host: string) => Promise<string | undefined>;
 
-  constructor(agents: AgentDirectory) {
+  constructor(agents: AgentDirectory, identityOf: (host: string) => Promise<string | undefined> = () => Promise.resolve(undefined)) {
     this.#agents = agents;
+    this.#identityOf = identityOf;
   }
 
   async begin(plan: MigrationPlan, signal: AbortSignal): Promise<void> {
@@ -32,7 +35,9 @@ export class HttpAgentPort implements AgentPort {
     const nics = plan.nics.map((n) => ({ name: n.name, vf: n.after?.vf ?? null }));
     const ttl = plan.deadlines.unplugMs + plan.deadlines.convergeMs + plan.deadlines.primaryBackMs + 10 * plan.deadlines.stepMs;
     const adopt = plan.link?.adoptFrom.host === plan.destination.host ? { adoptFrom: plan.link.adoptFrom.instanceId } : {};
-    const r = await this.#agents(plan.destination.host).prepare(plan.id, { spec, nics, leaseTtlMs: Math.min(ttl, 24 * 3_600_000), ...adopt }, stepOptions(signal));
+    // with TLS on the migration network the destination admits only the planned source's certificate
+    const sourceIdentity = await this.#identityOf(plan.source.host);
+    const r = await this.#agents(plan.destination.host).prepare(plan.id, { spec, nics, leaseTtlMs: Math.min(ttl, 24 * 3_600_000), ...adopt, ...(sourceIdentity === undefined ? {} : { sourceIdentity }) }, stepOptions(signal));
     this.#prepared.set(plan.id, r);
     return r;
   }

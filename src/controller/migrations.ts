@@ -51,7 +51,10 @@ export class Migrations {
   get #runner(): RunnerDeps {
     return {
       store: this.#c.d.store,
-      port: new HttpAgentPort((h) => this.#c.agent(h)),
+      port: new HttpAgentPort((h) => this.#c.agent(h), async (h) => {
+        const m = (await this.#c.d.cluster.getHost(h))?.migration;
+        return m?.tls === true ? m.identity : undefined;
+      }),
       clock: this.#c.d.clock,
       log: this.#c.d.log,
       signal: this.#c.signal,
@@ -104,6 +107,27 @@ export class Migrations {
     };
   }
 
+  /**
+   * The migration stream between two hosts: refused (nothing changed) when
+   * one side's migration network is TLS and the other's is not; a warning
+   * when it is plain TCP or a host has no migration network (127.0.0.1: the
+   * hosts must share a machine).
+   */
+  async #transport(vm: string, from: string, to: string): Promise<string[]> {
+    const [s, d] = await Promise.all([this.#c.d.cluster.getHost(from), this.#c.d.cluster.getHost(to)]);
+    const sm = s?.migration;
+    const dm = d?.migration;
+    if (dm?.tls === true && !(sm?.tls === true && sm.identity !== undefined)) {
+      throw new FerryError("FERRY_ERR_MIGRATION_TLS", `migration of ${vm} refused, nothing changed: ${to} takes migration streams over TLS only, and ${from} has ${sm ? "migration.tls: false" : "no migration network"}: give ${from} a migration certificate (host.yaml migration.tls) or set migration.tls: false on both`, { details: { vm, source: from, destination: to } });
+    }
+    if (sm?.tls === true && dm !== undefined && !dm.tls) {
+      throw new FerryError("FERRY_ERR_MIGRATION_TLS", `migration of ${vm} refused, nothing changed: ${from} sends migration streams over TLS, and ${to} takes plain TCP (migration.tls: false): turn TLS on for ${to} or off on both`, { details: { vm, source: from, destination: to } });
+    }
+    if (!dm) return [`${to} has no migration network (host.yaml migration:): its QEMU listens on 127.0.0.1, which only works when ${from} is the same machine`];
+    if (!dm.tls) return [`the migration stream to ${to} (${dm.address}) is plain TCP (migration.tls: false): guest memory crosses the migration network unencrypted`];
+    return [];
+  }
+
   /** Plan, record and start a migration; resolves once it is recorded (it runs in the background). */
   async migrate(input: MigrateInput): Promise<MigrationRecord> {
     const probe = await this.#vms.get(input.vm);
@@ -121,6 +145,7 @@ export class Migrations {
           details: { vm: vm.name, rejections: p.rejections },
         });
       }
+      const transportWarnings = await this.#transport(vm.name, vm.host, dest.host);
       const pfOf = new Map(p.snapshot.vfs.filter((v) => v.host === vm.host).map((v) => [v.bdf, v.pf]));
       const nics: NicPlan[] = vm.nics.map((n) => {
         const a = dest.nics.find((x) => x.nic === n.name)?.vf ?? null;
@@ -149,6 +174,7 @@ export class Migrations {
       let rec: MigrationRecord;
       try {
         rec = await createMigration(plan, runner);
+        if (transportWarnings.length > 0) rec = await this.#c.d.store.updateMigration({ ...rec, warnings: [...rec.warnings, ...transportWarnings] }, rec.version);
       } catch (e) {
         await watching?.settle({ from: this.#c.d.clock.now(), endedAt: this.#c.d.clock.now(), signal: AbortSignal.abort() }).catch(() => undefined);
         throw e;

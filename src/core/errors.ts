@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   FERRY_ERR_QMP_PROTOCOL: { status: 502, retryable: false, title: "QMP protocol error" },
   FERRY_ERR_QEMU_START: { status: 500, retryable: false, title: "QEMU failed to start" },
   FERRY_ERR_MIGRATION: { status: 500, retryable: false, title: "migration failed" },
+  FERRY_ERR_MIGRATION_TLS: { status: 409, retryable: false, title: "the migration stream's TLS refused a peer" },
   FERRY_ERR_COMMAND: { status: 500, retryable: false, title: "host command failed" },
   FERRY_ERR_SYSFS: { status: 500, retryable: false, title: "unreadable sysfs entry" },
   FERRY_ERR_CONFIG: { status: 400, retryable: false, title: "invalid configuration" },

@@ -95,6 +95,12 @@ export interface VfSetupSpec {
   pf: string;
   vfIndex: number;
   settings: { mac: string; vlan?: number; qos?: number; spoofchk?: boolean; trust?: boolean };
+  /**
+   * Deinit resets the VF to this MAC with VLAN 0 instead of restoring its
+   * previous MAC and VLAN (a VF handed back must not keep a guest's MAC:
+   * sriov-cni #88). Spoof check and trust are still restored.
+   */
+  reset?: { mac: string };
 }
 
 /**
@@ -111,6 +117,8 @@ export function vfSetupFeature(deps: FeatureDeps, spec: VfSetupSpec): Feature {
   if (spec.settings.spoofchk !== undefined) wanted.spoofchk = spec.settings.spoofchk;
   if (spec.settings.trust !== undefined) wanted.trust = spec.settings.trust;
   const setCmd = ipLinkSetVf(spec.pf, spec.vfIndex, wanted); // validates pf, index, vlan now
+  const zero = "00:00:00:00:00:00";
+  const reset = spec.reset === undefined ? null : spec.reset.mac.toLowerCase() === zero ? zero : v.mac("reset.mac", spec.reset.mac);
   return {
     name: `vf-setup:${vf}`,
     async init(signal) {
@@ -137,8 +145,8 @@ export function vfSetupFeature(deps: FeatureDeps, spec: VfSetupSpec): Feature {
       const prev = s["previous"];
       // MAC and VLAN first (they must come back); then each flag on its own, so a
       // flag the driver refuses (and so never changed) does not block the rest.
-      const core: VfChange = { mac: prev.mac, vlan: prev.vlan };
-      if (prev.qos !== undefined) core.qos = prev.qos;
+      const core: VfChange = reset === null ? { mac: prev.mac, vlan: prev.vlan } : { mac: reset, vlan: 0 };
+      if (prev.qos !== undefined && reset === null) core.qos = prev.qos;
       await exec(deps.run, ipLinkSetVf(pf, index, core), signal);
       for (const key of ["spoofchk", "trust"] as const) {
         const want = prev[key];

@@ -6,6 +6,11 @@
 //   <root>/bus/pci/drivers/<driver>/<bdf> -> ../../../../devices/pci0000:00/<bdf>
 //   PF: sriov_totalvfs, sriov_numvfs, virtfnN -> ../<vf-bdf>, net/<ifname>/{address,speed}
 //   VF: physfn -> ../<pf-bdf>, driver -> ../../../bus/pci/drivers/<vf-driver>, net/<ifname>/…
+//   net/<ifname>/{flags,operstate}: the PF up (0x1003), VFs down (0x1002) unless listed in vfNetdevsUp
+//   with `iommu`: <root>/kernel/iommu_groups/<n>/devices/<bdf> -> ../../../../devices/pci0000:00/<bdf>
+//                 and <bdf>/iommu_group -> ../../../kernel/iommu_groups/<n> (one group per device
+//                 unless `sharedIommuGroups` puts several in one)
+//   with `vfioPci`: <root>/bus/pci/drivers/vfio-pci/ (the module loaded)
 //
 // VF MACs are derived from `seed` (default: the root path) so two simulated
 // hosts get different, stable MACs: locally administered, unicast.
@@ -47,6 +52,10 @@ export interface FixturePf {
   vfNetdevs?: boolean;
   /** Write no `driver` link on the VFs (as when unbound). Default false. */
   vfsUnbound?: boolean;
+  /** Bind the VFs to this driver instead of the model's (e.g. "vfio-pci": then no VF netdevs). */
+  vfDriver?: string;
+  /** VF indexes whose host netdev is up (IFF_UP), as when the host uses it. Default none. */
+  vfNetdevsUp?: number[];
 }
 
 export interface FixtureNic {
@@ -68,6 +77,12 @@ export interface FixtureSpec {
   extraNics?: FixtureNic[];
   /** MAC seed; default the root path. */
   seed?: string;
+  /** Write IOMMU groups (as with intel_iommu=on). Default false: no <root>/kernel/iommu_groups. */
+  iommu?: boolean;
+  /** With `iommu`: these devices share one group each (the first device's); the rest get one group per device. */
+  sharedIommuGroups?: string[][];
+  /** The vfio-pci driver is loaded (<root>/bus/pci/drivers/vfio-pci exists). Default false. */
+  vfioPci?: boolean;
 }
 
 export interface FixtureDevice {
@@ -139,7 +154,7 @@ interface Writer {
 
 async function writeDevice(
   w: Writer,
-  d: { bdf: string; vendor: string; device: string; class: string; numaNode: number; driver: string | null; net: { ifname: string; mac: string; speedMbps: number } | null },
+  d: { bdf: string; vendor: string; device: string; class: string; numaNode: number; driver: string | null; net: { ifname: string; mac: string; speedMbps: number; up: boolean } | null },
 ): Promise<string> {
   const dir = join(w.root, "devices", "pci0000:00", d.bdf);
   await mkdir(dir, { recursive: true });
@@ -162,6 +177,8 @@ async function writeDevice(
     await mkdir(nd, { recursive: true });
     await writeFile(join(nd, "address"), `${d.net.mac}\n`);
     await writeFile(join(nd, "speed"), `${d.net.speedMbps}\n`);
+    await writeFile(join(nd, "flags"), d.net.up ? "0x1003\n" : "0x1002\n");
+    await writeFile(join(nd, "operstate"), d.net.up ? "up\n" : "down\n");
   }
   return dir;
 }
@@ -202,7 +219,7 @@ export async function writeSysfsFixture(root: string, spec: FixtureSpec = {}): P
     const numa = pf.numaNode ?? 0;
     const pfDir = await writeDevice(w, {
       bdf: pfBdf, vendor: m.vendor, device: m.device, class: "020000", numaNode: numa, driver: m.driver,
-      net: { ifname, mac: pfMac, speedMbps: speed },
+      net: { ifname, mac: pfMac, speedMbps: speed, up: true },
     });
     await writeFile(join(pfDir, "sriov_totalvfs"), `${totalVfs}\n`);
     await writeFile(join(pfDir, "sriov_numvfs"), `${numVfs}\n`);
@@ -211,11 +228,12 @@ export async function writeSysfsFixture(root: string, spec: FixtureSpec = {}): P
       // VF routing ids after the PF: device 0x10 + n/8, function n%8 (82599-like).
       const vfBdf = claim(`pfs[${i}] VF ${n}`, `0000:${busHex}:${hex(0x10 + Math.floor(n / 8), 2)}.${n % 8}`);
       const mac = pf.macBase !== undefined ? macPlus(pfMac, n + 1) : seededMac(seed, `${pfBdf}/vf${n}`);
-      const vfIfname = pf.vfNetdevs === false ? null : v.ifname(`pfs[${i}] VF ${n} ifname`, `${ifname}v${n}`);
+      const vfDriver = pf.vfsUnbound ? null : (pf.vfDriver ?? m.vfDriver);
+      const vfIfname = pf.vfNetdevs === false || vfDriver === "vfio-pci" ? null : v.ifname(`pfs[${i}] VF ${n} ifname`, `${ifname}v${n}`);
       const vfDir = await writeDevice(w, {
         bdf: vfBdf, vendor: m.vendor, device: m.vfDevice, class: "020000", numaNode: numa,
-        driver: pf.vfsUnbound ? null : m.vfDriver,
-        net: vfIfname === null ? null : { ifname: vfIfname, mac, speedMbps: speed },
+        driver: vfDriver,
+        net: vfIfname === null ? null : { ifname: vfIfname, mac, speedMbps: speed, up: pf.vfNetdevsUp?.includes(n) ?? false },
       });
       await symlink(`../${pfBdf}`, join(vfDir, "physfn"));
       await symlink(`../${vfBdf}`, join(pfDir, `virtfn${n}`));
@@ -232,9 +250,30 @@ export async function writeSysfsFixture(root: string, spec: FixtureSpec = {}): P
     const mac = nic.mac !== undefined ? v.mac(`extraNics[${i}].mac`, nic.mac) : seededMac(seed, bdf);
     await writeDevice(w, {
       bdf, vendor: nic.vendor, device: nic.device, class: cls, numaNode: nic.numaNode ?? 0, driver: nic.driver ?? null,
-      net: ifname === null ? null : { ifname, mac, speedMbps: 1000 },
+      net: ifname === null ? null : { ifname, mac, speedMbps: 1000, up: true },
     });
     result.extraNics.push({ bdf, ifname, mac: ifname === null ? null : mac });
   }
+  if (spec.vfioPci) await mkdir(join(root, "bus", "pci", "drivers", "vfio-pci"), { recursive: true });
+  if (spec.iommu) await writeIommuGroups(root, [...used].sort(), spec.sharedIommuGroups ?? []);
   return result;
+}
+
+/** One IOMMU group per device (numbered in address order), except `shared` sets, which get one each. */
+async function writeIommuGroups(root: string, bdfs: string[], shared: string[][]): Promise<void> {
+  const groupOf = new Map<string, number>();
+  let next = 0;
+  for (const set of shared) {
+    const g = next++;
+    for (const b of set) groupOf.set(v.pciAddress("sharedIommuGroups[]", b), g);
+  }
+  for (const b of bdfs) if (!groupOf.has(b)) groupOf.set(b, next++);
+  for (const [bdf, g] of groupOf) {
+    const gdir = join(root, "kernel", "iommu_groups", String(g), "devices");
+    await mkdir(gdir, { recursive: true });
+    const ddir = join(root, "devices", "pci0000:00", bdf);
+    await mkdir(ddir, { recursive: true });
+    await symlink(`../../../../devices/pci0000:00/${bdf}`, join(gdir, bdf));
+    await symlink(`../../../kernel/iommu_groups/${g}`, join(ddir, "iommu_group"));
+  }
 }

@@ -34,7 +34,7 @@ export function checkMigrationAddress(m: MigrationNetConfig, interfaces: Interfa
  * starting at a rotating offset so that back-to-back migrations do not all
  * contend for the first port, each port once.
  */
-export function portOrder(m: MigrationNetConfig, start: number): number[] {
+export function portOrder(m: Pick<MigrationNetConfig, "ports">, start: number): number[] {
   const n = m.ports.to - m.ports.from + 1;
   const first = ((start % n) + n) % n;
   return Array.from({ length: n }, (_, i) => m.ports.from + ((first + i) % n));

@@ -2,7 +2,9 @@
 // physnet1 (mandatory) and an ephemeral NIC on physnet2 (optional), migrated
 // host1 → host2 → host3 → host1, then once more with replug-fail armed on the
 // destination to show a recovery; one table row per migration, measured by
-// the lab's peer probing the guest every ≈ 16 ms. The lab is torn down at the end.
+// the lab's peer probing the guest every ≈ 16 ms, and the guest's memory
+// checked against the checksum it printed at boot after every migration. The
+// lab is torn down at the end.
 // Always with mutual TLS (whatever the lab default), and it says so.
 import type { ControllerClient } from "../api/client.ts";
 import { stableText } from "../api/connectivity-text.ts";
@@ -12,6 +14,7 @@ import { pollUntil } from "../core/poll.ts";
 import { run } from "../core/run.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import { labClient, labDown, labFault, labSpec, labUp } from "./lab.ts";
+import { vmBootMemsum, vmMemsum } from "./lab-memcheck.ts";
 
 const NAME = "demo";
 
@@ -25,6 +28,8 @@ export interface DemoRow {
   totalMs: number;
   /** The failover NIC answered the peer after the migration (within 30 s). */
   reachableAfter: boolean;
+  /** The guest's memory check after the migration: "same" (the checksum it printed at boot), "DIFFERENT", or why it could not be asked. */
+  memory: string;
   nics: { name: string; mode: string; lost: string; gapMs: string; stable: string; vf: string }[];
 }
 
@@ -91,6 +96,7 @@ function row(n: number, r: MigrationRecord): DemoRow {
     downtimeMs: r.switchover?.downtimeMs ?? null,
     totalMs: r.updatedAt - r.createdAt,
     reachableAfter: false,
+    memory: "-",
     nics: r.plan.nics.map((p) => {
       const c = r.connectivity?.[p.name];
       const after = r.nics.find((x) => x.name === p.name)?.vf;
@@ -107,13 +113,13 @@ function row(n: number, r: MigrationRecord): DemoRow {
 }
 
 export function renderRows(rows: readonly DemoRow[]): string {
-  const head = ["#", "route", "outcome", "runs on", "downtime", "total", "NIC", "mode", "probes lost", "longest gap", "stable after", "VF before → after"];
+  const head = ["#", "route", "outcome", "runs on", "downtime", "total", "memory", "NIC", "mode", "probes lost", "longest gap", "stable after", "VF before → after"];
   const lines: string[][] = [];
   for (const r of rows) {
     r.nics.forEach((nic, i) => {
       lines.push(i === 0
-        ? [String(r.n), `${r.from}→${r.to}`, r.outcome, r.runsOn, r.downtimeMs === null ? "-" : `${r.downtimeMs} ms`, `${r.totalMs} ms`, nic.name, nic.mode, nic.lost, `${nic.gapMs} ms`, nic.stable, nic.vf]
-        : ["", "", "", "", "", "", nic.name, nic.mode, nic.lost, `${nic.gapMs} ms`, nic.stable, nic.vf]);
+        ? [String(r.n), `${r.from}→${r.to}`, r.outcome, r.runsOn, r.downtimeMs === null ? "-" : `${r.downtimeMs} ms`, `${r.totalMs} ms`, r.memory, nic.name, nic.mode, nic.lost, `${nic.gapMs} ms`, nic.stable, nic.vf]
+        : ["", "", "", "", "", "", "", nic.name, nic.mode, nic.lost, `${nic.gapMs} ms`, nic.stable, nic.vf]);
     });
   }
   const w = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
@@ -134,6 +140,8 @@ export async function runLabDemo(say: (s: string) => void = (s) => console.log(s
     for (const nic of vm.nics) say(`  ${nic.name}: ${nic.network} ${nic.mode}/${nic.policy}, MAC ${nic.mac}, ${nic.address}, VF ${nic.vf ?? "-"}`);
     if (!(await reachable(state.netns, vm.nics[0]!.address.split("/")[0]!, 90_000))) throw new Error("the new guest never answered on its failover NIC");
     say("  the guest answers");
+    const boot = await vmBootMemsum(state, client, "web");
+    say(`  memory check: the guest filled 8 MiB of its RAM with random data at boot, md5 ${boot}; it is asked again after every migration`);
     const hops: { to: string; fault?: string }[] = [{ to: "host2" }, { to: "host3" }, { to: "host1" }, { to: "host2", fault: "replug-fail" }];
     for (const [i, hop] of hops.entries()) {
       if (hop.fault) {
@@ -150,6 +158,9 @@ export async function runLabDemo(say: (s: string) => void = (s) => console.log(s
       say(`  ${r.outcome}: runs on ${r.runsOn?.host ?? "?"}${r.reason ? ` (${r.reason})` : ""}`);
       done.reachableAfter = await reachable(state.netns, vm.nics[0]!.address.split("/")[0]!, 30_000);
       if (!done.reachableAfter) say(`  WARNING: the guest does not answer on its failover NIC after migration ${i + 1}`);
+      const now = await vmMemsum(state, client, "web").catch((e: unknown) => `not asked (${e instanceof Error ? e.message : String(e)})`);
+      done.memory = now === boot ? "same" : now.startsWith("not asked") ? now : "DIFFERENT";
+      say(`  memory check: md5 ${now} ${now === boot ? "= the boot checksum" : `!= the boot checksum ${boot}`}`);
     }
     say("");
     say(renderRows(rows));

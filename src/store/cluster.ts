@@ -24,6 +24,17 @@ export interface HostRecord {
   registeredAt: number;
   /** An operator drained the host (ferry host drain, evacuate): it is "draining" whenever it is not down. */
   drain?: boolean;
+  /** Its migration network as the agent advertised it; absent: it listens for migrations on 127.0.0.1 only. */
+  migration?: HostMigrationNet;
+  /** The host check's warnings the agent sent at its last start ('ferry host check'). */
+  warnings?: string[];
+}
+
+export interface HostMigrationNet {
+  address: string;
+  tls: boolean;
+  /** The subject of its migration certificate: what a destination admits when this host is the source. */
+  identity?: string;
 }
 
 export const VM_STATES = ["running", "stopped", "migrating", "saved", "unknown"] as const;
@@ -126,7 +137,15 @@ export function parseHostRecord(x: unknown): HostRecord {
     lastHeartbeat: num("lastHeartbeat", o["lastHeartbeat"]),
     registeredAt: num("registeredAt", o["registeredAt"]),
     ...(o["drain"] === true ? { drain: true } : {}),
+    ...(o["migration"] === undefined ? {} : { migration: parseMigrationNet(o["migration"]) }),
+    ...(o["warnings"] === undefined ? {} : { warnings: v.arr("warnings", o["warnings"]).map((w, i) => v.str(`warnings[${i}]`, w)) }),
   };
+}
+
+function parseMigrationNet(x: unknown): HostMigrationNet {
+  const o = v.obj("migration", x);
+  if (typeof o["tls"] !== "boolean") throw new FerryError("FERRY_ERR_INVALID", "migration.tls: must be true or false");
+  return { address: v.str("migration.address", o["address"]), tls: o["tls"], ...(o["identity"] === undefined ? {} : { identity: v.str("migration.identity", o["identity"]) }) };
 }
 
 function parseNic(field: string, x: unknown): VmNicRecord {

@@ -34,6 +34,8 @@ export const HostView = Type.Object({
   registeredAt: Int({ description: "epoch ms" }),
   drain: Type.Optional(Type.Boolean({ description: "an operator drained it (draining whenever it is not down)" })),
   vfs: Type.Optional(Nullable(Type.Array(Type.Object({ network: Type.String(), used: Type.Integer(), total: Type.Integer() }), { description: "VFs per network: leased (to an instance or a migration) and usable; null when the host's agent did not answer" }))),
+  warnings: Type.Optional(Type.Array(Type.String(), { description: "the host check's warnings the agent sent at its start ('ferry host check --config host.yaml' on the host tells more)" })),
+  migration: Type.Optional(Type.Object({ address: Type.String(), tls: Type.Boolean(), identity: Type.Optional(Type.String()) }, { description: "the host's migration network as its agent advertised it; absent: its incoming migrations listen on 127.0.0.1 (same machine only)" })),
 });
 export type HostViewT = Static<typeof HostView>;
 export const HostList = Type.Object({ hosts: Type.Array(HostView) });

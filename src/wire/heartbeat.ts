@@ -13,7 +13,14 @@ export const HeartbeatBody = Type.Object(
     url: Type.String({ ...ruled("^https?://(\\[[0-9a-fA-F:.]+\\]|[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*)(:[0-9]{1,5})?(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?$", "the agent's API base URL: http:// or https://, a host name or address, an optional port and an optional plain path prefix"), maxLength: 300 }),
     version: Type.String(ruled("^[ -~]{0,100}$", "at most 100 printable ASCII characters")),
     accel: Type.String(ruled("^[ -~]{0,100}$", "at most 100 printable ASCII characters")),
+    migration: Type.Optional(Type.Object({
+      address: Type.String(ruled("^[0-9]{1,3}(\\.[0-9]{1,3}){3}$", "an IPv4 address")),
+      tls: Type.Boolean(),
+      identity: Type.Optional(Type.String({ ...ruled("^[A-Za-z0-9.]+=[ -~]*$", "a certificate subject DN such as CN=host-a"), maxLength: 1024 })),
+    }, { additionalProperties: false, description: "the host's migration network: where its incoming QEMU listens, whether streams are TLS, and the subject of its migration certificate (what a destination admits)" })),
     migrations: Type.Optional(Type.Array(Name, { maxItems: 1000, description: "migrations the agent holds anything of (records, VF leases): the reply says which have ended" })),
+
+    warnings: Type.Optional(Type.Array(Type.String({ maxLength: 1000 }), { maxItems: 200, description: "the host check's warnings at agent start ('ferry host check'), one line each: check, subject, message" })),
   },
   { additionalProperties: false },
 );

@@ -69,6 +69,8 @@ export const PrepareBody = strict({
   leaseTtlMs: Ms(24 * HOUR),
   /** Migrate-back: the instance on this host that the guest left; its VF leases move to this migration. */
   adoptFrom: Type.Optional(InstanceId),
+  /** The planned source host's migration certificate subject (what it advertised): with TLS on this host's migration network, the only client the incoming QEMU admits. */
+  sourceIdentity: Type.Optional(Type.String({ ...ruled("^[A-Za-z0-9.]+=[ -~]*$", "a certificate subject DN such as CN=host-a"), maxLength: 1024 })),
 });
 export type PrepareBody = Static<typeof PrepareBody>;
 export const PrepareReply = PrepareResult;

@@ -11,6 +11,7 @@ import { readFile } from "node:fs/promises";
 import { Type } from "typebox";
 import type { InstanceViewT } from "../../src/wire/agent-api.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
+import { guestMemsum } from "../../src/lab/memcheck.ts";
 import { lastHeartbeat, readConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
 import { qemuPidsOf } from "./observe.ts";
 import { alive, TestCluster, waitFor } from "../e2e/cluster.ts";
@@ -40,6 +41,9 @@ export { alive, waitFor };
 
 /** Hosts with one physnet1 uplink each, lab agents behind proxies heartbeating every 500 ms; start() waits until every host is up. */
 export class FaultCluster extends TestCluster {
+  /** Memory checks `check()` made (a real guest's checksum against its boot one), and how many differed. */
+  readonly memchecks = { compared: 0, mismatched: 0 };
+
   static async start(o: ClusterOptions): Promise<FaultCluster> {
     const c = new FaultCluster();
     await c.setUp({
@@ -162,9 +166,11 @@ export class FaultCluster extends TestCluster {
    * of the VM is left over; every lease on every host belongs to a running
    * instance and the VM's leases are the VFs its record names; the migration
    * has a terminal outcome (rec null: the request was refused). With `heartbeatAfter`, the guest's heartbeat
-   * counter continues past it (guest memory kept). Returns the violations.
+   * counter continues past it; with `bootSum`, the guest's memory checksum
+   * (asked on its console) is still the one it printed at boot (guest memory
+   * kept; counted in `memchecks`). Returns the violations.
    */
-  async check(vm: { name: string; uuid: string }, rec: MigrationRecord | null, o: { down?: boolean; heartbeatAfter?: number } = {}): Promise<string[]> {
+  async check(vm: { name: string; uuid: string }, rec: MigrationRecord | null, o: { down?: boolean; heartbeatAfter?: number; bootSum?: string } = {}): Promise<string[]> {
     const v: string[] = [];
     if (rec && (rec.phase !== "done" || rec.outcome === null)) v.push(`migration ${rec.id} not terminal (${rec.phase})`);
     const procs = await qemuPidsOf(vm.uuid);
@@ -195,6 +201,14 @@ export class FaultCluster extends TestCluster {
         if (o.heartbeatAfter !== undefined) {
           const hb = await waitForHeartbeat(r.serialLog, o.heartbeatAfter, { timeoutMs: 30_000 }).catch(() => undefined);
           if (hb === undefined) v.push(`heartbeat did not continue past ${o.heartbeatAfter} (last: ${String(lastHeartbeat(await readConsole(r.serialLog)))})`);
+        }
+        if (o.bootSum !== undefined) {
+          const now = await guestMemsum({ serialLog: r.serialLog }, { timeoutMs: 30_000 }).catch((e: unknown) => `not answered (${e instanceof Error ? e.message : String(e)})`);
+          this.memchecks.compared++;
+          if (now !== o.bootSum) {
+            this.memchecks.mismatched++;
+            v.push(`guest memory checksum ${now}, it printed ${o.bootSum} at boot`);
+          }
         }
       }
     }

@@ -46,7 +46,7 @@ describe(`fault matrix (${form} form): phase × fault × duration`, { timeout: f
   });
 
   after(async () => {
-    process.stdout.write(`\n${renderMatrix(results, form)}\nmatrix (${form} form): ${results.length} of ${points.length} points ran in ${((performance.now() - t0) / 1000).toFixed(0)} s\n`);
+    process.stdout.write(`\n${renderMatrix(results, form)}\nmatrix (${form} form): ${results.length} of ${points.length} points ran in ${((performance.now() - t0) / 1000).toFixed(0)} s; guest memory checked ${c?.memchecks.compared ?? 0} times, ${c?.memchecks.mismatched ?? 0} different from the boot checksum\n`);
     await c?.close();
   });
 

@@ -11,6 +11,7 @@
 import { FerryError, isFerryError } from "../../src/core/errors.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { systemClock } from "../../src/core/clock.ts";
+import { bootMemsum } from "../../src/lab/memcheck.ts";
 import { waitForConsole } from "../../src/qemu/console.ts";
 import type { FaultCluster } from "./cluster.ts";
 import { heartbeatOf, waitFor } from "./cluster.ts";
@@ -28,6 +29,8 @@ export interface TestVm {
   name: string;
   uuid: string;
   kind: GuestKind;
+  /** The real guest's memory checksum as it printed it at boot (src/lab/memcheck.ts); absent for a no-OS guest. */
+  bootSum?: string;
 }
 
 let seq = 0;
@@ -42,6 +45,7 @@ let seq = 0;
  */
 export async function createVm(c: FaultCluster, kind: GuestKind, host: string, prefix: string = kind, arrive = false): Promise<TestVm> {
   const name = `${prefix}-${++seq}`;
+  let bootSum: string | undefined;
   const vm = await c.api.createVm(kind === "no-os"
     ? { name, host, memoryMiB: 64, nics: [{ network: "physnet1", mode: "failover", policy: "optional" }], noOs: true }
     : { name, host, memoryMiB: 256, nics: [{ network: "physnet1", mode: "failover", policy: "mandatory" }] });
@@ -49,12 +53,13 @@ export async function createVm(c: FaultCluster, kind: GuestKind, host: string, p
     const inst = await c.agent(host).client.instance(vm.instanceId!);
     // ready, and its failover primary bonded, so that a migration has something to unplug
     await waitForConsole(inst.serialLog, /ferry-heartbeat \d+/, { timeoutMs: 60_000 });
+    bootSum = await bootMemsum(inst.serialLog, { timeoutMs: 10_000 });
   }
   if (arrive) {
     const r = await c.api.migrate({ vm: name, to: other(c, host), deadlines: deadlinesFor(kind) });
     if (r.kind === "started") await c.waitDone(r.migration.id);
   }
-  return { name, uuid: vm.uuid, kind };
+  return { name, uuid: vm.uuid, kind, ...(bootSum === undefined ? {} : { bootSum }) };
 }
 
 /** Remove a VM that is down (or anything left of it): stop every instance of it, delete the record. */
@@ -182,7 +187,7 @@ export async function runPoint(c: FaultCluster, vm: TestVm, point: MatrixPoint):
       // refused: nothing may have changed
       await endFault();
       await clearAll(c);
-      const v = await c.check(vm, null, { down, ...(heartbeatAfter === undefined ? {} : { heartbeatAfter }) });
+      const v = await c.check(vm, null, { down, ...(heartbeatAfter === undefined ? {} : { heartbeatAfter }), ...(vm.bootSum === undefined ? {} : { bootSum: vm.bootSum }) });
       const pause = await watch.stop();
       v.push(...pauseViolations(point, down, pause));
       return result({ outcome: "refused", reason: `${e.code}: ${e.message}`, runsOn: before.host, violations: v, pause, downtimeMs: null });
@@ -242,7 +247,7 @@ function pauseViolations(point: MatrixPoint, down: boolean, pause: PauseReport):
 async function settle(c: FaultCluster, vm: TestVm, rec: MigrationRecord, down: boolean, heartbeatAfter: number | undefined): Promise<string[]> {
   let v: string[] = [];
   await waitFor("invariants", async () => {
-    v = await c.check(vm, await c.api.migration(rec.id), { down, ...(heartbeatAfter === undefined ? {} : { heartbeatAfter }) });
+    v = await c.check(vm, await c.api.migration(rec.id), { down, ...(heartbeatAfter === undefined ? {} : { heartbeatAfter }), ...(vm.bootSum === undefined ? {} : { bootSum: vm.bootSum }) });
     return v.length === 0 ? true : undefined;
   }, down ? 25_000 : 15_000, 500).catch(() => undefined);
   return v;

@@ -33,6 +33,7 @@ describe("lab fault switches → the policy table's outcomes, through the contro
     c = await FaultCluster.start({ hosts: [{ name: "host-a", vfs: 2 }, { name: "host-b", vfs: 2 }] });
   });
   after(async () => {
+    process.stdout.write(`fault switches: guest memory checked ${c?.memchecks.compared ?? 0} times, ${c?.memchecks.mismatched ?? 0} different from the boot checksum\n`);
     await c?.close();
   });
 
@@ -59,7 +60,7 @@ describe("lab fault switches → the policy table's outcomes, through the contro
       if (!down) assert.equal(rec.runsOn?.host, src, "the guest runs on the source again");
       let v: string[] = [];
       await waitFor("invariants", async () => {
-        v = await c.check(vm!, await c.api.migration(id), down ? { down } : { heartbeatAfter: hb });
+        v = await c.check(vm!, await c.api.migration(id), down ? { down } : { heartbeatAfter: hb, ...(vm!.bootSum === undefined ? {} : { bootSum: vm!.bootSum }) });
         return v.length === 0 ? true : undefined;
       }, 25_000, 500).catch(() => undefined);
       assert.deepEqual(v, [], `${k.fault}: ${rec.outcome ?? ""} (${rec.reason ?? ""})`);

@@ -17,6 +17,8 @@ describe("lab", { timeout: 300_000 }, () => {
     assert.deepEqual(rows.map((r) => r.outcome), ["succeeded", "succeeded", "succeeded", "recovered"], lines.join("\n"));
     assert.deepEqual(rows.map((r) => r.runsOn), ["host2", "host3", "host1", "host1"]);
     assert.deepEqual(rows.slice(0, 3).map((r) => r.reachableAfter), [true, true, true], lines.join("\n"));
+    // the guest's memory: the checksum of the region it filled at boot, asked after every migration (the recovery included)
+    assert.deepEqual(rows.map((r) => r.memory), ["same", "same", "same", "same"], lines.join("\n"));
     for (const r of rows.slice(0, 3)) {
       const [failover, ephemeral] = r.nics;
       assert.match(failover!.vf, new RegExp(`^${r.from}:.* → ${r.to}:`), "the failover NIC lands on a destination VF");

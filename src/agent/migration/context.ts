@@ -13,6 +13,7 @@ import type { Accel } from "../../qemu/accel.ts";
 import type { Instance } from "../../qemu/instance.ts";
 import type { Faults } from "../faults.ts";
 import { endedGuard, markEnded } from "./ended.ts";
+import type { MigrationTransport } from "./transport.ts";
 
 export interface NetworkPlace {
   bridge: string | null;
@@ -44,6 +45,8 @@ export interface StepContext {
   qemuBinary?: string;
   /** Lab fault switches (absent or disabled on production hosts). */
   faults?: Faults;
+  /** This host's migration network (host.yaml migration:, set up at agent start); null/absent: incoming migrations listen on 127.0.0.1. */
+  transport?: MigrationTransport | null;
   /** HostConfig.switchoverGraceMs: how long past the destination check the source waits at pre-switchover (default 500). */
   switchoverGraceMs?: number;
   log?: Logger;

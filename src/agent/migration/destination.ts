@@ -3,18 +3,20 @@
 // precheck, finish (the guest runs here: NICs back, leases to the instance)
 // and abort; stale prepared destinations reaped by the agent's tick. Every
 // step is keyed by the migration id and idempotent; every wait has a deadline.
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { FerryError } from "../../core/errors.ts";
 import type { LeaseHolder } from "../../host/leases.ts";
 import type { VmSpec } from "../../model/vm.ts";
 import { newInstanceId, ramFilePath } from "../../qemu/instance.ts";
 import type { Instance } from "../../qemu/instance.ts";
-import { queryStatus } from "../../qmp/commands.ts";
+import { queryMigrate, queryStatus } from "../../qmp/commands.ts";
 import { MAX_HOLD_MS } from "../faults.ts";
 import type { StepContext } from "./context.ts";
 import { instanceHolder, migrationHolder, serial, unlessEnded } from "./context.ts";
 import { discard, startIncoming, waitRunning } from "./lifecycle.ts";
 import { arrivingNics, bringBackNics, steerOnResume } from "./nics.ts";
+import { tlsRefusal } from "./transport.ts";
 import { releaseRamFile } from "./wiring.ts";
 import type { AbortReply, FinishReply, PrecheckReply, PrepareBody, PrepareReply } from "../../wire/steps.ts";
 
@@ -73,7 +75,7 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
     if (ctx.faults?.fire("port-profile-fail")) {
       throw new FerryError("FERRY_ERR_FEATURE", "port-profile association failed on the destination (lab fault switch port-profile-fail)", { details: { feature: "port-profile" } });
     }
-    const { inst, spec, uri } = await startIncoming(ctx, { spec: { ...source, nics }, instanceId, listen: "tcp:127.0.0.1:0" }, signal);
+    const { inst, spec, uri } = await startIncoming(ctx, { spec: { ...source, nics }, instanceId, listen: { network: ctx.transport ?? null, sourceIdentity: input.sourceIdentity } }, signal);
     steerOnResume(ctx, inst, spec);
     ctx.records.put(DEST, migrationId, { instanceId, uri, vmUuid: source.uuid, spec, planned, expiresAt } satisfies DestRecord);
     await ctx.faults?.hold("prepare", migrationId, ctx.clock, signal);
@@ -102,6 +104,14 @@ async function precheckNow(ctx: StepContext, migrationId: string, timeoutMs: num
   if (!inst || inst.qmp.closed) return { ok: false, reason: `destination instance ${rec.instanceId} is gone` };
   const status = await queryStatus(inst.qmp, { signal, timeoutMs: 500 }).catch((e: unknown) => ({ status: `unreachable: ${String(e)}`, running: false }));
   if (status.status !== "inmigrate" && status.status !== "paused") return { ok: false, reason: `destination QEMU is ${status.status}` };
+  // the source is at pre-switchover: the stream must have reached this QEMU (a refused connection — TLS —
+  // leaves it listening with no incoming migration, while the source may have written its RAM into socket buffers)
+  const incoming = await queryMigrate(inst.qmp, { signal, timeoutMs: 500 }).catch(() => undefined);
+  if (incoming !== undefined && (incoming.status === undefined || incoming.status === "none")) {
+    const log = await readFile(inst.paths.qemuLog, "utf8").catch(() => "");
+    const refused = tlsRefusal(log);
+    return { ok: false, reason: refused ? `the destination refused the migration stream: ${refused}` : "the destination has received no migration stream (its QEMU took no connection)" };
+  }
   for (const [nic, vf] of Object.entries(rec.planned)) {
     if (vf === null) continue;
     const l = ctx.leases.get(vf);

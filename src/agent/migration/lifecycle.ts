@@ -10,6 +10,8 @@ import { prepareIncoming } from "../../qemu/migration.ts";
 import type { MigrationSetup } from "../../qemu/migration.ts";
 import { queryStatus } from "../../qmp/commands.ts";
 import type { StepContext } from "./context.ts";
+import { listenIncoming } from "./transport.ts";
+import type { MigrationTransport } from "./transport.ts";
 import { attachTaps, newRamFile, releaseRamFile, withTaps } from "./wiring.ts";
 
 export interface LaunchOptions {
@@ -37,8 +39,12 @@ export interface IncomingOptions {
   /** The guest's spec with its VFs chosen here and no backends yet (withTaps wires them for this instance). */
   spec: VmSpec;
   instanceId: string;
-  /** Where QEMU takes the guest's state in: a migration URI, or one in the started instance's dir (a unix socket). */
-  listen: string | ((inst: Instance) => string);
+  /**
+   * Where QEMU takes the guest's state in: a migration URI, one in the
+   * started instance's dir (a unix socket), or this host's migration network
+   * (transport.ts: its address and port range, TLS admitting only the source).
+   */
+  listen: string | ((inst: Instance) => string) | { network: MigrationTransport | null; sourceIdentity?: string | undefined };
   setup?: MigrationSetup;
   qemuBinary?: string;
   ram?: { file: string; create: false };
@@ -63,7 +69,10 @@ export async function startIncoming(ctx: StepContext, o: IncomingOptions, signal
   ctx.instances.add(inst);
   try {
     await attachTaps(ctx, wired.spec, signal);
-    const uri = await prepareIncoming(inst.qmp, typeof o.listen === "string" ? o.listen : o.listen(inst), o.setup ?? {}, signal);
+    const l = o.listen;
+    const uri = typeof l === "object"
+      ? await listenIncoming(l.network, inst, o.setup ?? {}, l.sourceIdentity, signal)
+      : await prepareIncoming(inst.qmp, typeof l === "string" ? l : l(inst), o.setup ?? {}, signal);
     return { inst, spec: wired.spec, uri };
   } catch (e) {
     await discard(ctx, inst);

@@ -9,6 +9,7 @@ import { cancelMigration, completedInfo, startMigration, waitMigration } from ".
 import type { MigrationSetup } from "../../qemu/migration.ts";
 import type { MigrationInfo } from "../../qmp/commands.ts";
 import type { StepContext } from "./context.ts";
+import { prepareOutgoing, tlsRefusal } from "./transport.ts";
 import { steer, steerInitial } from "./wiring.ts";
 
 export interface MigrateOutOptions {
@@ -37,6 +38,7 @@ export async function migrateOut(ctx: StepContext, inst: Instance, uri: string, 
   let unplugStuck = false;
   const unplugWatch = new AbortController();
   try {
+    await prepareOutgoing(ctx.transport ?? null, inst, uri, signal);
     await startMigration(inst.qmp, uri, o.setup, signal);
     const info = await waitMigration(inst.qmp, {
       until: [o.until],
@@ -56,6 +58,10 @@ export async function migrateOut(ctx: StepContext, inst: Instance, uri: string, 
     await steerInitial(ctx, inst.meta.spec, signal).catch(() => undefined);
     if (unplugStuck) {
       throw new FerryError("FERRY_ERR_UNPLUG_TIMEOUT", `guest did not release its failover primary within ${o.unplugMs} ms; migration cancelled, source keeps its device`, { cause: e });
+    }
+    const refused = e instanceof Error ? tlsRefusal(e.message) : undefined;
+    if (refused !== undefined) {
+      throw new FerryError("FERRY_ERR_MIGRATION_TLS", `the migration stream's TLS refused a peer (${refused}): the destination admits only the planned source host's certificate from the Ferry CA, and the source checks the destination's against its migration address; the guest keeps running here`, { cause: e, details: { qemu: refused } });
     }
     throw e;
   } finally {

@@ -8,6 +8,7 @@ import { access } from "node:fs/promises";
 import { DatabaseSync } from "node:sqlite";
 import { Agent } from "../../agent/agent.ts";
 import { startHeartbeat } from "../../agent/heartbeat.ts";
+import { viewOf } from "../../agent/migration/transport.ts";
 import { buildAgentApp } from "../../agent/http/app.ts";
 import { buildInventoryView } from "../../agent/inventory.ts";
 import { listenAt, loadServerToken, untilStopSignal } from "../../core/http/token.ts";
@@ -23,15 +24,18 @@ import { rejectExtra, required, UsageError } from "../args.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import { renderInventory } from "../render/inventory.ts";
+import { startupCheck } from "./host-check.ts";
 
 export const USAGE = `usage:
-  ferry agent --config host.yaml                   run the host agent
+  ferry agent --config host.yaml [--force]         run the host agent (after 'ferry host check': a fail
+                                                   refuses to start unless --force; warnings go to the controller)
   ferry agent inventory --config host.yaml [--json]  show PFs, VFs, networks, leases (no agent needed)
 `;
 
 const OPTIONS = {
   config: { type: "string", short: "c" },
   json: { type: "boolean" },
+  force: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -41,15 +45,19 @@ export const run = command("agent", USAGE, OPTIONS, async ({ values, positionals
   const configPath = required("agent", values.config, "--config <host.yaml>");
   if (sub === undefined) {
     if (values.json) throw new UsageError("agent", "--json applies to 'ferry agent inventory' only");
-    return serve(configPath);
+    return serve(configPath, values.force ?? false);
   }
+  if (values.force) throw new UsageError("agent", "--force applies to 'ferry agent' only");
   if (sub === "inventory") return inventory(configPath, values.json ?? false);
   throw new UsageError("agent", `unknown subcommand ${JSON.stringify(sub)} (expected: inventory)`);
 });
 
-async function serve(configPath: string): Promise<number> {
+async function serve(configPath: string, force: boolean): Promise<number> {
   const config = await loadHostConfig(configPath);
+  const warnings = await startupCheck(config, force);
+  if (warnings === null) return EXIT.failed;
   const log = createLogger({ name: "ferry-agent" });
+  if (warnings.length > 0) log.warn({ warnings }, `host check: ${warnings.length} warning(s) (ferry host check --config ${configPath})`);
   const agent = await Agent.open({ config, log });
   let app: ReturnType<typeof buildAgentApp> | undefined;
   try {
@@ -60,7 +68,7 @@ async function serve(configPath: string): Promise<number> {
     log.info({ address, host: config.name, accel: agent.accel.accel }, `ferry agent ${config.name} listening on ${address}`);
     const stopHeartbeat = config.controller
       ? startHeartbeat({
-          controller: config.controller, body: { name: config.name, url: config.controller.advertiseUrl ?? address, version: agent.version, accel: agent.accel.accel }, clock: systemClock, log, tls,
+          controller: config.controller, body: { name: config.name, url: config.controller.advertiseUrl ?? address, version: agent.version, accel: agent.accel.accel, ...(warnings.length ? { warnings: warnings.slice(0, 200) } : {}), ...(agent.transport ? { migration: viewOf(agent.transport) } : {}) }, clock: systemClock, log, tls,
           migrations: () => agent.knownMigrations(), onEnded: (ids) => agent.reconcileEnded(ids),
         })
       : () => undefined;

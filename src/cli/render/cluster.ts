@@ -14,9 +14,22 @@ export function vfUseText(h: Pick<HostViewT, "vfs">): string {
   return h.vfs.map((n) => `${n.network} ${n.used}/${n.total}`).join(", ");
 }
 
+/** A host's migration address and transport: "10.92.0.11 tls", "10.92.0.11 PLAIN", or "127.0.0.1 only". */
+function migrationText(h: HostViewT): string {
+  if (!h.migration) return "127.0.0.1 only";
+  return `${h.migration.address} ${h.migration.tls ? "tls" : "PLAIN"}`;
+}
+
 export function renderHosts(hosts: readonly HostViewT[], now: number): string {
   if (hosts.length === 0) return "(no hosts: no agent has sent a heartbeat)\n";
-  return renderTable(["HOST", "STATE", "VFS USED/TOTAL", "URL", "VERSION", "ACCEL", "HEARTBEAT"], hosts.map((h) => [h.name, h.state, vfUseText(h), h.url, h.version, h.accel, ago(h.lastHeartbeat, now)]));
+  const table = renderTable(["HOST", "STATE", "VFS USED/TOTAL", "MIGRATION", "URL", "VERSION", "ACCEL", "HEARTBEAT"], hosts.map((h) => [h.name, h.state, vfUseText(h), migrationText(h), h.url, h.version, h.accel, ago(h.lastHeartbeat, now)]));
+  const warn = hosts.flatMap((h) => [
+    ...(h.warnings ?? []).map((w) => `warning: ${h.name}: ${w}`),
+    ...(!h.migration
+      ? [`warning: ${h.name} has no migration network (host.yaml migration:): it takes migrations only from hosts on the same machine`]
+      : h.migration.tls ? [] : [`warning: ${h.name}'s migration stream is plain TCP (migration.tls: false): guest memory crosses the migration network unencrypted`]),
+  ]);
+  return warn.length === 0 ? table : `${table}${warn.join("\n")}\n`;
 }
 
 export function renderDevices(rows: readonly DeviceRowT[]): string {
