@@ -2,7 +2,7 @@
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/", ".runtime/", "var/", "bench/results/", ".scratch/", "eslint.config.js"] },
+  { ignores: ["node_modules/", ".runtime/", "var/", "bench/results/", ".scratch/", "eslint.config.js", ".dependency-cruiser.mjs"] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

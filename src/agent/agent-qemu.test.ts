@@ -11,7 +11,7 @@ import { processAlive } from "../qemu/instance.ts";
 import { Agent } from "./agent.ts";
 import { buildAgentApp } from "./http/app.ts";
 import { makeTestHost } from "./testing.ts";
-import { loadOrCreateToken } from "./token.ts";
+import { loadOrCreateToken } from "../core/http/token.ts";
 
 const host = await makeTestHost();
 const pids: number[] = [];

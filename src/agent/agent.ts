@@ -30,8 +30,8 @@ import { INSTANCE_ID_RE, INSTANCE_ID_RULE, newInstanceId } from "../qemu/instanc
 import type { Instance } from "../qemu/instance.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { admitSpec, allowedQemuBinary } from "./admission.ts";
-import type { GoneInstanceT, HealthView, InstanceListView, InstanceViewT, InventoryView, StoppedView } from "./api.ts";
-import { holdsGuest } from "./api.ts";
+import type { GoneInstanceT, HealthView, InstanceListView, InstanceViewT, InventoryView, StoppedView } from "../wire/agent-api.ts";
+import { holdsGuest } from "../wire/agent-api.ts";
 import { Faults } from "./faults.ts";
 import { startNew } from "./instance-start.ts";
 import type { StartOptions } from "./instance-start.ts";

@@ -13,10 +13,10 @@ import { isFerryError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { fetchFor } from "../core/tls.ts";
 import type { TlsMaterial } from "../core/tls.ts";
-import { HeartbeatReply } from "./heartbeat-api.ts";
-import type { HeartbeatBodyT, HeartbeatReplyT } from "./heartbeat-api.ts";
-import { request } from "./reply.ts";
-import type { ClientOptions, RequestOptions } from "./reply.ts";
+import { HeartbeatReply } from "../wire/heartbeat.ts";
+import type { HeartbeatBodyT, HeartbeatReplyT } from "../wire/heartbeat.ts";
+import { request } from "../core/http/client.ts";
+import type { ClientOptions, RequestOptions } from "../core/http/client.ts";
 
 export interface HeartbeatOptions {
   controller: { url: string; tokenFile: string; heartbeatMs: number };

@@ -2,7 +2,7 @@
 import { toFerryError } from "../core/errors.ts";
 import type { Instance } from "../qemu/instance.ts";
 import { listDeviceIds, queryStatus } from "../qmp/commands.ts";
-import type { InstanceViewT } from "./api.ts";
+import type { InstanceViewT } from "../wire/agent-api.ts";
 import type { AgentState } from "./state.ts";
 import { instanceHolder } from "./state.ts";
 

@@ -6,7 +6,7 @@ import type { HostConfig, UsableVf } from "../host/config.ts";
 import type { Lease } from "../host/leases.ts";
 import { findDevice } from "../host/sysfs.ts";
 import type { Inventory } from "../host/sysfs.ts";
-import type { InventoryView } from "./api.ts";
+import type { InventoryView } from "../wire/agent-api.ts";
 
 export function buildInventoryView(config: HostConfig, inv: Inventory, leases: readonly Lease[]): InventoryView {
   const uplinks = resolveUplinks(config, inv);

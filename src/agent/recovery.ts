@@ -9,7 +9,7 @@ import { isFerryError, toFerryError } from "../core/errors.ts";
 import type { Lease, LeaseHolder } from "../host/leases.ts";
 import * as v from "../model/validate.ts";
 import { listInstanceDirs, processAlive, reconnectInstance, removeInstanceDir } from "../qemu/instance.ts";
-import type { GoneInstanceT } from "./api.ts";
+import type { GoneInstanceT } from "../wire/agent-api.ts";
 import { rearmSources } from "./migration/source.ts";
 import { releaseRamFile } from "./migration/wiring.ts";
 import type { AgentState } from "./state.ts";

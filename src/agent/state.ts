@@ -6,7 +6,7 @@ import type { Logger } from "../core/log.ts";
 import type { HostConfig } from "../host/config.ts";
 import type { LeaseHolder, LeaseStore } from "../host/leases.ts";
 import type { Instance } from "../qemu/instance.ts";
-import type { GoneInstanceT } from "./api.ts";
+import type { GoneInstanceT } from "../wire/agent-api.ts";
 import type { StepContext } from "./migration/context.ts";
 
 export interface AgentState {

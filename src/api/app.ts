@@ -2,8 +2,8 @@
 // listening (cli/commands/controller.ts listens; tests may use app.inject()).
 // One route file per resource; every route requires the bearer token; errors
 // are problem bodies by FerryError code; OpenAPI at /openapi.json.
-import { openApiDocument } from "../agent/http/openapi.ts";
-import { baseApp } from "../agent/http/server.ts";
+import { openApiDocument } from "../core/http/openapi.ts";
+import { baseApp } from "../core/http/server.ts";
 import { Evacuations } from "../controller/evacuation.ts";
 import { systemClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";

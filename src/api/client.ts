@@ -2,19 +2,17 @@
 // (`fetch`), a timeout and a signal on every request; problem bodies come back
 // as FerryErrors with the controller's code; network failures are
 // FERRY_ERR_CONTROLLER (retryable). Replies are validated against the schemas.
-import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
-import { problemError, request, send, unreachable } from "../agent/reply.ts";
-import type { ClientOptions, RequestOptions, SendOptions } from "../agent/reply.ts";
+import { problemError, request, send, unreachable } from "../core/http/client.ts";
+import type { ClientOptions, RequestOptions, SendOptions } from "../core/http/client.ts";
 import { FerryError } from "../core/errors.ts";
 import { fetchFor } from "../core/tls.ts";
-import type { MigrationRecord } from "../migration/types.ts";
 import type { CancelReport } from "../migration/runner.ts";
-import type { CreatedVmT, CreateVmBodyT, DeviceRowT, EventView, HeartbeatBodyT, HostViewT, MigrateBodyT, MigrateReplyT, VmViewT } from "./schemas.ts";
-import type { EvacuateBodyT } from "./evacuation-schemas.ts";
-import { EvacuationList, EvacuationView } from "./evacuation-schemas.ts";
-import type { EvacuationView as EvacuationViewT } from "../controller/evacuation.ts";
-import { CancelView, CreatedVm, Deleted, DeviceList, HeartbeatReply, HostList, HostView, MigrateReply, MigrationList, MigrationView, VmList, VmView } from "./schemas.ts";
+import type { CreatedVmT, CreateVmBodyT, DeviceRowT, EventView, HeartbeatBodyT, HostViewT, LocalMigrateViewT, MigrateBodyT, MigrateReplyT, MigrationViewT, VmViewT } from "../wire/controller-api.ts";
+import type { EvacuateBodyT } from "../wire/evacuation.ts";
+import { EvacuationList, EvacuationView } from "../wire/evacuation.ts";
+import type { EvacuationView as EvacuationViewT } from "../wire/evacuation.ts";
+import { CancelView, CreatedVm, LocalMigrateView, Deleted, DeviceList, HeartbeatReply, HostList, HostView, MigrateReply, MigrationList, MigrationView, VmList, VmView } from "../wire/controller-api.ts";
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
@@ -86,8 +84,8 @@ export class ControllerClient {
     return this.request("DELETE", `/v1/vms/${encodeURIComponent(name)}`, Deleted, undefined, { timeoutMs: 60_000, ...o });
   }
 
-  localMigrate(name: string, body: { qemuBinary?: string }, o: RequestOptions = {}): Promise<{ vm: VmViewT; result: object }> {
-    return this.request("POST", `/v1/vms/${encodeURIComponent(name)}/local-migrate`, Type.Object({ vm: VmView, result: Type.Object({}, { additionalProperties: true }) }), body, { timeoutMs: 600_000, ...o });
+  localMigrate(name: string, body: { qemuBinary?: string }, o: RequestOptions = {}): Promise<LocalMigrateViewT> {
+    return this.request("POST", `/v1/vms/${encodeURIComponent(name)}/local-migrate`, LocalMigrateView, body, { timeoutMs: 600_000, ...o });
   }
 
   saveVm(name: string, file: string, o: RequestOptions = {}): Promise<VmViewT> {
@@ -102,11 +100,11 @@ export class ControllerClient {
     return this.request("POST", "/v1/migrations", MigrateReply, body, o);
   }
 
-  async migrations(o?: RequestOptions): Promise<MigrationRecord[]> {
+  async migrations(o?: RequestOptions): Promise<MigrationViewT[]> {
     return (await this.request("GET", "/v1/migrations", MigrationList, undefined, o)).migrations;
   }
 
-  migration(id: string, o?: RequestOptions): Promise<MigrationRecord> {
+  migration(id: string, o?: RequestOptions): Promise<MigrationViewT> {
     return this.request("GET", `/v1/migrations/${encodeURIComponent(id)}`, MigrationView, undefined, o);
   }
 

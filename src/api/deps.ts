@@ -1,11 +1,11 @@
 // What the controller's HTTP layer needs: the controller (operations), the token, a logger.
-import type { AgentFastify } from "../agent/http/type-provider.ts";
+import type { FerryFastify } from "../core/http/type-provider.ts";
 import type { Controller } from "../controller/controller.ts";
 import type { Evacuations } from "../controller/evacuation.ts";
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 
-export type ControllerFastify = AgentFastify;
+export type ControllerFastify = FerryFastify;
 
 export interface ControllerAppDeps {
   controller: Controller;

@@ -1,26 +1,15 @@
 // The controller's view of the cluster as it stands: each live host's agent
 // inventory (a host that does not answer is left out), the scheduler's
 // snapshot built from them, and the device list (`ferry devices`).
-import type { InventoryView } from "../agent/api.ts";
+import type { InventoryView } from "../wire/agent-api.ts";
+import type { DeviceRowT as DeviceRow } from "../wire/controller-api.ts";
 import { FerryError, toFerryError } from "../core/errors.ts";
 import type { ClusterSnapshot } from "../model/cluster.ts";
 import type { HostRecord, VmRecord } from "../store/cluster.ts";
 import type { ControllerContext } from "./context.ts";
 import { buildSnapshot } from "./snapshot.ts";
 
-export interface DeviceRow {
-  host: string;
-  vf: string;
-  pf: string;
-  network: string;
-  vendor: string;
-  device: string;
-  numaNode: number | null;
-  mac: string | null;
-  model: string;
-  lease: string | null;
-  vm: string | null;
-}
+export type { DeviceRowT as DeviceRow } from "../wire/controller-api.ts";
 
 export class ClusterView {
   readonly #c: ControllerContext;

@@ -2,21 +2,17 @@
 // each: hosts.ts, cluster-view.ts, vms.ts, vm-local.ts, migrations.ts): the
 // dependencies, the event bus, the agents' clients, the VMs busy with an
 // operation, and the signal that stops everything when the controller closes.
-import { AgentClient } from "../agent/client.ts";
+import { AgentClient } from "../wire/agent-client.ts";
 import type { Clock } from "../core/clock.ts";
 import { FerryError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Store } from "../migration/store-port.ts";
 import type { EventLog } from "../model/events.ts";
 import type { ClusterStore, HostRecord } from "../store/cluster.ts";
-import { Type } from "typebox";
 import type { ControllerConfig } from "./config.ts";
 import type { ConnectivityWatch } from "./connectivity.ts";
 import { EventBus } from "./events.ts";
-import type { ControllerEvent } from "./events.ts";
-
-/** An agent's reply taken as it is (a JSON object). */
-export const LooseObject = Type.Object({}, { additionalProperties: true });
+import type { ControllerEvent } from "../wire/events.ts";
 
 export interface ControllerDeps {
   config: Pick<ControllerConfig, "heartbeatTimeoutMs" | "hostCapacity" | "deadlines">;

@@ -8,7 +8,7 @@
 // (context.ts): hosts.ts (heartbeats, liveness), cluster-view.ts (inventories,
 // snapshot, devices), vms.ts (create, start, stop, delete), vm-local.ts
 // (local migration, save, restore), migrations.ts.
-import type { AgentClient } from "../agent/client.ts";
+import type { AgentClient } from "../wire/agent-client.ts";
 import { FerryError } from "../core/errors.ts";
 import type { CancelReport } from "../migration/runner.ts";
 import type { MigrationRecord } from "../migration/types.ts";
@@ -18,6 +18,7 @@ import { ClusterView } from "./cluster-view.ts";
 import type { DeviceRow } from "./cluster-view.ts";
 import { ControllerContext } from "./context.ts";
 import type { ControllerDeps } from "./context.ts";
+import type { LocalMigrateReply, MigrationProgress } from "../wire/instance-ops.ts";
 import type { EventBus } from "./events.ts";
 import { Hosts } from "./hosts.ts";
 import type { HeartbeatInput, VfUse } from "./hosts.ts";
@@ -140,7 +141,7 @@ export class Controller {
   }
 
   /** Local migration (a QEMU upgrade in place): a new instance on the same host, RAM shared, VF leases moved to it. */
-  localMigrate(name: string, o: { qemuBinary?: string } = {}): Promise<{ vm: VmRecord; result: Record<string, unknown> }> {
+  localMigrate(name: string, o: { qemuBinary?: string } = {}): Promise<{ vm: VmRecord; result: LocalMigrateReply }> {
     return this.#local.localMigrate(name, o);
   }
 
@@ -170,7 +171,7 @@ export class Controller {
   }
 
   /** A migration; `settling` while its outcome is still followed up (the VM record), `measuring` while its NICs are still watched (lab). */
-  getMigration(id: string): Promise<MigrationRecord & { settling: boolean; measuring: boolean; progress?: Record<string, unknown> }> {
+  getMigration(id: string): Promise<MigrationRecord & { settling: boolean; measuring: boolean; progress?: MigrationProgress }> {
     return this.#migrations.get(id);
   }
 

@@ -15,62 +15,15 @@ import type { Logger } from "../core/log.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import type { ClusterSnapshot, PlacementVm } from "../model/cluster.ts";
 import { planEvacuation } from "../scheduler/evacuate.ts";
-import type { Rejection } from "../scheduler/rejections.ts";
 import type { Destination } from "../scheduler/types.ts";
 import type { HostRecord, VmRecord } from "../store/cluster.ts";
+import type { EvacuationItem, EvacuationView, ItemOutcome } from "../wire/evacuation.ts";
+import { DEFAULT_PARALLEL, MAX_BANDWIDTH_MIBPS, MAX_PARALLEL } from "../wire/evacuation.ts";
 import type { Controller } from "./controller.ts";
 
-export const DEFAULT_PARALLEL = 2;
-export const MAX_PARALLEL = 16;
-export const MAX_BANDWIDTH_MIBPS = 1_000_000;
 const MiB = 1024 * 1024;
 /** Finished evacuations kept for GET. */
 const KEEP = 50;
-
-export type ItemStatus = "pending" | "migrating" | "done";
-/** A migration outcome, or why the VM never started moving. */
-export type ItemOutcome = "succeeded" | "degraded" | "recovered" | "rolled-back" | "failed" | "refused" | "unplaced" | "skipped";
-
-export interface EvacuationItem {
-  vm: string;
-  uuid: string;
-  from: string;
-  /** The planned destination; null when unplaced or skipped. */
-  to: string | null;
-  /** Position in the plan (1 = first); null when skipped before planning. */
-  order: number | null;
-  /** The planned VF of each NIC on `to` (null: emulated or none). */
-  vfs: { nic: string; vf: string | null }[];
-  status: ItemStatus;
-  migrationId: string | null;
-  /** The migration's phase while it runs. */
-  phase: string | null;
-  outcome: ItemOutcome | null;
-  /** Where the VM runs once done (null: unknown). */
-  runsOn: string | null;
-  reason: string | null;
-  code: string | null;
-  /** For an unplaced VM: every rejected host with its reason, as it stood at its turn. */
-  rejections?: Rejection[];
-  startedAt: number | null;
-  endedAt: number | null;
-}
-
-export interface EvacuationView {
-  id: string;
-  host: string;
-  /** planned: only a plan (--plan), nothing changed; running; done. */
-  state: "planned" | "running" | "done";
-  parallel: number;
-  maxBandwidthMiBps: number | null;
-  /** The cap given to each migration (bytes/s), null when uncapped. */
-  perMigrationBytes: number | null;
-  plan: { kind: "complete" | "partial"; order: string; reservedVfs: string[] };
-  items: EvacuationItem[];
-  counts: { total: number; pending: number; migrating: number; moved: number; stayed: number };
-  createdAt: number;
-  endedAt: number | null;
-}
 
 export interface EvacuateInput {
   parallel?: number;

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { EventBus } from "./events.ts";
-import type { ControllerEvent } from "./events.ts";
+import type { ControllerEvent } from "../wire/events.ts";
 import { SqliteEventLog } from "../store/events.ts";
 
 describe("event log", () => {

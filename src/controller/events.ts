@@ -4,14 +4,8 @@
 // SQLite file) every event is also written down, so history and sequence
 // numbers survive a controller restart. Subscribers get every event after
 // they subscribe. The SSE route replays, then follows.
-import type { CoordinatorEvent } from "../migration/runner.ts";
 import type { EventLog } from "../model/events.ts";
-
-export type HostEvent = { type: "host-up" | "host-down" | "host-registered"; host: string; reason: string; at: number };
-export type VmEvent = { type: "vm-created" | "vm-started" | "vm-stopped" | "vm-deleted" | "vm-moved"; vm: string; host: string; instanceId: string | null; at: number };
-
-export type ControllerEvent = (CoordinatorEvent | HostEvent | VmEvent) & { seq: number };
-export type ControllerEventInput = CoordinatorEvent | HostEvent | VmEvent;
+import type { ControllerEvent, ControllerEventInput } from "../wire/events.ts";
 
 export class EventBus {
   readonly #buffer: ControllerEvent[] = [];

@@ -10,7 +10,6 @@ import type { Deadlines, MigrationPlan, MigrationRecord, NicPlan } from "../migr
 import { isTerminal } from "../migration/types.ts";
 import type { ClusterSnapshot, PlacementVm } from "../model/cluster.ts";
 import { place } from "../scheduler/place.ts";
-import type { Rejection } from "../scheduler/rejections.ts";
 import type { Destination } from "../scheduler/types.ts";
 import type { VmNicRecord, VmPlace, VmRecord } from "../store/cluster.ts";
 import { HttpAgentPort } from "./agent-port.ts";
@@ -18,7 +17,8 @@ import type { ClusterView } from "./cluster-view.ts";
 import type { ConnectivityHandle } from "./connectivity.ts";
 import { connectivityWarnings } from "./connectivity.ts";
 import type { ControllerContext } from "./context.ts";
-import { LooseObject } from "./context.ts";
+import type { PlanReply as PlanView } from "../wire/controller-api.ts";
+import type { MigrationProgress } from "../wire/instance-ops.ts";
 import type { Vms } from "./vms.ts";
 import { runningAt } from "./vms.ts";
 
@@ -32,13 +32,7 @@ export interface MigrateInput {
   maxBandwidthBytes?: number;
 }
 
-export interface PlanView {
-  vm: string;
-  source: string;
-  destinations: Destination[];
-  rejections: Rejection[];
-  message: string | null;
-}
+export type { PlanReply as PlanView } from "../wire/controller-api.ts";
 
 export class Migrations {
   readonly #c: ControllerContext;
@@ -285,7 +279,7 @@ export class Migrations {
    * (the VM record), `measuring` while it still watches the NICs' connectivity
    * (lab: until each answers steadily past the end; the figures come then).
    */
-  async get(id: string): Promise<MigrationRecord & { settling: boolean; measuring: boolean; progress?: Record<string, unknown> }> {
+  async get(id: string): Promise<MigrationRecord & { settling: boolean; measuring: boolean; progress?: MigrationProgress }> {
     const r = await this.#c.d.store.getMigration(id);
     if (!r) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
     const progress = r.phase === "perform" ? await this.#progress(r) : undefined;
@@ -293,10 +287,10 @@ export class Migrations {
   }
 
   /** RAM progress from the source QEMU while RAM streams (best effort, bounded). */
-  async #progress(r: MigrationRecord): Promise<Record<string, unknown> | undefined> {
+  async #progress(r: MigrationRecord): Promise<MigrationProgress | undefined> {
     return this.#c.agent(r.plan.source.host)
-      .request("GET", `/v1/instances/${r.plan.source.instanceId}/migration`, LooseObject, undefined, { timeoutMs: 1_000 })
-      .then((p) => p as Record<string, unknown>, () => undefined);
+      .migrationProgress(r.plan.source.instanceId, { timeoutMs: 1_000 })
+      .catch(() => undefined);
   }
 
   async cancel(id: string): Promise<CancelReport> {

@@ -1,6 +1,6 @@
 // The scheduler's ClusterSnapshot, built from the store's hosts and VMs and
 // each live host's agent inventory. Pure: the caller fetches the inventories.
-import type { InventoryView } from "../agent/api.ts";
+import type { InventoryView } from "../wire/agent-api.ts";
 import type { ClusterSnapshot, Host, PhysicalFunction, VirtualFunction } from "../model/cluster.ts";
 import type { HostRecord, VmRecord } from "../store/cluster.ts";
 

@@ -2,8 +2,8 @@
 // delete, each with the VM busy meanwhile; and what the agents say runs each
 // VM (a VM runs in one instance only: never started twice).
 import { randomBytes, randomUUID } from "node:crypto";
-import type { InstanceViewT, InventoryView } from "../agent/api.ts";
-import { holdsGuest } from "../agent/api.ts";
+import type { InstanceViewT, InventoryView } from "../wire/agent-api.ts";
+import { holdsGuest } from "../wire/agent-api.ts";
 import { FerryError, isFerryError } from "../core/errors.ts";
 import { didYouMean } from "../core/suggest.ts";
 import type { PlacementVm } from "../model/cluster.ts";

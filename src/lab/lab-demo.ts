@@ -78,7 +78,7 @@ export async function follow(client: ControllerClient, id: string, say: (s: stri
     .catch(() => undefined); // the stream dropped: the record is polled below
   if (deadline.aborted) throw timedOut();
   const r = await pollUntil(systemClock, { timeoutMs: timeoutMs - (systemClock.monotonic() - start), everyMs: done.signal.aborted ? pollMs : FALLBACK_POLL_MS }, async () => {
-    const rec = (await client.migration(id, { timeoutMs: 10_000 })) as MigrationRecord & { settling?: boolean; measuring?: boolean };
+    const rec = await client.migration(id, { timeoutMs: 10_000 });
     phase(rec.phase);
     return rec.phase === "done" && rec.settling !== true && rec.measuring !== true ? rec : undefined;
   });

@@ -10,48 +10,47 @@
 // destination calls to plan.destination.host. A migrate-back is not a port
 // call: the coordinator runs a second migration (plan.link) with the same
 // steps, destination → original source (see back.ts).
+import { Type } from "typebox";
+import type { Static } from "typebox";
 import type { MigrationPlan } from "./types.ts";
 
-export interface PrepareResult {
+// What each step answers, as far as the runner reads it: schemas (the agent
+// API's replies in src/wire/steps.ts extend them) and the types derived.
+
+export const PrepareResult = Type.Object({
   /** The destination instance (-incoming) created for this migration. */
-  instanceId: string;
+  instanceId: Type.String(),
   /** Where the source streams to. */
-  uri: string;
-}
+  uri: Type.String(),
+});
+export type PrepareResult = Static<typeof PrepareResult>;
 
-export interface PerformResult {
-  status: "pre-switchover";
-}
+export const PerformResult = Type.Object({ status: Type.Literal("pre-switchover") });
+export type PerformResult = Static<typeof PerformResult>;
 
-export interface PrecheckResult {
-  ok: boolean;
-  reason?: string;
-}
+export const PrecheckResult = Type.Object({ ok: Type.Boolean(), reason: Type.Optional(Type.String()) });
+export type PrecheckResult = Static<typeof PrecheckResult>;
 
-export interface SwitchoverResult {
-  totalMs: number;
-  downtimeMs: number;
-}
+export const SwitchoverResult = Type.Object({ totalMs: Type.Number(), downtimeMs: Type.Number() });
+export type SwitchoverResult = Static<typeof SwitchoverResult>;
 
-export interface FinishNic {
-  name: string;
-  attached: boolean;
-  error?: string;
-}
+export const FinishNic = Type.Object({ name: Type.String(), attached: Type.Boolean(), error: Type.Optional(Type.String()) });
+export type FinishNic = Static<typeof FinishNic>;
 
-export interface FinishResult {
-  nics: FinishNic[];
-}
+export const FinishResult = Type.Object({ nics: Type.Array(FinishNic) });
+export type FinishResult = Static<typeof FinishResult>;
 
 /** What confirm did on the source: stopped it (success), runs it again (failure), or found its QEMU gone. */
-export interface ConfirmResult {
-  state: "stopped" | "running" | "gone";
+export const ConfirmResult = Type.Object({
+  state: Type.Union([Type.Literal("stopped"), Type.Literal("running"), Type.Literal("gone")]),
   /** Failure: how long the guest was paused by the migration before it ran on the source again (the source's QEMU STOP → RESUME). */
-  pausedMs?: number;
-}
+  pausedMs: Type.Optional(Type.Number()),
+});
+export type ConfirmResult = Static<typeof ConfirmResult>;
 
 /** What a best-effort cancel found on the source (after Cloud Hypervisor's cancel.rs). */
-export type CancelSourceResult = "cancelled" | "completed" | "failed" | "not-running";
+export const CancelSourceResult = Type.Union([Type.Literal("cancelled"), Type.Literal("completed"), Type.Literal("failed"), Type.Literal("not-running")]);
+export type CancelSourceResult = Static<typeof CancelSourceResult>;
 
 export interface AgentPort {
   /** Source: the VM runs, every NIC has a mode that can migrate; freezes the definition. */

@@ -1,5 +1,5 @@
 // Where the controller's events are written down, as a port below both the
-// controller (whose EventBus numbers and publishes them, src/controller/events.ts)
+// controller (whose EventBus numbers and publishes them, src/controller/events.ts; their types: src/wire/events.ts)
 // and the store (whose SqliteEventLog keeps them, src/store/events.ts). The log
 // keeps numbered, stamped JSON events; what an event means is the controller's.
 

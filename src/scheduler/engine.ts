@@ -8,36 +8,20 @@
 //  3. explain: destinations get their explanation now, rejected hosts theirs
 //     on demand (Rejections.list()).
 // Pure: reads the index and a PlanState, allocates its own scratch arrays.
+// The exact pick and score live in score.ts, the explanations in explain.ts.
 import { HOST_DOWN, HOST_UP } from "./cluster-index.ts";
 import type { PlacementIndex } from "./cluster-index.ts";
+import { explainRejection } from "./explain.ts";
 import type { PlanState } from "./plan-state.ts";
-import {
-  C_EXCLUDED, C_HOST_DOWN, C_HOST_DRAINING, C_NO_MEMORY, C_NO_VCPUS, C_NO_VF, C_NOT_REQUESTED, C_SAME_HOST, REJECT_CODES, CODE_LIST,
-} from "./rejections.ts";
+import { C_EXCLUDED, C_HOST_DOWN, C_HOST_DRAINING, C_NO_MEMORY, C_NO_VCPUS, C_NO_VF, C_NOT_REQUESTED, C_SAME_HOST, CODE_LIST } from "./rejections.ts";
 import { freeArray } from "./request.ts";
 import type { CompiledRequest } from "./request.ts";
-import type { NicAssignment, VfChoice } from "./types.ts";
-import { vfKey } from "../model/cluster.ts";
+import { evaluate, INV, rankKey, W_NUMA, W_PF } from "./score.ts";
+import type { Evaluated } from "./score.ts";
 
-/** Weights of a VF NIC's score: headroom of the chosen PF, and NUMA locality (a local VF on a full PF still beats a remote one on an empty PF, as in the pick). */
-const W_PF = 0.5;
-const W_NUMA = 0.5;
-/** 1/n (0 for n = 0), so the bound and the exact score average the same way. */
-const INV = Float64Array.from({ length: 65 }, (_, n) => (n === 0 ? 0 : 1 / n));
-
-export interface Evaluated {
-  readonly host: number;
-  /** Optional NICs left without a VF. */
-  readonly missing: number;
-  readonly score: number;
-  /** rankKey(missing, score): higher ranks first. */
-  readonly key: number;
-  readonly nics: readonly NicAssignment[];
-  /** Global indexes of the VFs picked. */
-  readonly picked: readonly number[];
-  readonly memFreeAfter: number;
-  readonly cpuFreeAfter: number;
-}
+export { explainDestination, round2 } from "./explain.ts";
+export { evaluate, rankKey } from "./score.ts";
+export type { Evaluated } from "./score.ts";
 
 export interface RunResult {
   readonly codes: Uint8Array;
@@ -79,15 +63,6 @@ function codesFor(H: number): Uint8Array {
   const codes = new Uint8Array(slab, slabUsed, H);
   slabUsed += H;
   return codes;
-}
-
-/**
- * What ranks a host: its score, but any optional NIC left without a VF costs
- * more than the whole score range, so complete hosts always come first. Ties
- * go to the host that sorts first by name (lower index).
- */
-export function rankKey(missing: number, score: number): number {
-  return score - 1000 * missing;
 }
 
 /** Is candidate a (rank key, host) better than b? */
@@ -322,173 +297,6 @@ function siftDown(heap: number[], i: number, worse: (p: number, q: number) => bo
     if (w === i) return;
     [heap[i], heap[w]] = [heap[w]!, heap[i]!];
     i = w;
-  }
-}
-
-/** The exact VF pick and score for one host, or why the pick failed. */
-export function evaluate(index: PlacementIndex, state: PlanState, req: CompiledRequest, h: number): Evaluated | string {
-  const vm = req.vm;
-  const numaKnown = vm.numaNode !== undefined && vm.numaNode >= 0;
-  const hostName = index.names[h]!;
-  const out: (NicAssignment | undefined)[] = new Array<NicAssignment | undefined>(vm.nics.length);
-  const picked: number[] = [];
-  const pickedPf: number[] = [];
-  let missing = 0;
-  let sum = 0;
-  let cnt = 0;
-  for (const v of req.vfNics) {
-    const nic = v.nic;
-    let bestVf = -1;
-    let bestPf = -1;
-    let bestLocal = false;
-    let bestUsed = 0;
-    let bestBw = 0;
-    for (const pf of index.hostPfs[h]!) {
-      if (pf.net !== v.net) continue;
-      let vfI = -1;
-      for (const i of pf.freeVfs) {
-        if (state.reserved.has(i) || picked.includes(i)) continue;
-        const vf = index.vfs[i]!;
-        if (nic.vendor !== undefined && vf.vendor !== nic.vendor) continue;
-        if (nic.device !== undefined && vf.device !== nic.device) continue;
-        vfI = i;
-        break;
-      }
-      if (vfI < 0) continue;
-      let used = pf.used + (state.pfReserved.get(pf.index) ?? 0);
-      for (const q of pickedPf) if (q === pf.index) used++;
-      const local = numaKnown && index.vfs[vfI]!.numaNode === vm.numaNode;
-      const bw = pf.pf.bandwidthMbps / (used + 1);
-      // NUMA-local first, then fewest VFs in use, then most bandwidth per used VF; PFs are in BDF order.
-      if (bestVf < 0 || (local && !bestLocal) || (local === bestLocal && (used < bestUsed || (used === bestUsed && bw > bestBw)))) {
-        bestVf = vfI;
-        bestPf = pf.index;
-        bestLocal = local;
-        bestUsed = used;
-        bestBw = bw;
-      }
-    }
-    if (bestVf >= 0) {
-      picked.push(bestVf);
-      pickedPf.push(bestPf);
-      const pf = index.pfs[bestPf]!;
-      const vf = index.vfs[bestVf]!;
-      const frac = (pf.total - (bestUsed + 1)) / pf.total;
-      sum += W_PF * frac + W_NUMA * (numaKnown ? (bestLocal ? 1 : 0) : 1);
-      cnt++;
-      const choice: VfChoice = {
-        key: vfKey(hostName, vf.bdf),
-        bdf: vf.bdf,
-        pf: pf.pf.bdf,
-        vendor: vf.vendor,
-        device: vf.device,
-        numaNode: vf.numaNode,
-        pfUsed: bestUsed + 1,
-        pfTotal: pf.total,
-      };
-      const numa = numaKnown ? (bestLocal ? `NUMA ${vf.numaNode}, same as the VM` : `NUMA ${vf.numaNode}, VM on ${vm.numaNode}`) : `NUMA ${vf.numaNode}`;
-      const note = `${vf.bdf} on PF ${pf.pf.bdf} (${choice.pfUsed}/${pf.total} VFs in use after; ${numa})`;
-      out[v.pos] = { nic: nic.name, network: nic.network, mode: nic.mode, policy: nic.policy, vf: choice, note };
-    } else if (v.required) {
-      const after = picked.length > 0 ? " after the VFs picked for the VM's other NICs" : "";
-      return `${nic.name} (${nic.policy}): no free VF on ${nic.network}${constraint(nic.vendor, nic.device)}${after}`;
-    } else {
-      missing++;
-      const why = `no free VF on ${nic.network}${constraint(nic.vendor, nic.device)}`;
-      const note = nic.mode === "failover" ? `runs on its standby: ${why}` : `absent: ${why}`;
-      out[v.pos] = { nic: nic.name, network: nic.network, mode: nic.mode, policy: nic.policy, vf: null, note };
-    }
-  }
-  const nics = vm.nics.map(
-    (nic, i) => out[i] ?? { nic: nic.name, network: nic.network, mode: nic.mode, policy: nic.policy, vf: null, note: "emulated: no VF needed" },
-  );
-  const memFreeAfter = state.memFree[h]! - vm.memoryMiB;
-  const cpuFreeAfter = state.cpuFree[h]! - vm.vcpus;
-  const res = 0.5 * (memFreeAfter * index.memInv[h]! + cpuFreeAfter * index.cpuInv[h]!);
-  const score = req.vfNics.length > 0 ? 100 * (0.5 * res + 0.5 * sum * INV[cnt]!) : 100 * res;
-  return { host: h, missing, score, key: rankKey(missing, score), nics, picked, memFreeAfter, cpuFreeAfter };
-}
-
-function constraint(vendor: string | undefined, device: string | undefined): string {
-  if (vendor === undefined && device === undefined) return "";
-  const parts = [vendor === undefined ? "" : `vendor ${vendor}`, device === undefined ? "" : `device ${device}`].filter((p) => p !== "");
-  return ` (${parts.join(", ")})`;
-}
-
-function pct(x: number, total: number): string {
-  return total > 0 ? `${Math.round((100 * x) / total)}%` : "n/a";
-}
-
-/** One paragraph for a destination: score, what is left on the host, each NIC's device. */
-export function explainDestination(index: PlacementIndex, ev: Evaluated, rank: number): string {
-  const h = ev.host;
-  const head =
-    `rank ${rank}, score ${round2(ev.score)}` +
-    (ev.missing > 0 ? ` (${ev.missing} optional NIC${ev.missing > 1 ? "s" : ""} without a VF: ranked below complete hosts)` : "") +
-    `; free after placement: ${ev.memFreeAfter} MiB memory (${pct(ev.memFreeAfter, index.memTotal[h]!)}),` +
-    ` ${ev.cpuFreeAfter} vCPUs (${pct(ev.cpuFreeAfter, index.cpuTotal[h]!)})`;
-  return [head, ...ev.nics.map((n) => `${n.nic} → ${n.note}`)].join("; ");
-}
-
-export function round2(x: number): number {
-  return Math.round(x * 100) / 100;
-}
-
-function explainRejection(
-  index: PlacementIndex,
-  state: PlanState,
-  req: CompiledRequest,
-  dArr: readonly Int32Array[],
-  h: number,
-  code: number,
-  pickFailures: ReadonlyMap<number, string>,
-): string {
-  const vm = req.vm;
-  switch (code) {
-    case C_NOT_REQUESTED:
-      return `not the requested host (to: ${req.to >= 0 ? index.names[req.to]! : "unknown host"})`;
-    case C_EXCLUDED:
-      return REJECT_CODES.EXCLUDED;
-    case C_SAME_HOST:
-      return `${vm.name} runs here now; a migration needs another host`;
-    case C_HOST_DOWN:
-      return REJECT_CODES.HOST_DOWN;
-    case C_HOST_DRAINING:
-      return REJECT_CODES.HOST_DRAINING;
-    case C_NO_MEMORY: {
-      const free = state.memFree[h]!;
-      const promised = index.memFree[h]! - free;
-      return `need ${vm.memoryMiB} MiB, free ${free} MiB` + (promised > 0 ? ` (${promised} MiB promised to earlier placements of this plan)` : "");
-    }
-    case C_NO_VCPUS: {
-      const free = state.cpuFree[h]!;
-      const promised = index.cpuFree[h]! - free;
-      return `need ${vm.vcpus} vCPUs, free ${free}` + (promised > 0 ? ` (${promised} promised to earlier placements of this plan)` : "");
-    }
-    case C_NO_VF: {
-      const failure = pickFailures.get(h);
-      if (failure !== undefined) return failure;
-      for (let d = 0; d < req.demands.length; d++) {
-        const dem = req.demands[d]!;
-        const free = dArr[d]![h]!;
-        if (free >= dem.need) continue;
-        const base = dem.key >= 0 ? index.keyFree[dem.key]![h]! : 0;
-        const s = dem.need > 1 ? "s" : "";
-        const c = constraint(dem.vendor, dem.device);
-        let msg = `${dem.nics.join(", ")} need${dem.nics.length > 1 ? "" : "s"} ${dem.need} VF${s} on ${dem.network}${c}: ${free} free`;
-        if (base > free) msg += ` (${base - free} more promised to other plans)`;
-        if (dem.key < 0) msg += c === "" ? `; no VF in the cluster is on ${dem.network}` : `; no VF in the cluster matches ${dem.network}${c}`;
-        else if (c !== "") {
-          const netKey = index.keyFor(dem.network);
-          const netFree = netKey >= 0 ? state.keyFree(netKey)[h]! : 0;
-          if (netFree > free) msg += `; ${netFree - free} free on ${dem.network} of other models`;
-        }
-        return msg;
-      }
-      return REJECT_CODES.NO_VF;
-    }
-    default:
-      return CODE_LIST[code - 1] ?? "unknown";
   }
 }
 

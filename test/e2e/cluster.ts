@@ -14,7 +14,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { AgentClient } from "../../src/agent/client.ts";
+import { AgentClient } from "../../src/wire/agent-client.ts";
 import { ControllerClient } from "../../src/api/client.ts";
 import { EXIT } from "../../src/cli/exit-codes.ts";
 import { networkSubnet } from "../../src/controller/vm-spec.ts";

@@ -9,7 +9,7 @@
 // heartbeats; --plan changes nothing; undrain puts host-a back.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { EvacuationView } from "../../src/controller/evacuation.ts";
+import type { EvacuationView } from "../../src/wire/evacuation.ts";
 import { systemClock } from "../../src/core/clock.ts";
 import { waitForConsole } from "../../src/qemu/console.ts";
 import { EXIT } from "../../src/cli/exit-codes.ts";

@@ -9,7 +9,7 @@ import { Agent } from "../../src/agent/agent.ts";
 import { buildAgentApp } from "../../src/agent/http/app.ts";
 import type { TestHost } from "../../src/agent/testing.ts";
 import { makeTestHost } from "../../src/agent/testing.ts";
-import { loadOrCreateToken } from "../../src/agent/token.ts";
+import { loadOrCreateToken } from "../../src/core/http/token.ts";
 import { guestCmdline } from "../../src/model/guest.ts";
 import { guestImagePaths } from "../../src/model/guest-image.ts";
 import { processAlive } from "../../src/qemu/instance.ts";

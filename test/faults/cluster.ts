@@ -9,7 +9,7 @@
 // (DESIGN invariants 1–3, and 4 where the guest prints a heartbeat).
 import { readFile } from "node:fs/promises";
 import { Type } from "typebox";
-import type { InstanceViewT } from "../../src/agent/api.ts";
+import type { InstanceViewT } from "../../src/wire/agent-api.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { guestMemsum } from "../../src/lab/memcheck.ts";
 import { lastHeartbeat, readConsole, waitForHeartbeat } from "../../src/qemu/console.ts";

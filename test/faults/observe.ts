@@ -6,7 +6,7 @@
 // crossed the proxy (to replay them later). Parsing is pure and unit-tested
 // (plan.unit.test.ts).
 import { open, readdir, readFile } from "node:fs/promises";
-import type { AgentClient } from "../../src/agent/client.ts";
+import type { AgentClient } from "../../src/wire/agent-client.ts";
 import { systemClock } from "../../src/core/clock.ts";
 import { startProbe } from "../../src/lab/probe.ts";
 import type { RunSample } from "./plan.ts";

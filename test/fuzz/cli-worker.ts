@@ -6,7 +6,7 @@
 // usage: node cli-worker.ts CASES OUT.json DIR
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { loadOrCreateToken } from "../../src/agent/token.ts";
+import { loadOrCreateToken } from "../../src/core/http/token.ts";
 import { main } from "../../src/cli/main.ts";
 import { ATOMS, pick, prng, text } from "./gen.ts";
 import { memoryController } from "./memory-controller.ts";

@@ -12,7 +12,7 @@ import { LineReader, decodeMessage } from "../../src/qmp/protocol.ts";
 import { Agent } from "../../src/agent/agent.ts";
 import { buildAgentApp } from "../../src/agent/http/app.ts";
 import { makeTestHost } from "../../src/agent/testing.ts";
-import { loadOrCreateToken } from "../../src/agent/token.ts";
+import { loadOrCreateToken } from "../../src/core/http/token.ts";
 import { ATOMS, bytes, CASES, mutate, onlyFerryErrors, perturb, prng, randomValue, text } from "./gen.ts";
 
 const HOST_YAML = `name: h1

@@ -13,7 +13,7 @@ import { lstat, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { loadOrCreateToken } from "../../src/agent/token.ts";
+import { loadOrCreateToken } from "../../src/core/http/token.ts";
 import { writeSysfsFixture } from "../../src/host/fixture.ts";
 import { FERRY, freePort, kill, spawnFerry } from "../e2e/cluster.ts";
 import type { Proc } from "../e2e/cluster.ts";

@@ -15,7 +15,7 @@ import { Agent } from "../../src/agent/agent.ts";
 import { buildAgentApp } from "../../src/agent/http/app.ts";
 import { makeTestHost } from "../../src/agent/testing.ts";
 import type { TestHost } from "../../src/agent/testing.ts";
-import { loadOrCreateToken } from "../../src/agent/token.ts";
+import { loadOrCreateToken } from "../../src/core/http/token.ts";
 import { main } from "../../src/cli/main.ts";
 import { parseControllerConfig } from "../../src/controller/config.ts";
 import { initCa } from "../../src/core/ca.ts";

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Agent } from "../../src/agent/agent.ts";
-import { AgentClient } from "../../src/agent/client.ts";
+import { AgentClient } from "../../src/wire/agent-client.ts";
 import { buildAgentApp } from "../../src/agent/http/app.ts";
 import { makeTestHost } from "../../src/agent/testing.ts";
 import type { TestHost } from "../../src/agent/testing.ts";

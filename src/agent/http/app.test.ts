@@ -10,7 +10,7 @@ import type { Logger } from "../../core/log.ts";
 import { Agent } from "../agent.ts";
 import { makeTestHost } from "../testing.ts";
 import type { TestHost } from "../testing.ts";
-import { loadOrCreateToken } from "../token.ts";
+import { loadOrCreateToken } from "../../core/http/token.ts";
 import { buildAgentApp } from "./app.ts";
 
 const hosts: TestHost[] = [];

@@ -11,9 +11,9 @@ import { instanceRoutes } from "./instances.ts";
 import { inventoryRoutes } from "./inventory.ts";
 import { leaseRoutes } from "./leases.ts";
 import { migrationRoutes } from "./migrations.ts";
-import { openApiDocument } from "./openapi.ts";
-import { baseApp } from "./server.ts";
-import type { AgentFastify } from "./type-provider.ts";
+import { openApiDocument } from "../../core/http/openapi.ts";
+import { baseApp } from "../../core/http/server.ts";
+import type { FerryFastify } from "../../core/http/type-provider.ts";
 
 export type { AgentAppDeps } from "./deps.ts";
 
@@ -29,7 +29,7 @@ export const ROUTE_FILES: readonly RouteFile[] = [healthRoutes, inventoryRoutes,
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 /** `o.tls`: serve HTTPS and require a client certificate signed by its CA (the token stays required). */
-export function buildAgentApp(deps: AgentAppDeps, o: { tls?: TlsMaterial | null | undefined } = {}): AgentFastify {
+export function buildAgentApp(deps: AgentAppDeps, o: { tls?: TlsMaterial | null | undefined } = {}): FerryFastify {
   const { app, routes } = baseApp({ token: deps.token, realm: "ferry-agent", tokenSource: "the agent's authTokenFile", bodyLimit: MAX_BODY_BYTES, log: deps.log ?? silentLogger, tls: o.tls });
   app.get("/openapi.json", { config: { openapi: { summary: "This API as an OpenAPI 3.1 document (requires the token too)" } } }, () =>
     openApiDocument(routes, { title: "Ferry agent", version: deps.agent.version }),

@@ -1,7 +1,7 @@
 // What the HTTP layer needs: the agent (operations), the token, a logger.
 import type { Logger } from "../../core/log.ts";
 import type { Agent } from "../agent.ts";
-import type { AgentFastify } from "./type-provider.ts";
+import type { FerryFastify } from "../../core/http/type-provider.ts";
 
 export interface AgentAppDeps {
   agent: Agent;
@@ -11,4 +11,4 @@ export interface AgentAppDeps {
 }
 
 /** A route file: registers its resource's routes on the app. */
-export type RouteFile = (app: AgentFastify, deps: AgentAppDeps) => void;
+export type RouteFile = (app: FerryFastify, deps: AgentAppDeps) => void;

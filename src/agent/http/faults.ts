@@ -4,7 +4,7 @@ import { Type } from "typebox";
 import { FAULTS, HOLD_STEPS, MAX_HOLD_MS } from "../faults.ts";
 import type { FaultName, HoldStep } from "../faults.ts";
 import type { AgentAppDeps } from "./deps.ts";
-import type { AgentFastify } from "./type-provider.ts";
+import type { FerryFastify } from "../../core/http/type-provider.ts";
 
 const FaultName = Type.Unsafe<FaultName>({ type: "string", enum: [...FAULTS] });
 const HoldStep = Type.Unsafe<HoldStep>({ type: "string", enum: [...HOLD_STEPS] });
@@ -14,7 +14,7 @@ const FaultList = Type.Object({
   holding: Type.Array(Type.Object({ step: HoldStep, migrationId: Type.String(), since: Type.Integer(), until: Type.Integer() })),
 });
 
-export function faultRoutes(app: AgentFastify, { agent }: AgentAppDeps): void {
+export function faultRoutes(app: FerryFastify, { agent }: AgentAppDeps): void {
   const view = () => ({ enabled: agent.faults.enabled, armed: agent.faults.list(), holding: agent.faults.holding() });
   app.get("/v1/faults", { schema: { response: { 200: FaultList } }, config: { openapi: { summary: "Armed fault switches and the hold:<step> holds in progress (lab hosts only)" } } }, view);
   app.post(

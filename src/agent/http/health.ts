@@ -1,8 +1,8 @@
 // GET /v1/health: host name, version, accelerator, uptime.
-import { Health } from "../api.ts";
+import { Health } from "../../wire/agent-api.ts";
 import type { AgentAppDeps } from "./deps.ts";
-import type { AgentFastify } from "./type-provider.ts";
+import type { FerryFastify } from "../../core/http/type-provider.ts";
 
-export function healthRoutes(app: AgentFastify, { agent }: AgentAppDeps): void {
+export function healthRoutes(app: FerryFastify, { agent }: AgentAppDeps): void {
   app.get("/v1/health", { schema: { response: { 200: Health } }, config: { openapi: { summary: "Agent health: host, version, accelerator, uptime" } } }, () => agent.health());
 }

@@ -1,14 +1,16 @@
 // QEMU instances on this host: list, describe, start from a VmSpec, stop.
 import { Type } from "typebox";
 import { FerryError, isFerryError } from "../../core/errors.ts";
-import { InstanceId, InstanceList, InstanceView, Name, PciAddress, SaveName, StartInstanceBody, Stopped } from "../api.ts";
+import { InstanceId, InstanceList, InstanceView, StartInstanceBody, Stopped } from "../../wire/agent-api.ts";
+import { LocalMigrateBody, RestoreBody, SaveBody } from "../../wire/instance-ops.ts";
+import type { MigrationProgress } from "../../wire/instance-ops.ts";
 import { localMigrate } from "../migration/local.ts";
 import { queryMigrate } from "../../qmp/commands.ts";
 import { restoreInstance, savedSpec, saveInstance } from "../migration/save.ts";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AgentAppDeps } from "./deps.ts";
-import type { AgentFastify } from "./type-provider.ts";
+import type { FerryFastify } from "../../core/http/type-provider.ts";
 
 const IdParams = Type.Object({ id: InstanceId });
 
@@ -20,7 +22,7 @@ function specField(e: unknown): unknown {
   return new FerryError("FERRY_ERR_INVALID", `spec.${e.message}`, { cause: e, details: { ...e.details, field: `spec.${field}` } });
 }
 
-export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void {
+export function instanceRoutes(app: FerryFastify, { agent }: AgentAppDeps): void {
   app.get("/v1/instances", { schema: { response: { 200: InstanceList } }, config: { openapi: { summary: "Instances on this host (QMP status and PCI devices), and those found gone" } } }, () =>
     agent.listInstances(),
   );
@@ -51,12 +53,7 @@ export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void
     {
       schema: {
         params: IdParams,
-        body: Type.Object({
-          qemuBinary: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
-          unplugMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
-          timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
-          primaryBackMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
-        }, { additionalProperties: false }),
+        body: LocalMigrateBody,
       },
       config: { openapi: { summary: "Local migration (QEMU upgrade in place): move the VM to a new instance on this host, RAM shared, VF leases moved" } },
     },
@@ -78,7 +75,7 @@ export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void
   app.post(
     "/v1/instances/:id/save",
     {
-      schema: { params: IdParams, body: Type.Object({ name: SaveName, unplugMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })), timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })) }, { additionalProperties: false }) },
+      schema: { params: IdParams, body: SaveBody },
       config: { openapi: { summary: "Save the VM's state to <saveDir>/<name>: ephemeral VFs unplugged first, the instance stopped, its VFs released" } },
     },
     (req) => {
@@ -92,12 +89,7 @@ export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void
     "/v1/instances/restore",
     {
       schema: {
-        body: Type.Object({
-          name: SaveName,
-          nics: Type.Array(Type.Object({ name: Name, vf: Type.Union([PciAddress, Type.Null()]) }, { additionalProperties: false }), { maxItems: 28 }),
-          primaryBackMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
-          timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 })),
-        }, { additionalProperties: false }),
+        body: RestoreBody,
       },
       config: { openapi: { summary: "Restore a saved VM on this host, its NICs on the VFs given (chosen anew by the scheduler)" } },
     },
@@ -119,7 +111,7 @@ export function instanceRoutes(app: AgentFastify, { agent }: AgentAppDeps): void
   app.get(
     "/v1/instances/:id/migration",
     { schema: { params: IdParams }, config: { openapi: { summary: "The instance's migration progress as QEMU reports it (status, RAM transferred/remaining, dirty rate)" } } },
-    async (req) => {
+    async (req): Promise<MigrationProgress> => {
       const info = await queryMigrate(agent.getInstance(req.params.id).qmp, { timeoutMs: 2_000 });
       return { status: info.status, transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0, totalBytes: info.ram?.total ?? 0, dirtyPagesRate: info.ram?.dirtyPagesRate ?? 0, mbps: info.ram?.mbps ?? 0 };
     },

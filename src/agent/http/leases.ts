@@ -4,10 +4,10 @@ import { Type } from "typebox";
 import { invalid } from "../../core/errors.ts";
 import type { LeaseHolder } from "../../host/leases.ts";
 import * as v from "../../model/validate.ts";
-import { HolderInput, Lease, LeaseList, PciAddress, Released } from "../api.ts";
-import type { HolderInputBody } from "../api.ts";
+import { HolderInput, Lease, LeaseList, PciAddress, Released } from "../../wire/agent-api.ts";
+import type { HolderInputBody } from "../../wire/agent-api.ts";
 import type { AgentAppDeps } from "./deps.ts";
-import type { AgentFastify } from "./type-provider.ts";
+import type { FerryFastify } from "../../core/http/type-provider.ts";
 
 /** Default lifetime of a migration lease taken without ttlMs. */
 export const DEFAULT_MIGRATION_TTL_MS = 10 * 60 * 1000;
@@ -37,7 +37,7 @@ const HolderQuery = Type.Object(
   { additionalProperties: false },
 );
 
-export function leaseRoutes(app: AgentFastify, { agent }: AgentAppDeps): void {
+export function leaseRoutes(app: FerryFastify, { agent }: AgentAppDeps): void {
   app.get("/v1/leases", { schema: { response: { 200: LeaseList } }, config: { openapi: { summary: "List VF leases" } } }, () => ({ leases: agent.listLeases() }));
 
   app.post(

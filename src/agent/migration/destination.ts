@@ -15,10 +15,10 @@ import { MAX_HOLD_MS } from "../faults.ts";
 import type { StepContext } from "./context.ts";
 import { instanceHolder, migrationHolder, serial, unlessEnded } from "./context.ts";
 import { discard, startIncoming, waitRunning } from "./lifecycle.ts";
-import type { ArrivedNic } from "./nics.ts";
 import { arrivingNics, bringBackNics, steerOnResume } from "./nics.ts";
 import { tlsRefusal } from "./transport.ts";
 import { releaseRamFile } from "./wiring.ts";
+import type { AbortReply, FinishReply, PrecheckReply, PrepareBody, PrepareReply } from "../../wire/steps.ts";
 
 export const DEST = "migration-destination";
 
@@ -36,31 +36,10 @@ export interface DestRecord {
   expiresAt?: number;
 }
 
-export interface PrepareInput {
-  spec: VmSpec;
-  /**
-   * Migrate-back: the instance on this host that the guest left (paused for
-   * good since the switch-over). It is stopped and its VF leases move to this
-   * migration, so the guest gets its old VFs back.
-   */
-  adoptFrom?: string;
-  nics: { name: string; vf: string | null }[];
-  leaseTtlMs: number;
-  /**
-   * The planned source host's migration certificate subject (what it
-   * advertised): with TLS on this host's migration network, the only client
-   * the incoming QEMU admits.
-   */
-  sourceIdentity?: string;
-}
-export interface PrepareResult {
-  instanceId: string;
-  uri: string;
-}
-export interface FinishResult {
-  instanceId: string;
-  nics: ArrivedNic[];
-}
+/** A prepare request with its spec admitted (Agent.admitSpec). */
+export type PrepareInput = Omit<PrepareBody, "spec"> & { spec: VmSpec };
+export type PrepareResult = PrepareReply;
+export type FinishResult = FinishReply;
 
 /** Migrate-back: stop the instance the guest left on this host and move its VF leases to the migration. */
 async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Promise<void> {
@@ -111,11 +90,11 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
 }
 
 /** Bounded by `timeoutMs` (the guest is paused), counted after a lab hold:precheck. */
-export function precheck(ctx: StepContext, migrationId: string, timeoutMs: number): Promise<{ ok: boolean; reason?: string }> {
+export function precheck(ctx: StepContext, migrationId: string, timeoutMs: number): Promise<PrecheckReply> {
   return unlessEnded(ctx, migrationId, "precheck", () => precheckNow(ctx, migrationId, timeoutMs));
 }
 
-async function precheckNow(ctx: StepContext, migrationId: string, timeoutMs: number): Promise<{ ok: boolean; reason?: string }> {
+async function precheckNow(ctx: StepContext, migrationId: string, timeoutMs: number): Promise<PrecheckReply> {
   await ctx.faults?.hold("precheck", migrationId, ctx.clock, ctx.clock.timeout(MAX_HOLD_MS));
   const signal = ctx.clock.timeout(timeoutMs);
   const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
@@ -208,12 +187,12 @@ export async function reapStaleDestinations(ctx: StepContext): Promise<string[]>
   return out;
 }
 
-export function abortDestination(ctx: StepContext, migrationId: string): Promise<{ aborted: boolean }> {
+export function abortDestination(ctx: StepContext, migrationId: string): Promise<AbortReply> {
   // abort is the destination's last step of a migration that rolls back
   return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "abort", () => abortNow(ctx, migrationId), true));
 }
 
-export async function abortNow(ctx: StepContext, migrationId: string): Promise<{ aborted: boolean }> {
+export async function abortNow(ctx: StepContext, migrationId: string): Promise<AbortReply> {
   const rec = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
   let aborted = false;
   if (rec) {

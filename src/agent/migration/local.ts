@@ -15,10 +15,10 @@ import type { Instance } from "../../qemu/instance.ts";
 import type { MigrationInfo } from "../../qmp/commands.ts";
 import type { StepContext } from "./context.ts";
 import { discard, startIncoming, waitRunning } from "./lifecycle.ts";
-import type { ArrivedNic } from "./nics.ts";
 import { bringBackNics, replugMissing, unplugEphemerals } from "./nics.ts";
 import { migrateOut } from "./outgoing.ts";
 import { steerInitial } from "./wiring.ts";
+import type { LocalMigrateReply } from "../../wire/instance-ops.ts";
 
 export interface LocalMigrateInput {
   instanceId: string;
@@ -29,17 +29,7 @@ export interface LocalMigrateInput {
   primaryBackMs: number;
 }
 
-export interface LocalMigrateResult {
-  oldInstanceId: string;
-  newInstanceId: string;
-  qemuBinary: string;
-  totalMs: number;
-  downtimeMs: number;
-  transferredBytes: number;
-  ramBytes: number;
-  nics: ArrivedNic[];
-  movedVfs: string[];
-}
+export type LocalMigrateResult = LocalMigrateReply;
 
 /** Tap backends are per instance: give the new instance fresh ones (withTaps names them). */
 function unwired(nic: NicSpec): NicSpec {

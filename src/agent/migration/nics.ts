@@ -13,14 +13,8 @@ import { listDeviceIds } from "../../qmp/commands.ts";
 import type { StepContext } from "./context.ts";
 import { vfOf } from "./context.ts";
 import { attachTap, steer, withTaps } from "./wiring.ts";
+import type { ArrivedNic } from "../../wire/steps.ts";
 
-/** A NIC of a guest that arrived: its VF here (null: none) and whether its primary is attached. */
-export interface ArrivedNic {
-  name: string;
-  vf: string | null;
-  attached: boolean;
-  error?: string;
-}
 
 /** The primary device for a VF on this host: vfio-pci on real hardware, an emulated NIC for a stand-in. */
 function primaryFor(vf: UsableVf, backend: NetBackend): PrimaryDevice {

@@ -21,18 +21,11 @@ import type { Instance } from "../../qemu/instance.ts";
 import { queryMigrate } from "../../qmp/commands.ts";
 import type { StepContext } from "./context.ts";
 import { discard, startIncoming, waitRunning } from "./lifecycle.ts";
-import type { ArrivedNic } from "./nics.ts";
 import { arrivingNics, bringBackNics, unplugEphemerals } from "./nics.ts";
 import { migrateOut } from "./outgoing.ts";
+import type { RestoreReply, SaveReply } from "../../wire/instance-ops.ts";
 
-export interface SaveResult {
-  file: string;
-  bytes: number;
-  spec: VmSpec;
-  /** NICs whose VF must be chosen anew at restore. */
-  nicsToRestore: { name: string; mode: string; vf: string | null }[];
-  releasedVfs: string[];
-}
+export type SaveResult = SaveReply;
 
 export interface SavedState {
   version: 1;
@@ -121,10 +114,7 @@ function unwire(n: unknown): unknown {
   return nic;
 }
 
-export interface RestoreResult {
-  instanceId: string;
-  nics: ArrivedNic[];
-}
+export type RestoreResult = RestoreReply;
 
 /** Restore a saved VM on this host with the VFs chosen now (`nics`: NIC name → VF BDF here, or null). */
 export async function restoreInstance(ctx: StepContext, file: string, saved: VmSpec, nics: { name: string; vf: string | null }[], o: { primaryBackMs: number; timeoutMs: number }, signal: AbortSignal): Promise<RestoreResult> {

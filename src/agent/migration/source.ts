@@ -4,7 +4,6 @@
 // pause as QEMU's events tell it. Every step is keyed by the migration id and
 // idempotent; every wait has a deadline.
 import { FerryError } from "../../core/errors.ts";
-import type { VmSpec } from "../../model/vm.ts";
 import { portableSpec } from "../../model/vm.ts";
 import type { Instance } from "../../qemu/instance.ts";
 import { cancelMigration, completedInfo, continueMigration } from "../../qemu/migration.ts";
@@ -14,6 +13,7 @@ import { instanceHolder, instanceOf, serial, unlessEnded } from "./context.ts";
 import { replugMissing, unplugEphemerals } from "./nics.ts";
 import { migrateOut } from "./outgoing.ts";
 import { releaseRamFile, steerInitial } from "./wiring.ts";
+import type { BeginReply, CancelReply, ConfirmReply, PerformBody, PerformReply, SwitchoverReply } from "../../wire/steps.ts";
 
 export const SRC = "migration-source";
 /** The source guest's pause in a migration, from QEMU's own event timestamps (kept apart from SrcRecord: written by an event listener). */
@@ -45,26 +45,9 @@ interface PauseRecord {
   pausedMs?: number;
 }
 
-export interface PerformInput {
-  instanceId: string;
-  uri: string;
-  unplugMs: number;
-  convergeMs: number;
-  maxBandwidthBytes?: number;
-  downtimeLimitMs?: number;
-  /** The controller's destination check at pre-switchover (plan precheckMs); the source waits this plus its grace, then gives up. Default 2000. */
-  precheckMs?: number;
-}
-export interface PerformResult {
-  status: "pre-switchover";
-  transferredBytes: number;
-  remainingBytes: number;
-}
-export interface SwitchoverResult {
-  totalMs: number;
-  downtimeMs: number;
-  transferredBytes: number;
-}
+export type PerformInput = PerformBody;
+export type PerformResult = PerformReply;
+export type SwitchoverResult = SwitchoverReply;
 
 /** What this migration's outgoing side really did, from QEMU's state and the record (see SrcRecord). */
 async function cancelOutgoing(ctx: StepContext, inst: Instance, rec: SrcRecord | undefined, signal: AbortSignal): Promise<"cancelled" | "completed" | "failed" | "not-running"> {
@@ -73,11 +56,11 @@ async function cancelOutgoing(ctx: StepContext, inst: Instance, rec: SrcRecord |
   return result === "completed" && rec.continued !== true ? "not-running" : result;
 }
 
-export function begin(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ spec: VmSpec }> {
+export function begin(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<BeginReply> {
   return unlessEnded(ctx, migrationId, "begin", () => beginNow(ctx, migrationId, instanceId, signal));
 }
 
-async function beginNow(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ spec: VmSpec }> {
+async function beginNow(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<BeginReply> {
   await ctx.faults?.hold("begin", migrationId, ctx.clock, signal);
   const inst = instanceOf(ctx, instanceId);
   return { spec: portableSpec(inst.meta.spec) };
@@ -239,7 +222,7 @@ async function resumeSource(ctx: StepContext, inst: Instance, rec: SrcRecord | u
  * forwarding back here and now, before the coordinator turns to the
  * destination (which may be the side that is down).
  */
-export function cancelOnSource(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<{ result: "cancelled" | "completed" | "failed" | "not-running" }> {
+export function cancelOnSource(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<CancelReply> {
   return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "cancel", async () => {
     disarmGiveUp(ctx, migrationId);
     const inst = ctx.instances.get(instanceId);
@@ -271,11 +254,7 @@ async function switchoverNow(ctx: StepContext, migrationId: string, instanceId: 
   return { totalMs: info.totalTimeMs ?? 0, downtimeMs: info.downtimeMs ?? 0, transferredBytes: info.ram?.transferred ?? 0 };
 }
 
-export interface ConfirmResult {
-  state: "stopped" | "running" | "gone";
-  /** Failure: how long the guest was paused by the migration before it ran on the source again (QEMU's STOP → RESUME). */
-  pausedMs?: number;
-}
+export type ConfirmResult = ConfirmReply;
 
 export function confirmSource(ctx: StepContext, migrationId: string, instanceId: string, success: boolean, signal: AbortSignal): Promise<ConfirmResult> {
   // confirm is the source's last step of a migration (success or failure)

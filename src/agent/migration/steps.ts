@@ -7,7 +7,7 @@
 // the HTTP routes and tests.
 export type { InstanceRegistry, NetworkPlace, StepContext } from "./context.ts";
 export { tapName } from "./context.ts";
-export type { ArrivedNic } from "./nics.ts";
+export type { ArrivedNic } from "../../wire/steps.ts";
 export { arrivingNics, bringBackNics, unplugEphemerals } from "./nics.ts";
 export { discard, waitRunning } from "./lifecycle.ts";
 export type { MigrateOutOptions } from "./outgoing.ts";

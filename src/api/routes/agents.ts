@@ -1,5 +1,5 @@
 // Agents register and stay alive by heartbeating (the controller token).
-import { HeartbeatBody, HeartbeatReply } from "../schemas.ts";
+import { HeartbeatBody, HeartbeatReply } from "../../wire/controller-api.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
 
 export function agentRoutes(app: ControllerFastify, { controller }: ControllerAppDeps): void {

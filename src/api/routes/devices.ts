@@ -1,5 +1,5 @@
 // VFs across the live hosts, from each agent's inventory.
-import { DeviceList, DeviceQuery } from "../schemas.ts";
+import { DeviceList, DeviceQuery } from "../../wire/controller-api.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
 
 export function deviceRoutes(app: ControllerFastify, { controller }: ControllerAppDeps): void {

@@ -1,7 +1,7 @@
 // Drain, undrain and evacuate a host; follow an evacuation (it runs in the
 // background: POST answers 202 with its id, GET shows per-VM progress).
-import { HostView } from "../schemas.ts";
-import { EvacuateBody, EvacuationList, EvacuationParams, EvacuationView, HostParams } from "../evacuation-schemas.ts";
+import { HostView } from "../../wire/controller-api.ts";
+import { EvacuateBody, EvacuationList, EvacuationParams, EvacuationView, HostParams } from "../../wire/evacuation.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
 import type { Evacuations } from "../../controller/evacuation.ts";
 

@@ -1,9 +1,9 @@
 // The event stream (server-sent events): migration phases and outcomes, host
 // up/down, VM lifecycle. Without follow, the buffered events, then the end;
 // with ?follow=1, then every new one until the client goes away.
-import type { ControllerEvent } from "../../controller/events.ts";
+import type { ControllerEvent } from "../../wire/events.ts";
 import { systemClock } from "../../core/clock.ts";
-import { EventQuery } from "../schemas.ts";
+import { EventQuery } from "../../wire/controller-api.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
 
 function frame(e: ControllerEvent): string {

@@ -1,5 +1,5 @@
 // Hosts as the controller knows them (registered by heartbeat; up, down, draining).
-import { HostList } from "../schemas.ts";
+import { HostList } from "../../wire/controller-api.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
 
 export function hostRoutes(app: ControllerFastify, { controller }: ControllerAppDeps): void {

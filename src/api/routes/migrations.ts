@@ -1,5 +1,5 @@
 // Migrations: plan or start one (it runs in the background), list, show, cancel.
-import { CancelView, MigrateBody, MigrateReply, MigrationList, MigrationParams, MigrationView } from "../schemas.ts";
+import { CancelView, MigrateBody, MigrateReply, MigrationList, MigrationParams, MigrationView } from "../../wire/controller-api.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
 
 export function migrationRoutes(app: ControllerFastify, { controller }: ControllerAppDeps): void {

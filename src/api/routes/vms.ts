@@ -1,8 +1,9 @@
 // VMs: create (MACs, guest ports, addresses and VFs chosen by the controller,
 // started on the host's agent), start, stop, delete.
 import { Type } from "typebox";
-import { Name, ruled, SaveName } from "../../agent/api.ts";
-import { CreatedVm, CreateVmBody, Deleted, VmList, VmParams, VmView } from "../schemas.ts";
+import { ruled } from "../../core/http/schema.ts";
+import { Name, SaveName } from "../../wire/agent-api.ts";
+import { CreatedVm, CreateVmBody, Deleted, VmList, VmParams, VmView } from "../../wire/controller-api.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
 
 export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDeps): void {

@@ -11,7 +11,7 @@ import { startHeartbeat } from "../../agent/heartbeat.ts";
 import { viewOf } from "../../agent/migration/transport.ts";
 import { buildAgentApp } from "../../agent/http/app.ts";
 import { buildInventoryView } from "../../agent/inventory.ts";
-import { listenAt, loadServerToken, untilStopSignal } from "../../agent/token.ts";
+import { listenAt, loadServerToken, untilStopSignal } from "../../core/http/token.ts";
 import { systemClock } from "../../core/clock.ts";
 import { createLogger } from "../../core/log.ts";
 import { loadTls } from "../../core/tls.ts";

@@ -4,11 +4,11 @@
 // is resumed by the next start).
 import { readFile } from "node:fs/promises";
 import pkg from "../../../package.json" with { type: "json" };
-import { listenAt, loadServerToken, untilStopSignal } from "../../agent/token.ts";
+import { listenAt, loadServerToken, untilStopSignal } from "../../core/http/token.ts";
 import { buildControllerApp } from "../../api/app.ts";
 import { dbFile, loadControllerConfig } from "../../controller/config.ts";
 import { Controller } from "../../controller/controller.ts";
-import type { ControllerEvent } from "../../controller/events.ts";
+import type { ControllerEvent } from "../../wire/events.ts";
 import { systemClock } from "../../core/clock.ts";
 import { FerryError } from "../../core/errors.ts";
 import { createLogger } from "../../core/log.ts";

@@ -10,8 +10,9 @@
 // 3 --plan with VMs that fit nowhere, 1 otherwise (some VM stayed).
 import { systemClock } from "../../core/clock.ts";
 import { isFerryError } from "../../core/errors.ts";
-import type { EvacuationItem, EvacuationView } from "../../controller/evacuation.ts";
-import { DEFAULT_PARALLEL, MAX_BANDWIDTH_MIBPS, MAX_PARALLEL, moved } from "../../controller/evacuation.ts";
+import type { EvacuationItem, EvacuationView } from "../../wire/evacuation.ts";
+import { moved } from "../../controller/evacuation.ts";
+import { DEFAULT_PARALLEL, MAX_BANDWIDTH_MIBPS, MAX_PARALLEL } from "../../wire/evacuation.ts";
 import { rejectExtra, UsageError } from "../args.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";

@@ -10,6 +10,7 @@
 import { systemClock } from "../../core/clock.ts";
 import { FerryError, isFerryError } from "../../core/errors.ts";
 import type { MigrationRecord } from "../../migration/types.ts";
+import type { MigrationViewT } from "../../wire/controller-api.ts";
 import { rejectExtra, UsageError } from "../args.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
@@ -54,14 +55,14 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
     if (values.to !== undefined || values.plan) throw new UsageError("migrate", "--local moves the VM within its host: no --to or --plan");
     const t0 = systemClock.monotonic();
     const r = await client.localMigrate(vmName, values.qemu === undefined ? {} : { qemuBinary: values.qemu });
-    const res = r.result as { oldInstanceId?: string; newInstanceId?: string; qemuBinary?: string; totalMs?: number; downtimeMs?: number; transferredBytes?: number; ramBytes?: number; movedVfs?: string[] };
+    const res = r.result;
     const endToEndMs = Math.round(systemClock.monotonic() - t0);
     if (values.json) printJson({ vm: r.vm.name, outcome: "succeeded", host: r.vm.host, ...res, endToEndMs });
     else {
       process.stdout.write(`local migration of ${r.vm.name} on ${r.vm.host}: succeeded\n`);
-      process.stdout.write(`  instance ${res.oldInstanceId ?? "?"} → ${res.newInstanceId ?? "?"} (QEMU ${res.qemuBinary ?? "?"})\n`);
-      process.stdout.write(`  end to end ${endToEndMs} ms, QEMU total ${res.totalMs ?? "?"} ms, downtime ${res.downtimeMs ?? "?"} ms, RAM sent ${((res.transferredBytes ?? 0) / 2 ** 20).toFixed(1)} MiB of ${((res.ramBytes ?? 0) / 2 ** 20).toFixed(0)} MiB (shared, not copied)\n`);
-      process.stdout.write(`  VF leases moved to the new instance: ${(res.movedVfs ?? []).join(", ") || "none"}\n`);
+      process.stdout.write(`  instance ${res.oldInstanceId} → ${res.newInstanceId} (QEMU ${res.qemuBinary})\n`);
+      process.stdout.write(`  end to end ${endToEndMs} ms, QEMU total ${res.totalMs} ms, downtime ${res.downtimeMs} ms, RAM sent ${(res.transferredBytes / 2 ** 20).toFixed(1)} MiB of ${(res.ramBytes / 2 ** 20).toFixed(0)} MiB (shared, not copied)\n`);
+      process.stdout.write(`  VF leases moved to the new instance: ${res.movedVfs.join(", ") || "none"}\n`);
     }
     return EXIT.ok;
   }
@@ -105,7 +106,7 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
   const t0 = systemClock.monotonic();
   let lastPhase = "";
   let measuringSince: number | undefined;
-  let rec = started;
+  let rec: MigrationViewT = started;
   if (!values.json) process.stdout.write(`migration ${rec.id}: ${rec.plan.vm.name} ${rec.plan.source.host} → ${rec.plan.destination.host}\n`);
   for (;;) {
     if (measuringSince === undefined && (rec.phase !== lastPhase || tty)) {
@@ -114,9 +115,9 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
       else if (!values.json) process.stdout.write(`${line}\n`);
       lastPhase = rec.phase;
     }
-    if (rec.phase === "done" && (rec as { settling?: boolean }).settling !== true) {
+    if (rec.phase === "done" && rec.settling !== true) {
       // lab: the outcome is in; the NICs are watched on until steady, and their figures follow
-      const measuring = (rec as { measuring?: boolean }).measuring === true;
+      const measuring = rec.measuring === true;
       if (!measuring || (measuringSince !== undefined && systemClock.monotonic() - measuringSince > MEASURE_WAIT_MS)) break;
       if (measuringSince === undefined) {
         measuringSince = systemClock.monotonic();

@@ -1,5 +1,5 @@
 // Tables for `ferry hosts`, `ferry devices`, `ferry vms` (input: the controller API's views).
-import type { DeviceRowT, EventView, HostViewT, VmViewT } from "../../api/schemas.ts";
+import type { DeviceRowT, EventView, HostViewT, VmViewT } from "../../wire/controller-api.ts";
 import { renderTable } from "./table.ts";
 
 function ago(ms: number, now: number): string {

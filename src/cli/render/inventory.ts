@@ -1,6 +1,6 @@
 // `ferry agent inventory`: the host's PFs, VFs, networks, leases and sysfs
 // problems as tables. Input is the API's InventoryView (same as GET /v1/inventory).
-import type { InventoryView } from "../../agent/api.ts";
+import type { InventoryView } from "../../wire/agent-api.ts";
 import { renderTable } from "./table.ts";
 
 type Holder = NonNullable<InventoryView["vfs"][number]["lease"]>;

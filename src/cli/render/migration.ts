@@ -1,7 +1,7 @@
 // Migrations for the CLI: the one-object summary of `ferry migrate --json`,
 // the final report, the live progress line, the plan, the list.
 import { stableText } from "../../api/connectivity-text.ts";
-import type { PlanReply } from "../../api/schemas.ts";
+import type { PlanReply } from "../../wire/controller-api.ts";
 import type { Cleanup, Connectivity, MigrationRecord, Phase, VfRef } from "../../migration/types.ts";
 import { downtimeOf } from "../../migration/types.ts";
 import { renderTable } from "./table.ts";

@@ -1,11 +1,11 @@
-// The agent's bearer token: one random secret in a file only its owner can
+// A server's bearer token (the agent's, the controller's): one random secret in a file only its owner can
 // read. Created (32 random bytes, hex, mode 0600) when absent. Compared in
 // constant time. Never logged.
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
-import { FerryError } from "../core/errors.ts";
-import type { Logger } from "../core/log.ts";
+import { FerryError } from "../errors.ts";
+import type { Logger } from "../log.ts";
 
 export interface TokenFile {
   token: string;

@@ -7,10 +7,14 @@ import type { TSchema, Static } from "typebox";
 import { fetchFor } from "../core/tls.ts";
 import type { LeaseHolder } from "../host/leases.ts";
 import type { VmSpec } from "../model/vm.ts";
-import { Health, InstanceList, InstanceView, Inventory, Lease, LeaseList, Released, Stopped } from "./api.ts";
-import type { HealthView, HolderInputBody, InstanceListView, InstanceViewT, InventoryView, LeaseListView, LeaseView, ReleasedView, StoppedView } from "./api.ts";
-import { request } from "./reply.ts";
-import type { ClientOptions, RequestOptions } from "./reply.ts";
+import { Health, InstanceList, InstanceView, Inventory, Lease, LeaseList, Released, Stopped } from "./agent-api.ts";
+import type { HealthView, HolderInputBody, InstanceListView, InstanceViewT, InventoryView, LeaseListView, LeaseView, ReleasedView, StoppedView } from "./agent-api.ts";
+import { request } from "../core/http/client.ts";
+import { LocalMigrateReply, MigrationProgress, RestoreReply, SaveReply } from "./instance-ops.ts";
+import type { LocalMigrateBody, RestoreBody, SaveBody } from "./instance-ops.ts";
+import { AbortReply, BeginReply, CancelReply, ConfirmReply, FinishReply, PerformReply, PrecheckReply, PrepareReply, SwitchoverReply } from "./steps.ts";
+import type { PerformBody, PrepareBody } from "./steps.ts";
+import type { ClientOptions, RequestOptions } from "../core/http/client.ts";
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
@@ -86,5 +90,66 @@ export class AgentClient {
 
   stopInstance(id: string, o: RequestOptions = {}): Promise<StoppedView> {
     return this.request("POST", `/v1/instances/${encodeURIComponent(id)}/stop`, Stopped, undefined, { timeoutMs: 30_000, ...o });
+  }
+  /** Local migration (a QEMU upgrade in place) of instance `id`. */
+  localMigrate(id: string, body: LocalMigrateBody, o?: RequestOptions): Promise<LocalMigrateReply> {
+    return this.request("POST", `/v1/instances/${encodeURIComponent(id)}/local-migrate`, LocalMigrateReply, body, o);
+  }
+
+  /** Save instance `id` to a state file in the host's saveDir (the instance stops, its VFs are released). */
+  save(id: string, body: SaveBody, o?: RequestOptions): Promise<SaveReply> {
+    return this.request("POST", `/v1/instances/${encodeURIComponent(id)}/save`, SaveReply, body, o);
+  }
+
+  /** Restore a saved VM on this host, its NICs on the VFs given. */
+  restore(body: RestoreBody, o?: RequestOptions): Promise<RestoreReply> {
+    return this.request("POST", "/v1/instances/restore", RestoreReply, body, o);
+  }
+
+  /** Instance `id`'s migration as its QEMU reports it. */
+  migrationProgress(id: string, o?: RequestOptions): Promise<MigrationProgress> {
+    return this.request("GET", `/v1/instances/${encodeURIComponent(id)}/migration`, MigrationProgress, undefined, o);
+  }
+
+  // ---- migration steps (wire/steps.ts), keyed by the migration id
+
+  #step<S extends TSchema>(id: string, step: string, schema: S, body: unknown, o?: RequestOptions): Promise<Static<S>> {
+    return this.request("POST", `/v1/migrations/${encodeURIComponent(id)}/${step}`, schema, body, o);
+  }
+
+  begin(id: string, body: { instanceId: string }, o?: RequestOptions): Promise<BeginReply> {
+    return this.#step(id, "begin", BeginReply, body, o);
+  }
+
+  prepare(id: string, body: PrepareBody, o?: RequestOptions): Promise<PrepareReply> {
+    return this.#step(id, "prepare", PrepareReply, body, o);
+  }
+
+  perform(id: string, body: PerformBody, o?: RequestOptions): Promise<PerformReply> {
+    return this.#step(id, "perform", PerformReply, body, o);
+  }
+
+  cancel(id: string, body: { instanceId: string }, o?: RequestOptions): Promise<CancelReply> {
+    return this.#step(id, "cancel", CancelReply, body, o);
+  }
+
+  precheck(id: string, o?: RequestOptions): Promise<PrecheckReply> {
+    return this.#step(id, "precheck", PrecheckReply, {}, o);
+  }
+
+  switchover(id: string, body: { instanceId: string; timeoutMs: number }, o?: RequestOptions): Promise<SwitchoverReply> {
+    return this.#step(id, "switchover", SwitchoverReply, body, o);
+  }
+
+  finish(id: string, body: { primaryBackMs: number }, o?: RequestOptions): Promise<FinishReply> {
+    return this.#step(id, "finish", FinishReply, body, o);
+  }
+
+  confirm(id: string, body: { instanceId: string; success: boolean }, o?: RequestOptions): Promise<ConfirmReply> {
+    return this.#step(id, "confirm", ConfirmReply, body, o);
+  }
+
+  abort(id: string, o?: RequestOptions): Promise<AbortReply> {
+    return this.#step(id, "abort", AbortReply, {}, o);
   }
 }

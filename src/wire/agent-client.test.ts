@@ -2,11 +2,11 @@ import assert from "node:assert/strict";
 import type { AddressInfo } from "node:net";
 import { after, test } from "node:test";
 import { isFerryError } from "../core/errors.ts";
-import { Agent } from "./agent.ts";
-import { AgentClient } from "./client.ts";
-import { buildAgentApp } from "./http/app.ts";
-import { makeTestHost } from "./testing.ts";
-import { loadOrCreateToken } from "./token.ts";
+import { Agent } from "../agent/agent.ts";
+import { AgentClient } from "./agent-client.ts";
+import { buildAgentApp } from "../agent/http/app.ts";
+import { makeTestHost } from "../agent/testing.ts";
+import { loadOrCreateToken } from "../core/http/token.ts";
 
 const VM = "6f1b0c9e-2d3a-4b5c-8d7e-0123456789ab";
 

@@ -4,15 +4,15 @@
 // with client certificates required when TLS material is given.
 import Fastify from "fastify";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { FerryError } from "../../core/errors.ts";
-import type { Logger } from "../../core/log.ts";
-import { serverTlsOptions } from "../../core/tls.ts";
-import type { TlsMaterial } from "../../core/tls.ts";
+import { FerryError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { serverTlsOptions } from "../tls.ts";
+import type { TlsMaterial } from "../tls.ts";
 import { bearerAuth } from "./auth.ts";
 import { collectRoutes } from "./openapi.ts";
 import type { CollectedRoute } from "./openapi.ts";
 import { errorHandler } from "./problem.ts";
-import type { AgentFastify, TypeBoxProvider } from "./type-provider.ts";
+import type { FerryFastify, TypeBoxProvider } from "./type-provider.ts";
 
 /** Longest path parameter (names are ≤ 63, ids shorter); longer ones are FERRY_ERR_INVALID. */
 export const MAX_PARAM_LENGTH = 200;
@@ -29,7 +29,7 @@ export interface BaseAppOptions {
   forceCloseConnections?: boolean;
 }
 
-export function baseApp(o: BaseAppOptions): { app: AgentFastify; routes: CollectedRoute[] } {
+export function baseApp(o: BaseAppOptions): { app: FerryFastify; routes: CollectedRoute[] } {
   const options = {
     logger: false, // we log ourselves (errors); fastify's request log is not needed
     bodyLimit: o.bodyLimit,

@@ -1,11 +1,60 @@
 // The evacuation API's data (drain, undrain, evacuate, follow an evacuation).
-// Kept apart from schemas.ts; the same definitions serve the routes and the
+// Kept apart from controller-api.ts; the same definitions serve the routes and the
 // client's reply checks.
 import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
-import { Name as NameSchema, ruled } from "../agent/api.ts";
-import type { EvacuationView as EvacuationViewT } from "../controller/evacuation.ts";
-import { MAX_BANDWIDTH_MIBPS, MAX_PARALLEL } from "../controller/evacuation.ts";
+import { ruled } from "../core/http/schema.ts";
+import { Name as NameSchema } from "./agent-api.ts";
+import type { Rejection } from "../scheduler/rejections.ts";
+
+export const DEFAULT_PARALLEL = 2;
+export const MAX_PARALLEL = 16;
+export const MAX_BANDWIDTH_MIBPS = 1_000_000;
+
+export type ItemStatus = "pending" | "migrating" | "done";
+/** A migration outcome, or why the VM never started moving. */
+export type ItemOutcome = "succeeded" | "degraded" | "recovered" | "rolled-back" | "failed" | "refused" | "unplaced" | "skipped";
+
+export interface EvacuationItem {
+  vm: string;
+  uuid: string;
+  from: string;
+  /** The planned destination; null when unplaced or skipped. */
+  to: string | null;
+  /** Position in the plan (1 = first); null when skipped before planning. */
+  order: number | null;
+  /** The planned VF of each NIC on `to` (null: emulated or none). */
+  vfs: { nic: string; vf: string | null }[];
+  status: ItemStatus;
+  migrationId: string | null;
+  /** The migration's phase while it runs. */
+  phase: string | null;
+  outcome: ItemOutcome | null;
+  /** Where the VM runs once done (null: unknown). */
+  runsOn: string | null;
+  reason: string | null;
+  code: string | null;
+  /** For an unplaced VM: every rejected host with its reason, as it stood at its turn. */
+  rejections?: Rejection[];
+  startedAt: number | null;
+  endedAt: number | null;
+}
+
+export interface EvacuationView {
+  id: string;
+  host: string;
+  /** planned: only a plan (--plan), nothing changed; running; done. */
+  state: "planned" | "running" | "done";
+  parallel: number;
+  maxBandwidthMiBps: number | null;
+  /** The cap given to each migration (bytes/s), null when uncapped. */
+  perMigrationBytes: number | null;
+  plan: { kind: "complete" | "partial"; order: string; reservedVfs: string[] };
+  items: EvacuationItem[];
+  counts: { total: number; pending: number; migrating: number; moved: number; stayed: number };
+  createdAt: number;
+  endedAt: number | null;
+}
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Name = NameSchema;
@@ -46,7 +95,7 @@ const Item = Type.Object(
 );
 
 /** An evacuation (controller/evacuation.ts): the plan's items with their progress and outcomes. */
-export const EvacuationView = Type.Unsafe<EvacuationViewT>(
+export const EvacuationView = Type.Unsafe<EvacuationView>(
   Type.Object(
     {
       id: Type.String(),

@@ -3,9 +3,9 @@
 // and its `config.openapi` doc; the document is generated on request.
 // (@fastify/swagger is not a dependency; OpenAPI 3.1 takes JSON Schema as is.)
 import type { RouteOptions } from "fastify";
-import { ERROR_CODES } from "../../core/errors.ts";
-import { Problem } from "../api.ts";
-import type { AgentFastify, RouteDoc } from "./type-provider.ts";
+import { ERROR_CODES } from "../errors.ts";
+import { Problem } from "./schema.ts";
+import type { FerryFastify, RouteDoc } from "./type-provider.ts";
 
 export interface CollectedRoute {
   method: string;
@@ -18,7 +18,7 @@ export interface CollectedRoute {
 }
 
 /** Register the collector first: it sees every route added after it. */
-export function collectRoutes(app: AgentFastify): CollectedRoute[] {
+export function collectRoutes(app: FerryFastify): CollectedRoute[] {
   const routes: CollectedRoute[] = [];
   app.addHook("onRoute", (r: RouteOptions) => {
     for (const method of Array.isArray(r.method) ? r.method : [r.method]) {

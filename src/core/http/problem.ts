@@ -3,9 +3,9 @@
 // FERRY_ERR_INVALID naming the field; anything unknown becomes
 // FERRY_ERR_INTERNAL with no stack or message of its own in the body.
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
-import { FerryError } from "../../core/errors.ts";
-import type { Logger } from "../../core/log.ts";
-import { PATTERN_RULES } from "../api.ts";
+import { FerryError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { PATTERN_RULES } from "./schema.ts";
 
 interface ValidationItem {
   instancePath: string;

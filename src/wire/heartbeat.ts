@@ -4,7 +4,8 @@
 // it with the same schemas.
 import { Type } from "typebox";
 import type { Static } from "typebox";
-import { Name, ruled } from "./api.ts";
+import { ruled } from "../core/http/schema.ts";
+import { Name } from "./agent-api.ts";
 
 export const HeartbeatBody = Type.Object(
   {

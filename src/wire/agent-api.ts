@@ -4,6 +4,7 @@
 // (which validates replies against the same schemas) and the CLI renderers.
 import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
+import { ruled } from "../core/http/schema.ts";
 
 export const PCI_PATTERN = "^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\\.[0-7]$";
 export const UUID_PATTERN = "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
@@ -14,17 +15,6 @@ export const MAX_LEASE_TTL_MS = 24 * 3600 * 1000;
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
-/**
- * Every pattern the APIs' schemas use, in words: a validation error states
- * the rule (problem.ts), never the regex.
- */
-export const PATTERN_RULES = new Map<string, string>();
-
-/** A string schema's pattern and its rule (registered for messages; the rule is also its OpenAPI description). */
-export function ruled(pattern: string, rule: string): { pattern: string; description: string } {
-  PATTERN_RULES.set(pattern, rule);
-  return { pattern, description: rule };
-}
 
 export const NAME_RULE = "1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit";
 export const Name = Type.String(ruled(NAME_PATTERN, NAME_RULE));
@@ -34,13 +24,6 @@ export const InstanceId = Type.String(ruled(INSTANCE_ID_PATTERN, "an instance id
 /** A save file's name (no path: save files live in the host's saveDir). */
 export const SaveName = Type.String(ruled("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", "a file name, not a path: 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit (save files go in the host's saveDir)"));
 
-export const Problem = Type.Object({
-  code: Type.String({ description: "stable error code (FERRY_ERR_…)" }),
-  message: Type.String(),
-  retryable: Type.Boolean(),
-  details: Type.Object({}, { additionalProperties: true }),
-});
-export type ProblemBody = Static<typeof Problem>;
 
 // ---- leases
 

@@ -7,10 +7,10 @@
 // server is unreachable or answered 5xx).
 import type { Static, TSchema } from "typebox";
 import { Check, Errors } from "typebox/value";
-import { ERROR_CODES, FerryError } from "../core/errors.ts";
-import type { ErrorCode } from "../core/errors.ts";
-import type { TlsMaterial } from "../core/tls.ts";
-import { Problem } from "./api.ts";
+import { ERROR_CODES, FerryError } from "../errors.ts";
+import type { ErrorCode } from "../errors.ts";
+import type { TlsMaterial } from "../tls.ts";
+import { Problem } from "./schema.ts";
 
 /** How a client of the agent or controller API is set up. */
 export interface ClientOptions {

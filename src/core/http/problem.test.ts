@@ -4,10 +4,10 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { memoryControllerApp } from "../../api/testing.ts";
-import { Agent } from "../agent.ts";
-import { makeTestHost } from "../testing.ts";
-import { PATTERN_RULES } from "../api.ts";
-import { buildAgentApp } from "./app.ts";
+import { Agent } from "../../agent/agent.ts";
+import { makeTestHost } from "../../agent/testing.ts";
+import { PATTERN_RULES } from "./schema.ts";
+import { buildAgentApp } from "../../agent/http/app.ts";
 
 function patterns(x: unknown, out: Set<string> = new Set()): Set<string> {
   if (Array.isArray(x)) for (const y of x) patterns(y, out);

@@ -4,22 +4,25 @@
 // replies against the same schemas).
 import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
-import { Name, PciAddress, ruled, VmUuid } from "../agent/api.ts";
-import type { ControllerEvent } from "../controller/events.ts";
+import { ruled } from "../core/http/schema.ts";
+import { Name, PciAddress, VmUuid } from "./agent-api.ts";
+import type { ControllerEvent } from "./events.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import type { CancelReport } from "../migration/runner.ts";
 import type { Rejection } from "../scheduler/rejections.ts";
 import type { Destination } from "../scheduler/types.ts";
+import { LocalMigrateReply } from "./instance-ops.ts";
+import type { MigrationProgress } from "./instance-ops.ts";
 
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Int = (o: { minimum?: number; maximum?: number; description?: string } = {}) => Type.Integer(o);
 
-export { Problem } from "../agent/api.ts";
+export { Problem } from "../core/http/schema.ts";
 
 // ---- agents / hosts
 
-export { HeartbeatBody, HeartbeatReply } from "../agent/heartbeat-api.ts";
-export type { HeartbeatBodyT } from "../agent/heartbeat-api.ts";
+export { HeartbeatBody, HeartbeatReply } from "./heartbeat.ts";
+export type { HeartbeatBodyT } from "./heartbeat.ts";
 
 export const HostView = Type.Object({
   name: Type.String(),
@@ -148,8 +151,11 @@ const ConnectivityView = Type.Object(
   { additionalProperties: false },
 );
 
+/** A migration as GET /v1/migrations/:id answers it: the record, whether the controller still settles or measures it, and RAM progress while it streams. */
+export type MigrationViewT = MigrationRecord & { settling?: boolean; measuring?: boolean; progress?: MigrationProgress };
+
 /** A migration record (migration/types.ts); the key fields are checked, the rest passes as the coordinator wrote it. */
-export const MigrationView = Type.Unsafe<MigrationRecord>(
+export const MigrationView = Type.Unsafe<MigrationViewT>(
   Type.Object(
     {
       id: Type.String(),
@@ -193,6 +199,10 @@ export const PlanView = Type.Unsafe<PlanReply>(
     { additionalProperties: true },
   ),
 );
+
+/** POST /v1/vms/:name/local-migrate: the VM's record and what its agent did. */
+export const LocalMigrateView = Type.Object({ vm: VmView, result: LocalMigrateReply });
+export type LocalMigrateViewT = Static<typeof LocalMigrateView>;
 
 export const MigrateReply = Type.Union([
   Type.Object({ kind: Type.Literal("plan"), plan: PlanView }),

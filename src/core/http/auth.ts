@@ -2,8 +2,8 @@
 // included: nothing about the API is visible without the token). The token
 // is compared in constant time and never logged.
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { FerryError } from "../../core/errors.ts";
-import { tokenMatches } from "../token.ts";
+import { FerryError } from "../errors.ts";
+import { tokenMatches } from "./token.ts";
 
 const BEARER_RE = /^Bearer ([^\s]+)$/i;
 

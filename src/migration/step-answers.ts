@@ -1,0 +1,126 @@
+// A step as a call through the AgentPort, and what its answer (fresh, or
+// read back from the journal) means for the table: an event, and what the
+// record gets from it.
+import type { ErrorCode } from "../core/errors.ts";
+import { ERROR_CODES, FerryError } from "../core/errors.ts";
+import type { AgentPort } from "./port.ts";
+import type { RunnerDeps, StepOutcome } from "./runner-deps.ts";
+import type { Step } from "./table.ts";
+import { classifyFinish } from "./table.ts";
+import type { MigrationRecord } from "./types.ts";
+import { isTerminal } from "./types.ts";
+
+export function call(s: Step, rec: MigrationRecord, port: AgentPort, signal: AbortSignal): Promise<unknown> {
+  const plan = rec.plan;
+  switch (s) {
+    case "begin":
+      return port.begin(plan, signal);
+    case "prepare":
+      return port.prepare(plan, signal);
+    case "perform": {
+      if (!rec.prepared) return Promise.reject(new FerryError("FERRY_ERR_STATE", `migration ${rec.id}: perform before prepare`));
+      return port.perform(plan, rec.prepared.uri, signal);
+    }
+    case "precheck":
+      return port.precheck(plan, signal);
+    case "switchover":
+      return port.switchover(plan, signal);
+    case "finish":
+      return port.finish(plan, signal);
+    case "confirm-success":
+      return port.confirmSource(plan, true, signal);
+    case "confirm-failure":
+      return port.confirmSource(plan, false, signal);
+    case "abort-destination":
+      return port.abortDestination(plan, signal);
+    case "cancel-source":
+      return port.cancelSource(plan, signal);
+    case "check-plan":
+    case "migrate-back":
+      return Promise.reject(new FerryError("FERRY_ERR_INTERNAL", `step ${s} is not an agent call`));
+  }
+}
+
+/**
+ * A step that must complete (attempts > 1: finish, confirm, cancel, the
+ * rollbacks) whose agent could not be reached (restarting, a cut connection)
+ * is retried for up to stepMs after its first failure, not just `attempts`
+ * times: a few seconds of an agent's absence must not turn a rollback that
+ * would succeed into "the source did not confirm it runs again".
+ */
+export function unreachableWithinBudget(rec: MigrationRecord, attempts: number, errors: readonly { at: number; data: Record<string, unknown> }[], now: number): boolean {
+  const first = errors[0];
+  const last = errors.at(-1);
+  if (attempts <= 1 || !first || !last || last.data["code"] !== "FERRY_ERR_AGENT") return false;
+  return now - first.at < rec.plan.deadlines.stepMs;
+}
+
+export function codeOf(x: unknown): ErrorCode | undefined {
+  return typeof x === "string" && Object.hasOwn(ERROR_CODES, x) ? (x as ErrorCode) : undefined;
+}
+
+function bad(rec: MigrationRecord, s: Step, value: unknown): FerryError {
+  return new FerryError("FERRY_ERR_AGENT", `migration ${rec.id}: malformed ${s} answer: ${JSON.stringify(value)?.slice(0, 200)}`);
+}
+
+function field(value: unknown, k: string): unknown {
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)[k] : undefined;
+}
+
+/** A step's answer (fresh, or from the journal: unknown either way) as an event. */
+export async function outcomeOf(rec: MigrationRecord, s: Step, value: unknown, deps: RunnerDeps): Promise<StepOutcome> {
+  switch (s) {
+    case "prepare": {
+      const instanceId = field(value, "instanceId");
+      const uri = field(value, "uri");
+      if (typeof instanceId !== "string" || typeof uri !== "string") return { event: "failed", detail: bad(rec, s, value).message, code: "FERRY_ERR_AGENT" };
+      return { event: "ok", patch: { prepared: { instanceId, uri } } };
+    }
+    case "precheck": {
+      const ok = field(value, "ok");
+      const reason = field(value, "reason");
+      return ok === true ? { event: "ok" } : { event: "failed", detail: typeof reason === "string" ? reason : "the destination said no" };
+    }
+    case "switchover": {
+      const totalMs = field(value, "totalMs");
+      const downtimeMs = field(value, "downtimeMs");
+      return { event: "ok", patch: { switchover: typeof totalMs === "number" && typeof downtimeMs === "number" ? { totalMs, downtimeMs } : null } };
+    }
+    case "finish": {
+      const nics = field(value, "nics");
+      if (!Array.isArray(nics)) return { event: "failed", detail: bad(rec, s, value).message, code: "FERRY_ERR_AGENT" };
+      const result = {
+        nics: nics.map((n: unknown) => {
+          const error = field(n, "error");
+          return { name: String(field(n, "name")), attached: field(n, "attached") === true, ...(typeof error === "string" ? { error } : {}) };
+        }),
+      };
+      const c = classifyFinish(rec.plan, result);
+      const missing = c.nics.filter((n) => n.error !== undefined).map((n) => `${n.name} (${n.policy}): ${n.error ?? ""}`);
+      return { event: c.event, patch: { nics: c.nics }, ...(missing.length > 0 ? { detail: missing.join(", ") } : {}) };
+    }
+    case "confirm-failure": {
+      // the source's QEMU exited: nothing runs the guest any more
+      if (field(value, "state") === "gone") return { event: "failed", detail: "the source's QEMU exited: the guest is lost", code: "FERRY_ERR_GUEST_LOST" };
+      const pausedMs = field(value, "pausedMs");
+      return typeof pausedMs === "number" ? { event: "ok", patch: { pausedMs } } : { event: "ok" };
+    }
+    case "cancel-source":
+      return value === "completed" ? { event: "completed", detail: "the source reports the migration completed" } : { event: "ok", detail: `source: ${String(value)}` };
+    case "migrate-back": {
+      const childId = field(value, "childId");
+      const back = typeof childId === "string" ? await deps.store.getMigration(childId) : undefined;
+      if (!back || !isTerminal(back)) return { event: "failed", detail: `migrate-back ${String(childId)} not found or not done` };
+      return backOutcome(rec, back);
+    }
+    default:
+      return { event: "ok" };
+  }
+}
+
+export function backOutcome(rec: MigrationRecord, back: MigrationRecord): StepOutcome {
+  const ok = back.outcome === "succeeded" || back.outcome === "degraded";
+  // Rolled back before its switchover: the VM stays on this migration's destination, NICs as Finish left them.
+  const nics = back.pastPointOfNoReturn ? back.nics : rec.nics;
+  return { event: ok ? "ok" : "failed", detail: `${back.id}: ${back.outcome ?? "?"}: ${back.reason ?? ""}`, back, patch: { nics, childId: back.id } };
+}

@@ -1,0 +1,64 @@
+// The agent API's operations on one instance besides start and stop: a local
+// migration (QEMU upgrade in place), save, restore, and the migration
+// progress QEMU reports. Request bodies and replies, once, as schemas with
+// their types derived (routes: agent/http/instances.ts; client:
+// wire/agent-client.ts).
+import { Type } from "typebox";
+import type { Static } from "typebox";
+import { SaveName } from "./agent-api.ts";
+import { ArrivedNic, NicVf, SpecBody } from "./steps.ts";
+
+const Ms = () => Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000 }));
+
+export const LocalMigrateBody = Type.Object({
+  qemuBinary: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+  unplugMs: Ms(),
+  timeoutMs: Ms(),
+  primaryBackMs: Ms(),
+}, { additionalProperties: false });
+export type LocalMigrateBody = Static<typeof LocalMigrateBody>;
+export const LocalMigrateReply = Type.Object({
+  oldInstanceId: Type.String(),
+  newInstanceId: Type.String(),
+  qemuBinary: Type.String(),
+  totalMs: Type.Number(),
+  downtimeMs: Type.Number(),
+  transferredBytes: Type.Number(),
+  ramBytes: Type.Number(),
+  nics: Type.Array(ArrivedNic),
+  movedVfs: Type.Array(Type.String()),
+});
+export type LocalMigrateReply = Static<typeof LocalMigrateReply>;
+
+export const SaveBody = Type.Object({ name: SaveName, unplugMs: Ms(), timeoutMs: Ms() }, { additionalProperties: false });
+export type SaveBody = Static<typeof SaveBody>;
+export const SaveReply = Type.Object({
+  file: Type.String(),
+  bytes: Type.Number(),
+  spec: SpecBody,
+  /** NICs whose VF must be chosen anew at restore. */
+  nicsToRestore: Type.Array(Type.Object({ name: Type.String(), mode: Type.String(), vf: Type.Union([Type.String(), Type.Null()]) })),
+  releasedVfs: Type.Array(Type.String()),
+});
+export type SaveReply = Static<typeof SaveReply>;
+
+export const RestoreBody = Type.Object({
+  name: SaveName,
+  nics: Type.Array(NicVf, { maxItems: 28 }),
+  primaryBackMs: Ms(),
+  timeoutMs: Ms(),
+}, { additionalProperties: false });
+export type RestoreBody = Static<typeof RestoreBody>;
+export const RestoreReply = Type.Object({ instanceId: Type.String(), nics: Type.Array(ArrivedNic) });
+export type RestoreReply = Static<typeof RestoreReply>;
+
+/** The instance's migration as QEMU reports it (query-migrate). */
+export const MigrationProgress = Type.Object({
+  status: Type.String(),
+  transferredBytes: Type.Number(),
+  remainingBytes: Type.Number(),
+  totalBytes: Type.Number(),
+  dirtyPagesRate: Type.Number(),
+  mbps: Type.Number(),
+});
+export type MigrationProgress = Static<typeof MigrationProgress>;
