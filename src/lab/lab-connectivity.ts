@@ -8,6 +8,7 @@
 import { FerryError } from "../core/errors.ts";
 import type { NicMode } from "../model/vm.ts";
 import { follow, reachable } from "./lab-demo.ts";
+import { vmBootMemsum, vmMemsum } from "./lab-memcheck.ts";
 import { labClient, labDown, labSpec, labUp } from "./lab.ts";
 
 export interface ConnectivitySample {
@@ -19,6 +20,10 @@ export interface ConnectivitySample {
   lost: number;
   longestGapMs: number;
   downtimeMs: number | null;
+  /** The checksum of the memory the guest filled at boot (src/lab/memcheck.ts). */
+  bootMemsum: string;
+  /** The guest's answer after this migration (equal to bootMemsum unless its memory was damaged), or why it could not be asked. */
+  memsum: string;
 }
 
 export interface ConnectivityRun {
@@ -52,6 +57,7 @@ export async function measureLabConnectivity(o: ConnectivityRun): Promise<Connec
     };
     const first = await silent(120_000);
     if (first.length > 0) throw new FerryError("FERRY_ERR_TIMEOUT", `lab ${o.name}: the new guest never answered on ${first.join(", ")}; see the agents' logs in ${state.dir}`);
+    const boot = await vmBootMemsum(state, client, "conn");
     // a migration that does not succeed (e.g. rolled back when the destination check times out under
     // load) is recorded with its outcome and does not count; a few of them are tolerated
     let succeeded = 0;
@@ -62,10 +68,12 @@ export async function measureLabConnectivity(o: ConnectivityRun): Promise<Connec
       const started = await client.migrate({ vm: "conn", to });
       if (started.kind !== "started") throw new FerryError("FERRY_ERR_INTERNAL", "the controller answered with a plan instead of starting the migration");
       const r = await follow(client, started.migration.id);
+      // the guest's memory after the migration, whatever its outcome (asked after the NICs' watch)
+      const memsum = await vmMemsum(state, client, "conn").catch((e: unknown) => `not asked (${e instanceof Error ? e.message : String(e)})`);
       for (const [k, nic] of r.plan.nics.entries()) {
         const c = r.connectivity?.[nic.name];
         if (!c) continue;
-        out.push({ forwarding: o.forwarding, mode: o.modes[k]!, migration: i, outcome: r.outcome ?? "?", probes: c.probes, lost: c.lost, longestGapMs: c.longestGapMs, downtimeMs: r.switchover?.downtimeMs ?? null });
+        out.push({ forwarding: o.forwarding, mode: o.modes[k]!, migration: i, outcome: r.outcome ?? "?", probes: c.probes, lost: c.lost, longestGapMs: c.longestGapMs, downtimeMs: r.switchover?.downtimeMs ?? null, bootMemsum: boot, memsum });
       }
       say(`  ${o.forwarding} #${i} ${current.host}→${to}: ${r.outcome}; ${r.plan.nics.map((n) => `${n.name} gap ${r.connectivity?.[n.name]?.longestGapMs ?? "-"} ms`).join(", ")}`);
       if (r.outcome === "succeeded") succeeded++;

@@ -10,10 +10,12 @@ import { systemClock } from "../../src/core/clock.ts";
 import { run } from "../../src/core/run.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
+import { bootMemsum } from "../../src/lab/memcheck.ts";
 import { EXIT } from "../../src/cli/exit-codes.ts";
 import type { MigrationSummary } from "../../src/cli/render/migration.ts";
 import { FERRY, ferryCli, TestCluster, waitFor } from "./cluster.ts";
 import type { TestAgent } from "./cluster.ts";
+import { assertMemoryKept, reportMemoryChecks } from "./helpers.ts";
 /** What `ferry migrate --json` prints. */
 type MigrateJson = MigrationSummary;
 interface VmJson {
@@ -56,6 +58,7 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
       }
     }
     await c?.close();
+    reportMemoryChecks("controller.test.ts");
   });
 
   it("agents register by heartbeat; ferry hosts lists them up", async () => {
@@ -74,6 +77,8 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
   });
 
   let web: VmJson;
+  /** The checksum of the memory web filled at boot (src/lab/memcheck.ts). */
+  let webBoot = "";
   it("ferry vm create starts a guest with a failover NIC on a VF of its network; the context file is read", async () => {
     const ctx = join(c.base, "context.json");
     await writeFile(ctx, JSON.stringify({ controller: c.controller!.url, tokenFile: "controller-token" }));
@@ -90,6 +95,7 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
     const inst = await agent("host-a").client.instance(web.instanceId!);
     assert.deepEqual(inst.vfs, [web.nics[0]!.vf]);
     await waitForConsole(inst.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
+    webBoot = await bootMemsum(inst.serialLog, { timeoutMs: 10_000 });
 
     // fill host-c's only VF (a no-OS guest) so that host-c cannot take web
     const filler = await json<VmJson>("vm", "create", "filler", "--host", "host-c", "--memory", "128", "--nic", "physnet1:ephemeral:mandatory", "--guest", "no-os");
@@ -125,6 +131,7 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
     const dst = await agent("host-b").client.instance(out.runsOn.instanceId);
     assert.deepEqual(dst.vfs, [nic.after.vf]);
     assert.ok((await waitForHeartbeat(dst.serialLog, hbBefore, { timeoutMs: 15_000 })) > hbBefore, "heartbeat continued on host-b");
+    await assertMemoryKept(webBoot, dst.serialLog, "web migrated to host-b");
     assert.deepEqual((await agent("host-a").client.leases()).leases.filter((l) => l.vf === web.nics[0]!.vf), [], "source VF released");
     const vms = await json<VmJson[]>("vms");
     const moved = vms.find((v) => v.name === "web")!;

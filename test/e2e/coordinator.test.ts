@@ -18,7 +18,8 @@ import type { MigrationPlan, NicPlan } from "../../src/migration/types.ts";
 import type { VmSpec } from "../../src/model/vm.ts";
 import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
 import { SqliteStore } from "../../src/store/sqlite.ts";
-import { guestSpec, mac } from "./helpers.ts";
+import { bootMemsum } from "../../src/lab/memcheck.ts";
+import { assertMemoryKept, guestSpec, mac, reportMemoryChecks } from "./helpers.ts";
 
 interface Live {
   host: TestHost;
@@ -79,6 +80,7 @@ describe("coordinator + two agents over HTTP", { timeout: 300_000 }, () => {
     await a.close();
     await b.close();
     store.close();
+    reportMemoryChecks("coordinator.test.ts");
   });
   const deps = () => ({ store, port: new HttpAgentPort(agentDirectory(new Map([[a.host.config.name, a.client], [b.host.config.name, b.client]]))), clock: systemClock, log: silentLogger });
 
@@ -89,6 +91,7 @@ describe("coordinator + two agents over HTTP", { timeout: 300_000 }, () => {
     ]);
     const started = await a.client.startInstance(spec);
     await waitForConsole(started.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
+    const boot = await bootMemsum(started.serialLog, { timeoutMs: 10_000 });
     const p = plan("mig-ok", spec, started.instanceId, a, b, { net0: b.host.vfs[2]! });
     await createMigration(p, deps());
     const hbBefore = lastHeartbeat(await readConsole(started.serialLog)) ?? 0;
@@ -98,6 +101,7 @@ describe("coordinator + two agents over HTTP", { timeout: 300_000 }, () => {
     const dst = await b.client.instance(rec.runsOn?.instanceId ?? "");
     assert.equal(dst.running, true);
     assert.ok((await waitForHeartbeat(dst.serialLog, hbBefore, { timeoutMs: 30_000 })) > hbBefore, "heartbeat continued on host-b");
+    await assertMemoryKept(boot, dst.serialLog, "the guest migrated to host-b");
     assert.deepEqual(dst.vfs, [b.host.vfs[2]], "the NIC holds the planned destination VF");
     assert.notEqual(b.host.vfs[2], a.host.vfs[0]);
     assert.deepEqual((await a.client.instances()).instances.map((i) => i.instanceId), [], "source instance gone");
@@ -151,13 +155,14 @@ describe("coordinator + two agents over HTTP", { timeout: 300_000 }, () => {
     ]);
     const started = await a.client.startInstance(spec);
     await waitForConsole(started.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
+    const boot = await bootMemsum(started.serialLog, { timeoutMs: 10_000 });
     const p = plan(id, spec, started.instanceId, a, b, { net0: vfB }, policy);
     await createMigration(p, deps());
-    return { spec, started, p };
+    return { spec, started, p, boot };
   }
 
   it("the destination check fails at pre-switchover: rolled back, the source runs with its VF, the destination is clean", async () => {
-    const { started, p } = await bootOnA("coord-precheck", "mandatory", a.host.vfs[2]!, b.host.vfs[0]!, "mig-precheck");
+    const { started, p, boot } = await bootOnA("coord-precheck", "mandatory", a.host.vfs[2]!, b.host.vfs[0]!, "mig-precheck");
     await arm(b, "precheck-fail");
     const rec = await runMigration(p.id, deps());
     assert.equal(rec.outcome, "rolled-back");
@@ -166,13 +171,14 @@ describe("coordinator + two agents over HTTP", { timeout: 300_000 }, () => {
     assert.equal(src.state, "running");
     assert.deepEqual(src.vfs, [a.host.vfs[2]]);
     assert.ok(src.devices.includes("net0-primary"), "the ephemeral NIC is back on the source");
+    await assertMemoryKept(boot, src.serialLog, "the source guest after the rollback");
     assert.deepEqual((await b.client.instances()).instances, []);
     assert.deepEqual((await b.client.leases()).leases, []);
     await a.client.stopInstance(started.instanceId);
   });
 
   it("re-plug fails after switch-over for a requisite NIC: degraded, the guest runs on the destination without it, one instance", async () => {
-    const { started, p } = await bootOnA("coord-degraded", "requisite", a.host.vfs[2]!, b.host.vfs[1]!, "mig-degraded");
+    const { started, p, boot } = await bootOnA("coord-degraded", "requisite", a.host.vfs[2]!, b.host.vfs[1]!, "mig-degraded");
     const hb = lastHeartbeat(await readConsole(started.serialLog)) ?? 0;
     await arm(b, "replug-fail");
     const rec = await runMigration(p.id, deps());
@@ -181,13 +187,14 @@ describe("coordinator + two agents over HTTP", { timeout: 300_000 }, () => {
     const dst = await b.client.instance(rec.runsOn?.instanceId ?? "");
     assert.ok(!dst.devices.includes("net0-primary"));
     assert.ok((await waitForHeartbeat(dst.serialLog, hb, { timeoutMs: 30_000 })) > hb);
+    await assertMemoryKept(boot, dst.serialLog, "the degraded guest on host-b");
     assert.deepEqual((await a.client.instances()).instances, [], "the source instance is gone");
     assert.deepEqual((await a.client.leases()).leases, []);
     await b.client.stopInstance(dst.instanceId);
   });
 
   it("re-plug fails after switch-over for a mandatory NIC: migrated back to the source's held VF, recovered", async () => {
-    const { started, p } = await bootOnA("coord-back", "mandatory", a.host.vfs[3]!, b.host.vfs[2]!, "mig-back");
+    const { started, p, boot } = await bootOnA("coord-back", "mandatory", a.host.vfs[3]!, b.host.vfs[2]!, "mig-back");
     const hb = lastHeartbeat(await readConsole(started.serialLog)) ?? 0;
     await arm(b, "replug-fail");
     const rec = await runMigration(p.id, deps());
@@ -198,6 +205,7 @@ describe("coordinator + two agents over HTTP", { timeout: 300_000 }, () => {
     assert.equal(back.running, true);
     assert.deepEqual(back.vfs, [a.host.vfs[3]], "the guest has its old VF again");
     assert.ok((await waitForHeartbeat(back.serialLog, hb, { timeoutMs: 20_000 })) > hb, "memory survived both moves");
+    await assertMemoryKept(boot, back.serialLog, "the guest migrated back to host-a");
     assert.deepEqual((await a.client.instances()).instances.map((i) => i.instanceId), [back.instanceId], "exactly one instance");
     assert.deepEqual((await b.client.instances()).instances, []);
     assert.deepEqual((await b.client.leases()).leases, []);

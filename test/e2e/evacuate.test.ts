@@ -13,9 +13,11 @@ import type { EvacuationView } from "../../src/wire/evacuation.ts";
 import { systemClock } from "../../src/core/clock.ts";
 import { waitForConsole } from "../../src/qemu/console.ts";
 import { EXIT } from "../../src/cli/exit-codes.ts";
+import { bootMemsum } from "../../src/lab/memcheck.ts";
 
 import { ferryCli, TestCluster, waitFor } from "./cluster.ts";
 import type { TestAgent } from "./cluster.ts";
+import { assertMemoryKept, reportMemoryChecks } from "./helpers.ts";
 interface PlanJson {
   destinations: { host: string; rank: number }[];
   rejections: { host: string; code: string; message: string }[];
@@ -55,7 +57,16 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
 
   after(async () => {
     await c?.close();
+    reportMemoryChecks("evacuate.test.ts");
   });
+
+  /** The checksum of the memory web (the one real guest) filled at boot (src/lab/memcheck.ts); e1, e2, nf and filler are no-OS guests, with no memory to ask. */
+  let webBoot = "";
+  /** The serial log of web's current instance. */
+  const webSerialLog = async (): Promise<string> => {
+    const web = await c.api.vm("web");
+    return (await agent(web.host).client.instance(web.instanceId!)).serialLog;
+  };
 
   it("four VMs on host-a; host-c's only VF taken by a filler", async () => {
     await waitFor("three hosts up", async () => ((await c.api.hosts()).filter((h) => h.state === "up").length === 3 ? true : undefined), 10_000);
@@ -66,6 +77,7 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
     await c.api.createVm({ name: "nf", host: "host-a", memoryMiB: 64, nics: [{ network: "physnet1", mode: "ephemeral", policy: "mandatory" }], noOs: true });
     const inst = await agent("host-a").client.instance(web.instanceId!);
     await waitForConsole(inst.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
+    webBoot = await bootMemsum(inst.serialLog, { timeoutMs: 10_000 });
   });
 
   it("--plan shows the plan (nf fits nowhere, with reasons) and changes nothing, not even draining", async () => {
@@ -110,6 +122,7 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
     const vms = new Map((await c.api.vms()).map((v) => [v.name, v]));
     for (const n of ["web", "e1", "e2"]) assert.deepEqual([vms.get(n)!.host, vms.get(n)!.state], [by.get(n)!.runsOn, "running"]);
     assert.deepEqual([vms.get("nf")!.host, vms.get("nf")!.state], ["host-a", "running"]);
+    await assertMemoryKept(webBoot, await webSerialLog(), "web evacuated to host-b");
   });
 
   it("no VF double-promised or double-leased; every lease held by a running instance that the records agree on", async () => {
@@ -180,5 +193,6 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
     assert.match(r.stdout, /^VM\s+FROM\s+TO\s+OUTCOME\s+REASON$/m);
     assert.match(r.stdout, /^web\s+host-b\s+host-a\s+succeeded/m);
     assert.ok(!(await c.api.vms()).some((v) => v.host === "host-b"));
+    await assertMemoryKept(webBoot, await webSerialLog(), "web evacuated back to host-a");
   });
 });

@@ -1,9 +1,12 @@
 // Shared pieces of the real-QEMU tests: a short runtime dir, guest specs for
-// the test guest image, and cleanup that stops only the instances we started.
+// the test guest image, cleanup that stops only the instances we started, and
+// the guest memory check after a migration (counted per test file).
+import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { guestMemsum } from "../../src/lab/memcheck.ts";
 import { guestCmdline } from "../../src/model/guest.ts";
 import { guestImagePaths } from "../../src/model/guest-image.ts";
 import type { NicSpec, VmSpec } from "../../src/model/vm.ts";
@@ -60,4 +63,33 @@ export async function guestSpec(name: string, nics: NicSpec[], extra: Partial<Vm
     nics,
     ...extra,
   };
+}
+
+/** This test file's guest memory comparisons (each test file runs in its own process). */
+const memchecks = { compared: 0, different: 0 };
+
+/**
+ * The guest's memory checksum now (`now`, or why it could not be had) is the
+ * one it printed at boot: counted for reportMemoryChecks(), then asserted.
+ */
+export function assertSameMemsum(bootSum: string, now: string, what: string): void {
+  memchecks.compared++;
+  if (now !== bootSum) memchecks.different++;
+  assert.equal(now, bootSum, `${what}: guest memory checksum ${now}, it printed ${bootSum} at boot`);
+}
+
+/**
+ * Ask the guest whose console log is `serialLog` (its socket is beside it) for
+ * the checksum of the memory it filled at boot, and assert it is `bootSum`
+ * (bootMemsum() of the instance it booted in): guest memory survived what
+ * `what` names (a migration, a save and restore, ...).
+ */
+export async function assertMemoryKept(bootSum: string, serialLog: string, what: string): Promise<void> {
+  const now = await guestMemsum({ serialLog }, { timeoutMs: 30_000 }).catch((e: unknown) => `not answered (${e instanceof Error ? e.message : String(e)})`);
+  assertSameMemsum(bootSum, now, what);
+}
+
+/** Print this file's count of memory comparisons once (call it in an `after` hook), for the suite's total. */
+export function reportMemoryChecks(file: string): void {
+  process.stdout.write(`${file}: guest memory checked ${memchecks.compared} times, ${memchecks.different} different from the boot checksum\n`);
 }

@@ -12,8 +12,10 @@ import { systemClock } from "../../src/core/clock.ts";
 import { run } from "../../src/core/run.ts";
 import { labClient, labDown, labFetch, labKill, labSpec, labStart, labUp } from "../../src/lab/lab.ts";
 import type { LabState } from "../../src/lab/lab.ts";
+import { vmBootMemsum, vmSerialLog } from "../../src/lab/lab-memcheck.ts";
 import { startProbe } from "../../src/lab/probe.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
+import { assertMemoryKept, reportMemoryChecks } from "./helpers.ts";
 
 const NAME = "deadpeer";
 
@@ -21,6 +23,8 @@ describe("a dead controller or destination agent during perform", { timeout: 300
   let lab: LabState;
   let api: ControllerClient;
   let ip = "";
+  /** The checksum of the memory app filled at boot (src/lab/memcheck.ts). */
+  let appBoot = "";
 
   const agentCall = async (host: string, method: "GET" | "POST" | "DELETE", body?: unknown): Promise<{ holding: { step: string; migrationId: string }[] }> => {
     const h = lab.hosts.find((x) => x.name === host)!;
@@ -78,9 +82,11 @@ describe("a dead controller or destination agent during perform", { timeout: 300
     const vm = await api.createVm({ name: "app", host: "host1", memoryMiB: 256, nics: [{ network: "physnet1", mode: "failover", policy: "mandatory" }] });
     ip = vm.nics[0]!.address.split("/")[0]!;
     await until("the guest answering ping", async () => ((await run("ip", ["netns", "exec", lab.netns, "ping", "-c", "1", "-W", "1", ip], { allowFailure: true })).code === 0 ? true : undefined), 90_000);
+    appBoot = await vmBootMemsum(lab, api, "app");
   });
   after(async () => {
     if (!process.env["FERRY_KEEP_LAB"]) await labDown(NAME);
+    reportMemoryChecks("lab-dead-peer.test.ts");
   });
 
   it("controller SIGKILLed in perform and away 8 s: the source gives up at pre-switchover and resumes the guest within its deadline; the outcome says so, with the real pause", async (t) => {
@@ -109,6 +115,7 @@ describe("a dead controller or destination agent during perform", { timeout: 300
     const vm = await api.vm("app");
     assert.equal(vm.state, "running");
     assert.equal(vm.host, src);
+    await assertMemoryKept(appBoot, await vmSerialLog(lab, api, "app"), "app resumed on the source after the controller's outage");
   });
 
   it("destination agent SIGKILLed in perform: the source's failover NIC answers again at once, the outcome does not wait for the dead agent, whose cleanup is done in the background when it is back", async (t) => {
@@ -162,5 +169,6 @@ describe("a dead controller or destination agent during perform", { timeout: 300
     assert.equal(vm.host, m.src);
     const devices = await api.devices({ host: m.dst });
     assert.deepEqual(devices.filter((d) => d.lease !== null), [], `no VF on ${m.dst} is left leased to the rolled-back migration`);
+    await assertMemoryKept(appBoot, await vmSerialLog(lab, api, "app"), "app on the source after the rollback");
   });
 });

@@ -11,7 +11,9 @@ import { after, before, describe, it } from "node:test";
 import { run } from "../../src/core/run.ts";
 import { labDir, labDown, labQemuDir, labSpec, labUp } from "../../src/lab/lab.ts";
 import type { LabState } from "../../src/lab/lab.ts";
+import { bootMemsum } from "../../src/lab/memcheck.ts";
 import { lastHeartbeat, readConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
+import { assertMemoryKept, reportMemoryChecks } from "./helpers.ts";
 
 const exec = promisify(execFile);
 const NAME = "ops";
@@ -23,6 +25,8 @@ describe("lab VM operations", { timeout: 240_000 }, () => {
   const ferry = async (...args: string[]): Promise<string> => (await exec(FERRY, args, { env, timeout: 120_000 })).stdout;
   const json = async <T>(...args: string[]): Promise<T> => JSON.parse(await ferry(...args, "--json")) as T;
   interface Vm { host: string; instanceId: string | null; state: string; uuid: string; nics: { address: string; vf: string | null }[] }
+  /** The checksum of the memory app filled at boot (src/lab/memcheck.ts). */
+  let appBoot = "";
   const serial = (vm: Vm): string => join(labDir(NAME), vm.host, "run", vm.uuid, vm.instanceId!, "serial.log");
   const ping = async (ip: string): Promise<boolean> => {
     for (let i = 0; i < 60; i++) if ((await run("ip", ["netns", "exec", lab.netns, "ping", "-c", "1", "-W", "1", ip], { allowFailure: true })).code === 0) return true;
@@ -36,6 +40,7 @@ describe("lab VM operations", { timeout: 240_000 }, () => {
   });
   after(async () => {
     if (!process.env["FERRY_KEEP_LAB"]) await labDown(NAME);
+    reportMemoryChecks("lab-vm-ops.test.ts");
   });
 
   it("mutual TLS by default: plain HTTP and clients without a certificate are refused, the CLI works from the context alone, keys are owner-only", async () => {
@@ -83,6 +88,7 @@ describe("lab VM operations", { timeout: 240_000 }, () => {
     const vm = await json<Vm>("vm", "create", "app", "--host", "host1", "--memory", "512", "--nic", "physnet1:failover:mandatory", "--shared-memory");
     const ip = vm.nics[0]!.address.split("/")[0]!;
     assert.ok(await ping(ip), "the guest answers");
+    appBoot = await bootMemsum(serial(vm), { timeoutMs: 60_000 });
     const hb = lastHeartbeat(await readConsole(serial(vm))) ?? 0;
     const wrapper = join(labQemuDir(NAME), "qemu-upgraded"); // the lab's hosts allow the binaries there (qemuBinaries)
     await writeFile(wrapper, '#!/bin/sh\nexec qemu-system-x86_64 "$@"\n');
@@ -96,6 +102,7 @@ describe("lab VM operations", { timeout: 240_000 }, () => {
     assert.equal(now.instanceId, r.newInstanceId, "the store points at the new instance");
     assert.notEqual(now.instanceId, vm.instanceId);
     assert.ok((await waitForHeartbeat(serial(now), hb, { timeoutMs: 15_000 })) > hb, "the heartbeat continues in the new instance");
+    await assertMemoryKept(appBoot, serial(now), "app in the new QEMU");
     assert.ok(await ping(ip));
   });
 
@@ -110,6 +117,7 @@ describe("lab VM operations", { timeout: 240_000 }, () => {
     assert.equal(restored.host, "host2");
     assert.notEqual(restored.nics[0]!.vf, null);
     assert.ok((await waitForHeartbeat(serial(restored), hb, { timeoutMs: 15_000 })) > hb, "memory survived save and restore");
+    await assertMemoryKept(appBoot, serial(restored), "app restored on host2");
     assert.ok(await ping(restored.nics[0]!.address.split("/")[0]!));
   });
 

@@ -14,7 +14,8 @@ import { guestCmdline } from "../../src/model/guest.ts";
 import { guestImagePaths } from "../../src/model/guest-image.ts";
 import { processAlive } from "../../src/qemu/instance.ts";
 import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
-import { mac } from "./helpers.ts";
+import { bootMemsum } from "../../src/lab/memcheck.ts";
+import { assertMemoryKept, mac, reportMemoryChecks } from "./helpers.ts";
 
 describe("local migration", { timeout: 180_000 }, () => {
   let host: TestHost;
@@ -33,6 +34,7 @@ describe("local migration", { timeout: 180_000 }, () => {
     await app.close();
     await agent.close();
     await host.cleanup();
+    reportMemoryChecks("local-migration.test.ts");
   });
 
   it("moves a 1 GiB guest to a new QEMU (a wrapper binary) without copying its RAM; the heartbeat and the VF lease follow", async () => {
@@ -50,6 +52,7 @@ describe("local migration", { timeout: 180_000 }, () => {
     assert.equal(r.statusCode, 201, r.body);
     const old = JSON.parse(r.body) as { instanceId: string; pid: number; serialLog: string };
     await waitForConsole(old.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
+    const boot = await bootMemsum(old.serialLog, { timeoutMs: 10_000 });
     // the guest dirties some memory of its own by running; a wrapper stands for the upgraded QEMU
     const [shm] = (await readdir(host.config.memoryDir)).map((f) => join(host.config.memoryDir, f));
     assert.ok(shm !== undefined && shm.includes(old.instanceId), "the agent made one RAM file, named after the instance");
@@ -71,6 +74,7 @@ describe("local migration", { timeout: 180_000 }, () => {
     assert.deepEqual(list.instances.map((i) => [i.instanceId, i.vfs, i.running]), [[res.newInstanceId, [vf], true]], "exactly one instance, the new one, holds the VF");
     const after = await waitForHeartbeat(list.instances[0]!.serialLog, hb, { timeoutMs: 30_000 });
     assert.ok(after > hb, `heartbeat continued ${hb} → ${after}`);
+    await assertMemoryKept(boot, list.instances[0]!.serialLog, "the guest in the new QEMU");
     const stop = await app.inject({ method: "POST", url: `/v1/instances/${res.newInstanceId}/stop`, headers });
     assert.equal(stop.statusCode, 200);
     await assert.rejects(stat(shm), "the shared RAM file goes with the VM's last instance");

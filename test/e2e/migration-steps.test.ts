@@ -21,7 +21,8 @@ import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "..
 import type { Instance } from "../../src/qemu/instance.ts";
 import { startInstance } from "../../src/qemu/instance.ts";
 import { listDeviceIds, queryStatus } from "../../src/qmp/commands.ts";
-import { guestSpec, mac } from "./helpers.ts";
+import { bootMemsum } from "../../src/lab/memcheck.ts";
+import { assertMemoryKept, guestSpec, mac, reportMemoryChecks } from "./helpers.ts";
 
 interface SimHost {
   ctx: StepContext;
@@ -92,12 +93,14 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     await a.close();
     await b.close();
     await rm(base, { recursive: true, force: true });
+    reportMemoryChecks("migration-steps.test.ts");
   });
 
   it("failover + ephemeral + emulated: the guest moves, its NICs land on the destination's VFs, leases follow", async () => {
     const spec = await guestSpec("steps-ok", nics());
     const src = await startOnSource(a, spec);
     await waitForConsole(src.paths.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
+    const boot = await bootMemsum(src.paths.serialLog, { timeoutMs: 10_000 });
     const id = "m-ok";
     const { spec: srcSpec } = await steps.begin(a.ctx, id, src.id, sig());
     const plan = [{ name: "net0", vf: "0000:3b:10.3" }, { name: "net1", vf: "0000:5e:10.5" }, { name: "net2", vf: null }];
@@ -116,6 +119,7 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     const dst = b.instances.get(prep.instanceId)!;
     const hbAfter = await waitForHeartbeat(dst.paths.serialLog, 0, { timeoutMs: 30_000 });
     assert.ok(hbAfter > hbBefore, `heartbeat continued ${hbBefore} → ${hbAfter}`);
+    await assertMemoryKept(boot, dst.paths.serialLog, "the guest on hostb after the migration");
     const ids = await listDeviceIds(dst.qmp);
     assert.ok(ids.includes(deviceIds("net0").primary) && ids.includes(deviceIds("net1").primary), ids.join(","));
     // the destination's own record of its devices includes the re-plugged NIC (what a restarted
@@ -137,6 +141,7 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     const spec = await guestSpec("steps-precheck", nics().map((n) => (n.primary?.kind === "stand-in" ? { ...n, primary: { ...n.primary, vf: n.primary.vf.replace(/\.0$/, ".6") } } : n)));
     const src = await startOnSource(a, spec);
     await waitForConsole(src.paths.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
+    const boot = await bootMemsum(src.paths.serialLog, { timeoutMs: 10_000 });
     const id = "m-precheck";
     const prep = await steps.prepare(b.ctx, id, { spec: src.meta.spec, nics: [{ name: "net0", vf: "0000:3b:10.1" }, { name: "net1", vf: "0000:5e:10.1" }], leaseTtlMs: 600_000 }, sig());
     await steps.perform(a.ctx, id, { instanceId: src.id, uri: prep.uri, ...D }, sig());
@@ -153,6 +158,7 @@ describe("agent migration steps between two simulated hosts", { timeout: 300_000
     assert.equal((await queryStatus(src.qmp)).running, true);
     const n = lastHeartbeat(await readConsole(src.paths.serialLog)) ?? 0;
     assert.ok((await waitForHeartbeat(src.paths.serialLog, n, { timeoutMs: 5_000 })) > n);
+    await assertMemoryKept(boot, src.paths.serialLog, "the source guest resumed after the cancelled migration");
     assert.ok((await listDeviceIds(src.qmp)).includes(deviceIds("net1").primary), "ephemeral NIC re-plugged on the source");
     assert.deepEqual(b.ctx.leases.list().filter((l) => l.holder.kind === "migration" && l.holder.migrationId === id), [], "no lease of this migration left on the destination");
     assert.deepEqual(a.ctx.leases.list().filter((l) => l.holder.kind === "instance" && l.holder.instanceId === src.id).map((l) => l.vf).sort(), ["0000:3b:10.6", "0000:5e:10.6"], "source still holds its VFs");

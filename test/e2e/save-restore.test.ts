@@ -14,7 +14,8 @@ import { loadOrCreateToken } from "../../src/core/http/token.ts";
 import { guestCmdline } from "../../src/model/guest.ts";
 import { guestImagePaths } from "../../src/model/guest-image.ts";
 import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
-import { mac } from "./helpers.ts";
+import { bootMemsum } from "../../src/lab/memcheck.ts";
+import { assertMemoryKept, mac, reportMemoryChecks } from "./helpers.ts";
 
 interface Side { host: TestHost; agent: Agent; app: ReturnType<typeof buildAgentApp>; headers: Record<string, string> }
 
@@ -42,6 +43,7 @@ describe("save and restore with passthrough NICs", { timeout: 180_000 }, () => {
       await s.host.cleanup();
     }
     await rm(saves, { recursive: true, force: true });
+    reportMemoryChecks("save-restore.test.ts");
   });
 
   it("a VM saved on one host is restored on another on new VFs; its heartbeat continues", async () => {
@@ -56,6 +58,7 @@ describe("save and restore with passthrough NICs", { timeout: 180_000 }, () => {
     const inst = JSON.parse(r.body) as { instanceId: string; serialLog: string };
     await waitForConsole(inst.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
     await waitForHeartbeat(inst.serialLog, 3, { timeoutMs: 30_000 });
+    const boot = await bootMemsum(inst.serialLog, { timeoutMs: 10_000 });
 
     const s = await a.app.inject({ method: "POST", url: `/v1/instances/${inst.instanceId}/save`, headers: a.headers, payload: { name: "saved1.state" } });
     assert.equal(s.statusCode, 200, s.body);
@@ -75,6 +78,7 @@ describe("save and restore with passthrough NICs", { timeout: 180_000 }, () => {
     assert.deepEqual(view.vfs.sort(), [b.host.vfs[2], b.host.vfs[3]].sort());
     const hb = await waitForHeartbeat(view.serialLog, hbSaved, { timeoutMs: 30_000 });
     assert.ok(hb > hbSaved, `heartbeat continued after restore (${hbSaved} → ${hb})`);
+    await assertMemoryKept(boot, view.serialLog, "the guest restored on save-b");
     await waitForConsole(view.serialLog, new RegExp(`ferry-net \\S+ ${mac(0x62)}`), { timeoutMs: 20_000 });
 
     const missing = await b.app.inject({ method: "POST", url: "/v1/instances/restore", headers: b.headers, payload: { name: "nope", nics: [] } });

@@ -11,9 +11,12 @@
 // outages are the occasional stale learned forwarding entry (1.8–2.4 s, the
 // FINDINGS 0.9–3 s), which is what P10 removes.
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { measureLabConnectivity } from "../../src/lab/lab-connectivity.ts";
 import { median } from "../../bench/lib/report.ts";
+import { assertSameMemsum, reportMemoryChecks } from "../e2e/helpers.ts";
+
+after(() => reportMemoryChecks("raw-failover.test.ts"));
 
 describe("failover connectivity: Ferry's forwarding management against raw QEMU failover", { timeout: 900_000 }, () => {
   it("the worst longest gap of managed failover migrations is below raw QEMU failover's, same run", async (t) => {
@@ -29,6 +32,8 @@ describe("failover connectivity: Ferry's forwarding management against raw QEMU 
     assert.equal(r.length, 5, lines.join("\n"));
     t.diagnostic(`longest gaps (ms): managed ${m.join(", ")}; raw QEMU failover ${r.join(", ")}`);
     for (const s of [...managed, ...raw]) assert.ok(s.probes > 0, "the peer probed through every migration");
+    // one sample per migration (one NIC): the guest's memory after each, whatever its outcome
+    for (const s of [...managed, ...raw]) assertSameMemsum(s.bootMemsum, s.memsum, `${s.forwarding} migration #${s.migration} (${s.outcome})`);
     assert.ok(Math.max(...m) < Math.max(...r), `managed failover gaps ${m.join(", ")} ms (median ${median(m)}) must stay below raw QEMU failover's worst: ${r.join(", ")} ms (median ${median(r)})\n${lines.join("\n")}`);
   });
 });

@@ -20,6 +20,8 @@ import type { Connectivity, MigrationRecord } from "../../src/migration/types.ts
 import { openFabric, pinPeerNeighbor } from "../../src/lab/fabric.ts";
 import { reachable } from "../../src/lab/lab-demo.ts";
 import { labClient, labDown, labSpec, labUp } from "../../src/lab/lab.ts";
+import { vmBootMemsum, vmSerialLog } from "../../src/lab/lab-memcheck.ts";
+import { assertMemoryKept, reportMemoryChecks } from "../e2e/helpers.ts";
 
 const NAME = "tsettle";
 
@@ -51,6 +53,7 @@ const PAST_END_MS = 1000;
 process.env["FERRY_CONTEXT"] = `/tmp/ferry-settle-test-context-${process.pid}.json`;
 after(async () => {
   await labDown(NAME);
+  reportMemoryChecks("settle.test.ts");
 });
 
 describe("connectivity until stable, checked by an independent ping", { timeout: 600_000 }, () => {
@@ -67,6 +70,7 @@ describe("connectivity until stable, checked by an independent ping", { timeout:
     assert.ok(fabric);
     for (const [i, n] of vm.nics.entries()) await pinPeerNeighbor(fabric, n.network, ips[i]!, n.mac);
     for (const ip of ips) assert.ok(await reachable(state.netns, ip, 120_000), `the new guest answers on ${ip}`);
+    const boot = await vmBootMemsum(state, client, "s1");
     const pingers = new Map<string, Pinger>(vm.nics.map((n, i) => [n.name, startPinger({ netns: state.netns, target: ips[i]! })]));
     t.after(async () => {
       for (const p of pingers.values()) await p.stop();
@@ -95,6 +99,8 @@ describe("connectivity until stable, checked by an independent ping", { timeout:
       }
       assert.equal(r.outcome, "succeeded", `migration ${i}: ${r.reason ?? ""}`);
       assert.ok(outcomeFirst, `migration ${i}: the outcome was there while the NICs were still watched`);
+      // asked once the NICs' watch is over, before the next migration starts: outside every measured window
+      await assertMemoryKept(boot, await vmSerialLog(state, client, "s1"), `migration ${i} (${current.host}→${dest})`);
 
       for (const nic of vm.nics) {
         const c: Connectivity | undefined = r.connectivity?.[nic.name];
