@@ -6,7 +6,7 @@
 // fixed-width sequence keys, and errors that name the store.
 import { readFile } from "node:fs/promises";
 import { Etcd3 } from "etcd3";
-import type { IKeyValue, IOptions, Namespace } from "etcd3";
+import type { IKeyValue, IOptions, Namespace, Watcher } from "etcd3";
 import { FerryError, isFerryError } from "../core/errors.ts";
 
 /** How a controller reaches etcd: `--store etcd://…` plus the config's `store:` options. */
@@ -93,6 +93,8 @@ export class EtcdConnection {
   readonly ns: Namespace;
   readonly prefix: string;
   readonly endpoints: string[];
+  /** Open watches: close() cancels them (a closed client alone leaves their streams retrying). */
+  readonly #watchers = new Set<Watcher>();
 
   private constructor(client: Etcd3, prefix: string, endpoints: string[]) {
     this.client = client;
@@ -157,7 +159,29 @@ export class EtcdConnection {
     await this.get("health");
   }
 
+  /** Start a watch on what `build` selects; the returned function cancels it. close() cancels it too. */
+  async watch(what: string, build: (ns: Namespace) => Promise<Watcher>): Promise<{ watcher: Watcher; cancel: () => Promise<void> }> {
+    let w: Watcher;
+    try {
+      w = await build(this.ns);
+    } catch (e) {
+      throw storeError(`watch ${what}`, e);
+    }
+    this.#watchers.add(w);
+    return {
+      watcher: w,
+      cancel: async () => {
+        if (this.#watchers.delete(w)) await w.cancel();
+      },
+    };
+  }
+
+  /** Cancel the watches (for at most a second), then close the client. */
   close(): void {
-    this.client.close();
+    const ws = [...this.#watchers];
+    this.#watchers.clear();
+    const cancelled = Promise.allSettled(ws.map((w) => w.cancel()));
+    const late = new Promise((resolve) => setTimeout(resolve, 1000).unref());
+    void Promise.race([cancelled, late]).finally(() => this.client.close());
   }
 }

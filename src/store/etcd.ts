@@ -12,12 +12,12 @@
 //   migrations/<id>              the record (JSON, with its version)
 //   journal-seq/<id>             the journal's last seq
 //   journal/<id>/<seq, 16 digits> one journal entry
-import { FerryError, isFerryError } from "../core/errors.ts";
+import { FerryError } from "../core/errors.ts";
 import type { JournalEntry, JournalInput, MigrationRecord } from "../migration/types.ts";
 import { isTerminal } from "../migration/types.ts";
 import type { Store } from "../migration/store-port.ts";
-import { parseJournalEntry, parseRecord } from "./codec.ts";
-import { message, seqKey, storeError, stored } from "./etcd-client.ts";
+import { decode, parseJournalEntry, parseRecord } from "./codec.ts";
+import { seqKey, storeError, stored } from "./etcd-client.ts";
 import type { EtcdConnection, Stored } from "./etcd-client.ts";
 
 /** How many times a write retries a race on a counter key before giving up with FERRY_ERR_CONFLICT. */
@@ -26,15 +26,6 @@ const RACE_RETRIES = 50;
 const migrationKey = (id: string): string => `migrations/${encodeURIComponent(id)}`;
 const journalSeqKey = (id: string): string => `journal-seq/${encodeURIComponent(id)}`;
 const journalPrefix = (id: string): string => `journal/${encodeURIComponent(id)}/`;
-
-function decode<T>(what: string, f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (isFerryError(e, "FERRY_ERR_INTERNAL")) throw e;
-    throw new FerryError("FERRY_ERR_INTERNAL", `store: corrupt ${what}: ${message(e)}`, { cause: e });
-  }
-}
 
 function record(s: Stored): MigrationRecord {
   return decode("migration record", () => parseRecord(JSON.parse(s.value) as unknown));
@@ -149,12 +140,7 @@ export class EtcdStore implements Store {
    * (undefined: deleted), from now on, until the returned function is called.
    */
   async watchMigration(id: string, onChange: (r: MigrationRecord | undefined) => void, onError: (e: unknown) => void = () => undefined): Promise<() => Promise<void>> {
-    let w;
-    try {
-      w = await this.#c.ns.watch().key(migrationKey(id)).create();
-    } catch (e) {
-      throw storeError(`watch migration ${id}`, e);
-    }
+    const { watcher: w, cancel } = await this.#c.watch(`migration ${id}`, (ns) => ns.watch().key(migrationKey(id)).create());
     w.on("put", (kv) => {
       try {
         onChange(record(stored(kv, this.#c.prefix)));
@@ -164,9 +150,7 @@ export class EtcdStore implements Store {
     });
     w.on("delete", () => onChange(undefined));
     w.on("error", onError);
-    return async () => {
-      await w.cancel();
-    };
+    return cancel;
   }
 
   /**
