@@ -5,6 +5,7 @@
 // the parts build on: a key's value and revisions, a compare-and-set txn,
 // fixed-width sequence keys, and errors that name the store.
 import { readFile } from "node:fs/promises";
+import { isIP } from "node:net";
 import { Etcd3 } from "etcd3";
 import type { IKeyValue, IOptions, Namespace, Watcher } from "etcd3";
 import { FerryError, isFerryError } from "../core/errors.ts";
@@ -14,7 +15,7 @@ export interface EtcdOptions {
   /** host:port of each member. */
   endpoints: string[];
   /** Client TLS: the CA that signed the members' certificates; cert and key when etcd demands client certificates. */
-  tls?: { ca: string; cert?: string; key?: string } | null;
+  tls?: { ca: string; cert?: string; key?: string; serverName?: string } | null;
   /** etcd auth: a user and a file holding its password (one line). */
   auth?: { username: string; passwordFile: string } | null;
   /** Every key lives under this prefix (default "ferry/"). */
@@ -27,7 +28,8 @@ export interface EtcdOptions {
 export interface EtcdMaterial {
   /** host:port (or http(s)://host:port) of each member. */
   endpoints: string[];
-  tls?: { ca: Buffer; cert?: Buffer; key?: Buffer };
+  /** serverName: the DNS name to check the members' certificates against (needed with IP endpoints: Node refuses an IP as TLS server name). */
+  tls?: { ca: Buffer; cert?: Buffer; key?: Buffer; serverName?: string };
   auth?: { username: string; password: string };
   prefix?: string;
   callTimeoutMs?: number;
@@ -108,7 +110,7 @@ export class EtcdConnection {
     const tls = o.tls ?? null;
     const material: EtcdMaterial = { endpoints: o.endpoints, ...(o.prefix === undefined ? {} : { prefix: o.prefix }), ...(o.callTimeoutMs === undefined ? {} : { callTimeoutMs: o.callTimeoutMs }) };
     if (tls) {
-      material.tls = { ca: await readPem("ca", tls.ca) };
+      material.tls = { ca: await readPem("ca", tls.ca), ...(tls.serverName === undefined ? {} : { serverName: tls.serverName }) };
       if (tls.cert !== undefined && tls.key !== undefined) material.tls = { ...material.tls, cert: await readPem("cert", tls.cert), key: await readPem("key", tls.key) };
     }
     if (o.auth) material.auth = { username: o.auth.username, password: await readPassword(o.auth.passwordFile) };
@@ -125,7 +127,13 @@ export class EtcdConnection {
       // unary calls under a deadline; watch streams (isStream) run until cancelled
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
     };
-    if (o.tls) options.credentials = { rootCertificate: o.tls.ca, ...(o.tls.cert && o.tls.key ? { certChain: o.tls.cert, privateKey: o.tls.key } : {}) };
+    if (o.tls) {
+      options.credentials = { rootCertificate: o.tls.ca, ...(o.tls.cert && o.tls.key ? { certChain: o.tls.cert, privateKey: o.tls.key } : {}) };
+      if (o.tls.serverName !== undefined) options.grpcOptions = { "grpc.ssl_target_name_override": o.tls.serverName, "grpc.default_authority": o.tls.serverName };
+      else if (o.endpoints.some((e) => isIP(e.replace(/^https?:\/\//, "").replace(/:\d+$/, "").replace(/^\[|\]$/g, "")) !== 0)) {
+        throw new FerryError("FERRY_ERR_CONFIG", "etcd store: TLS to an IP endpoint needs store.tls.serverName, a DNS name in the members' certificates (Node refuses an IP address as TLS server name)", { details: { field: "store.tls.serverName" } });
+      }
+    }
     if (o.auth) options.auth = o.auth;
     const hostsOnly = o.endpoints.map((e) => e.replace(/^https?:\/\//, ""));
     return new EtcdConnection(new Etcd3(options), o.prefix ?? "ferry/", hostsOnly);
