@@ -22,6 +22,21 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 echo "packages: installing ${missing[*]}" >&2
+# Ferry runs its own daemons (etcd in the tests, on their own ports and data dirs; libvirtd in the
+# bench), never the system services some packages start on install (etcd-server starts etcd on
+# 2379/2380): unless the machine has a policy already (Docker images do), a policy-rc.d that
+# refuses every start holds for this install only.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  trap 'rm -f "$policy"' EXIT
+  printf '#!/bin/sh\n# written by ferry scripts/packages.sh for one apt-get install; removed after it\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+fi
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# etcd-server is here for its binary: its system service is not enabled at boot either
+# (update-rc.d disables the init script's links and, where systemctl is, the systemd unit)
+if printf '%s\n' "${missing[@]}" | grep -qxF etcd-server; then
+  update-rc.d etcd disable >/dev/null 2>&1 || true
+fi
 echo "installed ${missing[*]}"

@@ -38,3 +38,23 @@ test("lab: the connectivity watch's settle window (at least 5 s), its deadline p
   bad("lab: { fabric: demo, settleMs: 10000, settleDeadlineMs: 9000 }\n", /lab\.settleDeadlineMs: must be at least settleMs \(10000\)/);
   bad("lab: { fabric: demo, settle: 5000 }\n", /lab\.settle: unknown field/);
 });
+
+test("store: sqlite by default; etcd endpoints with tls and auth, paths resolved; clear errors", () => {
+  const base = "stateDir: /s\nagentTokenFile: /t\n";
+  assert.deepEqual(parseControllerConfig(base, { source: "/c.yaml" }).store, { kind: "sqlite" });
+  assert.deepEqual(parseControllerConfig(`${base}store: etcd://10.0.0.1:2379,etcd-b:2379\n`, { source: "/c.yaml" }).store, { kind: "etcd", endpoints: ["10.0.0.1:2379", "etcd-b:2379"] });
+  const full = "store:\n  url: etcd://127.0.0.1:2379\n  tls: { ca: etcd/ca.crt, cert: etcd/c.crt, key: etcd/c.key }\n  username: ferry\n  passwordFile: etcd/pw\n  prefix: lab1/\n";
+  assert.deepEqual(parseControllerConfig(base + full, { source: "/srv/c.yaml" }).store, {
+    kind: "etcd", endpoints: ["127.0.0.1:2379"], tls: { ca: "/srv/etcd/ca.crt", cert: "/srv/etcd/c.crt", key: "/srv/etcd/c.key" }, auth: { username: "ferry", passwordFile: "/srv/etcd/pw" }, prefix: "lab1/",
+  });
+  const bad = (text: string, re: RegExp) => assert.throws(() => parseControllerConfig(base + text, { source: "/c.yaml" }), (e: Error & { code?: string }) => e.code === "FERRY_ERR_CONFIG" && re.test(e.message));
+  bad("store: mysql://x\n", /\/c\.yaml:3: store: "mysql:\/\/x" is not a store: use sqlite/);
+  bad("store: etcd://host\n", /:3: store: etcd endpoint "host" is not host:port/);
+  bad("store: etcd://a:1,a:1\n", /listed twice/);
+  bad("store:\n  url: etcd://a:1\n  username: u\n", /:\d+: store\.passwordFile: username and passwordFile go together/);
+  bad("store:\n  url: etcd://a:1\n  tls: { ca: ca.crt, cert: c.crt }\n", /store\.tls\.key: cert and key go together/);
+  bad("store:\n  url: etcd://a:1\n  tls: { cert: c.crt, key: c.key }\n", /store\.tls\.ca: required/);
+  bad("store:\n  url: sqlite\n  username: u\n", /store\.username: only for an etcd store/);
+  bad("store:\n  url: etcd://a:1\n  prefix: /abs\n", /store\.prefix: must be/);
+  bad("store:\n  url: etcd://a:1\n  passwrd: x\n", /store\.passwrd: unknown field/);
+});

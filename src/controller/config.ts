@@ -13,6 +13,8 @@
 //                                                 # settleDeadlineMs past the end (60000), outageMs (100: a longer gap is an outage)
 //   tls: { cert: tls/ctl.crt, key: tls/ctl.key, ca: tls/ca.crt }  # optional mutual TLS ('ferry ca'): HTTPS with client
 //                                                 # certificates required; the agents are called over HTTPS with this cert
+//   store: etcd://10.0.0.1:2379,10.0.0.2:2379       # default sqlite (controller.db in stateDir); etcd for several
+//                                                 # controllers, with tls and auth options: see store-config.ts
 //   deadlines: { unplugMs: 15000, convergeMs: 300000, precheckMs: 2000, primaryBackMs: 30000, stepMs: 120000 }
 //
 // Relative paths are resolved against the config file's directory.
@@ -22,6 +24,8 @@ import { invalid } from "../core/errors.ts";
 import type { TlsFiles } from "../core/tls.ts";
 import type { Deadlines } from "../migration/types.ts";
 import * as v from "../model/validate.ts";
+import type { StoreConfig } from "../store/backend.ts";
+import { parseStoreConfig } from "./store-config.ts";
 import { parseTls, parseYamlConfig, readConfigFile } from "../model/yaml-config.ts";
 
 export interface ControllerConfig {
@@ -36,6 +40,8 @@ export interface ControllerConfig {
   lab: { fabric: string; settleMs: number; settleDeadlineMs: number; outageMs: number } | null;
   /** Mutual TLS for the controller API and for its calls to the agents; null: plain HTTP (the token still required). */
   tls: TlsFiles | null;
+  /** Where the state lives: SQLite in stateDir (default) or etcd. */
+  store: StoreConfig;
 }
 
 export const DEFAULT_CONTROLLER_PORT = 7600;
@@ -57,7 +63,7 @@ export function heartbeatIntervalMs(heartbeatTimeoutMs: number): number {
 
 export function parseControllerConfig(text: string, options: { source?: string; baseDir?: string } = {}): ControllerConfig {
   const { raw, c } = parseYamlConfig(text, options.source ?? "controller config", options.baseDir);
-  const o = c.obj([], raw ?? {}, ["listen", "stateDir", "tokenFile", "agentTokenFile", "heartbeatTimeoutMs", "hostCapacity", "deadlines", "lab", "tls"]);
+  const o = c.obj([], raw ?? {}, ["listen", "stateDir", "tokenFile", "agentTokenFile", "heartbeatTimeoutMs", "hostCapacity", "deadlines", "lab", "tls", "store"]);
 
   const listenRaw = o["listen"] === undefined ? {} : c.obj(["listen"], o["listen"], ["address", "port"]);
   const address = c.check(["listen", "address"], (f) => {
@@ -94,7 +100,8 @@ export function parseControllerConfig(text: string, options: { source?: string; 
     lab = { fabric: c.check(["lab", "fabric"], (f) => v.name(f, labRaw["fabric"])), settleMs, settleDeadlineMs, outageMs };
   }
   const tls = o["tls"] === undefined ? null : parseTls(c, ["tls"], o["tls"]);
-  return { listen: { address, port }, stateDir, tokenFile, agentTokenFile, heartbeatTimeoutMs, hostCapacity, deadlines, lab, tls };
+  const store = parseStoreConfig(c, ["store"], o["store"]);
+  return { listen: { address, port }, stateDir, tokenFile, agentTokenFile, heartbeatTimeoutMs, hostCapacity, deadlines, lab, tls, store };
 }
 
 export async function loadControllerConfig(file: string, signal?: AbortSignal): Promise<ControllerConfig> {

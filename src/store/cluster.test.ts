@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, test } from "node:test";
 import { SqliteClusterStore } from "./cluster.ts";
 import type { VmRecord } from "./cluster.ts";
+import { clusterContract } from "./cluster-contract.ts";
 import { SqliteStore } from "./sqlite.ts";
 
 const base = await mkdtemp(join(tmpdir(), "ferry-cluster-"));
@@ -40,14 +41,6 @@ test("hosts and VMs share the migrations' file (0600) and survive a reopen; name
   migrations.close();
 });
 
-test("putVmIf writes only while the VM is where the caller expects it (a late writer changes nothing)", async () => {
-  const s = new SqliteClusterStore(join(base, "cas", "controller.db"));
-  const a = await s.createVm(vm("r1", "9f1b0c9e-2d3a-4b5c-8d7e-0123456789ab"));
-  const moved = await s.putVmIf({ ...a, host: "host-b", instanceId: "i-0000000b" }, { host: "host-a", instanceId: "i-0000000a" });
-  assert.deepEqual([moved?.host, moved?.instanceId], ["host-b", "i-0000000b"]);
-  // a writer that still believes the VM is on host-a (an old migration's settle) is refused
-  assert.equal(await s.putVmIf({ ...a, host: "host-c", instanceId: "i-0000000c" }, { host: "host-a", instanceId: "i-0000000a" }), undefined);
-  assert.deepEqual([(await s.getVm("r1"))?.host, (await s.getVm("r1"))?.instanceId], ["host-b", "i-0000000b"]);
-  assert.equal(await s.putVmIf({ ...a, uuid: "af1b0c9e-2d3a-4b5c-8d7e-0123456789ab", name: "ghost" }, { host: "host-a", instanceId: "i-0000000a" }), undefined);
-  s.close();
-});
+// putVmIf: the cluster contract (cluster-contract.ts), run below
+
+clusterContract("sqlite (:memory:)", () => new SqliteClusterStore(":memory:"));

@@ -1,6 +1,6 @@
 // Records and journal entries leave the database as unknown JSON and are
 // validated here before the coordinator sees them.
-import { FerryError } from "../core/errors.ts";
+import { FerryError, isFerryError } from "../core/errors.ts";
 import type { ErrorCode } from "../core/errors.ts";
 import { ERROR_CODES } from "../core/errors.ts";
 import { NIC_MODES, NIC_POLICIES } from "../model/vm.ts";
@@ -21,6 +21,16 @@ import type {
   VfRef,
   Verdict,
 } from "../migration/types.ts";
+
+/** Run a parser over stored data: what it throws becomes FERRY_ERR_INTERNAL "store: corrupt <what>". */
+export function decode<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (isFerryError(e, "FERRY_ERR_INTERNAL")) throw e;
+    throw new FerryError("FERRY_ERR_INTERNAL", `store: corrupt ${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+  }
+}
 
 function num(field: string, x: unknown): number {
   if (typeof x !== "number" || !Number.isFinite(x)) throw corrupt(field, x);

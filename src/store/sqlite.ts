@@ -3,10 +3,10 @@
 // journals. Calls are synchronous underneath; the interface is async so that
 // other backends (etcd) fit it.
 import type { DatabaseSync } from "node:sqlite";
-import { FerryError, isFerryError } from "../core/errors.ts";
+import { FerryError } from "../core/errors.ts";
 import type { JournalEntry, JournalInput, MigrationRecord } from "../migration/types.ts";
 import { isTerminal } from "../migration/types.ts";
-import { parseJournalEntry, parseRecord } from "./codec.ts";
+import { decode, parseJournalEntry, parseRecord } from "./codec.ts";
 import { openSqlite } from "./open.ts";
 import type { Store } from "../migration/store-port.ts";
 
@@ -41,15 +41,6 @@ function json(row: Record<string, unknown>, k: string): unknown {
   const x = row[k];
   if (typeof x !== "string") throw new FerryError("FERRY_ERR_INTERNAL", `store: column ${k} is not text`);
   return JSON.parse(x) as unknown;
-}
-
-function decode<T>(what: string, f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (isFerryError(e, "FERRY_ERR_INTERNAL")) throw e;
-    throw new FerryError("FERRY_ERR_INTERNAL", `store: corrupt ${what}: ${message(e)}`, { cause: e });
-  }
 }
 
 export interface SqliteStoreOptions {

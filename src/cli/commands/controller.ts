@@ -15,18 +15,27 @@ import { createLogger } from "../../core/log.ts";
 import { loadTls, tlsFetch } from "../../core/tls.ts";
 import { labConnectivity } from "../../lab/connectivity.ts";
 import { guestImagePaths } from "../../model/guest-image.ts";
-import { SqliteClusterStore } from "../../store/cluster.ts";
-import { SqliteEventLog } from "../../store/events.ts";
-import { SqliteStore } from "../../store/sqlite.ts";
+import { openBackend, parseStoreUrl } from "../../store/backend.ts";
+import type { StoreConfig } from "../../store/backend.ts";
 import { rejectExtra, required } from "../args.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 
 export const USAGE = `usage:
   ferry controller --config controller.yaml     run the controller (API, scheduler, coordinator)
+    [--store sqlite|etcd://host:port,host:port]  where its state lives (default: the config's store:,
+                                                 else sqlite in stateDir); etcd's tls and auth come from store:
 `;
 
-const OPTIONS = { config: { type: "string", short: "c" }, help: { type: "boolean", short: "h" } } as const;
+const OPTIONS = { config: { type: "string", short: "c" }, store: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
+
+/** --store over the config's store: an etcd URL keeps the config's etcd options (tls, auth, prefix). */
+function storeOverride(config: StoreConfig, url: string | undefined): StoreConfig {
+  if (url === undefined) return config;
+  const given = parseStoreUrl("--store", url);
+  if (given.kind === "sqlite") return given;
+  return config.kind === "etcd" ? { ...config, endpoints: given.endpoints } : given;
+}
 
 async function readAgentToken(file: string): Promise<string> {
   let token: string;
@@ -47,25 +56,24 @@ export const run = command("controller", USAGE, OPTIONS, async ({ values, positi
   const agentToken = await readAgentToken(config.agentTokenFile);
   const token = await loadServerToken(config.tokenFile, log);
   const tls = config.tls ? await loadTls(config.tls) : null;
-  const store = new SqliteStore(dbFile(config));
-  const cluster = new SqliteClusterStore(dbFile(config));
-  const eventLog = new SqliteEventLog<ControllerEvent>(dbFile(config));
+  const backend = await openBackend<ControllerEvent>(storeOverride(config.store, values.store), dbFile(config), {
+    onEventLogError: (e) => log.warn({ err: e instanceof Error ? e.message : String(e) }, "event log: cannot write or read events"),
+  });
+  const { store, cluster, eventLog } = backend;
   const controller = new Controller({ config, store, cluster, eventLog, clock: systemClock, log, agentToken, ...(tls ? { fetch: tlsFetch(tls) } : {}), guestImage: () => guestImagePaths(), ...(config.lab ? { connectivity: labConnectivity(config.lab.fabric, { settleMs: config.lab.settleMs, deadlineMs: config.lab.settleDeadlineMs, outageMs: config.lab.outageMs }) } : {}) });
   let app: ReturnType<typeof buildControllerApp> | undefined;
   try {
     await controller.start();
     app = buildControllerApp({ controller, token, version: pkg.version, log }, { tls });
     const address = await listenAt(app, config.listen, configPath);
-    log.info({ address, db: dbFile(config) }, `ferry controller listening on ${address}`);
+    log.info({ address, db: backend.where }, `ferry controller listening on ${address}`);
     const sig = await untilStopSignal();
     log.info({ signal: sig }, "shutting down; migrations in flight resume on the next start");
     return EXIT.ok;
   } finally {
     await app?.close();
     await controller.close();
-    store.close();
-    cluster.close();
-    eventLog.close();
+    await backend.close();
     log.flush();
   }
 });

@@ -1,0 +1,57 @@
+// The behaviour every ClusterStore backend must have, as node:test cases
+// (SQLite: cluster.test.ts; etcd: etcd.test.ts). A backend's test file calls
+// clusterContract with a factory that gives an empty store.
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import type { ClusterStore, VmRecord } from "./cluster.ts";
+
+export const contractVm = (name: string, uuid: string): Omit<VmRecord, "seq"> => ({
+  uuid, name, memoryMiB: 256, vcpus: 1, host: "host-a", instanceId: "i-0000000a", state: "running", noOs: false, createdAt: 1, updatedAt: 1,
+  nics: [{ name: "net0", network: "physnet1", mode: "failover", policy: "mandatory", mac: "52:54:00:00:00:01", guestPorts: { standby: 1, primary: 2 }, address: "10.1.1.10/24", vf: "0000:3b:10.0" }],
+});
+
+export function clusterContract(name: string, make: () => ClusterStore): void {
+  void describe(`ClusterStore contract: ${name}`, () => {
+    void test("hosts: upsert, state, list by name; unknown hosts are undefined", async () => {
+      const s = make();
+      await s.upsertHost({ name: "host-b", url: "http://127.0.0.1:7602", version: "0.1.0", accel: "tcg", state: "up", lastHeartbeat: 5, registeredAt: 1 });
+      await s.upsertHost({ name: "host-a", url: "http://127.0.0.1:7601", version: "0.1.0", accel: "tcg", state: "up", lastHeartbeat: 5, registeredAt: 1, drain: true });
+      assert.equal((await s.setHostState("host-a", "down"))?.state, "down");
+      assert.equal(await s.setHostState("nope", "down"), undefined);
+      assert.deepEqual((await s.listHosts()).map((h) => [h.name, h.state, h.drain ?? false]), [["host-a", "down", true], ["host-b", "up", false]]);
+      assert.equal(await s.getHost("nope"), undefined);
+      s.close();
+    });
+
+    void test("VMs: seq in creation order, unique names and uuids, found by either, replaced, deleted", async () => {
+      const s = make();
+      const a = await s.createVm(contractVm("web", "6f1b0c9e-2d3a-4b5c-8d7e-0123456789ab"));
+      const b = await s.createVm(contractVm("db", "7f1b0c9e-2d3a-4b5c-8d7e-0123456789ab"));
+      assert.deepEqual([a.seq, b.seq], [1, 2]);
+      await assert.rejects(s.createVm(contractVm("web", "8f1b0c9e-2d3a-4b5c-8d7e-0123456789ab")), { code: "FERRY_ERR_CONFLICT" });
+      await assert.rejects(s.createVm(contractVm("web2", a.uuid)), { code: "FERRY_ERR_CONFLICT" });
+      await s.putVm({ ...a, host: "host-b", nics: [{ ...a.nics[0]!, vf: null }] });
+      const web = await s.getVm("web");
+      assert.deepEqual([web?.host, web?.nics[0]?.vf, (await s.getVm(a.uuid))?.name], ["host-b", null, "web"]);
+      await assert.rejects(s.putVm({ ...a, uuid: "af1b0c9e-2d3a-4b5c-8d7e-0123456789ab", name: "ghost" }), { code: "FERRY_ERR_NOT_FOUND" });
+      assert.deepEqual((await s.listVms()).map((v) => v.name), ["web", "db"]);
+      assert.equal(await s.deleteVm(b.uuid), true);
+      assert.equal(await s.deleteVm(b.uuid), false);
+      assert.equal(await s.getVm("db"), undefined);
+      // a new VM's seq is above every live VM's (a deleted VM's may be given again: SQLite does, etcd does not)
+      assert.ok((await s.createVm(contractVm("db", b.uuid))).seq > a.seq);
+      s.close();
+    });
+
+    void test("putVmIf writes only while the VM is where the caller expects it", async () => {
+      const s = make();
+      const a = await s.createVm(contractVm("r1", "9f1b0c9e-2d3a-4b5c-8d7e-0123456789ab"));
+      const moved = await s.putVmIf({ ...a, host: "host-b", instanceId: "i-0000000b" }, { host: "host-a", instanceId: "i-0000000a" });
+      assert.deepEqual([moved?.host, moved?.instanceId], ["host-b", "i-0000000b"]);
+      assert.equal(await s.putVmIf({ ...a, host: "host-c", instanceId: "i-0000000c" }, { host: "host-a", instanceId: "i-0000000a" }), undefined);
+      assert.deepEqual([(await s.getVm("r1"))?.host, (await s.getVm("r1"))?.instanceId], ["host-b", "i-0000000b"]);
+      assert.equal(await s.putVmIf({ ...a, uuid: "af1b0c9e-2d3a-4b5c-8d7e-0123456789ab", name: "ghost" }, { host: "host-a", instanceId: "i-0000000a" }), undefined);
+      s.close();
+    });
+  });
+}

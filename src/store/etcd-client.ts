@@ -1,0 +1,195 @@
+// The etcd connection the etcd store's parts share (EtcdStore, EtcdClusterStore,
+// EtcdEventLog): one `etcd3` client (the maintained Node client: leases,
+// watches, txn) for a list of endpoints, with TLS and auth, every unary call
+// under a deadline, and every key under one prefix. Also the few primitives
+// the parts build on: a key's value and revisions, a compare-and-set txn,
+// fixed-width sequence keys, and errors that name the store.
+import { readFile } from "node:fs/promises";
+import { isIP } from "node:net";
+import { Etcd3 } from "etcd3";
+import type { IKeyValue, IOptions, Namespace, Watcher } from "etcd3";
+import { FerryError, isFerryError } from "../core/errors.ts";
+
+/** How a controller reaches etcd: `--store etcd://…` plus the config's `store:` options. */
+export interface EtcdOptions {
+  /** host:port of each member. */
+  endpoints: string[];
+  /** Client TLS: the CA that signed the members' certificates; cert and key when etcd demands client certificates. */
+  tls?: { ca: string; cert?: string; key?: string; serverName?: string } | null;
+  /** etcd auth: a user and a file holding its password (one line). */
+  auth?: { username: string; passwordFile: string } | null;
+  /** Every key lives under this prefix (default "ferry/"). */
+  prefix?: string;
+  /** Deadline of each call (default 5 s). */
+  callTimeoutMs?: number;
+}
+
+/** EtcdOptions with the files read. */
+export interface EtcdMaterial {
+  /** host:port (or http(s)://host:port) of each member. */
+  endpoints: string[];
+  /** serverName: the DNS name to check the members' certificates against (needed with IP endpoints: Node refuses an IP as TLS server name). */
+  tls?: { ca: Buffer; cert?: Buffer; key?: Buffer; serverName?: string };
+  auth?: { username: string; password: string };
+  prefix?: string;
+  callTimeoutMs?: number;
+}
+
+/** A stored key: its value and the revisions a compare-and-set compares. */
+export interface Stored {
+  key: string;
+  value: string;
+  /** The store's revision of the key's last change (0: absent). */
+  mod: string;
+  create: string;
+}
+
+export function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** An etcd call that failed (unreachable, no quorum, refused): FERRY_ERR_INTERNAL, retryable, naming the store. */
+export function storeError(what: string, e: unknown): FerryError {
+  if (isFerryError(e)) return e;
+  return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: ${message(e)}`, { cause: e, retryable: true, details: { store: "etcd" } });
+}
+
+/** A sequence number as a key part that sorts as it counts (16 digits). */
+export function seqKey(n: number): string {
+  return String(n).padStart(16, "0");
+}
+
+export function stored(kv: IKeyValue, prefix: string): Stored {
+  const key = kv.key.toString("utf8");
+  return { key: key.startsWith(prefix) ? key.slice(prefix.length) : key, value: kv.value.toString("utf8"), mod: String(kv.mod_revision), create: String(kv.create_revision) };
+}
+
+async function readPem(field: string, file: string): Promise<Buffer> {
+  let b: Buffer;
+  try {
+    b = await readFile(file);
+  } catch (e) {
+    throw new FerryError("FERRY_ERR_CONFIG", `store.${field} ${file}: cannot read: ${message(e)}`, { cause: e, details: { file, field: `store.${field}` } });
+  }
+  if (!b.subarray(0, 4096).toString("latin1").includes("-----BEGIN ")) {
+    throw new FerryError("FERRY_ERR_CONFIG", `store.${field} ${file}: not a PEM file`, { details: { file, field: `store.${field}` } });
+  }
+  return b;
+}
+
+async function readPassword(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await readFile(file, "utf8");
+  } catch (e) {
+    throw new FerryError("FERRY_ERR_CONFIG", `store.passwordFile ${file}: cannot read the etcd password: ${message(e)}`, { cause: e, details: { file, field: "store.passwordFile" } });
+  }
+  const pw = text.replace(/\r?\n$/, "");
+  if (pw === "" || pw.includes("\n")) throw new FerryError("FERRY_ERR_CONFIG", `store.passwordFile ${file}: must hold the etcd password on one line`, { details: { file, field: "store.passwordFile" } });
+  return pw;
+}
+
+/** One client for the store's parts; close() closes it. */
+export class EtcdConnection {
+  readonly client: Etcd3;
+  readonly ns: Namespace;
+  readonly prefix: string;
+  readonly endpoints: string[];
+  /** Open watches: close() cancels them (a closed client alone leaves their streams retrying). */
+  readonly #watchers = new Set<Watcher>();
+
+  private constructor(client: Etcd3, prefix: string, endpoints: string[]) {
+    this.client = client;
+    this.prefix = prefix;
+    this.ns = client.namespace(prefix);
+    this.endpoints = endpoints;
+  }
+
+  /** Read the TLS and password files and make the client (it connects on first use). */
+  static async open(o: EtcdOptions): Promise<EtcdConnection> {
+    const tls = o.tls ?? null;
+    const material: EtcdMaterial = { endpoints: o.endpoints, ...(o.prefix === undefined ? {} : { prefix: o.prefix }), ...(o.callTimeoutMs === undefined ? {} : { callTimeoutMs: o.callTimeoutMs }) };
+    if (tls) {
+      material.tls = { ca: await readPem("ca", tls.ca), ...(tls.serverName === undefined ? {} : { serverName: tls.serverName }) };
+      if (tls.cert !== undefined && tls.key !== undefined) material.tls = { ...material.tls, cert: await readPem("cert", tls.cert), key: await readPem("key", tls.key) };
+    }
+    if (o.auth) material.auth = { username: o.auth.username, password: await readPassword(o.auth.passwordFile) };
+    return EtcdConnection.connect(material);
+  }
+
+  /** Make the client from what the files hold (tests pass it directly). */
+  static connect(o: EtcdMaterial): EtcdConnection {
+    if (o.endpoints.length === 0) throw new FerryError("FERRY_ERR_CONFIG", "etcd store: no endpoints");
+    const timeout = o.callTimeoutMs ?? 5000;
+    const options: IOptions = {
+      hosts: o.endpoints.map((e) => (/^https?:\/\//.test(e) ? e : `${o.tls ? "https" : "http"}://${e}`)),
+      dialTimeout: timeout,
+      // unary calls under a deadline; watch streams (isStream) run until cancelled
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+    };
+    if (o.tls) {
+      options.credentials = { rootCertificate: o.tls.ca, ...(o.tls.cert && o.tls.key ? { certChain: o.tls.cert, privateKey: o.tls.key } : {}) };
+      if (o.tls.serverName !== undefined) options.grpcOptions = { "grpc.ssl_target_name_override": o.tls.serverName, "grpc.default_authority": o.tls.serverName };
+      else if (o.endpoints.some((e) => isIP(e.replace(/^https?:\/\//, "").replace(/:\d+$/, "").replace(/^\[|\]$/g, "")) !== 0)) {
+        throw new FerryError("FERRY_ERR_CONFIG", "etcd store: TLS to an IP endpoint needs store.tls.serverName, a DNS name in the members' certificates (Node refuses an IP address as TLS server name)", { details: { field: "store.tls.serverName" } });
+      }
+    }
+    if (o.auth) options.auth = o.auth;
+    const hostsOnly = o.endpoints.map((e) => e.replace(/^https?:\/\//, ""));
+    return new EtcdConnection(new Etcd3(options), o.prefix ?? "ferry/", hostsOnly);
+  }
+
+  /** A key's value and revisions, or undefined. */
+  async get(key: string): Promise<Stored | undefined> {
+    try {
+      const res = await this.ns.get(key).exec();
+      const kv = res.kvs[0];
+      return kv ? stored(kv, this.prefix) : undefined;
+    } catch (e) {
+      throw storeError(`get ${key}`, e);
+    }
+  }
+
+  /** Every key under `sub` (in key order), and the store's revision of that read. */
+  async list(sub: string, o: { limit?: number; descending?: boolean } = {}): Promise<{ items: Stored[]; revision: string }> {
+    try {
+      let b = this.ns.getAll().prefix(sub).sort("Key", o.descending ? "Descend" : "Ascend");
+      if (o.limit !== undefined) b = b.limit(o.limit);
+      const res = await b.exec();
+      return { items: res.kvs.map((kv) => stored(kv, this.prefix)), revision: String(res.header.revision) };
+    } catch (e) {
+      throw storeError(`list ${sub}`, e);
+    }
+  }
+
+  /** Health: a read that needs a quorum (a linearizable range), within the call deadline. */
+  async ping(): Promise<void> {
+    await this.get("health");
+  }
+
+  /** Start a watch on what `build` selects; the returned function cancels it. close() cancels it too. */
+  async watch(what: string, build: (ns: Namespace) => Promise<Watcher>): Promise<{ watcher: Watcher; cancel: () => Promise<void> }> {
+    let w: Watcher;
+    try {
+      w = await build(this.ns);
+    } catch (e) {
+      throw storeError(`watch ${what}`, e);
+    }
+    this.#watchers.add(w);
+    return {
+      watcher: w,
+      cancel: async () => {
+        if (this.#watchers.delete(w)) await w.cancel();
+      },
+    };
+  }
+
+  /** Cancel the watches (for at most a second), then close the client. */
+  close(): void {
+    const ws = [...this.#watchers];
+    this.#watchers.clear();
+    const cancelled = Promise.allSettled(ws.map((w) => w.cancel()));
+    const late = new Promise((resolve) => setTimeout(resolve, 1000).unref());
+    void Promise.race([cancelled, late]).finally(() => this.client.close());
+  }
+}
