@@ -22,6 +22,8 @@ import { LeaseStore, openStateDb, RecordStore } from "../host/leases.ts";
 import type { Lease, LeaseHolder } from "../host/leases.ts";
 import { readInventory } from "../host/sysfs.ts";
 import { realVfSeam } from "../host/vf-setup.ts";
+import { probeNativeVfioMigration } from "../host/native-migration.ts";
+import type { NativeVfioMigration } from "../host/native-migration.ts";
 import type { VfSeam } from "../host/vf-setup.ts";
 import type { Inventory } from "../host/sysfs.ts";
 import * as v from "../model/validate.ts";
@@ -103,6 +105,8 @@ export class Agent {
   readonly faults: Faults;
   /** Real VFs set up before QEMU sees them and reset when let go (vf-life.ts). */
   readonly vfLife: VfLife;
+  /** Native VFIO device-state migration on this host, probed at open (host/native-migration.ts). */
+  vfioMigration: NativeVfioMigration = { available: false, reason: "not probed yet" };
   recovery: RecoveryReport = { reconnected: [], gone: [], unreachable: [], orphanLeases: [] };
 
   readonly #clock: Clock;
@@ -162,12 +166,13 @@ export class Agent {
     try {
       agent.recovery = await recover(agent.#s, o.signal);
       await agent.vfLife.sweep();
+      agent.vfioMigration = await probeNativeVfioMigration({ run: o.run ?? defaultRun, qemuBinary: o.qemuBinary, sysfsRoot: o.config.sysfsRoot, vfs: vfs.map((x) => ({ vendor: x.vendor, standIn: x.standIn !== null })), signal: o.signal });
     } catch (e) {
       await agent.close();
       throw e;
     }
     void agent.#runLoop();
-    log.info({ accel: accel.accel, vfs: vfs.length, ...agent.#recoverySummary() }, "agent ready");
+    log.info({ accel: accel.accel, vfs: vfs.length, vfioMigration: agent.vfioMigration, ...agent.#recoverySummary() }, "agent ready");
     return agent;
   }
 
@@ -228,7 +233,7 @@ export class Agent {
   // ---- inventory and leases
 
   inventory(): InventoryView {
-    return buildInventoryView(this.config, this.#inventory, this.leases.list());
+    return buildInventoryView(this.config, this.#inventory, this.leases.list(), this.vfioMigration);
   }
 
   /** The usable VF at `bdf`; FERRY_ERR_INVALID if not an address, FERRY_ERR_NOT_FOUND if not in this host's inventory. */

@@ -7,7 +7,7 @@
 // seam had done by then, then fails as QEMU does without VFIO). Assertions
 // are the exact sysfs writes and `ip` argv, in order.
 import assert from "node:assert/strict";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -80,7 +80,12 @@ async function rig(o: { realVfs?: RealVfOptions; standIns?: boolean; lab?: boole
   const argvFile = join(host.dir, "qemu-argv");
   await writeFile(qemu, `#!/bin/sh\ncp '${logFile}' '${seen}'\nprintf '%s\\n' "$@" > '${argvFile}'\necho "qemu-system-x86_64: -device vfio-pci: fake QEMU (test stand-in): no VFIO on this machine" >&2\nexit 1\n`);
   await chmod(qemu, 0o755);
-  const open = (): Promise<Agent> => Agent.open({ config: host.config, accel: { accel: "tcg", reason: "test" }, vfSeam: traced, qemuBinary: qemu, reclaimIntervalMs: 3_600_000 });
+  const open = async (): Promise<Agent> => {
+    const a = await Agent.open({ config: host.config, accel: { accel: "tcg", reason: "test" }, vfSeam: traced, qemuBinary: qemu, reclaimIntervalMs: 3_600_000 });
+    // the agent's start-up probe (native VFIO migration) ran the fake QEMU too: only what runs later counts
+    await rm(seen, { force: true });
+    return a;
+  };
   const r: Rig = {
     host, seam, pf, pfName: p.ifname, vfs: p.vfs.map((x) => x.bdf),
     agent: await open(),
