@@ -40,7 +40,8 @@ async function main(): Promise<void> {
       await clients[mode].createVm({ name: "big", host: "host1", memoryMiB: 1024, guestFillMiB: FILL_MIB, nics: [{ network: "physnet1", mode: "failover", policy: "mandatory" }] });
     }
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const mode of (round % 2 === 1 ? ["tls", "plain"] : ["plain", "tls"]) as ("tls" | "plain")[]) {
+      const order: ("tls" | "plain")[] = round % 2 === 1 ? ["tls", "plain"] : ["plain", "tls"];
+      for (const mode of order) {
         const c = clients[mode];
         const vm = await c.vm("big");
         const to = vm.host === "host1" ? "host2" : "host1";
