@@ -1,6 +1,7 @@
 // The controller's HTTP app: buildControllerApp(deps) returns it, not
 // listening (cli/commands/controller.ts listens; tests may use app.inject()).
-// One route file per resource; every route requires the bearer token; errors
+// One route file per resource; every route requires the bearer token (but
+// the dashboard's static files at /ui, ui.ts); errors
 // are problem bodies by FerryError code; OpenAPI at /openapi.json.
 import { openApiDocument } from "../core/http/openapi.ts";
 import { baseApp } from "../core/http/server.ts";
@@ -16,6 +17,7 @@ import { evacuationRoutes } from "./routes/evacuations.ts";
 import { hostRoutes } from "./routes/hosts.ts";
 import { migrationRoutes } from "./routes/migrations.ts";
 import { vmRoutes } from "./routes/vms.ts";
+import { uiRoutes } from "./ui.ts";
 
 export type { ControllerAppDeps } from "./deps.ts";
 
@@ -34,5 +36,7 @@ export function buildControllerApp(deps: ControllerAppDeps, o: { tls?: TlsMateri
   const evacuations = deps.evacuations ?? new Evacuations({ controller: deps.controller, clock: deps.clock ?? systemClock, log });
   if (!deps.evacuations) app.addHook("onClose", () => evacuations.close());
   evacuationRoutes(app, { ...deps, evacuations });
+  // the dashboard's static files (no token: no data; the page sends the token on each API call)
+  uiRoutes(app);
   return app;
 }

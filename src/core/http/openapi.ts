@@ -23,6 +23,7 @@ export function collectRoutes(app: FerryFastify): CollectedRoute[] {
   app.addHook("onRoute", (r: RouteOptions) => {
     for (const method of Array.isArray(r.method) ? r.method : [r.method]) {
       if (method === "HEAD") continue; // fastify's automatic HEAD twin of each GET
+      if (r.config?.public === true) continue; // static files (the dashboard), not API
       const s = r.schema ?? {};
       routes.push({ method, url: r.url, params: s.params, querystring: s.querystring, body: s.body, response: s.response, doc: r.config?.openapi });
     }
