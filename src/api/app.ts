@@ -9,6 +9,7 @@ import { systemClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import type { TlsMaterial } from "../core/tls.ts";
 import type { ControllerAppDeps, ControllerFastify, RouteFile } from "./deps.ts";
+import { metricsRoutes } from "./metrics.ts";
 import { agentRoutes } from "./routes/agents.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { eventRoutes } from "./routes/events.ts";
@@ -34,5 +35,6 @@ export function buildControllerApp(deps: ControllerAppDeps, o: { tls?: TlsMateri
   const evacuations = deps.evacuations ?? new Evacuations({ controller: deps.controller, clock: deps.clock ?? systemClock, log });
   if (!deps.evacuations) app.addHook("onClose", () => evacuations.close());
   evacuationRoutes(app, { ...deps, evacuations });
+  metricsRoutes(app, deps, log);
   return app;
 }

@@ -10,6 +10,7 @@ import { healthRoutes } from "./health.ts";
 import { instanceRoutes } from "./instances.ts";
 import { inventoryRoutes } from "./inventory.ts";
 import { leaseRoutes } from "./leases.ts";
+import { metricsRoutes } from "./metrics.ts";
 import { migrationRoutes } from "./migrations.ts";
 import { openApiDocument } from "../../core/http/openapi.ts";
 import { baseApp } from "../../core/http/server.ts";
@@ -24,7 +25,7 @@ export type { AgentAppDeps } from "./deps.ts";
  * leases.ts, and add it here: auth, validation, problem bodies and the
  * OpenAPI document come with it.
  */
-export const ROUTE_FILES: readonly RouteFile[] = [healthRoutes, inventoryRoutes, leaseRoutes, instanceRoutes, migrationRoutes, faultRoutes];
+export const ROUTE_FILES: readonly RouteFile[] = [healthRoutes, inventoryRoutes, leaseRoutes, instanceRoutes, migrationRoutes, faultRoutes, metricsRoutes];
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
