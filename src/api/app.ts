@@ -1,8 +1,7 @@
 // The controller's HTTP app: buildControllerApp(deps) returns it, not
 // listening (cli/commands/controller.ts listens; tests may use app.inject()).
 // One route file per resource; every route requires the bearer token; errors
-// are problem bodies by FerryError code; OpenAPI at /openapi.json.
-import { openApiDocument } from "../core/http/openapi.ts";
+// are problem bodies by FerryError code; OpenAPI at /openapi.json, Swagger UI at /docs.
 import { baseApp } from "../core/http/server.ts";
 import { Evacuations } from "../controller/evacuation.ts";
 import { systemClock } from "../core/clock.ts";
@@ -26,15 +25,14 @@ export const MAX_BODY_BYTES = 256 * 1024;
 /** `o.tls`: serve HTTPS and require a client certificate signed by its CA (the token stays required). */
 export function buildControllerApp(deps: ControllerAppDeps, o: { tls?: TlsMaterial | null | undefined } = {}): ControllerFastify {
   const log = deps.log ?? silentLogger;
-  const { app, routes } = baseApp({ token: deps.token, realm: "ferry-controller", tokenSource: "the controller's tokenFile", bodyLimit: MAX_BODY_BYTES, log, tls: o.tls, forceCloseConnections: true });
-  app.get("/openapi.json", { config: { openapi: { summary: "This API as an OpenAPI 3.1 document (requires the token too)" } } }, () => {
-    const doc = openApiDocument(routes, { title: "Ferry controller", version: deps.version });
-    return { ...doc, info: { title: "Ferry controller", version: deps.version, description: "Ferry controller API. Every route requires `Authorization: Bearer <token>` (the controller's tokenFile)." } };
-  });
-  for (const register of ROUTE_FILES) register(app, deps);
+  const openapi = { title: "Ferry controller", version: deps.version, description: "Ferry controller API. Every route requires `Authorization: Bearer <token>` (the controller's tokenFile); Swagger UI at /docs." };
   const evacuations = deps.evacuations ?? new Evacuations({ controller: deps.controller, clock: deps.clock ?? systemClock, log });
-  if (!deps.evacuations) app.addHook("onClose", () => evacuations.close());
-  evacuationRoutes(app, { ...deps, evacuations });
-  metricsRoutes(app, deps, log);
+  const routes = (app: ControllerFastify): void => {
+    for (const register of ROUTE_FILES) register(app, deps);
+    if (!deps.evacuations) app.addHook("onClose", () => evacuations.close());
+    evacuationRoutes(app, { ...deps, evacuations });
+    metricsRoutes(app, deps, log);
+  };
+  const { app } = baseApp({ token: deps.token, realm: "ferry-controller", tokenSource: "the controller's tokenFile", bodyLimit: MAX_BODY_BYTES, log, tls: o.tls, forceCloseConnections: true, openapi, docs: true, routes });
   return app;
 }
