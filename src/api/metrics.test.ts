@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { buildAgentApp } from "../agent/http/app.ts";
+import { silentLogger } from "../core/log.ts";
+import { EventBus } from "../controller/events.ts";
+import { ControllerMetrics } from "./metrics.ts";
+import type { MetricsSource } from "./metrics.ts";
 import { newRecord } from "../migration/types.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import { contractPlan } from "../store/contract.ts";
@@ -123,4 +127,21 @@ test("VF pools and leases per host, PF and network, from live agents; each agent
   } finally {
     await c.close();
   }
+});
+
+test("a NIC's connectivity written after the outcome (lab: once the NIC is steady) is observed at the next scrape", async () => {
+  const rec = { ...newRecord(contractPlan("m-late"), 0), phase: "done" as const, outcome: "succeeded" as const, updatedAt: 2_000 };
+  let now: MigrationRecord & { measuring: boolean; settling: boolean } = { ...rec, measuring: true, settling: false };
+  const events = new EventBus();
+  const source = { events, getMigration: () => Promise.resolve(now), listHosts: () => Promise.resolve([]), listVms: () => Promise.resolve([]), devices: () => Promise.resolve([]) } as unknown as MetricsSource;
+  const m = new ControllerMetrics(source, silentLogger);
+  const gapCount = async (): Promise<number | undefined> => sample(await m.registry.metrics(), 'ferry_migration_connectivity_longest_gap_seconds_count{kind="cross-host"}');
+  events.publish({ type: "outcome", migrationId: "m-late", outcome: "succeeded", reason: "", code: null, runsOn: null, at: 2_000 });
+  await m.settled();
+  assert.equal(sample(await m.registry.metrics(), 'ferry_migrations_total{kind="cross-host",outcome="succeeded"}'), 1);
+  assert.equal(await gapCount(), undefined, "still measuring: nothing yet");
+  now = { ...now, measuring: false, connectivity: { net0: { probes: 300, lost: 12, longestGapMs: 140 } } };
+  assert.equal(await gapCount(), 1);
+  assert.equal(await gapCount(), 1, "observed once");
+  await m.close();
 });

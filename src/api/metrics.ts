@@ -25,9 +25,12 @@ export function migrationKind(r: Pick<MigrationRecord, "plan">): string {
 /** Ids remembered so that a migration is counted once (an outcome event seen twice, e.g. after a resume). */
 const REMEMBER = 10_000;
 
+/** What the metrics read of the controller. */
+export type MetricsSource = Pick<Controller, "events" | "getMigration" | "listHosts" | "listVms" | "devices">;
+
 export class ControllerMetrics {
   readonly registry: Registry = newRegistry();
-  readonly #controller: Controller;
+  readonly #controller: MetricsSource;
   readonly #log: Logger;
   readonly #counted = new Set<string>();
   /** Ended migrations whose connectivity figures (lab) are not written yet. */
@@ -55,7 +58,7 @@ export class ControllerMetrics {
   readonly leases = new Gauge({ name: "ferry_vf_leases", help: "VF leases per host by holder kind (instance, migration)", labelNames: ["host", "kind"] as const, registers: [this.registry], collect: () => this.#refreshCluster() });
   readonly vms = new Gauge({ name: "ferry_vms", help: "VMs by state (running, stopped, migrating, saved, unknown)", labelNames: ["state"] as const, registers: [this.registry], collect: () => this.#refreshCluster() });
 
-  constructor(controller: Controller, log: Logger) {
+  constructor(controller: MetricsSource, log: Logger) {
     this.#controller = controller;
     this.#log = log;
     this.#unsubscribe = controller.events.subscribe((e) => {
