@@ -53,7 +53,9 @@ export function uiRoutes(app: ControllerFastify, o: { dir?: string } = {}): void
       .send(f.body);
   };
   const config = { public: true } as const;
-  app.get("/ui", { config }, (_req, reply) => reply.redirect("/ui/", 302));
-  app.get("/ui/", { config }, (_req, reply) => send("index.html", reply));
-  app.get<{ Params: { file: string } }>("/ui/:file", { config }, (req, reply) => send(req.params.file, reply));
+  // static files, not API: hidden from the OpenAPI document (@fastify/swagger reads schema.hide)
+  const schema = { hide: true };
+  app.get("/ui", { config, schema }, (_req, reply) => reply.redirect("/ui/", 302));
+  app.get("/ui/", { config, schema }, (_req, reply) => send("index.html", reply));
+  app.get<{ Params: { file: string } }>("/ui/:file", { config, schema }, (req, reply) => send(req.params.file, reply));
 }
