@@ -44,6 +44,16 @@ export { alive, waitFor };
 
 /** Hosts with one physnet1 uplink each, lab agents behind proxies heartbeating every 500 ms; start() waits until every host is up. */
 export class FaultCluster extends TestCluster {
+  /** An instance's serial log as this process reads it. */
+  async serialLogOf(host: string, instanceId: string): Promise<string> {
+    return (await this.agent(host).client.instance(instanceId)).serialLog;
+  }
+
+  /** Whether the instance took its guest in by migration, save or restore (it never booted it). */
+  async arrivedByMigration(host: string, instanceId: string): Promise<boolean> {
+    return (await this.agent(host).client.instance(instanceId)).incoming;
+  }
+
   /** Memory checks `check()` made (a real guest's checksum against its boot one), and how many differed. */
   readonly memchecks = { compared: 0, mismatched: 0 };
 
