@@ -44,9 +44,9 @@ export { alive, waitFor };
 
 /** Hosts with one physnet1 uplink each, lab agents behind proxies heartbeating every 500 ms; start() waits until every host is up. */
 export class FaultCluster extends TestCluster {
-  /** An instance's serial log as this process reads it. */
+  /** An instance's serial log as this process reads it (through its host's namespaces). */
   async serialLogOf(host: string, instanceId: string): Promise<string> {
-    return (await this.agent(host).client.instance(instanceId)).serialLog;
+    return this.hostPath(host, (await this.agent(host).client.instance(instanceId)).serialLog);
   }
 
   /** Whether the instance took its guest in by migration, save or restore (it never booted it). */
