@@ -8,6 +8,11 @@ import { parseHostConfig } from "../host/config.ts";
 import type { HostConfig } from "../host/config.ts";
 import { writeSysfsFixture } from "../host/fixture.ts";
 import type { FixtureResult } from "../host/fixture.ts";
+import { fakePf } from "../host/testdata/fake-pf.ts";
+import type { FakePf } from "../host/testdata/fake-pf.ts";
+import { loggedToFile, recordingSeam } from "../host/testdata/recording-seam.ts";
+import type { RecordingSeam } from "../host/testdata/recording-seam.ts";
+import type { VfSeam } from "../host/vf-setup.ts";
 
 export interface TestHost {
   dir: string;
@@ -74,4 +79,28 @@ export async function makeTestHost(o: { name?: string; numVfs?: number; port?: n
       await rm(memoryDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The stand-ins for a `realVfs` host's SR-IOV hardware: a fake PF (its
+ * netlink; VFs start with MAC zero, VLAN 0, spoofchk on, trust off) and the
+ * recording seam over it (the PCI driver core; VFs start on ixgbevf), with
+ * the seam's log kept in `<dir>/seam.log` after every call.
+ */
+export interface RecordingVfs {
+  pf: FakePf;
+  /** The fixture PF's netdev name. */
+  pfName: string;
+  seam: RecordingSeam;
+  /** `seam`, its log written to `logFile` after every call: what the agent gets. */
+  vfSeam: VfSeam;
+  logFile: string;
+}
+
+export function recordingVfs(host: TestHost): RecordingVfs {
+  const p = host.fixture.pfs[0]!;
+  const pf = fakePf(p.ifname, p.vfs.map(() => ({ mac: "00:00:00:00:00:00", vlan: 0, spoofchk: true, trust: false })));
+  const seam = recordingSeam(host.config.sysfsRoot, pf, Object.fromEntries(p.vfs.map((x) => [x.bdf, { driver: "ixgbevf", hostDriver: "ixgbevf" }])));
+  const logFile = join(host.dir, "seam.log");
+  return { pf, pfName: p.ifname, seam, vfSeam: loggedToFile(seam, logFile), logFile };
 }

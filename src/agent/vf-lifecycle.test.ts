@@ -8,24 +8,20 @@
 // are the exact sysfs writes and `ip` argv, in order.
 import assert from "node:assert/strict";
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { isFerryError } from "../core/errors.ts";
 import { VF_SETUP_NS } from "../host/features.ts";
 import type { LeaseHolder } from "../host/leases.ts";
-import { fakePf } from "../host/testdata/fake-pf.ts";
 import type { FakePf } from "../host/testdata/fake-pf.ts";
-import { recordingSeam } from "../host/testdata/recording-seam.ts";
 import type { RecordingSeam } from "../host/testdata/recording-seam.ts";
-import type { VfSeam } from "../host/vf-setup.ts";
 import { VFIO_BIND_NS } from "../host/vf-setup.ts";
 import { instancePaths } from "../qemu/instance.ts";
 import { Agent } from "./agent.ts";
 import { abortDestination, DEST, prepare } from "./migration/destination.ts";
 import type { DestRecord } from "./migration/destination.ts";
 import { restoreInstance } from "./migration/save.ts";
-import { makeTestHost } from "./testing.ts";
+import { makeTestHost, recordingVfs } from "./testing.ts";
 import type { RealVfOptions, TestHost } from "./testing.ts";
 
 const VM = "6f1b0c9e-2d3a-4b5c-8d7e-0123456789ab";
@@ -49,31 +45,8 @@ interface Rig {
 async function rig(o: { realVfs?: RealVfOptions; standIns?: boolean; lab?: boolean } = {}): Promise<Rig> {
   const host = await makeTestHost({ numVfs: 4, lab: o.lab ?? false, ...(o.standIns === true ? {} : { realVfs: o.realVfs ?? { vlan: 100 } }) });
   hosts.push(host);
-  const p = host.fixture.pfs[0]!;
-  const pf = fakePf(p.ifname, p.vfs.map(() => ({ mac: "00:00:00:00:00:00", vlan: 0, spoofchk: true, trust: false })));
-  const seam = recordingSeam(host.config.sysfsRoot, pf, Object.fromEntries(p.vfs.map((x) => [x.bdf, { driver: "ixgbevf", hostDriver: "ixgbevf" }])));
-  // the seam's log, on disk after every call, for the fake QEMU to copy when it runs
-  const logFile = join(host.dir, "seam.log");
-  const sync = (): void => writeFileSync(logFile, seam.log.map((l) => `${l}\n`).join(""));
-  sync();
-  const traced: VfSeam = {
-    run: async (f, a, opts) => {
-      try {
-        return await seam.run(f, a, opts);
-      } finally {
-        sync();
-      }
-    },
-    write: async (path, value) => {
-      try {
-        await seam.write(path, value);
-      } finally {
-        sync();
-      }
-    },
-    readText: (path) => seam.readText(path),
-    readLink: (path) => seam.readLink(path),
-  };
+  // the seam's log is on disk after every call (logFile), for the QEMU stand-in to copy when it runs
+  const { pf, pfName, seam, vfSeam: traced, logFile } = recordingVfs(host);
   await mkdir(host.qemuDir, { recursive: true });
   const qemu = join(host.qemuDir, "fake-qemu");
   const seen = join(host.dir, "qemu-saw-seam.log");
@@ -87,7 +60,7 @@ async function rig(o: { realVfs?: RealVfOptions; standIns?: boolean; lab?: boole
     return a;
   };
   const r: Rig = {
-    host, seam, pf, pfName: p.ifname, vfs: p.vfs.map((x) => x.bdf),
+    host, seam, pf, pfName, vfs: host.vfs,
     agent: await open(),
     async qemuSaw() {
       const s = await readFile(seen, "utf8").catch(() => null);

@@ -42,8 +42,8 @@ export type PrepareInput = Omit<PrepareBody, "spec"> & { spec: VmSpec };
 export type PrepareResult = PrepareReply;
 export type FinishResult = FinishReply;
 
-/** Migrate-back: stop the instance the guest left on this host and move its VF leases to the migration. */
-async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Promise<void> {
+/** Migrate-back: stop the instance the guest left on this host and move its VF leases to the migration; returns those VFs. */
+async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Promise<string[]> {
   const old = ctx.instances.get(instanceId);
   if (old) {
     await old.stop();
@@ -51,7 +51,7 @@ async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Pro
     ctx.instances.remove(instanceId);
     await releaseRamFile(ctx, old.meta);
   }
-  ctx.leases.transferHeldBy({ kind: "instance", instanceId }, to);
+  return ctx.leases.transferHeldBy({ kind: "instance", instanceId }, to);
 }
 
 export function prepare(ctx: StepContext, migrationId: string, input: PrepareInput, signal: AbortSignal): Promise<PrepareResult> {
@@ -68,13 +68,14 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
   const source = input.spec;
   const expiresAt = ctx.clock.now() + input.leaseTtlMs;
   const holder = migrationHolder(migrationId, source.uuid, expiresAt);
-  if (input.adoptFrom !== undefined) await adopt(ctx, input.adoptFrom, holder);
+  const adopted = input.adoptFrom === undefined ? [] : await adopt(ctx, input.adoptFrom, holder);
   const leased: string[] = [];
   const instanceId = newInstanceId();
   try {
     const { nics, planned } = arrivingNics(ctx, source.nics, input.nics, holder, leased);
-    // real VFs: on vfio-pci with the guest's MAC (and the network's VLAN) before the incoming QEMU opens them
-    await ctx.vfLife.acquire(wantedVfs(source.nics, planned), signal);
+    // real VFs: on vfio-pci with the guest's MAC (and the network's VLAN) before the incoming QEMU opens them;
+    // adopted ones (migrate-back) are set up for this guest already and stay as they are
+    await ctx.vfLife.acquire(wantedVfs(source.nics, planned).filter((w) => !adopted.includes(w.vf)), signal);
     if (ctx.faults?.fire("port-profile-fail")) {
       throw new FerryError("FERRY_ERR_FEATURE", "port-profile association failed on the destination (lab fault switch port-profile-fail)", { details: { feature: "port-profile" } });
     }
