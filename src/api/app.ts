@@ -9,7 +9,9 @@ import { systemClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import type { TlsMaterial } from "../core/tls.ts";
 import type { ControllerAppDeps, ControllerFastify, RouteFile } from "./deps.ts";
+import { forwardWrites } from "./forward.ts";
 import { agentRoutes } from "./routes/agents.ts";
+import { controllerRoutes } from "./routes/controllers.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { evacuationRoutes } from "./routes/evacuations.ts";
@@ -19,7 +21,7 @@ import { vmRoutes } from "./routes/vms.ts";
 
 export type { ControllerAppDeps } from "./deps.ts";
 
-export const ROUTE_FILES: readonly RouteFile[] = [agentRoutes, hostRoutes, deviceRoutes, vmRoutes, migrationRoutes, eventRoutes];
+export const ROUTE_FILES: readonly RouteFile[] = [agentRoutes, hostRoutes, deviceRoutes, vmRoutes, migrationRoutes, eventRoutes, controllerRoutes];
 export const MAX_BODY_BYTES = 256 * 1024;
 
 /** `o.tls`: serve HTTPS and require a client certificate signed by its CA (the token stays required). */
@@ -30,6 +32,7 @@ export function buildControllerApp(deps: ControllerAppDeps, o: { tls?: TlsMateri
     const doc = openApiDocument(routes, { title: "Ferry controller", version: deps.version });
     return { ...doc, info: { title: "Ferry controller", version: deps.version, description: "Ferry controller API. Every route requires `Authorization: Bearer <token>` (the controller's tokenFile)." } };
   });
+  if (deps.leadership) app.addHook("preValidation", forwardWrites(deps.leadership, deps.leaderFetch ?? fetch));
   for (const register of ROUTE_FILES) register(app, deps);
   const evacuations = deps.evacuations ?? new Evacuations({ controller: deps.controller, clock: deps.clock ?? systemClock, log });
   if (!deps.evacuations) app.addHook("onClose", () => evacuations.close());

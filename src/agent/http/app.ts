@@ -11,6 +11,7 @@ import { instanceRoutes } from "./instances.ts";
 import { inventoryRoutes } from "./inventory.ts";
 import { leaseRoutes } from "./leases.ts";
 import { migrationRoutes } from "./migrations.ts";
+import { termGuard } from "./term.ts";
 import { openApiDocument } from "../../core/http/openapi.ts";
 import { baseApp } from "../../core/http/server.ts";
 import type { FerryFastify } from "../../core/http/type-provider.ts";
@@ -34,6 +35,7 @@ export function buildAgentApp(deps: AgentAppDeps, o: { tls?: TlsMaterial | null 
   app.get("/openapi.json", { config: { openapi: { summary: "This API as an OpenAPI 3.1 document (requires the token too)" } } }, () =>
     openApiDocument(routes, { title: "Ferry agent", version: deps.agent.version }),
   );
+  app.addHook("onRequest", termGuard(deps.agent.records));
   for (const register of ROUTE_FILES) register(app, deps);
   return app;
 }
