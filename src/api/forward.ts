@@ -40,7 +40,9 @@ export function forwardWrites(leadership: Leadership, doFetch: typeof fetch) {
     if (req.headers[FORWARDED_HEADER] !== undefined) {
       throw new FerryError("FERRY_ERR_NOT_LEADER", `${what} refused, nothing done: forwarded here as to the leader, but this controller (${leadership.self}) does not lead (the leadership just changed): try again`, { details: { self: leadership.self } });
     }
-    const url = await leadership.leaderUrl();
+    const url = await leadership.leaderUrl().catch((e: unknown) => {
+      throw new FerryError("FERRY_ERR_NOT_LEADER", `${what} refused, nothing done: this controller does not lead and cannot tell which one does: the etcd store does not answer (${e instanceof Error ? e.message : String(e)}); with a quorum of etcd members back an election follows within the lease: try again then`, { cause: e, details: { self: leadership.self } });
+    });
     if (url === null) {
       throw new FerryError("FERRY_ERR_NOT_LEADER", `${what} refused, nothing done: no controller leads right now (an election is in progress, or the etcd store has no quorum: 'ferry controllers' shows the members): try again in a few seconds`, { details: { self: leadership.self } });
     }
