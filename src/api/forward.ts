@@ -1,6 +1,7 @@
 // A follower's writes go to the leader. With several controllers on etcd only
 // the leader writes; a follower answers reads from the store itself and
-// forwards any other request (POST, PUT, PATCH, DELETE) to the leader's URL,
+// forwards any other request (POST, PUT, PATCH, DELETE), and the reads of
+// evacuations (the leader's memory), to the leader's URL,
 // as it came (token, body), and passes the leader's answer back with the
 // leader's URL in LEADER_HEADER. Forwarding rather than refusing: an agent
 // heartbeats to one controller URL and the CLI talks to one, so every
@@ -16,6 +17,8 @@ import { FORWARDED_HEADER, LEADER_HEADER } from "../wire/controllers.ts";
 import type { ControllerAppDeps } from "./deps.ts";
 
 const READS = new Set(["GET", "HEAD", "OPTIONS"]);
+/** Reads only the leader can answer: evacuations live in the memory of the controller that runs them. */
+const LEADER_READS = /^\/v1\/evacuations(\/|\?|$)/;
 /** A forwarded write waits as long as the slowest write may take (creating a VM boots QEMU). */
 const FORWARD_TIMEOUT_MS = 120_000;
 
@@ -35,7 +38,7 @@ export function leadershipOf(deps: ControllerAppDeps): Leadership {
 /** A preValidation hook: forward a write to the leader when this controller does not lead. */
 export function forwardWrites(leadership: Leadership, doFetch: typeof fetch) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
-    if (READS.has(req.method) || leadership.term() !== null) return undefined;
+    if ((READS.has(req.method) && !LEADER_READS.test(req.url)) || leadership.term() !== null) return undefined;
     const what = `${req.method} ${req.url}`;
     if (req.headers[FORWARDED_HEADER] !== undefined) {
       throw new FerryError("FERRY_ERR_NOT_LEADER", `${what} refused, nothing done: forwarded here as to the leader, but this controller (${leadership.self}) does not lead (the leadership just changed): try again`, { details: { self: leadership.self } });

@@ -21,7 +21,10 @@ const conns: EtcdConnection[] = [];
 before(async () => {
   cluster = await EtcdCluster.start();
 });
+const elections: EtcdElection[] = [];
 after(async () => {
+  // also those a failed test left running (their loops would keep the file from ending)
+  await Promise.all(elections.map((e) => e.close()));
   for (const c of conns) c.close();
   await cluster?.close();
 });
@@ -44,7 +47,9 @@ function candidate(prefix: string, id: string, events: string[]): { conn: EtcdCo
     },
     onLost: (why) => events.push(`${id} lost: ${why}`),
   };
-  return { conn, election: new EtcdElection(conn, { id, url: `http://${id}:7600`, startedAt: 1 }, o), elected };
+  const election = new EtcdElection(conn, { id, url: `http://${id}:7600`, startedAt: 1 }, o);
+  elections.push(election);
+  return { conn, election, elected };
 }
 
 test("one of two is elected (term = the leader key's create revision); the follower's writes are refused; after the leader leaves the other leads with a higher term and the old term's writes are refused by etcd", async () => {

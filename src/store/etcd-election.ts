@@ -98,8 +98,14 @@ export class EtcdElection {
     return this.#me;
   }
 
-  /** Start campaigning (in the background): onElected when this controller wins. */
+  /** Take a lease, become a member and campaign once, then go on in the background: onElected when this controller wins. */
   async start(): Promise<void> {
+    try {
+      await this.#grant();
+      await this.#campaign();
+    } catch (e) {
+      this.#o.log.warn({ err: message(e) }, "election: etcd did not answer; trying again");
+    }
     const { watcher, cancel } = await this.#c.watch("the leader key", (ns) => ns.watch().key(LEADER_KEY).create());
     watcher.on("delete", () => this.#wake.abort());
     watcher.on("error", (e) => this.#o.log.warn({ err: message(e) }, "election: the watch on the leader key failed; campaigning on the renew period"));

@@ -26,7 +26,7 @@ import { ferryCli, kill } from "../e2e/cluster.ts";
 import { waitFor } from "./cluster.ts";
 import { HaCluster, LEASE_MS } from "./ha-cluster.ts";
 import type { TestVm } from "./points.ts";
-import { createVm, deadlinesFor, runPoint } from "./points.ts";
+import { createVm, deadlinesFor, removeVm, runPoint } from "./points.ts";
 import { MATRIX_DEADLINES } from "./plan.ts";
 import type { PhaseId } from "./plan.ts";
 import { qemuPidsOf } from "./observe.ts";
@@ -74,6 +74,36 @@ describe("three controllers on etcd: one leader, fenced, taken over", { timeout:
       assert.equal((await qemuPidsOf(vm.uuid)).length, 1);
     });
   }
+
+  it("an evacuation in progress goes on after kill -9 of the leader: the new leader resumes the held migration and moves the host's other VM", async () => {
+    await c.waitHealthy();
+    await c.leaderNotFront();
+    const host = (await c.api.vm(vm.name)).host;
+    const to = host === "host-a" ? "host-b" : "host-a";
+    const vm2 = await createVm(c, "no-os", host, "hb");
+    try {
+      await c.arm(host, "hold:perform", { once: true, holdMs: 60_000 });
+      const e = await c.api.evacuate(host, { parallel: 1 });
+      assert.equal(e.items.filter((i) => i.status === "pending").length, 2);
+      const first = await waitFor("the evacuation's first migration", async () => (await c.api.evacuation(e.id)).items.find((i) => i.migrationId !== null)?.migrationId ?? undefined, 30_000);
+      await c.waitHolding(host, "perform", first);
+      await c.killController();
+      await c.clearFaults(host);
+      await waitFor(`both VMs running on ${to}`, async () => {
+        const [a, b] = [await c.api.vm(vm.name), await c.api.vm(vm2.name)];
+        return a.host === to && b.host === to && a.state === "running" && b.state === "running" ? true : undefined;
+      }, 90_000, 250);
+      const resumed = (await c.api.evacuations()).find((x) => x.host === host);
+      assert.ok(resumed, "the new leader lists the evacuation it went on with");
+      await waitFor("the resumed evacuation done", async () => ((await c.api.evacuation(resumed.id)).state === "done" ? true : undefined), 30_000);
+      assert.equal((await c.api.migration(first)).phase, "done");
+      for (const x of [vm, vm2]) assert.deepEqual(await c.check(x, null), [], x.name);
+    } finally {
+      await c.startController();
+      await c.api.undrainHost(host);
+      await removeVm(c, vm2);
+    }
+  });
 
   it("SIGSTOP of the leader past its lease, then SIGCONT: another leads and ends the migration; the woken one exits, and its term's writes are refused by etcd and by the agents", async () => {
     await c.waitHealthy();

@@ -14,6 +14,7 @@ import type { ControllerConfig } from "../../controller/config.ts";
 import { EtcdLeadership, SingleLeadership } from "../../controller/leadership.ts";
 import { EtcdElection } from "../../store/etcd-election.ts";
 import { Controller } from "../../controller/controller.ts";
+import { Evacuations } from "../../controller/evacuation.ts";
 import type { ControllerEvent } from "../../wire/events.ts";
 import { systemClock } from "../../core/clock.ts";
 import { FerryError } from "../../core/errors.ts";
@@ -86,12 +87,13 @@ export const run = command("controller", USAGE, OPTIONS, async ({ values, positi
   // the term this process was elected for: kept after its leadership ends, so that a late call still carries it and is refused
   let electedTerm: number | null = etcd ? null : 1;
   const controller = new Controller({ config, store, cluster, eventLog, clock: systemClock, log, agentToken, term: () => electedTerm, ...(tls ? { fetch: tlsFetch(tls) } : {}), guestImage: () => guestImagePaths(), ...(config.lab ? { connectivity: labConnectivity(config.lab.fabric, { settleMs: config.lab.settleMs, deadlineMs: config.lab.settleDeadlineMs, outageMs: config.lab.outageMs }) } : {}) });
+  const evacuations = new Evacuations({ controller, clock: systemClock, log });
   let app: ReturnType<typeof buildControllerApp> | undefined;
   let election: EtcdElection | undefined;
   try {
     if (!etcd) {
       await controller.start();
-      app = buildControllerApp({ controller, token, version: pkg.version, log, leadership: new SingleLeadership({ id, url: listenUrl(config), startedAt }) }, { tls });
+      app = buildControllerApp({ controller, token, version: pkg.version, log, evacuations, leadership: new SingleLeadership({ id, url: listenUrl(config), startedAt }) }, { tls });
       const address = await listenAt(app, config.listen, configPath);
       log.info({ address, db: backend.where }, `ferry controller listening on ${address}`);
     } else {
@@ -102,11 +104,15 @@ export const run = command("controller", USAGE, OPTIONS, async ({ values, positi
         leaseMs: config.election.leaseMs, renewMs: config.election.renewMs, clock: systemClock, log,
         onElected: (term) => {
           electedTerm = Number(term);
-          controller.start().catch((e: unknown) => lost(`the controller did not start: ${e instanceof Error ? e.message : String(e)}`));
+          // the migrations in flight resume from their journals, then the evacuations in progress go on
+          controller
+            .start()
+            .then(() => evacuations.resume())
+            .catch((e: unknown) => lost(`the controller did not start: ${e instanceof Error ? e.message : String(e)}`));
         },
         onLost: (why) => lost(why),
       });
-      app = buildControllerApp({ controller, token, version: pkg.version, log, leadership: new EtcdLeadership(election), ...(tls ? { leaderFetch: tlsFetch(tls) } : {}) }, { tls });
+      app = buildControllerApp({ controller, token, version: pkg.version, log, evacuations, leadership: new EtcdLeadership(election), ...(tls ? { leaderFetch: tlsFetch(tls) } : {}) }, { tls });
       const address = await listenAt(app, config.listen, configPath);
       await election.start();
       log.info({ address, db: backend.where, id }, `ferry controller listening on ${address} (a follower until elected; id ${id})`);
@@ -125,6 +131,7 @@ export const run = command("controller", USAGE, OPTIONS, async ({ values, positi
     return EXIT.ok;
   } finally {
     await app?.close();
+    await evacuations.close();
     await controller.close();
     await election?.close();
     await backend.close();
