@@ -10,7 +10,9 @@ import { silentLogger } from "../core/log.ts";
 import type { TlsMaterial } from "../core/tls.ts";
 import type { ControllerAppDeps, ControllerFastify, RouteFile } from "./deps.ts";
 import { metricsRoutes } from "./metrics.ts";
+import { forwardWrites } from "./forward.ts";
 import { agentRoutes } from "./routes/agents.ts";
+import { controllerRoutes } from "./routes/controllers.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { evacuationRoutes } from "./routes/evacuations.ts";
@@ -21,7 +23,7 @@ import { uiRoutes } from "./ui.ts";
 
 export type { ControllerAppDeps } from "./deps.ts";
 
-export const ROUTE_FILES: readonly RouteFile[] = [agentRoutes, hostRoutes, deviceRoutes, vmRoutes, migrationRoutes, eventRoutes];
+export const ROUTE_FILES: readonly RouteFile[] = [agentRoutes, hostRoutes, deviceRoutes, vmRoutes, migrationRoutes, eventRoutes, controllerRoutes];
 export const MAX_BODY_BYTES = 256 * 1024;
 
 /** `o.tls`: serve HTTPS and require a client certificate signed by its CA (the token stays required). */
@@ -30,6 +32,8 @@ export function buildControllerApp(deps: ControllerAppDeps, o: { tls?: TlsMateri
   const openapi = { title: "Ferry controller", version: deps.version, description: "Ferry controller API. Every route requires `Authorization: Bearer <token>` (the controller's tokenFile); Swagger UI at /docs." };
   const evacuations = deps.evacuations ?? new Evacuations({ controller: deps.controller, clock: deps.clock ?? systemClock, log });
   const routes = (app: ControllerFastify): void => {
+    // a follower sends writes on to the leader (etcd store); a leader and an SQLite controller take them
+    if (deps.leadership) app.addHook("preValidation", forwardWrites(deps.leadership, deps.leaderFetch ?? fetch));
     for (const register of ROUTE_FILES) register(app, deps);
     if (!deps.evacuations) app.addHook("onClose", () => evacuations.close());
     evacuationRoutes(app, { ...deps, evacuations });

@@ -10,6 +10,8 @@ import { fetchFor } from "../core/tls.ts";
 import type { CancelReport } from "../migration/runner.ts";
 import type { CreatedVmT, CreateVmBodyT, DeviceRowT, EventView, HeartbeatBodyT, HostViewT, LocalMigrateViewT, MigrateBodyT, MigrateReplyT, MigrationViewT, VmViewT } from "../wire/controller-api.ts";
 import type { EvacuateBodyT } from "../wire/evacuation.ts";
+import { ControllersView } from "../wire/controllers.ts";
+import type { ControllersViewT } from "../wire/controllers.ts";
 import { EvacuationList, EvacuationView } from "../wire/evacuation.ts";
 import type { EvacuationView as EvacuationViewT } from "../wire/evacuation.ts";
 import { CancelView, CreatedVm, LocalMigrateView, Deleted, DeviceList, HeartbeatReply, HostList, HostView, MigrateReply, MigrationList, MigrationView, VmList, VmView } from "../wire/controller-api.ts";
@@ -49,6 +51,11 @@ export class ControllerClient {
 
   heartbeat(body: HeartbeatBodyT, o?: RequestOptions): Promise<{ intervalMs: number; ended?: string[] }> {
     return this.request("POST", "/v1/agents/heartbeat", HeartbeatReply, body, o);
+  }
+
+  /** The controllers, the leader and its term. */
+  controllers(o?: RequestOptions): Promise<ControllersViewT> {
+    return this.request("GET", "/v1/controllers", ControllersView, undefined, o);
   }
 
   async hosts(o?: RequestOptions): Promise<HostViewT[]> {

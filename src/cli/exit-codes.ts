@@ -45,6 +45,7 @@ export const EXIT_FOR_CODE = {
   FERRY_ERR_NO_HOST: EXIT.refused,
   FERRY_ERR_LEASE_HELD: EXIT.refused,
   FERRY_ERR_MIGRATION_TLS: EXIT.refused,
+  FERRY_ERR_STALE_TERM: EXIT.refused,
   FERRY_ERR_UNPLUG_TIMEOUT: EXIT.rolledBack,
   FERRY_ERR_PRECHECK: EXIT.rolledBack,
   FERRY_ERR_SOURCE_GAVE_UP: EXIT.rolledBack,
@@ -65,6 +66,7 @@ export const EXIT_FOR_CODE = {
   FERRY_ERR_CONTROLLER: EXIT.failed,
   FERRY_ERR_REPLUG: EXIT.failed,
   FERRY_ERR_GUEST_LOST: EXIT.failed,
+  FERRY_ERR_NOT_LEADER: EXIT.failed,
   FERRY_ERR_INTERNAL: EXIT.failed,
 } as const satisfies Record<ErrorCode, ExitCode>;
 

@@ -24,6 +24,7 @@ interface CommandEntry {
 export const COMMANDS: Record<string, CommandEntry> = {
   agent: { summary: "run the host agent, or show its inventory (ferry agent inventory)", load: () => import("./commands/agent.ts") },
   controller: { summary: "run the controller (API, scheduler, coordinator): ferry controller --config controller.yaml", load: () => import("./commands/controller.ts") },
+  controllers: { summary: "list the controllers, which one leads and its term", load: () => import("./commands/controllers.ts") },
   hosts: { summary: "list the hosts the controller knows (state, last heartbeat)", load: () => import("./commands/hosts.ts") },
   host: { summary: "drain or undrain a host (a drained host is never a migration destination), or check this host (ferry host check)", load: () => import("./commands/host.ts") },
   evacuate: { summary: "drain a host and live-migrate all its VMs elsewhere (--plan: only the plan)", load: () => import("./commands/evacuate.ts") },

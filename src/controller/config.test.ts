@@ -58,3 +58,15 @@ test("store: sqlite by default; etcd endpoints with tls and auth, paths resolved
   bad("store:\n  url: etcd://a:1\n  prefix: /abs\n", /store\.prefix: must be/);
   bad("store:\n  url: etcd://a:1\n  passwrd: x\n", /store\.passwrd: unknown field/);
 });
+
+test("election: a 2 s lease renewed every 500 ms by default; whole-second leases, renewals at most half the lease, an http(s) advertise URL", () => {
+  const base = "stateDir: /s\nagentTokenFile: /t\n";
+  assert.deepEqual(parseControllerConfig(base).election, { leaseMs: 2000, renewMs: 500, advertiseUrl: null });
+  assert.deepEqual(parseControllerConfig(`${base}election: { leaseMs: 4000 }\n`).election, { leaseMs: 4000, renewMs: 1000, advertiseUrl: null });
+  assert.deepEqual(parseControllerConfig(`${base}election: { leaseMs: 3000, renewMs: 200, advertiseUrl: "https://10.0.0.1:7600/" }\n`).election, { leaseMs: 3000, renewMs: 200, advertiseUrl: "https://10.0.0.1:7600" });
+  const bad = (text: string, re: RegExp) => assert.throws(() => parseControllerConfig(base + text, { source: "/c.yaml" }), (e: Error) => re.test(e.message));
+  bad("election: { leaseMs: 1500 }\n", /:3: election\.leaseMs: must be whole seconds/);
+  bad("election: { leaseMs: 2000, renewMs: 1500 }\n", /election\.renewMs: must be between 50 and 1000/);
+  bad("election: { advertiseUrl: 10.0.0.1 }\n", /election\.advertiseUrl: must be http\(s\):\/\/host:port/);
+  bad("election: { lease: 2 }\n", /election\.lease: unknown field/);
+});

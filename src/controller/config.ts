@@ -15,6 +15,11 @@
 //                                                 # certificates required; the agents are called over HTTPS with this cert
 //   store: etcd://10.0.0.1:2379,10.0.0.2:2379       # default sqlite (controller.db in stateDir); etcd for several
 //                                                 # controllers, with tls and auth options: see store-config.ts
+//   election: { leaseMs: 2000, renewMs: 500, advertiseUrl: https://10.0.0.1:7600 }  # etcd store only: the leader's
+//                                                 # lease (whole seconds; a takeover comes this long after the leader
+//                                                 # dies), how often it is renewed (default a quarter of the lease,
+//                                                 # at most half), the URL other controllers forward writes to
+//                                                 # (default from listen:, required when listening on 0.0.0.0 or ::)
 //   deadlines: { unplugMs: 15000, convergeMs: 300000, precheckMs: 2000, primaryBackMs: 30000, stepMs: 120000 }
 //
 // Relative paths are resolved against the config file's directory.
@@ -42,10 +47,14 @@ export interface ControllerConfig {
   tls: TlsFiles | null;
   /** Where the state lives: SQLite in stateDir (default) or etcd. */
   store: StoreConfig;
+  /** With an etcd store: the leader election's lease and renew period, and this controller's URL for the others (null: from listen). */
+  election: { leaseMs: number; renewMs: number; advertiseUrl: string | null };
 }
 
 export const DEFAULT_CONTROLLER_PORT = 7600;
 export const DB_FILE_NAME = "controller.db";
+/** The leader's etcd lease: a takeover comes about this long after the leader dies. */
+export const DEFAULT_LEASE_MS = 2_000;
 export const DEFAULT_DEADLINES: Deadlines = { unplugMs: 15_000, convergeMs: 300_000, precheckMs: 2_000, primaryBackMs: 30_000, stepMs: 120_000 };
 /** How often agents are asked to heartbeat, at most. */
 export const HEARTBEAT_INTERVAL_MS = 2_000;
@@ -63,7 +72,7 @@ export function heartbeatIntervalMs(heartbeatTimeoutMs: number): number {
 
 export function parseControllerConfig(text: string, options: { source?: string; baseDir?: string } = {}): ControllerConfig {
   const { raw, c } = parseYamlConfig(text, options.source ?? "controller config", options.baseDir);
-  const o = c.obj([], raw ?? {}, ["listen", "stateDir", "tokenFile", "agentTokenFile", "heartbeatTimeoutMs", "hostCapacity", "deadlines", "lab", "tls", "store"]);
+  const o = c.obj([], raw ?? {}, ["listen", "stateDir", "tokenFile", "agentTokenFile", "heartbeatTimeoutMs", "hostCapacity", "deadlines", "lab", "tls", "store", "election"]);
 
   const listenRaw = o["listen"] === undefined ? {} : c.obj(["listen"], o["listen"], ["address", "port"]);
   const address = c.check(["listen", "address"], (f) => {
@@ -101,7 +110,16 @@ export function parseControllerConfig(text: string, options: { source?: string; 
   }
   const tls = o["tls"] === undefined ? null : parseTls(c, ["tls"], o["tls"]);
   const store = parseStoreConfig(c, ["store"], o["store"]);
-  return { listen: { address, port }, stateDir, tokenFile, agentTokenFile, heartbeatTimeoutMs, hostCapacity, deadlines, lab, tls, store };
+  const eRaw = o["election"] === undefined ? {} : c.obj(["election"], o["election"], ["leaseMs", "renewMs", "advertiseUrl"]);
+  const leaseMs = c.int(["election", "leaseMs"], eRaw["leaseMs"], DEFAULT_LEASE_MS, 1_000, 60_000);
+  if (leaseMs % 1000 !== 0) throw c.error(["election", "leaseMs"], "must be whole seconds (a multiple of 1000): etcd leases count seconds");
+  const renewMs = c.int(["election", "renewMs"], eRaw["renewMs"], Math.floor(leaseMs / 4), 50, Math.floor(leaseMs / 2));
+  const advertiseUrl = eRaw["advertiseUrl"] === undefined ? null : c.check(["election", "advertiseUrl"], (f) => {
+    const u = v.str(f, eRaw["advertiseUrl"]);
+    if (!/^https?:\/\/[A-Za-z0-9.\-[\]:]+:\d{1,5}\/?$/.test(u)) throw invalid(f, u, "must be http(s)://host:port, where the other controllers reach this one's API");
+    return u.replace(/\/$/, "");
+  });
+  return { listen: { address, port }, stateDir, tokenFile, agentTokenFile, heartbeatTimeoutMs, hostCapacity, deadlines, lab, tls, store, election: { leaseMs, renewMs, advertiseUrl } };
 }
 
 export async function loadControllerConfig(file: string, signal?: AbortSignal): Promise<ControllerConfig> {

@@ -29,6 +29,8 @@ export interface ControllerDeps {
   fetch?: typeof fetch;
   /** Lab: measures each NIC's connectivity during a migration (a peer probing the guest). */
   connectivity?: ConnectivityWatch;
+  /** The leadership term this controller calls the agents with (default 1: the only controller, SQLite); null: it does not lead. */
+  term?: () => number | null;
   /** Where events are written down (the SQLite file); without it they live in memory only. */
   eventLog?: EventLog<ControllerEvent>;
 }
@@ -69,7 +71,7 @@ export class ControllerContext {
   client(h: HostRecord): AgentClient {
     const c = this.#clients.get(h.name);
     if (c && c.baseUrl === h.url.replace(/\/+$/, "")) return c;
-    const fresh = new AgentClient({ baseUrl: h.url, token: this.d.agentToken, ...(this.d.fetch ? { fetch: this.d.fetch } : {}) });
+    const fresh = new AgentClient({ baseUrl: h.url, token: this.d.agentToken, term: this.d.term ?? (() => 1), ...(this.d.fetch ? { fetch: this.d.fetch } : {}) });
     this.#clients.set(h.name, fresh);
     return fresh;
   }

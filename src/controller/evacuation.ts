@@ -7,7 +7,9 @@
 // at a time, each to its planned host and VFs, the total bandwidth cap split
 // evenly over the migrations that can be in flight. The evacuation's record
 // lives in memory (a controller restart resumes the migrations themselves but
-// forgets the evacuation).
+// forgets the evacuation); the host record marks it in progress (evacuating,
+// with its options), so that with several controllers on etcd the one that
+// takes over the leadership goes on with it (resume()).
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../core/clock.ts";
 import { FerryError, toFerryError } from "../core/errors.ts";
@@ -205,7 +207,10 @@ export class Evacuations {
     if (h.state === "down") throw new FerryError("FERRY_ERR_STATE", `host ${host} is down: its VMs cannot be live-migrated`, { details: { host } });
     const busy = [...this.#all.values()].find((e) => e.host === host && e.state === "running");
     if (busy && !o.plan) throw new FerryError("FERRY_ERR_CONFLICT", `host ${host} is already being evacuated (${busy.id})`, { details: { host, id: busy.id } });
-    if (!o.plan) await this.drain(host);
+    if (!o.plan) {
+      await this.drain(host);
+      await this.#mark(host, { parallel: o.parallel, maxBandwidthMiBps: o.maxBandwidthMiBps, since: this.#d.clock.now() });
+    }
     const { snapshot, vms } = await this.#d.controller.snapshot();
     const planned = planHostEvacuation(host, snapshot, vms);
     const count = planned.items.filter((i) => i.status === "pending").length;
@@ -228,14 +233,47 @@ export class Evacuations {
     this.#d.log.info({ host, id: e.id, vms: e.items.length, planned: count }, "evacuation started");
     const run = this.#run(e, planned.destinations)
       .catch((err: unknown) => this.#d.log.error({ err, id: e.id }, "evacuation failed"))
-      .finally(() => {
+      .finally(async () => {
         e.state = "done";
         e.endedAt = this.#d.clock.now();
         this.#running.delete(e.id);
+        // stopped by a shutdown: the mark stays, and the controller that leads next goes on with it
+        if (!this.#stop.signal.aborted) await this.#mark(host, null).catch((err: unknown) => this.#d.log.warn({ err, host }, "cannot clear the host's evacuation mark"));
         this.#d.log.info({ host, id: e.id, ...countItems(e.items) }, "evacuation done");
       });
     this.#running.set(e.id, run);
     return this.#view(e);
+  }
+
+  /** Record on the host that an evacuation of it is in progress (null: it ended). */
+  async #mark(host: string, evacuating: HostRecord["evacuating"] | null): Promise<void> {
+    const h = await this.#d.controller.cluster.getHost(host);
+    if (!h) return;
+    const { evacuating: _old, ...rest } = h;
+    await this.#d.controller.cluster.upsertHost(evacuating === null ? rest : { ...rest, evacuating });
+  }
+
+  /**
+   * Go on with every evacuation in progress that the store records (a
+   * controller took over the leadership): each drained host marked evacuating
+   * is evacuated again with the same options; the VMs its earlier leader had
+   * already moved are gone from it, and those still migrating are left to
+   * their resumed migrations. A mark on a host undrained or down is cleared.
+   */
+  async resume(): Promise<EvacuationView[]> {
+    const out: EvacuationView[] = [];
+    for (const h of await this.#d.controller.cluster.listHosts()) {
+      if (!h.evacuating || [...this.#all.values()].some((e) => e.host === h.name && e.state === "running")) continue;
+      if (h.drain !== true || h.state === "down") {
+        this.#d.log.info({ host: h.name }, `the evacuation of ${h.name} in progress is not resumed: the host is ${h.drain !== true ? "no longer drained" : "down"}`);
+        await this.#mark(h.name, null);
+        continue;
+      }
+      const e = await this.evacuate(h.name, { parallel: h.evacuating.parallel, ...(h.evacuating.maxBandwidthMiBps === null ? {} : { maxBandwidthMiBps: h.evacuating.maxBandwidthMiBps }) });
+      this.#d.log.info({ host: h.name, id: e.id, since: h.evacuating.since }, `evacuation of ${h.name} resumed (${e.id})`);
+      out.push(e);
+    }
+    return out;
   }
 
   #remember(e: EvacuationView): void {

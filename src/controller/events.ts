@@ -23,6 +23,8 @@ export class EventBus {
   }
 
   publish(e: ControllerEventInput): ControllerEvent {
+    // the log's last number may have moved on: another controller (etcd: a leader before this one) wrote after this bus began
+    this.#seq = Math.max(this.#seq, this.#lastLogged());
     const ev: ControllerEvent = { ...e, seq: ++this.#seq };
     this.#buffer.push(ev);
     if (this.#buffer.length > this.#capacity) this.#buffer.shift();
@@ -33,6 +35,15 @@ export class EventBus {
     }
     for (const s of this.#subs) s(ev);
     return ev;
+  }
+
+  #lastLogged(): number {
+    try {
+      return this.#log?.lastSeq() ?? 0;
+    } catch (err) {
+      this.#onLogError(err);
+      return 0;
+    }
   }
 
   /** Events with seq > after: from the log when there is one (also those from before a restart), else the memory buffer. */

@@ -61,7 +61,7 @@ export class Hosts {
     const prev = await this.#c.d.cluster.getHost(h.name);
     // an operator's drain outlives heartbeats and a down spell (evacuation.ts)
     const state = prev?.state === "draining" || prev?.drain === true ? "draining" : "up";
-    const rec = await this.#c.d.cluster.upsertHost({ name: h.name, url: h.url, version: h.version, accel: h.accel, state, lastHeartbeat: now, registeredAt: prev?.registeredAt ?? now, ...(prev?.drain === true ? { drain: true } : {}), ...(h.migration ? { migration: h.migration } : {}), ...(h.warnings && h.warnings.length > 0 ? { warnings: h.warnings } : {}) });
+    const rec = await this.#c.d.cluster.upsertHost({ name: h.name, url: h.url, version: h.version, accel: h.accel, state, lastHeartbeat: now, registeredAt: prev?.registeredAt ?? now, ...(prev?.drain === true ? { drain: true } : {}), ...(prev?.evacuating ? { evacuating: prev.evacuating } : {}), ...(h.migration ? { migration: h.migration } : {}), ...(h.warnings && h.warnings.length > 0 ? { warnings: h.warnings } : {}) });
     this.#c.client(rec);
     if (!prev) this.#c.events.publish({ type: "host-registered", host: h.name, reason: `agent ${h.url} (${h.version}, ${h.accel})`, at: now });
     else if (prev.state === "down") this.#c.events.publish({ type: "host-up", host: h.name, reason: "heartbeat received", at: now });

@@ -34,6 +34,8 @@ export const ERROR_CODES = {
   FERRY_ERR_SOURCE_GAVE_UP: { status: 409, retryable: false, title: "the source gave up waiting for the switch-over decision and resumed the guest" },
   FERRY_ERR_REPLUG: { status: 500, retryable: false, title: "a NIC did not come back after switch-over" },
   FERRY_ERR_GUEST_LOST: { status: 500, retryable: false, title: "the QEMU process running the guest exited" },
+  FERRY_ERR_NOT_LEADER: { status: 503, retryable: true, title: "this controller does not lead, or no controller leads right now" },
+  FERRY_ERR_STALE_TERM: { status: 409, retryable: false, title: "a controller of an older leadership term was refused" },
   FERRY_ERR_INTERNAL: { status: 500, retryable: false, title: "internal error" },
 } as const satisfies Record<string, { status: number; retryable: boolean; title: string }>;
 

@@ -40,6 +40,8 @@ export interface Backend<E extends LoggedEvent> {
   eventLog: EventLog<E>;
   /** For the log: the SQLite file or the etcd endpoints. */
   where: string;
+  /** The etcd connection (an etcd store): the leader election runs on it, and fences its writes. */
+  etcd?: EtcdConnection;
   close(): Promise<void>;
 }
 
@@ -65,7 +67,7 @@ export async function openBackend<E extends LoggedEvent>(config: StoreConfig, sq
     await conn.ping();
     const eventLog = await EtcdEventLog.open<E>(conn, o.onEventLogError ? { onError: o.onEventLogError } : {});
     return {
-      store: new EtcdStore(conn), cluster: new EtcdClusterStore(conn), eventLog, where,
+      store: new EtcdStore(conn), cluster: new EtcdClusterStore(conn), eventLog, where, etcd: conn,
       close: async () => {
         await eventLog.close();
         conn.close();

@@ -28,6 +28,8 @@ export interface HostRecord {
   migration?: HostMigrationNet;
   /** The host check's warnings the agent sent at its last start ('ferry host check'). */
   warnings?: string[];
+  /** An evacuation of the host is in progress (its options): a controller that takes over the leadership goes on with it. */
+  evacuating?: { parallel: number; maxBandwidthMiBps: number | null; since: number };
 }
 
 export interface HostMigrationNet {
@@ -139,7 +141,14 @@ export function parseHostRecord(x: unknown): HostRecord {
     ...(o["drain"] === true ? { drain: true } : {}),
     ...(o["migration"] === undefined ? {} : { migration: parseMigrationNet(o["migration"]) }),
     ...(o["warnings"] === undefined ? {} : { warnings: v.arr("warnings", o["warnings"]).map((w, i) => v.str(`warnings[${i}]`, w)) }),
+    ...(o["evacuating"] === undefined ? {} : { evacuating: parseEvacuating(o["evacuating"]) }),
   };
+}
+
+function parseEvacuating(x: unknown): NonNullable<HostRecord["evacuating"]> {
+  const o = v.obj("evacuating", x);
+  const bw = o["maxBandwidthMiBps"];
+  return { parallel: v.int("evacuating.parallel", o["parallel"], 1, 1024), maxBandwidthMiBps: bw === null ? null : v.int("evacuating.maxBandwidthMiBps", bw, 1, 1 << 30), since: num("evacuating.since", o["since"]) };
 }
 
 function parseMigrationNet(x: unknown): HostMigrationNet {

@@ -7,7 +7,7 @@
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { Etcd3 } from "etcd3";
-import type { IKeyValue, IOptions, Namespace, Watcher } from "etcd3";
+import type { ComparatorBuilder, IKeyValue, IOptions, Namespace, Watcher } from "etcd3";
 import { FerryError, isFerryError } from "../core/errors.ts";
 
 /** How a controller reaches etcd: `--store etcd://…` plus the config's `store:` options. */
@@ -89,6 +89,18 @@ async function readPassword(file: string): Promise<string> {
   return pw;
 }
 
+/** The key the elected controller holds (etcd-election.ts); its create revision is the leadership term. */
+export const LEADER_KEY = "leader";
+
+/**
+ * Whose writes this connection makes: "open" (no election: tests, tools),
+ * "follower" (a controller that does not lead: every write refused here,
+ * before etcd), or the leader of `term`: every write is a txn that also
+ * compares the leader key's create revision with the term, so a leader that
+ * was deposed (paused past its lease, cut off) changes nothing in etcd.
+ */
+export type Fence = { kind: "open" } | { kind: "follower" } | { kind: "leader"; term: string };
+
 /** One client for the store's parts; close() closes it. */
 export class EtcdConnection {
   readonly client: Etcd3;
@@ -97,6 +109,7 @@ export class EtcdConnection {
   readonly endpoints: string[];
   /** Open watches: close() cancels them (a closed client alone leaves their streams retrying). */
   readonly #watchers = new Set<Watcher>();
+  #fence: Fence = { kind: "open" };
 
   private constructor(client: Etcd3, prefix: string, endpoints: string[]) {
     this.client = client;
@@ -159,6 +172,45 @@ export class EtcdConnection {
       return { items: res.kvs.map((kv) => stored(kv, this.prefix)), revision: String(res.header.revision) };
     } catch (e) {
       throw storeError(`list ${sub}`, e);
+    }
+  }
+
+  /** Fence every later write (see Fence). */
+  setFence(f: Fence): void {
+    this.#fence = f;
+  }
+
+  get fence(): Fence {
+    return this.#fence;
+  }
+
+  #notLeader(what: string, detail: string): FerryError {
+    return new FerryError("FERRY_ERR_NOT_LEADER", `etcd store: ${what} refused: ${detail}; nothing was written (the leader does the writes: ask it, 'ferry controllers')`, { retryable: true, details: { store: "etcd" } });
+  }
+
+  /**
+   * Start a write txn comparing `key`: under a leader fence the txn also
+   * compares the leader key's create revision with the term; a follower's
+   * write is refused here (FERRY_ERR_NOT_LEADER).
+   */
+  txn(what: string, key: string, column: "Create" | "Mod" | "Version" | "Value", cmp: "==" | "!=" | "<" | ">", value: string | number): ComparatorBuilder {
+    const f = this.#fence;
+    if (f.kind === "follower") throw this.#notLeader(what, "this controller does not lead");
+    if (f.kind === "open") return this.ns.if(key, column, cmp, value);
+    return this.ns.if(LEADER_KEY, "Create", "==", f.term).and(key, column, cmp, value);
+  }
+
+  /**
+   * After a txn that did not succeed: FERRY_ERR_NOT_LEADER when the reason is
+   * that this controller's term is over (the leader key is gone or another
+   * controller's); returns when the failure was the caller's own compare.
+   */
+  async checkFence(what: string): Promise<void> {
+    const f = this.#fence;
+    if (f.kind !== "leader") return;
+    const cur = await this.get(LEADER_KEY);
+    if (cur === undefined || cur.create !== f.term) {
+      throw new FerryError("FERRY_ERR_NOT_LEADER", `etcd store: ${what} refused by etcd: this controller's leadership term ${f.term} is over (${cur === undefined ? "no controller leads now" : `term ${cur.create} leads now`}); nothing was written`, { retryable: false, details: { store: "etcd", term: f.term, ...(cur ? { leaderTerm: cur.create } : {}) } });
     }
   }
 

@@ -44,21 +44,23 @@ export class EtcdClusterStore implements ClusterStore {
     this.#owns = o.owns ?? false;
   }
 
+  /** Commit a txn; false when its compares failed (FERRY_ERR_NOT_LEADER when it failed for the leadership fence). */
   async #txn(what: string, build: () => Promise<{ succeeded: boolean }>): Promise<boolean> {
+    let ok: boolean;
     try {
-      return (await build()).succeeded;
+      ok = (await build()).succeeded;
     } catch (e) {
       throw storeError(what, e);
     }
+    if (!ok) await this.#c.checkFence(what);
+    return ok;
   }
 
   async upsertHost(h: HostRecord): Promise<HostRecord> {
     const clean = parseHostRecord(h);
-    try {
-      await this.#c.ns.put(hostKey(clean.name)).value(JSON.stringify(clean)).exec();
-    } catch (e) {
-      throw storeError(`put host ${clean.name}`, e);
-    }
+    const what = `put host ${clean.name}`;
+    // "any revision": a txn only for the leadership fence
+    await this.#txn(what, () => this.#c.txn(what, hostKey(clean.name), "Mod", ">", -1).then(this.#c.ns.put(hostKey(clean.name)).value(JSON.stringify(clean))).commit());
     return clean;
   }
 
@@ -82,7 +84,8 @@ export class EtcdClusterStore implements ClusterStore {
       if (!cur) return undefined;
       const next = parseHostRecord({ ...cur.h, state });
       const ns = this.#c.ns;
-      if (await this.#txn(`set host ${name} ${state}`, () => ns.if(hostKey(name), "Mod", "==", cur.s.mod).then(ns.put(hostKey(name)).value(JSON.stringify(next))).commit())) return next;
+      const what = `set host ${name} ${state}`;
+      if (await this.#txn(what, () => this.#c.txn(what, hostKey(name), "Mod", "==", cur.s.mod).then(ns.put(hostKey(name)).value(JSON.stringify(next))).commit())) return next;
     }
     throw raced(`set host ${name} ${state}`);
   }
@@ -95,8 +98,8 @@ export class EtcdClusterStore implements ClusterStore {
       const out = parseVmRecord({ ...vm, seq });
       let res;
       try {
-        res = await ns
-          .if(vmKey(out.uuid), "Create", "==", 0)
+        res = await this.#c
+          .txn(`create vm ${out.name}`, vmKey(out.uuid), "Create", "==", 0)
           .and(nameKey(out.name), "Create", "==", 0)
           .and(SEQ_KEY, "Mod", "==", last?.mod ?? 0)
           .then(ns.put(vmKey(out.uuid)).value(JSON.stringify(out)), ns.put(nameKey(out.name)).value(out.uuid), ns.put(SEQ_KEY).value(String(seq)))
@@ -106,6 +109,7 @@ export class EtcdClusterStore implements ClusterStore {
         throw storeError(`create vm ${out.name}`, e);
       }
       if (res.succeeded) return out;
+      await this.#c.checkFence(`create vm ${out.name}`);
       if (res.responses.some((r) => r.response_range.kvs.length > 0)) {
         throw new FerryError("FERRY_ERR_CONFLICT", `a VM named ${vm.name} (or with uuid ${vm.uuid}) already exists`, { details: { name: vm.name } });
       }
@@ -137,7 +141,7 @@ export class EtcdClusterStore implements ClusterStore {
     const ns = this.#c.ns;
     const key = vmKey(next.uuid);
     return this.#txn(`put vm ${next.name}`, () => {
-      const tx = ns.if(key, "Mod", "==", cur.s.mod);
+      const tx = this.#c.txn(`put vm ${next.name}`, key, "Mod", "==", cur.s.mod);
       if (cur.vm.name === next.name) return tx.then(ns.put(key).value(JSON.stringify(next))).commit();
       return tx
         .and(nameKey(next.name), "Create", "==", 0)
@@ -175,7 +179,7 @@ export class EtcdClusterStore implements ClusterStore {
       const s = await this.#c.get(vmKey(uuid));
       if (s === undefined) return false;
       const cur = parse(`vm ${uuid}`, s, parseVmRecord);
-      if (await this.#txn(`delete vm ${uuid}`, () => ns.if(vmKey(uuid), "Mod", "==", s.mod).then(ns.delete().key(vmKey(uuid)), ns.delete().key(nameKey(cur.name))).commit())) return true;
+      if (await this.#txn(`delete vm ${uuid}`, () => this.#c.txn(`delete vm ${uuid}`, vmKey(uuid), "Mod", "==", s.mod).then(ns.delete().key(vmKey(uuid)), ns.delete().key(nameKey(cur.name))).commit())) return true;
     }
     throw raced(`delete vm ${uuid}`);
   }

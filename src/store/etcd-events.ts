@@ -113,12 +113,13 @@ export class EtcdEventLog<E extends LoggedEvent> implements EventLog<E> {
     const ns = this.#c.ns;
     this.#writes = this.#writes.then(async () => {
       try {
-        const res = await ns
-          .if(LAST, "Value", "<", seqKey(e.seq))
+        const res = await this.#c
+          .txn(`append event ${e.seq}`, LAST, "Value", "<", seqKey(e.seq))
           .then(ns.put(eventKey(e.seq)).value(JSON.stringify(e)), ns.put(LAST).value(seqKey(e.seq)))
           .commit();
+        if (!res.succeeded) await this.#c.checkFence(`append event ${e.seq}`);
         if (!res.succeeded) throw new FerryError("FERRY_ERR_CONFLICT", `event log: event ${e.seq} refused: the log already holds an event numbered ${e.seq} or later (another controller writes it)`, { details: { seq: e.seq } });
-        if (trim && e.seq > this.#keep) await ns.delete().inRange({ start: eventKey(0), end: eventKey(e.seq - this.#keep + 1) }).exec();
+        if (trim && e.seq > this.#keep) await this.#c.txn("trim the event log", LAST, "Mod", ">", 0).then(ns.delete().inRange({ start: eventKey(0), end: eventKey(e.seq - this.#keep + 1) })).commit();
       } catch (err) {
         this.#onError(storeError(`append event ${e.seq}`, err));
       }

@@ -55,10 +55,11 @@ export class EtcdStore implements Store {
     const key = migrationKey(r.id);
     let res;
     try {
-      res = await this.#c.ns.if(key, "Create", "==", 0).then(this.#c.ns.put(key).value(JSON.stringify(out))).commit();
+      res = await this.#c.txn(`create migration ${r.id}`, key, "Create", "==", 0).then(this.#c.ns.put(key).value(JSON.stringify(out))).commit();
     } catch (e) {
       throw storeError(`create migration ${r.id}`, e);
     }
+    if (!res.succeeded) await this.#c.checkFence(`create migration ${r.id}`);
     if (!res.succeeded) throw new FerryError("FERRY_ERR_CONFLICT", `migration ${r.id} already exists`, { details: { id: r.id } });
     return out;
   }
@@ -91,11 +92,12 @@ export class EtcdStore implements Store {
     let res;
     try {
       // the revision read above is still the key's: nobody wrote in between
-      res = await this.#c.ns.if(key, "Mod", "==", cur.mod).then(this.#c.ns.put(key).value(JSON.stringify(out))).else(this.#c.ns.get(key)).commit();
+      res = await this.#c.txn(`update migration ${r.id}`, key, "Mod", "==", cur.mod).then(this.#c.ns.put(key).value(JSON.stringify(out))).else(this.#c.ns.get(key)).commit();
     } catch (e) {
       throw storeError(`update migration ${r.id}`, e);
     }
     if (!res.succeeded) {
+      await this.#c.checkFence(`update migration ${r.id}`);
       const kv = res.responses[0]?.response_range.kvs[0];
       if (kv === undefined) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${r.id} not found`, { details: { id: r.id } });
       throw conflict(storedVersion(stored(kv, this.#c.prefix)));
@@ -112,8 +114,8 @@ export class EtcdStore implements Store {
       const out: JournalEntry = { ...entry, seq };
       let res;
       try {
-        res = await ns
-          .if(migrationKey(entry.migrationId), "Version", ">", 0)
+        res = await this.#c
+          .txn(`append to the journal of ${entry.migrationId}`, migrationKey(entry.migrationId), "Version", ">", 0)
           .and(counter, "Mod", "==", last?.mod ?? 0)
           .then(ns.put(counter).value(String(seq)), ns.put(`${journalPrefix(entry.migrationId)}${seqKey(seq)}`).value(JSON.stringify(out)))
           .else(ns.get(migrationKey(entry.migrationId)))
@@ -122,6 +124,7 @@ export class EtcdStore implements Store {
         throw storeError(`append to the journal of ${entry.migrationId}`, e);
       }
       if (res.succeeded) return out;
+      await this.#c.checkFence(`append to the journal of ${entry.migrationId}`);
       if (res.responses[0]?.response_range.kvs.length === 0) {
         throw new FerryError("FERRY_ERR_NOT_FOUND", `journal: migration ${entry.migrationId}: no such migration`, { details: { id: entry.migrationId } });
       }

@@ -15,10 +15,14 @@ import type { LocalMigrateBody, RestoreBody, SaveBody } from "./instance-ops.ts"
 import { AbortReply, BeginReply, CancelReply, ConfirmReply, FinishReply, PerformReply, PrecheckReply, PrepareReply, SwitchoverReply } from "./steps.ts";
 import type { PerformBody, PrepareBody } from "./steps.ts";
 import type { ClientOptions, RequestOptions } from "../core/http/client.ts";
+import { TERM_HEADER } from "./controllers.ts";
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
-export type AgentClientOptions = ClientOptions;
+export interface AgentClientOptions extends ClientOptions {
+  /** The calling controller's leadership term, sent with every request (TERM_HEADER); null: none (a follower's reads). */
+  term?: () => number | null;
+}
 export type { RequestOptions };
 
 /** A holder as the client names it: migration holders give ttlMs (the agent's clock sets expiresAt). */
@@ -34,12 +38,14 @@ export class AgentClient {
   readonly #token: string;
   readonly #timeoutMs: number;
   readonly #fetch: typeof fetch;
+  readonly #term: () => number | null;
 
   constructor(o: AgentClientOptions) {
     this.baseUrl = o.baseUrl.replace(/\/+$/, "");
     this.#token = o.token;
     this.#timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#fetch = o.fetch ?? fetchFor(o.tls);
+    this.#term = o.term ?? (() => null);
   }
 
   /**
@@ -47,7 +53,8 @@ export class AgentClient {
    * routes added later (migration steps) get the same handling.
    */
   request<S extends TSchema>(method: string, path: string, schema: S, body?: unknown, o: RequestOptions = {}): Promise<Static<S>> {
-    return request({ fetch: this.#fetch, kind: "FERRY_ERR_AGENT", baseUrl: this.baseUrl, token: this.#token, method, path, body, accept: "application/json", timeoutMs: o.timeoutMs ?? this.#timeoutMs, signal: o.signal }, schema);
+    const term = this.#term();
+    return request({ fetch: this.#fetch, kind: "FERRY_ERR_AGENT", baseUrl: this.baseUrl, token: this.#token, method, path, body, accept: "application/json", timeoutMs: o.timeoutMs ?? this.#timeoutMs, signal: o.signal, ...(term === null ? {} : { headers: { [TERM_HEADER]: String(term) } }) }, schema);
   }
 
   health(o?: RequestOptions): Promise<HealthView> {

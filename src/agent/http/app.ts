@@ -12,6 +12,7 @@ import { inventoryRoutes } from "./inventory.ts";
 import { leaseRoutes } from "./leases.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { migrationRoutes } from "./migrations.ts";
+import { termGuard } from "./term.ts";
 import { baseApp } from "../../core/http/server.ts";
 import type { FerryFastify } from "../../core/http/type-provider.ts";
 
@@ -32,6 +33,8 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 export function buildAgentApp(deps: AgentAppDeps, o: { tls?: TlsMaterial | null | undefined } = {}): FerryFastify {
   const openapi = { title: "Ferry agent", version: deps.agent.version, description: "Ferry host agent API. Every route requires `Authorization: Bearer <token>` (the agent's authTokenFile)." };
   const { app } = baseApp({ token: deps.token, realm: "ferry-agent", tokenSource: "the agent's authTokenFile", bodyLimit: MAX_BODY_BYTES, log: deps.log ?? silentLogger, tls: o.tls, openapi, routes: (a) => {
+    // fencing: a call carrying an older leadership term than this host has seen is refused
+    a.addHook("onRequest", termGuard(deps.agent.records));
     for (const register of ROUTE_FILES) register(a, deps);
   } });
   return app;

@@ -60,6 +60,8 @@ export interface SendOptions {
   accept: string;
   timeoutMs: number;
   signal?: AbortSignal | undefined;
+  /** More request headers (e.g. the controller's leadership term to an agent). */
+  headers?: Record<string, string> | undefined;
 }
 
 /** Send one request; network failures are `kind` (retryable), an abort by the caller FERRY_ERR_ABORTED. */
@@ -71,7 +73,7 @@ export async function send(o: SendOptions): Promise<{ res: Response; timeout: Ab
     const res = await o.fetch(url, {
       method: o.method,
       signal,
-      headers: { authorization: `Bearer ${o.token}`, accept: o.accept, ...(o.body === undefined ? {} : { "content-type": "application/json" }) },
+      headers: { ...o.headers, authorization: `Bearer ${o.token}`, accept: o.accept, ...(o.body === undefined ? {} : { "content-type": "application/json" }) },
       body: o.body === undefined ? undefined : JSON.stringify(o.body),
     });
     return { res, timeout };
