@@ -11,7 +11,7 @@ import type { Host, PlacementNic, PlacementVm } from "../model/cluster.ts";
 import { buildIndex } from "./cluster-index.ts";
 import { evaluate, run } from "./engine.ts";
 import type { Evaluated } from "./engine.ts";
-import { fastRun } from "./fast-path.ts";
+import { BUILD_AFTER, fastRun, shapeIndex } from "./fast-path.ts";
 import { cluster, host, pf } from "./fixtures.ts";
 import { place, toPlacement } from "./place.ts";
 import { PlanState } from "./plan-state.ts";
@@ -130,6 +130,26 @@ function reference({ snap, vm, options }: ReturnType<typeof build>) {
 }
 
 describe("scheduler fast path", () => {
+  it("is taken once an index has served BUILD_AFTER placements, and answers as the engine did before", () => {
+    const k = build({
+      hosts: Array.from({ length: 10 }, (_, i) => ({ state: "up", memTotal: 65536, memUsedShare: i / 20, cpuTotal: 32, cpuUsedShare: 0.1, pfs: [{ network: "physnet1", vfs: 4, leasedShare: 0.2, vendor: "8086", device: "154c", numa: 0, bandwidthMbps: 25000 }] })),
+      nics: [{ network: "physnet1", mode: "failover", policy: "mandatory", constraint: "none", vendor: "8086", device: "154c" }],
+      memoryMiB: 4096, vcpus: 2, numaNode: undefined, sourceAt: 0, limit: 3, reserveEvery: 0, excludeEvery: 0, oneModel: true,
+    });
+    const index = buildIndex(k.snap);
+    const req = compileRequest(index, k.vm, {});
+    const answers = new Set<string>();
+    let hosts: string[] = [];
+    for (let i = 0; i < BUILD_AFTER + 2; i++) {
+      const p = place(index, { vm: k.vm });
+      answers.add(JSON.stringify(p));
+      hosts = p.kind === "placed" ? p.destinations.map((d) => d.host) : [];
+    }
+    assert.equal(answers.size, 1, "the same answer before and after the orders exist");
+    assert.notEqual(fastRun(index, new PlanState(index), req), undefined, "fast path taken");
+    assert.deepEqual(hosts, ["h01", "h02", "h03", "h04", "h05"]);
+  });
+
   it("places like the straightforward reference and like the engine (fast-check, random clusters)", () => {
     let fast = 0;
     let runs = 0;
@@ -137,6 +157,7 @@ describe("scheduler fast path", () => {
       fc.property(caseArb, (c) => {
         runs++;
         const k = build(c);
+        shapeIndex(buildIndex(k.snap)); // the orders now, not after BUILD_AFTER placements
         const got = place(k.snap, { vm: k.vm, options: k.options });
         const want = reference(k);
 

@@ -77,8 +77,15 @@ function sortedOrder(hosts: readonly number[], key: (h: number) => number): Orde
 }
 
 const shapeCache = new WeakMap<PlacementIndex, ShapeIndex | null>();
+/**
+ * The orders cost a few µs per host to build, the engine's pass ~20 ns per
+ * host: an index gets them once it has served this many placements, so a
+ * snapshot placed on once (and indexed for it) pays nothing more than before.
+ */
+export const BUILD_AFTER = 32;
+const uses = new WeakMap<PlacementIndex, number>();
 
-/** The per-shape orders of an index (built on first use, then reused), or null when it has too many shapes. */
+/** The per-group orders of an index (built on first call, then reused), or null when it has too many groups. Place() calls it once the index has served BUILD_AFTER placements; call it sooner to have the fast path from the first. */
 export function shapeIndex(index: PlacementIndex): ShapeIndex | null {
   let si = shapeCache.get(index);
   if (si === undefined) {
@@ -200,6 +207,11 @@ function threshold(w: Walk): number {
  * which the conditions rule out): the caller then runs the engine.
  */
 export function fastRun(index: PlacementIndex, state: PlanState, req: CompiledRequest): RunResult | undefined {
+  if (!shapeCache.has(index)) {
+    const n = (uses.get(index) ?? 0) + 1;
+    uses.set(index, n);
+    if (n < BUILD_AFTER) return undefined;
+  }
   const si = shapeIndex(index);
   if (si === null || !fastPathApplies(req, si.oneModelPerNetwork)) return undefined;
   const H = index.hosts.length;
