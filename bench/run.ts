@@ -10,6 +10,7 @@ const quick = process.argv.includes("--quick");
 // bounds for the full run on a quiet 2-core TCG machine (≈ 3× what each took there)
 const benches: { file: string; timeoutMs: number }[] = [
   { file: "placement.ts", timeoutMs: 15 * 60_000 },
+  { file: "scale.ts", timeoutMs: 10 * 60_000 },
   { file: "local-migration.ts", timeoutMs: 20 * 60_000 },
   { file: "overhead.ts", timeoutMs: 30 * 60_000 },
   { file: "connectivity.ts", timeoutMs: 20 * 60_000 },

@@ -88,16 +88,9 @@ function filter(
   counts: number[],
 ): number {
   const H = index.hosts.length;
-  const N = index.networks.length;
-  const S = index.numaSlots;
   const D = dArr.length;
   const dNeed = Int32Array.from(req.demands, (d) => d.need);
-  const V = nArr.length;
-  const nNet = Int32Array.from(req.vfNics, (v) => v.net);
-  const nReq = Uint8Array.from(req.vfNics, (v) => (v.required ? 1 : 0));
-  const numaSlot = req.numaSlot;
-  const numaKnown = numaSlot >= 0;
-  const { state: hostState, memInv, cpuInv, bestFrac, bestFracNuma } = index;
+  const { state: hostState } = index;
   const memFreeA = state.memFree;
   const cpuFreeA = state.cpuFree;
   const memNeed = req.vm.memoryMiB;
@@ -149,38 +142,72 @@ function filter(
         continue hosts;
       }
     }
-    // Upper bound of the rank key (same arithmetic as evaluate(), each term >= the exact one).
-    const res = 0.5 * ((memFree - memNeed) * memInv[h]! + (cpuFree - cpuNeed) * cpuInv[h]!);
-    let bound = 100 * res;
-    let miss = 0;
-    if (V > 0) {
-      let sum = 0;
-      let cnt = 0;
-      for (let i = 0; i < V; i++) {
-        if (nReq[i] === 0 && nArr[i]![h]! <= 0) {
-          miss++;
-          continue;
-        }
-        const hn = h * N + nNet[i]!;
-        const bf = bestFrac[hn]!;
-        let u = numaKnown ? W_PF * bf + W_NUMA * 0 : W_PF * bf + W_NUMA * 1;
-        if (numaKnown) {
-          const bfn = bestFracNuma[hn * S + numaSlot]!;
-          if (bfn >= 0) {
-            const local = W_PF * bfn + W_NUMA * 1;
-            if (local > u) u = local;
-          }
-        }
-        sum += u;
-        cnt++;
-      }
-      bound = 100 * (0.5 * res + 0.5 * sum * INV[cnt]!);
-    }
     feas[F] = h;
-    ub[F] = rankKey(miss, bound);
+    ub[F] = rankBound(index, req, nArr, h, memFree, cpuFree);
     F++;
   }
   return F;
+}
+
+/**
+ * An upper bound of host h's rank key (same arithmetic as evaluate(), each
+ * term >= the exact one), for a host that passed the filter.
+ */
+export function rankBound(index: PlacementIndex, req: CompiledRequest, nArr: readonly Int32Array[], h: number, memFree: number, cpuFree: number): number {
+  const N = index.networks.length;
+  const S = index.numaSlots;
+  const memNeed = req.vm.memoryMiB;
+  const cpuNeed = req.vm.vcpus;
+  const vfNics = req.vfNics;
+  const V = vfNics.length;
+  const numaSlot = req.numaSlot;
+  const numaKnown = numaSlot >= 0;
+  const { memInv, cpuInv, bestFrac, bestFracNuma } = index;
+  const res = 0.5 * ((memFree - memNeed) * memInv[h]! + (cpuFree - cpuNeed) * cpuInv[h]!);
+  let bound = 100 * res;
+  let miss = 0;
+  if (V > 0) {
+    let sum = 0;
+    let cnt = 0;
+    for (let i = 0; i < V; i++) {
+      if (!vfNics[i]!.required && nArr[i]![h]! <= 0) {
+        miss++;
+        continue;
+      }
+      const hn = h * N + vfNics[i]!.net;
+      const bf = bestFrac[hn]!;
+      let u = numaKnown ? W_PF * bf + W_NUMA * 0 : W_PF * bf + W_NUMA * 1;
+      if (numaKnown) {
+        const bfn = bestFracNuma[hn * S + numaSlot]!;
+        if (bfn >= 0) {
+          const local = W_PF * bfn + W_NUMA * 1;
+          if (local > u) u = local;
+        }
+      }
+      sum += u;
+      cnt++;
+    }
+    bound = 100 * (0.5 * res + 0.5 * sum * INV[cnt]!);
+  }
+  return rankKey(miss, bound);
+}
+
+/**
+ * Step 1 alone, for a caller that ranked by other means (fast-path.ts): the
+ * per-host codes and counts, and how many hosts passed the filter.
+ */
+export function filterAll(
+  index: PlacementIndex,
+  state: PlanState,
+  req: CompiledRequest,
+  dArr: readonly Int32Array[],
+  nArr: readonly Int32Array[],
+  counts: number[],
+): { codes: Uint8Array; feasible: number } {
+  const H = index.hosts.length;
+  const codes = codesFor(H);
+  const { feas, ub } = scratchFor(H);
+  return { codes, feasible: filter(index, state, req, dArr, nArr, codes, feas, ub, counts) };
 }
 
 export function run(index: PlacementIndex, state: PlanState, req: CompiledRequest): RunResult {

@@ -46,7 +46,7 @@ export function planEvacuation(
   ordered.forEach((vm, i) => {
     const req = compileRequest(index, vm, { exclude: options.exclude, limit: 1 });
     const result = run(index, state, req);
-    const rejected = Rejections.lazy(index.names, index.hostIndex, result.codes, result.counts, result.explain);
+    const rejected = Rejections.lazy(index.names, index.hostIndex, result, result.explain);
     const best = result.ranked[0];
     if (best === undefined) {
       // List the reasons now: the plan state changes with the next VM.

@@ -5,6 +5,7 @@ import { explainDestination, round2, run } from "./engine.ts";
 import type { RunResult } from "./engine.ts";
 import { PlanState } from "./plan-state.ts";
 import { Rejections } from "./rejections.ts";
+import { fastRun } from "./fast-path.ts";
 import { compileRequest } from "./request.ts";
 import type { CompiledRequest } from "./request.ts";
 import type { Destination, Placement } from "./types.ts";
@@ -23,7 +24,7 @@ export function place(snapshotOrIndex: ClusterSnapshot | PlacementIndex, request
   const opts = request.options ?? {};
   const state = new PlanState(index, opts.reservedVfs);
   const req = compileRequest(index, request.vm, opts);
-  return toPlacement(index, req, run(index, state, req));
+  return toPlacement(index, req, fastRun(index, state, req) ?? run(index, state, req));
 }
 
 export function destinations(index: PlacementIndex, result: RunResult): Destination[] {
@@ -51,7 +52,7 @@ export function unplaceableMessage(index: PlacementIndex, req: CompiledRequest, 
 
 export function toPlacement(index: PlacementIndex, req: CompiledRequest, result: RunResult): Placement {
   const vm = req.vm.uuid;
-  const rejected = Rejections.lazy(index.names, index.hostIndex, result.codes, result.counts, result.explain);
+  const rejected = Rejections.lazy(index.names, index.hostIndex, result, result.explain);
   if (result.ranked.length === 0) {
     return {
       kind: "unplaceable",
@@ -63,6 +64,16 @@ export function toPlacement(index: PlacementIndex, req: CompiledRequest, result:
       rejected,
     };
   }
-  return { kind: "placed", vm, revision: index.revision, destinations: destinations(index, result), eligible: result.eligible, rejected };
+  return {
+    kind: "placed",
+    vm,
+    revision: index.revision,
+    destinations: destinations(index, result),
+    // Counted by the filter pass, which the fast path runs only when this is read.
+    get eligible() {
+      return result.eligible;
+    },
+    rejected,
+  };
 }
 

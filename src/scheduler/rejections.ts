@@ -43,45 +43,61 @@ export type RejectionCounts = Readonly<Partial<Record<RejectCode, number>>>;
  * nobody reads. JSON-serializes to plain data.
  */
 export class Rejections {
-  readonly count: number;
-  readonly byCode: RejectionCounts;
   private readonly source: LazySource | undefined;
   private materialized: readonly Rejection[] | undefined;
+  private tally: { count: number; byCode: RejectionCounts } | undefined;
 
-  private constructor(count: number, byCode: RejectionCounts, source: LazySource | undefined, list: readonly Rejection[] | undefined) {
-    this.count = count;
-    this.byCode = byCode;
+  private constructor(tally: { count: number; byCode: RejectionCounts } | undefined, source: LazySource | undefined, list: readonly Rejection[] | undefined) {
+    this.tally = tally;
     this.source = source;
     this.materialized = list;
   }
 
+  /** How many hosts were rejected. */
+  get count(): number {
+    return this.counted().count;
+  }
+
+  /** Rejected hosts per code. */
+  get byCode(): RejectionCounts {
+    return this.counted().byCode;
+  }
+
+  private counted(): { count: number; byCode: RejectionCounts } {
+    if (this.tally === undefined) {
+      const n = this.source!.filtered.counts;
+      const byCode: Partial<Record<RejectCode, number>> = {};
+      let count = 0;
+      for (let c = 1; c <= CODE_LIST.length; c++) {
+        if (n[c]! > 0) {
+          byCode[CODE_LIST[c - 1]!] = n[c]!;
+          count += n[c]!;
+        }
+      }
+      this.tally = { count, byCode };
+    }
+    return this.tally;
+  }
+
   /**
    * From the filter pass: one code byte per host (0 = not rejected) and the
-   * count per code number; messages come from explain() on demand.
+   * count per code number, read when first needed (the fast path runs the
+   * filter pass then); messages come from explain() on demand.
    */
   static lazy(
     names: readonly string[],
     hostIndex: ReadonlyMap<string, number>,
-    codes: Uint8Array,
-    n: readonly number[],
+    filtered: FilterPass,
     explain: (host: number, code: number) => string,
   ): Rejections {
-    const counts: Partial<Record<RejectCode, number>> = {};
-    let count = 0;
-    for (let c = 1; c <= CODE_LIST.length; c++) {
-      if (n[c]! > 0) {
-        counts[CODE_LIST[c - 1]!] = n[c]!;
-        count += n[c]!;
-      }
-    }
-    return new Rejections(count, counts, { names, hostIndex, codes, explain }, undefined);
+    return new Rejections(undefined, { names, hostIndex, filtered, explain }, undefined);
   }
 
   /** From a list already built (when the inputs will change afterwards, as in an evacuation plan). */
   static of(list: readonly Rejection[]): Rejections {
     const counts: Partial<Record<RejectCode, number>> = {};
     for (const x of list) counts[x.code] = (counts[x.code] ?? 0) + 1;
-    return new Rejections(list.length, counts, undefined, list);
+    return new Rejections({ count: list.length, byCode: counts }, undefined, list);
   }
 
   /** Every rejected host with its reason, in host-name order. */
@@ -90,8 +106,9 @@ export class Rejections {
       const out: Rejection[] = [];
       const src = this.source;
       if (src) {
-        for (let h = 0; h < src.codes.length; h++) {
-          const c = src.codes[h]!;
+        const codes = src.filtered.codes;
+        for (let h = 0; h < codes.length; h++) {
+          const c = codes[h]!;
           if (c !== 0) out.push({ host: src.names[h]!, code: CODE_LIST[c - 1]!, message: src.explain(h, c) });
         }
       }
@@ -105,7 +122,7 @@ export class Rejections {
     const src = this.source;
     if (src === undefined) return this.list().find((r) => r.host === host);
     const h = src.hostIndex.get(host);
-    const c = h === undefined ? 0 : src.codes[h]!;
+    const c = h === undefined ? 0 : src.filtered.codes[h]!;
     return h === undefined || c === 0 ? undefined : { host, code: CODE_LIST[c - 1]!, message: src.explain(h, c) };
   }
 
@@ -120,9 +137,17 @@ export class Rejections {
   }
 }
 
+/** The filter pass's output; its getters may run the pass on first read. */
+export interface FilterPass {
+  /** One code number per host, 0 = not rejected. */
+  readonly codes: Uint8Array;
+  /** Rejected hosts per code number (index = code). */
+  readonly counts: readonly number[];
+}
+
 interface LazySource {
   readonly names: readonly string[];
   readonly hostIndex: ReadonlyMap<string, number>;
-  readonly codes: Uint8Array;
+  readonly filtered: FilterPass;
   readonly explain: (host: number, code: number) => string;
 }
