@@ -36,9 +36,13 @@ function byId(id) {
  */
 function newer(cur, next) {
   if (!cur) return next;
+  // an event may have moved the phase past what a later record version still says (the record is written after the event)
+  if (phaseFromEvent.has(cur) && PHASE_ORDER.indexOf(next.phase) < PHASE_ORDER.indexOf(cur.phase)) return cur;
   if (next.version > cur.version) return next;
   return next.version === cur.version && !phaseFromEvent.has(cur) ? next : cur;
 }
+/** Phases in the order a migration passes them (a path never goes back in this list). */
+const PHASE_ORDER = ["planned", "begin", "prepare", "perform", "precheck", "switchover", "finish", "confirm", "migrate-back", "cancel", "rollback-destination", "rollback-source", "done"];
 /** Records whose phase an event moved past what the record said. @type {WeakSet<Migration>} */
 const phaseFromEvent = new WeakSet();
 
