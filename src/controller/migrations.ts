@@ -17,6 +17,9 @@ import type { ClusterView } from "./cluster-view.ts";
 import type { ConnectivityHandle } from "./connectivity.ts";
 import { connectivityWarnings } from "./connectivity.ts";
 import type { ControllerContext } from "./context.ts";
+import { MigrationFeed } from "./migration-feed.ts";
+import { MigrationLive } from "./migration-live.ts";
+import type { CoordinatorEvent } from "../migration/runner.ts";
 import type { PlanReply as PlanView } from "../wire/controller-api.ts";
 import type { MigrationProgress } from "../wire/instance-ops.ts";
 import type { Vms } from "./vms.ts";
@@ -41,11 +44,41 @@ export class Migrations {
   readonly #running = new Map<string, Promise<MigrationRecord>>();
   /** Migrations whose NICs are still watched after the outcome (lab), by id: cut ends the watch now. */
   readonly #measuring = new Map<string, { vm: string; cut: AbortController; done: Promise<void> }>();
+  /** RAM progress while perform runs, and `end` once settled: what each migration's live stream adds to the bus. */
+  readonly feed: MigrationFeed;
+  /** Live streams, tuning (migration-live.ts). */
+  readonly live: MigrationLive;
 
   constructor(c: ControllerContext, view: ClusterView, vms: Vms) {
     this.#c = c;
     this.#view = view;
     this.#vms = vms;
+    this.feed = new MigrationFeed({ clock: c.d.clock, log: c.d.log });
+    this.live = new MigrationLive({ c, feed: this.feed, get: (id) => this.get(id) });
+  }
+
+  /** Every coordinator event goes to the bus; entering perform starts sampling QEMU's progress, leaving it stops. */
+  #onEvent(e: CoordinatorEvent): void {
+    this.#c.events.publish(e);
+    if (e.type !== "phase") return;
+    if (e.to === "perform") this.#sample(e.migrationId);
+    else if (e.from === "perform") this.feed.stop(e.migrationId);
+  }
+
+  #sample(id: string): void {
+    let rec: Promise<MigrationRecord | undefined> | undefined;
+    this.feed.tick(id, async (signal) => {
+      rec ??= this.#c.d.store.getMigration(id);
+      const r = await rec;
+      return r ? this.#c.agent(r.plan.source.host).migrationProgress(r.plan.source.instanceId, { timeoutMs: 1_000, signal }) : undefined;
+    }, this.#c.signal);
+  }
+
+  /** The migration's outcome is settled: its streams get `end` (with the record as GET answers it now) and close. */
+  async #ended(id: string): Promise<void> {
+    this.feed.stop(id);
+    const r = await this.get(id).catch(() => undefined);
+    if (r && isTerminal(r)) this.feed.publish({ type: "end", migrationId: id, migration: r, at: this.#c.d.clock.now() });
   }
 
   get #runner(): RunnerDeps {
@@ -58,7 +91,7 @@ export class Migrations {
       clock: this.#c.d.clock,
       log: this.#c.d.log,
       signal: this.#c.signal,
-      onEvent: (e) => this.#c.events.publish(e),
+      onEvent: (e) => this.#onEvent(e),
     };
   }
 
@@ -67,11 +100,15 @@ export class Migrations {
     const active = await this.#c.d.store.listActiveMigrations();
     const runner = this.#runner;
     for (const r of active) if (!r.plan.link) this.#c.busy.add(r.plan.vm.uuid);
+    for (const r of active) if (r.phase === "perform") this.#sample(r.id);
     const vmOf = new Map(active.map((r) => [r.id, r.plan.vm.uuid]));
     void resumeAll(runner).then(
       async (results) => {
         for (const r of results) {
-          if (r.record) await this.#settle(r.record).catch((e: unknown) => this.#c.d.log.error({ err: e, id: r.id }, "cannot update the VM after its migration"));
+          if (r.record) {
+            await this.#settle(r.record).catch((e: unknown) => this.#c.d.log.error({ err: e, id: r.id }, "cannot update the VM after its migration"));
+            await this.#ended(r.id);
+          }
           else if (r.error && r.error.code !== "FERRY_ERR_ABORTED") this.#c.d.log.error({ id: r.id, err: r.error.message }, "resumed migration failed");
           if (r.error?.code !== "FERRY_ERR_ABORTED") this.#c.busy.delete(vmOf.get(r.id) ?? "");
         }
@@ -83,6 +120,7 @@ export class Migrations {
   /** After the controller's stop: wait for the runners, end the connectivity watches now. */
   async close(): Promise<void> {
     await Promise.allSettled(this.#running.values());
+    this.feed.stopAll();
     for (const m of this.#measuring.values()) m.cut.abort();
     await Promise.allSettled([...this.#measuring.values()].map((m) => m.done));
   }
@@ -188,6 +226,7 @@ export class Migrations {
         .finally(() => {
           this.#c.busy.delete(vm.uuid);
           this.#running.delete(plan.id);
+          void this.#ended(plan.id);
         });
       run.catch((e: unknown) => {
         if (!isFerryError(e, "FERRY_ERR_ABORTED")) this.#c.d.log.error({ err: e, id: plan.id }, "migration runner failed");

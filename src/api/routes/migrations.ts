@@ -1,8 +1,11 @@
-// Migrations: plan or start one (it runs in the background), list, show, cancel.
+// Migrations: plan or start one (it runs in the background), list, show, cancel;
+// follow and tune a running one (migration-live.ts).
 import { CancelView, MigrateBody, MigrateReply, MigrationList, MigrationParams, MigrationView } from "../../wire/controller-api.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
+import { migrationLiveRoutes } from "./migration-live.ts";
 
-export function migrationRoutes(app: ControllerFastify, { controller }: ControllerAppDeps): void {
+export function migrationRoutes(app: ControllerFastify, deps: ControllerAppDeps): void {
+  const { controller } = deps;
   app.post(
     "/v1/migrations",
     {
@@ -30,4 +33,5 @@ export function migrationRoutes(app: ControllerFastify, { controller }: Controll
     { schema: { params: MigrationParams, response: { 200: CancelView } }, config: { openapi: { summary: "Best-effort cancel; answers when the migration has ended, with what really happened (cancelled, completed, failed, already-done)" } } },
     (req) => controller.cancelMigration(req.params.id),
   );
+  migrationLiveRoutes(app, deps);
 }

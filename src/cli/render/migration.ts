@@ -1,5 +1,5 @@
 // Migrations for the CLI: the one-object summary of `ferry migrate --json`,
-// the final report, the live progress line, the plan, the list.
+// the final report, the plan, the list (the live stream: migration-progress.ts).
 import { stableText } from "../../api/connectivity-text.ts";
 import type { PlanReply } from "../../wire/controller-api.ts";
 import type { Cleanup, Connectivity, MigrationRecord, Phase, VfRef } from "../../migration/types.ts";
@@ -84,13 +84,6 @@ export function renderSummary(s: MigrationSummary): string {
   ];
   if (s.rejections && s.rejections.length > 0) out.push("REJECTED HOSTS", renderTable(["HOST", "CODE", "WHY"], s.rejections.map((r) => [r.host, r.code, r.message])));
   return out.join("\n");
-}
-
-export function progressLine(r: MigrationRecord & { progress?: { status?: unknown; transferredBytes?: unknown; remainingBytes?: unknown; dirtyPagesRate?: unknown } }, elapsedMs: number): string {
-  const p = r.progress;
-  const mib = (x: unknown): string => (typeof x === "number" ? (x / 2 ** 20).toFixed(1) : "?");
-  const ram = p ? ` [${String(p.status)}: RAM ${mib(p.transferredBytes)} MiB sent, ${mib(p.remainingBytes)} MiB left, dirty ${typeof p.dirtyPagesRate === "number" ? p.dirtyPagesRate : "?"} pages/s]` : "";
-  return `migrating ${r.plan.vm.name} ${r.plan.source.host} → ${r.plan.destination.host}: ${r.phase}${ram} (${(elapsedMs / 1000).toFixed(1)} s)`;
 }
 
 export function renderPlan(p: PlanReply): string {
