@@ -142,7 +142,7 @@ export class Controller {
   }
 
   /** Local migration (a QEMU upgrade in place): a new instance on the same host, RAM shared, VF leases moved to it. */
-  localMigrate(name: string, o: { qemuBinary?: string } = {}): Promise<{ vm: VmRecord; result: LocalMigrateReply }> {
+  localMigrate(name: string, o: { qemuBinary?: string } = {}): Promise<{ vm: VmRecord; result: LocalMigrateReply; migration?: MigrationRecord }> {
     return this.#local.localMigrate(name, o);
   }
 

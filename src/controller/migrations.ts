@@ -309,8 +309,18 @@ export class Migrations {
     if (next.host !== vm.host || next.instanceId !== vm.instanceId) this.#c.events.publish({ type: "vm-moved", vm: vm.name, host: next.host, instanceId: next.instanceId, at: now });
   }
 
-  list(): Promise<MigrationRecord[]> {
-    return this.#c.d.store.listMigrations();
+  async list(): Promise<MigrationRecord[]> {
+    return Promise.all((await this.#c.d.store.listMigrations()).map((r) => this.#withDataMoved(r)));
+  }
+
+  /** A migration between hosts: the RAM QEMU sent, from its switch-over's (else perform's) journaled answer; others carry it in the record. */
+  async #withDataMoved(r: MigrationRecord): Promise<MigrationRecord> {
+    if (r.dataMovedBytes !== undefined || (r.plan.kind ?? "migration") !== "migration") return r;
+    const answers = (await this.#c.d.store.listJournal(r.id)).filter((e) => e.kind === "result" && (e.data["step"] === "switchover" || e.data["step"] === "perform"));
+    const last = answers.findLast((e) => e.data["step"] === "switchover") ?? answers.at(-1);
+    const v = last?.data["value"];
+    const bytes = typeof v === "object" && v !== null ? (v as Record<string, unknown>)["transferredBytes"] : undefined;
+    return typeof bytes === "number" ? { ...r, dataMovedBytes: bytes } : r;
   }
 
   /**
@@ -319,8 +329,9 @@ export class Migrations {
    * (lab: until each answers steadily past the end; the figures come then).
    */
   async get(id: string): Promise<MigrationRecord & { settling: boolean; measuring: boolean; progress?: MigrationProgress }> {
-    const r = await this.#c.d.store.getMigration(id);
-    if (!r) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
+    const stored = await this.#c.d.store.getMigration(id);
+    if (!stored) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
+    const r = await this.#withDataMoved(stored);
     const progress = r.phase === "perform" ? await this.#progress(r) : undefined;
     return { ...r, settling: this.#running.has(id), measuring: this.#measuring.has(id), ...(progress ? { progress } : {}) };
   }

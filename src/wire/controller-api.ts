@@ -201,7 +201,7 @@ export const PlanView = Type.Unsafe<PlanReply>(
 );
 
 /** POST /v1/vms/:name/local-migrate: the VM's record and what its agent did. */
-export const LocalMigrateView = Type.Object({ vm: VmView, result: LocalMigrateReply });
+export const LocalMigrateView = Type.Object({ vm: VmView, result: LocalMigrateReply, migration: Type.Optional(MigrationView) });
 export type LocalMigrateViewT = Static<typeof LocalMigrateView>;
 
 export const MigrateReply = Type.Union([

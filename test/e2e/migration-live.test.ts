@@ -131,4 +131,39 @@ describe("a migration followed live and steered", { timeout: 240_000 }, () => {
     assert.equal(again.code, EXIT.refused);
     assert.match(again.stdout, /already-done: migration already ended: rolled-back/);
   });
+
+  test("one record for every kind: local migration, save and restore are listed by `ferry migrations` and shown by `ferry migration show` in the same shape as a migration between hosts", async () => {
+    // a no-OS guest has no shared memory (the lab's real guest covers a local migration that succeeds: test/e2e/lab-vm-ops.test.ts); a failed one is recorded too
+    const p1 = await api.vm("p1");
+    const refused = await ferry("migrate", "p1", "--local");
+    assert.notEqual(refused.code, EXIT.ok);
+    assert.match(refused.stderr, /does not map its RAM from a shared file/);
+    await c.controller.saveVm("p2", "p2.state");
+    await c.controller.restoreVm("p2");
+    const r = await ferry("migrations", "--json");
+    assert.equal(r.code, EXIT.ok, r.stderr);
+    const list = JSON.parse(r.stdout) as Record<string, unknown>[];
+    assert.deepEqual(list.map((x) => [x["kind"], x["vm"], x["outcome"]]), [
+      ["migration", "p1", "succeeded"], ["migration", "p2", "rolled-back"], ["local", "p1", "failed"], ["save", "p2", "succeeded"], ["restore", "p2", "succeeded"],
+    ]);
+    const keys = Object.keys(list[0]!).filter((k) => k !== "cleanup" && k !== "measuring" && k !== "file" && k !== "qemuBinary").sort();
+    for (const x of list) for (const k of keys) assert.ok(k in x, `${String(x["kind"])} has ${k}`);
+    const [cross, , local, save, restore] = list as unknown as { id: string; code: string | null; runsOn: { host: string; instanceId: string } | null; dataMovedBytes: number | null; timeline: { phase: string; ms: number | null }[]; file?: string; nics: { before: { host: string; vf: string } | null; after: { host: string; vf: string } | null; gapMs: number | null }[] }[];
+    assert.ok((cross!.dataMovedBytes ?? 0) > 0, "a migration between hosts: the RAM QEMU sent");
+    assert.deepEqual([local!.runsOn, local!.code], [{ host: p1.host, instanceId: p1.instanceId }, "FERRY_ERR_STATE"], "failed: it runs where it ran");
+    assert.deepEqual(local!.timeline.map((t) => t.phase), ["planned", "perform", "done"]);
+    assert.equal(save!.file, "p2.state");
+    assert.equal(save!.runsOn, null);
+    assert.ok((save!.dataMovedBytes ?? 0) > 0, "the state file's size");
+    assert.equal(save!.nics[0]!.before?.host, "host-a");
+    assert.equal(save!.nics[0]!.after, null, "its VF released");
+    assert.equal(restore!.runsOn?.host, "host-a");
+    assert.equal(restore!.nics[0]!.before, null);
+    const show = await ferry("migration", "show", save!.id);
+    assert.equal(show.code, EXIT.ok, show.stderr);
+    assert.match(show.stdout, /^save s-[0-9a-f]{8} of p2: succeeded\n {2}host-a → p2\.state in its saveDir; not running: saved\n/);
+    assert.match(show.stdout, /^perform +\+0\.000 s +[0-9]+ ms$/m);
+    const events = await ferry("events", "--json");
+    assert.ok(events.stdout.includes(`"migrationId":"${restore!.id}"`), "the restore's outcome is an event");
+  });
 });

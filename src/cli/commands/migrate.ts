@@ -26,7 +26,7 @@ const MEASURE_WAIT_MS = 15 * 60_000;
 export const USAGE = `usage: ferry migrate VM [--to HOST] [--plan] [--json]
   --to HOST   migrate to this host (default: the scheduler's best)
   --plan      only show the ranked destinations and the rejected hosts with their reasons
-  --json      print one JSON object (the outcome, or the plan)
+  --json      print one JSON object: the record (docs/records.md; --local too), or the plan
   --local     local migration (QEMU upgrade in place): a new instance on the same host, RAM shared, VFs kept
   --qemu PATH with --local: the new instance's QEMU binary
 exit codes: 0 succeeded (or degraded), 1 failed, 3 refused (nothing changed), 4 rolled back
@@ -59,12 +59,14 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
     const r = await client.localMigrate(vmName, values.qemu === undefined ? {} : { qemuBinary: values.qemu });
     const res = r.result;
     const endToEndMs = Math.round(systemClock.monotonic() - t0);
-    if (values.json) printJson({ vm: r.vm.name, outcome: "succeeded", host: r.vm.host, ...res, endToEndMs });
+    // --json: the one record shape (docs/records.md); an older controller that keeps no record: its reply as before
+    if (values.json) printJson(r.migration ? migrationSummary(r.migration) : { vm: r.vm.name, outcome: "succeeded", host: r.vm.host, ...res, endToEndMs });
     else {
-      process.stdout.write(`local migration of ${r.vm.name} on ${r.vm.host}: succeeded\n`);
+      process.stdout.write(`local migration ${r.migration?.id ?? ""} of ${r.vm.name} on ${r.vm.host}: succeeded\n`);
       process.stdout.write(`  instance ${res.oldInstanceId} → ${res.newInstanceId} (QEMU ${res.qemuBinary})\n`);
       process.stdout.write(`  end to end ${endToEndMs} ms, QEMU total ${res.totalMs} ms, downtime ${res.downtimeMs} ms, RAM sent ${(res.transferredBytes / 2 ** 20).toFixed(1)} MiB of ${(res.ramBytes / 2 ** 20).toFixed(0)} MiB (shared, not copied)\n`);
       process.stdout.write(`  VF leases moved to the new instance: ${res.movedVfs.join(", ") || "none"}\n`);
+      if (r.migration) process.stdout.write(`  recorded: 'ferry migration show ${r.migration.id}', 'ferry migrations'\n`);
     }
     return EXIT.ok;
   }
@@ -90,12 +92,12 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
     const raw = e.details["rejections"];
     const rejections = Array.isArray(raw) ? (raw as MigrationSummary["rejections"]) : [];
     const summary: MigrationSummary = {
-      id: null, vm: vm.name, outcome: "refused", source: vm.host, destination: values.to ?? null,
+      id: null, kind: "migration", vm: vm.name, outcome: "refused", source: vm.host, destination: values.to ?? null,
       runsOn: vm.instanceId === null ? null : { host: vm.host, instanceId: vm.instanceId }, reason: e.message, code: e.code,
-      timings: { totalMs: 0, downtimeMs: null, phases: {} }, warnings: [],
+      timings: { totalMs: 0, downtimeMs: null, phases: {} }, timeline: [], dataMovedBytes: null, warnings: [],
       nics: vm.nics.map((n) => {
         const here = n.vf === null ? null : { host: vm.host, vf: n.vf, pf: pfOf.get(n.vf) ?? "" };
-        return { name: n.name, network: n.network, mode: n.mode, policy: n.policy, before: here, after: here };
+        return { name: n.name, network: n.network, mode: n.mode, policy: n.policy, before: here, after: here, gapMs: null };
       }),
       rejections,
     };

@@ -1,4 +1,4 @@
-// `ferry migration show ID [--json]`: one migration's summary and every phase with its time (or its full record with --json).
+// `ferry migration show ID [--json]`: one record's summary and every phase with its time (--json: the summary of docs/records.md, and the raw record under `record`).
 // `ferry migration watch ID [--json]`: follow it live from the controller's stream to its end.
 // `ferry migration cancel ID [--json]`: best-effort cancel; prints what really happened.
 // `ferry migration set ID [--max-bandwidth MiB/s] [--downtime-limit ms] [--json]`: tune it while RAM streams.
@@ -51,7 +51,7 @@ export const run = command("migration", USAGE, OPTIONS, async ({ values, positio
   switch (sub) {
     case "show": {
       const r = await client.migration(id);
-      if (values.json) printJson({ ...r, summary: migrationSummary(r) });
+      if (values.json) printJson({ ...migrationSummary(r), record: r });
       else process.stdout.write(`${renderSummary(migrationSummary(r))}PHASES\n${renderPhases(r)}${r.warnings.length > 0 ? `warnings:\n${r.warnings.map((w) => `  ${w}`).join("\n")}\n` : ""}`);
       return EXIT.ok;
     }
