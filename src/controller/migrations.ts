@@ -11,7 +11,7 @@ import { isTerminal } from "../migration/types.ts";
 import type { ClusterSnapshot, PlacementVm } from "../model/cluster.ts";
 import { place } from "../scheduler/place.ts";
 import type { Destination } from "../scheduler/types.ts";
-import type { VmNicRecord, VmPlace, VmRecord } from "../store/cluster.ts";
+import type { HostRecord, VmNicRecord, VmPlace, VmRecord } from "../store/cluster.ts";
 import { HttpAgentPort } from "./agent-port.ts";
 import type { ClusterView } from "./cluster-view.ts";
 import type { ConnectivityHandle } from "./connectivity.ts";
@@ -36,6 +36,21 @@ export interface MigrateInput {
 }
 
 export type { PlanReply as PlanView } from "../wire/controller-api.ts";
+
+type MigrationNet = HostRecord["migration"];
+
+/** The migration stream from `from` to `to`: a blocker (TLS on one side only), or warnings (plain TCP, no migration network). */
+export function transportCheck(vm: string, from: string, to: string, sm: MigrationNet, dm: MigrationNet): { blocker?: string; warnings: string[] } {
+  if (dm?.tls === true && !(sm?.tls === true && sm.identity !== undefined)) {
+    return { blocker: `migration of ${vm} refused, nothing changed: ${to} takes migration streams over TLS only, and ${from} has ${sm ? "migration.tls: false" : "no migration network"}: give ${from} a migration certificate (host.yaml migration.tls) or set migration.tls: false on both`, warnings: [] };
+  }
+  if (sm?.tls === true && dm !== undefined && !dm.tls) {
+    return { blocker: `migration of ${vm} refused, nothing changed: ${from} sends migration streams over TLS, and ${to} takes plain TCP (migration.tls: false): turn TLS on for ${to} or off on both`, warnings: [] };
+  }
+  if (!dm) return { warnings: [`${to} has no migration network (host.yaml migration:): its QEMU listens on 127.0.0.1, which only works when ${from} is the same machine`] };
+  if (!dm.tls) return { warnings: [`the migration stream to ${to} (${dm.address}) is plain TCP (migration.tls: false): guest memory crosses the migration network unencrypted`] };
+  return { warnings: [] };
+}
 
 export class Migrations {
   readonly #c: ControllerContext;
@@ -136,11 +151,17 @@ export class Migrations {
     const vm = await this.#vms.get(input.vm);
     const { snapshot } = await this.#view.snapshot();
     const p = place(snapshot, { vm: this.#placementVm(vm), options: input.to === undefined ? {} : { to: input.to } });
+    const destinations = p.kind === "placed" ? [...p.destinations] : [];
+    // the migration network and TLS of each ranked destination against the source's: what the scheduler does not see
+    const hosts = new Map((await this.#c.d.cluster.listHosts()).map((h) => [h.name, h]));
+    const transport = destinations.map((d) => ({ host: d.host, ...transportCheck(vm.name, vm.host, d.host, hosts.get(vm.host)?.migration, hosts.get(d.host)?.migration) }));
     return {
       vm: vm.name, source: vm.host,
-      destinations: p.kind === "placed" ? [...p.destinations] : [],
+      destinations,
       rejections: [...p.rejected.list()],
       message: p.kind === "unplaceable" ? p.message : null,
+      blockers: transport.filter((t) => t.blocker !== undefined).map((t) => ({ host: t.host, check: "MIGRATION_TLS", message: t.blocker! })),
+      warnings: transport.flatMap((t) => t.warnings.map((w) => ({ host: t.host, message: w }))),
       snapshot, vmRecord: vm,
     };
   }
@@ -153,17 +174,9 @@ export class Migrations {
    */
   async #transport(vm: string, from: string, to: string): Promise<string[]> {
     const [s, d] = await Promise.all([this.#c.d.cluster.getHost(from), this.#c.d.cluster.getHost(to)]);
-    const sm = s?.migration;
-    const dm = d?.migration;
-    if (dm?.tls === true && !(sm?.tls === true && sm.identity !== undefined)) {
-      throw new FerryError("FERRY_ERR_MIGRATION_TLS", `migration of ${vm} refused, nothing changed: ${to} takes migration streams over TLS only, and ${from} has ${sm ? "migration.tls: false" : "no migration network"}: give ${from} a migration certificate (host.yaml migration.tls) or set migration.tls: false on both`, { details: { vm, source: from, destination: to } });
-    }
-    if (sm?.tls === true && dm !== undefined && !dm.tls) {
-      throw new FerryError("FERRY_ERR_MIGRATION_TLS", `migration of ${vm} refused, nothing changed: ${from} sends migration streams over TLS, and ${to} takes plain TCP (migration.tls: false): turn TLS on for ${to} or off on both`, { details: { vm, source: from, destination: to } });
-    }
-    if (!dm) return [`${to} has no migration network (host.yaml migration:): its QEMU listens on 127.0.0.1, which only works when ${from} is the same machine`];
-    if (!dm.tls) return [`the migration stream to ${to} (${dm.address}) is plain TCP (migration.tls: false): guest memory crosses the migration network unencrypted`];
-    return [];
+    const t = transportCheck(vm, from, to, s?.migration, d?.migration);
+    if (t.blocker !== undefined) throw new FerryError("FERRY_ERR_MIGRATION_TLS", t.blocker, { details: { vm, source: from, destination: to } });
+    return t.warnings;
   }
 
   /** Plan, record and start a migration; resolves once it is recorded (it runs in the background). */

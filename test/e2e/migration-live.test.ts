@@ -163,6 +163,11 @@ describe("a migration followed live and steered", { timeout: 240_000 }, () => {
     assert.equal(show.code, EXIT.ok, show.stderr);
     assert.match(show.stdout, /^save s-[0-9a-f]{8} of p2: succeeded\n {2}host-a → p2\.state in its saveDir; not running: saved\n/);
     assert.match(show.stdout, /^perform +\+0\.000 s +[0-9]+ ms$/m);
+    // the plan says per destination what the scheduler does not check: here, no migration network (127.0.0.1 only)
+    const plan = await ferry("migrate", "p2", "--plan", "--json");
+    assert.equal(plan.code, EXIT.ok, plan.stderr);
+    assert.deepEqual((JSON.parse(plan.stdout) as { warnings: { host: string; message: string }[] }).warnings.map((w) => [w.host, /no migration network/.test(w.message)]), [["host-b", true]]);
+    assert.match((await ferry("migrate", "p2", "--plan")).stdout, /^WARNINGS\nHOST +WHAT\nhost-b +host-b has no migration network/m);
     const events = await ferry("events", "--json");
     assert.ok(events.stdout.includes(`"migrationId":"${restore!.id}"`), "the restore's outcome is an event");
   });

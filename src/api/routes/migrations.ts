@@ -16,8 +16,8 @@ export function migrationRoutes(app: ControllerFastify, deps: ControllerAppDeps)
       const b = req.body;
       const input = { vm: b.vm, ...(b.to === undefined ? {} : { to: b.to }), ...(b.deadlines === undefined ? {} : { deadlines: b.deadlines }) };
       if (b.plan === true) {
-        const { vm, source, destinations, rejections, message } = await controller.plan(input);
-        return reply.code(200).send({ kind: "plan", plan: { vm, source, destinations, rejections, message } });
+        const { vm, source, destinations, rejections, message, blockers, warnings } = await controller.plan(input);
+        return reply.code(200).send({ kind: "plan", plan: { vm, source, destinations, rejections, message, ...(blockers ? { blockers } : {}), ...(warnings ? { warnings } : {}) } });
       }
       return reply.code(202).send({ kind: "started", migration: await controller.migrate(input) });
     },

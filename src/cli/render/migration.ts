@@ -128,6 +128,8 @@ export function renderPlan(p: PlanReply): string {
     out.push("DESTINATIONS");
     out.push(renderTable(["RANK", "HOST", "SCORE", "COMPLETE", "NICS"], p.destinations.map((d) => [d.rank, d.host, d.score, d.complete, d.nics.map((n) => `${n.nic} → ${n.note}`).join("; ")])));
   }
+  if (p.blockers && p.blockers.length > 0) out.push("BLOCKED DESTINATIONS (a migration there is refused)", renderTable(["HOST", "CHECK", "WHY"], p.blockers.map((b) => [b.host, b.check, b.message])).trimEnd());
+  if (p.warnings && p.warnings.length > 0) out.push("WARNINGS", renderTable(["HOST", "WHAT"], p.warnings.map((w) => [w.host, w.message])).trimEnd());
   out.push("REJECTED HOSTS");
   out.push(p.rejections.length === 0 ? "(none)\n" : renderTable(["HOST", "CODE", "WHY"], p.rejections.map((r) => [r.host, r.code, r.message])));
   return out.join("\n");
