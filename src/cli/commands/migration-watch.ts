@@ -10,7 +10,7 @@ import { systemClock } from "../../core/clock.ts";
 import { isFerryError } from "../../core/errors.ts";
 import type { MigrationViewT } from "../../wire/controller-api.ts";
 import type { MigrationStreamEvent, ProgressStreamEvent } from "../../wire/migration-stream.ts";
-import { etaText, plainEventLine, progressDetail, progressFigures, rateText } from "../render/migration-progress.ts";
+import { etaText, PaceWindow, plainEventLine, progressDetail, progressFigures, rateText } from "../render/migration-progress.ts";
 
 export type WatchMode = "tty" | "plain" | "lines" | "quiet";
 
@@ -23,12 +23,17 @@ interface Sink {
 }
 
 function plainSink(t0: number, write: (s: string) => void): Sink {
-  let lastProgress = -Infinity;
+  let told: ProgressStreamEvent | undefined;
+  const pace = new PaceWindow();
   return {
     event(e) {
       if (e.type === "progress") {
-        if (e.at - lastProgress < 1_000) return;
-        lastProgress = e.at;
+        const prev = pace.push(e);
+        if (told && e.at - told.at < 1_000) return;
+        const line = plainEventLine(e, t0, prev);
+        told = e;
+        write(`${line ?? ""}\n`);
+        return;
       }
       const line = plainEventLine(e, t0);
       if (line !== null) write(`${line}\n`);
@@ -41,23 +46,26 @@ async function ttySink(t0: number): Promise<Sink> {
   const { MultiBar, Presets } = await import("cli-progress");
   const bars = new MultiBar({ format: "{phase} [{bar}] {percentage}% | {rate} | ETA {eta_text} | {detail}", hideCursor: true, clearOnComplete: false, stopOnComplete: false, barsize: 30, etaBuffer: 1 }, Presets.shades_classic);
   let phase = "planned";
-  const payload = (p?: ProgressStreamEvent): Record<string, string> => {
-    const f = p ? progressFigures(p) : undefined;
-    return { phase: phase.padEnd(10), rate: f ? rateText(f.bytesPerSecond) : "-", eta_text: f ? etaText(f.etaS) : "-", detail: p ? progressDetail(p) : "" };
+  const pace = new PaceWindow();
+  let prev: ProgressStreamEvent | undefined;
+  let last: ProgressStreamEvent | undefined;
+  const payload = (): Record<string, string> => {
+    const f = last && phase === "perform" ? progressFigures(last, prev) : undefined;
+    return { phase: phase.padEnd(10), rate: f ? rateText(f.bytesPerSecond) : "-", eta_text: f ? etaText(f.etaS) : "-", detail: last && phase === "perform" ? progressDetail(last) : "" };
   };
   const bar = bars.create(100, 0, payload());
-  let last: ProgressStreamEvent | undefined;
   return {
     event(e) {
       if (e.type === "progress") {
-        last = e;
-        bar.update(progressFigures(e).percent, payload(e));
+        [prev, last] = [pace.push(e), e];
+        bar.update(progressFigures(e, prev).percent, payload());
         return;
       }
       if (e.type === "phase") {
         phase = e.to;
-        if (e.to === "precheck" || e.to === "switchover" || e.to === "finish" || e.to === "confirm" || e.to === "done") bar.update(last ? 100 : 0, payload(last));
-        else bar.update(payload(last));
+        // past perform the RAM is across (pre-switchover: the last pass is part of the switch-over)
+        if (last && e.to !== "perform") bar.update(100, payload());
+        else bar.update(payload());
       }
       const line = plainEventLine(e, t0);
       if (line !== null) bars.log(`${line}\n`);

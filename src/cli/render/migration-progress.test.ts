@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { ProgressStreamEvent } from "../../wire/migration-stream.ts";
-import { plainEventLine, progressFigures, renderPhases } from "./migration-progress.ts";
+import { PaceWindow, plainEventLine, progressFigures, renderPhases } from "./migration-progress.ts";
 
 const MiB = 2 ** 20;
 const sample: ProgressStreamEvent = {
@@ -15,6 +15,9 @@ test("progress: percent of RAM no longer left, QEMU's rate (megabits/s) in bytes
   assert.equal(Math.round(f.bytesPerSecond), 8 * MiB);
   assert.equal(f.etaS, 24);
   assert.equal(progressFigures({ ...sample, mbps: 0 }).etaS, null, "no ETA while nothing moves");
+  // zero pages cost QEMU little on the wire: the pace at which `remaining` fell is the better guide
+  assert.equal(progressFigures(sample, { ...sample, at: sample.at - 1_000, remainingBytes: 196 * MiB }).etaS, 48);
+  assert.equal(progressFigures(sample, { ...sample, at: sample.at - 1_000, remainingBytes: 190 * MiB }).etaS, 24, "remaining grew (dirtied): QEMU's rate");
   assert.equal(progressFigures({ ...sample, totalBytes: 0 }).percent, 0);
 });
 
@@ -28,4 +31,14 @@ test("plain lines: time from the migration's start, the phase, QEMU's figures", 
 test("every phase with its start and duration, planned from the record's creation", () => {
   const text = renderPhases({ createdAt: 1_000, timings: { begin: { startedAt: 1_010, endedAt: 1_030, ms: 20 }, prepare: { startedAt: 1_030, endedAt: 1_500, ms: 470 }, done: { startedAt: 1_500 } } });
   assert.equal(text, ["PHASE    STARTED   TOOK", "planned  +0.000 s  10 ms", "begin    +0.010 s  20 ms", "prepare  +0.030 s  470 ms", "done     +0.500 s  -", ""].join("\n"));
+});
+
+test("the ETA's pace is taken over the last 3 s of samples", () => {
+  const w = new PaceWindow(3_000);
+  const at = (ms: number): ProgressStreamEvent => ({ ...sample, at: ms });
+  assert.equal(w.push(at(0)), undefined);
+  assert.equal(w.push(at(1_000))?.at, 0);
+  assert.equal(w.push(at(2_900))?.at, 0);
+  assert.equal(w.push(at(3_500))?.at, 1_000);
+  assert.equal(w.push(at(10_000))?.at, 3_500);
 });

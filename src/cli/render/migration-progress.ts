@@ -15,14 +15,40 @@ export interface ProgressFigures {
   percent: number;
   /** QEMU's current transfer rate (its mbps, megabits/s), in bytes/s. */
   bytesPerSecond: number;
-  /** Seconds until the remaining RAM is sent at that rate; null while nothing moves. */
+  /**
+   * Seconds until no RAM is left: at the pace `remaining` fell since the
+   * previous sample (zero pages cost QEMU almost nothing on the wire, so its
+   * rate alone overstates the time), else at QEMU's rate; null while nothing moves.
+   */
   etaS: number | null;
 }
 
-export function progressFigures(p: Pick<ProgressStreamEvent, "totalBytes" | "remainingBytes" | "mbps">): ProgressFigures {
+type Sample = Pick<ProgressStreamEvent, "totalBytes" | "remainingBytes" | "mbps" | "at">;
+
+export function progressFigures(p: Sample, prev?: Sample): ProgressFigures {
   const percent = p.totalBytes > 0 ? Math.min(100, Math.max(0, (1 - p.remainingBytes / p.totalBytes) * 100)) : 0;
   const bytesPerSecond = (p.mbps * 1e6) / 8;
-  return { percent: Math.round(percent * 10) / 10, bytesPerSecond, etaS: bytesPerSecond > 0 ? Math.ceil(p.remainingBytes / bytesPerSecond) : null };
+  const fell = prev && p.at > prev.at ? ((prev.remainingBytes - p.remainingBytes) * 1000) / (p.at - prev.at) : 0;
+  const pace = fell > 0 ? fell : bytesPerSecond;
+  return { percent: Math.round(percent * 10) / 10, bytesPerSecond, etaS: pace > 0 ? Math.ceil(p.remainingBytes / pace) : null };
+}
+
+/** The progress samples of the last few seconds: the ETA's pace is taken over them, not between two noisy samples. */
+export class PaceWindow {
+  readonly #samples: ProgressStreamEvent[] = [];
+  readonly #ms: number;
+
+  constructor(ms = 3_000) {
+    this.#ms = ms;
+  }
+
+  /** Add a sample; answers the oldest one still in the window (undefined for the first). */
+  push(e: ProgressStreamEvent): ProgressStreamEvent | undefined {
+    while (this.#samples.length > 1 && e.at - this.#samples[0]!.at > this.#ms) this.#samples.shift();
+    const oldest = this.#samples[0];
+    this.#samples.push(e);
+    return oldest;
+  }
 }
 
 export const mib = (bytes: number): string => (bytes / MiB).toFixed(1);
@@ -44,12 +70,12 @@ export function progressDetail(p: ProgressStreamEvent): string {
  * One line for a non-TTY; null for events left out there (a step's start:
  * its phase line says it). `t0`: the migration's start (epoch ms).
  */
-export function plainEventLine(e: MigrationStreamEvent, t0: number): string | null {
+export function plainEventLine(e: MigrationStreamEvent, t0: number, prev?: ProgressStreamEvent): string | null {
   switch (e.type) {
     case "phase":
       return `${since(e.at, t0)}  phase ${e.to}${e.replayed === true ? "" : e.event === undefined ? "" : ` (${e.event})`}`;
     case "progress": {
-      const f = progressFigures(e);
+      const f = progressFigures(e, prev);
       return `${since(e.at, t0)}  ${e.phase} ${e.status}: ${f.percent}%, ${rateText(f.bytesPerSecond)}, ETA ${etaText(f.etaS)}; ${progressDetail(e)}`;
     }
     case "end":
