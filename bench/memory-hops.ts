@@ -1,7 +1,8 @@
 // Guest memory across many cross-host migrations (issue 14 item 5): one real
 // guest whose RAM is a shared file (`sharedMemory`, the mapping a zero-copy
-// local migration needs, and the kind that once came out corrupted on 3 of 22
-// hops), and one with anonymous RAM, each migrated host1 ↔ host2 between
+// local migration needs, and the kind that came out corrupted on 3 of 22
+// hops, and again on the first hop between apart hosts: Ferry now refuses
+// to migrate it between hosts, which this bench shows), and one with anonymous RAM, each migrated host1 ↔ host2 between
 // apart lab hosts (TLS on the migration network); after every hop the guest
 // is asked for the checksum of the 8 MiB it filled with random data at boot.
 // Prints per guest the hops, outcomes, checksum mismatches and the heartbeat;
@@ -34,7 +35,16 @@ async function main(): Promise<void> {
       for (let i = 1; i <= HOPS; i++) {
         const vm = await client.vm(guest.name);
         const to = vm.host === "host1" ? "host2" : "host1";
-        const r = await client.migrate({ vm: guest.name, to });
+        let r: Awaited<ReturnType<typeof client.migrate>>;
+        try {
+          r = await client.migrate({ vm: guest.name, to });
+        } catch (e) {
+          // Ferry refuses cross-host migrations of file-backed guests (docs/known-issues.md)
+          const m = e instanceof Error ? e.message : String(e);
+          row.other.push(`refused: ${m.slice(0, 120)}`);
+          console.log(`  ${guest.name}: migration refused: ${m}`);
+          break;
+        }
         if (r.kind !== "started") throw new Error("the controller answered with a plan");
         const rec = await follow(client, r.migration.id);
         row.hops++;

@@ -15,7 +15,9 @@ const benches: { file: string; timeoutMs: number }[] = [
   { file: "connectivity.ts", timeoutMs: 20 * 60_000 },
   { file: "pingpong.ts", timeoutMs: 20 * 60_000 },
   { file: "memory-hops.ts", timeoutMs: 30 * 60_000 },
+  { file: "tls-cost.ts", timeoutMs: 20 * 60_000 },
   { file: "throughput.ts", timeoutMs: 10 * 60_000 },
+  { file: "cli-latency.ts", timeoutMs: 5 * 60_000 },
 ];
 const onlyArg = process.argv.indexOf("--only");
 const only = onlyArg >= 0 ? (process.argv[onlyArg + 1] ?? "").split(",").map((x) => x.replace(/\.ts$/, "")) : null;

@@ -21,6 +21,10 @@ import type { HostConfig, UsableVf } from "../host/config.ts";
 import { LeaseStore, openStateDb, RecordStore } from "../host/leases.ts";
 import type { Lease, LeaseHolder } from "../host/leases.ts";
 import { readInventory } from "../host/sysfs.ts";
+import { realVfSeam } from "../host/vf-setup.ts";
+import { probeNativeVfioMigration } from "../host/native-migration.ts";
+import type { NativeVfioMigration } from "../host/native-migration.ts";
+import type { VfSeam } from "../host/vf-setup.ts";
 import type { Inventory } from "../host/sysfs.ts";
 import * as v from "../model/validate.ts";
 import type { VmSpec } from "../model/vm.ts";
@@ -49,6 +53,8 @@ import { reapDead, recover } from "./recovery.ts";
 import type { RecoveryReport } from "./recovery.ts";
 import type { AgentState } from "./state.ts";
 import { instanceHolder } from "./state.ts";
+import { releaseHeld, vfLife } from "./vf-life.ts";
+import type { VfLife } from "./vf-life.ts";
 
 export const AGENT_VERSION: string = pkg.version;
 export const DEFAULT_RECLAIM_INTERVAL_MS = 10_000;
@@ -62,6 +68,8 @@ export interface AgentOptions {
   qemuBinary?: string;
   /** Host commands (ip …) for migration steps; default core/run.ts. */
   run?: Runner;
+  /** Where the VF lifecycle's sysfs writes and `ip … vf N …` commands go (default: the real one over `run`); tests pass a recording stand-in. */
+  vfSeam?: VfSeam;
   /** How often expired migration leases are reclaimed and dead instances reaped (default 10 s). */
   reclaimIntervalMs?: number;
   signal?: AbortSignal;
@@ -77,6 +85,7 @@ interface Parts {
   accel: AccelChoice;
   qemuBinary: string | undefined;
   run: Runner;
+  vfSeam: VfSeam;
   db: DatabaseSync;
   inventory: Inventory;
   vfs: UsableVf[];
@@ -94,6 +103,10 @@ export class Agent {
   readonly leases: LeaseStore;
   readonly records: RecordStore;
   readonly faults: Faults;
+  /** Real VFs set up before QEMU sees them and reset when let go (vf-life.ts). */
+  readonly vfLife: VfLife;
+  /** Native VFIO device-state migration on this host, probed at open (host/native-migration.ts). */
+  vfioMigration: NativeVfioMigration = { available: false, reason: "not probed yet" };
   recovery: RecoveryReport = { reconnected: [], gone: [], unreachable: [], orphanLeases: [] };
 
   readonly #clock: Clock;
@@ -129,6 +142,7 @@ export class Agent {
     this.faults = new Faults(p.config.lab);
     this.#inventory = p.inventory;
     this.#vfs = new Map(p.vfs.map((x) => [x.bdf, x]));
+    this.vfLife = vfLife({ config: p.config, seam: p.vfSeam, records: this.records, leases: this.leases, vfs: this.#vfs, log: p.log });
     this.#interval = p.interval;
     this.transport = p.transport;
     this.startedAt = p.clock.now();
@@ -148,15 +162,17 @@ export class Agent {
     if (transport === null) log.warn({}, "no migration network configured (host.yaml migration:): incoming migrations listen on 127.0.0.1, so only a source on this same machine can reach them");
     else if (transport.tls === null) log.warn({ address: transport.address }, "migration.tls: false: migration streams to and from this host are plain TCP (guest memory readable on the migration network)");
     const db = openStateDb(stateFile(o.config));
-    const agent = new Agent({ config: o.config, clock, log, accel, qemuBinary: o.qemuBinary, run: o.run ?? defaultRun, db, inventory, vfs, interval: o.reclaimIntervalMs ?? DEFAULT_RECLAIM_INTERVAL_MS, transport });
+    const agent = new Agent({ config: o.config, clock, log, accel, qemuBinary: o.qemuBinary, run: o.run ?? defaultRun, vfSeam: o.vfSeam ?? realVfSeam(o.run ?? defaultRun), db, inventory, vfs, interval: o.reclaimIntervalMs ?? DEFAULT_RECLAIM_INTERVAL_MS, transport });
     try {
       agent.recovery = await recover(agent.#s, o.signal);
+      await agent.vfLife.sweep();
+      agent.vfioMigration = await probeNativeVfioMigration({ run: o.run ?? defaultRun, qemuBinary: o.qemuBinary, sysfsRoot: o.config.sysfsRoot, vfs: vfs.map((x) => ({ vendor: x.vendor, standIn: x.standIn !== null })), signal: o.signal });
     } catch (e) {
       await agent.close();
       throw e;
     }
     void agent.#runLoop();
-    log.info({ accel: accel.accel, vfs: vfs.length, ...agent.#recoverySummary() }, "agent ready");
+    log.info({ accel: accel.accel, vfs: vfs.length, vfioMigration: agent.vfioMigration, ...agent.#recoverySummary() }, "agent ready");
     return agent;
   }
 
@@ -182,7 +198,11 @@ export class Agent {
   async tick(): Promise<void> {
     if (this.#closed) return;
     for (const id of await reapStaleDestinations(this.stepContext())) this.#log.warn({ migrationId: id }, "aborted a prepared destination whose migration was never finished before its leases expired");
-    for (const l of this.leases.reclaimExpired()) this.#log.info({ vf: l.vf, holder: l.holder }, "reclaimed expired migration lease");
+    const now = this.#clock.now();
+    const expired = this.leases.list().filter((l) => l.holder.kind === "migration" && l.holder.expiresAt <= now);
+    await this.vfLife.release(expired.map((l) => l.vf));
+    for (const l of this.leases.reclaimExpired(now)) this.#log.info({ vf: l.vf, holder: l.holder }, "reclaimed expired migration lease");
+    await this.vfLife.sweep();
     pruneEnded(this.records, this.#clock.now());
     await reapDead(this.#s);
   }
@@ -213,7 +233,7 @@ export class Agent {
   // ---- inventory and leases
 
   inventory(): InventoryView {
-    return buildInventoryView(this.config, this.#inventory, this.leases.list());
+    return buildInventoryView(this.config, this.#inventory, this.leases.list(), this.vfioMigration);
   }
 
   /** The usable VF at `bdf`; FERRY_ERR_INVALID if not an address, FERRY_ERR_NOT_FOUND if not in this host's inventory. */
@@ -334,7 +354,7 @@ export class Agent {
     await inst.stop();
     if (await inst.alive()) throw new FerryError("FERRY_ERR_INTERNAL", `instance ${id} (pid ${inst.pid}) survived SIGKILL`);
     this.#instances.delete(id);
-    const releasedVfs = this.leases.releaseHeldBy(instanceHolder(inst));
+    const releasedVfs = await releaseHeld(this.vfLife, this.leases, instanceHolder(inst));
     await inst.remove();
     await rmdir(dirname(inst.paths.dir)).catch(() => undefined);
     await releaseRamFile(this.stepContext(), inst.meta);
@@ -355,7 +375,7 @@ export class Agent {
   #ctx(): StepContext {
     return hostStepContext({
       config: this.config, accel: this.accel.accel, clock: this.#clock, leases: this.leases, records: this.records, run: this.#run,
-      vfs: this.#vfs, instances: this.#instances, qemuBinary: this.#qemuBinary, faults: this.faults, log: this.#log, transport: this.transport,
+      vfs: this.#vfs, instances: this.#instances, qemuBinary: this.#qemuBinary, vfLife: this.vfLife, faults: this.faults, log: this.#log, transport: this.transport,
     });
   }
 

@@ -12,6 +12,7 @@ import type { StepContext } from "./migration/context.ts";
 import { launchInstance } from "./migration/lifecycle.ts";
 import { attachTaps, steerInitial, withTaps } from "./migration/wiring.ts";
 import type { AgentState } from "./state.ts";
+import { releaseLeased } from "./vf-life.ts";
 
 export interface StartOptions {
   incoming?: boolean;
@@ -29,16 +30,17 @@ export interface StartParts {
 }
 
 /** The VF a NIC's primary refers to, if any. */
-function primaryVf(spec: VmSpec): { nic: number; bdf: string; kind: "vfio" | "stand-in" }[] {
+function primaryVf(spec: VmSpec): { nic: number; bdf: string; kind: "vfio" | "stand-in"; mac: string }[] {
   return spec.nics.flatMap((n, i) =>
-    n.primary === undefined ? [] : [{ nic: i, bdf: n.primary.kind === "vfio" ? n.primary.host : n.primary.vf, kind: n.primary.kind }],
+    n.primary === undefined ? [] : [{ nic: i, bdf: n.primary.kind === "vfio" ? n.primary.host : n.primary.vf, kind: n.primary.kind, mac: n.mac }],
   );
 }
 
 /**
  * Start an instance of `spec` (validated) on this host: its NICs' VFs
- * checked and leased to it first, QEMU started, taps attached and frames
- * steered to it. On failure nothing of it stays (leases, runtime dir).
+ * checked and leased to it first, then set up (real VFs: vfio-pci, MAC,
+ * VLAN; vf-life.ts), QEMU started, taps attached and frames steered to it.
+ * On failure nothing of it stays (VF settings, leases, runtime dir).
  */
 export async function startNew(s: AgentState, d: StartParts, spec: VmSpec, instanceId: string, o: StartOptions): Promise<Instance> {
   const holder: LeaseHolder = { kind: "instance", vmUuid: spec.uuid, instanceId };
@@ -62,23 +64,22 @@ export async function startNew(s: AgentState, d: StartParts, spec: VmSpec, insta
   if (netns.size > 1) throw invalid("spec.nics", [...netns], "the NICs' networks live in different network namespaces");
 
   const leased: string[] = [];
-  const undo = (): void => {
-    for (const b of leased) s.leases.release(b, holder);
-  };
+  const undo = (): Promise<void> => releaseLeased(s.ctx().vfLife, s.leases, leased, holder);
   try {
     for (const w of wanted) {
       s.leases.lease(w.bdf, holder);
       leased.push(w.bdf);
     }
+    await d.ctx().vfLife.acquire(wanted.map((w) => ({ vf: w.bdf, mac: w.mac })), o.signal ?? AbortSignal.timeout(60_000));
   } catch (e) {
-    undo();
+    await undo();
     throw e;
   }
   let inst: Instance;
   try {
     inst = await launchInstance(d.ctx(), { spec: wired.spec, instanceId, incoming: o.incoming ?? false, netns: [...netns][0], signal: o.signal });
   } catch (e) {
-    undo();
+    await undo();
     const dir = instancePaths(s.config.runDir, spec.uuid, instanceId).dir;
     await removeInstanceDir(dir);
     await rmdir(dirname(dir)).catch(() => undefined);

@@ -1,6 +1,7 @@
 // The host's inventory as the API and the CLI show it: PFs, the VFs this host
 // may lease (network, stand-in model, lease holder), networks and leases.
 // Pure: built from the config, a sysfs inventory and the current leases.
+import type { NativeVfioMigration } from "../host/native-migration.ts";
 import { resolveUplinks } from "../host/config.ts";
 import type { HostConfig, UsableVf } from "../host/config.ts";
 import type { Lease } from "../host/leases.ts";
@@ -8,7 +9,7 @@ import { findDevice } from "../host/sysfs.ts";
 import type { Inventory } from "../host/sysfs.ts";
 import type { InventoryView } from "../wire/agent-api.ts";
 
-export function buildInventoryView(config: HostConfig, inv: Inventory, leases: readonly Lease[]): InventoryView {
+export function buildInventoryView(config: HostConfig, inv: Inventory, leases: readonly Lease[], vfioMigration?: NativeVfioMigration): InventoryView {
   const uplinks = resolveUplinks(config, inv);
   const byVf = new Map(leases.map((l) => [l.vf, l]));
   const vfs = uplinks.flatMap((u) => u.vfs);
@@ -49,5 +50,6 @@ export function buildInventoryView(config: HostConfig, inv: Inventory, leases: r
     }),
     leases: [...leases],
     problems: inv.problems.map((p) => ({ ...p })),
+    ...(vfioMigration ? { vfioMigration: { ...vfioMigration } } : {}),
   };
 }

@@ -14,6 +14,7 @@ import { rearmSources } from "./migration/source.ts";
 import { releaseRamFile } from "./migration/wiring.ts";
 import type { AgentState } from "./state.ts";
 import { instanceHolder } from "./state.ts";
+import { releaseHeld } from "./vf-life.ts";
 
 export interface RecoveryReport {
   reconnected: string[];
@@ -80,9 +81,9 @@ async function adoptDir(s: AgentState, dir: string, signal?: AbortSignal): Promi
   }
 }
 
-/** Release a dead instance's leases and RAM file, remove its runtime dir, remember it as gone. */
+/** Release a dead instance's leases (its VFs reset first) and RAM file, remove its runtime dir, remember it as gone. */
 async function bury(s: AgentState, dir: string, holder: LeaseHolder | null, who: Pick<GoneInstanceT, "instanceId" | "vmUuid" | "vmName" | "pid">, reason: string, ramFile: string | undefined): Promise<GoneInstanceT> {
-  const releasedVfs = holder ? s.leases.releaseHeldBy(holder) : [];
+  const releasedVfs = holder ? await releaseHeld(s.ctx().vfLife, s.leases, holder) : [];
   await removeInstanceDir(dir);
   await releaseRamFile(s.ctx(), { instanceId: who.instanceId, ...(ramFile === undefined ? {} : { ramFile }) });
   await rmdir(dirname(dir)).catch(() => undefined); // the VM's dir, if now empty

@@ -10,6 +10,7 @@ import type { Instance } from "../qemu/instance.ts";
 import type { Faults } from "./faults.ts";
 import type { StepContext } from "./migration/context.ts";
 import type { MigrationTransport } from "./migration/transport.ts";
+import type { VfLife } from "./vf-life.ts";
 
 export interface HostParts {
   config: HostConfig;
@@ -22,6 +23,7 @@ export interface HostParts {
   /** The agent's own map: the steps add and remove instances in it. */
   instances: Map<string, Instance>;
   qemuBinary: string | undefined;
+  vfLife: VfLife;
   faults: Faults;
   log: Logger;
   transport: MigrationTransport | null;
@@ -49,6 +51,7 @@ export function hostStepContext(p: HostParts): StepContext {
       remove: (id) => void instances.delete(id),
       all: () => [...instances.values()],
     },
+    vfLife: p.vfLife,
     qemuBinary: p.qemuBinary,
     faults: p.faults,
     switchoverGraceMs: config.switchoverGraceMs,

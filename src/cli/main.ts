@@ -1,9 +1,15 @@
 // The `ferry` command: dispatch from a table of subcommands. Each command
 // module exports `run(argv): Promise<number>` (an exit code from
-// exit-codes.ts) and is loaded only when invoked.
+// exit-codes.ts) and is loaded only when invoked. Start-up loads nothing
+// else: this file imports only small modules (the API client and its
+// schemas come with the command that needs them), and the run enables
+// Node's module compile cache first (compileCacheDir) so that the
+// command's modules are not compiled anew on every run.
+import { enableCompileCache } from "node:module";
+import { homedir } from "node:os";
+import { isAbsolute, join } from "node:path";
 import { isFerryError, toFerryError } from "../core/errors.ts";
 import { UsageError } from "./args.ts";
-import { explainFailure } from "./commands/connect.ts";
 import { EXIT, EXIT_HELP, exitForError } from "./exit-codes.ts";
 
 interface CommandModule {
@@ -58,6 +64,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return EXIT.usage;
     }
     const err = toFerryError(e);
+    // loaded here, not at start-up: `ferry --help` needs none of the API client (the module the command used, if any, is the same instance)
+    const { explainFailure } = await import("./commands/connect.ts");
     const hint = explainFailure(err);
     process.stderr.write(`ferry: ${err.code}: ${err.message}\n${hint === undefined ? "" : `ferry: ${hint}\n`}`);
     if (!isFerryError(e)) process.stderr.write(`${e instanceof Error ? (e.stack ?? "") : ""}\n`);
@@ -80,7 +88,24 @@ export function quietOnBrokenPipe(): void {
   });
 }
 
+/**
+ * Where Node keeps the compiled modules between runs: per user, in
+ * $XDG_CACHE_HOME (else ~/.cache)/ferry/node-compile-cache. NODE_COMPILE_CACHE
+ * overrides it (Node reads it itself); NODE_DISABLE_COMPILE_CACHE=1 turns
+ * the cache off. Node checks each entry against the source, so an edited
+ * file is compiled anew; a directory that cannot be written only costs the
+ * speed-up (enableCompileCache reports it and does not throw).
+ */
+export function compileCacheDir(env: NodeJS.ProcessEnv = process.env, home: () => string = homedir): string | undefined {
+  if (env["NODE_COMPILE_CACHE"] || env["NODE_DISABLE_COMPILE_CACHE"]) return undefined;
+  const xdg = env["XDG_CACHE_HOME"];
+  const base = xdg !== undefined && isAbsolute(xdg) ? xdg : home() ? join(home(), ".cache") : undefined;
+  return base === undefined ? undefined : join(base, "ferry", "node-compile-cache");
+}
+
 if (import.meta.main) {
+  const cacheDir = compileCacheDir();
+  if (cacheDir !== undefined) enableCompileCache(cacheDir);
   quietOnBrokenPipe();
   process.exitCode = await main(process.argv.slice(2));
 }

@@ -189,6 +189,11 @@ export class Migrations {
       const p = await this.plan(input);
       const vm = p.vmRecord;
       if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${vm.name} is not running (state ${vm.state})`);
+      if (vm.sharedMemory === true) {
+        // docs/known-issues.md: a file-backed guest's memory came out broken after cross-host migrations
+        // (again on the first hop between apart hosts, 2026-12-05); refuse rather than corrupt it
+        throw new FerryError("FERRY_ERR_STATE", `migration of ${vm.name} refused, nothing changed: its RAM is mapped from a shared file (created with --shared-memory, for zero-copy local migration), and such guests' memory has come out corrupted after migrations between hosts (docs/known-issues.md); move it with 'ferry migrate ${vm.name} --local' on its host, or stop it and create it again without --shared-memory to migrate it between hosts`, { details: { vm: vm.name, sharedMemory: true } });
+      }
       const dest = p.destinations[0] === undefined ? undefined : (input.destination ?? p.destinations[0]);
       if (!dest) {
         const noVf = p.rejections.some((r) => r.code === "NO_VF");

@@ -31,6 +31,7 @@ export function buildSnapshot(i: SnapshotInput): ClusterSnapshot {
       state,
       memoryMiB: { total: i.capacity.memoryMiB, used: placed.reduce((s, vm) => s + vm.memoryMiB, 0) },
       vcpus: { total: i.capacity.vcpus, used: placed.reduce((s, vm) => s + vm.vcpus, 0) },
+      ...(inv?.vfioMigration ? { vfioMigration: { ...inv.vfioMigration } } : {}),
     });
     if (!inv) continue;
     for (const p of inv.pfs) {

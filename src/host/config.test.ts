@@ -58,8 +58,8 @@ describe("host config", () => {
     assert.equal(c.authTokenFile, "/tmp/ferry-a/state/token");
     assert.equal(c.portProfileExec, null);
     assert.deepEqual(c.networks, [
-      { name: "physnet1", bridge: "br-phys1", netns: "ferry-lab", vlan: 100, forwarding: "managed" },
-      { name: "physnet2", bridge: null, netns: null, vlan: null, forwarding: "managed" },
+      { name: "physnet1", bridge: "br-phys1", netns: "ferry-lab", vlan: 100, spoofchk: null, trust: null, forwarding: "managed" },
+      { name: "physnet2", bridge: null, netns: null, vlan: null, spoofchk: null, trust: null, forwarding: "managed" },
     ]);
     assert.deepEqual(c.uplinks[0]!.standIns, { vfs: "all", model: "vmxnet3" });
     assert.deepEqual(c.uplinks[1], {
@@ -67,7 +67,19 @@ describe("host config", () => {
       network: "physnet2",
       bandwidthMbps: null,
       standIns: { vfs: ["0000:5e:10.1", "0000:5e:10.2"], model: "rtl8139" },
+      onRelease: { mac: "00:00:00:00:00:00", restoreDriver: false },
     });
+  });
+
+  test("real VFs: the network's spoofchk/trust and the uplink's onRelease (MAC reset to, host driver back); errors say what is expected", () => {
+    const head = "name: h\nnetworks:\n  n1: { vlan: 7, spoofchk: true, trust: false }\nuplinks:\n  - pf: enp59s0f0\n    network: n1\n";
+    const c = parseHostConfig(`${head}    onRelease: { mac: 02:00:00:00:00:AA, restoreDriver: true }\n`);
+    assert.deepEqual([c.networks[0]!.spoofchk, c.networks[0]!.trust], [true, false]);
+    assert.deepEqual(c.uplinks[0]!.onRelease, { mac: "02:00:00:00:00:aa", restoreDriver: true });
+    assert.deepEqual(parseHostConfig(`${head}    onRelease: { mac: 00:00:00:00:00:00 }\n`).uplinks[0]!.onRelease, { mac: "00:00:00:00:00:00", restoreDriver: false });
+    assert.throws(() => parseHostConfig(`${head}    onRelease: { mac: 01:00:5e:00:00:01 }\n`, { source: "c.yaml" }), /c\.yaml:7: uplinks\[0\]\.onRelease\.mac: .*multicast/);
+    assert.throws(() => parseHostConfig(`${head}    onRelease: { driver: ixgbevf }\n`, { source: "c.yaml" }), /uplinks\[0\]\.onRelease.*driver/);
+    assert.throws(() => parseHostConfig("name: h\nnetworks:\n  n1: { trust: yes please }\n", { source: "c.yaml" }), /networks\.n1\.trust/);
   });
 
   test("controller.advertiseUrl: the URL the controller calls the agent at (a proxy, a NAT address); validated like url", () => {

@@ -22,6 +22,8 @@
 //       bridge: br-phys1             # lab: the bridge stand-ins and standbys attach to (optional)
 //       netns: ferry-lab             # lab: the namespace holding that bridge (optional)
 //       vlan: 100                    # optional VLAN (1-4094) applied to this network's VFs
+//       spoofchk: true               # optional: the VFs' spoof check while a guest has them (unset: left as is)
+//       trust: false                 # optional: the VFs' trust while a guest has them (unset: left as is)
 //       forwarding: managed          # lab bridge: managed (default; DESIGN P10 pins the guest MAC to the live half)
 //                                    # or unmanaged (raw QEMU failover: ports learn, nothing pinned; benchmarks only)
 //   uplinks:                         # which PF uplinks which network
@@ -31,6 +33,9 @@
 //       standIns:                    # optional: VFs without real SR-IOV behind them
 //         vfs: all                   # "all" or a list of VF PCI addresses of this PF
 //         model: vmxnet3             # vmxnet3 (default) | rtl8139 | e1000e | e1000
+//       onRelease:                   # optional, real VFs: what a VF is left with when its guest lets it go
+//         mac: 00:00:00:00:00:00     #   the MAC it is reset to (default zero); its VLAN is always cleared
+//         restoreDriver: false       #   true: given back to its host driver (default: stays on vfio-pci)
 //   controller:                      # optional: register and heartbeat with a controller
 //     url: http://127.0.0.1:7600
 //     tokenFile: /etc/ferry/controller-token   # the controller API's bearer token
@@ -75,6 +80,9 @@ export interface NetworkConfig {
   bridge: string | null;
   netns: string | null;
   vlan: number | null;
+  /** The VFs' spoof check / trust while a guest has them (real VFs); null: left as the PF has them. */
+  spoofchk: boolean | null;
+  trust: boolean | null;
   /** P10 forwarding-path management on the lab bridge; "unmanaged" is raw QEMU failover (a baseline for benchmarks). */
   forwarding: "managed" | "unmanaged";
 }
@@ -85,7 +93,11 @@ export interface UplinkConfig {
   network: string;
   bandwidthMbps: number | null;
   standIns: { vfs: "all" | string[]; model: StandInModel } | null;
+  /** Real VFs on release: the MAC they are reset to, and whether their host driver gets them back. */
+  onRelease: { mac: string; restoreDriver: boolean };
 }
+
+export const ZERO_MAC = "00:00:00:00:00:00";
 
 export interface HostConfig {
   name: string;
@@ -139,19 +151,21 @@ export const STATE_FILE_NAME = "state.db";
 
 function parseNetwork(c: Ctx, name: string, x: unknown): NetworkConfig {
   const p = ["networks", name];
-  const o = x === null ? {} : c.obj(p, x, ["bridge", "netns", "vlan", "forwarding"]);
+  const o = x === null ? {} : c.obj(p, x, ["bridge", "netns", "vlan", "spoofchk", "trust", "forwarding"]);
   return {
     name,
     bridge: o["bridge"] === undefined ? null : c.check([...p, "bridge"], (f) => v.ifname(f, o["bridge"])),
     netns: o["netns"] === undefined ? null : c.check([...p, "netns"], (f) => v.name(f, o["netns"])),
     vlan: o["vlan"] === undefined ? null : c.check([...p, "vlan"], (f) => v.int(f, o["vlan"], 1, 4094)),
+    spoofchk: o["spoofchk"] === undefined ? null : c.bool([...p, "spoofchk"], o["spoofchk"], false),
+    trust: o["trust"] === undefined ? null : c.bool([...p, "trust"], o["trust"], false),
     forwarding: o["forwarding"] === undefined ? "managed" : c.check([...p, "forwarding"], (f) => v.oneOf(f, o["forwarding"], ["managed", "unmanaged"] as const)),
   };
 }
 
 function parseUplink(c: Ctx, i: number, x: unknown, networks: ReadonlySet<string>): UplinkConfig {
   const p = ["uplinks", i];
-  const o = c.obj(p, x, ["pf", "network", "bandwidthMbps", "standIns"]);
+  const o = c.obj(p, x, ["pf", "network", "bandwidthMbps", "standIns", "onRelease"]);
   const pf = c.check([...p, "pf"], (f) => {
     const s = v.str(f, o["pf"]);
     return v.isPciAddress(s.toLowerCase()) ? s.toLowerCase() : v.ifname(f, s);
@@ -170,11 +184,24 @@ function parseUplink(c: Ctx, i: number, x: unknown, networks: ReadonlySet<string
     const model = s["model"] === undefined ? "vmxnet3" : c.check([...sp, "model"], (f) => v.oneOf(f, s["model"], STAND_IN_MODELS));
     standIns = { vfs, model };
   }
+  const onRelease = { mac: ZERO_MAC, restoreDriver: false };
+  if (o["onRelease"] !== undefined) {
+    const rp = [...p, "onRelease"];
+    const r = c.obj(rp, o["onRelease"], ["mac", "restoreDriver"]);
+    if (r["mac"] !== undefined) {
+      onRelease.mac = c.check([...rp, "mac"], (f) => {
+        const s = v.str(f, r["mac"]).toLowerCase();
+        return s === ZERO_MAC ? s : v.mac(f, s);
+      });
+    }
+    onRelease.restoreDriver = c.bool([...rp, "restoreDriver"], r["restoreDriver"], false);
+  }
   return {
     pf,
     network,
     bandwidthMbps: o["bandwidthMbps"] === undefined ? null : c.check([...p, "bandwidthMbps"], (f) => v.int(f, o["bandwidthMbps"], 1, 10_000_000)),
     standIns,
+    onRelease,
   };
 }
 

@@ -22,6 +22,7 @@ import { FerryError } from "../core/errors.ts";
 import { run as coreRun } from "../core/run.ts";
 import type { Runner } from "../core/run.ts";
 import * as v from "../model/validate.ts";
+import { ZERO_MAC } from "./config.ts";
 import type { Feature, FeatureFailure, VfSetupSpec } from "./features.ts";
 import { applyFeatures, removeFeatures, vfSetupFeature } from "./features.ts";
 import type { RecordStore } from "./leases.ts";
@@ -77,7 +78,7 @@ export function realVfSeam(run: Runner = coreRun): VfSeam {
 }
 
 export const VFIO_BIND_NS = "vfio-bind";
-export const ZERO_MAC = "00:00:00:00:00:00";
+export { ZERO_MAC } from "./config.ts";
 
 export interface VfDeps {
   seam: VfSeam;

@@ -61,19 +61,31 @@ export function sharedHostYaml(s: HostYamlInput & { dir: string; port: number; n
  */
 export function apartHostYaml(s: HostYamlInput & { mgmtIp: string; port: number; migIp: string }): string {
   return [
-    `name: ${s.name}`,
-    `sysfsRoot: /var/lib/ferry/sys`,
-    `stateDir: /var/lib/ferry/state`,
-    `runDir: /run/ferry`,
-    `saveDir: /var/lib/ferry/saves`,
-    `memoryDir: /dev/shm/ferry-${s.name}`,
+    ...apartHostPaths(s.name),
     ...access(s),
     `listen: { address: ${s.mgmtIp}, port: ${s.port} }`,
     `controller: { url: ${s.controllerUrl}, tokenFile: ${s.controllerTokenFile}, heartbeatMs: 1000 }`,
     // TLS on the migration stream with the agent's own files (its certificate names this address); off in a plain lab
-    `migration: { address: ${s.migIp}${s.tls === null ? ", tls: false" : ""} }`,
+    apartMigrationLine(s.migIp, s.tls === null ? null : "agent"),
     ...tail(s, (n) => `{ bridge: ${bridgeOf(n)}, forwarding: ${s.forwarding} }`),
   ].join("\n");
+}
+
+/** An apart host's name and its own paths, as host-holder.ts mounts them (the first lines of its host.yaml). */
+export function apartHostPaths(name: string): string[] {
+  return [
+    `name: ${name}`,
+    `sysfsRoot: /var/lib/ferry/sys`,
+    `stateDir: /var/lib/ferry/state`,
+    `runDir: /run/ferry`,
+    `saveDir: /var/lib/ferry/saves`,
+    `memoryDir: /dev/shm/ferry-${name}`,
+  ];
+}
+
+/** An apart host's `migration:` line: its migration address, TLS with the agent's own files ("agent"), with files of its own (`yaml`: a flow map), or off (null). */
+export function apartMigrationLine(migIp: string, tls: "agent" | { yaml: string } | null): string {
+  return `migration: { address: ${migIp}${tls === null ? ", tls: false" : tls === "agent" ? "" : `, tls: ${tls.yaml}`} }`;
 }
 
 /** A CA and one certificate per component (and "cli" for the lab's clients) in <dir>/tls, owner-only; each with its IPs. */

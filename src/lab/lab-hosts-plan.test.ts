@@ -51,4 +51,13 @@ describe("apart lab plan", () => {
     assert.deepEqual(labHostNetns(["ferry-lab-t1", "ferry-lab-t1-host1", "ferry-lab-t1-host12", "ferry-lab-t10-host1", "ferry-lab-t1-x"], "t1"), ["ferry-lab-t1-host1", "ferry-lab-t1-host12"]);
     assert.equal(hostNetns("t1", "host3"), "ferry-lab-t1-host3");
   });
+
+  it("plans a test cluster's hosts under the test prefix, with the test's own host names", () => {
+    const p = planApart({ lab: "fm-1-ab", hosts: ["host-a"], networks: [], taken: [], prefix: "ferry-t-" });
+    assert.equal(p.switchNetns, "ferry-t-fm-1-ab");
+    assert.deepEqual(p.hosts.map((h) => h.netns), ["ferry-t-fm-1-ab-host-a"]);
+    const names = ["ferry-t-fm-1-ab", "ferry-t-fm-1-ab-host-a", "ferry-lab-fm-1-ab-host-b", "ferry-t-fm-1-abc-host-a"];
+    assert.deepEqual(labHostNetns(names, "fm-1-ab", { prefix: "ferry-t-" }), [], "a lab's host<N> pattern by default");
+    assert.deepEqual(labHostNetns(names, "fm-1-ab", { prefix: "ferry-t-", hosts: /^host-[a-z]$/ }), ["ferry-t-fm-1-ab-host-a"]);
+  });
 });

@@ -27,8 +27,8 @@ import { FerryError, invalid } from "../core/errors.ts";
 import * as v from "../model/validate.ts";
 import { cmd } from "./fabric-commands.ts";
 import type { Cmd } from "./fabric-commands.ts";
-import { fabricNetns, ifnameFor, intToIp, LAB_NET_ALIAS_TAG, parseCidr } from "./fabric-plan.ts";
-import type { Cidr } from "./fabric-plan.ts";
+import { fabricNetns, ifnameFor, intToIp, LAB_NET_ALIAS_TAG, LAB_NETNS_PREFIX, parseCidr } from "./fabric-plan.ts";
+import type { Cidr, NetnsPrefix } from "./fabric-plan.ts";
 
 export const MGMT_IF = "mgmt0";
 export const MIG_IF = "mig0";
@@ -72,8 +72,9 @@ export interface ApartPlan {
   hosts: ApartHost[];
 }
 
-export function hostNetns(lab: string, host: string): string {
-  const ns = `${fabricNetns(lab)}-${v.name("host", host)}`;
+/** A host's namespace: `<prefix><lab>-<host>` (`ferry-lab-` for a lab, `ferry-t-` for a test cluster). */
+export function hostNetns(lab: string, host: string, prefix: NetnsPrefix = LAB_NETNS_PREFIX): string {
+  const ns = `${fabricNetns(lab, prefix)}-${v.name("host", host)}`;
   if (ns.length > 64) throw invalid("lab name", lab, "too long for a host's namespace name");
   return ns;
 }
@@ -111,10 +112,18 @@ export function labSubnets(lab: string, taken: readonly string[]): { mgmt: strin
 
 const hostAddr = (subnet: string, index: number): string => intToIp(parseCidr("subnet", subnet).addr + 10 + index);
 
-export function planApart(o: { lab: string; hosts: readonly string[]; networks: readonly { name: string; bridge: string }[]; taken: readonly string[] }): ApartPlan {
+export interface ApartInput {
+  lab: string;
+  hosts: readonly string[];
+  networks: readonly { name: string; bridge: string }[];
+  /** The namespaces' prefix (the fabric's too): `ferry-lab-` (default) or `ferry-t-` (tests). */
+  prefix?: NetnsPrefix;
+}
+
+export function planApart(o: ApartInput & { taken: readonly string[] }): ApartPlan {
   const h = labHash(o.lab);
   const { mgmt, mig } = labSubnets(o.lab, o.taken);
-  const switchNetns = fabricNetns(o.lab);
+  const switchNetns = fabricNetns(o.lab, o.prefix);
   return {
     lab: o.lab,
     switchNetns,
@@ -123,7 +132,7 @@ export function planApart(o: { lab: string; hosts: readonly string[]; networks: 
     hosts: o.hosts.map((name, i) => ({
       name,
       index: i + 1,
-      netns: hostNetns(o.lab, name),
+      netns: hostNetns(o.lab, name, o.prefix),
       mgmtIp: hostAddr(mgmt, i + 1),
       migIp: hostAddr(mig, i + 1),
       mgmtVeth: `fm${h}-${i + 1}`,
@@ -203,8 +212,13 @@ export function labRootLinks(links: readonly { ifname: string; alias: string | u
   }).map((l) => l.ifname);
 }
 
-/** The host namespaces of lab `lab` among `names` (`ferry-lab-<lab>-host<N>`). */
-export function labHostNetns(names: readonly string[], lab: string): string[] {
-  const prefix = `${fabricNetns(lab)}-`;
-  return names.filter((n) => n.startsWith(prefix) && /^host\d+$/.test(n.slice(prefix.length)));
+/**
+ * The host namespaces of lab `lab` among `names` (`ferry-lab-<lab>-host<N>`;
+ * `hosts`: which host names to take, by default a lab's host<N>, so a lab
+ * named `<lab>-x` is not taken for one of lab `<lab>`'s hosts).
+ */
+export function labHostNetns(names: readonly string[], lab: string, o: { prefix?: NetnsPrefix; hosts?: RegExp } = {}): string[] {
+  const prefix = `${fabricNetns(lab, o.prefix)}-`;
+  const hosts = o.hosts ?? /^host\d+$/;
+  return names.filter((n) => n.startsWith(prefix) && hosts.test(n.slice(prefix.length)));
 }

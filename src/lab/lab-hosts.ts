@@ -16,7 +16,8 @@ import { cmd } from "./fabric-commands.ts";
 import type { Cmd } from "./fabric-commands.ts";
 import { parseLinks, parseNetnsList } from "./fabric-links.ts";
 import { apartHostCommands, apartSharedCommands, labHostNetns, labRootLinks, planApart } from "./lab-hosts-plan.ts";
-import type { ApartHost, ApartPlan } from "./lab-hosts-plan.ts";
+import type { ApartHost, ApartInput, ApartPlan } from "./lab-hosts-plan.ts";
+import type { NetnsPrefix } from "./fabric-plan.ts";
 import { ownedAlive, spawnDetached, stopPid } from "./lab-process.ts";
 
 const HOLDER = join(import.meta.dirname, "host-holder.ts");
@@ -35,7 +36,7 @@ async function rootAddresses(run: Runner): Promise<string[]> {
 }
 
 /** Plan the lab's hosts and cable them: the fabric (switch namespace) must exist. */
-export async function createApartHosts(o: { lab: string; hosts: readonly string[]; networks: readonly { name: string; bridge: string }[]; run?: Runner }): Promise<ApartPlan> {
+export async function createApartHosts(o: ApartInput & { run?: Runner }): Promise<ApartPlan> {
   const run = o.run ?? defaultRun;
   const plan = planApart({ ...o, taken: await rootAddresses(run) });
   const existing = parseNetnsList((await exec(cmd.netnsList(), run)).stdout);
@@ -88,9 +89,15 @@ export async function startHolder(o: { dir: string; host: ApartHost; hostDir: st
   return { holderPid, unsharePid };
 }
 
+/** The argv prefix that runs a command inside a holder's network, mount and UTS namespaces (nsenter execs it: same pid). */
+export function enterHost(holderPid: number): string[] {
+  if (!Number.isInteger(holderPid) || holderPid <= 1) throw new FerryError("FERRY_ERR_INTERNAL", `holder pid ${holderPid} is not a process to enter`);
+  return ["nsenter", "--target", String(holderPid), "--net", "--mount", "--uts", "--"];
+}
+
 /** `ferry ARGS` inside a holder's network, mount and UTS namespaces, detached; its pid. */
 export function spawnInHost(holderPid: number, args: string[], log: string): number {
-  return spawnDetached(args, log, ["nsenter", "--target", String(holderPid), "--net", "--mount", "--uts", "--"]);
+  return spawnDetached(args, log, enterHost(holderPid));
 }
 
 /** A path of a host's own view (its mount namespace), as the root namespace reaches it: through the holder. */
@@ -120,7 +127,10 @@ async function pidsIn(netns: string, run: Runner): Promise<number[]> {
  * Works from the names alone (after a crash too); harmless when there is
  * nothing. The switch namespace (and the migration bridge in it) is the fabric's.
  */
-export async function destroyApartHosts(lab: string, o: { run?: Runner; log?: (line: string) => void; holders?: readonly number[]; marker?: string } = {}): Promise<{ stopped: number }> {
+export async function destroyApartHosts(
+  lab: string,
+  o: { run?: Runner; log?: (line: string) => void; holders?: readonly number[]; marker?: string; prefix?: NetnsPrefix; hosts?: RegExp } = {},
+): Promise<{ stopped: number }> {
   const run = o.run ?? defaultRun;
   const log = o.log ?? (() => undefined);
   let stopped = 0;
@@ -131,7 +141,7 @@ export async function destroyApartHosts(lab: string, o: { run?: Runner; log?: (l
       stopped++;
     }
   }
-  const names = labHostNetns(parseNetnsList((await exec(cmd.netnsList(), run)).stdout), lab);
+  const names = labHostNetns(parseNetnsList((await exec(cmd.netnsList(), run)).stdout), lab, { ...(o.prefix ? { prefix: o.prefix } : {}), ...(o.hosts ? { hosts: o.hosts } : {}) });
   for (const netns of names) {
     for (const pid of await pidsIn(netns, run)) {
       try {

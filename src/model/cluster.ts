@@ -19,6 +19,8 @@ export interface Host {
   readonly vcpus: Capacity;
   /** Number of NUMA nodes, where known. */
   readonly numaNodes?: number;
+  /** Native VFIO device-state migration on this host (its agent's probe), where known. */
+  readonly vfioMigration?: { readonly available: boolean; readonly reason: string };
 }
 
 export interface PhysicalFunction {

@@ -143,6 +143,18 @@ async function checkRamFile(file: string): Promise<void> {
 }
 
 /** True when the pid is a live (non-zombie) process whose command line mentions `marker`. */
+/** The process exists, is no zombie, and has no command line left: it is in the middle of exiting. */
+export async function processExiting(pid: number): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    if (state === "Z" || state === "X") return false;
+    return (await readFile(`/proc/${pid}/cmdline`, "utf8")) === "";
+  } catch {
+    return false;
+  }
+}
+
 export async function processAlive(pid: number, marker?: string): Promise<boolean> {
   try {
     process.kill(pid, 0);
@@ -188,10 +200,15 @@ export class Instance {
     return processAlive(this.meta.pid, this.paths.qmpSocket);
   }
 
-  /** Wait until the process is gone; false if still alive at the deadline. */
+  /**
+   * Wait until the process is gone; false if still alive at the deadline. A
+   * process that is exiting has already lost its command line (its memory is
+   * being torn down: a 1 GiB guest takes a while), so alive() says no while
+   * it still holds the guest's RAM: wait for that too.
+   */
   async waitExit(timeoutMs: number): Promise<boolean> {
     const until = this.#clock.monotonic() + timeoutMs;
-    while (await this.alive()) {
+    while ((await this.alive()) || (await processExiting(this.meta.pid))) {
       if (this.#clock.monotonic() >= until) return false;
       await this.#clock.sleep(20);
     }

@@ -42,6 +42,8 @@ export function evaluate(index: PlacementIndex, state: PlanState, req: CompiledR
   const hostName = index.names[h]!;
   const out: (NicAssignment | undefined)[] = new Array<NicAssignment | undefined>(vm.nics.length);
   const picked: number[] = [];
+  const native = index.hosts[h]?.vfioMigration;
+  const nativeNote = native === undefined ? "" : native.available ? `; native VFIO state migration possible: ${native.reason}` : `; native VFIO state migration unavailable: ${native.reason}`;
   const pickedPf: number[] = [];
   let missing = 0;
   let sum = 0;
@@ -97,7 +99,7 @@ export function evaluate(index: PlacementIndex, state: PlanState, req: CompiledR
         pfTotal: pf.total,
       };
       const numa = numaKnown ? (bestLocal ? `NUMA ${vf.numaNode}, same as the VM` : `NUMA ${vf.numaNode}, VM on ${vm.numaNode}`) : `NUMA ${vf.numaNode}`;
-      const note = `${vf.bdf} on PF ${pf.pf.bdf} (${choice.pfUsed}/${pf.total} VFs in use after; ${numa})`;
+      const note = `${vf.bdf} on PF ${pf.pf.bdf} (${choice.pfUsed}/${pf.total} VFs in use after; ${numa})${nativeNote}`;
       out[v.pos] = { nic: nic.name, network: nic.network, mode: nic.mode, policy: nic.policy, vf: choice, note };
     } else if (v.required) {
       const after = picked.length > 0 ? " after the VFs picked for the VM's other NICs" : "";

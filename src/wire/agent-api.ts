@@ -109,6 +109,10 @@ export const Inventory = Type.Object({
   networks: Type.Array(NetworkView),
   leases: Type.Array(Lease),
   problems: Type.Array(Type.Object({ bdf: Type.String(), path: Type.String(), message: Type.String() })),
+  vfioMigration: Type.Optional(Type.Object(
+    { available: Type.Boolean(), reason: Type.String() },
+    { description: "native VFIO device-state migration on this host (QEMU >= 8.1 with enable-migration, a vfio-pci variant driver with migration support), probed at agent start" },
+  )),
 });
 export type InventoryView = Static<typeof Inventory>;
 export type VfViewT = Static<typeof VfView>;

@@ -1,10 +1,18 @@
 // Shared by the e2e and fault tests that run `ferry controller` and `ferry
 // agent`s as real processes: free ports, spawning with a wait for "listening
-// on", and TestCluster: a controller and agents on loopback, each agent with
-// its own sysfs fixture, config and log; optionally each agent reached
-// through a TCP proxy in both directions (proxies: true) so that a test can
-// cut the controller↔agent connection, and a lab fabric of its own (fabric:
-// true) whose peer can ping the real test guest.
+// on", and TestCluster: a controller and agents, each agent with its own
+// sysfs fixture, config and log; optionally each agent reached through a TCP
+// proxy in both directions (proxies: true) so that a test can cut the
+// controller↔agent connection, and a lab fabric of its own (fabric: true)
+// whose peer can ping the real test guest.
+// The hosts are apart (issue 14), as a lab's (src/lab/lab-hosts.ts): each in
+// network, mount and UTS namespaces of its own (ferry-t-fm-<pid>-<x>-<host>,
+// held by a holder process), its agent and QEMUs inside, listening on its
+// management address; the controller and the proxies (this process) on the
+// root namespace's management bridge; migrations over the migration network
+// with TLS (certificates from the cluster's own CA for each host's management
+// and migration addresses). A host's files are read through hostPath().
+// `apart: false`: every agent in this process's namespaces on 127.0.0.1.
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -23,17 +31,23 @@ import { run } from "../../src/core/run.ts";
 import { writeSysfsFixture } from "../../src/host/fixture.ts";
 import type { FixturePf } from "../../src/host/fixture.ts";
 import { createFabric, destroyFabric, listNetns } from "../../src/lab/fabric.ts";
+import { parseLinks } from "../../src/lab/fabric-links.ts";
 import { TEST_NETNS_PREFIX } from "../../src/lab/fabric-plan.ts";
 import type { Fabric } from "../../src/lab/fabric-plan.ts";
+import { apartHostPaths, apartMigrationLine, labCerts } from "../../src/lab/lab-host-config.ts";
+import { createApartHosts, destroyApartHosts, enterHost, holderPath, startHolder } from "../../src/lab/lab-hosts.ts";
+import { APART_AGENT_PORT, LAB_LINK_TAG } from "../../src/lab/lab-hosts-plan.ts";
+import type { ApartHost, ApartPlan } from "../../src/lab/lab-hosts-plan.ts";
 import { CutProxy } from "./proxy.ts";
 
 export const FERRY = fileURLToPath(new URL("../../bin/ferry", import.meta.url));
 
-export function freePort(): Promise<number> {
+/** A port nothing listens on now at `host` (default loopback). */
+export function freePort(host = "127.0.0.1"): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
+    s.listen(0, host, () => {
       const a = s.address();
       const port = typeof a === "object" && a !== null ? a.port : 0;
       s.close(() => resolve(port));
@@ -47,9 +61,10 @@ export interface Proc {
   log: string;
 }
 
-/** Spawn `ferry <args>` and wait for its "listening on" log line. */
-export async function spawnFerry(args: string[], log: string): Promise<Proc> {
-  const child = spawn(FERRY, args, { stdio: ["ignore", "pipe", "pipe"] });
+/** Spawn `ferry <args>` (through `via`, a command that execs it: e.g. enterHost's nsenter) and wait for its "listening on" log line. */
+export async function spawnFerry(args: string[], log: string, via: readonly string[] = []): Promise<Proc> {
+  const [file, ...pre] = [...via, FERRY];
+  const child = spawn(file, [...pre, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   const out = createWriteStream(log, { flags: "a" });
   child.stdout.pipe(out, { end: false });
   let text = "";
@@ -94,6 +109,9 @@ export interface TestAgent {
   inbound: CutProxy | null;
   /** With proxies: agent → controller (heartbeats). */
   outbound: CutProxy | null;
+  /** Apart: the holder of the host's namespaces (nsenter target, /proc/<pid>/root) and the host's place in the plan; null: shared. */
+  holderPid: number | null;
+  apart: ApartHost | null;
 }
 
 export interface ControllerSetup {
@@ -107,18 +125,19 @@ export interface ControllerSetup {
   ctl: { url: string; tokenFile: string };
 }
 
-/** Token files (0600) and controller.yaml in `base`, for a controller on a free loopback port. */
-export async function writeControllerSetup(base: string, o: { heartbeatTimeoutMs?: number; deadlines?: string } = {}): Promise<ControllerSetup> {
+/** Token files (0600) and controller.yaml in `base`, for a controller on a free port of `address` (default loopback). */
+export async function writeControllerSetup(base: string, o: { heartbeatTimeoutMs?: number; deadlines?: string; address?: string } = {}): Promise<ControllerSetup> {
+  const address = o.address ?? "127.0.0.1";
   const agentTokenFile = join(base, "agent-token");
   const agentToken = randomBytes(32).toString("hex");
   await writeFile(agentTokenFile, `${agentToken}\n`, { mode: 0o600 });
   const controllerTokenFile = join(base, "controller-token");
   const controllerToken = randomBytes(32).toString("hex");
   await writeFile(controllerTokenFile, `${controllerToken}\n`, { mode: 0o600 });
-  const port = await freePort();
+  const port = await freePort(address);
   const controllerConfig = join(base, "controller.yaml");
   await writeFile(controllerConfig, [
-    `listen: { address: 127.0.0.1, port: ${port} }`,
+    `listen: { address: ${address}, port: ${port} }`,
     `stateDir: cstate`,
     `tokenFile: controller-token`,
     `agentTokenFile: agent-token`,
@@ -126,7 +145,7 @@ export async function writeControllerSetup(base: string, o: { heartbeatTimeoutMs
     `deadlines: ${o.deadlines ?? "{ unplugMs: 10000, convergeMs: 120000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 60000 }"}`,
     ``,
   ].join("\n"));
-  return { agentTokenFile, agentToken, controllerTokenFile, controllerToken, controllerConfig, port, ctl: { url: `http://127.0.0.1:${port}`, tokenFile: controllerTokenFile } };
+  return { agentTokenFile, agentToken, controllerTokenFile, controllerToken, controllerConfig, port, ctl: { url: `http://${address}:${port}`, tokenFile: controllerTokenFile } };
 }
 
 /** Poll `f` until it returns something (errors count as not yet), or fail naming `what` and the last error. */
@@ -192,6 +211,12 @@ export interface TestClusterOptions {
   fabric?: boolean;
   /** Resolve only once the controller sees every host up. */
   waitUp?: boolean;
+  /**
+   * Each host in namespaces of its own with a migration network and TLS on
+   * the migration stream (default true); false: every agent in this
+   * process's namespaces on 127.0.0.1, migrating over loopback.
+   */
+  apart?: boolean;
 }
 
 /** `ferry controller` and `ferry agent`s as real processes on loopback (agents first, then the controller). */
@@ -204,8 +229,12 @@ export class TestCluster {
   env: NodeJS.ProcessEnv = {};
   /** The lab fabric of the hosts' networks, with fabric: true. */
   fabric: Fabric | null = null;
+  /** Apart: the hosts' namespaces and cables (management bridge, migration network). */
+  plan: ApartPlan | null = null;
   #controllerConfig = "";
   #controllerToken = "";
+  /** The name of this cluster's fabric and apart hosts, once made (close() removes them). */
+  #netName: string | null = null;
 
   static async up(o: TestClusterOptions): Promise<TestCluster> {
     const c = new TestCluster();
@@ -213,43 +242,74 @@ export class TestCluster {
     return c;
   }
 
+  /** Set the cluster up; when a step fails, what was made is removed again before the error goes on. */
   protected async setUp(o: TestClusterOptions): Promise<void> {
     this.base = await mkdtemp(join(tmpdir(), o.prefix ?? "fc-"));
-    if (o.fabric === true) {
+    try {
+      await this.#setUp(o);
+    } catch (e) {
+      await this.close().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async #setUp(o: TestClusterOptions): Promise<void> {
+    const apart = o.apart ?? true;
+    if (o.fabric === true || apart) {
       await destroyOrphanFabrics();
       const networks = [...new Set(o.hosts.flatMap((h) => h.uplinks.map((u) => u.network)))].map((name) => {
         const { n, m } = networkSubnet(name);
         return { name, subnet: `10.${n}.${m}.0/24` };
       });
-      this.fabric = await createFabric({ name: `${FABRIC_TAG}${process.pid}-${Date.now().toString(36).slice(-4)}`, prefix: TEST_NETNS_PREFIX, networks });
+      const name = `${FABRIC_TAG}${process.pid}-${Date.now().toString(36).slice(-4)}`;
+      this.#netName = name;
+      // apart hosts need the switch namespace (their uplinks and the migration bridge are there) even when the test asks for no fabric
+      const fabric = await createFabric({ name, prefix: TEST_NETNS_PREFIX, networks });
+      if (o.fabric === true) this.fabric = fabric;
+      if (apart) this.plan = await createApartHosts({ lab: name, prefix: TEST_NETNS_PREFIX, hosts: o.hosts.map((h) => h.name), networks: fabric.networks.map((n) => ({ name: n.name, bridge: n.bridge })) });
     }
     const setup = await writeControllerSetup(this.base, {
       ...(o.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: o.heartbeatTimeoutMs }),
       ...(o.deadlines === undefined ? {} : { deadlines: o.deadlines }),
+      ...(this.plan ? { address: this.plan.mgmt.ip } : {}),
     });
     this.#controllerToken = setup.controllerToken;
     this.#controllerConfig = setup.controllerConfig;
-    await Promise.all(o.hosts.map((h) => this.#makeAgent(h, o, setup)));
+    // apart: each host's certificate names its management and migration addresses (TLS on the migration stream)
+    const certs = this.plan ? await labCerts(this.base, this.plan.hosts.map((h) => ({ name: h.name, ips: [h.mgmtIp, h.migIp] }))) : null;
+    const saveDir = join(this.base, "saves");
+    if (this.plan) await mkdir(saveDir, { mode: 0o700 });
+    await Promise.all(o.hosts.map((h) => this.#makeAgent(h, o, setup, certs ? { yaml: certs.yaml, saveDir } : null)));
     await this.startController();
     if (o.waitUp === true) await waitFor("every host up", async () => ((await this.api.hosts()).filter((h) => h.state === "up").length === o.hosts.length ? true : undefined), 20_000);
   }
 
-  async #makeAgent(h: ClusterHost, o: TestClusterOptions, setup: ControllerSetup): Promise<void> {
+  async #makeAgent(h: ClusterHost, o: TestClusterOptions, setup: ControllerSetup, apart: { yaml: (name: string) => string; saveDir: string } | null): Promise<void> {
     const dir = join(this.base, h.name);
     await mkdir(dir, { recursive: true });
     const pfs: FixturePf[] = h.uplinks.map((u) => ({ vendor: "intel-82599", numVfs: u.numVfs, numaNode: 0 }));
     const fx = await writeSysfsFixture(join(dir, "sys"), { pfs, seed: h.name });
-    const port = await freePort();
-    const inbound = o.proxies === true ? await new CutProxy(port, { record: o.record === true }).listen() : null;
-    const outbound = o.proxies === true ? await new CutProxy(setup.port).listen() : null;
+    const ph = this.plan?.hosts.find((x) => x.name === h.name) ?? null;
+    const address = ph?.mgmtIp ?? "127.0.0.1";
+    const port = ph ? APART_AGENT_PORT : await freePort();
+    // the proxies run here (root namespace), where the agents reach them: on the management bridge
+    const proxyAt = this.plan?.mgmt.ip ?? "127.0.0.1";
+    const ctlAddress = this.plan?.mgmt.ip ?? "127.0.0.1";
+    const inbound = o.proxies === true ? await new CutProxy(port, { record: o.record === true, targetHost: address, listenHost: proxyAt }).listen() : null;
+    const outbound = o.proxies === true ? await new CutProxy(setup.port, { targetHost: ctlAddress, listenHost: proxyAt }).listen() : null;
     const nets = [...new Set(h.uplinks.map((u) => u.network))];
     const bridged = (n: string): string => {
       const f = this.fabric?.networks.find((x) => x.name === n);
-      return f && this.fabric ? `  ${n}: { bridge: ${f.bridge}, netns: ${this.fabric.netns} }` : `  ${n}: {}`;
+      if (!f || !this.fabric) return `  ${n}: {}`;
+      // apart: the host's own bridge (in its namespace), uplinked to the fabric's
+      return ph ? `  ${n}: { bridge: ${ph.uplinks.find((u) => u.network === n)!.hostBridge} }` : `  ${n}: { bridge: ${f.bridge}, netns: ${this.fabric.netns} }`;
     };
     const config = join(dir, "host.yaml");
+    const head = ph && apart
+      ? [...apartHostPaths(h.name), `authTokenFile: ${setup.agentTokenFile}`, `listen: { address: ${ph.mgmtIp}, port: ${port} }`, apartMigrationLine(ph.migIp, { yaml: apart.yaml(h.name) })]
+      : agentYamlHead(h.name, port, setup.agentTokenFile);
     await writeFile(config, [
-      ...agentYamlHead(h.name, port, setup.agentTokenFile),
+      ...head,
       `controller: { url: ${outbound?.url ?? setup.ctl.url}, tokenFile: ${setup.controllerTokenFile}, heartbeatMs: ${o.heartbeatMs ?? 700}${inbound ? `, advertiseUrl: ${inbound.url}` : ""} }`,
       ...(o.lab === true ? ["lab: true"] : []),
       `networks:`,
@@ -259,14 +319,22 @@ export class TestCluster {
       ``,
     ].join("\n"));
     const log = join(dir, "agent.log");
-    const proc = await spawnFerry(["agent", "--config", config], log);
+    const holderPid = ph && apart ? (await startHolder({ dir: this.base, host: ph, hostDir: dir, saveDir: apart.saveDir, log: join(dir, "holder.log") })).holderPid : null;
+    // the agent enters its host's namespaces (nsenter execs it: the pid is the agent's)
+    const proc = await spawnFerry(["agent", "--config", config], log, holderPid === null ? [] : enterHost(holderPid));
     const vfs: Record<string, string[]> = {};
     const pfMap: Record<string, string> = {};
     h.uplinks.forEach((u, i) => {
       (vfs[u.network] ??= []).push(...fx.pfs[i]!.vfs.map((v) => v.bdf));
       pfMap[u.network] = fx.pfs[i]!.bdf;
     });
-    this.agents.set(h.name, { name: h.name, dir, config, log, proc, client: new AgentClient({ baseUrl: proc.url, token: setup.agentToken }), vfs, pfs: pfMap, inbound, outbound });
+    this.agents.set(h.name, { name: h.name, dir, config, log, proc, client: new AgentClient({ baseUrl: proc.url, token: setup.agentToken }), vfs, pfs: pfMap, inbound, outbound, holderPid, apart: ph });
+  }
+
+  /** A path of host `name`'s own view (its mount namespace: the paths its agent reports), as this process reaches it. */
+  hostPath(name: string, path: string): string {
+    const a = this.agent(name);
+    return a.holderPid === null ? path : holderPath(a.holderPid, path);
   }
 
   agent(name: string): TestAgent {
@@ -289,9 +357,11 @@ export class TestCluster {
     await kill(this.agent(name).proc, "SIGKILL");
   }
 
+  /** Start a killed agent again on its config, inside its host's namespaces when apart (the holder keeps them). */
   async restartAgent(name: string): Promise<void> {
     const a = this.agent(name);
-    a.proc = await spawnFerry(["agent", "--config", a.config], a.log);
+    if (a.holderPid !== null && !alive(a.holderPid)) throw new Error(`${name}: the holder of its namespaces (pid ${a.holderPid}) is gone`);
+    a.proc = await spawnFerry(["agent", "--config", a.config], a.log, a.holderPid === null ? [] : enterHost(a.holderPid));
   }
 
   /** Cut the controller↔agent connection both ways (proxies: true). */
@@ -307,7 +377,7 @@ export class TestCluster {
     a.outbound?.restore();
   }
 
-  /** Stop every instance (SIGKILL one its agent cannot stop), the controller, the agents, the proxies, the fabric; remove the directory (FERRY_KEEP_TEST_DIR keeps it). */
+  /** Stop every instance (SIGKILL one its agent cannot stop), the controller, the agents, the proxies, the hosts' holders and namespaces, the management bridge, the fabric; remove the directory (FERRY_KEEP_TEST_DIR keeps it). */
   async close(): Promise<void> {
     for (const a of this.agents.values()) {
       a.inbound?.restore();
@@ -324,20 +394,44 @@ export class TestCluster {
       await a.inbound?.close();
       await a.outbound?.close();
     }
-    if (this.fabric) await destroyFabric(this.fabric.name, { prefix: TEST_NETNS_PREFIX });
+    if (this.#netName !== null) await destroyNet(this.#netName, { holders: [...this.agents.values()].flatMap((a) => (a.holderPid === null ? [] : [a.holderPid])), marker: this.base });
     if (process.env["FERRY_KEEP_TEST_DIR"] === undefined) await rm(this.base, { recursive: true, force: true });
     else process.stderr.write(`test dir kept: ${this.base}\n`);
   }
 }
 
-/** Cluster fabrics are named fm-<pid>-<suffix>: one whose test process is gone (killed before its cleanup) is removed by the next cluster. */
+/**
+ * Cluster fabrics and apart hosts are named fm-<pid>-<suffix> (namespaces
+ * ferry-t-fm-<pid>-<suffix>[-<host>], root links aliased `ferry-lab
+ * fm-<pid>-<suffix> …`): those whose test process is gone (killed before its
+ * cleanup) are removed by the next cluster.
+ */
 const FABRIC_TAG = "fm-";
+const NET_NAME = new RegExp(`^(${FABRIC_TAG}(\\d+)-[a-z0-9]+)(?:-|$)`);
+/** A cluster's host names are the test's own (host-a, …), not a lab's host<N>: any name after the cluster's. */
+const ANY_HOST = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+/** Remove a cluster's apart hosts (every process in their namespaces, the namespaces, the root namespace's management bridge and veths) and its fabric. */
+async function destroyNet(name: string, o: { holders?: readonly number[]; marker?: string } = {}): Promise<void> {
+  await destroyApartHosts(name, { prefix: TEST_NETNS_PREFIX, hosts: ANY_HOST, ...o });
+  await destroyFabric(name, { prefix: TEST_NETNS_PREFIX });
+}
 
 async function destroyOrphanFabrics(): Promise<void> {
+  const names = new Set<string>();
   for (const ns of await listNetns({ prefix: TEST_NETNS_PREFIX })) {
-    const m = new RegExp(`^${TEST_NETNS_PREFIX}${FABRIC_TAG}(\\d+)-[a-z0-9]+$`).exec(ns);
-    if (m && !alive(Number(m[1]))) await destroyFabric(ns.slice(TEST_NETNS_PREFIX.length), { prefix: TEST_NETNS_PREFIX });
+    if (ns.startsWith(TEST_NETNS_PREFIX)) names.add(ns.slice(TEST_NETNS_PREFIX.length));
   }
+  for (const l of parseLinks((await run("ip", ["-json", "link", "show"], { timeoutMs: 10_000 })).stdout)) {
+    const a = l.alias?.split(" ");
+    if (a?.[0] === LAB_LINK_TAG && a[1] !== undefined) names.add(a[1]);
+  }
+  const orphans = new Set<string>();
+  for (const n of names) {
+    const m = NET_NAME.exec(n);
+    if (m && !alive(Number(m[2]))) orphans.add(m[1]!);
+  }
+  for (const name of orphans) await destroyNet(name);
 }
 
 export function alive(pid: number): boolean {

@@ -94,8 +94,8 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
     assert.ok(agent("host-a").vfs["physnet1"]!.includes(web.nics[0]!.vf!), `VF ${web.nics[0]!.vf} is a physnet1 VF of host-a`);
     const inst = await agent("host-a").client.instance(web.instanceId!);
     assert.deepEqual(inst.vfs, [web.nics[0]!.vf]);
-    await waitForConsole(inst.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
-    webBoot = await bootMemsum(inst.serialLog, { timeoutMs: 10_000 });
+    await waitForConsole(c.hostPath("host-a", inst.serialLog), /ferry-ready/, { timeoutMs: 60_000 });
+    webBoot = await bootMemsum(c.hostPath("host-a", inst.serialLog), { timeoutMs: 10_000 });
 
     // fill host-c's only VF (a no-OS guest) so that host-c cannot take web
     const filler = await json<VmJson>("vm", "create", "filler", "--host", "host-c", "--memory", "128", "--nic", "physnet1:ephemeral:mandatory", "--guest", "no-os");
@@ -113,7 +113,7 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
 
   it("ferry migrate --json: succeeded, the heartbeat continues, the NIC ends on a destination VF of the same network", async () => {
     const src = await agent("host-a").client.instance(web.instanceId!);
-    const hbBefore = lastHeartbeat(await readConsole(src.serialLog)) ?? 0;
+    const hbBefore = lastHeartbeat(await readConsole(c.hostPath("host-a", src.serialLog))) ?? 0;
     const r = await ferry("migrate", "web", "--json");
     assert.equal(r.code, EXIT.ok, r.stderr + r.stdout);
     const out = JSON.parse(r.stdout) as MigrateJson;
@@ -130,8 +130,8 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
     assert.equal(nic.after?.pf, agent("host-b").pfs["physnet1"], "the destination VF's PF uplinks physnet1");
     const dst = await agent("host-b").client.instance(out.runsOn.instanceId);
     assert.deepEqual(dst.vfs, [nic.after.vf]);
-    assert.ok((await waitForHeartbeat(dst.serialLog, hbBefore, { timeoutMs: 15_000 })) > hbBefore, "heartbeat continued on host-b");
-    await assertMemoryKept(webBoot, dst.serialLog, "web migrated to host-b");
+    assert.ok((await waitForHeartbeat(c.hostPath("host-b", dst.serialLog), hbBefore, { timeoutMs: 15_000 })) > hbBefore, "heartbeat continued on host-b");
+    await assertMemoryKept(webBoot, c.hostPath("host-b", dst.serialLog), "web migrated to host-b");
     assert.deepEqual((await agent("host-a").client.leases()).leases.filter((l) => l.vf === web.nics[0]!.vf), [], "source VF released");
     const vms = await json<VmJson[]>("vms");
     const moved = vms.find((v) => v.name === "web")!;

@@ -62,10 +62,10 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
 
   /** The checksum of the memory web (the one real guest) filled at boot (src/lab/memcheck.ts); e1, e2, nf and filler are no-OS guests, with no memory to ask. */
   let webBoot = "";
-  /** The serial log of web's current instance. */
+  /** The serial log of web's current instance, as this process reaches it (through its host's namespaces). */
   const webSerialLog = async (): Promise<string> => {
     const web = await c.api.vm("web");
-    return (await agent(web.host).client.instance(web.instanceId!)).serialLog;
+    return c.hostPath(web.host, (await agent(web.host).client.instance(web.instanceId!)).serialLog);
   };
 
   it("four VMs on host-a; host-c's only VF taken by a filler", async () => {
@@ -76,8 +76,9 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
     await c.api.createVm({ name: "e2", host: "host-a", memoryMiB: 128, nics: [{ network: "physnet1", mode: "emulated", policy: "mandatory" }], noOs: true });
     await c.api.createVm({ name: "nf", host: "host-a", memoryMiB: 64, nics: [{ network: "physnet1", mode: "ephemeral", policy: "mandatory" }], noOs: true });
     const inst = await agent("host-a").client.instance(web.instanceId!);
-    await waitForConsole(inst.serialLog, /ferry-ready/, { timeoutMs: 60_000 });
-    webBoot = await bootMemsum(inst.serialLog, { timeoutMs: 10_000 });
+    const serialLog = c.hostPath("host-a", inst.serialLog);
+    await waitForConsole(serialLog, /ferry-ready/, { timeoutMs: 60_000 });
+    webBoot = await bootMemsum(serialLog, { timeoutMs: 10_000 });
   });
 
   it("--plan shows the plan (nf fits nowhere, with reasons) and changes nothing, not even draining", async () => {
@@ -182,9 +183,7 @@ describe("ferry evacuate: a host with four VMs, one destination out of VFs", { t
     // the guest bonds its re-plugged failover primary again before it is asked to release it: a guest
     // still busy with the last re-plug may miss the unplug request, and then the migration is rolled
     // back at the unplug deadline (the policy's safe outcome, but not what this test is about)
-    const web = await c.api.vm("web");
-    const inst = await agent(web.host).client.instance(web.instanceId!);
-    await waitForConsole(inst.serialLog, /ferry-lower \S+ \S+ \S+\s*$/m, { timeoutMs: 30_000 });
+    await waitForConsole(await webSerialLog(), /ferry-lower \S+ \S+ \S+\s*$/m, { timeoutMs: 30_000 });
     const r = await ferry("evacuate", "host-b", "--parallel", "1");
     t.diagnostic(r.stdout);
     assert.equal(r.code, EXIT.ok, r.stderr + r.stdout);

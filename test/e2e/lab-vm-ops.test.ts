@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { run } from "../../src/core/run.ts";
-import { labDir, labDown, labQemuDir, labSpec, labUp } from "../../src/lab/lab.ts";
+import { hostPath, labDir, labDown, labQemuDir, labSpec, labUp } from "../../src/lab/lab.ts";
 import type { LabState } from "../../src/lab/lab.ts";
 import { bootMemsum } from "../../src/lab/memcheck.ts";
 import { lastHeartbeat, readConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
@@ -27,7 +27,8 @@ describe("lab VM operations", { timeout: 240_000 }, () => {
   interface Vm { host: string; instanceId: string | null; state: string; uuid: string; nics: { address: string; vf: string | null }[] }
   /** The checksum of the memory app filled at boot (src/lab/memcheck.ts). */
   let appBoot = "";
-  const serial = (vm: Vm): string => join(labDir(NAME), vm.host, "run", vm.uuid, vm.instanceId!, "serial.log");
+  // an apart host's runDir is /run/ferry in its own mount namespace (read through its holder); a shared host's is in the lab dir
+  const serial = (vm: Vm): string => hostPath(lab, vm.host, join(lab.apart ? "/run/ferry" : join(labDir(NAME), vm.host, "run"), vm.uuid, vm.instanceId!, "serial.log"));
   const ping = async (ip: string): Promise<boolean> => {
     for (let i = 0; i < 60; i++) if ((await run("ip", ["netns", "exec", lab.netns, "ping", "-c", "1", "-W", "1", ip], { allowFailure: true })).code === 0) return true;
     return false;

@@ -14,6 +14,9 @@ import { parseHostConfig, usableVfs } from "../../src/host/config.ts";
 import { writeSysfsFixture } from "../../src/host/fixture.ts";
 import { LeaseStore, RecordStore, openStateDb } from "../../src/host/leases.ts";
 import { readInventory } from "../../src/host/sysfs.ts";
+import { realVfSeam } from "../../src/host/vf-setup.ts";
+import { silentLogger } from "../../src/core/log.ts";
+import { vfLife } from "../../src/agent/vf-life.ts";
 import type { NicSpec, VmSpec } from "../../src/model/vm.ts";
 import { detectAccel } from "../../src/qemu/accel.ts";
 import { deviceIds } from "../../src/qemu/argv.ts";
@@ -41,9 +44,12 @@ async function simHost(name: string, base: string): Promise<SimHost> {
   const db = openStateDb(join(cfg.stateDir, "state.db"));
   const instances = new Map<string, Instance>();
   const { accel } = await detectAccel();
+  const leases = new LeaseStore(db, systemClock);
+  const records = new RecordStore(db, systemClock);
   const ctx: StepContext = {
-    host: name, runDir: cfg.runDir, memoryDir: cfg.memoryDir, accel, clock: systemClock, run,
-    leases: new LeaseStore(db, systemClock), records: new RecordStore(db, systemClock),
+    host: name, runDir: cfg.runDir, memoryDir: cfg.memoryDir, accel, clock: systemClock, run, leases, records,
+    // stand-in VFs only: the VF lifecycle does nothing to them
+    vfLife: vfLife({ config: cfg, seam: realVfSeam(run), records, leases, vfs: new Map(vfs.map((x) => [x.bdf, x])), log: silentLogger }),
     vfs: () => vfs,
     network: () => ({ bridge: null, netns: null }),
     instances: { get: (id) => instances.get(id), add: (i) => instances.set(i.id, i), remove: (id) => instances.delete(id), all: () => [...instances.values()] },

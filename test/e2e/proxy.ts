@@ -1,12 +1,14 @@
-// A TCP proxy on loopback that a test can cut (every socket destroyed, new
-// connections refused) and restore: the cluster (cluster.ts, proxies: true)
-// puts one in each direction between the controller and each agent.
+// A TCP proxy in the test process that a test can cut (every socket
+// destroyed, new connections refused) and restore: the cluster (cluster.ts,
+// proxies: true) puts one in each direction between the controller and each
+// agent. It listens where both sides reach it (loopback, or an apart
+// cluster's management bridge) and connects to its target's address.
 import type { Server, Socket } from "node:net";
 import { connect, createServer } from "node:net";
 import type { HttpRequest } from "../faults/observe.ts";
 import { parseHttpRequests } from "../faults/observe.ts";
 
-/** A TCP proxy to 127.0.0.1:target that can be cut (every socket destroyed, new ones refused) and restored. */
+/** A TCP proxy to targetHost:target (default loopback), listening on listenHost (default loopback), that can be cut (every socket destroyed, new ones refused) and restored. */
 export class CutProxy {
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
@@ -15,17 +17,21 @@ export class CutProxy {
   readonly #record: boolean;
   #cut = false;
   readonly target: number;
+  readonly targetHost: string;
+  readonly listenHost: string;
   port = 0;
 
-  constructor(target: number, o: { record?: boolean } = {}) {
+  constructor(target: number, o: { record?: boolean; targetHost?: string; listenHost?: string } = {}) {
     this.target = target;
+    this.targetHost = o.targetHost ?? "127.0.0.1";
+    this.listenHost = o.listenHost ?? "127.0.0.1";
     this.#record = o.record === true;
     this.#server = createServer((client) => {
       if (this.#cut) {
         client.destroy();
         return;
       }
-      const upstream = connect(this.target, "127.0.0.1");
+      const upstream = connect(this.target, this.targetHost);
       if (this.#record) {
         const chunks: Buffer[] = [];
         this.#recorded.push(chunks);
@@ -46,7 +52,7 @@ export class CutProxy {
   async listen(): Promise<this> {
     await new Promise<void>((resolve, reject) => {
       this.#server.once("error", reject);
-      this.#server.listen(0, "127.0.0.1", () => resolve());
+      this.#server.listen(0, this.listenHost, () => resolve());
     });
     const a = this.#server.address();
     this.port = typeof a === "object" && a !== null ? a.port : 0;
@@ -54,7 +60,7 @@ export class CutProxy {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `http://${this.listenHost}:${this.port}`;
   }
 
   /** Every complete request that went through (record: true), connection by connection. */

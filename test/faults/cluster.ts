@@ -1,5 +1,6 @@
 // The fault tests' cluster: the shared TestCluster (../e2e/cluster.ts) with
-// `ferry controller` and lab `ferry agent`s as real processes on loopback,
+// `ferry controller` and lab `ferry agent`s as real processes, each host
+// apart (its own namespaces, migrating over TLS on a migration network),
 // each agent reached through a TCP proxy of this process in both directions
 // (controller → agent: the agent advertises the proxy's URL; agent →
 // controller: its heartbeats go through another proxy), so a test can cut the
@@ -35,12 +36,24 @@ export interface ClusterOptions {
   fabric?: boolean;
   /** Keep the controller's requests to each agent (agent.inbound.requests()), to replay them. */
   record?: boolean;
+  /** false: every agent in this process's namespaces on 127.0.0.1 (TestClusterOptions.apart). */
+  apart?: boolean;
 }
 
 export { alive, waitFor };
 
 /** Hosts with one physnet1 uplink each, lab agents behind proxies heartbeating every 500 ms; start() waits until every host is up. */
 export class FaultCluster extends TestCluster {
+  /** An instance's serial log as this process reads it (through its host's namespaces). */
+  async serialLogOf(host: string, instanceId: string): Promise<string> {
+    return this.hostPath(host, (await this.agent(host).client.instance(instanceId)).serialLog);
+  }
+
+  /** Whether the instance took its guest in by migration, save or restore (it never booted it). */
+  async arrivedByMigration(host: string, instanceId: string): Promise<boolean> {
+    return (await this.agent(host).client.instance(instanceId)).incoming;
+  }
+
   /** Memory checks `check()` made (a real guest's checksum against its boot one), and how many differed. */
   readonly memchecks = { compared: 0, mismatched: 0 };
 
@@ -57,6 +70,7 @@ export class FaultCluster extends TestCluster {
       record: o.record === true,
       fabric: o.fabric === true,
       waitUp: true,
+      ...(o.apart === undefined ? {} : { apart: o.apart }),
     });
     return c;
   }
@@ -198,12 +212,13 @@ export class FaultCluster extends TestCluster {
         // a VF that did not come back after the switch-over stays leased to the instance (steps.ts finish), unnamed by the record
         const named = record.nics.map((n) => n.vf).filter((x): x is string => x !== null).sort();
         if (!named.every((x) => leased.includes(x))) v.push(`VM record names VFs ${JSON.stringify(named)}, its instance holds ${JSON.stringify(leased)}`);
+        const serialLog = this.hostPath(r.host, r.serialLog);
         if (o.heartbeatAfter !== undefined) {
-          const hb = await waitForHeartbeat(r.serialLog, o.heartbeatAfter, { timeoutMs: 30_000 }).catch(() => undefined);
-          if (hb === undefined) v.push(`heartbeat did not continue past ${o.heartbeatAfter} (last: ${String(lastHeartbeat(await readConsole(r.serialLog)))})`);
+          const hb = await waitForHeartbeat(serialLog, o.heartbeatAfter, { timeoutMs: 30_000 }).catch(() => undefined);
+          if (hb === undefined) v.push(`heartbeat did not continue past ${o.heartbeatAfter} (last: ${String(lastHeartbeat(await readConsole(serialLog)))})`);
         }
         if (o.bootSum !== undefined) {
-          const now = await guestMemsum({ serialLog: r.serialLog }, { timeoutMs: 30_000 }).catch((e: unknown) => `not answered (${e instanceof Error ? e.message : String(e)})`);
+          const now = await guestMemsum({ serialLog }, { timeoutMs: 30_000 }).catch((e: unknown) => `not answered (${e instanceof Error ? e.message : String(e)})`);
           this.memchecks.compared++;
           if (now !== o.bootSum) {
             this.memchecks.mismatched++;

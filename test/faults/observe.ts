@@ -67,16 +67,17 @@ export class PauseWatch {
   readonly #stop = new AbortController();
   readonly #loop: Promise<void>;
 
-  constructor(vmUuid: string, agents: () => Iterable<AgentClient>, o: { everyMs?: number } = {}) {
+  /** `agents`: each agent's client and how this process reaches a path of its host (TestCluster.hostPath). */
+  constructor(vmUuid: string, agents: () => Iterable<{ client: AgentClient; path: (p: string) => string }>, o: { everyMs?: number } = {}) {
     this.#loop = this.#run(vmUuid, agents, o.everyMs ?? 100);
   }
 
-  async #run(vmUuid: string, agents: () => Iterable<AgentClient>, everyMs: number): Promise<void> {
+  async #run(vmUuid: string, agents: () => Iterable<{ client: AgentClient; path: (p: string) => string }>, everyMs: number): Promise<void> {
     while (!this.#stop.signal.aborted) {
       let running = false;
       let unknown = false;
       await Promise.all([...agents()].map(async (a) => {
-        const list = await a.instances({ timeoutMs: 1_500 }).catch(() => undefined);
+        const list = await a.client.instances({ timeoutMs: 1_500 }).catch(() => undefined);
         if (!list) {
           unknown = true;
           return;
@@ -84,7 +85,8 @@ export class PauseWatch {
         for (const i of list.instances) {
           if (i.vmUuid !== vmUuid) continue;
           if (i.running) running = true;
-          if (!this.#offsets.has(i.serialLog)) this.#offsets.set(i.serialLog, 0);
+          const log = a.path(i.serialLog);
+          if (!this.#offsets.has(log)) this.#offsets.set(log, 0);
         }
       }));
       this.#samples.push({ at: systemClock.monotonic(), running: running ? true : unknown ? null : false });

@@ -52,8 +52,9 @@ export async function createVm(c: FaultCluster, kind: GuestKind, host: string, p
   if (kind === "guest") {
     const inst = await c.agent(host).client.instance(vm.instanceId!);
     // ready, and its failover primary bonded, so that a migration has something to unplug
-    await waitForConsole(inst.serialLog, /ferry-heartbeat \d+/, { timeoutMs: 60_000 });
-    bootSum = await bootMemsum(inst.serialLog, { timeoutMs: 10_000 });
+    const serialLog = c.hostPath(host, inst.serialLog);
+    await waitForConsole(serialLog, /ferry-heartbeat \d+/, { timeoutMs: 60_000 });
+    bootSum = await bootMemsum(serialLog, { timeoutMs: 10_000 });
   }
   if (arrive) {
     const r = await c.api.migrate({ vm: name, to: other(c, host), deadlines: deadlinesFor(kind) });
@@ -106,7 +107,7 @@ export async function runPoint(c: FaultCluster, vm: TestVm, point: MatrixPoint):
   const src = before.host;
   const dst = other(c, src);
   const srcInst = await c.agent(src).client.instance(before.instanceId!);
-  const heartbeatAfter = vm.kind === "guest" ? await heartbeatOf(srcInst.serialLog) : undefined;
+  const heartbeatAfter = vm.kind === "guest" ? await heartbeatOf(c.hostPath(src, srcInst.serialLog)) : undefined;
   const holdHost = spec.hold === null ? src : spec.hold.on === "source" ? src : dst;
   const down = guestLost(phase, fault);
   const holdForMs = point.duration === null ? 0 : durationMs(point.duration, MATRIX_DEADLINES.stepMs);
@@ -163,7 +164,7 @@ export async function runPoint(c: FaultCluster, vm: TestVm, point: MatrixPoint):
     await end();
   };
 
-  const watch = new PauseWatch(vm.uuid, () => [...c.agents.values()].map((a) => a.client));
+  const watch = new PauseWatch(vm.uuid, () => [...c.agents.values()].map((a) => ({ client: a.client, path: (p: string) => c.hostPath(a.name, p) })));
   // connectivity, where the guest can answer (the real guest on a fabric): from before the fault until stable after the end
   const address = before.nics[0]?.address.split("/")[0];
   let net: Awaited<ReturnType<typeof watchConnectivity>> | null = null;

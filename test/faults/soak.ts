@@ -6,7 +6,9 @@
 // the agents see them, QMP run state, leases): FaultCluster.checkStore. A VM
 // that ended down is started again (that is an operation too). Stops by
 // itself after FERRY_SOAK_OPS operations. Prints operations done, outcomes,
-// violations (must be 0).
+// violations (must be 0). One VM (soak-guest) is the real test guest: after
+// every operation that leaves it running, its memory checksum must still be
+// the one it printed when it (last) booted.
 //
 //   FERRY_SOAK_OPS=200 FERRY_SOAK_SEED=7 scripts/rt node test/faults/soak.ts     # the long run
 //   npm test runs a short one (test/faults/soak.test.ts).
@@ -14,6 +16,7 @@ import { isFerryError } from "../../src/core/errors.ts";
 import { systemClock } from "../../src/core/clock.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
 import { prng } from "../../src/scheduler/fixtures.ts";
+import { bootMemsum } from "../../src/lab/memcheck.ts";
 import { FaultCluster, waitFor } from "./cluster.ts";
 
 export interface SoakOptions {
@@ -30,6 +33,8 @@ export interface SoakReport {
   outcomes: Record<string, number>;
   violations: string[];
   seconds: number;
+  /** The real guest's memory checks: compared with its boot checksum, and how many differed. */
+  memchecks: { compared: number; mismatched: number };
 }
 
 const SWITCHES = ["precheck-fail", "port-profile-fail", "replug-fail", "qemu-crash-on-destination", "agent-crash-in-prepare"] as const;
@@ -47,12 +52,26 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   const hosts = Array.from({ length: o.hosts ?? 3 }, (_, i) => ({ name: `host-${String.fromCharCode(97 + i)}`, vfs: o.vfsPerHost ?? 2 }));
   const started = systemClock.monotonic();
   const c = await FaultCluster.start({ hosts, deadlines: "{ unplugMs: 5000, convergeMs: 60000, precheckMs: 2000, primaryBackMs: 300, stepMs: 30000 }" });
-  const report: SoakReport = { ops: 0, outcomes: {}, violations: [], seconds: 0 };
+  const report: SoakReport = { ops: 0, outcomes: {}, violations: [], seconds: 0, memchecks: c.memchecks };
   const count = (k: string): void => void (report.outcomes[k] = (report.outcomes[k] ?? 0) + 1);
   try {
     const names = Array.from({ length: o.vms ?? 4 }, (_, i) => `soak-${i}`);
     const spec = (i: number) => ({ memoryMiB: 64, nics: [...NICS[i % NICS.length]!].map((n) => ({ ...n })), noOs: true });
     for (const [i, name] of names.entries()) await c.api.createVm({ name, host: hosts[i % hosts.length]!.name, ...spec(i) });
+    // the real guest: its memory is checked after every operation that leaves it running
+    const guest = await c.api.createVm({ name: "soak-guest", host: hosts[0]!.name, memoryMiB: 256, nics: [{ network: "physnet1", mode: "failover", policy: "optional" }] });
+    names.push("soak-guest");
+    let guestBoot: { instanceId: string; sum: string } | null = null;
+    const guestBootSum = async (): Promise<string | null> => {
+      const vm = await c.api.vm("soak-guest");
+      if (vm.state !== "running" || vm.instanceId === null) return null;
+      // a new boot (a start after the guest went down) prints a new checksum; a migrated instance keeps the old one
+      if (guestBoot === null || !(await c.arrivedByMigration(vm.host, vm.instanceId))) {
+        if (guestBoot?.instanceId !== vm.instanceId) guestBoot = { instanceId: vm.instanceId, sum: await bootMemsum(await c.serialLogOf(vm.host, vm.instanceId), { timeoutMs: 60_000 }) };
+      }
+      return guestBoot.sum;
+    };
+    void guest;
 
     while (report.ops < o.ops) {
       report.ops++;
@@ -103,6 +122,11 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         }, 30_000);
       }
       const v = await settled(c, rec);
+      const boot = await guestBootSum().catch((e: unknown) => `no boot checksum: ${e instanceof Error ? e.message : String(e)}`);
+      if (boot !== null && v.length === 0) {
+        const g = await c.api.vm("soak-guest");
+        v.push(...(boot.startsWith("no boot") ? [boot] : (await c.check({ name: "soak-guest", uuid: g.uuid }, null, { bootSum: boot })).filter((x) => /memory/.test(x))));
+      }
       log(`${String(report.ops).padStart(4)} ${what}${v.length > 0 ? `\n       ✗ ${v.join("\n       ✗ ")}` : ""}`);
       report.violations.push(...v.map((x) => `op ${report.ops} (${what}): ${x}`));
     }
@@ -125,7 +149,7 @@ async function settled(c: FaultCluster, rec: MigrationRecord | null): Promise<st
 
 export function renderSoak(r: SoakReport): string {
   const outcomes = Object.entries(r.outcomes).sort((a, b) => b[1] - a[1]).map(([k, n]) => `  ${String(n).padStart(4)}  ${k}`);
-  return [`soak: ${r.ops} operations in ${r.seconds} s`, "outcomes:", ...outcomes, `violations: ${r.violations.length}`, ...r.violations.map((v) => `  ✗ ${v}`)].join("\n");
+  return [`soak: ${r.ops} operations in ${r.seconds} s`, "outcomes:", ...outcomes, `guest memory checked ${r.memchecks.compared} times, ${r.memchecks.mismatched} different from the boot checksum`, `violations: ${r.violations.length}`, ...r.violations.map((v) => `  ✗ ${v}`)].join("\n");
 }
 
 if (import.meta.main) {

@@ -43,7 +43,7 @@ describe("lab fault switches → the policy table's outcomes, through the contro
       const before = await c.api.vm(vm.name);
       const src = before.host;
       const dst = src === "host-a" ? "host-b" : "host-a";
-      const hb = await heartbeatOf((await c.agent(src).client.instance(before.instanceId!)).serialLog);
+      const hb = await heartbeatOf(c.hostPath(src, (await c.agent(src).client.instance(before.instanceId!)).serialLog));
       await c.arm(dst, k.fault, { once: true });
       const r = await c.api.migrate({ vm: vm.name, to: dst });
       assert.equal(r.kind, "started");

@@ -330,6 +330,7 @@ describe("agent HTTP API", () => {
       assert.deepEqual(ops, [
         "DELETE /v1/faults",
         "DELETE /v1/leases/{vf}",
+        "GET /metrics",
         "GET /openapi.json",
         "GET /v1/faults",
         "GET /v1/health",

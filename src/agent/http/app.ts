@@ -10,8 +10,8 @@ import { healthRoutes } from "./health.ts";
 import { instanceRoutes } from "./instances.ts";
 import { inventoryRoutes } from "./inventory.ts";
 import { leaseRoutes } from "./leases.ts";
+import { metricsRoutes } from "./metrics.ts";
 import { migrationRoutes } from "./migrations.ts";
-import { openApiDocument } from "../../core/http/openapi.ts";
 import { baseApp } from "../../core/http/server.ts";
 import type { FerryFastify } from "../../core/http/type-provider.ts";
 
@@ -24,16 +24,15 @@ export type { AgentAppDeps } from "./deps.ts";
  * leases.ts, and add it here: auth, validation, problem bodies and the
  * OpenAPI document come with it.
  */
-export const ROUTE_FILES: readonly RouteFile[] = [healthRoutes, inventoryRoutes, leaseRoutes, instanceRoutes, migrationRoutes, faultRoutes];
+export const ROUTE_FILES: readonly RouteFile[] = [healthRoutes, inventoryRoutes, leaseRoutes, instanceRoutes, migrationRoutes, faultRoutes, metricsRoutes];
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
 /** `o.tls`: serve HTTPS and require a client certificate signed by its CA (the token stays required). */
 export function buildAgentApp(deps: AgentAppDeps, o: { tls?: TlsMaterial | null | undefined } = {}): FerryFastify {
-  const { app, routes } = baseApp({ token: deps.token, realm: "ferry-agent", tokenSource: "the agent's authTokenFile", bodyLimit: MAX_BODY_BYTES, log: deps.log ?? silentLogger, tls: o.tls });
-  app.get("/openapi.json", { config: { openapi: { summary: "This API as an OpenAPI 3.1 document (requires the token too)" } } }, () =>
-    openApiDocument(routes, { title: "Ferry agent", version: deps.agent.version }),
-  );
-  for (const register of ROUTE_FILES) register(app, deps);
+  const openapi = { title: "Ferry agent", version: deps.agent.version, description: "Ferry host agent API. Every route requires `Authorization: Bearer <token>` (the agent's authTokenFile)." };
+  const { app } = baseApp({ token: deps.token, realm: "ferry-agent", tokenSource: "the agent's authTokenFile", bodyLimit: MAX_BODY_BYTES, log: deps.log ?? silentLogger, tls: o.tls, openapi, routes: (a) => {
+    for (const register of ROUTE_FILES) register(a, deps);
+  } });
   return app;
 }

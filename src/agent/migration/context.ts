@@ -12,6 +12,7 @@ import type { LeaseHolder, LeaseStore, RecordStore } from "../../host/leases.ts"
 import type { Accel } from "../../qemu/accel.ts";
 import type { Instance } from "../../qemu/instance.ts";
 import type { Faults } from "../faults.ts";
+import type { VfLife } from "../vf-life.ts";
 import { endedGuard, markEnded } from "./ended.ts";
 import type { MigrationTransport } from "./transport.ts";
 
@@ -42,6 +43,8 @@ export interface StepContext {
   vfs: () => readonly UsableVf[];
   network: (name: string) => NetworkPlace | undefined;
   instances: InstanceRegistry;
+  /** Real VFs set up before QEMU sees them and reset when let go (../vf-life.ts). */
+  vfLife: VfLife;
   qemuBinary?: string;
   /** Lab fault switches (absent or disabled on production hosts). */
   faults?: Faults;

@@ -18,6 +18,7 @@ import { discard, startIncoming, waitRunning } from "./lifecycle.ts";
 import { arrivingNics, bringBackNics, steerOnResume } from "./nics.ts";
 import { tlsRefusal } from "./transport.ts";
 import { releaseRamFile } from "./wiring.ts";
+import { releaseHeld, releaseLeased, wantedVfs } from "../vf-life.ts";
 import type { AbortReply, FinishReply, PrecheckReply, PrepareBody, PrepareReply } from "../../wire/steps.ts";
 
 export const DEST = "migration-destination";
@@ -41,8 +42,8 @@ export type PrepareInput = Omit<PrepareBody, "spec"> & { spec: VmSpec };
 export type PrepareResult = PrepareReply;
 export type FinishResult = FinishReply;
 
-/** Migrate-back: stop the instance the guest left on this host and move its VF leases to the migration. */
-async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Promise<void> {
+/** Migrate-back: stop the instance the guest left on this host and move its VF leases to the migration; returns those VFs. */
+async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Promise<string[]> {
   const old = ctx.instances.get(instanceId);
   if (old) {
     await old.stop();
@@ -50,7 +51,7 @@ async function adopt(ctx: StepContext, instanceId: string, to: LeaseHolder): Pro
     ctx.instances.remove(instanceId);
     await releaseRamFile(ctx, old.meta);
   }
-  ctx.leases.transferHeldBy({ kind: "instance", instanceId }, to);
+  return ctx.leases.transferHeldBy({ kind: "instance", instanceId }, to);
 }
 
 export function prepare(ctx: StepContext, migrationId: string, input: PrepareInput, signal: AbortSignal): Promise<PrepareResult> {
@@ -67,11 +68,14 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
   const source = input.spec;
   const expiresAt = ctx.clock.now() + input.leaseTtlMs;
   const holder = migrationHolder(migrationId, source.uuid, expiresAt);
-  if (input.adoptFrom !== undefined) await adopt(ctx, input.adoptFrom, holder);
+  const adopted = input.adoptFrom === undefined ? [] : await adopt(ctx, input.adoptFrom, holder);
   const leased: string[] = [];
   const instanceId = newInstanceId();
   try {
     const { nics, planned } = arrivingNics(ctx, source.nics, input.nics, holder, leased);
+    // real VFs: on vfio-pci with the guest's MAC (and the network's VLAN) before the incoming QEMU opens them;
+    // adopted ones (migrate-back) are set up for this guest already and stay as they are
+    await ctx.vfLife.acquire(wantedVfs(source.nics, planned).filter((w) => !adopted.includes(w.vf)), signal);
     if (ctx.faults?.fire("port-profile-fail")) {
       throw new FerryError("FERRY_ERR_FEATURE", "port-profile association failed on the destination (lab fault switch port-profile-fail)", { details: { feature: "port-profile" } });
     }
@@ -82,9 +86,9 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
     if (ctx.faults?.fire("agent-crash-in-prepare")) process.kill(process.pid, "SIGKILL");
     return { instanceId, uri };
   } catch (e) {
-    for (const vf of leased) ctx.leases.release(vf, holder);
     const inst = ctx.instances.get(instanceId);
     if (inst) await discard(ctx, inst);
+    await releaseLeased(ctx.vfLife, ctx.leases, leased, holder);
     throw e;
   }
 }
@@ -163,8 +167,8 @@ async function finishNow(ctx: StepContext, migrationId: string, primaryBackMs: n
  */
 async function guestLost(ctx: StepContext, migrationId: string, rec: DestRecord, inst: Instance | undefined): Promise<never> {
   if (inst) await discard(ctx, inst);
-  ctx.leases.releaseHeldBy({ kind: "migration", migrationId });
-  ctx.leases.releaseHeldBy({ kind: "instance", instanceId: rec.instanceId });
+  await releaseHeld(ctx.vfLife, ctx.leases, { kind: "migration", migrationId });
+  await releaseHeld(ctx.vfLife, ctx.leases, { kind: "instance", instanceId: rec.instanceId });
   if (!rec.lost) ctx.records.put(DEST, migrationId, { ...rec, lost: true } satisfies DestRecord);
   throw new FerryError("FERRY_ERR_GUEST_LOST", `the destination QEMU of instance ${rec.instanceId} exited after the switch-over: the guest is lost; its QEMU and console logs are kept under ${join(ctx.runDir, "logs", rec.instanceId)} on ${ctx.host}; 'ferry vm start ${rec.spec.name}' boots the VM again`, { details: { instanceId: rec.instanceId } });
 }
@@ -204,7 +208,7 @@ export async function abortNow(ctx: StepContext, migrationId: string): Promise<A
     // the instance may be gone already (an agent restart): its RAM file is known by name
     if (rec.spec.sharedMemory === true) await releaseRamFile(ctx, { instanceId: rec.instanceId, ramFile: ramFilePath(ctx.memoryDir, rec.vmUuid, rec.instanceId) });
   }
-  ctx.leases.releaseHeldBy({ kind: "migration", migrationId });
+  await releaseHeld(ctx.vfLife, ctx.leases, { kind: "migration", migrationId });
   ctx.records.delete(DEST, migrationId);
   return { aborted };
 }

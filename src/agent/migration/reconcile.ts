@@ -7,6 +7,7 @@ import type { DestRecord } from "./destination.ts";
 import { abortNow, DEST } from "./destination.ts";
 import { confirmEnded, unconfirmedEnded } from "./ended.ts";
 import { SRC } from "./source.ts";
+import { releaseHeld } from "../vf-life.ts";
 
 /**
  * The migrations this host holds anything of: a destination or source
@@ -61,7 +62,7 @@ export function reconcileEnded(ctx: StepContext, id: string): Promise<ReconcileR
         out.releasedVfs.push(...leased);
       }
     }
-    out.releasedVfs.push(...ctx.leases.releaseHeldBy({ kind: "migration", migrationId: id }));
+    out.releasedVfs.push(...(await releaseHeld(ctx.vfLife, ctx.leases, { kind: "migration", migrationId: id })));
     ctx.records.delete(DEST, id);
     ctx.records.delete(SRC, id);
     confirmEnded(ctx.records, ctx.clock.now(), id);

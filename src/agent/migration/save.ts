@@ -23,6 +23,7 @@ import type { StepContext } from "./context.ts";
 import { discard, startIncoming, waitRunning } from "./lifecycle.ts";
 import { arrivingNics, bringBackNics, unplugEphemerals } from "./nics.ts";
 import { migrateOut } from "./outgoing.ts";
+import { releaseHeld, releaseLeased, wantedVfs } from "../vf-life.ts";
 import type { RestoreReply, SaveReply } from "../../wire/instance-ops.ts";
 
 export type SaveResult = SaveReply;
@@ -80,7 +81,7 @@ export async function saveInstance(ctx: StepContext, instanceId: string, file: s
   await rename(partial, file);
   // the VM now lives in the file: the instance goes, its VFs are free
   await discard(ctx, inst);
-  const releasedVfs = ctx.leases.releaseHeldBy({ kind: "instance", instanceId });
+  const releasedVfs = await releaseHeld(ctx.vfLife, ctx.leases, { kind: "instance", instanceId });
   return {
     file,
     bytes: (await stat(file)).size,
@@ -128,8 +129,10 @@ export async function restoreInstance(ctx: StepContext, file: string, saved: VmS
   let planned: Record<string, string | null>;
   try {
     ({ nics: out, planned } = arrivingNics(ctx, saved.nics, nics, holder, leased));
+    // real VFs: on vfio-pci with the guest's MAC before the restoring QEMU opens them
+    await ctx.vfLife.acquire(wantedVfs(saved.nics, planned), signal);
   } catch (e) {
-    for (const vf of leased) ctx.leases.release(vf, holder);
+    await releaseLeased(ctx.vfLife, ctx.leases, leased, holder);
     throw e;
   }
   const base: VmSpec = { ...saved, nics: out };
@@ -153,7 +156,7 @@ export async function restoreInstance(ctx: StepContext, file: string, saved: VmS
     return { instanceId, nics };
   } catch (e) {
     if (inst) await discard(ctx, inst);
-    for (const vf of leased) ctx.leases.release(vf, holder);
+    await releaseLeased(ctx.vfLife, ctx.leases, leased, holder);
     throw e;
   }
 }

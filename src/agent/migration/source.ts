@@ -13,6 +13,7 @@ import { instanceHolder, instanceOf, serial, unlessEnded } from "./context.ts";
 import { replugMissing, unplugEphemerals } from "./nics.ts";
 import { migrateOut } from "./outgoing.ts";
 import { releaseRamFile, steerInitial } from "./wiring.ts";
+import { releaseHeld } from "../vf-life.ts";
 import type { BeginReply, CancelReply, ConfirmReply, PerformBody, PerformReply, SwitchoverReply } from "../../wire/steps.ts";
 
 export const SRC = "migration-source";
@@ -291,7 +292,7 @@ async function confirmNow(ctx: StepContext, migrationId: string, instanceId: str
     await inst.remove();
     ctx.instances.remove(inst.id);
     await releaseRamFile(ctx, inst.meta);
-    ctx.leases.releaseHeldBy(holder);
+    await releaseHeld(ctx.vfLife, ctx.leases, holder);
     forgetSource(ctx, migrationId);
     return { state: "stopped" };
   }

@@ -1,6 +1,7 @@
 // Bearer-token authentication on every route (the OpenAPI document and 404s
-// included: nothing about the API is visible without the token). The token
-// is compared in constant time and never logged.
+// included: nothing about the API is visible without the token), but routes
+// with `config: { public: true }` (the dashboard's static files, which carry
+// no data). The token is compared in constant time and never logged.
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { FerryError } from "../errors.ts";
 import { tokenMatches } from "./token.ts";
@@ -10,6 +11,7 @@ const BEARER_RE = /^Bearer ([^\s]+)$/i;
 /** `realm` names the service; `tokenSource` tells an operator where the token lives. (Both apps: server.ts.) */
 export function bearerAuth(token: string, o: { realm: string; tokenSource: string }) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (req.routeOptions.config.public === true) return;
     const header = req.headers.authorization;
     const m = typeof header === "string" ? BEARER_RE.exec(header) : null;
     const given = m?.[1];

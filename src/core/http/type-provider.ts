@@ -21,5 +21,7 @@ export interface RouteDoc {
 declare module "fastify" {
   interface FastifyContextConfig {
     openapi?: RouteDoc;
+    /** Served without the bearer token and left out of the OpenAPI document (static files that carry no data). */
+    public?: boolean;
   }
 }

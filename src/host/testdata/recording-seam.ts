@@ -2,7 +2,9 @@
 // kernel's PCI driver core this machine cannot exercise (no SR-IOV, no VFIO):
 // it logs every sysfs write and every command in order, and applies the writes
 // as the kernel does (unbind, driver_override, drivers_probe); `ip` goes to a
-// fake PF (./fake-pf.ts). `failOn` makes one logged step fail.
+// fake PF (./fake-pf.ts). `failOn` makes one logged step fail. `loggedToFile`
+// keeps the log on disk after every call (for a QEMU stand-in to copy when it runs).
+import { writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { FerryError } from "../../core/errors.ts";
 import type { VfSeam } from "../vf-setup.ts";
@@ -75,4 +77,28 @@ export function recordingSeam(root: string, pf: FakePf, devices: Record<string, 
     },
   };
   return seam;
+}
+
+/** `seam` with its log written to `file` (one entry a line) now and after every run and write. */
+export function loggedToFile(seam: RecordingSeam, file: string): VfSeam {
+  const sync = (): void => writeFileSync(file, seam.log.map((l) => `${l}\n`).join(""));
+  sync();
+  return {
+    run: async (f, a, opts) => {
+      try {
+        return await seam.run(f, a, opts);
+      } finally {
+        sync();
+      }
+    },
+    write: async (path, value) => {
+      try {
+        await seam.write(path, value);
+      } finally {
+        sync();
+      }
+    },
+    readText: (path) => seam.readText(path),
+    readLink: (path) => seam.readLink(path),
+  };
 }

@@ -1,0 +1,139 @@
+// The web dashboard (/ui) in a real browser: Debian's Chromium driven by
+// playwright-core against a lab's controller. An operator signs in with the
+// token, sees the hosts and the VM, plans a migration, confirms it, watches
+// the timeline reach done and the VM's VF show up on the other host. The lab
+// runs plain HTTP (tls: false): the browser would otherwise need the lab's
+// client certificate. The guest is a real one (not no-OS): a no-OS guest never
+// brings its failover primary back, so its VF would not move; 64 MiB of its
+// RAM are random, so the copy lasts long enough to chart. The screenshot
+// goes to var/artifacts/dashboard.png (FERRY_ARTIFACTS_DIR overrides);
+// FERRY_UPDATE_SCREENSHOT=1 also copies it to docs/dashboard.png.
+import assert from "node:assert/strict";
+import { copyFile, mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { chromium } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import type { ControllerClient } from "../../src/api/client.ts";
+import { reachable } from "../../src/lab/lab-demo.ts";
+import { labClient, labDown, labSpec, labUp } from "../../src/lab/lab.ts";
+import type { LabState } from "../../src/lab/lab.ts";
+
+const NAME = "dashb";
+const ROOT = join(import.meta.dirname, "../..");
+const ARTIFACTS = process.env["FERRY_ARTIFACTS_DIR"] ?? join(ROOT, "var/artifacts");
+/** How Chromium runs here (as root, on a machine with no way out): no sandbox, no GPU, nothing in the background. */
+const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-proxy-server"];
+
+/** Page script: records each data-phase the migration's card takes, in order, in window.phasesSeen. */
+const PHASE_RECORDER = `{
+  const seen = [];
+  window.phasesSeen = seen;
+  new MutationObserver(() => {
+    for (const el of document.querySelectorAll("article.migration")) {
+      const p = el.getAttribute("data-phase");
+      if (p && seen[seen.length - 1] !== p) seen.push(p);
+    }
+  }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-phase"] });
+}`;
+
+describe("the web dashboard in Chromium", { timeout: 180_000 }, () => {
+  let lab: LabState;
+  let client: ControllerClient;
+  let token = "";
+  let browser: Browser;
+  let page: Page;
+  let url = "";
+
+  before(async () => {
+    process.env["FERRY_CONTEXT"] = `/tmp/ferry-dashb-context-${process.pid}.json`;
+    await labDown(NAME);
+    lab = await labUp(labSpec({ name: NAME, hosts: 2, configText: "networks: [physnet1]\nvfs: { physnet1: 4 }\n", tls: false }));
+    client = await labClient(lab);
+    token = (await readFile(lab.controllerTokenFile, "utf8")).trim();
+    url = lab.controller.url;
+    const vm = await client.createVm({ name: "web1", host: "host1", memoryMiB: 256, guestFillMiB: 64, nics: [{ network: "physnet1", mode: "failover", policy: "mandatory" }] });
+    // the guest answers on its NIC: its failover primary (the VF) is in use, so a migration moves it
+    assert.ok(await reachable(lab.netns, vm.nics[0]!.address.split("/")[0]!, 90_000), "the guest answers the lab's peer");
+    browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: CHROMIUM_ARGS });
+    page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+  });
+  after(async () => {
+    await browser?.close();
+    await labDown(NAME);
+  });
+
+  it("serves the page without the token and the data only with it", async () => {
+    const pageRes = await fetch(`${url}/ui/`);
+    assert.equal(pageRes.status, 200);
+    assert.match(pageRes.headers.get("content-type") ?? "", /^text\/html/);
+    assert.match(pageRes.headers.get("content-security-policy") ?? "", /connect-src 'self'/);
+    const js = await fetch(`${url}/ui/app.js`);
+    assert.equal(js.status, 200);
+    assert.match(js.headers.get("content-type") ?? "", /^text\/javascript/);
+    assert.equal((await fetch(`${url}/ui/tsconfig.json`)).status, 404, "only the page's own files are served");
+    assert.equal((await fetch(`${url}/v1/hosts`)).status, 401, "the API still wants the token");
+  });
+
+  it("refuses a wrong token at the login, then signs in and shows the hosts and the VM with its VF", async () => {
+    await page.goto(`${url}/ui`);
+    await page.fill("#token", "not-the-token");
+    await page.click("#signin");
+    await page.getByText("The controller refused this token").waitFor();
+    await page.fill("#token", token);
+    await page.click("#signin");
+    await page.locator('[data-host="host1"]').waitFor();
+    await page.locator('[data-host="host2"]').waitFor();
+    const row = page.locator('tr[data-vm="web1"]');
+    await row.waitFor();
+    assert.equal(await row.locator(".runs-on").textContent(), "host1");
+    const vf = (await client.vm("web1")).nics[0]!.vf!;
+    assert.match(await row.locator(".vfref").textContent() ?? "", new RegExp(`VF ${vf}@host1`));
+    assert.equal(await page.locator('[data-host="host1"] .vf[data-vm="web1"]').count(), 1, "host1 shows the VM's VF in use");
+    assert.equal(await page.locator('[data-host="host2"] .vf[data-vm="web1"]').count(), 0);
+    assert.equal(await page.locator('[data-host="host2"] .vf.free').count(), 4, "host2's four VFs are free");
+    await page.locator(".live.on").waitFor({ timeout: 10_000 });
+  });
+
+  it("plans a migration, starts it on confirm, follows the timeline to done, and the VF moves to host2", async () => {
+    const row = page.locator('tr[data-vm="web1"]');
+    await row.locator("button.migrate").click();
+    const dialog = page.locator("#migrate-dialog");
+    await dialog.locator('[data-destination="host2"]').waitFor();
+    const confirm = dialog.locator("#migrate-confirm");
+    assert.equal(await confirm.textContent(), "Migrate web1 to host2");
+    assert.deepEqual((await client.migrations()).length, 0, "the plan starts nothing");
+    // every phase the migration's card shows, as it shows it (recorded in the page: a poll from here could miss one)
+    await page.evaluate(PHASE_RECORDER);
+    await confirm.click();
+    await dialog.waitFor({ state: "hidden" });
+    const card = page.locator("article.migration").first();
+    await card.waitFor();
+    await card.locator('.tl-step[data-phase="done"].reached').waitFor({ timeout: 60_000 });
+    const seen = await page.evaluate("window.phasesSeen");
+    assert.ok(Array.isArray(seen) && seen.every((p) => typeof p === "string"), "the recorder ran");
+    assert.ok(seen.length >= 2 && seen.at(-1) === "done", `the card went through phases to done: ${seen.join(" → ")}`);
+    const order = ["planned", "begin", "prepare", "perform", "precheck", "switchover", "finish", "confirm", "done"];
+    assert.ok(seen.every((p, i) => i === 0 || order.indexOf(p) > order.indexOf(seen[i - 1]!)), `the card's phase only went forward: ${seen.join(" → ")}`);
+    const reached = await Promise.all((await card.locator(".tl-step.reached").all()).map((step) => step.getAttribute("data-phase")));
+    for (const p of ["begin", "prepare", "perform", "precheck", "switchover", "finish", "confirm", "done"]) assert.ok(reached.includes(p), `timeline shows ${p}: ${reached.join(" ")}`);
+    assert.equal(await card.locator(".badge.succeeded").count(), 1, "the outcome: succeeded");
+
+    const moved = (await client.vm("web1")).nics[0]!.vf!;
+    assert.equal((await client.vm("web1")).host, "host2");
+    await page.locator('tr[data-vm="web1"] .runs-on', { hasText: "host2" }).waitFor({ timeout: 10_000 });
+    assert.match(await page.locator('tr[data-vm="web1"] .vfref').textContent() ?? "", new RegExp(`VF ${moved}@host2`));
+    await page.locator(`[data-host="host2"] .vf[data-vm="web1"][data-vf="${moved}"]`).waitFor({ timeout: 10_000 });
+    await page.locator('[data-host="host1"] .vf[data-vm="web1"]').waitFor({ state: "detached", timeout: 10_000 });
+    assert.match(await card.locator(".vfmove").textContent() ?? "", new RegExp(`→ ${moved}@host2`));
+    await page.locator(".history tr[data-migration] .badge.succeeded").waitFor();
+    await page.locator(".events .ev-outcome").waitFor();
+    await page.locator(".toast").first().waitFor({ state: "detached", timeout: 10_000 }); // a clean screenshot
+
+    await mkdir(ARTIFACTS, { recursive: true });
+    const shot = join(ARTIFACTS, "dashboard.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    process.stdout.write(`dashboard: screenshot ${shot}; phases seen ${seen.join(" → ")}\n`);
+    if (process.env["FERRY_UPDATE_SCREENSHOT"] === "1") await copyFile(shot, join(ROOT, "docs/dashboard.png"));
+  });
+});
