@@ -7,6 +7,9 @@ import { problemError, request, send, unreachable } from "../core/http/client.ts
 import type { ClientOptions, RequestOptions, SendOptions } from "../core/http/client.ts";
 import { FerryError } from "../core/errors.ts";
 import { fetchFor } from "../core/tls.ts";
+import { createParser } from "eventsource-parser";
+import { ForceCompleteView, MigrationLimitsView } from "../wire/migration-stream.ts";
+import type { ForceCompleteInputT, ForceCompleteViewT, MigrationLimitsInputT, MigrationLimitsViewT, MigrationStreamEvent } from "../wire/migration-stream.ts";
 import type { CancelReport } from "../migration/runner.ts";
 import type { CreatedVmT, CreateVmBodyT, DeviceRowT, EventView, HeartbeatBodyT, HostViewT, LocalMigrateViewT, MigrateBodyT, MigrateReplyT, MigrationViewT, VmViewT } from "../wire/controller-api.ts";
 import type { EvacuateBodyT } from "../wire/evacuation.ts";
@@ -142,8 +145,32 @@ export class ControllerClient {
   }
 
   /** Read the event stream; with follow, until the signal aborts or the controller closes it. */
-  async events(onEvent: (e: EventView) => void, o: { follow?: boolean; after?: number; signal?: AbortSignal } = {}): Promise<void> {
+  events(onEvent: (e: EventView) => void, o: { follow?: boolean; after?: number; signal?: AbortSignal } = {}): Promise<void> {
     const path = `/v1/events${q({ follow: o.follow ? "1" : undefined, after: o.after === undefined ? undefined : String(o.after) })}`;
+    return this.#stream(path, (data) => onEvent(JSON.parse(data) as EventView), { follow: o.follow === true, ...(o.signal ? { signal: o.signal } : {}) });
+  }
+
+  /**
+   * Follow one migration (GET /v1/migrations/:id/events): the phases so far,
+   * then its events and QEMU's progress, until `end` (the controller closes
+   * the stream then) or the signal aborts.
+   */
+  migrationEvents(id: string, onEvent: (e: MigrationStreamEvent) => void, o: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.#stream(`/v1/migrations/${encodeURIComponent(id)}/events`, (data) => onEvent(JSON.parse(data) as MigrationStreamEvent), { follow: true, ...(o.signal ? { signal: o.signal } : {}) });
+  }
+
+  /** Change a running migration's bandwidth cap (MiB/s) or downtime limit (ms) on its source's QEMU. */
+  setMigrationLimits(id: string, body: MigrationLimitsInputT, o?: RequestOptions): Promise<MigrationLimitsViewT> {
+    return this.request("POST", `/v1/migrations/${encodeURIComponent(id)}/parameters`, MigrationLimitsView, body, o);
+  }
+
+  /** Make a running migration converge now (its downtime limit raised; the reply says what was done and why). */
+  forceCompleteMigration(id: string, body: ForceCompleteInputT = {}, o?: RequestOptions): Promise<ForceCompleteViewT> {
+    return this.request("POST", `/v1/migrations/${encodeURIComponent(id)}/force-complete`, ForceCompleteView, body, o);
+  }
+
+  /** An SSE stream's `data:` payloads (parsed by eventsource-parser), until it ends or the signal aborts. */
+  async #stream(path: string, onData: (data: string) => void, o: { follow: boolean; signal?: AbortSignal }): Promise<void> {
     const { res } = await send(this.#options("GET", path, undefined, { ...(o.signal ? { signal: o.signal } : {}), timeoutMs: o.follow ? 2 ** 31 - 1 : this.#timeoutMs }, "text/event-stream"));
     if (!res.ok || !res.body) {
       const text = await res.text().catch(() => "");
@@ -156,18 +183,9 @@ export class ControllerClient {
       throw problemError(data, res.status) ?? new FerryError("FERRY_ERR_CONTROLLER", `GET ${path}: HTTP ${res.status}`, { retryable: res.status >= 500, details: { status: res.status } });
     }
     const decoder = new TextDecoder();
-    let buf = "";
+    const parser = createParser({ onEvent: (m) => { if (m.data !== "") onData(m.data); } });
     try {
-      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
-        buf += decoder.decode(chunk, { stream: true });
-        let i: number;
-        while ((i = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-          if (data !== "") onEvent(JSON.parse(data) as EventView);
-        }
-      }
+      for await (const chunk of res.body as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk, { stream: true }));
     } catch (e) {
       if (o.signal?.aborted) return;
       throw unreachable("FERRY_ERR_CONTROLLER", `GET ${this.baseUrl}${path}`, this.baseUrl, e, null);

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { buildAgentApp } from "../agent/http/app.ts";
 import { silentLogger } from "../core/log.ts";
 import { EventBus } from "../controller/events.ts";
-import { ControllerMetrics } from "./metrics.ts";
+import { ControllerMetrics, migrationKind } from "./metrics.ts";
 import type { MetricsSource } from "./metrics.ts";
 import { newRecord } from "../migration/types.ts";
 import type { MigrationRecord } from "../migration/types.ts";
@@ -144,4 +144,9 @@ test("a NIC's connectivity written after the outcome (lab: once the NIC is stead
   assert.equal(await gapCount(), 1);
   assert.equal(await gapCount(), 1, "observed once");
   await m.close();
+});
+
+test("the kind label of every record kind: local migrations, saves and restores are not counted as cross-host", () => {
+  const plan = contractPlan("m-k");
+  assert.deepEqual([migrationKind({ plan }), migrationKind({ plan: { ...plan, kind: "local" } }), migrationKind({ plan: { ...plan, kind: "save" } }), migrationKind({ plan: { ...plan, kind: "restore" } })], ["cross-host", "local", "save", "restore"]);
 });

@@ -17,9 +17,10 @@ import { HOST_STATES } from "../model/cluster.ts";
 import { VM_STATES } from "../store/cluster.ts";
 import type { ControllerFastify } from "./deps.ts";
 
-/** A migration's kind label: a cross-host migration, or one the coordinator started to take a VM back. */
+/** A record's kind label: a cross-host migration, one the coordinator started to take a VM back, or a local migration, save or restore (controller/vm-records.ts). */
 export function migrationKind(r: Pick<MigrationRecord, "plan">): string {
-  return r.plan.link?.kind ?? "cross-host";
+  const kind = r.plan.kind ?? "migration";
+  return r.plan.link?.kind ?? (kind === "migration" ? "cross-host" : kind);
 }
 
 /** Ids remembered so that a migration is counted once (an outcome event seen twice, e.g. after a resume). */

@@ -142,8 +142,10 @@ describe("ferry against a controller", () => {
   test("vm save with a path: a usage error that says what a save name is and where save files go; nothing sent", async () => {
     const r = await ferry(["vm", "save", "web", "/tmp/web.state"]);
     assert.equal(r.code, EXIT.usage, r.stderr);
-    assert.match(r.stderr, /"\/tmp\/web\.state" is not a save name: FILE is a file name, not a path — 1 to 128 letters, digits/);
-    assert.match(r.stderr, /the file goes in the saveDir of the VM's host/);
+    assert.match(r.stderr, /"\/tmp\/web\.state" is a path; Ferry chooses where save files go: the saveDir of the VM's host \(host\.yaml saveDir, default <stateDir>\/saves\)/);
+    assert.match(r.stderr, /give its name only, e\.g\. 'ferry vm save NAME web\.state'/);
+    const bad = await ferry(["vm", "save", "web", "we b.state"]);
+    assert.match(bad.stderr, /"we b\.state" is not a save name: FILE is a file name, not a path — 1 to 128 letters, digits/);
     assert.equal((await m.controller.getVm("web")).savedAs, undefined);
   });
 

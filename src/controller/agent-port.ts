@@ -55,7 +55,7 @@ export class HttpAgentPort implements AgentPort {
 
   async switchover(plan: MigrationPlan, signal: AbortSignal): Promise<SwitchoverResult> {
     const r = await this.#agents(plan.source.host).switchover(plan.id, { instanceId: plan.source.instanceId, timeoutMs: plan.deadlines.stepMs }, stepOptions(signal));
-    return { totalMs: r.totalMs, downtimeMs: r.downtimeMs };
+    return { totalMs: r.totalMs, downtimeMs: r.downtimeMs, ...(r.transferredBytes === undefined ? {} : { transferredBytes: r.transferredBytes }) };
   }
 
   async finish(plan: MigrationPlan, signal: AbortSignal): Promise<FinishResult> {

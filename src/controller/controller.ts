@@ -20,6 +20,7 @@ import { ControllerContext } from "./context.ts";
 import type { ControllerDeps } from "./context.ts";
 import type { LocalMigrateReply, MigrationProgress } from "../wire/instance-ops.ts";
 import type { EventBus } from "./events.ts";
+import type { ForceCompleteViewT, MigrationLimitsViewT, MigrationStreamEvent } from "../wire/migration-stream.ts";
 import { Hosts } from "./hosts.ts";
 import type { HeartbeatInput, VfUse } from "./hosts.ts";
 import { Migrations } from "./migrations.ts";
@@ -141,7 +142,7 @@ export class Controller {
   }
 
   /** Local migration (a QEMU upgrade in place): a new instance on the same host, RAM shared, VF leases moved to it. */
-  localMigrate(name: string, o: { qemuBinary?: string } = {}): Promise<{ vm: VmRecord; result: LocalMigrateReply }> {
+  localMigrate(name: string, o: { qemuBinary?: string } = {}): Promise<{ vm: VmRecord; result: LocalMigrateReply; migration?: MigrationRecord }> {
     return this.#local.localMigrate(name, o);
   }
 
@@ -177,5 +178,20 @@ export class Controller {
 
   cancelMigration(id: string): Promise<CancelReport> {
     return this.#migrations.cancel(id);
+  }
+
+  /** Migration `id`'s live stream: the phases so far, then its events and QEMU's progress until `end` (migration-live.ts). */
+  followMigration(id: string, send: (e: MigrationStreamEvent) => void, signal: AbortSignal): Promise<void> {
+    return this.#migrations.live.follow(id, send, signal);
+  }
+
+  /** Change a running migration's bandwidth cap or downtime limit on the source's QEMU (phase perform only). */
+  setMigrationLimits(id: string, input: { maxBandwidthMiBps?: number; downtimeLimitMs?: number }): Promise<MigrationLimitsViewT> {
+    return this.#migrations.live.setLimits(id, input);
+  }
+
+  /** Make a running migration converge now: its downtime limit raised (post-copy is not possible: migration-live.ts). */
+  forceCompleteMigration(id: string, input: { downtimeLimitMs?: number } = {}): Promise<ForceCompleteViewT> {
+    return this.#migrations.live.forceComplete(id, input);
   }
 }

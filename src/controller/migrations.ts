@@ -11,12 +11,15 @@ import { isTerminal } from "../migration/types.ts";
 import type { ClusterSnapshot, PlacementVm } from "../model/cluster.ts";
 import { place } from "../scheduler/place.ts";
 import type { Destination } from "../scheduler/types.ts";
-import type { VmNicRecord, VmPlace, VmRecord } from "../store/cluster.ts";
+import type { HostRecord, VmNicRecord, VmPlace, VmRecord } from "../store/cluster.ts";
 import { HttpAgentPort } from "./agent-port.ts";
 import type { ClusterView } from "./cluster-view.ts";
 import type { ConnectivityHandle } from "./connectivity.ts";
 import { connectivityWarnings } from "./connectivity.ts";
 import type { ControllerContext } from "./context.ts";
+import { MigrationFeed } from "./migration-feed.ts";
+import { MigrationLive } from "./migration-live.ts";
+import type { CoordinatorEvent } from "../migration/runner.ts";
 import type { PlanReply as PlanView } from "../wire/controller-api.ts";
 import type { MigrationProgress } from "../wire/instance-ops.ts";
 import type { Vms } from "./vms.ts";
@@ -34,6 +37,21 @@ export interface MigrateInput {
 
 export type { PlanReply as PlanView } from "../wire/controller-api.ts";
 
+type MigrationNet = HostRecord["migration"];
+
+/** The migration stream from `from` to `to`: a blocker (TLS on one side only), or warnings (plain TCP, no migration network). */
+export function transportCheck(vm: string, from: string, to: string, sm: MigrationNet, dm: MigrationNet): { blocker?: string; warnings: string[] } {
+  if (dm?.tls === true && !(sm?.tls === true && sm.identity !== undefined)) {
+    return { blocker: `migration of ${vm} refused, nothing changed: ${to} takes migration streams over TLS only, and ${from} has ${sm ? "migration.tls: false" : "no migration network"}: give ${from} a migration certificate (host.yaml migration.tls) or set migration.tls: false on both`, warnings: [] };
+  }
+  if (sm?.tls === true && dm !== undefined && !dm.tls) {
+    return { blocker: `migration of ${vm} refused, nothing changed: ${from} sends migration streams over TLS, and ${to} takes plain TCP (migration.tls: false): turn TLS on for ${to} or off on both`, warnings: [] };
+  }
+  if (!dm) return { warnings: [`${to} has no migration network (host.yaml migration:): its QEMU listens on 127.0.0.1, which only works when ${from} is the same machine`] };
+  if (!dm.tls) return { warnings: [`the migration stream to ${to} (${dm.address}) is plain TCP (migration.tls: false): guest memory crosses the migration network unencrypted`] };
+  return { warnings: [] };
+}
+
 export class Migrations {
   readonly #c: ControllerContext;
   readonly #view: ClusterView;
@@ -41,11 +59,41 @@ export class Migrations {
   readonly #running = new Map<string, Promise<MigrationRecord>>();
   /** Migrations whose NICs are still watched after the outcome (lab), by id: cut ends the watch now. */
   readonly #measuring = new Map<string, { vm: string; cut: AbortController; done: Promise<void> }>();
+  /** RAM progress while perform runs, and `end` once settled: what each migration's live stream adds to the bus. */
+  readonly feed: MigrationFeed;
+  /** Live streams, tuning (migration-live.ts). */
+  readonly live: MigrationLive;
 
   constructor(c: ControllerContext, view: ClusterView, vms: Vms) {
     this.#c = c;
     this.#view = view;
     this.#vms = vms;
+    this.feed = new MigrationFeed({ clock: c.d.clock, log: c.d.log });
+    this.live = new MigrationLive({ c, feed: this.feed, get: (id) => this.get(id) });
+  }
+
+  /** Every coordinator event goes to the bus; entering perform starts sampling QEMU's progress, leaving it stops. */
+  #onEvent(e: CoordinatorEvent): void {
+    this.#c.events.publish(e);
+    if (e.type !== "phase") return;
+    if (e.to === "perform") this.#sample(e.migrationId);
+    else if (e.from === "perform") this.feed.stop(e.migrationId);
+  }
+
+  #sample(id: string): void {
+    let rec: Promise<MigrationRecord | undefined> | undefined;
+    this.feed.tick(id, async (signal) => {
+      rec ??= this.#c.d.store.getMigration(id);
+      const r = await rec;
+      return r ? this.#c.agent(r.plan.source.host).migrationProgress(r.plan.source.instanceId, { timeoutMs: 1_000, signal }) : undefined;
+    }, this.#c.signal);
+  }
+
+  /** The migration's outcome is settled: its streams get `end` (with the record as GET answers it now) and close. */
+  async #ended(id: string): Promise<void> {
+    this.feed.stop(id);
+    const r = await this.get(id).catch(() => undefined);
+    if (r && isTerminal(r)) this.feed.publish({ type: "end", migrationId: id, migration: r, at: this.#c.d.clock.now() });
   }
 
   get #runner(): RunnerDeps {
@@ -58,7 +106,7 @@ export class Migrations {
       clock: this.#c.d.clock,
       log: this.#c.d.log,
       signal: this.#c.signal,
-      onEvent: (e) => this.#c.events.publish(e),
+      onEvent: (e) => this.#onEvent(e),
     };
   }
 
@@ -67,11 +115,15 @@ export class Migrations {
     const active = await this.#c.d.store.listActiveMigrations();
     const runner = this.#runner;
     for (const r of active) if (!r.plan.link) this.#c.busy.add(r.plan.vm.uuid);
+    for (const r of active) if (r.phase === "perform") this.#sample(r.id);
     const vmOf = new Map(active.map((r) => [r.id, r.plan.vm.uuid]));
     void resumeAll(runner).then(
       async (results) => {
         for (const r of results) {
-          if (r.record) await this.#settle(r.record).catch((e: unknown) => this.#c.d.log.error({ err: e, id: r.id }, "cannot update the VM after its migration"));
+          if (r.record) {
+            await this.#settle(r.record).catch((e: unknown) => this.#c.d.log.error({ err: e, id: r.id }, "cannot update the VM after its migration"));
+            await this.#ended(r.id);
+          }
           else if (r.error && r.error.code !== "FERRY_ERR_ABORTED") this.#c.d.log.error({ id: r.id, err: r.error.message }, "resumed migration failed");
           if (r.error?.code !== "FERRY_ERR_ABORTED") this.#c.busy.delete(vmOf.get(r.id) ?? "");
         }
@@ -83,6 +135,7 @@ export class Migrations {
   /** After the controller's stop: wait for the runners, end the connectivity watches now. */
   async close(): Promise<void> {
     await Promise.allSettled(this.#running.values());
+    this.feed.stopAll();
     for (const m of this.#measuring.values()) m.cut.abort();
     await Promise.allSettled([...this.#measuring.values()].map((m) => m.done));
   }
@@ -98,11 +151,17 @@ export class Migrations {
     const vm = await this.#vms.get(input.vm);
     const { snapshot } = await this.#view.snapshot();
     const p = place(snapshot, { vm: this.#placementVm(vm), options: input.to === undefined ? {} : { to: input.to } });
+    const destinations = p.kind === "placed" ? [...p.destinations] : [];
+    // the migration network and TLS of each ranked destination against the source's: what the scheduler does not see
+    const hosts = new Map((await this.#c.d.cluster.listHosts()).map((h) => [h.name, h]));
+    const transport = destinations.map((d) => ({ host: d.host, ...transportCheck(vm.name, vm.host, d.host, hosts.get(vm.host)?.migration, hosts.get(d.host)?.migration) }));
     return {
       vm: vm.name, source: vm.host,
-      destinations: p.kind === "placed" ? [...p.destinations] : [],
+      destinations,
       rejections: [...p.rejected.list()],
       message: p.kind === "unplaceable" ? p.message : null,
+      blockers: transport.filter((t) => t.blocker !== undefined).map((t) => ({ host: t.host, check: "MIGRATION_TLS", message: t.blocker! })),
+      warnings: transport.flatMap((t) => t.warnings.map((w) => ({ host: t.host, message: w }))),
       snapshot, vmRecord: vm,
     };
   }
@@ -115,17 +174,9 @@ export class Migrations {
    */
   async #transport(vm: string, from: string, to: string): Promise<string[]> {
     const [s, d] = await Promise.all([this.#c.d.cluster.getHost(from), this.#c.d.cluster.getHost(to)]);
-    const sm = s?.migration;
-    const dm = d?.migration;
-    if (dm?.tls === true && !(sm?.tls === true && sm.identity !== undefined)) {
-      throw new FerryError("FERRY_ERR_MIGRATION_TLS", `migration of ${vm} refused, nothing changed: ${to} takes migration streams over TLS only, and ${from} has ${sm ? "migration.tls: false" : "no migration network"}: give ${from} a migration certificate (host.yaml migration.tls) or set migration.tls: false on both`, { details: { vm, source: from, destination: to } });
-    }
-    if (sm?.tls === true && dm !== undefined && !dm.tls) {
-      throw new FerryError("FERRY_ERR_MIGRATION_TLS", `migration of ${vm} refused, nothing changed: ${from} sends migration streams over TLS, and ${to} takes plain TCP (migration.tls: false): turn TLS on for ${to} or off on both`, { details: { vm, source: from, destination: to } });
-    }
-    if (!dm) return [`${to} has no migration network (host.yaml migration:): its QEMU listens on 127.0.0.1, which only works when ${from} is the same machine`];
-    if (!dm.tls) return [`the migration stream to ${to} (${dm.address}) is plain TCP (migration.tls: false): guest memory crosses the migration network unencrypted`];
-    return [];
+    const t = transportCheck(vm, from, to, s?.migration, d?.migration);
+    if (t.blocker !== undefined) throw new FerryError("FERRY_ERR_MIGRATION_TLS", t.blocker, { details: { vm, source: from, destination: to } });
+    return t.warnings;
   }
 
   /** Plan, record and start a migration; resolves once it is recorded (it runs in the background). */
@@ -193,6 +244,7 @@ export class Migrations {
         .finally(() => {
           this.#c.busy.delete(vm.uuid);
           this.#running.delete(plan.id);
+          void this.#ended(plan.id);
         });
       run.catch((e: unknown) => {
         if (!isFerryError(e, "FERRY_ERR_ABORTED")) this.#c.d.log.error({ err: e, id: plan.id }, "migration runner failed");
@@ -275,8 +327,18 @@ export class Migrations {
     if (next.host !== vm.host || next.instanceId !== vm.instanceId) this.#c.events.publish({ type: "vm-moved", vm: vm.name, host: next.host, instanceId: next.instanceId, at: now });
   }
 
-  list(): Promise<MigrationRecord[]> {
-    return this.#c.d.store.listMigrations();
+  async list(): Promise<MigrationRecord[]> {
+    return Promise.all((await this.#c.d.store.listMigrations()).map((r) => this.#withDataMoved(r)));
+  }
+
+  /** A migration between hosts: the RAM QEMU sent, from its switch-over's (else perform's) journaled answer; others carry it in the record. */
+  async #withDataMoved(r: MigrationRecord): Promise<MigrationRecord> {
+    if (r.dataMovedBytes !== undefined || (r.plan.kind ?? "migration") !== "migration") return r;
+    const answers = (await this.#c.d.store.listJournal(r.id)).filter((e) => e.kind === "result" && (e.data["step"] === "switchover" || e.data["step"] === "perform"));
+    const last = answers.findLast((e) => e.data["step"] === "switchover") ?? answers.at(-1);
+    const v = last?.data["value"];
+    const bytes = typeof v === "object" && v !== null ? (v as Record<string, unknown>)["transferredBytes"] : undefined;
+    return typeof bytes === "number" ? { ...r, dataMovedBytes: bytes } : r;
   }
 
   /**
@@ -285,8 +347,9 @@ export class Migrations {
    * (lab: until each answers steadily past the end; the figures come then).
    */
   async get(id: string): Promise<MigrationRecord & { settling: boolean; measuring: boolean; progress?: MigrationProgress }> {
-    const r = await this.#c.d.store.getMigration(id);
-    if (!r) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
+    const stored = await this.#c.d.store.getMigration(id);
+    if (!stored) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
+    const r = await this.#withDataMoved(stored);
     const progress = r.phase === "perform" ? await this.#progress(r) : undefined;
     return { ...r, settling: this.#running.has(id), measuring: this.#measuring.has(id), ...(progress ? { progress } : {}) };
   }

@@ -1,10 +1,22 @@
 // What happens to a VM on one host: local migration (a QEMU upgrade in
-// place), save to a state file on its host, restore from one.
+// place), save to a state file on its host, restore from one. Each is
+// recorded when it ends, succeeded or failed, like a migration between hosts
+// (vm-records.ts).
 import type { VmRecord } from "../store/cluster.ts";
 import type { LocalMigrateReply } from "../wire/instance-ops.ts";
 import { FerryError } from "../core/errors.ts";
 import type { ControllerContext } from "./context.ts";
 import type { Vms } from "./vms.ts";
+import type { MigrationRecord, NicResult, VfRef } from "../migration/types.ts";
+import type { ArrivedNic } from "../wire/steps.ts";
+import { pfsOf, tryRecord } from "./vm-records.ts";
+
+function arrivedStatus(n: { mode: string }, a: ArrivedNic | undefined): { status: NicResult["status"]; error?: string } {
+  if (n.mode === "emulated") return { status: "emulated" };
+  if (!a) return { status: "absent" };
+  if (a.attached) return { status: "attached" };
+  return { status: n.mode === "failover" ? "standby-only" : "absent", ...(a.error === undefined ? {} : { error: a.error }) };
+}
 
 export class VmLocal {
   readonly #c: ControllerContext;
@@ -20,14 +32,33 @@ export class VmLocal {
    * same host, RAM shared (not copied), VF leases moved to the new instance.
    * The VM record then names the new instance.
    */
-  async localMigrate(name: string, o: { qemuBinary?: string } = {}): Promise<{ vm: VmRecord; result: LocalMigrateReply }> {
+  async localMigrate(name: string, o: { qemuBinary?: string } = {}): Promise<{ vm: VmRecord; result: LocalMigrateReply; migration?: MigrationRecord }> {
     const vm = await this.#vms.get(name);
     return this.#c.exclusive(vm.uuid, `local migration of ${name}`, async () => {
       if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is not running (state ${vm.state})`);
-      const result = await this.#c.agent(vm.host).localMigrate(vm.instanceId, o.qemuBinary === undefined ? {} : { qemuBinary: o.qemuBinary }, { timeoutMs: 600_000, signal: this.#c.signal });
+      const source = { host: vm.host, instanceId: vm.instanceId };
+      const startedAt = this.#c.d.clock.now();
+      const pfs = await pfsOf(this.#c, vm.host);
+      const here = (vf: string | null): VfRef | null => (vf === null ? null : { host: vm.host, vf, pf: pfs.get(vf) ?? "" });
+      const base = { kind: "local" as const, vm, source, destination: vm.host, startedAt, ...(o.qemuBinary === undefined ? {} : { qemuBinary: o.qemuBinary }) };
+      let result: LocalMigrateReply;
+      try {
+        result = await this.#c.agent(vm.host).localMigrate(vm.instanceId, o.qemuBinary === undefined ? {} : { qemuBinary: o.qemuBinary }, { timeoutMs: 600_000, signal: this.#c.signal });
+      } catch (e) {
+        await tryRecord(this.#c, { ...base, endedAt: this.#c.d.clock.now(), error: e, runsOn: source, nics: vm.nics.map((n) => ({ name: n.name, before: here(n.vf), after: here(n.vf), status: n.mode === "emulated" ? "emulated" : "attached" })) });
+        throw e;
+      }
       const next = await this.#c.d.cluster.putVm({ ...vm, instanceId: result.newInstanceId, updatedAt: this.#c.d.clock.now() });
       this.#c.events.publish({ type: "vm-moved", vm: name, host: vm.host, instanceId: next.instanceId, at: this.#c.d.clock.now() });
-      return { vm: next, result };
+      const migration = await tryRecord(this.#c, {
+        ...base, qemuBinary: result.qemuBinary, endedAt: this.#c.d.clock.now(), runsOn: { host: vm.host, instanceId: result.newInstanceId },
+        nics: vm.nics.map((n) => {
+          const st = arrivedStatus(n, result.nics.find((a) => a.name === n.name));
+          return { name: n.name, before: here(n.vf), after: st.status === "attached" ? here(n.vf) : null, ...st };
+        }),
+        switchover: { totalMs: result.totalMs, downtimeMs: result.downtimeMs }, dataMovedBytes: result.transferredBytes, result,
+      });
+      return { vm: next, result, ...(migration ? { migration } : {}) };
     });
   }
 
@@ -36,9 +67,24 @@ export class VmLocal {
     const vm = await this.#vms.get(name);
     return this.#c.exclusive(vm.uuid, `save ${name}`, async () => {
       if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is not running (state ${vm.state})`);
-      await this.#c.agent(vm.host).save(vm.instanceId, { name: file }, { timeoutMs: 600_000, signal: this.#c.signal });
+      const source = { host: vm.host, instanceId: vm.instanceId };
+      const startedAt = this.#c.d.clock.now();
+      const pfs = await pfsOf(this.#c, vm.host);
+      const here = (vf: string | null): VfRef | null => (vf === null ? null : { host: vm.host, vf, pf: pfs.get(vf) ?? "" });
+      const base = { kind: "save" as const, vm, source, destination: vm.host, startedAt, file };
+      let saved;
+      try {
+        saved = await this.#c.agent(vm.host).save(vm.instanceId, { name: file }, { timeoutMs: 600_000, signal: this.#c.signal });
+      } catch (e) {
+        await tryRecord(this.#c, { ...base, endedAt: this.#c.d.clock.now(), error: e, runsOn: source, nics: vm.nics.map((n) => ({ name: n.name, before: here(n.vf), after: here(n.vf), status: n.mode === "emulated" ? "emulated" : "attached" })) });
+        throw e;
+      }
       const next = await this.#c.d.cluster.putVm({ ...vm, instanceId: null, state: "saved", savedAs: file, nics: vm.nics.map((n) => ({ ...n, vf: null })), updatedAt: this.#c.d.clock.now() });
       this.#c.events.publish({ type: "vm-stopped", vm: name, host: vm.host, instanceId: null, at: this.#c.d.clock.now() });
+      await tryRecord(this.#c, {
+        ...base, endedAt: this.#c.d.clock.now(), runsOn: null, dataMovedBytes: saved.bytes, result: { file: saved.file, bytes: saved.bytes, releasedVfs: saved.releasedVfs },
+        nics: vm.nics.map((n) => ({ name: n.name, before: here(n.vf), after: null, status: n.mode === "emulated" ? "emulated" : "absent" })),
+      });
       return next;
     });
   }
@@ -52,10 +98,28 @@ export class VmLocal {
       await this.#vms.refuseIfRunning(vm, "restore");
       const { vfs } = await this.#vms.pickVfs(vm, host, false);
       const nics = vm.nics.map((n, i) => ({ name: n.name, vf: n.mode === "emulated" ? null : (vfs[i] ?? null) }));
-      const r = await this.#c.agent(host).restore({ name: vm.savedAs, nics }, { timeoutMs: 600_000, signal: this.#c.signal });
+      const startedAt = this.#c.d.clock.now();
+      const pfs = await pfsOf(this.#c, host);
+      const there = (vf: string | null): VfRef | null => (vf === null ? null : { host, vf, pf: pfs.get(vf) ?? "" });
+      const base = { kind: "restore" as const, vm, source: { host: vm.host, instanceId: "" }, destination: host, startedAt, file: vm.savedAs };
+      let r;
+      try {
+        r = await this.#c.agent(host).restore({ name: vm.savedAs, nics }, { timeoutMs: 600_000, signal: this.#c.signal });
+      } catch (e) {
+        await tryRecord(this.#c, { ...base, endedAt: this.#c.d.clock.now(), error: e, runsOn: null, nics: vm.nics.map((n) => ({ name: n.name, before: null, after: null, status: n.mode === "emulated" ? "emulated" : "absent" })) });
+        throw e;
+      }
       const { savedAs: _saved, ...rest } = vm;
       const next = await this.#c.d.cluster.putVm({ ...rest, host, instanceId: r.instanceId, state: "running", nics: vm.nics.map((n, i) => ({ ...n, vf: nics[i]!.vf })), updatedAt: this.#c.d.clock.now() });
       this.#c.events.publish({ type: "vm-started", vm: name, host, instanceId: r.instanceId, at: this.#c.d.clock.now() });
+      const arrived = r.nics;
+      await tryRecord(this.#c, {
+        ...base, endedAt: this.#c.d.clock.now(), runsOn: { host, instanceId: r.instanceId }, result: r,
+        nics: vm.nics.map((n, i) => {
+          const st = arrivedStatus(n, arrived.find((a) => a.name === n.name));
+          return { name: n.name, before: null, after: st.status === "attached" ? there(nics[i]!.vf) : null, ...st };
+        }),
+      });
       return next;
     });
   }

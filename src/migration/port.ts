@@ -31,7 +31,7 @@ export type PerformResult = Static<typeof PerformResult>;
 export const PrecheckResult = Type.Object({ ok: Type.Boolean(), reason: Type.Optional(Type.String()) });
 export type PrecheckResult = Static<typeof PrecheckResult>;
 
-export const SwitchoverResult = Type.Object({ totalMs: Type.Number(), downtimeMs: Type.Number() });
+export const SwitchoverResult = Type.Object({ totalMs: Type.Number(), downtimeMs: Type.Number(), transferredBytes: Type.Optional(Type.Number({ description: "RAM QEMU sent in the whole migration (the record's data moved)" })) });
 export type SwitchoverResult = Static<typeof SwitchoverResult>;
 
 export const FinishNic = Type.Object({ name: Type.String(), attached: Type.Boolean(), error: Type.Optional(Type.String()) });

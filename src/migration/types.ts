@@ -89,9 +89,23 @@ export interface MigrationLink {
   adoptFrom: { host: string; instanceId: string };
 }
 
+/**
+ * What a record is of: a migration between hosts (absent: the coordinator
+ * runs it), or one agent call on one host recorded when it ended (local
+ * migration, save to a file, restore from one: controller/vm-records.ts).
+ */
+export const RECORD_KINDS = ["migration", "local", "save", "restore"] as const;
+export type RecordKind = (typeof RECORD_KINDS)[number];
+
 export interface MigrationPlan {
   /** Also the idempotency key of every agent call. */
   id: string;
+  /** Absent: "migration" (between hosts). */
+  kind?: RecordKind;
+  /** save / restore: the state file's name in the host's saveDir. */
+  file?: string;
+  /** local: the new instance's QEMU binary. */
+  qemuBinary?: string;
   vm: { uuid: string; name: string; memoryMiB: number; vcpus: number };
   source: { host: string; instanceId: string };
   destination: { host: string };
@@ -196,6 +210,8 @@ export interface MigrationRecord {
   pausedMs?: number;
   /** A side that could not be cleaned up when the migration ended (its agent unreachable): retried in the background. */
   cleanup?: Cleanup;
+  /** Bytes the migration moved (QEMU's RAM transferred; a save: the state file's size), when known. */
+  dataMovedBytes?: number;
   /** Per NIC, measured by a peer probing the guest every 10 ms through the migration and until stable (lab); written once every NIC is stable, after the outcome. */
   connectivity?: Record<string, Connectivity>;
   createdAt: number;

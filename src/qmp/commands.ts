@@ -37,6 +37,8 @@ export interface RamStats {
   normal: number;
   dirtyPagesRate: number;
   mbps: number;
+  /** Passes over guest RAM so far (QEMU's dirty-sync-count: 1 during the first copy). */
+  dirtySyncCount: number;
 }
 
 export interface MigrationInfo {
@@ -75,6 +77,7 @@ export function parseMigrationInfo(x: unknown): MigrationInfo {
       normal: num(ram["normal"]) ?? 0,
       dirtyPagesRate: num(ram["dirty-pages-rate"]) ?? 0,
       mbps: num(ram["mbps"]) ?? 0,
+      dirtySyncCount: num(ram["dirty-sync-count"]) ?? 0,
     };
   }
   return info;
@@ -118,6 +121,12 @@ export interface MigrationTlsParameters {
   tlsCreds: string;
   tlsHostname: string;
   tlsAuthz: string;
+}
+
+/** The bandwidth cap (bytes/s) and downtime limit (ms) an instance holds now. */
+export async function queryMigrationLimits(q: QmpClient, o?: CallOptions): Promise<{ maxBandwidth: number; downtimeLimit: number }> {
+  const r = rec(await q.execute("query-migrate-parameters", undefined, o), "query-migrate-parameters");
+  return { maxBandwidth: num(r["max-bandwidth"]) ?? 0, downtimeLimit: num(r["downtime-limit"]) ?? 0 };
 }
 
 /** The TLS migration parameters an instance holds now ("" when unset). */

@@ -5,7 +5,7 @@ import type { ErrorCode } from "../core/errors.ts";
 import { ERROR_CODES } from "../core/errors.ts";
 import { NIC_MODES, NIC_POLICIES } from "../model/vm.ts";
 import * as v from "../model/validate.ts";
-import { CLEANUP_STATES, JOURNAL_KINDS, NIC_STATUSES, OUTCOMES, PHASES } from "../migration/types.ts";
+import { CLEANUP_STATES, JOURNAL_KINDS, NIC_STATUSES, OUTCOMES, PHASES, RECORD_KINDS } from "../migration/types.ts";
 import type {
   Cleanup,
   Connectivity,
@@ -120,6 +120,9 @@ export function parsePlan(x: unknown): MigrationPlan {
   };
   if (o["maxBandwidthBytes"] !== undefined) plan.maxBandwidthBytes = v.int("plan.maxBandwidthBytes", o["maxBandwidthBytes"], 1, Number.MAX_SAFE_INTEGER);
   if (o["link"] !== undefined) plan.link = link("plan.link", o["link"]);
+  if (o["kind"] !== undefined) plan.kind = v.oneOf("plan.kind", o["kind"], RECORD_KINDS);
+  if (o["file"] !== undefined) plan.file = v.str("plan.file", o["file"]);
+  if (o["qemuBinary"] !== undefined) plan.qemuBinary = v.str("plan.qemuBinary", o["qemuBinary"]);
   return plan;
 }
 
@@ -196,6 +199,7 @@ export function parseRecord(x: unknown): MigrationRecord {
     ...(o["pausedMs"] === undefined ? {} : { pausedMs: num("record.pausedMs", o["pausedMs"]) }),
     ...(o["cleanup"] === undefined ? {} : { cleanup: cleanup(o["cleanup"]) }),
     ...(o["connectivity"] === undefined ? {} : { connectivity: connectivity(o["connectivity"]) }),
+    ...(o["dataMovedBytes"] === undefined ? {} : { dataMovedBytes: num("record.dataMovedBytes", o["dataMovedBytes"]) }),
   };
 }
 

@@ -10,8 +10,8 @@ import type { VmSpec } from "../model/vm.ts";
 import { Health, InstanceList, InstanceView, Inventory, Lease, LeaseList, Released, Stopped } from "./agent-api.ts";
 import type { HealthView, HolderInputBody, InstanceListView, InstanceViewT, InventoryView, LeaseListView, LeaseView, ReleasedView, StoppedView } from "./agent-api.ts";
 import { request } from "../core/http/client.ts";
-import { LocalMigrateReply, MigrationProgress, RestoreReply, SaveReply } from "./instance-ops.ts";
-import type { LocalMigrateBody, RestoreBody, SaveBody } from "./instance-ops.ts";
+import { LocalMigrateReply, MigrationLimits, MigrationProgress, RestoreReply, SaveReply } from "./instance-ops.ts";
+import type { LocalMigrateBody, MigrationLimitsBody, RestoreBody, SaveBody } from "./instance-ops.ts";
 import { AbortReply, BeginReply, CancelReply, ConfirmReply, FinishReply, PerformReply, PrecheckReply, PrepareReply, SwitchoverReply } from "./steps.ts";
 import type { PerformBody, PrepareBody } from "./steps.ts";
 import type { ClientOptions, RequestOptions } from "../core/http/client.ts";
@@ -116,6 +116,11 @@ export class AgentClient {
   /** Instance `id`'s migration as its QEMU reports it. */
   migrationProgress(id: string, o?: RequestOptions): Promise<MigrationProgress> {
     return this.request("GET", `/v1/instances/${encodeURIComponent(id)}/migration`, MigrationProgress, undefined, o);
+  }
+
+  /** Change instance `id`'s outgoing migration's bandwidth cap or downtime limit while it streams; answers what QEMU holds then. */
+  setMigrationLimits(id: string, body: MigrationLimitsBody, o?: RequestOptions): Promise<MigrationLimits> {
+    return this.request("POST", `/v1/instances/${encodeURIComponent(id)}/migration/parameters`, MigrationLimits, body, o);
   }
 
   // ---- migration steps (wire/steps.ts), keyed by the migration id

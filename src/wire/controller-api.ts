@@ -186,6 +186,10 @@ export interface PlanReply {
   destinations: Destination[];
   rejections: Rejection[];
   message: string | null;
+  /** Ranked destinations a migration would still be refused to, by a check the scheduler does not make (the migration network's TLS), with the reason. */
+  blockers?: { host: string; check: string; message: string }[];
+  /** What a migration to a ranked destination would run with, degraded (plain TCP, no migration network). */
+  warnings?: { host: string; message: string }[];
 }
 export const PlanView = Type.Unsafe<PlanReply>(
   Type.Object(
@@ -195,13 +199,15 @@ export const PlanView = Type.Unsafe<PlanReply>(
       destinations: Type.Array(Type.Object({ host: Type.String(), rank: Type.Integer(), score: Type.Number(), complete: Type.Boolean(), nics: Type.Array(Type.Object({}, { additionalProperties: true })), explanation: Type.String() }, { additionalProperties: true })),
       rejections: Type.Array(Type.Object({ host: Type.String(), code: Type.String(), message: Type.String() })),
       message: Nullable(Type.String()),
+      blockers: Type.Optional(Type.Array(Type.Object({ host: Type.String(), check: Type.String(), message: Type.String() }))),
+      warnings: Type.Optional(Type.Array(Type.Object({ host: Type.String(), message: Type.String() }))),
     },
     { additionalProperties: true },
   ),
 );
 
 /** POST /v1/vms/:name/local-migrate: the VM's record and what its agent did. */
-export const LocalMigrateView = Type.Object({ vm: VmView, result: LocalMigrateReply });
+export const LocalMigrateView = Type.Object({ vm: VmView, result: LocalMigrateReply, migration: Type.Optional(MigrationView) });
 export type LocalMigrateViewT = Static<typeof LocalMigrateView>;
 
 export const MigrateReply = Type.Union([

@@ -60,5 +60,19 @@ export const MigrationProgress = Type.Object({
   totalBytes: Type.Number(),
   dirtyPagesRate: Type.Number(),
   mbps: Type.Number(),
+  /** QEMU's estimate of the pause at switch-over with the current dirty rate and bandwidth (absent: an older agent, or QEMU has none yet). */
+  expectedDowntimeMs: Type.Optional(Type.Number()),
+  /** Passes over guest RAM so far (QEMU's dirty-sync-count). */
+  iterations: Type.Optional(Type.Number()),
 });
 export type MigrationProgress = Static<typeof MigrationProgress>;
+
+/** Tune the instance's outgoing migration while it runs (migrate-set-parameters); at least one field. */
+export const MigrationLimitsBody = Type.Object({
+  maxBandwidthBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 ** 40, description: "bytes/s" })),
+  downtimeLimitMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 2_000_000, description: "the longest pause QEMU may plan for the switch-over" })),
+}, { additionalProperties: false, minProperties: 1 });
+export type MigrationLimitsBody = Static<typeof MigrationLimitsBody>;
+/** The limits the instance's QEMU holds after the change (query-migrate-parameters), and its migration's status then. */
+export const MigrationLimits = Type.Object({ status: Type.String(), maxBandwidthBytes: Type.Number(), downtimeLimitMs: Type.Number() });
+export type MigrationLimits = Static<typeof MigrationLimits>;

@@ -94,13 +94,15 @@ describe("lab VM operations", { timeout: 240_000 }, () => {
     const wrapper = join(labQemuDir(NAME), "qemu-upgraded"); // the lab's hosts allow the binaries there (qemuBinaries)
     await writeFile(wrapper, '#!/bin/sh\nexec qemu-system-x86_64 "$@"\n');
     await chmod(wrapper, 0o755);
-    const r = await json<{ outcome: string; oldInstanceId: string; newInstanceId: string; qemuBinary: string; transferredBytes: number; ramBytes: number; movedVfs: string[] }>("migrate", "app", "--local", "--qemu", wrapper);
+    // the one record shape (docs/records.md)
+    const r = await json<{ kind: string; outcome: string; runsOn: { host: string; instanceId: string }; qemuBinary: string; dataMovedBytes: number; nics: { before: { vf: string } | null; after: { vf: string } | null }[] }>("migrate", "app", "--local", "--qemu", wrapper);
+    assert.equal(r.kind, "local");
     assert.equal(r.outcome, "succeeded");
     assert.equal(r.qemuBinary, wrapper);
-    assert.ok(r.transferredBytes < 0.01 * 512 * 2 ** 20, `sent ${r.transferredBytes} bytes of 512 MiB`);
-    assert.deepEqual(r.movedVfs, [vm.nics[0]!.vf]);
+    assert.ok(r.dataMovedBytes < 0.01 * 512 * 2 ** 20, `sent ${r.dataMovedBytes} bytes of 512 MiB`);
+    assert.deepEqual(r.nics.map((n) => [n.before?.vf, n.after?.vf]), [[vm.nics[0]!.vf, vm.nics[0]!.vf]], "the VF kept: its lease moved to the new instance");
     const now = await json<Vm>("vm", "show", "app");
-    assert.equal(now.instanceId, r.newInstanceId, "the store points at the new instance");
+    assert.equal(now.instanceId, r.runsOn.instanceId, "the store points at the new instance");
     assert.notEqual(now.instanceId, vm.instanceId);
     assert.ok((await waitForHeartbeat(serial(now), hb, { timeoutMs: 15_000 })) > hb, "the heartbeat continues in the new instance");
     await assertMemoryKept(appBoot, serial(now), "app in the new QEMU");

@@ -343,6 +343,7 @@ describe("agent HTTP API", () => {
         "POST /v1/instances",
         "POST /v1/instances/restore",
         "POST /v1/instances/{id}/local-migrate",
+        "POST /v1/instances/{id}/migration/parameters",
         "POST /v1/instances/{id}/save",
         "POST /v1/instances/{id}/stop",
         "POST /v1/leases",

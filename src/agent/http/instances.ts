@@ -2,10 +2,10 @@
 import { Type } from "typebox";
 import { FerryError, isFerryError } from "../../core/errors.ts";
 import { InstanceId, InstanceList, InstanceView, StartInstanceBody, Stopped } from "../../wire/agent-api.ts";
-import { LocalMigrateBody, RestoreBody, SaveBody } from "../../wire/instance-ops.ts";
+import { LocalMigrateBody, MigrationLimits, MigrationLimitsBody, RestoreBody, SaveBody } from "../../wire/instance-ops.ts";
 import type { MigrationProgress } from "../../wire/instance-ops.ts";
 import { localMigrate } from "../migration/local.ts";
-import { queryMigrate } from "../../qmp/commands.ts";
+import { queryMigrate, queryMigrationLimits, setMigrationParameters } from "../../qmp/commands.ts";
 import { restoreInstance, savedSpec, saveInstance } from "../migration/save.ts";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -13,6 +13,9 @@ import type { AgentAppDeps } from "./deps.ts";
 import type { FerryFastify } from "../../core/http/type-provider.ts";
 
 const IdParams = Type.Object({ id: InstanceId });
+
+/** QEMU statuses in which an outgoing migration streams RAM (or waits to: pre-switchover still takes a downtime limit for the last pass). */
+const STREAMING: readonly string[] = ["setup", "active", "wait-unplug", "device", "pre-switchover"];
 
 /** parseVmSpec names fields relative to the spec; the API names them relative to the body. */
 function specField(e: unknown): unknown {
@@ -113,7 +116,26 @@ export function instanceRoutes(app: FerryFastify, { agent }: AgentAppDeps): void
     { schema: { params: IdParams }, config: { openapi: { summary: "The instance's migration progress as QEMU reports it (status, RAM transferred/remaining, dirty rate)" } } },
     async (req): Promise<MigrationProgress> => {
       const info = await queryMigrate(agent.getInstance(req.params.id).qmp, { timeoutMs: 2_000 });
-      return { status: info.status, transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0, totalBytes: info.ram?.total ?? 0, dirtyPagesRate: info.ram?.dirtyPagesRate ?? 0, mbps: info.ram?.mbps ?? 0 };
+      return {
+        status: info.status, transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0, totalBytes: info.ram?.total ?? 0, dirtyPagesRate: info.ram?.dirtyPagesRate ?? 0, mbps: info.ram?.mbps ?? 0,
+        ...(info.expectedDowntimeMs === undefined ? {} : { expectedDowntimeMs: info.expectedDowntimeMs }),
+        ...(info.ram ? { iterations: info.ram.dirtySyncCount } : {}),
+      };
+    },
+  );
+
+  app.post(
+    "/v1/instances/:id/migration/parameters",
+    { schema: { params: IdParams, body: MigrationLimitsBody, response: { 200: MigrationLimits } }, config: { openapi: { summary: "Change the outgoing migration's bandwidth cap or downtime limit while it streams (migrate-set-parameters); answers what QEMU holds then" } } },
+    async (req) => {
+      const qmp = agent.getInstance(req.params.id).qmp;
+      const o = { timeoutMs: 2_000 };
+      const { status } = await queryMigrate(qmp, o);
+      // before `migrate` the perform step sets its own parameters (they would overwrite these); after, nothing streams
+      if (!STREAMING.includes(status)) throw new FerryError("FERRY_ERR_STATE", `instance ${req.params.id} has no migration streaming RAM (QEMU status ${status}): parameters apply while RAM streams; try again then (a migration in phase perform, 'ferry migration watch ID')`, { details: { status } });
+      await setMigrationParameters(qmp, { maxBandwidth: req.body.maxBandwidthBytes, downtimeLimit: req.body.downtimeLimitMs }, o);
+      const now = await queryMigrationLimits(qmp, o);
+      return { status, maxBandwidthBytes: now.maxBandwidth, downtimeLimitMs: now.downtimeLimit };
     },
   );
 }

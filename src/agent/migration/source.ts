@@ -67,8 +67,21 @@ async function beginNow(ctx: StepContext, migrationId: string, instanceId: strin
   return { spec: portableSpec(inst.meta.spec) };
 }
 
+/**
+ * The perform in flight, by host and migration: a cancel interrupts its wait
+ * (steps of one migration run one at a time, so the cancel would otherwise
+ * queue behind it until RAM converged or the converge deadline).
+ */
+const performing = new Map<string, AbortController>();
+
 export function perform(ctx: StepContext, migrationId: string, input: PerformInput, signal: AbortSignal): Promise<PerformResult> {
-  return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "perform", () => performNow(ctx, migrationId, input, signal)));
+  const k = key(ctx, migrationId);
+  const ctl = new AbortController();
+  performing.set(k, ctl);
+  const both = AbortSignal.any([signal, ctl.signal]);
+  return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "perform", () => performNow(ctx, migrationId, input, both))).finally(() => {
+    if (performing.get(k) === ctl) performing.delete(k);
+  });
 }
 
 async function performNow(ctx: StepContext, migrationId: string, input: PerformInput, signal: AbortSignal): Promise<PerformResult> {
@@ -224,6 +237,7 @@ async function resumeSource(ctx: StepContext, inst: Instance, rec: SrcRecord | u
  * destination (which may be the side that is down).
  */
 export function cancelOnSource(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<CancelReply> {
+  performing.get(key(ctx, migrationId))?.abort(new FerryError("FERRY_ERR_CANCELLED", `migration ${migrationId}: cancelled`));
   return serial(ctx, migrationId, () => unlessEnded(ctx, migrationId, "cancel", async () => {
     disarmGiveUp(ctx, migrationId);
     const inst = ctx.instances.get(instanceId);

@@ -1,8 +1,11 @@
-// Migrations: plan or start one (it runs in the background), list, show, cancel.
+// Migrations: plan or start one (it runs in the background), list, show, cancel;
+// follow and tune a running one (migration-live.ts).
 import { CancelView, MigrateBody, MigrateReply, MigrationList, MigrationParams, MigrationView } from "../../wire/controller-api.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
+import { migrationLiveRoutes } from "./migration-live.ts";
 
-export function migrationRoutes(app: ControllerFastify, { controller }: ControllerAppDeps): void {
+export function migrationRoutes(app: ControllerFastify, deps: ControllerAppDeps): void {
+  const { controller } = deps;
   app.post(
     "/v1/migrations",
     {
@@ -13,8 +16,8 @@ export function migrationRoutes(app: ControllerFastify, { controller }: Controll
       const b = req.body;
       const input = { vm: b.vm, ...(b.to === undefined ? {} : { to: b.to }), ...(b.deadlines === undefined ? {} : { deadlines: b.deadlines }) };
       if (b.plan === true) {
-        const { vm, source, destinations, rejections, message } = await controller.plan(input);
-        return reply.code(200).send({ kind: "plan", plan: { vm, source, destinations, rejections, message } });
+        const { vm, source, destinations, rejections, message, blockers, warnings } = await controller.plan(input);
+        return reply.code(200).send({ kind: "plan", plan: { vm, source, destinations, rejections, message, ...(blockers ? { blockers } : {}), ...(warnings ? { warnings } : {}) } });
       }
       return reply.code(202).send({ kind: "started", migration: await controller.migrate(input) });
     },
@@ -30,4 +33,5 @@ export function migrationRoutes(app: ControllerFastify, { controller }: Controll
     { schema: { params: MigrationParams, response: { 200: CancelView } }, config: { openapi: { summary: "Best-effort cancel; answers when the migration has ended, with what really happened (cancelled, completed, failed, already-done)" } } },
     (req) => controller.cancelMigration(req.params.id),
   );
+  migrationLiveRoutes(app, deps);
 }

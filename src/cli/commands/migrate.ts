@@ -1,6 +1,7 @@
 // `ferry migrate VM [--to HOST] [--plan] [--json]`: live-migrate a VM and
-// follow it to its outcome (a live progress line on a TTY, a line per phase
-// otherwise), then the outcome, where the VM runs, its NICs before and after,
+// follow it to its outcome from the controller's stream (a progress bar on a
+// TTY, a line per phase and event otherwise: migration-watch.ts), then the
+// outcome, every phase with its time, where the VM runs, its NICs before and after,
 // downtime and total time; in a lab the outcome line comes first, then (once
 // every NIC answered steadily past the end) each NIC's longest gap and time
 // until stable. --plan: the ranked destinations and why other hosts
@@ -10,12 +11,13 @@
 import { systemClock } from "../../core/clock.ts";
 import { FerryError, isFerryError } from "../../core/errors.ts";
 import type { MigrationRecord } from "../../migration/types.ts";
-import type { MigrationViewT } from "../../wire/controller-api.ts";
 import { rejectExtra, UsageError } from "../args.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import type { MigrationSummary } from "../render/migration.ts";
-import { migrationSummary, progressLine, renderPlan, renderSummary } from "../render/migration.ts";
+import { migrationSummary, renderPlan, renderSummary } from "../render/migration.ts";
+import { renderPhases } from "../render/migration-progress.ts";
+import { watchMigration } from "./migration-watch.ts";
 import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson } from "./connect.ts";
 
 /** How long `ferry migrate` waits, in all, for a lab's connectivity figures after the outcome (the controller's watch has its own deadline). */
@@ -24,7 +26,7 @@ const MEASURE_WAIT_MS = 15 * 60_000;
 export const USAGE = `usage: ferry migrate VM [--to HOST] [--plan] [--json]
   --to HOST   migrate to this host (default: the scheduler's best)
   --plan      only show the ranked destinations and the rejected hosts with their reasons
-  --json      print one JSON object (the outcome, or the plan)
+  --json      print one JSON object: the record (docs/records.md; --local too), or the plan
   --local     local migration (QEMU upgrade in place): a new instance on the same host, RAM shared, VFs kept
   --qemu PATH with --local: the new instance's QEMU binary
 exit codes: 0 succeeded (or degraded), 1 failed, 3 refused (nothing changed), 4 rolled back
@@ -57,12 +59,14 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
     const r = await client.localMigrate(vmName, values.qemu === undefined ? {} : { qemuBinary: values.qemu });
     const res = r.result;
     const endToEndMs = Math.round(systemClock.monotonic() - t0);
-    if (values.json) printJson({ vm: r.vm.name, outcome: "succeeded", host: r.vm.host, ...res, endToEndMs });
+    // --json: the one record shape (docs/records.md); an older controller that keeps no record: its reply as before
+    if (values.json) printJson(r.migration ? migrationSummary(r.migration) : { vm: r.vm.name, outcome: "succeeded", host: r.vm.host, ...res, endToEndMs });
     else {
-      process.stdout.write(`local migration of ${r.vm.name} on ${r.vm.host}: succeeded\n`);
+      process.stdout.write(`local migration ${r.migration?.id ?? ""} of ${r.vm.name} on ${r.vm.host}: succeeded\n`);
       process.stdout.write(`  instance ${res.oldInstanceId} → ${res.newInstanceId} (QEMU ${res.qemuBinary})\n`);
       process.stdout.write(`  end to end ${endToEndMs} ms, QEMU total ${res.totalMs} ms, downtime ${res.downtimeMs} ms, RAM sent ${(res.transferredBytes / 2 ** 20).toFixed(1)} MiB of ${(res.ramBytes / 2 ** 20).toFixed(0)} MiB (shared, not copied)\n`);
       process.stdout.write(`  VF leases moved to the new instance: ${res.movedVfs.join(", ") || "none"}\n`);
+      if (r.migration) process.stdout.write(`  recorded: 'ferry migration show ${r.migration.id}', 'ferry migrations'\n`);
     }
     return EXIT.ok;
   }
@@ -88,12 +92,12 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
     const raw = e.details["rejections"];
     const rejections = Array.isArray(raw) ? (raw as MigrationSummary["rejections"]) : [];
     const summary: MigrationSummary = {
-      id: null, vm: vm.name, outcome: "refused", source: vm.host, destination: values.to ?? null,
+      id: null, kind: "migration", vm: vm.name, outcome: "refused", source: vm.host, destination: values.to ?? null,
       runsOn: vm.instanceId === null ? null : { host: vm.host, instanceId: vm.instanceId }, reason: e.message, code: e.code,
-      timings: { totalMs: 0, downtimeMs: null, phases: {} }, warnings: [],
+      timings: { totalMs: 0, downtimeMs: null, phases: {} }, timeline: [], dataMovedBytes: null, warnings: [],
       nics: vm.nics.map((n) => {
         const here = n.vf === null ? null : { host: vm.host, vf: n.vf, pf: pfOf.get(n.vf) ?? "" };
-        return { name: n.name, network: n.network, mode: n.mode, policy: n.policy, before: here, after: here };
+        return { name: n.name, network: n.network, mode: n.mode, policy: n.policy, before: here, after: here, gapMs: null };
       }),
       rejections,
     };
@@ -102,40 +106,23 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
     return EXIT.refused;
   }
 
-  const tty = !values.json && process.stdout.isTTY;
-  const t0 = systemClock.monotonic();
-  let lastPhase = "";
-  let measuringSince: number | undefined;
-  let rec: MigrationViewT = started;
-  if (!values.json) process.stdout.write(`migration ${rec.id}: ${rec.plan.vm.name} ${rec.plan.source.host} → ${rec.plan.destination.host}\n`);
-  for (;;) {
-    if (measuringSince === undefined && (rec.phase !== lastPhase || tty)) {
-      const line = progressLine(rec, systemClock.monotonic() - t0);
-      if (tty) process.stdout.write(`\r\x1b[2K${line}`);
-      else if (!values.json) process.stdout.write(`${line}\n`);
-      lastPhase = rec.phase;
-    }
-    if (rec.phase === "done" && rec.settling !== true) {
-      // lab: the outcome is in; the NICs are watched on until steady, and their figures follow
-      const measuring = rec.measuring === true;
-      if (!measuring || (measuringSince !== undefined && systemClock.monotonic() - measuringSince > MEASURE_WAIT_MS)) break;
-      if (measuringSince === undefined) {
-        measuringSince = systemClock.monotonic();
-        if (tty) process.stdout.write("\n");
-        if (!values.json) process.stdout.write(`outcome: ${rec.outcome ?? "?"}, runs on ${rec.runsOn?.host ?? "UNKNOWN"}; measuring connectivity until every NIC answers steadily…\n`);
+  if (!values.json) process.stdout.write(`migration ${started.id}: ${started.plan.vm.name} ${started.plan.source.host} → ${started.plan.destination.host}\n`);
+  let rec = await watchMigration(client, started.id, { mode: values.json ? "quiet" : process.stdout.isTTY ? "tty" : "plain", createdAt: started.createdAt });
+  if (rec.measuring === true) {
+    // lab: the outcome is in; the NICs are watched on until steady, and their figures follow
+    if (!values.json) process.stdout.write(`outcome: ${rec.outcome ?? "?"}, runs on ${rec.runsOn?.host ?? "UNKNOWN"}; measuring connectivity until every NIC answers steadily…\n`);
+    const since = systemClock.monotonic();
+    while (rec.measuring === true && systemClock.monotonic() - since < MEASURE_WAIT_MS) {
+      await systemClock.sleep(500);
+      try {
+        rec = await client.migration(rec.id, { timeoutMs: 10_000 });
+      } catch (e) {
+        if (!isFerryError(e, "FERRY_ERR_CONTROLLER")) throw e;
       }
     }
-    await systemClock.sleep(200);
-    try {
-      rec = await client.migration(rec.id, { timeoutMs: 10_000 });
-    } catch (e) {
-      // the controller restarting: it resumes the migration; keep asking
-      if (!isFerryError(e, "FERRY_ERR_CONTROLLER")) throw e;
-    }
   }
-  if (tty && measuringSince === undefined) process.stdout.write("\n");
   const summary = migrationSummary(rec);
   if (values.json) printJson(summary);
-  else process.stdout.write(renderSummary(summary));
+  else process.stdout.write(`${renderSummary(summary)}PHASES\n${renderPhases(rec)}`);
   return exitFor(rec);
 });

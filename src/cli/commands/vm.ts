@@ -37,6 +37,16 @@ const SAVE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** SAVE_NAME_RE in words (the API's save-name rule, with where the file goes). */
 export const SAVE_NAME_RULE = "FILE is a file name, not a path — 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit, e.g. web.state; the file goes in the saveDir of the VM's host (host config saveDir, default <stateDir>/saves), and 'ferry vm restore NAME|FILE' finds it there";
 
+/** Why FILE cannot be a save name, and what to give instead: a path gets where save files go and the name to use. */
+export function saveNameError(file: string): string {
+  const base = file.split("/").filter((p) => p !== "").at(-1) ?? "";
+  if (file.includes("/")) {
+    const hint = SAVE_NAME_RE.test(base) ? `: give its name only, e.g. 'ferry vm save NAME ${base}'` : "";
+    return `save: ${JSON.stringify(file)} is a path; Ferry chooses where save files go: the saveDir of the VM's host (host.yaml saveDir, default <stateDir>/saves), and 'ferry vm restore NAME|FILE' finds them there${hint}`;
+  }
+  return `save: ${JSON.stringify(file)} is not a save name: ${SAVE_NAME_RULE}`;
+}
+
 function isMode(x: string): x is NicMode {
   return (NIC_MODES as readonly string[]).includes(x);
 }
@@ -68,7 +78,7 @@ async function vm({ values, positionals }: Parsed<typeof OPTIONS>, nicFlags: rea
   const file = sub === "save" ? extraAll[0] : undefined;
   const extra = sub === "save" ? extraAll.slice(1) : extraAll;
   if (sub === "save" && file === undefined) throw new UsageError("vm", `save: missing FILE: ${SAVE_NAME_RULE}`);
-  if (file !== undefined && !SAVE_NAME_RE.test(file)) throw new UsageError("vm", `save: ${JSON.stringify(file)} is not a save name: ${SAVE_NAME_RULE}`);
+  if (file !== undefined && !SAVE_NAME_RE.test(file)) throw new UsageError("vm", saveNameError(file));
   if (sub === undefined || !subs.includes(sub)) throw new UsageError("vm", sub === undefined ? `missing subcommand (${subs.join(", ")})` : `unknown subcommand ${JSON.stringify(sub)} (expected: ${subs.join(", ")})`);
   if (name === undefined) throw new UsageError("vm", "missing VM NAME");
   rejectExtra("vm", extra);

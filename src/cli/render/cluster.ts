@@ -93,5 +93,7 @@ export function eventLine(e: EventView): string {
       return `${t} ${e.migrationId} cancel requested in ${e.phase}`;
     case "cleanup":
       return `${t} ${e.migrationId} destination cleanup on ${e.host}: ${e.state} (attempt ${e.attempts})${e.error ? `: ${e.error}` : ""}`;
+    case "tuned":
+      return `${t} ${e.migrationId} ${e.action}: max bandwidth ${e.maxBandwidthMiBps} MiB/s, downtime limit ${e.downtimeLimitMs} ms`;
   }
 }

@@ -1,8 +1,9 @@
 // Migrations for the CLI: the one-object summary of `ferry migrate --json`,
-// the final report, the live progress line, the plan, the list.
+// the final report, the plan, the list (the live stream: migration-progress.ts).
 import { stableText } from "../../api/connectivity-text.ts";
 import type { PlanReply } from "../../wire/controller-api.ts";
-import type { Cleanup, Connectivity, MigrationRecord, Phase, VfRef } from "../../migration/types.ts";
+import type { Cleanup, Connectivity, MigrationRecord, Phase, RecordKind, VfRef } from "../../migration/types.ts";
+import { phaseTimes } from "../../wire/migration-stream.ts";
 import { downtimeOf } from "../../migration/types.ts";
 import { renderTable } from "./table.ts";
 
@@ -13,11 +14,16 @@ export interface NicSummary {
   policy: string;
   before: VfRef | null;
   after: VfRef | null;
+  /** The NIC's longest time without a reply through the migration (lab probes), when measured. */
+  gapMs: number | null;
   connectivity?: Connectivity;
 }
 
+/** The one JSON shape of a record, whatever its kind (docs/records.md). */
 export interface MigrationSummary {
   id: string | null;
+  /** migration (between hosts), local, save, restore. */
+  kind: RecordKind;
   vm: string;
   outcome: string;
   source: string;
@@ -26,6 +32,14 @@ export interface MigrationSummary {
   reason: string | null;
   code?: string | null;
   timings: { totalMs: number | null; downtimeMs: number | null; phases: Partial<Record<Phase, number>> };
+  /** Every phase in order: its start (epoch ms) and duration (null while it runs). */
+  timeline: { phase: Phase; startedAt: number; ms: number | null }[];
+  /** Bytes moved (RAM sent; a save: the state file's size), null when unknown. */
+  dataMovedBytes: number | null;
+  /** save / restore: the state file in the host's saveDir. */
+  file?: string;
+  /** local: the new instance's QEMU binary. */
+  qemuBinary?: string;
   nics: NicSummary[];
   /** Things the operator should know (a pause above the downtime limit, cleanup left to the background). */
   warnings: string[];
@@ -35,12 +49,13 @@ export interface MigrationSummary {
   measuring?: boolean;
 }
 
-export function migrationSummary(r: MigrationRecord & { measuring?: boolean }): MigrationSummary {
+export function migrationSummary(r: MigrationRecord & { measuring?: boolean; dataMovedBytes?: number }): MigrationSummary {
   const phases: Partial<Record<Phase, number>> = {};
   for (const [p, t] of Object.entries(r.timings) as [Phase, { ms?: number } | undefined][]) if (t?.ms !== undefined) phases[p] = t.ms;
   const done = r.phase === "done";
   return {
     id: r.id,
+    kind: r.plan.kind ?? "migration",
     vm: r.plan.vm.name,
     outcome: r.outcome ?? `in progress (${r.phase})`,
     source: r.plan.source.host,
@@ -49,10 +64,14 @@ export function migrationSummary(r: MigrationRecord & { measuring?: boolean }): 
     reason: r.reason,
     code: r.code,
     timings: { totalMs: done ? r.updatedAt - r.createdAt : null, downtimeMs: downtimeOf(r), phases },
+    timeline: phaseTimes(r).map((p) => ({ phase: p.phase, startedAt: p.startedAt, ms: p.ms ?? null })),
+    dataMovedBytes: r.dataMovedBytes ?? null,
+    ...(r.plan.file === undefined ? {} : { file: r.plan.file }),
+    ...(r.plan.qemuBinary === undefined ? {} : { qemuBinary: r.plan.qemuBinary }),
     nics: r.plan.nics.map((n) => {
       const now = r.nics.find((x) => x.name === n.name);
       const c = r.connectivity?.[n.name];
-      return { name: n.name, network: n.network, mode: n.mode, policy: n.policy, before: n.before, after: done ? (now?.vf ?? null) : n.after, ...(c ? { connectivity: c } : {}) };
+      return { name: n.name, network: n.network, mode: n.mode, policy: n.policy, before: n.before, after: done ? (now?.vf ?? null) : n.after, gapMs: c?.longestGapMs ?? null, ...(c ? { connectivity: c } : {}) };
     }),
     warnings: [...r.warnings],
     ...(r.cleanup ? { cleanup: r.cleanup } : {}),
@@ -69,12 +88,28 @@ function connectivityNote(s: MigrationSummary): string[] {
 
 const vfText = (v: VfRef | null): string => (v === null ? "(none)" : `${v.vf} on ${v.host} (PF ${v.pf})`);
 
+const KIND_TEXT: Record<RecordKind, string> = { migration: "migration", local: "local migration", save: "save", restore: "restore" };
+
+function whereText(s: MigrationSummary): string {
+  const runs = s.runsOn ? `runs on ${s.runsOn.host} (${s.runsOn.instanceId})` : s.kind === "save" && s.outcome === "succeeded" ? "not running: saved" : s.kind === "restore" ? "not running: still saved" : "runs on UNKNOWN: an operator must look";
+  switch (s.kind) {
+    case "local":
+      return `  on ${s.source}, to a new instance${s.qemuBinary ? ` of QEMU ${s.qemuBinary}` : ""}; ${runs}`;
+    case "save":
+      return `  ${s.source} → ${s.file ?? "?"} in its saveDir; ${runs}`;
+    case "restore":
+      return `  ${s.file ?? "?"} → ${s.destination ?? "-"}; ${runs}`;
+    case "migration":
+      return `  from ${s.source} to ${s.destination ?? "-"}; ${runs}`;
+  }
+}
+
 export function renderSummary(s: MigrationSummary): string {
   const out = [
-    `migration ${s.id ?? "-"} of ${s.vm}: ${s.outcome}${s.code ? ` (${s.code})` : ""}`,
+    `${KIND_TEXT[s.kind]} ${s.id ?? "-"} of ${s.vm}: ${s.outcome}${s.code ? ` (${s.code})` : ""}`,
     ...(s.reason ? [`  reason:   ${s.reason}`] : []),
-    `  from ${s.source} to ${s.destination ?? "-"}; runs on ${s.runsOn ? `${s.runsOn.host} (${s.runsOn.instanceId})` : "UNKNOWN: an operator must look"}`,
-    `  total ${s.timings.totalMs === null ? "-" : `${s.timings.totalMs} ms`}, downtime ${s.timings.downtimeMs === null ? "-" : `${s.timings.downtimeMs} ms`}`,
+    whereText(s),
+    `  total ${s.timings.totalMs === null ? "-" : `${s.timings.totalMs} ms`}, downtime ${s.timings.downtimeMs === null ? "-" : `${s.timings.downtimeMs} ms`}, data moved ${s.dataMovedBytes === null ? "-" : `${(s.dataMovedBytes / 2 ** 20).toFixed(1)} MiB`}`,
     ...s.warnings.map((w) => `  warning:  ${w}`),
     ...(s.cleanup?.state === "pending" ? [`  cleanup:  destination ${s.cleanup.host} pending (retried in the background; 'ferry migration show ${s.id ?? ""}' tells when it is done)`] : []),
     `  phases:   ${Object.entries(s.timings.phases).map(([p, ms]) => `${p} ${ms} ms`).join(", ") || "-"}`,
@@ -86,13 +121,6 @@ export function renderSummary(s: MigrationSummary): string {
   return out.join("\n");
 }
 
-export function progressLine(r: MigrationRecord & { progress?: { status?: unknown; transferredBytes?: unknown; remainingBytes?: unknown; dirtyPagesRate?: unknown } }, elapsedMs: number): string {
-  const p = r.progress;
-  const mib = (x: unknown): string => (typeof x === "number" ? (x / 2 ** 20).toFixed(1) : "?");
-  const ram = p ? ` [${String(p.status)}: RAM ${mib(p.transferredBytes)} MiB sent, ${mib(p.remainingBytes)} MiB left, dirty ${typeof p.dirtyPagesRate === "number" ? p.dirtyPagesRate : "?"} pages/s]` : "";
-  return `migrating ${r.plan.vm.name} ${r.plan.source.host} → ${r.plan.destination.host}: ${r.phase}${ram} (${(elapsedMs / 1000).toFixed(1)} s)`;
-}
-
 export function renderPlan(p: PlanReply): string {
   const out = [`plan for ${p.vm} (now on ${p.source})`];
   if (p.destinations.length === 0) out.push(`no destination: ${p.message ?? "?"}`);
@@ -100,15 +128,17 @@ export function renderPlan(p: PlanReply): string {
     out.push("DESTINATIONS");
     out.push(renderTable(["RANK", "HOST", "SCORE", "COMPLETE", "NICS"], p.destinations.map((d) => [d.rank, d.host, d.score, d.complete, d.nics.map((n) => `${n.nic} → ${n.note}`).join("; ")])));
   }
+  if (p.blockers && p.blockers.length > 0) out.push("BLOCKED DESTINATIONS (a migration there is refused)", renderTable(["HOST", "CHECK", "WHY"], p.blockers.map((b) => [b.host, b.check, b.message])).trimEnd());
+  if (p.warnings && p.warnings.length > 0) out.push("WARNINGS", renderTable(["HOST", "WHAT"], p.warnings.map((w) => [w.host, w.message])).trimEnd());
   out.push("REJECTED HOSTS");
   out.push(p.rejections.length === 0 ? "(none)\n" : renderTable(["HOST", "CODE", "WHY"], p.rejections.map((r) => [r.host, r.code, r.message])));
   return out.join("\n");
 }
 
-export function renderMigrations(list: readonly MigrationRecord[]): string {
+export function renderMigrations(list: readonly MigrationSummary[]): string {
   if (list.length === 0) return "(no migrations)\n";
   return renderTable(
-    ["ID", "VM", "FROM", "TO", "PHASE", "OUTCOME", "RUNS ON", "DOWNTIME", "CREATED"],
-    list.map((r) => [r.id, r.plan.vm.name, r.plan.source.host, r.plan.destination.host, r.phase, r.outcome, r.runsOn?.host, downtimeOf(r) === null ? null : `${downtimeOf(r)} ms`, new Date(r.createdAt).toISOString()]),
+    ["ID", "KIND", "VM", "FROM", "TO", "OUTCOME", "RUNS ON", "DOWNTIME", "DATA MOVED", "STARTED"],
+    list.map((s) => [s.id, s.kind, s.vm, s.source, s.destination, s.outcome, s.runsOn?.host, s.timings.downtimeMs === null ? null : `${s.timings.downtimeMs} ms`, s.dataMovedBytes === null ? null : `${(s.dataMovedBytes / 2 ** 20).toFixed(1)} MiB`, s.timeline[0] ? new Date(s.timeline[0].startedAt).toISOString() : null]),
   );
 }

@@ -1,0 +1,73 @@
+// What a migration's live stream gets besides the event bus: QEMU's RAM
+// progress, sampled from the source's agent every ~250 ms while the migration
+// is in perform (in memory only: not numbered, not written to the event log),
+// and `end` once the controller has settled the migration's outcome.
+import type { Clock } from "../core/clock.ts";
+import type { Logger } from "../core/log.ts";
+import type { MigrationProgress } from "../wire/instance-ops.ts";
+import type { EndStreamEvent, ProgressStreamEvent } from "../wire/migration-stream.ts";
+
+export type FeedEvent = ProgressStreamEvent | EndStreamEvent;
+
+/** How often progress is sampled while perform runs. */
+export const PROGRESS_EVERY_MS = 250;
+
+export class MigrationFeed {
+  readonly #subs = new Map<string, Set<(e: FeedEvent) => void>>();
+  readonly #tickers = new Map<string, AbortController>();
+  readonly #clock: Clock;
+  readonly #log: Logger;
+
+  constructor(o: { clock: Clock; log: Logger }) {
+    this.#clock = o.clock;
+    this.#log = o.log;
+  }
+
+  subscribe(id: string, fn: (e: FeedEvent) => void): () => void {
+    let set = this.#subs.get(id);
+    if (!set) {
+      set = new Set();
+      this.#subs.set(id, set);
+    }
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.#subs.get(id) === set) this.#subs.delete(id);
+    };
+  }
+
+  publish(e: FeedEvent): void {
+    for (const fn of this.#subs.get(e.migrationId) ?? []) fn(e);
+  }
+
+  /**
+   * Sample `sample` every PROGRESS_EVERY_MS until stop(id) (or `signal`); a
+   * sample that fails or times out is skipped, the next one is tried.
+   */
+  tick(id: string, sample: (signal: AbortSignal) => Promise<MigrationProgress | undefined>, signal: AbortSignal): void {
+    if (this.#tickers.has(id)) return;
+    const ctl = new AbortController();
+    this.#tickers.set(id, ctl);
+    const stop = AbortSignal.any([ctl.signal, signal]);
+    void (async () => {
+      while (!stop.aborted) {
+        const p = await sample(AbortSignal.any([stop, this.#clock.timeout(1_000)])).catch(() => undefined);
+        if (p && !stop.aborted) this.publish({ ...p, type: "progress", migrationId: id, phase: "perform", at: this.#clock.now() });
+        await this.#clock.sleep(PROGRESS_EVERY_MS, stop).catch(() => undefined);
+      }
+    })()
+      .catch((e: unknown) => this.#log.warn({ err: e, id }, "migration progress sampling stopped"))
+      .finally(() => {
+        if (this.#tickers.get(id) === ctl) this.#tickers.delete(id);
+      });
+  }
+
+  stop(id: string): void {
+    this.#tickers.get(id)?.abort();
+    this.#tickers.delete(id);
+  }
+
+  stopAll(): void {
+    for (const id of [...this.#tickers.keys()]) this.stop(id);
+  }
+}
