@@ -92,7 +92,10 @@ export async function startHolder(o: { dir: string; host: ApartHost; hostDir: st
 /** The argv prefix that runs a command inside a holder's network, mount and UTS namespaces (nsenter execs it: same pid). */
 export function enterHost(holderPid: number): string[] {
   if (!Number.isInteger(holderPid) || holderPid <= 1) throw new FerryError("FERRY_ERR_INTERNAL", `holder pid ${holderPid} is not a process to enter`);
-  return ["nsenter", "--target", String(holderPid), "--net", "--mount", "--uts", "--"];
+  // --root/--wd: the holder's own root and working directory. Entering a mount namespace resets a process's
+  // root to the namespace's; when the lab runs chrooted (npm run test:fresh's clean root) that would be the
+  // machine's root, where the agent's binary and files are not.
+  return ["nsenter", "--target", String(holderPid), "--net", "--mount", "--uts", "--root", "--wd", "--"];
 }
 
 /** `ferry ARGS` inside a holder's network, mount and UTS namespaces, detached; its pid. */
