@@ -5,6 +5,7 @@
 // has no boot line), so callers read it once, right after creation.
 import { readFile } from "node:fs/promises";
 import { FerryError } from "../core/errors.ts";
+import { AgentClient } from "../wire/agent-client.ts";
 import type { ControllerClient } from "../api/client.ts";
 import { bootMemsum, guestMemsum } from "./memcheck.ts";
 import { hostPath, labFetch } from "./lab.ts";
@@ -17,17 +18,12 @@ import type { LabState } from "./lab.ts";
  */
 export async function vmSerialLog(state: LabState, client: ControllerClient, vm: string, mapPath: (host: string, p: string) => string = (h, p) => hostPath(state, h, p)): Promise<string> {
   const v = await client.vm(vm);
-  if (v.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `VM ${vm} runs nowhere (state ${v.state}): nothing to check`);
+  if (v.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `VM ${vm} runs nowhere (state ${v.state}): nothing to check; start it ('ferry vm start ${vm}')`);
   const agent = state.hosts.find((h) => h.name === v.host);
   if (!agent) throw new FerryError("FERRY_ERR_NOT_FOUND", `VM ${vm} runs on ${v.host}, which is not a host of lab ${state.name}`);
   const token = (await readFile(state.agentTokenFile, "utf8")).trim();
-  const f = await labFetch(state);
-  const r = await f(`${agent.url}/v1/instances/${encodeURIComponent(v.instanceId)}`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) });
-  const body: unknown = await r.json();
-  if (!r.ok || typeof body !== "object" || body === null || typeof (body as { serialLog?: unknown }).serialLog !== "string") {
-    throw new FerryError("FERRY_ERR_AGENT", `${v.host} did not describe instance ${v.instanceId} of ${vm} (HTTP ${r.status}): ${JSON.stringify(body).slice(0, 200)}`);
-  }
-  return mapPath(v.host, (body as { serialLog: string }).serialLog);
+  const inst = await new AgentClient({ baseUrl: agent.url, token, fetch: await labFetch(state), timeoutMs: 5_000 }).instance(v.instanceId);
+  return mapPath(v.host, inst.serialLog);
 }
 
 /** The checksum the guest printed at boot (read once, right after `createVm`; waits up to `timeoutMs` for the line). */

@@ -59,19 +59,18 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     const spec = (i: number) => ({ memoryMiB: 64, nics: [...NICS[i % NICS.length]!].map((n) => ({ ...n })), noOs: true });
     for (const [i, name] of names.entries()) await c.api.createVm({ name, host: hosts[i % hosts.length]!.name, ...spec(i) });
     // the real guest: its memory is checked after every operation that leaves it running
-    const guest = await c.api.createVm({ name: "soak-guest", host: hosts[0]!.name, memoryMiB: 256, nics: [{ network: "physnet1", mode: "failover", policy: "optional" }] });
+    await c.api.createVm({ name: "soak-guest", host: hosts[0]!.name, memoryMiB: 256, nics: [{ network: "physnet1", mode: "failover", policy: "optional" }] });
     names.push("soak-guest");
     let guestBoot: { instanceId: string; sum: string } | null = null;
     const guestBootSum = async (): Promise<string | null> => {
       const vm = await c.api.vm("soak-guest");
       if (vm.state !== "running" || vm.instanceId === null) return null;
       // a new boot (a start after the guest went down) prints a new checksum; a migrated instance keeps the old one
-      if (guestBoot === null || !(await c.arrivedByMigration(vm.host, vm.instanceId))) {
-        if (guestBoot?.instanceId !== vm.instanceId) guestBoot = { instanceId: vm.instanceId, sum: await bootMemsum(await c.serialLogOf(vm.host, vm.instanceId), { timeoutMs: 60_000 }) };
+      if (guestBoot?.instanceId !== vm.instanceId && (guestBoot === null || !(await c.arrivedByMigration(vm.host, vm.instanceId)))) {
+        guestBoot = { instanceId: vm.instanceId, sum: await bootMemsum(await c.serialLogOf(vm.host, vm.instanceId), { timeoutMs: 60_000 }) };
       }
       return guestBoot.sum;
     };
-    void guest;
 
     while (report.ops < o.ops) {
       report.ops++;

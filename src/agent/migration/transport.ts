@@ -63,17 +63,13 @@ let rotation = 0;
  * picks (the source must be on this machine).
  */
 export async function listenIncoming(t: MigrationTransport | null, inst: Instance, setup: MigrationSetup, sourceIdentity: string | undefined, signal: AbortSignal): Promise<string> {
-  if (t === null) {
-    await disableMigrationTls(inst.qmp, signal);
-    return prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", setup, signal);
-  }
+  // `inst` was just started for this migration: no TLS parameters of an earlier one to clear
+  if (t === null) return prepareIncoming(inst.qmp, "tcp:127.0.0.1:0", setup, signal);
   if (t.tls !== null) {
     if (sourceIdentity === undefined) {
       throw new FerryError("FERRY_ERR_MIGRATION_TLS", "this host takes migrations over TLS only, and the source host advertises no migration certificate: give the source host migration TLS (host.yaml migration.tls) or turn TLS off on both (migration.tls: false)", { details: { reason: "source-without-tls" } });
     }
     await enableIncomingTls(inst.qmp, { dir: t.tls.dir, sourceIdentity }, signal);
-  } else {
-    await disableMigrationTls(inst.qmp, signal);
   }
   const tried: number[] = [];
   for (const port of portOrder(t, rotation++)) {
