@@ -96,7 +96,7 @@ export class MigrationLive {
 
   async #streaming(id: string, what: string): Promise<MigrationRecord> {
     const r = await this.#d.c.d.store.getMigration(id);
-    if (!r) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
+    if (!r) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found: 'ferry migrations' lists the known ones`, { details: { id } });
     if (r.phase !== "perform") {
       const now = isTerminal(r) ? `it has ended (${r.outcome ?? "?"})` : `it is in phase ${r.phase}`;
       throw new FerryError("FERRY_ERR_STATE", `cannot ${what} migration ${id}: ${now}; a migration's bandwidth and downtime limit can be changed while its RAM streams (phase perform) only`, { details: { id, phase: r.phase } });

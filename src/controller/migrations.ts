@@ -188,7 +188,7 @@ export class Migrations {
     try {
       const p = await this.plan(input);
       const vm = p.vmRecord;
-      if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${vm.name} is not running (state ${vm.state})`);
+      if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${vm.name} is not running (state ${vm.state}); nothing was changed: start it first ('ferry vm start ${vm.name}'${vm.state === "saved" ? ", or 'ferry vm restore'" : ""})`);
       if (vm.sharedMemory === true) {
         // docs/known-issues.md: a file-backed guest's memory came out broken after cross-host migrations
         // (again on the first hop between apart hosts, 2026-12-05); refuse rather than corrupt it
@@ -348,7 +348,7 @@ export class Migrations {
    */
   async get(id: string): Promise<MigrationRecord & { settling: boolean; measuring: boolean; progress?: MigrationProgress }> {
     const stored = await this.#c.d.store.getMigration(id);
-    if (!stored) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
+    if (!stored) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found: 'ferry migrations' lists the known ones`, { details: { id } });
     const r = await this.#withDataMoved(stored);
     const progress = r.phase === "perform" ? await this.#progress(r) : undefined;
     return { ...r, settling: this.#running.has(id), measuring: this.#measuring.has(id), ...(progress ? { progress } : {}) };

@@ -35,7 +35,7 @@ export class VmLocal {
   async localMigrate(name: string, o: { qemuBinary?: string } = {}): Promise<{ vm: VmRecord; result: LocalMigrateReply; migration?: MigrationRecord }> {
     const vm = await this.#vms.get(name);
     return this.#c.exclusive(vm.uuid, `local migration of ${name}`, async () => {
-      if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is not running (state ${vm.state})`);
+      if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is not running (state ${vm.state}); nothing was changed: start it first ('ferry vm start ${name}'${vm.state === "saved" ? ", or 'ferry vm restore'" : ""})`);
       const source = { host: vm.host, instanceId: vm.instanceId };
       const startedAt = this.#c.d.clock.now();
       const pfs = await pfsOf(this.#c, vm.host);
@@ -66,7 +66,7 @@ export class VmLocal {
   async save(name: string, file: string): Promise<VmRecord> {
     const vm = await this.#vms.get(name);
     return this.#c.exclusive(vm.uuid, `save ${name}`, async () => {
-      if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is not running (state ${vm.state})`);
+      if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is not running (state ${vm.state}); nothing was changed: start it first ('ferry vm start ${name}'${vm.state === "saved" ? ", or 'ferry vm restore'" : ""})`);
       const source = { host: vm.host, instanceId: vm.instanceId };
       const startedAt = this.#c.d.clock.now();
       const pfs = await pfsOf(this.#c, vm.host);
