@@ -141,15 +141,23 @@ export async function restoreInstance(ctx: StepContext, file: string, saved: VmS
     const restoreSock = (i: Instance): string => join(i.paths.dir, "restore.sock");
     ({ inst } = await startIncoming(ctx, { spec: base, instanceId, listen: (i) => `unix:${restoreSock(i)}` }, signal));
     const sock = connect(restoreSock(inst));
-    await pipeline(createReadStream(file), sock, { signal });
+    // QEMU closes the socket once it has read the whole state, which may be
+    // before this end sees its own end() through ("Premature close"): QEMU's
+    // status is the verdict; a stream error only explains a failure
+    let streamError: unknown;
+    const streamed = pipeline(createReadStream(file), sock, { signal }).catch((e: unknown) => {
+      streamError = e;
+    });
     const until = ctx.clock.monotonic() + o.timeoutMs;
     for (;;) {
       const m = await queryMigrate(inst.qmp, { signal });
       if (m.status === "completed") break;
-      if (m.status === "failed") throw new FerryError("FERRY_ERR_MIGRATION", `restoring ${file} failed${m.errorDesc ? `: ${m.errorDesc}` : ""}`);
+      if (m.status === "failed") throw new FerryError("FERRY_ERR_MIGRATION", `restoring ${file} failed${m.errorDesc ? `: ${m.errorDesc}` : ""}${streamError instanceof Error ? ` (streaming the file: ${streamError.message})` : ""}`, { cause: streamError });
       if (ctx.clock.monotonic() > until) throw new FerryError("FERRY_ERR_TIMEOUT", `restoring ${file} did not complete within ${o.timeoutMs} ms`);
       await ctx.clock.sleep(20, signal);
     }
+    sock.destroy();
+    await streamed;
     await waitRunning(ctx, inst, signal);
     const nics = await bringBackNics(ctx, inst, inst.meta.spec, planned, { primaryBackMs: o.primaryBackMs, replugFails: false }, signal);
     await inst.saveMeta();
