@@ -17,6 +17,12 @@ export interface MigrateOutOptions {
   until: "pre-switchover" | "completed";
   unplugMs: number;
   timeoutMs: number;
+  /**
+   * Pause the guest once QEMU streams RAM (after the failover primaries'
+   * wait-unplug, which needs a running guest): a save, after which the VM
+   * does not run anyway, then writes a state nothing changes while it is read.
+   */
+  pauseWhenActive?: boolean;
 }
 
 /**
@@ -36,6 +42,7 @@ export async function migrateOut(ctx: StepContext, inst: Instance, uri: string, 
   });
   const started = ctx.clock.monotonic();
   let unplugStuck = false;
+  let paused = false;
   const unplugWatch = new AbortController();
   try {
     await prepareOutgoing(ctx.transport ?? null, inst, uri, signal);
@@ -46,6 +53,10 @@ export async function migrateOut(ctx: StepContext, inst: Instance, uri: string, 
       signal: AbortSignal.any([signal, unplugWatch.signal]),
       clock: ctx.clock,
       onProgress: (i) => {
+        if (o.pauseWhenActive === true && !paused && i.status === "active") {
+          paused = true;
+          void inst.qmp.execute("stop", undefined, { signal }).catch(() => undefined);
+        }
         if (i.status === "wait-unplug" && ctx.clock.monotonic() - started > o.unplugMs) {
           unplugStuck = true;
           unplugWatch.abort();
