@@ -37,11 +37,11 @@ export class ClusterView {
     return new Map(got.filter((x) => x !== undefined));
   }
 
-  async snapshot(): Promise<{ snapshot: ClusterSnapshot; inventories: Map<string, InventoryView>; vms: VmRecord[] }> {
+  async snapshot(): Promise<{ snapshot: ClusterSnapshot; inventories: Map<string, InventoryView>; vms: VmRecord[]; hosts: HostRecord[] }> {
     const hosts = await this.#c.d.cluster.listHosts();
     const vms = await this.#c.d.cluster.listVms();
     const inventories = await this.inventories(hosts);
-    return { snapshot: buildSnapshot({ hosts, vms, inventories, capacity: this.#c.d.config.hostCapacity }), inventories, vms };
+    return { snapshot: buildSnapshot({ hosts, vms, inventories, capacity: this.#c.d.config.hostCapacity }), inventories, vms, hosts };
   }
 
   async devices(filter: { host?: string; network?: string } = {}): Promise<DeviceRow[]> {

@@ -1,17 +1,20 @@
 // What the controller's parts share (controller.ts builds one and hands it to
 // each: hosts.ts, cluster-view.ts, vms.ts, vm-local.ts, migrations.ts): the
 // dependencies, the event bus, the agents' clients, the VMs busy with an
-// operation, and the signal that stops everything when the controller closes.
+// operation, the VFs promised to plans, and the signal that stops everything
+// when the controller closes.
 import { AgentClient } from "../wire/agent-client.ts";
 import type { Clock } from "../core/clock.ts";
 import { FerryError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { Store } from "../migration/store-port.ts";
+import { vfKey } from "../model/cluster.ts";
 import type { EventLog } from "../model/events.ts";
 import type { ClusterStore, HostRecord } from "../store/cluster.ts";
 import type { ControllerConfig } from "./config.ts";
 import type { ConnectivityWatch } from "./connectivity.ts";
 import { EventBus } from "./events.ts";
+import { VfReservations } from "./vf-reservations.ts";
 import type { ControllerEvent } from "../wire/events.ts";
 
 export interface ControllerDeps {
@@ -40,11 +43,16 @@ export class ControllerContext {
   readonly events: EventBus;
   /** VMs (by uuid) with a migration or another operation in progress. */
   readonly busy = new Set<string>();
+  /** Every plan that hands out VFs goes through it: none is given two plans (vf-reservations.ts). */
+  readonly vfs: VfReservations;
   readonly #clients = new Map<string, AgentClient>();
   readonly #stop = new AbortController();
 
   constructor(deps: ControllerDeps) {
     this.d = deps;
+    this.vfs = new VfReservations(async () =>
+      (await deps.store.listActiveMigrations()).flatMap((r) => r.plan.nics.flatMap((n) => (n.after === null ? [] : [vfKey(n.after.host, n.after.vf)]))),
+    );
     this.events = new EventBus(2000, {
       ...(deps.eventLog ? { log: deps.eventLog } : {}),
       onLogError: (e) => deps.log.warn({ err: e instanceof Error ? e.message : String(e) }, "event log: cannot write or read events"),

@@ -105,9 +105,10 @@ export class Controller {
     return this.#c.d.cluster;
   }
 
-  async snapshot(): Promise<{ snapshot: ClusterSnapshot; vms: VmRecord[] }> {
-    const { snapshot, vms } = await this.#view.snapshot();
-    return { snapshot, vms };
+  /** Also the VFs promised to migrations in flight and to plans not yet recorded (vf-reservations.ts): an evacuation's plan leaves them out. */
+  async snapshot(): Promise<{ snapshot: ClusterSnapshot; vms: VmRecord[]; reservedVfs: ReadonlySet<string> }> {
+    const { value } = await this.#c.vfs.plan(() => this.#view.snapshot(), ({ snapshot, vms }, reservedVfs) => ({ value: { snapshot, vms, reservedVfs }, hold: [] }));
+    return value;
   }
 
   devices(filter: { host?: string; network?: string } = {}): Promise<DeviceRow[]> {

@@ -79,6 +79,14 @@ describe("evacuation: pure parts", () => {
     assert.match(p.items[3]!.reason ?? "", /not running \(state stopped\)/);
     assert.deepEqual(countItems(p.items), { total: 4, pending: 2, migrating: 0, moved: 0, stayed: 2 });
   });
+
+  it("leaves out the VFs reserved for migrations in flight", () => {
+    const hosts = new Map([["src", hostRec("src", { state: "draining" })], ["a", hostRec("a")], ["b", hostRec("b")]]);
+    const snapshot = snapshotFor(hosts);
+    const bFree = snapshot.vfs.find((v) => v.host === "b")!;
+    const p = planHostEvacuation("src", snapshot, [vmRec(1, { memoryMiB: 4096 }), vmRec(2)], new Set([`b/${bFree.bdf}`]));
+    assert.deepEqual(p.items.map((i) => [i.vm, i.to, i.outcome]), [["vm-1", "a", null], ["vm-2", null, "unplaced"]]);
+  });
 });
 
 describe("Evacuations (fake controller)", () => {
@@ -99,7 +107,7 @@ describe("Evacuations (fake controller)", () => {
     refuse = new Set();
     const controller: EvacuationDeps["controller"] = {
       cluster: store,
-      snapshot: async () => ({ snapshot: snapshotFor(new Map((await store.listHosts()).map((h) => [h.name, h]))), vms: await store.listVms() }),
+      snapshot: async () => ({ snapshot: snapshotFor(new Map((await store.listHosts()).map((h) => [h.name, h]))), vms: await store.listVms(), reservedVfs: new Set<string>() }),
       migrate: (input: MigrateInput): Promise<MigrationRecord> => {
         if (refuse.has(input.vm)) return Promise.reject(new FerryError("FERRY_ERR_LEASE_HELD", "VF already leased"));
         inFlight++;

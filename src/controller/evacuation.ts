@@ -77,9 +77,10 @@ function blank(vm: VmRecord): Omit<EvacuationItem, "to" | "order" | "vfs" | "sta
  * Plan the evacuation of `host`: its running VMs placed together (never on
  * `host`), the others skipped with the reason. Items come in plan order
  * (placed first), then unplaced, then skipped. Also returns each placed VM's
- * destination, for the migrations.
+ * destination, for the migrations. `reservedVfs`: VFs promised elsewhere
+ * (migrations in flight), never planned here.
  */
-export function planHostEvacuation(host: string, snapshot: ClusterSnapshot, vms: readonly VmRecord[]): {
+export function planHostEvacuation(host: string, snapshot: ClusterSnapshot, vms: readonly VmRecord[], reservedVfs?: ReadonlySet<string>): {
   plan: EvacuationView["plan"];
   items: EvacuationItem[];
   destinations: Map<string, Destination>;
@@ -87,7 +88,7 @@ export function planHostEvacuation(host: string, snapshot: ClusterSnapshot, vms:
   const mine = vms.filter((v) => v.host === host);
   const movable = mine.filter((v) => v.state === "running" && v.instanceId !== null);
   // never `host` itself: every VM here has it as its current host (SAME_HOST)
-  const p = planEvacuation(snapshot, movable.map(placementVm));
+  const p = planEvacuation(snapshot, movable.map(placementVm), reservedVfs === undefined ? {} : { reservedVfs });
   const byUuid = new Map(mine.map((v) => [v.uuid, v]));
   const items: EvacuationItem[] = [];
   const destinations = new Map<string, Destination>();
@@ -211,8 +212,8 @@ export class Evacuations {
       await this.drain(host);
       await this.#mark(host, { parallel: o.parallel, maxBandwidthMiBps: o.maxBandwidthMiBps, since: this.#d.clock.now() });
     }
-    const { snapshot, vms } = await this.#d.controller.snapshot();
-    const planned = planHostEvacuation(host, snapshot, vms);
+    const { snapshot, vms, reservedVfs } = await this.#d.controller.snapshot();
+    const planned = planHostEvacuation(host, snapshot, vms, reservedVfs);
     const count = planned.items.filter((i) => i.status === "pending").length;
     const now = this.#d.clock.now();
     const e: EvacuationView = {

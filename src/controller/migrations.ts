@@ -9,6 +9,7 @@ import { cancel, createMigration, resumeAll, runMigration } from "../migration/r
 import type { Deadlines, MigrationPlan, MigrationRecord, NicPlan } from "../migration/types.ts";
 import { isTerminal } from "../migration/types.ts";
 import type { ClusterSnapshot, PlacementVm } from "../model/cluster.ts";
+import { vfKey } from "../model/cluster.ts";
 import { place } from "../scheduler/place.ts";
 import type { Destination } from "../scheduler/types.ts";
 import type { HostRecord, VmNicRecord, VmPlace, VmRecord } from "../store/cluster.ts";
@@ -147,13 +148,19 @@ export class Migrations {
     };
   }
 
-  async plan(input: MigrateInput): Promise<PlanView & { snapshot: ClusterSnapshot; vmRecord: VmRecord }> {
+  /** What planning reads: the VM, the cluster's snapshot, the hosts' records (their migration networks). */
+  async #read(input: MigrateInput): Promise<{ vm: VmRecord; snapshot: ClusterSnapshot; hosts: Map<string, HostRecord> }> {
     const vm = await this.#vms.get(input.vm);
-    const { snapshot } = await this.#view.snapshot();
-    const p = place(snapshot, { vm: this.#placementVm(vm), options: input.to === undefined ? {} : { to: input.to } });
+    const { snapshot, hosts } = await this.#view.snapshot();
+    return { vm, snapshot, hosts: new Map(hosts.map((h) => [h.name, h])) };
+  }
+
+  /** The ranked destinations, never on a VF reserved for another plan, with the migration network's checks; synchronous (vf-reservations.ts). */
+  #rank(r: { vm: VmRecord; snapshot: ClusterSnapshot; hosts: Map<string, HostRecord> }, input: MigrateInput, reserved: ReadonlySet<string>): PlanView & { snapshot: ClusterSnapshot; vmRecord: VmRecord } {
+    const { vm, snapshot, hosts } = r;
+    const p = place(snapshot, { vm: this.#placementVm(vm), options: { ...(input.to === undefined ? {} : { to: input.to }), reservedVfs: reserved } });
     const destinations = p.kind === "placed" ? [...p.destinations] : [];
     // the migration network and TLS of each ranked destination against the source's: what the scheduler does not see
-    const hosts = new Map((await this.#c.d.cluster.listHosts()).map((h) => [h.name, h]));
     const transport = destinations.map((d) => ({ host: d.host, ...transportCheck(vm.name, vm.host, d.host, hosts.get(vm.host)?.migration, hosts.get(d.host)?.migration) }));
     return {
       vm: vm.name, source: vm.host,
@@ -164,6 +171,28 @@ export class Migrations {
       warnings: transport.flatMap((t) => t.warnings.map((w) => ({ host: t.host, message: w }))),
       snapshot, vmRecord: vm,
     };
+  }
+
+  /**
+   * Where the migration goes: the scheduler's first, or the destination the
+   * caller planned (an evacuation) while its VFs are still free — the VFs of
+   * a plan made earlier may have gone to another migration since; then the
+   * scheduler's first on that host.
+   */
+  #destination(p: PlanView & { snapshot: ClusterSnapshot }, wanted: Destination | undefined, reserved: ReadonlySet<string>): Destination | undefined {
+    const fresh = p.destinations[0];
+    if (fresh === undefined || wanted === undefined) return fresh;
+    const leased = new Set(p.snapshot.vfs.filter((v) => v.leasedBy !== null).map((v) => vfKey(v.host, v.bdf)));
+    const gone = wanted.nics.flatMap((n) => (n.vf !== null && (reserved.has(n.vf.key) || leased.has(n.vf.key)) ? [n.vf.bdf] : []));
+    if (gone.length === 0) return wanted;
+    this.#c.d.log.info({ vm: p.vm, host: wanted.host, vfs: gone, instead: fresh.nics.flatMap((n) => (n.vf === null ? [] : [n.vf.bdf])) }, "the VFs planned for the VM were taken since the plan: the scheduler picked others");
+    return fresh;
+  }
+
+  /** Rank the destinations (nothing changes; no VF is held). */
+  async plan(input: MigrateInput): Promise<PlanView & { snapshot: ClusterSnapshot; vmRecord: VmRecord }> {
+    const { value } = await this.#c.vfs.plan(() => this.#read(input), (r, reserved) => ({ value: this.#rank(r, input, reserved), hold: [] }));
+    return value;
   }
 
   /**
@@ -185,8 +214,16 @@ export class Migrations {
     if (this.#c.busy.has(probe.uuid)) throw new FerryError("FERRY_ERR_STATE", `vm ${probe.name} is busy: a migration or another operation on it is in progress; nothing was changed: wait for it to end ('ferry migrations', 'ferry events') and try again`, { details: { vm: probe.name } });
     this.#c.busy.add(probe.uuid);
     let started = false;
+    // the destination's VFs are held from the plan until the record is written (it names them then)
+    let release = (): void => {};
     try {
-      const p = await this.plan(input);
+      const planned = await this.#c.vfs.plan(() => this.#read(input), (r, reserved) => {
+        const p = this.#rank(r, input, reserved);
+        const dest = this.#destination(p, input.destination, reserved);
+        return { value: { p, dest }, hold: dest?.nics.flatMap((n) => (n.vf === null ? [] : [n.vf.key])) ?? [] };
+      });
+      release = planned.release;
+      const { p, dest } = planned.value;
       const vm = p.vmRecord;
       if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${vm.name} is not running (state ${vm.state}); nothing was changed: start it first ('ferry vm start ${vm.name}'${vm.state === "saved" ? ", or 'ferry vm restore'" : ""})`);
       if (vm.sharedMemory === true) {
@@ -194,7 +231,6 @@ export class Migrations {
         // (again on the first hop between apart hosts, 2026-12-05); refuse rather than corrupt it
         throw new FerryError("FERRY_ERR_STATE", `migration of ${vm.name} refused, nothing changed: its RAM is mapped from a shared file (created with --shared-memory, for zero-copy local migration), and such guests' memory has come out corrupted after migrations between hosts (docs/known-issues.md); move it with 'ferry migrate ${vm.name} --local' on its host, or stop it and create it again without --shared-memory to migrate it between hosts`, { details: { vm: vm.name, sharedMemory: true } });
       }
-      const dest = p.destinations[0] === undefined ? undefined : (input.destination ?? p.destinations[0]);
       if (!dest) {
         const noVf = p.rejections.some((r) => r.code === "NO_VF");
         throw new FerryError(noVf ? "FERRY_ERR_NO_VF" : "FERRY_ERR_NO_HOST", `migration of ${vm.name} refused, nothing changed: ${p.message ?? "no destination"}`, {
@@ -254,6 +290,7 @@ export class Migrations {
       started = true;
       return rec;
     } finally {
+      release();
       if (!started) this.#c.busy.delete(probe.uuid);
     }
   }

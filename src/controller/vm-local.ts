@@ -96,31 +96,36 @@ export class VmLocal {
       if (vm.state !== "saved" || vm.savedAs === undefined) throw new FerryError("FERRY_ERR_STATE", `vm ${name} is not saved (state ${vm.state}): 'ferry vm save' it first`);
       const host = o.host ?? vm.host;
       await this.#vms.refuseIfRunning(vm, "restore");
-      const { vfs } = await this.#vms.pickVfs(vm, host, false);
-      const nics = vm.nics.map((n, i) => ({ name: n.name, vf: n.mode === "emulated" ? null : (vfs[i] ?? null) }));
-      const startedAt = this.#c.d.clock.now();
-      const pfs = await pfsOf(this.#c, host);
-      const there = (vf: string | null): VfRef | null => (vf === null ? null : { host, vf, pf: pfs.get(vf) ?? "" });
-      const base = { kind: "restore" as const, vm, source: { host: vm.host, instanceId: "" }, destination: host, startedAt, file: vm.savedAs };
-      let r;
+      const { vfs, release } = await this.#vms.pickVfs(vm, host, false);
+      // the VFs are held until the restored instance has leased them
       try {
-        r = await this.#c.agent(host).restore({ name: vm.savedAs, nics }, { timeoutMs: 600_000, signal: this.#c.signal });
-      } catch (e) {
-        await tryRecord(this.#c, { ...base, endedAt: this.#c.d.clock.now(), error: e, runsOn: null, nics: vm.nics.map((n) => ({ name: n.name, before: null, after: null, status: n.mode === "emulated" ? "emulated" : "absent" })) });
-        throw e;
+        const nics = vm.nics.map((n, i) => ({ name: n.name, vf: n.mode === "emulated" ? null : (vfs[i] ?? null) }));
+        const startedAt = this.#c.d.clock.now();
+        const pfs = await pfsOf(this.#c, host);
+        const there = (vf: string | null): VfRef | null => (vf === null ? null : { host, vf, pf: pfs.get(vf) ?? "" });
+        const base = { kind: "restore" as const, vm, source: { host: vm.host, instanceId: "" }, destination: host, startedAt, file: vm.savedAs };
+        let r;
+        try {
+          r = await this.#c.agent(host).restore({ name: vm.savedAs, nics }, { timeoutMs: 600_000, signal: this.#c.signal });
+        } catch (e) {
+          await tryRecord(this.#c, { ...base, endedAt: this.#c.d.clock.now(), error: e, runsOn: null, nics: vm.nics.map((n) => ({ name: n.name, before: null, after: null, status: n.mode === "emulated" ? "emulated" : "absent" })) });
+          throw e;
+        }
+        const { savedAs: _saved, ...rest } = vm;
+        const next = await this.#c.d.cluster.putVm({ ...rest, host, instanceId: r.instanceId, state: "running", nics: vm.nics.map((n, i) => ({ ...n, vf: nics[i]!.vf })), updatedAt: this.#c.d.clock.now() });
+        this.#c.events.publish({ type: "vm-started", vm: name, host, instanceId: r.instanceId, at: this.#c.d.clock.now() });
+        const arrived = r.nics;
+        await tryRecord(this.#c, {
+          ...base, endedAt: this.#c.d.clock.now(), runsOn: { host, instanceId: r.instanceId }, result: r,
+          nics: vm.nics.map((n, i) => {
+            const st = arrivedStatus(n, arrived.find((a) => a.name === n.name));
+            return { name: n.name, before: null, after: st.status === "attached" ? there(nics[i]!.vf) : null, ...st };
+          }),
+        });
+        return next;
+      } finally {
+        release();
       }
-      const { savedAs: _saved, ...rest } = vm;
-      const next = await this.#c.d.cluster.putVm({ ...rest, host, instanceId: r.instanceId, state: "running", nics: vm.nics.map((n, i) => ({ ...n, vf: nics[i]!.vf })), updatedAt: this.#c.d.clock.now() });
-      this.#c.events.publish({ type: "vm-started", vm: name, host, instanceId: r.instanceId, at: this.#c.d.clock.now() });
-      const arrived = r.nics;
-      await tryRecord(this.#c, {
-        ...base, endedAt: this.#c.d.clock.now(), runsOn: { host, instanceId: r.instanceId }, result: r,
-        nics: vm.nics.map((n, i) => {
-          const st = arrivedStatus(n, arrived.find((a) => a.name === n.name));
-          return { name: n.name, before: null, after: st.status === "attached" ? there(nics[i]!.vf) : null, ...st };
-        }),
-      });
-      return next;
     });
   }
 }

@@ -7,6 +7,7 @@ import { holdsGuest } from "../wire/agent-api.ts";
 import { FerryError, isFerryError } from "../core/errors.ts";
 import { didYouMean } from "../core/suggest.ts";
 import type { PlacementVm } from "../model/cluster.ts";
+import { vfKey } from "../model/cluster.ts";
 import type { NicMode, NicPolicy } from "../model/vm.ts";
 import { place } from "../scheduler/place.ts";
 import type { VmRecord } from "../store/cluster.ts";
@@ -90,38 +91,43 @@ export class Vms {
 
   /**
    * Pick a free VF on `host` for every NIC that wants one (the scheduler,
-   * restricted to that host). `newNics` (vm create): refuse NICs on a network
-   * no live host has. Also returns each network's hosts.
+   * restricted to that host; never a VF another plan holds or a migration in
+   * flight is to take). `newNics` (vm create): refuse NICs on a network no
+   * live host has. Also returns each network's hosts. The VFs picked are held
+   * until `release()`: call it once the instance has leased them (or did not
+   * start).
    */
-  async pickVfs(vm: Pick<VmRecord, "uuid" | "name" | "memoryMiB" | "vcpus" | "nics">, host: string, keep: boolean, o: { newNics?: boolean } = {}): Promise<{ vfs: (string | null)[]; inventory: InventoryView; networks: Map<string, string[]> }> {
-    const { snapshot, inventories } = await this.#view.snapshot();
-    const inventory = inventories.get(host);
-    const h = snapshot.hosts.find((x) => x.name === host);
-    if (!h) {
-      const names = snapshot.hosts.map((x) => x.name).sort();
-      throw new FerryError("FERRY_ERR_NOT_FOUND", `host ${host} not found: no agent registered under that name${didYouMean(host, names)}; hosts: ${names.join(", ") || "none"} ('ferry hosts')`, { details: { host } });
-    }
-    if (!inventory || h.state === "down") throw new FerryError("FERRY_ERR_STATE", `host ${host} is down: start its agent, or pick another host ('ferry hosts')`, { details: { host } });
-    const networks = new Map<string, string[]>();
-    for (const [name, inv] of [...inventories].sort((a, b) => (a[0] < b[0] ? -1 : 1))) for (const n of inv.networks) networks.set(n.name, [...(networks.get(n.name) ?? []), name]);
-    if (o.newNics) checkNicNetworks(vm.nics, networks);
-    // a recorded VF that is still free on this host is kept (vm start)
-    const free = new Set(inventory.vfs.filter((v) => v.lease === null).map((v) => v.bdf));
-    const pvm: PlacementVm = {
-      uuid: vm.uuid, name: vm.name, memoryMiB: vm.memoryMiB, vcpus: vm.vcpus, host: "(new)",
-      nics: vm.nics.filter((n) => !(keep && n.vf !== null && free.has(n.vf))).map((n) => ({ name: n.name, network: n.network, mode: n.mode, policy: n.policy })),
-    };
-    const p = place(snapshot, { vm: pvm, options: { to: host, limit: 1 } });
-    if (p.kind === "unplaceable") {
-      const code = (p.rejected.byCode.NO_VF ?? 0) > 0 ? "FERRY_ERR_NO_VF" : "FERRY_ERR_NO_HOST";
-      throw new FerryError(code, p.message, { details: { rejections: p.rejected.list() } });
-    }
-    const dest = p.destinations[0]!;
-    const vfs = vm.nics.map((n) => {
-      if (keep && n.vf !== null && free.has(n.vf)) return n.vf;
-      return dest.nics.find((a) => a.nic === n.name)?.vf?.bdf ?? null;
+  async pickVfs(vm: Pick<VmRecord, "uuid" | "name" | "memoryMiB" | "vcpus" | "nics">, host: string, keep: boolean, o: { newNics?: boolean } = {}): Promise<{ vfs: (string | null)[]; inventory: InventoryView; networks: Map<string, string[]>; release: () => void }> {
+    const { value, release } = await this.#c.vfs.plan(() => this.#view.snapshot(), ({ snapshot, inventories }, reserved) => {
+      const inventory = inventories.get(host);
+      const h = snapshot.hosts.find((x) => x.name === host);
+      if (!h) {
+        const names = snapshot.hosts.map((x) => x.name).sort();
+        throw new FerryError("FERRY_ERR_NOT_FOUND", `host ${host} not found: no agent registered under that name${didYouMean(host, names)}; hosts: ${names.join(", ") || "none"} ('ferry hosts')`, { details: { host } });
+      }
+      if (!inventory || h.state === "down") throw new FerryError("FERRY_ERR_STATE", `host ${host} is down: start its agent, or pick another host ('ferry hosts')`, { details: { host } });
+      const networks = new Map<string, string[]>();
+      for (const [name, inv] of [...inventories].sort((a, b) => (a[0] < b[0] ? -1 : 1))) for (const n of inv.networks) networks.set(n.name, [...(networks.get(n.name) ?? []), name]);
+      if (o.newNics) checkNicNetworks(vm.nics, networks);
+      // a recorded VF that is still free on this host is kept (vm start)
+      const free = new Set(inventory.vfs.filter((v) => v.lease === null && !reserved.has(vfKey(host, v.bdf))).map((v) => v.bdf));
+      const pvm: PlacementVm = {
+        uuid: vm.uuid, name: vm.name, memoryMiB: vm.memoryMiB, vcpus: vm.vcpus, host: "(new)",
+        nics: vm.nics.filter((n) => !(keep && n.vf !== null && free.has(n.vf))).map((n) => ({ name: n.name, network: n.network, mode: n.mode, policy: n.policy })),
+      };
+      const p = place(snapshot, { vm: pvm, options: { to: host, limit: 1, reservedVfs: reserved } });
+      if (p.kind === "unplaceable") {
+        const code = (p.rejected.byCode.NO_VF ?? 0) > 0 ? "FERRY_ERR_NO_VF" : "FERRY_ERR_NO_HOST";
+        throw new FerryError(code, p.message, { details: { rejections: p.rejected.list() } });
+      }
+      const dest = p.destinations[0]!;
+      const vfs = vm.nics.map((n) => {
+        if (keep && n.vf !== null && free.has(n.vf)) return n.vf;
+        return dest.nics.find((a) => a.nic === n.name)?.vf?.bdf ?? null;
+      });
+      return { value: { vfs, inventory, networks }, hold: vfs.flatMap((v) => (v === null ? [] : [vfKey(host, v)])) };
     });
-    return { vfs, inventory, networks };
+    return { ...value, release };
   }
 
   async #startOn(vm: VmRecord, inventory: InventoryView): Promise<VmRecord> {
@@ -147,26 +153,30 @@ export class Vms {
     });
     const draft = { uuid, name: input.name, memoryMiB: input.memoryMiB, vcpus: input.vcpus ?? 1, nics: nicsNoAddr };
     return this.#c.exclusive(uuid, `create ${input.name}`, async () => {
-      const { vfs, inventory, networks } = await this.pickVfs(draft, input.host, false, { newNics: true });
-      const missing = draft.nics.filter((n, i) => n.mode !== "emulated" && vfs[i] === null && n.policy !== "optional");
-      if (missing.length > 0) throw new FerryError("FERRY_ERR_NO_VF", `no free VF on ${input.host} for ${missing.map((n) => `${n.name} (${n.network}, ${n.policy})`).join(", ")}: nothing was created; free one ('ferry devices --host ${input.host}'), pick another host, or make the NIC optional`);
-      const warnings = draft.nics.filter((n, i) => n.mode !== "emulated" && vfs[i] === null).map((n) => noVfWarning(n, input.host, (networks.get(n.network) ?? []).filter((x) => x !== input.host)));
-      const now = this.#c.d.clock.now();
-      let vm = await this.#c.d.cluster.createVm({
-        ...draft, host: input.host, instanceId: null, state: "stopped", noOs: input.noOs === true, createdAt: now, updatedAt: now,
-        ...(input.guestFillMiB === undefined ? {} : { guestFillMiB: input.guestFillMiB }),
-        ...(input.sharedMemory === true && input.noOs !== true ? { sharedMemory: true } : {}),
-        nics: draft.nics.map((n, i) => ({ ...n, vf: vfs[i] ?? null })),
-      });
-      vm = await this.#c.d.cluster.putVm({ ...vm, nics: vm.nics.map((n) => ({ ...n, address: guestAddress(n.network, vm.seq) })) });
+      const { vfs, inventory, networks, release } = await this.pickVfs(draft, input.host, false, { newNics: true });
       try {
-        vm = await this.#startOn(vm, inventory);
-      } catch (e) {
-        await this.#c.d.cluster.deleteVm(vm.uuid);
-        throw e;
+        const missing = draft.nics.filter((n, i) => n.mode !== "emulated" && vfs[i] === null && n.policy !== "optional");
+        if (missing.length > 0) throw new FerryError("FERRY_ERR_NO_VF", `no free VF on ${input.host} for ${missing.map((n) => `${n.name} (${n.network}, ${n.policy})`).join(", ")}: nothing was created; free one ('ferry devices --host ${input.host}'), pick another host, or make the NIC optional`);
+        const warnings = draft.nics.filter((n, i) => n.mode !== "emulated" && vfs[i] === null).map((n) => noVfWarning(n, input.host, (networks.get(n.network) ?? []).filter((x) => x !== input.host)));
+        const now = this.#c.d.clock.now();
+        let vm = await this.#c.d.cluster.createVm({
+          ...draft, host: input.host, instanceId: null, state: "stopped", noOs: input.noOs === true, createdAt: now, updatedAt: now,
+          ...(input.guestFillMiB === undefined ? {} : { guestFillMiB: input.guestFillMiB }),
+          ...(input.sharedMemory === true && input.noOs !== true ? { sharedMemory: true } : {}),
+          nics: draft.nics.map((n, i) => ({ ...n, vf: vfs[i] ?? null })),
+        });
+        vm = await this.#c.d.cluster.putVm({ ...vm, nics: vm.nics.map((n) => ({ ...n, address: guestAddress(n.network, vm.seq) })) });
+        try {
+          vm = await this.#startOn(vm, inventory);
+        } catch (e) {
+          await this.#c.d.cluster.deleteVm(vm.uuid);
+          throw e;
+        }
+        this.#c.events.publish({ type: "vm-created", vm: vm.name, host: vm.host, instanceId: vm.instanceId, at: this.#c.d.clock.now() });
+        return { vm, warnings };
+      } finally {
+        release();
       }
-      this.#c.events.publish({ type: "vm-created", vm: vm.name, host: vm.host, instanceId: vm.instanceId, at: this.#c.d.clock.now() });
-      return { vm, warnings };
     });
   }
 
@@ -174,9 +184,9 @@ export class Vms {
     const vm = await this.get(name);
     return this.#c.exclusive(vm.uuid, `start ${name}`, async () => {
       await this.refuseIfRunning(vm, "start");
-      const { vfs, inventory } = await this.pickVfs(vm, vm.host, true);
+      const { vfs, inventory, release } = await this.pickVfs(vm, vm.host, true);
       const next: VmRecord = { ...vm, nics: vm.nics.map((n, i) => ({ ...n, vf: n.mode === "emulated" ? null : (vfs[i] ?? null) })) };
-      const started = await this.#startOn(next, inventory);
+      const started = await this.#startOn(next, inventory).finally(release);
       this.#c.events.publish({ type: "vm-started", vm: name, host: started.host, instanceId: started.instanceId, at: this.#c.d.clock.now() });
       return started;
     });
