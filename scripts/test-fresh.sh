@@ -54,7 +54,9 @@ trap cleanup EXIT
 tar -C "$work" -xf "$tarball"
 mkdir -p "$work/root/ferry"
 git archive HEAD | tar -C "$work/root/ferry" -x
-# exactly the package clients' configuration, nothing else
+# exactly the package clients' configuration, nothing else: the machine's apt sources replace
+# the copies mmdebstrap wrote (0000<name>), which apt would otherwise read twice ("configured multiple times")
+rm -f "$work"/etc/apt/sources.list "$work"/etc/apt/sources.list.d/*.list "$work"/etc/apt/sources.list.d/*.sources
 for f in "${sources[@]}"; do cp "$f" "$work$f"; done
 for o in "${aptopts[@]}"; do cp "${o#--aptopt=}" "$work${o#--aptopt=}"; done
 for f in "${npmrcs[@]}"; do mkdir -p "$work$(dirname "$f")"; cp "$f" "$work$f"; done
