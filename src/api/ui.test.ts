@@ -21,6 +21,8 @@ describe("the dashboard's static files", () => {
     const redirect = await app.inject({ method: "GET", url: "/ui" });
     assert.equal(redirect.statusCode, 302);
     assert.equal(redirect.headers.location, "/ui/");
+    const withQuery = await app.inject({ method: "GET", url: "/ui?poll=60" });
+    assert.equal(withQuery.headers.location, "/ui/?poll=60", "the page's options survive the redirect");
     const page = await app.inject({ method: "GET", url: "/ui/" });
     assert.equal(page.statusCode, 200);
     assert.match(String(page.headers["content-type"]), /^text\/html/);

@@ -55,7 +55,11 @@ export function uiRoutes(app: ControllerFastify, o: { dir?: string } = {}): void
   const config = { public: true } as const;
   // static files, not API: hidden from the OpenAPI document (@fastify/swagger reads schema.hide)
   const schema = { hide: true };
-  app.get("/ui", { config, schema }, (_req, reply) => reply.redirect("/ui/", 302));
+  // the query goes along (the page reads ?poll=SECONDS)
+  app.get("/ui", { config, schema }, (req, reply) => {
+    const q = req.url.indexOf("?");
+    return reply.redirect(q < 0 ? "/ui/" : `/ui/${req.url.slice(q)}`, 302);
+  });
   app.get("/ui/", { config, schema }, (_req, reply) => send("index.html", reply));
   app.get<{ Params: { file: string } }>("/ui/:file", { config, schema }, (req, reply) => send(req.params.file, reply));
 }

@@ -1,7 +1,11 @@
 // The web dashboard (/ui) in a real browser: Debian's Chromium driven by
 // playwright-core against a lab's controller. An operator signs in with the
 // token, sees the hosts and the VM, plans a migration, confirms it, watches
-// the timeline reach done and the VM's VF show up on the other host. The lab
+// the timeline reach done and the VM's VF show up on the other host. The page
+// runs with its fallback poll at an hour (?poll=3600) and is watched for
+// requests of the migration's record: each phase must show within a few
+// seconds of its start, so the timeline moves on server-sent events or the
+// test fails. The lab
 // runs plain HTTP (tls: false): the browser would otherwise need the lab's
 // client certificate. The guest is a real one (not no-OS): a no-OS guest never
 // brings its failover primary back, so its VF would not move; 64 MiB of its
@@ -25,14 +29,17 @@ const ARTIFACTS = process.env["FERRY_ARTIFACTS_DIR"] ?? join(ROOT, "var/artifact
 /** How Chromium runs here (as root, on a machine with no way out): no sandbox, no GPU, nothing in the background. */
 const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-proxy-server"];
 
-/** Page script: records each data-phase the migration's card takes, in order, in window.phasesSeen. */
+/** How late a phase may show on the page after the controller began it (ms): events arrive at once; the fallback poll is an hour. */
+const SHOWN_WITHIN_MS = 3_000;
+
+/** Page script: records each data-phase the migration's card takes, in order, with when it showed (epoch ms), in window.phasesSeen. */
 const PHASE_RECORDER = `{
   const seen = [];
   window.phasesSeen = seen;
   new MutationObserver(() => {
     for (const el of document.querySelectorAll("article.migration")) {
       const p = el.getAttribute("data-phase");
-      if (p && seen[seen.length - 1] !== p) seen.push(p);
+      if (p && seen[seen.length - 1]?.phase !== p) seen.push({ phase: p, at: Date.now() });
     }
   }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["data-phase"] });
 }`;
@@ -76,7 +83,7 @@ describe("the web dashboard in Chromium", { timeout: 180_000 }, () => {
   });
 
   it("refuses a wrong token at the login, then signs in and shows the hosts and the VM with its VF", async () => {
-    await page.goto(`${url}/ui`);
+    await page.goto(`${url}/ui?poll=3600`);
     await page.fill("#token", "not-the-token");
     await page.click("#signin");
     await page.getByText("The controller refused this token").waitFor();
@@ -105,13 +112,34 @@ describe("the web dashboard in Chromium", { timeout: 180_000 }, () => {
     assert.deepEqual((await client.migrations()).length, 0, "the plan starts nothing");
     // every phase the migration's card shows, as it shows it (recorded in the page: a poll from here could miss one)
     await page.evaluate(PHASE_RECORDER);
+    // what the page asks while the migration runs: its record (a poll) or its stream
+    const asked: string[] = [];
+    const onRequest = (r: { method(): string; url(): string }): void => {
+      if (r.method() === "GET") asked.push(new URL(r.url()).pathname);
+    };
+    page.on("request", onRequest);
     await confirm.click();
     await dialog.waitFor({ state: "hidden" });
     const card = page.locator("article.migration").first();
     await card.waitFor();
     await card.locator('.tl-step[data-phase="done"].reached').waitFor({ timeout: 60_000 });
-    const seen = await page.evaluate("window.phasesSeen");
-    assert.ok(Array.isArray(seen) && seen.every((p) => typeof p === "string"), "the recorder ran");
+    page.off("request", onRequest);
+    const id = await card.getAttribute("data-migration");
+    assert.ok(id, "the card names its migration");
+    const recorded: unknown = await page.evaluate("window.phasesSeen");
+    assert.ok(Array.isArray(recorded) && recorded.every((p: { phase?: unknown; at?: unknown }) => typeof p.phase === "string" && typeof p.at === "number"), "the recorder ran");
+    const shown = recorded as { phase: string; at: number }[];
+    const seen = shown.map((p) => p.phase);
+    assert.ok(asked.includes(`/v1/migrations/${id}/events`), `the page follows the migration's stream: ${asked.join(" ")}`);
+    assert.deepEqual(asked.filter((p) => p === `/v1/migrations/${id}`), [], "the page did not poll the migration's record");
+    const timings = (await client.migration(id)).timings as Record<string, { startedAt: number } | undefined>;
+    for (const p of shown.filter((x) => x.phase !== "planned")) {
+      const began = timings[p.phase]?.startedAt;
+      assert.ok(began !== undefined, `the record has phase ${p.phase}`);
+      assert.ok(p.at - began <= SHOWN_WITHIN_MS, `phase ${p.phase} showed ${p.at - began} ms after it began (at most ${SHOWN_WITHIN_MS}): the page must follow the events, not a poll`);
+    }
+    const samples = Number(/([0-9]+) samples/.exec((await card.locator(".legend").textContent()) ?? "")?.[1] ?? "0");
+    assert.ok(samples >= 1, `the chart drew QEMU's RAM progress from the stream: ${samples} samples`);
     assert.ok(seen.length >= 2 && seen.at(-1) === "done", `the card went through phases to done: ${seen.join(" → ")}`);
     const order = ["planned", "begin", "prepare", "perform", "precheck", "switchover", "finish", "confirm", "done"];
     assert.ok(seen.every((p, i) => i === 0 || order.indexOf(p) > order.indexOf(seen[i - 1]!)), `the card's phase only went forward: ${seen.join(" → ")}`);
@@ -133,7 +161,7 @@ describe("the web dashboard in Chromium", { timeout: 180_000 }, () => {
     await mkdir(ARTIFACTS, { recursive: true });
     const shot = join(ARTIFACTS, "dashboard.png");
     await page.screenshot({ path: shot, fullPage: true });
-    process.stdout.write(`dashboard: screenshot ${shot}; phases seen ${seen.join(" → ")}\n`);
+    process.stdout.write(`dashboard: screenshot ${shot}; phases seen ${shown.map((p) => `${p.phase} +${p.at - (timings[p.phase]?.startedAt ?? p.at)} ms`).join(" → ")}; ${samples} progress samples\n`);
     if (process.env["FERRY_UPDATE_SCREENSHOT"] === "1") await copyFile(shot, join(ROOT, "docs/dashboard.png"));
   });
 });

@@ -1,7 +1,8 @@
 // The dashboard's client of the controller API: every call carries the bearer
 // token; a problem body becomes an ApiError with its code and message; the
-// event stream is read with fetch() (EventSource sends no headers) and
-// resumed after the last event it saw.
+// event streams (the controller's, and each running migration's) are read
+// with fetch() (EventSource sends no headers, and a token in the URL would be
+// written to logs) and resumed after a break.
 import { SseParser } from "./sse.js";
 
 /** @typedef {import("./types.js").HostView} HostView */
@@ -11,6 +12,7 @@ import { SseParser } from "./sse.js";
 /** @typedef {import("./types.js").Plan} Plan */
 /** @typedef {import("./types.js").CancelReport} CancelReport */
 /** @typedef {import("./types.js").ControllerEvent} ControllerEvent */
+/** @typedef {import("./types.js").MigrationStreamEvent} MigrationStreamEvent */
 
 export class ApiError extends Error {
   /** @param {number} status @param {string} code @param {string} message */
@@ -98,6 +100,37 @@ export class Api {
   }
 
   /**
+   * Reads one server-sent-events stream (fetch() with the bearer: EventSource
+   * sends no headers, and a token in the URL would land in logs) until the
+   * server closes it or `signal` aborts; each event's `data` parsed as JSON.
+   * A 401 throws an ApiError; any other failure an Error.
+   * @param {string} path @param {(data: unknown) => void} onData @param {() => void} onOpen @param {AbortSignal} signal
+   */
+  async stream(path, onData, onOpen, signal) {
+    const res = await fetch(path, { headers: { authorization: `Bearer ${this.token}`, accept: "text/event-stream" }, signal });
+    if (res.status === 401) throw new ApiError(401, "FERRY_ERR_UNAUTHORIZED", "the token was refused");
+    if (res.status === 404) throw new ApiError(404, "FERRY_ERR_NOT_FOUND", `${path}: not found`);
+    if (!res.ok || !res.body) throw new Error(`event stream ${path}: HTTP ${res.status}`);
+    onOpen();
+    const parser = new SseParser((m) => {
+      /** @type {unknown} */
+      let data;
+      try {
+        data = JSON.parse(m.data);
+      } catch {
+        return;
+      }
+      onData(data);
+    });
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      parser.feed(value);
+    }
+  }
+
+  /**
    * Follows GET /v1/events?follow=1 until `signal` aborts, reconnecting after
    * a break (from the last event seen). `onState` tells the UI whether the
    * stream is live.
@@ -110,29 +143,15 @@ export class Api {
     let pause = 500;
     while (!signal.aborted) {
       try {
-        const res = await fetch(`/v1/events?follow=1${after > 0 ? `&after=${after}` : ""}`, { headers: { authorization: `Bearer ${this.token}`, accept: "text/event-stream" }, signal });
-        if (res.status === 401) throw new ApiError(401, "FERRY_ERR_UNAUTHORIZED", "the token was refused");
-        if (!res.ok || !res.body) throw new Error(`event stream: HTTP ${res.status}`);
-        onState(true);
-        pause = 500;
-        const parser = new SseParser((m) => {
-          /** @type {unknown} */
-          let raw;
-          try {
-            raw = JSON.parse(m.data);
-          } catch {
-            return;
-          }
+        const take = (/** @type {unknown} */ raw) => {
           const e = /** @type {ControllerEvent} */ (raw);
           if (typeof e.seq === "number") after = Math.max(after, e.seq);
           onEvent(e);
-        });
-        const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          parser.feed(value);
-        }
+        };
+        await this.stream(`/v1/events?follow=1${after > 0 ? `&after=${after}` : ""}`, take, () => {
+          onState(true);
+          pause = 500;
+        }, signal);
         onState(false, "the controller closed the stream");
       } catch (err) {
         if (signal.aborted) return;
@@ -142,8 +161,54 @@ export class Api {
         }
         onState(false, err instanceof Error ? err.message : String(err));
       }
-      await new Promise((r) => setTimeout(r, pause));
+      await sleep(pause, signal);
       pause = Math.min(pause * 2, 10_000);
     }
   }
+
+  /**
+   * Follows one migration's stream (GET /v1/migrations/:id/events: its phases
+   * so far, then its events, QEMU's RAM progress while perform runs, and
+   * `end` with the settled record) until `end` or `signal`; after a break it
+   * connects again (the phases are told again: the caller takes each once).
+   * A 401 or 404 throws.
+   * @param {string} id
+   * @param {(e: MigrationStreamEvent) => void} onEvent
+   * @param {AbortSignal} signal
+   */
+  async followMigration(id, onEvent, signal) {
+    let ended = false;
+    let pause = 500;
+    while (!signal.aborted && !ended) {
+      try {
+        const take = (/** @type {unknown} */ raw) => {
+          const e = /** @type {MigrationStreamEvent} */ (raw);
+          if (e.type === "end") ended = true;
+          onEvent(e);
+        };
+        await this.stream(`/v1/migrations/${encodeURIComponent(id)}/events`, take, () => {
+          pause = 500;
+        }, signal);
+      } catch (err) {
+        if (signal.aborted) return;
+        if (err instanceof ApiError) throw err;
+      }
+      if (ended) return;
+      await sleep(pause, signal);
+      pause = Math.min(pause * 2, 10_000);
+    }
+  }
+}
+
+/** @param {number} ms @param {AbortSignal} signal @returns {Promise<void>} */
+function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

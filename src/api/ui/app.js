@@ -1,7 +1,10 @@
 // The dashboard page: token login (kept in this tab's sessionStorage), the
-// panels kept current by the event stream (each event refreshes what it may
-// have changed) and by polling the migrations in flight for their RAM
-// progress, the migrate dialog (the plan first, then confirm) and cancel.
+// panels kept current by server-sent events — the controller's stream (each
+// event refreshes what it may have changed) and, for each migration in
+// flight, its own stream (phases, QEMU's RAM progress for the chart, the
+// settled record at the end) — with a slow poll (30 s; ?poll=SECONDS) for
+// what no event tells; the migrate dialog (the plan first, then confirm) and
+// cancel.
 import { Api, ApiError } from "./api.js";
 import { fill, h } from "./dom.js";
 import { eventsView, historyView, hostsView, migrationCard, planView, vmsView } from "./views.js";
@@ -11,16 +14,27 @@ import { eventsView, historyView, hostsView, migrationCard, planView, vmsView } 
 /** @typedef {import("./types.js").VmView} VmView */
 /** @typedef {import("./types.js").Migration} Migration */
 /** @typedef {import("./types.js").ControllerEvent} ControllerEvent */
+/** @typedef {import("./types.js").MigrationStreamEvent} MigrationStreamEvent */
 /** @typedef {import("./chart.js").Sample} Sample */
 
 const TOKEN_KEY = "ferry.token";
 /** An ended migration stays among the ones in flight this long (ms), with its final timeline. */
 const RECENT_MS = 5 * 60_000;
-/** How often the page asks a running migration's record: often while RAM streams (the chart), less otherwise. */
-const POLL_PERFORM_MS = 120;
-const POLL_RUNNING_MS = 400;
-const REFRESH_MS = 5_000;
+/** The fallback poll of every panel (events keep them current in between); ?poll=SECONDS sets it. */
+const REFRESH_DEFAULT_S = 30;
+const REFRESH_MAX_S = 86_400;
+/** An ended migration's connectivity is still measured (no event tells when it is written): its record is asked again this often. */
+const MEASURING_POLL_MS = 3_000;
 const MAX_EVENTS = 200;
+
+/** The fallback poll's period in ms, from ?poll=SECONDS (whole seconds, 1…86400), and what was wrong with it. */
+function refreshPeriod() {
+  const raw = new URLSearchParams(location.search).get("poll");
+  if (raw === null) return { ms: REFRESH_DEFAULT_S * 1000, problem: null };
+  const n = /^[0-9]{1,6}$/.test(raw) ? Number(raw) : NaN;
+  if (n >= 1 && n <= REFRESH_MAX_S) return { ms: n * 1000, problem: null };
+  return { ms: REFRESH_DEFAULT_S * 1000, problem: `?poll=${raw} ignored: give whole seconds from 1 to ${REFRESH_MAX_S} (the panels are refreshed every ${REFRESH_DEFAULT_S} s besides the events)` };
+}
 
 /** @param {string} id @returns {HTMLElement} */
 function byId(id) {
@@ -57,7 +71,8 @@ const state = {
   /** Migrations this page saw running (they stay shown when they end). @type {Set<string>} */ watched: new Set(),
   /** @type {AbortController | null} */ stop: null,
   /** @type {ReturnType<typeof setTimeout> | null} */ refreshTimer: null,
-  polling: false,
+  /** Migrations whose own stream this page reads. @type {Set<string>} */ following: new Set(),
+  /** Ended migrations whose connectivity is still measured, asked again soon. @type {Set<string>} */ measuring: new Set(),
 };
 
 // ---- login
@@ -89,10 +104,19 @@ async function signIn(token) {
   byId("dash").hidden = false;
   byId("where").textContent = location.host;
   state.stop = new AbortController();
+  const period = refreshPeriod();
+  if (period.problem) toast(period.problem, "bad");
   await refresh();
   void followEvents(api, state.stop.signal);
-  const every = setInterval(() => void refresh(), REFRESH_MS);
-  state.stop.signal.addEventListener("abort", () => clearInterval(every));
+  const every = setInterval(() => void refresh(), period.ms);
+  // the running phase's clock ticks on the page (no request)
+  const tick = setInterval(() => {
+    if (state.migrations.some((m) => m.phase !== "done")) renderMigrations();
+  }, 1000);
+  state.stop.signal.addEventListener("abort", () => {
+    clearInterval(every);
+    clearInterval(tick);
+  });
 }
 
 function signOut() {
@@ -100,6 +124,8 @@ function signOut() {
   state.stop?.abort();
   state.api = null;
   state.events = [];
+  state.following.clear();
+  state.measuring.clear();
   showLogin("Signed out.");
 }
 
@@ -114,7 +140,7 @@ async function refresh() {
     Object.assign(state, { hosts, devices, vms, migrations });
     for (const m of migrations) if (m.phase !== "done") state.watched.add(m.id);
     render();
-    if (migrations.some((m) => m.phase !== "done")) void pollRunning();
+    for (const m of migrations) if (m.phase !== "done") followMigration(api, m.id);
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) return signOut();
     toast(`refresh failed: ${e instanceof Error ? e.message : String(e)}`, "bad");
@@ -130,15 +156,16 @@ function refreshSoon() {
   }, 150);
 }
 
-/** @param {Migration} m */
-function sample(m) {
+/**
+ * One point of the chart from a progress event (its time: the controller's
+ * sample, from perform's start). @param {Migration} m @param {Extract<MigrationStreamEvent, { type: "progress" }>} p
+ */
+function sample(m, p) {
   const start = m.timings["perform"]?.startedAt;
-  if (start === undefined) return;
+  if (start === undefined || p.totalBytes <= 0) return;
   const list = state.samples.get(m.id) ?? [];
-  const p = m.progress;
-  if (p && p.totalBytes > 0) list.push({ t: Date.now() - start, pct: (100 * p.transferredBytes) / p.totalBytes, mbps: p.mbps, remaining: p.remainingBytes });
+  list.push({ t: Math.max(0, p.at - start), pct: (100 * p.transferredBytes) / p.totalBytes, mbps: p.mbps, remaining: p.remainingBytes });
   state.samples.set(m.id, list);
-  completeSamples(m);
 }
 
 /** The switchover sent the rest: all RAM is there when it completed (the chart's last point). @param {Migration} m */
@@ -151,30 +178,94 @@ function completeSamples(m) {
   list.push({ t: sw - start, pct: 100, mbps: last.mbps, remaining: 0 });
 }
 
-/** While migrations run: each one's record every POLL_RUNNING_MS (RAM progress, phase times). */
-async function pollRunning() {
-  if (state.polling || !state.api) return;
-  state.polling = true;
-  const api = state.api;
-  try {
-    for (;;) {
-      const running = state.migrations.filter((m) => m.phase !== "done");
-      if (running.length === 0 || state.api !== api) break;
-      const fresh = await Promise.all(running.map((m) => api.migration(m.id).catch(() => m)));
-      for (const m of fresh) {
-        const i = state.migrations.findIndex((x) => x.id === m.id);
-        const kept = newer(state.migrations[i], m);
-        if (kept === m) sample(m);
-        if (i >= 0) state.migrations[i] = kept;
-      }
-      renderMigrations();
-      if (fresh.some((m) => m.phase === "done")) await refresh();
-      const streaming = state.migrations.some((m) => m.phase === "perform");
-      await new Promise((r) => setTimeout(r, streaming ? POLL_PERFORM_MS : POLL_RUNNING_MS));
-    }
-  } finally {
-    state.polling = false;
-  }
+/**
+ * A migration's phase moved on (its stream told it): the record, on a copy,
+ * with that phase begun and the one before ended. A phase already there (a
+ * replay after the page had it) changes nothing.
+ * @param {Migration} m @param {Extract<MigrationStreamEvent, { type: "phase" }>} e @returns {Migration}
+ */
+function withPhase(m, e) {
+  if (m.timings[e.to] !== undefined || PHASE_ORDER.indexOf(e.to) <= PHASE_ORDER.indexOf(m.phase)) return m;
+  const timings = { ...m.timings, [e.to]: { startedAt: e.at } };
+  const from = e.from === null ? undefined : m.timings[e.from];
+  if (e.from !== null && from && from.endedAt === undefined) timings[e.from] = { ...from, endedAt: e.at, ms: e.at - from.startedAt };
+  // the phase's progress figures belong to perform only
+  const { progress, ...rest } = m;
+  const moved = { ...rest, phase: e.to, timings, ...(e.to === "perform" && progress ? { progress } : {}) };
+  phaseFromEvent.add(moved);
+  return moved;
+}
+
+/** @param {string} id @param {(m: Migration) => Migration} change */
+function update(id, change) {
+  const i = state.migrations.findIndex((x) => x.id === id);
+  const m = state.migrations[i];
+  if (!m) return;
+  state.migrations[i] = change(m);
+  renderMigrations();
+}
+
+/**
+ * Reads migration `id`'s own stream while it runs (once per migration): the
+ * timeline moves with each phase, the chart with each progress sample, and
+ * the settled record at `end` replaces the page's copy.
+ * @param {Api} api @param {string} id
+ */
+function followMigration(api, id) {
+  if (state.following.has(id) || !state.stop) return;
+  state.following.add(id);
+  const signal = state.stop.signal;
+  api
+    .followMigration(
+      id,
+      (e) => {
+        if (e.type === "phase") update(id, (m) => withPhase(m, e));
+        else if (e.type === "progress") {
+          update(id, (m) => {
+            sample(m, e);
+            return m.phase === "perform" ? { ...m, progress: e } : m;
+          });
+        } else if (e.type === "outcome") update(id, (m) => (m.outcome === null ? { ...m, outcome: e.outcome, reason: e.reason, code: e.code } : m));
+        else if (e.type === "cancel-requested") update(id, (m) => ({ ...m, cancelRequested: true }));
+        else if (e.type === "end") {
+          update(id, (m) => (e.migration.version >= m.version || phaseFromEvent.has(m) ? e.migration : m));
+          if (e.migration.measuring) watchMeasuring(api, id);
+          refreshSoon(); // the VM's host and VFs, the hosts' occupancy, the history
+        }
+      },
+      signal,
+    )
+    .catch((/** @type {unknown} */ e) => {
+      if (e instanceof ApiError && e.status === 401) signOut();
+    })
+    .finally(() => state.following.delete(id));
+}
+
+/**
+ * An ended migration whose NICs are still watched: no event tells when its
+ * connectivity figures are written, so its record is asked every
+ * MEASURING_POLL_MS until they are (for the history's gaps).
+ * @param {Api} api @param {string} id
+ */
+function watchMeasuring(api, id) {
+  if (state.measuring.has(id) || !state.stop) return;
+  state.measuring.add(id);
+  const signal = state.stop.signal;
+  const again = () => {
+    if (signal.aborted || state.api !== api) return;
+    api.migration(id).then(
+      (m) => {
+        update(id, (cur) => newer(cur, m));
+        if (m.measuring) setTimeout(again, MEASURING_POLL_MS);
+        else {
+          state.measuring.delete(id);
+          render();
+        }
+      },
+      () => state.measuring.delete(id),
+    );
+  };
+  setTimeout(again, MEASURING_POLL_MS);
 }
 
 /** @param {Api} api @param {AbortSignal} signal */
@@ -185,21 +276,9 @@ async function followEvents(api, signal) {
       (e) => {
         state.events.unshift(e);
         state.events.length = Math.min(state.events.length, MAX_EVENTS);
-        if (e.type === "phase" && e.migrationId) {
-          const i = state.migrations.findIndex((x) => x.id === e.migrationId);
-          const m = state.migrations[i];
-          if (m && e.to && e.from === m.phase) {
-            // the step the event tells, on a copy: the next poll's record (a higher version) replaces it
-            const timings = { ...m.timings, [e.to]: { startedAt: e.at } };
-            const from = m.timings[e.from];
-            if (from) timings[e.from] = { ...from, endedAt: e.at, ms: e.at - from.startedAt };
-            const moved = { ...m, phase: e.to, timings };
-            phaseFromEvent.add(moved);
-            state.migrations[i] = moved;
-            renderMigrations();
-          }
-          if (!m || e.to === "done") refreshSoon();
-        } else refreshSoon();
+        // a known migration's steps come on its own stream (followMigration); a new one is listed by a refresh
+        const known = e.migrationId !== undefined && state.following.has(e.migrationId);
+        if (!known || e.type === "outcome") refreshSoon();
         fill(byId("events"), eventsView(state.events));
       },
       (on, why) => {

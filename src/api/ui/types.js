@@ -33,5 +33,14 @@
 /** @typedef {{ vm: string, source: string, destinations: Destination[], rejections: { host: string, code: string, message: string }[], message: string | null }} Plan */
 /** @typedef {{ result: string, message: string, record: Migration }} CancelReport */
 /** @typedef {{ seq: number, type: string, at: number, migrationId?: string, from?: string, to?: string, outcome?: string, reason?: string, host?: string, vm?: string, nic?: string, text?: string, step?: string, message?: string }} ControllerEvent */
+/**
+ * One migration's stream (GET /v1/migrations/:id/events; src/wire/migration-stream.ts): `phase` (replayed: told from the record),
+ * `progress` (QEMU's RAM copy, while perform runs), `end` (the settled record; the stream closes), and its other events.
+ * @typedef {{ type: "phase", migrationId: string, from: string | null, to: string, at: number, replayed?: true }
+ *   | (Progress & { type: "progress", migrationId: string, at: number, expectedDowntimeMs?: number, iterations?: number })
+ *   | { type: "end", migrationId: string, migration: Migration, at: number }
+ *   | { type: "outcome", migrationId: string, outcome: string, reason: string, code: string | null, at: number }
+ *   | { type: "step" | "step-failed" | "warning" | "tuned" | "cancel-requested" | "cleanup" | "nic-degraded" | "nic-missing", migrationId: string, at: number }} MigrationStreamEvent
+ */
 
 export {};

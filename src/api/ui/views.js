@@ -192,7 +192,7 @@ export function migrationCard(m, samples, onCancel) {
       h(
         "div",
         { class: "chart-box" },
-        progressChart(samples, running ? "waiting for the RAM copy…" : "no RAM progress sampled: the copy ended between two polls"),
+        progressChart(samples, running ? "waiting for the RAM copy…" : "no RAM progress sampled"),
         h("div", { class: "legend" }, h("span", { class: "pct" }, "guest RAM sent"), h("span", { class: "rate" }, `stream rate (top: ${Math.round(Math.max(0, ...samples.map((x) => x.mbps)))} Mbit/s)`), h("span", {}, `${samples.length} samples`)),
       ),
       h(
