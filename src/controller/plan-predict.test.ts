@@ -23,7 +23,7 @@ test("completed migrations between the hosts: their median throughput", () => {
   const { prediction: p } = predictFor({ ...base, samples: [{ bytes: 400 * MiB, ms: 2000 }, { bytes: 100 * MiB, ms: 1000 }, { bytes: 300 * MiB, ms: 1000 }] });
   assert.equal(p.bandwidth.source, "measured");
   assert.equal(p.bandwidth.bytesPerSec, 200 * MiB);
-  assert.match(p.bandwidth.detail, /median throughput of the last 3 completed migration\(s\) between a and b/);
+  assert.match(p.bandwidth.detail, /median pace of the last 3 completed migration\(s\) between a and b/);
 });
 
 test("a cap below the link wins, and a guest dirtying faster than it will not converge: a warning with what to do", () => {
@@ -46,12 +46,16 @@ test("throughput samples: completed migrations between the two hosts either way,
     const r = newRecord(testPlan(undefined, { id, source: { host: from, instanceId: "i-00000001" }, destination: { host: to } }), createdAt);
     return { ...r, ...extra };
   };
-  const done = { switchover: { totalMs: 1000, downtimeMs: 50 }, dataMovedBytes: 100 * MiB };
+  const done = { switchover: { totalMs: 1000, downtimeMs: 50 }, dataMovedBytes: 10 * MiB };
   const rs = [
     rec("m-1", "a", "b", 1, done),
     rec("m-2", "b", "a", 3, { ...done, dataMovedBytes: 300 * MiB }),
     rec("m-3", "a", "c", 2, done),
     rec("m-4", "a", "b", 4, { switchover: null }),
   ];
-  assert.deepEqual(throughputSamples(rs, "a", "b").map((s) => s.id), ["m-2", "m-1"]);
+  const got = throughputSamples(rs, "a", "b");
+  assert.deepEqual(got.map((s) => s.id), ["m-2", "m-1"]);
+  // a mostly empty guest's RAM counts whole (the model sends it whole); more data moved than RAM counts as moved
+  const ram = rs[0]!.plan.vm.memoryMiB * MiB;
+  assert.deepEqual(got.map((s) => s.bytes), [Math.max(300 * MiB, ram), Math.max(10 * MiB, ram)]);
 });

@@ -10,13 +10,19 @@ import type { PlanDirtyRate, PlanPrediction } from "../wire/controller-api.ts";
 const MiB = 2 ** 20;
 const mibps = (b: number): string => `${(b / MiB).toFixed(0)} MiB/s`;
 
-/** Completed migrations between `a` and `b` (either way) with QEMU's total time and the data moved: newest first. */
+/**
+ * Completed migrations between `a` and `b` (either way): newest first, each
+ * with QEMU's total time and the bytes the model would count for it — the
+ * guest's RAM, or the data moved when more (extra passes). Zero pages count
+ * as moved, as the model counts them: the rate is the pace at which RAM went
+ * over, not the wire's.
+ */
 export function throughputSamples(records: readonly MigrationRecord[], a: string, b: string): { bytes: number; ms: number; id: string }[] {
   return records
     .filter((r) => (r.plan.kind ?? "migration") === "migration" && r.switchover !== null && r.dataMovedBytes !== undefined)
     .filter((r) => (r.plan.source.host === a && r.plan.destination.host === b) || (r.plan.source.host === b && r.plan.destination.host === a))
     .sort((x, y) => y.createdAt - x.createdAt)
-    .map((r) => ({ bytes: r.dataMovedBytes!, ms: r.switchover!.totalMs, id: r.id }));
+    .map((r) => ({ bytes: Math.max(r.dataMovedBytes!, r.plan.vm.memoryMiB * MiB), ms: r.switchover!.totalMs, id: r.id }));
 }
 
 export interface PredictionInput {
@@ -36,7 +42,7 @@ export function predictFor(i: PredictionInput): { prediction: PlanPrediction; wa
   const used = i.samples.slice(0, 5);
   const measured = measuredThroughput(used, 5);
   let bandwidth: PlanPrediction["bandwidth"] = measured !== null
-    ? { bytesPerSec: measured, source: "measured", detail: `${mibps(measured)}: median throughput of the last ${used.length} completed migration(s) between ${i.source} and ${i.host}` }
+    ? { bytesPerSec: measured, source: "measured", detail: `${mibps(measured)}: median pace of the last ${used.length} completed migration(s) between ${i.source} and ${i.host} (guest RAM, or data moved when more, over QEMU's total time)` }
     : { bytesPerSec: i.defaultBandwidthMiBps * MiB, source: "default", detail: `${i.defaultBandwidthMiBps} MiB/s: no completed migration between ${i.source} and ${i.host} to measure it by, the configured default (controller config plan.bandwidthMiBps)` };
   if (i.capBytesPerSec !== undefined && i.capBytesPerSec > 0 && i.capBytesPerSec < bandwidth.bytesPerSec) {
     bandwidth = { bytesPerSec: i.capBytesPerSec, source: "cap", detail: `${mibps(i.capBytesPerSec)}: the migration's bandwidth cap (QEMU max-bandwidth on the source instance), below the link's ${bandwidth.detail}` };
