@@ -223,7 +223,7 @@ export class Migrations {
       const r = predictFor({
         source: vm.host, host, ramBytes: measured?.ramBytes ?? vm.memoryMiB * 2 ** 20, dirty: dirtyRate, samples,
         defaultBandwidthMiBps: this.#c.d.config.plan?.bandwidthMiBps ?? DEFAULT_PLAN_BANDWIDTH_MIBPS,
-        ...(cap === undefined ? {} : { capBytesPerSec: cap }),
+        ...(cap === undefined ? {} : { capBytesPerSec: cap, capIsExplicit: maxBandwidthBytes !== undefined }),
         ...(measured ? { downtimeLimitMs: measured.downtimeLimitMs } : {}),
       });
       predictions.push(r.prediction);

@@ -35,6 +35,18 @@ test("a cap below the link wins, and a guest dirtying faster than it will not co
   assert.match(warning ?? "", /will not converge at 32 MiB\/s \(cap\).*max-bandwidth.*auto-converge.*force-complete/);
 });
 
+test("a measured pace is not capped by the instance's standing max-bandwidth (it ran under it), a migration's own cap is; past downtimes are the floor", () => {
+  const samples = [{ bytes: 512 * MiB, ms: 1000, downtimeMs: 80 }, { bytes: 512 * MiB, ms: 1000, downtimeMs: 30 }, { bytes: 512 * MiB, ms: 1000, downtimeMs: 60 }];
+  const { prediction: p } = predictFor({ ...base, dirty: { ...measured, MiBps: 0 }, samples, capBytesPerSec: 128 * MiB });
+  assert.equal(p.bandwidth.source, "measured");
+  assert.equal(p.downtimeFloorMs, 60);
+  assert.equal(p.downtimeMs, 60, "an idle guest's last pass is empty: the switch-over's measured cost remains");
+  assert.match(p.note, /median downtime of the last migrations between these hosts, 60 ms/);
+  const { prediction: capped } = predictFor({ ...base, samples, capBytesPerSec: 128 * MiB, capIsExplicit: true });
+  assert.equal(capped.bandwidth.source, "cap");
+  assert.equal(capped.bandwidth.bytesPerSec, 128 * MiB);
+});
+
 test("an unmeasured dirty rate is taken as 0 and the note says the prediction is a lower bound", () => {
   const { prediction: p } = predictFor({ ...base, dirty: { measured: false, MiBps: 0, detail: "vm is not running" } });
   assert.match(p.note, /dirty rate not measured \(vm is not running\): taken as 0, so a lower bound/);

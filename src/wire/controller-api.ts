@@ -215,8 +215,10 @@ export interface PlanPrediction {
   converges: boolean;
   /** RAM streaming, start to the guest running on the destination (QEMU's total time); converging only. */
   durationMs?: number;
-  /** The paused last pass (QEMU's downtime); converging only. */
+  /** The paused last pass (QEMU's downtime), at least downtimeFloorMs; converging only. */
   downtimeMs?: number;
+  /** The median downtime of the last completed migrations between the two hosts: the switch-over's own cost (device state), under any last pass. */
+  downtimeFloorMs?: number;
   passes: number;
   /** Not converging: why, and the pause a forced completion would take. */
   reason?: string;
@@ -240,7 +242,7 @@ export const PlanView = Type.Unsafe<PlanReply>(
         host: Type.String(),
         bandwidth: Type.Object({ bytesPerSec: Type.Number(), source: Type.String(), detail: Type.String() }),
         downtimeLimitMs: Type.Number(), ramBytes: Type.Number(), converges: Type.Boolean(),
-        durationMs: Type.Optional(Type.Number()), downtimeMs: Type.Optional(Type.Number()), passes: Type.Integer(),
+        durationMs: Type.Optional(Type.Number()), downtimeMs: Type.Optional(Type.Number()), downtimeFloorMs: Type.Optional(Type.Number()), passes: Type.Integer(),
         reason: Type.Optional(Type.String()), forcedDowntimeMs: Type.Optional(Type.Number()), note: Type.String(),
       }, { additionalProperties: true }))),
     },
