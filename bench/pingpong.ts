@@ -7,7 +7,10 @@
 // the whole run (bench/lib/pinger.ts). Per NIC mode: longest gap and time
 // until stable, Ferry's and the independent ping's, p50/p99/max; and the
 // longest gap the ping saw up to the migration's end only (what a probe that
-// stops at the end, as Ferry's did before, can see at most).
+// stops at the end, as Ferry's did before, can see at most). Before each
+// migration it asks for the plan (`ferry migrate --plan`) and prints the
+// predicted RAM time and downtime against QEMU's actual total time and
+// downtime, with the bandwidth the prediction used and where it came from.
 //   scripts/rt node bench/pingpong.ts [--quick]      FERRY_BENCH_ROUNDS=N (default 20; --quick 5)
 import { FerryError } from "../src/core/errors.ts";
 import { reachable } from "../src/lab/lab-demo.ts";
@@ -20,6 +23,23 @@ import { benchRounds, machine, table, writeResult } from "./lib/report.ts";
 
 const ROUNDS = benchRounds(20, 5);
 const NAME = "bpingpong";
+
+interface Prediction {
+  migration: number;
+  route: string;
+  dirtyMiBps: number | null;
+  bandwidthMiBps: number;
+  bandwidthSource: string;
+  converges: boolean;
+  predictedMs: number | null;
+  predictedDowntimeMs: number | null;
+  /** QEMU's total time and downtime (the record's switchover). */
+  actualMs: number | null;
+  actualDowntimeMs: number | null;
+  /** Ferry's whole migration, created → ended. */
+  endToEndMs: number;
+  planMs: number;
+}
 
 interface Sample {
   migration: number;
@@ -44,6 +64,7 @@ async function main(): Promise<void> {
   await labDown(NAME).catch(() => undefined);
   const state = await labUp(labSpec({ name: NAME, hosts: 2, configText: "networks: [physnet1, physnet2]\nvfs: { physnet1: 2, physnet2: 2 }\n" }), (l) => console.log(`  ${l}`));
   const samples: Sample[] = [];
+  const predictions: Prediction[] = [];
   const pingers = new Map<string, Pinger>();
   try {
     const client = await labClient(state);
@@ -56,6 +77,11 @@ async function main(): Promise<void> {
     for (let i = 1; i <= ROUNDS; i++) {
       const current = await client.vm("pp");
       const to = current.host === "host1" ? "host2" : "host1";
+      const planT0 = performance.now();
+      const planned = await client.migrate({ vm: "pp", to, plan: true });
+      const planMs = Math.round(performance.now() - planT0);
+      const pred = planned.kind === "plan" ? planned.plan.predictions?.find((x) => x.host === to) : undefined;
+      const dirty = planned.kind === "plan" && planned.plan.dirtyRate?.measured === true ? planned.plan.dirtyRate.MiBps : null;
       const started = await client.migrate({ vm: "pp", to });
       if (started.kind !== "started") throw new FerryError("FERRY_ERR_INTERNAL", "the controller answered with a plan");
       let r: MigrationRecord & { settling?: boolean; measuring?: boolean };
@@ -84,6 +110,13 @@ async function main(): Promise<void> {
             afterEndMs: Math.max(0, Math.round(pingStable - c.endMs)),
             outAfterEndMs: Math.round(outAfter(times, from, end, stop, c.outageMs)),
           },
+        });
+      }
+      if (pred) {
+        predictions.push({
+          migration: i, route: `${current.host}→${to}`, dirtyMiBps: dirty, bandwidthMiBps: Math.round(pred.bandwidth.bytesPerSec / 2 ** 20), bandwidthSource: pred.bandwidth.source, converges: pred.converges,
+          predictedMs: pred.durationMs ?? null, predictedDowntimeMs: pred.downtimeMs ?? null,
+          actualMs: r.switchover?.totalMs ?? null, actualDowntimeMs: r.switchover?.downtimeMs ?? null, endToEndMs: r.updatedAt - r.createdAt, planMs,
         });
       }
       const here = samples.filter((s) => s.migration === i);
@@ -129,7 +162,13 @@ async function main(): Promise<void> {
   console.log(`\nPing-pong migrations (${accel}; ${ok.length / 2} of ${ROUNDS} succeeded; ms; Ferry's probe every 10 ms, independent iputils ping ≈ 16 ms)\n`);
   console.log(table(["NIC", "figure", "n", "p50", "p99", "max"], rows));
   console.log(`\n|Ferry − ping|: longest gap p50 ${pct(diffs, 50)} max ${Math.max(...diffs)} ms; time until stable p50 ${pct(stableDiffs, 50)} max ${Math.max(...stableDiffs)} ms`);
-  console.log(`wrote ${writeResult("pingpong", { machine: machine(accel), rounds: ROUNDS, summary, diffs: { longestGap: fig(diffs), untilStable: fig(stableDiffs) }, samples })}`);
+  const n = (x: number | null): string | number => (x === null ? "-" : x);
+  console.log("\nPredicted (ferry migrate --plan, just before) against actual (QEMU's total time and downtime; Ferry's end to end)\n");
+  console.log(table(["#", "route", "dirty MiB/s", "bandwidth", "predicted RAM ms", "actual QEMU ms", "predicted downtime ms", "actual downtime ms", "end to end ms", "plan took ms"],
+    predictions.map((p) => [p.migration, p.route, n(p.dirtyMiBps), `${p.bandwidthMiBps} MiB/s (${p.bandwidthSource})`, p.converges ? n(p.predictedMs) : "no convergence", n(p.actualMs), n(p.predictedDowntimeMs), n(p.actualDowntimeMs), p.endToEndMs, p.planMs])));
+  const ratio = predictions.flatMap((p) => (p.predictedMs !== null && p.actualMs !== null && p.actualMs > 0 ? [p.predictedMs / p.actualMs] : []));
+  if (ratio.length > 0) console.log(`\npredicted ÷ actual QEMU time: p50 ${pct(ratio, 50).toFixed(2)}, min ${Math.min(...ratio).toFixed(2)}, max ${Math.max(...ratio).toFixed(2)}`);
+  console.log(`wrote ${writeResult("pingpong", { machine: machine(accel), rounds: ROUNDS, summary, diffs: { longestGap: fig(diffs), untilStable: fig(stableDiffs) }, samples, predictions })}`);
   if (ok.length / 2 < ROUNDS) process.exitCode = 1;
 }
 

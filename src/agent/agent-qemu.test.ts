@@ -104,4 +104,34 @@ describe("agent with real QEMU", () => {
       await a.agent.close();
     }
   });
+  test("the dirty-rate route measures the guest for a second and says what a migration of it starts with", async () => {
+    const a = await boot();
+    try {
+      const spec = { uuid: randomUUID(), name: "dirty", memoryMiB: 256, kernel: "/none", initrd: "/none", noOs: true, nics: [] };
+      const r = await a.app.inject({ method: "POST", url: "/v1/instances", headers: a.headers, payload: { spec } });
+      assert.equal(r.statusCode, 201, r.body);
+      const view = JSON.parse(r.body) as { instanceId: string; pid: number };
+      pids.push(view.pid);
+      const url = `/v1/instances/${view.instanceId}/dirty-rate`;
+      const m = await a.app.inject({ method: "POST", url, headers: a.headers, payload: {} });
+      assert.equal(m.statusCode, 200, m.body);
+      const got = JSON.parse(m.body) as { dirtyRateMiBps: number; seconds: number; mode: string; ramBytes: number; maxBandwidthBytes: number; downtimeLimitMs: number };
+      assert.equal(got.seconds, 1);
+      assert.equal(got.mode, "page-sampling");
+      assert.ok(Number.isFinite(got.dirtyRateMiBps) && got.dirtyRateMiBps >= 0, `dirty rate ${got.dirtyRateMiBps}`);
+      assert.equal(got.ramBytes, 256 * 2 ** 20);
+      assert.equal(got.downtimeLimitMs, 300, "QEMU's default downtime limit");
+      assert.ok(got.maxBandwidthBytes > 0);
+      // a second measurement right after works too (QEMU keeps one at a time)
+      assert.equal((await a.app.inject({ method: "POST", url, headers: a.headers, payload: { seconds: 1 } })).statusCode, 200);
+      const bad = await a.app.inject({ method: "POST", url, headers: a.headers, payload: { seconds: 0 } });
+      assert.equal(bad.statusCode, 400, bad.body);
+      const none = await a.app.inject({ method: "POST", url: "/v1/instances/i-00000000/dirty-rate", headers: a.headers, payload: {} });
+      assert.equal(none.statusCode, 404, none.body);
+      await a.app.inject({ method: "POST", url: `/v1/instances/${view.instanceId}/stop`, headers: a.headers });
+    } finally {
+      await a.app.close();
+      await a.agent.close();
+    }
+  });
 });

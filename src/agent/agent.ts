@@ -15,6 +15,10 @@ import { FerryError, invalid, toFerryError } from "../core/errors.ts";
 import { silentLogger } from "../core/log.ts";
 import type { Logger } from "../core/log.ts";
 import { run as defaultRun } from "../core/run.ts";
+import { probeQemuCaps } from "../host/qemu-caps.ts";
+import { calcDirtyRate, queryDirtyRate, queryMigrationLimits } from "../qmp/commands.ts";
+import type { DirtyRateReply } from "../wire/instance-ops.ts";
+import type { QemuCaps } from "../host/qemu-caps.ts";
 import type { Runner } from "../core/run.ts";
 import { stateFile, usableVfs } from "../host/config.ts";
 import type { HostConfig, UsableVf } from "../host/config.ts";
@@ -107,6 +111,8 @@ export class Agent {
   readonly vfLife: VfLife;
   /** Native VFIO device-state migration on this host, probed at open (host/native-migration.ts). */
   vfioMigration: NativeVfioMigration = { available: false, reason: "not probed yet" };
+  /** This host's QEMU: version, machine types, CPU models (host/qemu-caps.ts), probed at open; null when QEMU could not be asked. */
+  qemuCaps: QemuCaps | null = null;
   recovery: RecoveryReport = { reconnected: [], gone: [], unreachable: [], orphanLeases: [] };
 
   readonly #clock: Clock;
@@ -166,7 +172,13 @@ export class Agent {
     try {
       agent.recovery = await recover(agent.#s, o.signal);
       await agent.vfLife.sweep();
-      agent.vfioMigration = await probeNativeVfioMigration({ run: o.run ?? defaultRun, qemuBinary: o.qemuBinary, sysfsRoot: o.config.sysfsRoot, vfs: vfs.map((x) => ({ vendor: x.vendor, standIn: x.standIn !== null })), signal: o.signal });
+      const [vfio, caps] = await Promise.all([
+        probeNativeVfioMigration({ run: o.run ?? defaultRun, qemuBinary: o.qemuBinary, sysfsRoot: o.config.sysfsRoot, vfs: vfs.map((x) => ({ vendor: x.vendor, standIn: x.standIn !== null })), signal: o.signal }),
+        probeQemuCaps(o.run ?? defaultRun, o.qemuBinary, o.signal),
+      ]);
+      agent.vfioMigration = vfio;
+      agent.qemuCaps = caps.caps;
+      if (caps.caps === null) log.warn({ reason: caps.reason }, "cannot tell the controller this host's QEMU version, machine types and CPU models: migration plans will not check them");
     } catch (e) {
       await agent.close();
       throw e;
@@ -337,6 +349,30 @@ export class Agent {
   /** The live Instance object (for migration steps that drive QMP directly). */
   getInstance(id: string): Instance {
     return this.#get(id);
+  }
+
+  /**
+   * Measure instance `id`'s guest dirty rate for `seconds` (QEMU
+   * calc-dirty-rate, then query-dirty-rate until measured), with the
+   * migration parameters it holds now: a migration plan's prediction.
+   */
+  async dirtyRate(id: string, seconds: number, signal?: AbortSignal): Promise<DirtyRateReply> {
+    const inst = this.#get(id);
+    const o = { timeoutMs: 2_000, ...(signal ? { signal } : {}) };
+    await calcDirtyRate(inst.qmp, seconds, o).catch(async (e: unknown) => {
+      // one measurement at a time per instance: another one running is waited for below
+      if ((await queryDirtyRate(inst.qmp, o)).status !== "measuring") throw e;
+    });
+    const until = this.#clock.monotonic() + seconds * 1000 + 5_000;
+    for (;;) {
+      await this.#clock.sleep(100, signal);
+      const r = await queryDirtyRate(inst.qmp, o);
+      if (r.status === "measured" && r.dirtyRateMiBps !== undefined) {
+        const limits = await queryMigrationLimits(inst.qmp, o);
+        return { dirtyRateMiBps: r.dirtyRateMiBps, seconds: r.calcSeconds, mode: r.mode, ramBytes: inst.meta.spec.memoryMiB * 2 ** 20, maxBandwidthBytes: limits.maxBandwidth, downtimeLimitMs: limits.downtimeLimit };
+      }
+      if (this.#clock.monotonic() > until) throw new FerryError("FERRY_ERR_TIMEOUT", `instance ${id}: QEMU did not finish measuring the dirty rate within ${seconds + 5} s (status ${r.status}); try again`);
+    }
   }
 
   async listInstances(): Promise<InstanceListView> {

@@ -129,3 +129,44 @@ test("a controller older than the migrations field (it refuses the field) still 
     await ctl.close();
   }
 });
+
+test("the heartbeat carries the host's QEMU and its memory at each beat; a controller that refuses them gets beats without them", async () => {
+  const accepted: Record<string, unknown>[] = [];
+  const refused: string[] = [];
+  const qemu = { version: "7.2.22", machines: [{ name: "q35", aliasOf: "pc-q35-7.2" }], cpuModels: ["qemu64"] };
+  let free = 1000;
+  const ctl = await stubController((b) => {
+    for (const f of ["memory", "qemu"]) {
+      if (f in b) {
+        refused.push(f);
+        return { status: 400, body: { code: "FERRY_ERR_INVALID", message: `${f}: unknown field`, retryable: false, details: { field: f } } };
+      }
+    }
+    accepted.push(b);
+    return { status: 200, body: { intervalMs: 100 } };
+  });
+  const modern = await stubController((b) => {
+    accepted.push({ modern: true, ...b });
+    return { status: 200, body: { intervalMs: 100 } };
+  });
+  const memory = () => Promise.resolve({ totalMiB: 4096, availableMiB: free-- });
+  const stops = [
+    startHeartbeat({ controller: { url: ctl.url, tokenFile: ctl.tokenFile, heartbeatMs: 100 }, body: { ...BODY, qemu }, clock: systemClock, log: silentLogger, memory }),
+    startHeartbeat({ controller: { url: modern.url, tokenFile: modern.tokenFile, heartbeatMs: 100 }, body: { ...BODY, qemu }, clock: systemClock, log: silentLogger, memory }),
+  ];
+  try {
+    await until(() => accepted.filter((b) => b["modern"] !== true).length >= 2 && accepted.filter((b) => b["modern"] === true).length >= 2);
+    const old = accepted.filter((b) => b["modern"] !== true);
+    assert.ok(old.length >= 2 && old.every((b) => !("memory" in b) && !("qemu" in b)), JSON.stringify(old));
+    assert.deepEqual(refused.sort(), ["memory", "qemu"], "each refused once, then left out");
+    const fresh = accepted.filter((b) => b["modern"] === true);
+    assert.ok(fresh.length >= 2, `beats to the current controller: ${fresh.length}`);
+    assert.deepEqual(fresh[0]!["qemu"], qemu);
+    const avail = fresh.map((b) => (b["memory"] as { availableMiB: number }).availableMiB);
+    assert.notEqual(avail[0], avail[1], "memory is read at each beat");
+  } finally {
+    for (const s of stops) s();
+    await ctl.close();
+    await modern.close();
+  }
+});

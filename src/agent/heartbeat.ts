@@ -23,6 +23,8 @@ export interface HeartbeatOptions {
   body: Omit<HeartbeatBodyT, "migrations">;
   /** The migrations this host holds anything of, at each beat. */
   migrations?: () => string[];
+  /** The host's memory at each beat (/proc/meminfo); null: not known. */
+  memory?: () => Promise<{ totalMiB: number; availableMiB: number } | null>;
   /** The controller says these have ended: release what the host holds of them. */
   onEnded?: (ids: string[]) => Promise<void>;
   clock: Clock;
@@ -44,24 +46,36 @@ export function sendHeartbeat(c: ClientOptions & { fetch: typeof fetch; timeoutM
   }, HeartbeatReply);
 }
 
+/** Fields an older controller may not know: dropped from the beat when it says so. */
+const OPTIONAL_FIELDS: readonly string[] = ["migrations", "memory", "qemu"];
+
 /** Start heartbeating; returns a function that stops it. */
 export function startHeartbeat(o: HeartbeatOptions): () => void {
   const stop = new AbortController();
   const doFetch = o.fetch ?? fetchFor(o.tls);
   let healthy: boolean | undefined;
-  // a controller older than the `migrations` field refuses it (400): beat without it from then on
-  let named = o.migrations !== undefined;
+  // a controller older than a field refuses it (400 naming the field): beat without it from then on
+  const dropped = new Set<string>();
   const beat = async (): Promise<number> => {
     // read each time: the token file may be replaced while the agent runs
     const token = (await readFile(o.controller.tokenFile, "utf8")).trim();
     const client = { baseUrl: o.controller.url, token, fetch: doFetch, timeoutMs: 5_000 };
-    const withIds = named && o.migrations ? { ...o.body, migrations: o.migrations().slice(0, 1000) } : undefined;
-    const reply = await sendHeartbeat(client, withIds ?? o.body, { signal: stop.signal }).catch((e: unknown) => {
-      if (!withIds || !isFerryError(e, "FERRY_ERR_INVALID") || e.details["field"] !== "migrations") throw e;
-      named = false;
-      o.log.warn({ controller: o.controller.url }, "the controller does not take the migrations this host holds (an older version): leases of ended migrations are released when they expire");
-      return sendHeartbeat(client, o.body, { signal: stop.signal });
-    });
+    const memory = o.memory && !dropped.has("memory") ? await o.memory().catch(() => null) : null;
+    const full: HeartbeatBodyT = { ...o.body, ...(o.migrations ? { migrations: o.migrations().slice(0, 1000) } : {}), ...(memory ? { memory } : {}) };
+    const body = (): HeartbeatBodyT => Object.fromEntries(Object.entries(full).filter(([k]) => !dropped.has(k))) as HeartbeatBodyT;
+    let reply: HeartbeatReplyT | undefined;
+    for (let attempt = 0; reply === undefined; attempt++) {
+      try {
+        reply = await sendHeartbeat(client, body(), { signal: stop.signal });
+      } catch (e) {
+        const field = isFerryError(e, "FERRY_ERR_INVALID") ? e.details["field"] : undefined;
+        if (attempt > 3 || typeof field !== "string" || !OPTIONAL_FIELDS.includes(field) || !(field in full) || dropped.has(field)) throw e;
+        dropped.add(field);
+        o.log.warn({ controller: o.controller.url, field }, field === "migrations"
+          ? "the controller does not take the migrations this host holds (an older version): leases of ended migrations are released when they expire"
+          : `the controller does not take the heartbeat's ${field} (an older version): its migration plans cannot check it`);
+      }
+    }
     if (o.onEnded && reply.ended && reply.ended.length > 0) {
       await o.onEnded(reply.ended).catch((e: unknown) => o.log.error({ err: e instanceof Error ? e.message : String(e) }, "cannot release what ended migrations hold here; retried at the next heartbeat"));
     }

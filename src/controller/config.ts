@@ -21,6 +21,8 @@
 //                                                 # at most half), the URL other controllers forward writes to
 //                                                 # (default from listen:, required when listening on 0.0.0.0 or ::)
 //   deadlines: { unplugMs: 15000, convergeMs: 300000, precheckMs: 2000, primaryBackMs: 30000, stepMs: 120000 }
+//   plan: { bandwidthMiBps: 1000 }                # 'ferry migrate --plan' predicts with this migration-link bandwidth
+//                                                 # between two hosts that have no completed migration to measure it by
 //
 // Relative paths are resolved against the config file's directory.
 import { isIP } from "node:net";
@@ -49,7 +51,11 @@ export interface ControllerConfig {
   store: StoreConfig;
   /** With an etcd store: the leader election's lease and renew period, and this controller's URL for the others (null: from listen). */
   election: { leaseMs: number; renewMs: number; advertiseUrl: string | null };
+  /** A migration plan's prediction: the link bandwidth assumed between hosts with no completed migration to measure it by (MiB/s). */
+  plan: { bandwidthMiBps: number };
 }
+
+export const DEFAULT_PLAN_BANDWIDTH_MIBPS = 1000;
 
 export const DEFAULT_CONTROLLER_PORT = 7600;
 export const DB_FILE_NAME = "controller.db";
@@ -72,7 +78,7 @@ export function heartbeatIntervalMs(heartbeatTimeoutMs: number): number {
 
 export function parseControllerConfig(text: string, options: { source?: string; baseDir?: string } = {}): ControllerConfig {
   const { raw, c } = parseYamlConfig(text, options.source ?? "controller config", options.baseDir);
-  const o = c.obj([], raw ?? {}, ["listen", "stateDir", "tokenFile", "agentTokenFile", "heartbeatTimeoutMs", "hostCapacity", "deadlines", "lab", "tls", "store", "election"]);
+  const o = c.obj([], raw ?? {}, ["listen", "stateDir", "tokenFile", "agentTokenFile", "heartbeatTimeoutMs", "hostCapacity", "deadlines", "lab", "tls", "store", "election", "plan"]);
 
   const listenRaw = o["listen"] === undefined ? {} : c.obj(["listen"], o["listen"], ["address", "port"]);
   const address = c.check(["listen", "address"], (f) => {
@@ -119,7 +125,9 @@ export function parseControllerConfig(text: string, options: { source?: string; 
     if (!/^https?:\/\/[A-Za-z0-9.\-[\]:]+:\d{1,5}\/?$/.test(u)) throw invalid(f, u, "must be http(s)://host:port, where the other controllers reach this one's API");
     return u.replace(/\/$/, "");
   });
-  return { listen: { address, port }, stateDir, tokenFile, agentTokenFile, heartbeatTimeoutMs, hostCapacity, deadlines, lab, tls, store, election: { leaseMs, renewMs, advertiseUrl } };
+  const pRaw = o["plan"] === undefined ? {} : c.obj(["plan"], o["plan"], ["bandwidthMiBps"]);
+  const plan = { bandwidthMiBps: c.int(["plan", "bandwidthMiBps"], pRaw["bandwidthMiBps"], DEFAULT_PLAN_BANDWIDTH_MIBPS, 1, 1 << 20) };
+  return { listen: { address, port }, stateDir, tokenFile, agentTokenFile, heartbeatTimeoutMs, hostCapacity, deadlines, lab, tls, store, election: { leaseMs, renewMs, advertiseUrl }, plan };
 }
 
 export async function loadControllerConfig(file: string, signal?: AbortSignal): Promise<ControllerConfig> {

@@ -18,7 +18,7 @@ import { VfReservations } from "./vf-reservations.ts";
 import type { ControllerEvent } from "../wire/events.ts";
 
 export interface ControllerDeps {
-  config: Pick<ControllerConfig, "heartbeatTimeoutMs" | "hostCapacity" | "deadlines">;
+  config: Pick<ControllerConfig, "heartbeatTimeoutMs" | "hostCapacity" | "deadlines"> & Partial<Pick<ControllerConfig, "plan">>;
   store: Store;
   cluster: ClusterStore;
   clock: Clock;

@@ -159,8 +159,8 @@ export class Controller {
 
   // ------------------------------------------------------------------ migrations (migrations.ts)
 
-  plan(input: MigrateInput): Promise<PlanView & { snapshot: ClusterSnapshot; vmRecord: VmRecord }> {
-    return this.#migrations.plan(input);
+  plan(input: MigrateInput, o: { predict?: boolean } = {}): Promise<PlanView & { snapshot: ClusterSnapshot; vmRecord: VmRecord }> {
+    return this.#migrations.plan(input, o);
   }
 
   /** Plan, record and start a migration; resolves once it is recorded (it runs in the background). */

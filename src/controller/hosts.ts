@@ -2,7 +2,7 @@
 // heartbeats stop is marked down, and a VM recorded running whose QEMU its
 // agent reports gone is marked down too (or follows the instance that runs it).
 import { isTerminal } from "../migration/types.ts";
-import type { HostMigrationNet, HostRecord, VmPlace } from "../store/cluster.ts";
+import type { HostMigrationNet, HostQemu, HostRecord, VmPlace } from "../store/cluster.ts";
 import type { ClusterView } from "./cluster-view.ts";
 import { heartbeatIntervalMs } from "./config.ts";
 import type { ControllerContext } from "./context.ts";
@@ -27,6 +27,10 @@ export interface HeartbeatInput {
   migration?: HostMigrationNet;
   /** The host check's warnings at the agent's start. */
   warnings?: string[];
+  /** Its QEMU (version, machine types, CPU models), probed at the agent's start. */
+  qemu?: HostQemu;
+  /** Its memory now (/proc/meminfo). */
+  memory?: { totalMiB: number; availableMiB: number };
 }
 
 export class Hosts {
@@ -61,7 +65,7 @@ export class Hosts {
     const prev = await this.#c.d.cluster.getHost(h.name);
     // an operator's drain outlives heartbeats and a down spell (evacuation.ts)
     const state = prev?.state === "draining" || prev?.drain === true ? "draining" : "up";
-    const rec = await this.#c.d.cluster.upsertHost({ name: h.name, url: h.url, version: h.version, accel: h.accel, state, lastHeartbeat: now, registeredAt: prev?.registeredAt ?? now, ...(prev?.drain === true ? { drain: true } : {}), ...(prev?.evacuating ? { evacuating: prev.evacuating } : {}), ...(h.migration ? { migration: h.migration } : {}), ...(h.warnings && h.warnings.length > 0 ? { warnings: h.warnings } : {}) });
+    const rec = await this.#c.d.cluster.upsertHost({ name: h.name, url: h.url, version: h.version, accel: h.accel, state, lastHeartbeat: now, registeredAt: prev?.registeredAt ?? now, ...(prev?.drain === true ? { drain: true } : {}), ...(prev?.evacuating ? { evacuating: prev.evacuating } : {}), ...(h.migration ? { migration: h.migration } : {}), ...(h.warnings && h.warnings.length > 0 ? { warnings: h.warnings } : {}), ...(h.qemu ? { qemu: h.qemu } : {}), ...(h.memory ? { memory: h.memory } : {}) });
     this.#c.client(rec);
     if (!prev) this.#c.events.publish({ type: "host-registered", host: h.name, reason: `agent ${h.url} (${h.version}, ${h.accel})`, at: now });
     else if (prev.state === "down") this.#c.events.publish({ type: "host-up", host: h.name, reason: "heartbeat received", at: now });

@@ -21,7 +21,13 @@ import type { ControllerContext } from "./context.ts";
 import { MigrationFeed } from "./migration-feed.ts";
 import { MigrationLive } from "./migration-live.ts";
 import type { CoordinatorEvent } from "../migration/runner.ts";
-import type { PlanReply as PlanView } from "../wire/controller-api.ts";
+import type { PlanDirtyRate, PlanPrediction, PlanReply as PlanView } from "../wire/controller-api.ts";
+import type { DirtyRateReply } from "../wire/instance-ops.ts";
+import { preflightChecks } from "../migration/preflight.ts";
+import type { HostFacts, PreflightCheck } from "../migration/preflight.ts";
+import { CPU_MODEL, MACHINE_TYPE } from "../qemu/argv.ts";
+import { predictFor, throughputSamples } from "./plan-predict.ts";
+import { DEFAULT_PLAN_BANDWIDTH_MIBPS } from "./config.ts";
 import type { MigrationProgress } from "../wire/instance-ops.ts";
 import type { Vms } from "./vms.ts";
 import { runningAt } from "./vms.ts";
@@ -155,22 +161,75 @@ export class Migrations {
     return { vm, snapshot, hosts: new Map(hosts.map((h) => [h.name, h])) };
   }
 
-  /** The ranked destinations, never on a VF reserved for another plan, with the migration network's checks; synchronous (vf-reservations.ts). */
+  /** The ranked destinations, never on a VF reserved for another plan, with every check per destination (pure: preflight.ts); synchronous (vf-reservations.ts). */
   #rank(r: { vm: VmRecord; snapshot: ClusterSnapshot; hosts: Map<string, HostRecord> }, input: MigrateInput, reserved: ReadonlySet<string>): PlanView & { snapshot: ClusterSnapshot; vmRecord: VmRecord } {
     const { vm, snapshot, hosts } = r;
     const p = place(snapshot, { vm: this.#placementVm(vm), options: { ...(input.to === undefined ? {} : { to: input.to }), reservedVfs: reserved } });
     const destinations = p.kind === "placed" ? [...p.destinations] : [];
-    // the migration network and TLS of each ranked destination against the source's: what the scheduler does not see
-    const transport = destinations.map((d) => ({ host: d.host, ...transportCheck(vm.name, vm.host, d.host, hosts.get(vm.host)?.migration, hosts.get(d.host)?.migration) }));
+    // per ranked destination, what the scheduler does not see: the migration network and TLS against the
+    // source's, QEMU version, machine type, CPU model, free memory, shared memory (migration/preflight.ts)
+    const facts = (name: string): HostFacts => {
+      const h = hosts.get(name);
+      return { name, ...(h?.qemu ? { qemu: h.qemu } : {}), ...(h?.memory ? { memory: h.memory } : {}) };
+    };
+    const pvm = { name: vm.name, memoryMiB: vm.memoryMiB, machine: MACHINE_TYPE, cpuModel: CPU_MODEL, ...(vm.sharedMemory === true ? { sharedMemory: true } : {}) };
+    const checks: NonNullable<PlanView["checks"]> = [];
+    const blockers: NonNullable<PlanView["blockers"]> = [];
+    const warnings: NonNullable<PlanView["warnings"]> = [];
+    for (const d of destinations) {
+      const t = transportCheck(vm.name, vm.host, d.host, hosts.get(vm.host)?.migration, hosts.get(d.host)?.migration);
+      const tls: PreflightCheck = t.blocker !== undefined
+        ? { check: "MIGRATION_TLS", status: "blocker", message: t.blocker }
+        : { check: "MIGRATION_TLS", status: t.warnings.length > 0 ? "warning" : "ok", message: t.warnings.join("; ") || "the migration stream is TLS on both hosts" };
+      for (const c of [...preflightChecks(pvm, facts(vm.host), facts(d.host)), tls]) {
+        checks.push({ host: d.host, ...c });
+        if (c.status === "blocker") blockers.push({ host: d.host, check: c.check, message: c.message });
+      }
+      warnings.push(...t.warnings.map((w) => ({ host: d.host, message: w })));
+      for (const c of checks) if (c.host === d.host && c.status === "warning" && c.check !== "MIGRATION_TLS") warnings.push({ host: d.host, message: c.message });
+    }
     return {
       vm: vm.name, source: vm.host,
       destinations,
       rejections: [...p.rejected.list()],
       message: p.kind === "unplaceable" ? p.message : null,
-      blockers: transport.filter((t) => t.blocker !== undefined).map((t) => ({ host: t.host, check: "MIGRATION_TLS", message: t.blocker! })),
-      warnings: transport.flatMap((t) => t.warnings.map((w) => ({ host: t.host, message: w }))),
+      blockers, warnings, checks,
       snapshot, vmRecord: vm,
     };
+  }
+
+  /** The guest's dirty rate, measured on its source instance (best effort), and a prediction per destination host. */
+  async #predict(vm: VmRecord, to: readonly string[], maxBandwidthBytes: number | undefined): Promise<{ dirtyRate: PlanDirtyRate; predictions: PlanPrediction[]; warnings: { host: string; message: string }[] }> {
+    let dirtyRate: PlanDirtyRate;
+    let measured: DirtyRateReply | undefined;
+    if (vm.state !== "running" || vm.instanceId === null) dirtyRate = { measured: false, MiBps: 0, detail: `${vm.name} is not running (state ${vm.state})` };
+    else {
+      try {
+        measured = await this.#c.agent(vm.host).dirtyRate(vm.instanceId, { seconds: 1 }, { timeoutMs: 10_000, signal: this.#c.signal });
+        dirtyRate = { measured: true, MiBps: measured.dirtyRateMiBps, detail: `QEMU calc-dirty-rate (${measured.mode}) over ${measured.seconds} s on ${vm.host}` };
+      } catch (e) {
+        dirtyRate = { measured: false, MiBps: 0, detail: `${vm.host}'s agent could not measure it: ${e instanceof Error ? e.message : String(e)}` };
+      }
+    }
+    const records = await this.#c.d.store.listMigrations();
+    const predictions: PlanPrediction[] = [];
+    const warnings: { host: string; message: string }[] = [];
+    for (const host of to) {
+      // the journal gives the data moved of records that do not carry it: only for the newest few
+      const candidates = records.filter((r) => r.switchover !== null && ((r.plan.source.host === vm.host && r.plan.destination.host === host) || (r.plan.source.host === host && r.plan.destination.host === vm.host)))
+        .sort((a, b) => b.createdAt - a.createdAt).slice(0, 5);
+      const samples = throughputSamples(await Promise.all(candidates.map((r) => this.#withDataMoved(r))), vm.host, host);
+      const cap = maxBandwidthBytes ?? measured?.maxBandwidthBytes;
+      const r = predictFor({
+        source: vm.host, host, ramBytes: measured?.ramBytes ?? vm.memoryMiB * 2 ** 20, dirty: dirtyRate, samples,
+        defaultBandwidthMiBps: this.#c.d.config.plan?.bandwidthMiBps ?? DEFAULT_PLAN_BANDWIDTH_MIBPS,
+        ...(cap === undefined ? {} : { capBytesPerSec: cap, capIsExplicit: maxBandwidthBytes !== undefined }),
+        ...(measured ? { downtimeLimitMs: measured.downtimeLimitMs } : {}),
+      });
+      predictions.push(r.prediction);
+      if (r.warning !== undefined) warnings.push({ host, message: r.warning });
+    }
+    return { dirtyRate, predictions, warnings };
   }
 
   /**
@@ -189,10 +248,17 @@ export class Migrations {
     return fresh;
   }
 
-  /** Rank the destinations (nothing changes; no VF is held). */
-  async plan(input: MigrateInput): Promise<PlanView & { snapshot: ClusterSnapshot; vmRecord: VmRecord }> {
+  /**
+   * Rank the destinations with every check per destination (nothing changes;
+   * no VF is held); with `predict`, the guest's dirty rate measured on its
+   * source (~1 s) and a prediction of the RAM streaming time and downtime per
+   * destination.
+   */
+  async plan(input: MigrateInput, o: { predict?: boolean } = {}): Promise<PlanView & { snapshot: ClusterSnapshot; vmRecord: VmRecord }> {
     const { value } = await this.#c.vfs.plan(() => this.#read(input), (r, reserved) => ({ value: this.#rank(r, input, reserved), hold: [] }));
-    return value;
+    if (o.predict !== true || value.destinations.length === 0) return value;
+    const predicted = await this.#predict(value.vmRecord, value.destinations.map((d) => d.host), input.maxBandwidthBytes);
+    return { ...value, warnings: [...(value.warnings ?? []), ...predicted.warnings], dirtyRate: predicted.dirtyRate, predictions: predicted.predictions };
   }
 
   /**

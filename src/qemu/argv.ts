@@ -97,13 +97,17 @@ export function serialArgs(o: Pick<ArgvOptions, "serialSocket" | "serialLog">): 
   ];
 }
 
+/** The machine type and CPU model every instance runs (a migration's pre-flight checks compare them between hosts). */
+export const MACHINE_TYPE = "q35";
+export const CPU_MODEL = "qemu64";
+
 export function buildArgv(spec: VmSpec, o: ArgvOptions): string[] {
-  const machine = ["q35", `accel=${o.accel}`];
+  const machine = [MACHINE_TYPE, `accel=${o.accel}`];
   const argv: string[] = [
     "-name", `${spec.name},debug-threads=on`,
     "-uuid", spec.uuid,
     "-nodefaults", "-no-user-config", "-display", "none",
-    "-cpu", "qemu64",
+    "-cpu", CPU_MODEL,
     "-m", `${spec.memoryMiB}M`,
     "-smp", String(spec.vcpus),
     "-qmp", `unix:${optEscape(o.qmpSocket)},server=on,wait=off`,

@@ -203,3 +203,24 @@ export async function listDeviceIds(q: QmpClient, o?: CallOptions): Promise<stri
     .map((e) => String(e["name"]))
     .sort();
 }
+
+export interface DirtyRate {
+  status: "unstarted" | "measuring" | "measured";
+  /** MiB/s dirtied (QEMU's "MB/s": dirty pages × page size / 2^20 per second); absent until measured. */
+  dirtyRateMiBps?: number;
+  calcSeconds: number;
+  mode: string;
+}
+
+/** Start measuring the guest's dirty rate for `seconds` (QEMU ≥ 5.2; 7.2: whole seconds, page-sampling by default). */
+export async function calcDirtyRate(q: QmpClient, seconds: number, o?: CallOptions): Promise<void> {
+  await q.execute("calc-dirty-rate", { "calc-time": seconds }, o);
+}
+
+export async function queryDirtyRate(q: QmpClient, o?: CallOptions): Promise<DirtyRate> {
+  const r = rec(await q.execute("query-dirty-rate", undefined, o), "query-dirty-rate");
+  const status = r["status"];
+  if (status !== "unstarted" && status !== "measuring" && status !== "measured") throw new FerryError("FERRY_ERR_QMP_PROTOCOL", `QMP: query-dirty-rate status ${JSON.stringify(status)}`, { details: { reply: r } });
+  const rate = num(r["dirty-rate"]);
+  return { status, ...(rate === undefined ? {} : { dirtyRateMiBps: rate }), calcSeconds: num(r["calc-time"]) ?? 0, mode: typeof r["mode"] === "string" ? r["mode"] : "page-sampling" };
+}

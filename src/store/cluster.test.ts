@@ -3,7 +3,7 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { SqliteClusterStore } from "./cluster.ts";
+import { parseHostRecord, SqliteClusterStore } from "./cluster.ts";
 import type { VmRecord } from "./cluster.ts";
 import { clusterContract } from "./cluster-contract.ts";
 import { SqliteStore } from "./sqlite.ts";
@@ -44,3 +44,10 @@ test("hosts and VMs share the migrations' file (0600) and survive a reopen; name
 // putVmIf: the cluster contract (cluster-contract.ts), run below
 
 clusterContract("sqlite (:memory:)", () => new SqliteClusterStore(":memory:"));
+
+test("a host's QEMU and memory, as its agent reported them, are kept and validated", () => {
+  const h = { name: "host-a", url: "http://127.0.0.1:7601", version: "0.1.0", accel: "tcg", state: "up", lastHeartbeat: 5, registeredAt: 1, qemu: { version: "7.2.22", machines: [{ name: "q35", aliasOf: "pc-q35-7.2" }, { name: "pc-q35-7.2" }], cpuModels: ["qemu64"] }, memory: { totalMiB: 4096, availableMiB: 3000 } };
+  assert.deepEqual(parseHostRecord(JSON.parse(JSON.stringify(h))), h);
+  assert.throws(() => parseHostRecord({ ...h, memory: { totalMiB: 4096, availableMiB: -1 } }), /memory\.availableMiB/);
+  assert.throws(() => parseHostRecord({ ...h, qemu: { ...h.qemu, cpuModels: [1] } }), /qemu\.cpuModels\[0\]/);
+});

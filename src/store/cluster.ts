@@ -28,8 +28,18 @@ export interface HostRecord {
   migration?: HostMigrationNet;
   /** The host check's warnings the agent sent at its last start ('ferry host check'). */
   warnings?: string[];
+  /** Its QEMU as the agent probed it at its start: version, machine types, CPU models (a migration's pre-flight checks). */
+  qemu?: HostQemu;
+  /** Its memory at the last heartbeat (/proc/meminfo). */
+  memory?: { totalMiB: number; availableMiB: number };
   /** An evacuation of the host is in progress (its options): a controller that takes over the leadership goes on with it. */
   evacuating?: { parallel: number; maxBandwidthMiBps: number | null; since: number };
+}
+
+export interface HostQemu {
+  version: string;
+  machines: { name: string; aliasOf?: string }[];
+  cpuModels: string[];
 }
 
 export interface HostMigrationNet {
@@ -142,7 +152,26 @@ export function parseHostRecord(x: unknown): HostRecord {
     ...(o["migration"] === undefined ? {} : { migration: parseMigrationNet(o["migration"]) }),
     ...(o["warnings"] === undefined ? {} : { warnings: v.arr("warnings", o["warnings"]).map((w, i) => v.str(`warnings[${i}]`, w)) }),
     ...(o["evacuating"] === undefined ? {} : { evacuating: parseEvacuating(o["evacuating"]) }),
+    ...(o["qemu"] === undefined ? {} : { qemu: parseQemu(o["qemu"]) }),
+    ...(o["memory"] === undefined ? {} : { memory: parseMemory(o["memory"]) }),
   };
+}
+
+function parseQemu(x: unknown): HostQemu {
+  const o = v.obj("qemu", x);
+  return {
+    version: v.str("qemu.version", o["version"]),
+    machines: v.arr("qemu.machines", o["machines"]).map((m, i) => {
+      const mo = v.obj(`qemu.machines[${i}]`, m);
+      return { name: v.str(`qemu.machines[${i}].name`, mo["name"]), ...(mo["aliasOf"] === undefined ? {} : { aliasOf: v.str(`qemu.machines[${i}].aliasOf`, mo["aliasOf"]) }) };
+    }),
+    cpuModels: v.arr("qemu.cpuModels", o["cpuModels"]).map((c, i) => v.str(`qemu.cpuModels[${i}]`, c)),
+  };
+}
+
+function parseMemory(x: unknown): NonNullable<HostRecord["memory"]> {
+  const o = v.obj("memory", x);
+  return { totalMiB: v.int("memory.totalMiB", o["totalMiB"], 0, 1 << 30), availableMiB: v.int("memory.availableMiB", o["availableMiB"], 0, 1 << 30) };
 }
 
 function parseEvacuating(x: unknown): NonNullable<HostRecord["evacuating"]> {

@@ -10,8 +10,8 @@ import type { VmSpec } from "../model/vm.ts";
 import { Health, InstanceList, InstanceView, Inventory, Lease, LeaseList, Released, Stopped } from "./agent-api.ts";
 import type { HealthView, HolderInputBody, InstanceListView, InstanceViewT, InventoryView, LeaseListView, LeaseView, ReleasedView, StoppedView } from "./agent-api.ts";
 import { request } from "../core/http/client.ts";
-import { LocalMigrateReply, MigrationLimits, MigrationProgress, RestoreReply, SaveReply } from "./instance-ops.ts";
-import type { LocalMigrateBody, MigrationLimitsBody, RestoreBody, SaveBody } from "./instance-ops.ts";
+import { DirtyRateReply, LocalMigrateReply, MigrationLimits, MigrationProgress, RestoreReply, SaveReply } from "./instance-ops.ts";
+import type { DirtyRateBody, LocalMigrateBody, MigrationLimitsBody, RestoreBody, SaveBody } from "./instance-ops.ts";
 import { AbortReply, BeginReply, CancelReply, ConfirmReply, FinishReply, PerformReply, PrecheckReply, PrepareReply, SwitchoverReply } from "./steps.ts";
 import type { PerformBody, PrepareBody } from "./steps.ts";
 import type { ClientOptions, RequestOptions } from "../core/http/client.ts";
@@ -116,6 +116,11 @@ export class AgentClient {
   /** Instance `id`'s migration as its QEMU reports it. */
   migrationProgress(id: string, o?: RequestOptions): Promise<MigrationProgress> {
     return this.request("GET", `/v1/instances/${encodeURIComponent(id)}/migration`, MigrationProgress, undefined, o);
+  }
+
+  /** Measure instance `id`'s guest dirty rate (for `seconds`, default 1), with the migration parameters it holds now. */
+  dirtyRate(id: string, body: DirtyRateBody = {}, o?: RequestOptions): Promise<DirtyRateReply> {
+    return this.request("POST", `/v1/instances/${encodeURIComponent(id)}/dirty-rate`, DirtyRateReply, body, o);
   }
 
   /** Change instance `id`'s outgoing migration's bandwidth cap or downtime limit while it streams; answers what QEMU holds then. */

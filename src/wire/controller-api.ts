@@ -190,6 +190,41 @@ export interface PlanReply {
   blockers?: { host: string; check: string; message: string }[];
   /** What a migration to a ranked destination would run with, degraded (plain TCP, no migration network). */
   warnings?: { host: string; message: string }[];
+  /** Every pre-flight check per ranked destination (migration/preflight.ts), with its status and reason: ok, warning, blocker, unchecked. */
+  checks?: { host: string; check: string; status: string; message: string }[];
+  /** The guest's dirty rate as measured on its source instance just now (QEMU calc-dirty-rate), or why it was not. */
+  dirtyRate?: PlanDirtyRate;
+  /** Per ranked destination: the predicted RAM streaming time and downtime, and what the prediction rests on. */
+  predictions?: PlanPrediction[];
+}
+
+export interface PlanDirtyRate {
+  measured: boolean;
+  /** MiB/s; 0 when not measured. */
+  MiBps: number;
+  /** How (e.g. "page-sampling over 1 s on host1"), or why not measured. */
+  detail: string;
+}
+
+export interface PlanPrediction {
+  host: string;
+  /** The migration stream's bandwidth the prediction uses (bytes/s) and where it comes from. */
+  bandwidth: { bytesPerSec: number; source: "measured" | "default" | "cap"; detail: string };
+  downtimeLimitMs: number;
+  ramBytes: number;
+  converges: boolean;
+  /** RAM streaming, start to the guest running on the destination (QEMU's total time); converging only. */
+  durationMs?: number;
+  /** The paused last pass (QEMU's downtime), at least downtimeFloorMs; converging only. */
+  downtimeMs?: number;
+  /** The median downtime of the last completed migrations between the two hosts: the switch-over's own cost (device state), under any last pass. */
+  downtimeFloorMs?: number;
+  passes: number;
+  /** Not converging: why, and the pause a forced completion would take. */
+  reason?: string;
+  forcedDowntimeMs?: number;
+  /** What the model leaves out. */
+  note: string;
 }
 export const PlanView = Type.Unsafe<PlanReply>(
   Type.Object(
@@ -201,6 +236,15 @@ export const PlanView = Type.Unsafe<PlanReply>(
       message: Nullable(Type.String()),
       blockers: Type.Optional(Type.Array(Type.Object({ host: Type.String(), check: Type.String(), message: Type.String() }))),
       warnings: Type.Optional(Type.Array(Type.Object({ host: Type.String(), message: Type.String() }))),
+      checks: Type.Optional(Type.Array(Type.Object({ host: Type.String(), check: Type.String(), status: Type.String(), message: Type.String() }))),
+      dirtyRate: Type.Optional(Type.Object({ measured: Type.Boolean(), MiBps: Type.Number(), detail: Type.String() })),
+      predictions: Type.Optional(Type.Array(Type.Object({
+        host: Type.String(),
+        bandwidth: Type.Object({ bytesPerSec: Type.Number(), source: Type.String(), detail: Type.String() }),
+        downtimeLimitMs: Type.Number(), ramBytes: Type.Number(), converges: Type.Boolean(),
+        durationMs: Type.Optional(Type.Number()), downtimeMs: Type.Optional(Type.Number()), downtimeFloorMs: Type.Optional(Type.Number()), passes: Type.Integer(),
+        reason: Type.Optional(Type.String()), forcedDowntimeMs: Type.Optional(Type.Number()), note: Type.String(),
+      }, { additionalProperties: true }))),
     },
     { additionalProperties: true },
   ),

@@ -7,6 +7,8 @@ import type { Static } from "typebox";
 import { ruled } from "../core/http/schema.ts";
 import { Name } from "./agent-api.ts";
 
+const MachineName = Type.String({ ...ruled("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", "a QEMU machine or CPU model name"), maxLength: 64 });
+
 export const HeartbeatBody = Type.Object(
   {
     name: Name,
@@ -21,6 +23,15 @@ export const HeartbeatBody = Type.Object(
     migrations: Type.Optional(Type.Array(Name, { maxItems: 1000, description: "migrations the agent holds anything of (records, VF leases): the reply says which have ended" })),
 
     warnings: Type.Optional(Type.Array(Type.String({ maxLength: 1000 }), { maxItems: 200, description: "the host check's warnings at agent start ('ferry host check'), one line each: check, subject, message" })),
+    qemu: Type.Optional(Type.Object({
+      version: Type.String(ruled("^[0-9]{1,4}(\\.[0-9]{1,6}){1,3}$", "a QEMU version such as 7.2.22")),
+      machines: Type.Array(Type.Object({ name: MachineName, aliasOf: Type.Optional(MachineName) }, { additionalProperties: false }), { maxItems: 300 }),
+      cpuModels: Type.Array(MachineName, { maxItems: 500 }),
+    }, { additionalProperties: false, description: "the host's QEMU (probed at agent start): version, machine types (q35 an alias of a versioned one) and CPU models: what a migration's pre-flight check compares" })),
+    memory: Type.Optional(Type.Object({
+      totalMiB: Type.Integer({ minimum: 0, maximum: 1 << 30 }),
+      availableMiB: Type.Integer({ minimum: 0, maximum: 1 << 30 }),
+    }, { additionalProperties: false, description: "the host's memory at this beat (/proc/meminfo MemTotal and MemAvailable)" })),
   },
   { additionalProperties: false },
 );

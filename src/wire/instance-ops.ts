@@ -76,3 +76,19 @@ export type MigrationLimitsBody = Static<typeof MigrationLimitsBody>;
 /** The limits the instance's QEMU holds after the change (query-migrate-parameters), and its migration's status then. */
 export const MigrationLimits = Type.Object({ status: Type.String(), maxBandwidthBytes: Type.Number(), downtimeLimitMs: Type.Number() });
 export type MigrationLimits = Static<typeof MigrationLimits>;
+
+/** Measure the instance's guest dirty rate now (QEMU calc-dirty-rate, page sampling), for a migration plan's prediction. */
+export const DirtyRateBody = Type.Object({
+  seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, description: "how long to measure (QEMU 7.2 counts whole seconds); default 1" })),
+}, { additionalProperties: false });
+export type DirtyRateBody = Static<typeof DirtyRateBody>;
+/** The measured dirty rate and the outgoing-migration parameters the instance holds now (what a migration of it starts with). */
+export const DirtyRateReply = Type.Object({
+  dirtyRateMiBps: Type.Number({ description: "MiB of guest memory dirtied per second, sampled" }),
+  seconds: Type.Number({ description: "how long QEMU measured" }),
+  mode: Type.String({ description: "QEMU's method: page-sampling (hashes of sampled pages), dirty-bitmap or dirty-ring" }),
+  ramBytes: Type.Number({ description: "the guest's RAM" }),
+  maxBandwidthBytes: Type.Number({ description: "the migration bandwidth cap the instance holds now (bytes/s; QEMU's query-migrate-parameters)" }),
+  downtimeLimitMs: Type.Number({ description: "the downtime limit the instance holds now" }),
+});
+export type DirtyRateReply = Static<typeof DirtyRateReply>;

@@ -342,6 +342,7 @@ describe("agent HTTP API", () => {
         "POST /v1/faults",
         "POST /v1/instances",
         "POST /v1/instances/restore",
+        "POST /v1/instances/{id}/dirty-rate",
         "POST /v1/instances/{id}/local-migrate",
         "POST /v1/instances/{id}/migration/parameters",
         "POST /v1/instances/{id}/save",

@@ -2,7 +2,7 @@
 import { Type } from "typebox";
 import { FerryError, isFerryError } from "../../core/errors.ts";
 import { InstanceId, InstanceList, InstanceView, StartInstanceBody, Stopped } from "../../wire/agent-api.ts";
-import { LocalMigrateBody, MigrationLimits, MigrationLimitsBody, RestoreBody, SaveBody } from "../../wire/instance-ops.ts";
+import { DirtyRateBody, DirtyRateReply, LocalMigrateBody, MigrationLimits, MigrationLimitsBody, RestoreBody, SaveBody } from "../../wire/instance-ops.ts";
 import type { MigrationProgress } from "../../wire/instance-ops.ts";
 import { localMigrate } from "../migration/local.ts";
 import { queryMigrate, queryMigrationLimits, setMigrationParameters } from "../../qmp/commands.ts";
@@ -122,6 +122,12 @@ export function instanceRoutes(app: FerryFastify, { agent }: AgentAppDeps): void
         ...(info.ram ? { iterations: info.ram.dirtySyncCount } : {}),
       };
     },
+  );
+
+  app.post(
+    "/v1/instances/:id/dirty-rate",
+    { schema: { params: IdParams, body: DirtyRateBody, response: { 200: DirtyRateReply } }, config: { openapi: { summary: "Measure the guest's dirty rate now (QEMU calc-dirty-rate, page sampling, 1 s by default), with the migration bandwidth cap and downtime limit the instance holds: what a migration plan predicts from" } } },
+    (req) => agent.dirtyRate(req.params.id, req.body.seconds ?? 1, AbortSignal.timeout(20_000)),
   );
 
   app.post(

@@ -10,14 +10,14 @@ export function migrationRoutes(app: ControllerFastify, deps: ControllerAppDeps)
     "/v1/migrations",
     {
       schema: { body: MigrateBody, response: { 200: MigrateReply, 202: MigrateReply } },
-      config: { openapi: { summary: "Migrate a VM (to a host, or where the scheduler ranks best); plan: true only answers the ranked destinations and the rejections. Refused (409 FERRY_ERR_NO_VF / FERRY_ERR_NO_HOST) when no host can take it" } },
+      config: { openapi: { summary: "Migrate a VM (to a host, or where the scheduler ranks best); plan: true only answers the ranked destinations, the rejections, the pre-flight checks per destination (blockers, warnings) and a prediction of duration and downtime from the guest's dirty rate (measured for ~1 s). Refused (409 FERRY_ERR_NO_VF / FERRY_ERR_NO_HOST) when no host can take it" } },
     },
     async (req, reply) => {
       const b = req.body;
       const input = { vm: b.vm, ...(b.to === undefined ? {} : { to: b.to }), ...(b.deadlines === undefined ? {} : { deadlines: b.deadlines }) };
       if (b.plan === true) {
-        const { vm, source, destinations, rejections, message, blockers, warnings } = await controller.plan(input);
-        return reply.code(200).send({ kind: "plan", plan: { vm, source, destinations, rejections, message, ...(blockers ? { blockers } : {}), ...(warnings ? { warnings } : {}) } });
+        const { vm, source, destinations, rejections, message, blockers, warnings, checks, dirtyRate, predictions } = await controller.plan(input, { predict: true });
+        return reply.code(200).send({ kind: "plan", plan: { vm, source, destinations, rejections, message, ...(blockers ? { blockers } : {}), ...(warnings ? { warnings } : {}), ...(checks ? { checks } : {}), ...(dirtyRate ? { dirtyRate } : {}), ...(predictions ? { predictions } : {}) } });
       }
       return reply.code(202).send({ kind: "started", migration: await controller.migrate(input) });
     },

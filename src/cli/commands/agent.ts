@@ -20,6 +20,7 @@ import type { HostConfig } from "../../host/config.ts";
 import { LeaseStore } from "../../host/leases.ts";
 import type { Lease } from "../../host/leases.ts";
 import { readInventory } from "../../host/sysfs.ts";
+import { readMemory } from "../../host/qemu-caps.ts";
 import { rejectExtra, required, UsageError } from "../args.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
@@ -68,7 +69,8 @@ async function serve(configPath: string, force: boolean): Promise<number> {
     log.info({ address, host: config.name, accel: agent.accel.accel }, `ferry agent ${config.name} listening on ${address}`);
     const stopHeartbeat = config.controller
       ? startHeartbeat({
-          controller: config.controller, body: { name: config.name, url: config.controller.advertiseUrl ?? address, version: agent.version, accel: agent.accel.accel, ...(warnings.length ? { warnings: warnings.slice(0, 200) } : {}), ...(agent.transport ? { migration: viewOf(agent.transport) } : {}) }, clock: systemClock, log, tls,
+          controller: config.controller, body: { name: config.name, url: config.controller.advertiseUrl ?? address, version: agent.version, accel: agent.accel.accel, ...(warnings.length ? { warnings: warnings.slice(0, 200) } : {}), ...(agent.transport ? { migration: viewOf(agent.transport) } : {}), ...(agent.qemuCaps ? { qemu: agent.qemuCaps } : {}) }, clock: systemClock, log, tls,
+          memory: () => readMemory(),
           migrations: () => agent.knownMigrations(), onEnded: (ids) => agent.reconcileEnded(ids),
         })
       : () => undefined;

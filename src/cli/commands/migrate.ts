@@ -25,7 +25,8 @@ const MEASURE_WAIT_MS = 15 * 60_000;
 
 export const USAGE = `usage: ferry migrate VM [--to HOST] [--plan] [--json]
   --to HOST   migrate to this host (default: the scheduler's best)
-  --plan      only show the ranked destinations and the rejected hosts with their reasons
+  --plan      only show the ranked destinations, the rejected hosts, the checks per destination
+              and the predicted duration and downtime (measures the guest's dirty rate for 1 s)
   --json      print one JSON object: the record (docs/records.md; --local too), or the plan
   --local     local migration (QEMU upgrade in place): a new instance on the same host, RAM shared, VFs kept
   --qemu PATH with --local: the new instance's QEMU binary

@@ -121,6 +121,24 @@ export function renderSummary(s: MigrationSummary): string {
   return out.join("\n");
 }
 
+const secs = (ms: number): string => (ms >= 10_000 ? `${(ms / 1000).toFixed(0)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${ms} ms`);
+
+/** The dirty rate, a row per destination (bandwidth and its source, predicted RAM time and downtime), then what each bandwidth and the model rest on. */
+function predictionText(p: PlanReply): string[] {
+  if (!p.predictions || p.predictions.length === 0) return [];
+  const d = p.dirtyRate;
+  const rows = p.predictions.map((x) => [
+    x.host, `${(x.bandwidth.bytesPerSec / 2 ** 20).toFixed(0)} MiB/s (${x.bandwidth.source})`, `${x.downtimeLimitMs} ms`,
+    x.converges ? secs(x.durationMs ?? 0) : "does not converge", x.converges ? secs(x.downtimeMs ?? 0) : `~${secs(x.forcedDowntimeMs ?? 0)} if forced`, x.passes,
+  ]);
+  return [
+    `PREDICTION (dirty rate ${d === undefined ? "-" : d.measured ? `${d.MiBps} MiB/s: ${d.detail}` : `not measured: ${d.detail}`})`,
+    renderTable(["HOST", "BANDWIDTH", "DOWNTIME LIMIT", "RAM TIME", "DOWNTIME", "PASSES"], rows).trimEnd(),
+    ...p.predictions.map((x) => `  ${x.host}: bandwidth ${x.bandwidth.detail}`),
+    `  ${p.predictions[0]!.note}`,
+  ];
+}
+
 export function renderPlan(p: PlanReply): string {
   const out = [`plan for ${p.vm} (now on ${p.source})`];
   if (p.destinations.length === 0) out.push(`no destination: ${p.message ?? "?"}`);
@@ -128,8 +146,10 @@ export function renderPlan(p: PlanReply): string {
     out.push("DESTINATIONS");
     out.push(renderTable(["RANK", "HOST", "SCORE", "COMPLETE", "NICS"], p.destinations.map((d) => [d.rank, d.host, d.score, d.complete, d.nics.map((n) => `${n.nic} → ${n.note}`).join("; ")])));
   }
-  if (p.blockers && p.blockers.length > 0) out.push("BLOCKED DESTINATIONS (a migration there is refused)", renderTable(["HOST", "CHECK", "WHY"], p.blockers.map((b) => [b.host, b.check, b.message])).trimEnd());
+  if (p.checks && p.checks.length > 0) out.push("CHECKS", renderTable(["HOST", "CHECK", "STATUS", "WHY"], p.checks.map((c) => [c.host, c.check, c.status, c.message])).trimEnd());
+  if (p.blockers && p.blockers.length > 0) out.push("BLOCKED DESTINATIONS (a migration there is refused or would fail)", renderTable(["HOST", "CHECK", "WHY"], p.blockers.map((b) => [b.host, b.check, b.message])).trimEnd());
   if (p.warnings && p.warnings.length > 0) out.push("WARNINGS", renderTable(["HOST", "WHAT"], p.warnings.map((w) => [w.host, w.message])).trimEnd());
+  out.push(...predictionText(p));
   out.push("REJECTED HOSTS");
   out.push(p.rejections.length === 0 ? "(none)\n" : renderTable(["HOST", "CODE", "WHY"], p.rejections.map((r) => [r.host, r.code, r.message])));
   return out.join("\n");
