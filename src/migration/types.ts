@@ -1,6 +1,7 @@
 // What the coordinator migrates (the plan, fixed once recorded) and what it
 // knows about a migration as it runs (the record, persisted at every step).
 // Plain data only: the store keeps it as JSON and validates it on the way in.
+import type { ConvergenceRequest } from "./convergence.ts";
 import type { ErrorCode } from "../core/errors.ts";
 import type { NicMode, NicPolicy } from "../model/vm.ts";
 
@@ -113,6 +114,8 @@ export interface MigrationPlan {
   deadlines: Deadlines;
   /** Cap on the migration stream (bytes/s), passed to the source's perform step (evacuation splits its total over the migrations in flight). */
   maxBandwidthBytes?: number;
+  /** The convergence policy asked for (absent: "auto", the source chooses from the guest's dirty rate). */
+  convergence?: ConvergenceRequest;
   link?: MigrationLink;
 }
 

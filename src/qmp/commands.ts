@@ -39,6 +39,8 @@ export interface RamStats {
   mbps: number;
   /** Passes over guest RAM so far (QEMU's dirty-sync-count: 1 during the first copy). */
   dirtySyncCount: number;
+  /** Bytes per page (QEMU's page-size; 4096 when not reported). */
+  pageSize: number;
 }
 
 export interface MigrationInfo {
@@ -49,6 +51,8 @@ export interface MigrationInfo {
   setupTimeMs?: number;
   ram?: RamStats;
   errorDesc?: string;
+  /** With auto-converge: how much QEMU throttles the vCPUs now (percent). */
+  cpuThrottlePercent?: number;
 }
 
 export function parseMigrationInfo(x: unknown): MigrationInfo {
@@ -78,8 +82,10 @@ export function parseMigrationInfo(x: unknown): MigrationInfo {
       dirtyPagesRate: num(ram["dirty-pages-rate"]) ?? 0,
       mbps: num(ram["mbps"]) ?? 0,
       dirtySyncCount: num(ram["dirty-sync-count"]) ?? 0,
+      pageSize: num(ram["page-size"]) ?? 4096,
     };
   }
+  set("cpuThrottlePercent", r["cpu-throttle-percentage"]);
   return info;
 }
 
@@ -99,6 +105,9 @@ export interface MigrationParameters {
   maxBandwidth?: number;
   /** Milliseconds. */
   downtimeLimit?: number;
+  /** auto-converge: the first throttle (percent) and the step added each pass that still dirties too much. */
+  cpuThrottleInitial?: number;
+  cpuThrottleIncrement?: number;
   /** Id of a tls-creds object: the migration stream is TLS; "" turns TLS off. */
   tlsCreds?: string;
   /** Source: the name the destination's certificate must carry; "" means the host of the migration URI. */
@@ -111,6 +120,8 @@ export async function setMigrationParameters(q: QmpClient, p: MigrationParameter
   const args: Record<string, unknown> = {};
   if (p.maxBandwidth !== undefined) args["max-bandwidth"] = p.maxBandwidth;
   if (p.downtimeLimit !== undefined) args["downtime-limit"] = p.downtimeLimit;
+  if (p.cpuThrottleInitial !== undefined) args["cpu-throttle-initial"] = p.cpuThrottleInitial;
+  if (p.cpuThrottleIncrement !== undefined) args["cpu-throttle-increment"] = p.cpuThrottleIncrement;
   if (p.tlsCreds !== undefined) args["tls-creds"] = p.tlsCreds;
   if (p.tlsHostname !== undefined) args["tls-hostname"] = p.tlsHostname;
   if (p.tlsAuthz !== undefined) args["tls-authz"] = p.tlsAuthz;
@@ -202,4 +213,32 @@ export async function listDeviceIds(q: QmpClient, o?: CallOptions): Promise<stri
     .filter((e) => typeof e["type"] === "string" && e["type"].startsWith("child<") && typeof e["name"] === "string")
     .map((e) => String(e["name"]))
     .sort();
+}
+
+/**
+ * Start measuring the guest's dirty rate (page sampling, `seconds` long; QEMU
+ * 7.2 counts whole seconds). It runs in QEMU's background; read it with
+ * queryDirtyRate.
+ */
+export async function calcDirtyRate(q: QmpClient, seconds: number, o?: CallOptions): Promise<void> {
+  await q.execute("calc-dirty-rate", { "calc-time": seconds }, o);
+}
+
+export interface DirtyRate {
+  status: "unstarted" | "measuring" | "measured";
+  /** MiB/s, once measured. */
+  dirtyRateMiBps?: number;
+  /** When the measurement started (QEMU's clock, seconds). */
+  startTime?: number;
+}
+
+export async function queryDirtyRate(q: QmpClient, o?: CallOptions): Promise<DirtyRate> {
+  const r = rec(await q.execute("query-dirty-rate", undefined, o), "query-dirty-rate");
+  const status = r["status"];
+  if (status !== "unstarted" && status !== "measuring" && status !== "measured") {
+    throw new FerryError("FERRY_ERR_QMP_PROTOCOL", `QMP: unknown dirty-rate status ${JSON.stringify(status)}`);
+  }
+  const rate = num(r["dirty-rate"]);
+  const start = num(r["start-time"]);
+  return { status, ...(status === "measured" && rate !== undefined ? { dirtyRateMiBps: rate } : {}), ...(start === undefined ? {} : { startTime: start }) };
 }
