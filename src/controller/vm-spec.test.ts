@@ -51,8 +51,10 @@ test("a guest RAM fill: the test guest only, at most half its RAM minus 64 MiB",
   assert.throws(() => checkGuestFill({ memoryMiB: 1024, guestFillMiB: 100, noOs: true }), refused(/needs the test guest/));
 });
 
-test("a guest dirty rate: the test guest only, with room for its 81 MiB region on the RAM disk", () => {
-  checkGuestFill({ memoryMiB: 256, guestDirtyMiBps: 200 });
+test("a guest dirty rate: the test guest only, with room for its region (one second of writes) on the RAM disk", () => {
+  checkGuestFill({ memoryMiB: 256, guestDirtyMiBps: 50 });
+  checkGuestFill({ memoryMiB: 512, guestDirtyMiBps: 200 });
+  assert.throws(() => checkGuestFill({ memoryMiB: 256, guestDirtyMiBps: 200 }), (e: unknown) => isFerryError(e, "FERRY_ERR_INVALID") && /guestDirtyMiBps 200 needs 217 MiB/.test(e.message));
   checkGuestFill({ memoryMiB: 256, guestDirtyMiBps: 0, noOs: true });
   const refused = (re: RegExp) => (e: unknown) => isFerryError(e, "FERRY_ERR_INVALID") && re.test(e.message);
   assert.throws(() => checkGuestFill({ memoryMiB: 192, guestDirtyMiBps: 50 }), refused(/needs 81 MiB .* a 192 MiB guest has 64/));

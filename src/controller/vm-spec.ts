@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { FerryError } from "../core/errors.ts";
 import { didYouMean } from "../core/suggest.ts";
-import { DIRTY_RAM_MIB, guestCmdline } from "../model/guest.ts";
+import { dirtyRamMiB, guestCmdline } from "../model/guest.ts";
 import type { NicMode, NicPolicy, NicSpec, PrimaryDevice, StandInModel, VmSpec } from "../model/vm.ts";
 import { MAX_GUEST_PORT, STAND_IN_MODELS } from "../model/vm.ts";
 import type { VmNicRecord, VmRecord } from "../store/cluster.ts";
@@ -80,8 +80,9 @@ export function checkGuestFill(o: { memoryMiB: number; guestFillMiB?: number; gu
   if (dirty > 0) {
     if (o.noOs === true) throw new FerryError("FERRY_ERR_INVALID", "guestDirtyMiBps needs the test guest: drop noOs or the dirty rate");
     const room = Math.floor(o.memoryMiB / 2) - 32 - (o.guestFillMiB ?? 0);
-    if (room < DIRTY_RAM_MIB) {
-      throw new FerryError("FERRY_ERR_INVALID", `guestDirtyMiBps needs ${DIRTY_RAM_MIB} MiB of the guest's RAM disk (half its RAM minus 32 MiB${o.guestFillMiB === undefined ? "" : `, minus the ${o.guestFillMiB} MiB fill`}); a ${o.memoryMiB} MiB guest has ${Math.max(room, 0)}: give the VM more memory or fill less`, { details: { memoryMiB: o.memoryMiB, guestDirtyMiBps: dirty } });
+    const need = dirtyRamMiB(dirty);
+    if (room < need) {
+      throw new FerryError("FERRY_ERR_INVALID", `guestDirtyMiBps ${dirty} needs ${need} MiB of the guest's RAM disk (half its RAM minus 32 MiB${o.guestFillMiB === undefined ? "" : `, minus the ${o.guestFillMiB} MiB fill`}); a ${o.memoryMiB} MiB guest has ${Math.max(room, 0)}: give the VM more memory or fill less`, { details: { memoryMiB: o.memoryMiB, guestDirtyMiBps: dirty } });
     }
   }
   const fill = o.guestFillMiB;

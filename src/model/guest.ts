@@ -19,8 +19,10 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** The most a test guest is asked to dirty (ferry.dirty, MiB/s). */
 export const MAX_DIRTY_MIBPS = 4096;
-/** RAM-disk MiB the guest's dirty writer takes (its 64 MiB region and 17 MiB buffer, src/lab/guest/init.sh). */
-export const DIRTY_RAM_MIB = 81;
+/** RAM-disk MiB the guest's dirty writer takes: its region (one second of writes, 64 to 1024 MiB) and 17 MiB buffer (src/lab/guest/init.sh). */
+export function dirtyRamMiB(dirtyMiBps: number): number {
+  return Math.min(Math.max(dirtyMiBps, 64), 1024) + 17;
+}
 
 /** The full guest kernel command line: base + `ferry.name` + one `ferry.net` per NIC (+ `ferry.fill`: MiB of random data in guest RAM; + `ferry.dirty`: MiB/s the guest keeps rewriting). */
 export function guestCmdline(name: string, nets: readonly GuestNet[], o: { fillMiB?: number; dirtyMiBps?: number } = {}): string {
