@@ -213,12 +213,23 @@ export interface MigrationRecord {
   pausedMs?: number;
   /** A side that could not be cleaned up when the migration ended (its agent unreachable): retried in the background. */
   cleanup?: Cleanup;
+  /** The convergence policy the source chose for this migration, and why (its perform answer). */
+  convergence?: ConvergenceRecord;
   /** Bytes the migration moved (QEMU's RAM transferred; a save: the state file's size), when known. */
   dataMovedBytes?: number;
   /** Per NIC, measured by a peer probing the guest every 10 ms through the migration and until stable (lab); written once every NIC is stable, after the outcome. */
   connectivity?: Record<string, Connectivity>;
   createdAt: number;
   updatedAt: number;
+}
+
+export interface ConvergenceRecord {
+  autoConverge: boolean;
+  reason: string;
+  /** The guest's dirty rate the source measured before it started (bytes/s). */
+  dirtyBytesPerS?: number;
+  /** The bandwidth it weighed that against (bytes/s). */
+  bandwidthBytesPerS?: number;
 }
 
 export const CLEANUP_STATES = ["pending", "done", "abandoned"] as const;
