@@ -8,7 +8,7 @@
 // converged or not, total time (request → outcome), QEMU's downtime, passes
 // over RAM. Interleaved: auto, off, auto, off … per rate.
 //   scripts/rt node bench/convergence.ts [--quick]     --quick: 0 and 50 MiB/s, 1 round
-//   FERRY_BENCH_ROUNDS=N (default 2)  FERRY_BENCH_CONVERGE_MS (default 30000)  FERRY_BENCH_LINK_MIBPS (default 100)
+//   FERRY_BENCH_RATES=0,50,200 (MiB/s)  FERRY_BENCH_ROUNDS=N (default 2)  FERRY_BENCH_CONVERGE_MS (default 30000)  FERRY_BENCH_LINK_MIBPS (default 100)
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ControllerClient } from "../src/api/client.ts";
@@ -20,7 +20,8 @@ import { benchRounds, machine, median, table, writeResult } from "./lib/report.t
 
 const LAB = "cv";
 const quick = process.argv.includes("--quick");
-const RATES = quick ? [0, 50] : [0, 50, 200];
+const RATES = process.env["FERRY_BENCH_RATES"] ? process.env["FERRY_BENCH_RATES"].split(",").map(Number) : quick ? [0, 50] : [0, 50, 200];
+if (RATES.some((r) => !Number.isInteger(r) || r < 0 || r > 4096)) throw new Error(`FERRY_BENCH_RATES=${process.env["FERRY_BENCH_RATES"]}: expected MiB/s from 0 to 4096, comma-separated`);
 const ROUNDS = benchRounds(2, 1);
 const envInt = (k: string, d: number): number => {
   const s = process.env[k];
@@ -73,8 +74,9 @@ async function once(client: ControllerClient, name: string, to: string, policy: 
   const vm = await client.vm(name);
   return {
     dirtyMiBps, policy,
-    chosen: rec.convergence === undefined ? "?" : rec.convergence.autoConverge ? "auto-converge" : "none",
-    measuredDirtyMiBps: rec.convergence?.dirtyBytesPerS === undefined ? null : Math.round(rec.convergence.dirtyBytesPerS / MiB),
+    // a migration that did not converge has no perform answer: its reason names the policy and the measured rate
+    chosen: rec.convergence !== undefined ? (rec.convergence.autoConverge ? "auto-converge" : "none") : (/\(policy: (auto-converge|no auto-converge)/.exec(rec.reason ?? "")?.[1]?.replace("no auto-converge", "none") ?? "?"),
+    measuredDirtyMiBps: rec.convergence?.dirtyBytesPerS !== undefined ? Math.round(rec.convergence.dirtyBytesPerS / MiB) : ((m) => (m ? Number(m[1]) : null))(/chosen at a measured (\d+(?:\.\d)?) MiB\/s/.exec(rec.reason ?? "")),
     converged: rec.outcome === "succeeded",
     outcome: rec.outcome ?? "?",
     reason: rec.reason,

@@ -11,11 +11,11 @@ test("chooseConvergence auto: auto-converge from 25 % of the bandwidth, harder f
   assert.match(quiet.reason, /no auto-converge: the guest dirties 10 MiB\/s, 10 % of the link's 100 MiB\/s \(the migration's cap\)/);
 
   const busy = chooseConvergence({ dirtyBytesPerS: 50 * MiB, maxBandwidthBytes: cap });
-  assert.deepEqual([busy.autoConverge, busy.throttleInitial, busy.throttleIncrement], [true, 20, 10]);
-  assert.match(busy.reason, /auto-converge from 20 %.*50 MiB\/s, 50 %/);
+  assert.deepEqual([busy.autoConverge, busy.throttleInitial, busy.throttleIncrement], [true, 30, 20]);
+  assert.match(busy.reason, /auto-converge from 30 %.*50 MiB\/s, 50 %/);
 
   const flood = chooseConvergence({ dirtyBytesPerS: 200 * MiB, maxBandwidthBytes: cap });
-  assert.deepEqual([flood.autoConverge, flood.throttleInitial, flood.throttleIncrement], [true, 40, 20]);
+  assert.deepEqual([flood.autoConverge, flood.throttleInitial, flood.throttleIncrement], [true, 50, 25]);
   assert.match(flood.reason, /200 %/);
 
   // the boundary: exactly 25 % turns it on
@@ -48,6 +48,6 @@ test("notConvergedMessage: says it did not converge, with dirty rate against thr
   const choice = chooseConvergence({ requested: "off" });
   const m = notConvergedMessage({ convergeMs: 20_000, choice, dirtyBytesPerS: 210 * MiB, sentBytesPerS: 98 * MiB, remainingBytes: 60 * MiB, passes: 14 });
   assert.match(m, /^did not converge within 20000 ms \(policy: no auto-converge\): the guest dirtied 210 MiB\/s while the migration sent 98 MiB\/s, 60 MiB still to send, 14 passes over RAM; migration cancelled, the guest keeps running on the source; retry with convergence "auto-converge"/);
-  const throttled = notConvergedMessage({ convergeMs: 5_000, choice: chooseConvergence({ requested: "auto-converge" }), throttlePercent: 99 });
-  assert.match(throttled, /vCPUs throttled 99 %.*longer converge deadline/);
+  const throttled = notConvergedMessage({ convergeMs: 5_000, choice: chooseConvergence({ dirtyBytesPerS: 170 * MiB, maxBandwidthBytes: cap }), throttlePercent: 99 });
+  assert.match(throttled, /\(policy: auto-converge, chosen at a measured 170 MiB\/s\).*vCPUs throttled 99 %.*longer converge deadline/);
 });

@@ -40,10 +40,13 @@ const mibps = (b: number): string => `${(b / MiB).toFixed(b < 10 * MiB ? 1 : 0)}
 
 /**
  * Ferry's policy. With "auto": dirty rate ≥ 25 % of the bandwidth turns
- * auto-converge on (QEMU's default steps, 20 % then +10 %), ≥ 75 % starts
- * harder (40 % then +20 %): a guest that dirties as fast as the link sends
- * never converges unthrottled, and every pass QEMU waits costs time. Below,
- * or unmeasured, QEMU runs as it would (auto-converge only ever slows the guest).
+ * auto-converge on from 30 %, +20 % a step, ≥ 75 % starts harder (50 %, +25 %):
+ * a guest that dirties as fast as the link sends never converges unthrottled,
+ * and QEMU raises the throttle one step only every second pass over RAM that
+ * still dirtied too much: with its own steps (20 %, +10 %) a 200 MiB/s guest
+ * on a 100 MiB/s link was throttled 70 % after 30 s and had not converged
+ * (bench/convergence.ts). Below, or unmeasured, QEMU runs as it would
+ * (auto-converge only ever slows the guest).
  */
 export function chooseConvergence(o: { requested?: ConvergenceRequest; dirtyBytesPerS?: number; maxBandwidthBytes?: number }): ConvergenceChoice {
   const requested = o.requested ?? "auto";
@@ -56,8 +59,8 @@ export function chooseConvergence(o: { requested?: ConvergenceRequest; dirtyByte
   if (o.dirtyBytesPerS === undefined) return { ...base, autoConverge: false, reason: "no auto-converge: the source's dirty rate could not be measured" };
   const ratio = o.dirtyBytesPerS / bandwidthBytesPerS;
   const rates = `the guest dirties ${mibps(o.dirtyBytesPerS)}, ${(ratio * 100).toFixed(0)} % of the link's ${link}`;
-  if (ratio >= THROTTLE_HARD_AT) return { ...base, autoConverge: true, throttleInitial: 40, throttleIncrement: 20, reason: `auto-converge from 40 %, +20 % a pass: ${rates} (≥ ${THROTTLE_HARD_AT * 100} %)` };
-  if (ratio >= THROTTLE_AT) return { ...base, autoConverge: true, throttleInitial: 20, throttleIncrement: 10, reason: `auto-converge from 20 %, +10 % a pass: ${rates} (≥ ${THROTTLE_AT * 100} %)` };
+  if (ratio >= THROTTLE_HARD_AT) return { ...base, autoConverge: true, throttleInitial: 50, throttleIncrement: 25, reason: `auto-converge from 50 %, +25 % a step: ${rates} (≥ ${THROTTLE_HARD_AT * 100} %)` };
+  if (ratio >= THROTTLE_AT) return { ...base, autoConverge: true, throttleInitial: 30, throttleIncrement: 20, reason: `auto-converge from 30 %, +20 % a step: ${rates} (≥ ${THROTTLE_AT * 100} %)` };
   return { ...base, autoConverge: false, reason: `no auto-converge: ${rates} (< ${THROTTLE_AT * 100} %)` };
 }
 
@@ -72,7 +75,8 @@ export function notConvergedMessage(o: { convergeMs: number; choice?: Convergenc
   if (o.remainingBytes !== undefined) parts.push(`${(o.remainingBytes / MiB).toFixed(0)} MiB still to send`);
   if (o.passes !== undefined) parts.push(`${o.passes} passes over RAM`);
   if (o.throttlePercent !== undefined && o.throttlePercent > 0) parts.push(`vCPUs throttled ${o.throttlePercent} %`);
-  const policy = o.choice === undefined ? "" : ` (policy: ${o.choice.autoConverge ? "auto-converge" : "no auto-converge"})`;
+  const measured = o.choice?.dirtyBytesPerS === undefined ? "" : `, chosen at a measured ${mibps(o.choice.dirtyBytesPerS)}`;
+  const policy = o.choice === undefined ? "" : ` (policy: ${o.choice.autoConverge ? "auto-converge" : "no auto-converge"}${measured})`;
   const next = o.choice?.autoConverge === true ? "give it a longer converge deadline, more bandwidth, or a quieter moment" : "retry with convergence \"auto-converge\", more bandwidth or a longer converge deadline";
   return `did not converge within ${o.convergeMs} ms${policy}${parts.length > 0 ? `: ${parts.join(", ")}` : ""}; migration cancelled, the guest keeps running on the source; ${next}`;
 }
