@@ -9,6 +9,7 @@
 // over RAM. Interleaved: auto, off, auto, off … per rate.
 //   scripts/rt node bench/convergence.ts [--quick]     --quick: 0 and 50 MiB/s, 1 round
 //   FERRY_BENCH_RATES=0,50,200 (MiB/s)  FERRY_BENCH_ROUNDS=N (default 2)  FERRY_BENCH_CONVERGE_MS (default 30000)  FERRY_BENCH_LINK_MIBPS (default 100)
+import { readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ControllerClient } from "../src/api/client.ts";
@@ -16,6 +17,7 @@ import { labClient, labDown, labSpec, labUp } from "../src/lab/lab.ts";
 import { follow } from "../src/lab/lab-demo.ts";
 import type { MigrationRecord } from "../src/migration/types.ts";
 import { detectAccel } from "../src/qemu/accel.ts";
+import { waitForConsole } from "../src/qemu/console.ts";
 import { benchRounds, machine, median, table, writeResult } from "./lib/report.ts";
 
 const LAB = "cv";
@@ -39,6 +41,8 @@ const MiB = 1024 * 1024;
 
 interface Row {
   dirtyMiBps: number;
+  /** What the guest wrote over its last ~5 s before the migration (its ferry-dirty line). */
+  guestMiBps: number | null;
   policy: (typeof POLICIES)[number];
   chosen: string;
   measuredDirtyMiBps: number | null;
@@ -53,7 +57,27 @@ interface Row {
 }
 
 /** Migrate `name` to `to` with a policy; follow QEMU's passes over RAM from the migration's event stream. */
-async function once(client: ControllerClient, name: string, to: string, policy: Row["policy"], dirtyMiBps: number): Promise<Row> {
+/** The serial log of a lab VM's current instance. */
+async function serialLog(labDir: string, host: string, uuid: string): Promise<string> {
+  const dir = join(labDir, host, "run", uuid);
+  const inst = (await readdir(dir)).filter((d) => d.startsWith("i-"));
+  if (inst.length !== 1) throw new Error(`expected one instance dir in ${dir}, found ${inst.join(", ") || "none"}`);
+  return join(dir, inst[0]!, "serial.log");
+}
+
+/** The guest's last reported dirty rate (MiB/s), after waiting for a fresh report. */
+async function guestRate(labDir: string, host: string, uuid: string): Promise<number | null> {
+  const log = await serialLog(labDir, host, uuid);
+  const count = async (): Promise<number> => ((await readFile(log, "utf8")).match(/ferry-dirty \d+/g) ?? []).length;
+  const before = await count();
+  // a report every ~5 s: wait for the next one, so the rate is the one right before the migration
+  const deadline = Date.now() + 20_000;
+  while ((await count()) <= before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+  const all = [...(await readFile(log, "utf8")).matchAll(/ferry-dirty (\d+)/g)];
+  return all.length > 0 ? Number(all.at(-1)![1]) : null;
+}
+
+async function once(client: ControllerClient, name: string, to: string, policy: Row["policy"], dirtyMiBps: number, guestMiBps: number | null): Promise<Row> {
   const t0 = performance.now();
   const started = await client.migrate({ vm: name, to, convergence: policy, maxBandwidthMiBps: LINK_MIBPS, deadlines: { convergeMs: CONVERGE_MS } });
   if (started.kind !== "started") throw new Error("plan instead of a migration");
@@ -73,7 +97,7 @@ async function once(client: ControllerClient, name: string, to: string, policy: 
   const totalMs = performance.now() - t0;
   const vm = await client.vm(name);
   return {
-    dirtyMiBps, policy,
+    dirtyMiBps, guestMiBps, policy,
     // a migration that did not converge has no perform answer: its reason names the policy and the measured rate
     chosen: rec.convergence !== undefined ? (rec.convergence.autoConverge ? "auto-converge" : "none") : (/\(policy: (auto-converge|no auto-converge)/.exec(rec.reason ?? "")?.[1]?.replace("no auto-converge", "none") ?? "?"),
     measuredDirtyMiBps: rec.convergence?.dirtyBytesPerS !== undefined ? Math.round(rec.convergence.dirtyBytesPerS / MiB) : ((m) => (m ? Number(m[1]) : null))(/chosen at a measured (\d+(?:\.\d)?) MiB\/s/.exec(rec.reason ?? "")),
@@ -99,14 +123,14 @@ async function main(): Promise<void> {
     for (const rate of RATES) {
       const name = `cv${rate}`;
       // no NIC: what is measured is RAM convergence, not the failover's unplug
-      await client.createVm({ name, host: "host1", memoryMiB: MEMORY_MIB, nics: [], ...(rate > 0 ? { guestDirtyMiBps: rate } : {}) });
-      // the guest's dirty writer starts after boot: give it a few seconds to be at its rate
-      await new Promise((r) => setTimeout(r, 8_000));
+      const created = await client.createVm({ name, host: "host1", memoryMiB: MEMORY_MIB, nics: [], ...(rate > 0 ? { guestDirtyMiBps: rate } : {}) });
+      // the guest's dirty writer starts after boot and after making its region: wait for its first report
+      await waitForConsole(await serialLog(state.dir, "host1", created.uuid), rate > 0 ? /ferry-dirty \d+/ : /ferry-ready/, { timeoutMs: 300_000 });
       for (let i = 0; i < ROUNDS; i++) {
         for (const policy of POLICIES) {
           const vm = await client.vm(name);
           const to = vm.host === "host1" ? "host2" : "host1";
-          const row = await once(client, name, to, policy, rate);
+          const row = await once(client, name, to, policy, rate, rate > 0 ? await guestRate(state.dir, vm.host, vm.uuid) : 0);
           rows.push(row);
           console.log(`  ${rate} MiB/s, ${policy}: ${row.outcome} in ${row.totalMs.toFixed(0)} ms${row.converged ? `, downtime ${row.downtimeMs} ms` : ` (${row.reason ?? ""}); VM ${row.vmState}`}`);
         }
@@ -118,8 +142,8 @@ async function main(): Promise<void> {
   }
   const f = (x: number | null): string => (x === null ? "-" : x.toFixed(0));
   console.log(`\nConvergence against dirty rate (${accel}; ${MEMORY_MIB} MiB guest, no NIC; link capped at ${LINK_MIBPS} MiB/s; converge deadline ${CONVERGE_MS} ms; ${ROUNDS} round(s), interleaved)\n`);
-  console.log(table(["dirty MiB/s", "policy", "measured MiB/s", "chosen", "converged", "total ms", "downtime ms", "iterations", "VM after"], rows.map((r) => [
-    r.dirtyMiBps, r.policy === "auto" ? "Ferry (auto)" : "QEMU defaults", f(r.measuredDirtyMiBps), r.chosen, r.converged ? "yes" : `no (${r.outcome})`, f(r.totalMs), f(r.downtimeMs), f(r.iterations), r.vmState,
+  console.log(table(["dirty MiB/s", "guest wrote MiB/s", "policy", "measured MiB/s", "chosen", "converged", "total ms", "downtime ms", "iterations", "VM after"], rows.map((r) => [
+    r.dirtyMiBps, f(r.guestMiBps), r.policy === "auto" ? "Ferry (auto)" : "QEMU defaults", f(r.measuredDirtyMiBps), r.chosen, r.converged ? "yes" : `no (${r.outcome})`, f(r.totalMs), f(r.downtimeMs), f(r.iterations), r.vmState,
   ])));
   const summary = RATES.flatMap((rate) => POLICIES.map((policy) => {
     const rs = rows.filter((r) => r.dirtyMiBps === rate && r.policy === policy);
