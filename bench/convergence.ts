@@ -9,11 +9,13 @@
 // over RAM. Interleaved: auto, off, auto, off … per rate.
 //   scripts/rt node bench/convergence.ts [--quick]     --quick: 0 and 50 MiB/s, 1 round
 //   FERRY_BENCH_RATES=0,50,200 (MiB/s)  FERRY_BENCH_ROUNDS=N (default 2)  FERRY_BENCH_CONVERGE_MS (default 30000)  FERRY_BENCH_LINK_MIBPS (default 100)
-import { readdir, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ControllerClient } from "../src/api/client.ts";
+import type { LabState } from "../src/lab/lab.ts";
 import { labClient, labDown, labSpec, labUp } from "../src/lab/lab.ts";
+import { vmSerialLog } from "../src/lab/lab-memcheck.ts";
 import { follow } from "../src/lab/lab-demo.ts";
 import type { MigrationRecord } from "../src/migration/types.ts";
 import { detectAccel } from "../src/qemu/accel.ts";
@@ -57,17 +59,9 @@ interface Row {
 }
 
 /** Migrate `name` to `to` with a policy; follow QEMU's passes over RAM from the migration's event stream. */
-/** The serial log of a lab VM's current instance. */
-async function serialLog(labDir: string, host: string, uuid: string): Promise<string> {
-  const dir = join(labDir, host, "run", uuid);
-  const inst = (await readdir(dir)).filter((d) => d.startsWith("i-"));
-  if (inst.length !== 1) throw new Error(`expected one instance dir in ${dir}, found ${inst.join(", ") || "none"}`);
-  return join(dir, inst[0]!, "serial.log");
-}
-
 /** The guest's last reported dirty rate (MiB/s), after waiting for a fresh report. */
-async function guestRate(labDir: string, host: string, uuid: string): Promise<number | null> {
-  const log = await serialLog(labDir, host, uuid);
+async function guestRate(state: LabState, client: ControllerClient, name: string): Promise<number | null> {
+  const log = await vmSerialLog(state, client, name);
   const count = async (): Promise<number> => ((await readFile(log, "utf8")).match(/ferry-dirty \d+/g) ?? []).length;
   const before = await count();
   // a report every ~5 s: wait for the next one, so the rate is the one right before the migration
@@ -125,12 +119,12 @@ async function main(): Promise<void> {
       // no NIC: what is measured is RAM convergence, not the failover's unplug
       const created = await client.createVm({ name, host: "host1", memoryMiB: MEMORY_MIB, nics: [], ...(rate > 0 ? { guestDirtyMiBps: rate } : {}) });
       // the guest's dirty writer starts after boot and after making its region: wait for its first report
-      await waitForConsole(await serialLog(state.dir, "host1", created.uuid), rate > 0 ? /ferry-dirty \d+/ : /ferry-ready/, { timeoutMs: 300_000 });
+      await waitForConsole(await vmSerialLog(state, client, created.name), rate > 0 ? /ferry-dirty \d+/ : /ferry-ready/, { timeoutMs: 300_000 });
       for (let i = 0; i < ROUNDS; i++) {
         for (const policy of POLICIES) {
           const vm = await client.vm(name);
           const to = vm.host === "host1" ? "host2" : "host1";
-          const row = await once(client, name, to, policy, rate, rate > 0 ? await guestRate(state.dir, vm.host, vm.uuid) : 0);
+          const row = await once(client, name, to, policy, rate, rate > 0 ? await guestRate(state, client, name) : 0);
           rows.push(row);
           console.log(`  ${rate} MiB/s, ${policy}: ${row.outcome} in ${row.totalMs.toFixed(0)} ms${row.converged ? `, downtime ${row.downtimeMs} ms` : ` (${row.reason ?? ""}); VM ${row.vmState}`}`);
         }
