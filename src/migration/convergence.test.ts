@@ -32,10 +32,11 @@ test("chooseConvergence auto with no cap weighs against an assumed 10 Gb/s link,
   assert.equal(chooseConvergence({ dirtyBytesPerS: 600 * MiB }).autoConverge, true);
 });
 
-test("chooseConvergence: an unmeasured rate leaves QEMU as it is; asked policies win over the rate", () => {
+test("chooseConvergence: an unmeasured rate turns auto-converge on (it throttles only a guest that does not converge); asked policies win over the rate", () => {
   const unknown = chooseConvergence({ maxBandwidthBytes: cap });
-  assert.equal(unknown.autoConverge, false);
-  assert.match(unknown.reason, /could not be measured/);
+  assert.equal(unknown.autoConverge, true);
+  assert.equal(unknown.throttleInitial, 30);
+  assert.match(unknown.reason, /not measured in time/);
   const off = chooseConvergence({ requested: "off", dirtyBytesPerS: 500 * MiB, maxBandwidthBytes: cap });
   assert.equal(off.autoConverge, false);
   assert.match(off.reason, /off \(asked\)/);

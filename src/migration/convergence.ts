@@ -45,8 +45,8 @@ const mibps = (b: number): string => `${(b / MiB).toFixed(b < 10 * MiB ? 1 : 0)}
  * and QEMU raises the throttle one step only every second pass over RAM that
  * still dirtied too much: with its own steps (20 %, +10 %) a 200 MiB/s guest
  * on a 100 MiB/s link was throttled 70 % after 30 s and had not converged
- * (bench/convergence.ts). Below, or unmeasured, QEMU runs as it would
- * (auto-converge only ever slows the guest).
+ * (bench/convergence.ts). Below, QEMU runs as it would (auto-converge
+ * only ever slows the guest); unmeasured, auto-converge from 30 %, +20 %.
  */
 export function chooseConvergence(o: { requested?: ConvergenceRequest; dirtyBytesPerS?: number; maxBandwidthBytes?: number }): ConvergenceChoice {
   const requested = o.requested ?? "auto";
@@ -56,7 +56,10 @@ export function chooseConvergence(o: { requested?: ConvergenceRequest; dirtyByte
   const link = `${mibps(bandwidthBytesPerS)} (${bandwidthFrom === "cap" ? "the migration's cap" : "assumed: no cap given"})`;
   if (requested === "off") return { ...base, autoConverge: false, reason: "convergence policy off (asked): QEMU's defaults, no auto-converge" };
   if (requested === "auto-converge") return { ...base, autoConverge: true, throttleInitial: 20, throttleIncrement: 10, reason: "auto-converge (asked): QEMU throttles the vCPUs from 20 %, +10 % a pass, while the guest dirties more than it sends" };
-  if (o.dirtyBytesPerS === undefined) return { ...base, autoConverge: false, reason: "no auto-converge: the source's dirty rate could not be measured" };
+  // unmeasured (QEMU samples for 1 s, and the migration does not wait for it): auto-converge costs a
+  // converging guest nothing — QEMU throttles only after two passes in which the guest dirtied more
+  // than half of what was sent — and saves one that would not converge
+  if (o.dirtyBytesPerS === undefined) return { ...base, autoConverge: true, throttleInitial: 30, throttleIncrement: 20, reason: "auto-converge from 30 %, +20 % a step: the source's dirty rate was not measured in time (QEMU samples for 1 s; the migration does not wait), and QEMU throttles only a guest that dirties more than half of what it sends" };
   const ratio = o.dirtyBytesPerS / bandwidthBytesPerS;
   const rates = `the guest dirties ${mibps(o.dirtyBytesPerS)}, ${(ratio * 100).toFixed(0)} % of the link's ${link}`;
   if (ratio >= THROTTLE_HARD_AT) return { ...base, autoConverge: true, throttleInitial: 50, throttleIncrement: 25, reason: `auto-converge from 50 %, +25 % a step: ${rates} (≥ ${THROTTLE_HARD_AT * 100} %)` };

@@ -112,7 +112,7 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
     ctx.records.put(SRC, migrationId, rec);
   });
   const requested = input.convergence ?? "auto";
-  const dirtyBytesPerS = requested === "auto" ? await measuredDirtyRate(inst, signal, ctx) : undefined;
+  const dirtyBytesPerS = requested === "auto" ? await measuredDirtyRate(inst, signal) : undefined;
   const choice = chooseConvergence({ requested, ...(dirtyBytesPerS === undefined ? {} : { dirtyBytesPerS }), ...(input.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: input.maxBandwidthBytes }) });
   ctx.log?.info({ migrationId, convergence: choice }, choice.reason);
   rec.convergence = choice;
@@ -152,23 +152,15 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
 }
 
 /**
- * The guest's dirty rate (bytes/s) from QEMU's page sampling, which begin
- * started: waited for up to 1.5 s if still measuring; started here when begin
- * did not (an agent restarted since). Undefined when QEMU cannot tell.
+ * The guest's dirty rate (bytes/s) from QEMU's page sampling that begin
+ * started, if it has finished: never waited for (QEMU 7.2 samples for at
+ * least 1 s, longer than begin → perform takes; waiting cost every migration
+ * that much). Undefined when it is still measuring or QEMU cannot tell.
  */
-async function measuredDirtyRate(inst: Instance, signal: AbortSignal, ctx: StepContext): Promise<number | undefined> {
+async function measuredDirtyRate(inst: Instance, signal: AbortSignal): Promise<number | undefined> {
   try {
-    let r = await queryDirtyRate(inst.qmp, { signal });
-    if (r.status === "unstarted") {
-      await calcDirtyRate(inst.qmp, 1, { signal });
-      r = await queryDirtyRate(inst.qmp, { signal });
-    }
-    const until = ctx.clock.monotonic() + 1_500;
-    while (r.status === "measuring" && ctx.clock.monotonic() < until) {
-      await ctx.clock.sleep(50, signal);
-      r = await queryDirtyRate(inst.qmp, { signal });
-    }
-    return r.dirtyRateMiBps === undefined ? undefined : r.dirtyRateMiBps * 1024 * 1024;
+    const r = await queryDirtyRate(inst.qmp, { signal });
+    return r.status === "measured" && r.dirtyRateMiBps !== undefined ? r.dirtyRateMiBps * 1024 * 1024 : undefined;
   } catch (e) {
     if (signal.aborted) throw e;
     return undefined;
