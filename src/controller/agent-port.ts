@@ -44,8 +44,8 @@ export class HttpAgentPort implements AgentPort {
 
   async perform(plan: MigrationPlan, uri: string, signal: AbortSignal): Promise<PerformResult> {
     const { unplugMs, convergeMs, precheckMs } = plan.deadlines;
-    await this.#agents(plan.source.host).perform(plan.id, { instanceId: plan.source.instanceId, uri, unplugMs, convergeMs, precheckMs, ...(plan.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: plan.maxBandwidthBytes }) }, stepOptions(signal));
-    return { status: "pre-switchover" };
+    const r = await this.#agents(plan.source.host).perform(plan.id, { instanceId: plan.source.instanceId, uri, unplugMs, convergeMs, precheckMs, ...(plan.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: plan.maxBandwidthBytes }), ...(plan.convergence === undefined ? {} : { convergence: plan.convergence }) }, stepOptions(signal));
+    return { status: "pre-switchover", ...(r.convergence === undefined ? {} : { convergence: r.convergence }) };
   }
 
   async precheck(plan: MigrationPlan, signal: AbortSignal): Promise<PrecheckResult> {

@@ -2,6 +2,7 @@
 // coordinator (src/migration/runner.ts) in the background, the VM record
 // updated from each outcome; resumed when the controller starts; a lab's
 // connectivity watch written into the record once the NICs are steady.
+import type { ConvergenceRequest } from "../migration/convergence.ts";
 import { randomBytes } from "node:crypto";
 import { FerryError, isFerryError } from "../core/errors.ts";
 import type { CancelReport, RunnerDeps } from "../migration/runner.ts";
@@ -40,6 +41,8 @@ export interface MigrateInput {
   destination?: Destination;
   /** The migration stream's bandwidth cap (bytes/s), for the agent's perform step. */
   maxBandwidthBytes?: number;
+  /** The convergence policy (absent: "auto", chosen by the source from the guest's dirty rate). */
+  convergence?: ConvergenceRequest;
 }
 
 export type { PlanReply as PlanView } from "../wire/controller-api.ts";
@@ -321,6 +324,7 @@ export class Migrations {
         nics,
         deadlines: { ...this.#c.d.config.deadlines, ...input.deadlines },
         ...(input.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: input.maxBandwidthBytes }),
+        ...(input.convergence === undefined ? {} : { convergence: input.convergence }),
       };
       const runner = this.#runner;
       // an earlier migration's watch still running would count this migration's outage as its own

@@ -38,6 +38,7 @@ test("the spec: stand-in or vfio primaries by what the host says, a valid VmSpec
   assert.match(spec.cmdline, /ferry\.net=52:54:00:00:00:01,10\.1\.2\.10\/24/);
   assert.doesNotMatch(spec.cmdline, /ferry\.fill/);
   assert.match(buildVmSpec({ ...vm, guestFillMiB: 64 }, { kernel: "/k", initrd: "/i" }, () => ({ standIn: null })).cmdline, / ferry\.fill=64( |$)/);
+  assert.match(buildVmSpec({ ...vm, guestDirtyMiBps: 50 }, { kernel: "/k", initrd: "/i" }, () => ({ standIn: null })).cmdline, / ferry\.dirty=50( |$)/);
   assert.deepEqual(JSON.parse(JSON.stringify(parseVmSpec(JSON.parse(JSON.stringify(spec))))), JSON.parse(JSON.stringify(spec)));
 });
 
@@ -48,4 +49,15 @@ test("a guest RAM fill: the test guest only, at most half its RAM minus 64 MiB",
   assert.throws(() => checkGuestFill({ memoryMiB: 1024, guestFillMiB: 512 }), refused(/from 1 to 448 for a 1024 MiB guest/));
   assert.throws(() => checkGuestFill({ memoryMiB: 256, guestFillMiB: 0 }), refused(/from 1 to 64/));
   assert.throws(() => checkGuestFill({ memoryMiB: 1024, guestFillMiB: 100, noOs: true }), refused(/needs the test guest/));
+});
+
+test("a guest dirty rate: the test guest only, with room for its region (one second of writes) on the RAM disk", () => {
+  checkGuestFill({ memoryMiB: 256, guestDirtyMiBps: 50 });
+  checkGuestFill({ memoryMiB: 512, guestDirtyMiBps: 200 });
+  assert.throws(() => checkGuestFill({ memoryMiB: 256, guestDirtyMiBps: 200 }), (e: unknown) => isFerryError(e, "FERRY_ERR_INVALID") && /guestDirtyMiBps 200 needs 217 MiB/.test(e.message));
+  checkGuestFill({ memoryMiB: 256, guestDirtyMiBps: 0, noOs: true });
+  const refused = (re: RegExp) => (e: unknown) => isFerryError(e, "FERRY_ERR_INVALID") && re.test(e.message);
+  assert.throws(() => checkGuestFill({ memoryMiB: 192, guestDirtyMiBps: 50 }), refused(/needs 81 MiB .* a 192 MiB guest has 64/));
+  assert.throws(() => checkGuestFill({ memoryMiB: 1024, guestFillMiB: 448, guestDirtyMiBps: 50 }), refused(/minus the 448 MiB fill/));
+  assert.throws(() => checkGuestFill({ memoryMiB: 512, guestDirtyMiBps: 50, noOs: true }), refused(/needs the test guest/));
 });

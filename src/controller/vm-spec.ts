@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { FerryError } from "../core/errors.ts";
 import { didYouMean } from "../core/suggest.ts";
-import { guestCmdline } from "../model/guest.ts";
+import { dirtyRamMiB, guestCmdline } from "../model/guest.ts";
 import type { NicMode, NicPolicy, NicSpec, PrimaryDevice, StandInModel, VmSpec } from "../model/vm.ts";
 import { MAX_GUEST_PORT, STAND_IN_MODELS } from "../model/vm.ts";
 import type { VmNicRecord, VmRecord } from "../store/cluster.ts";
@@ -75,7 +75,16 @@ export function primaryDevice(vf: string, facts: VfFacts): PrimaryDevice {
  * guest writes it to its RAM disk, which holds at most half of its RAM, and
  * needs some of the rest itself; a no-OS VM has no guest to fill anything.
  */
-export function checkGuestFill(o: { memoryMiB: number; guestFillMiB?: number; noOs?: boolean }): void {
+export function checkGuestFill(o: { memoryMiB: number; guestFillMiB?: number; guestDirtyMiBps?: number; noOs?: boolean }): void {
+  const dirty = o.guestDirtyMiBps ?? 0;
+  if (dirty > 0) {
+    if (o.noOs === true) throw new FerryError("FERRY_ERR_INVALID", "guestDirtyMiBps needs the test guest: drop noOs or the dirty rate");
+    const room = Math.floor(o.memoryMiB / 2) - 32 - (o.guestFillMiB ?? 0);
+    const need = dirtyRamMiB(dirty);
+    if (room < need) {
+      throw new FerryError("FERRY_ERR_INVALID", `guestDirtyMiBps ${dirty} needs ${need} MiB of the guest's RAM disk (half its RAM minus 32 MiB${o.guestFillMiB === undefined ? "" : `, minus the ${o.guestFillMiB} MiB fill`}); a ${o.memoryMiB} MiB guest has ${Math.max(room, 0)}: give the VM more memory or fill less`, { details: { memoryMiB: o.memoryMiB, guestDirtyMiBps: dirty } });
+    }
+  }
   const fill = o.guestFillMiB;
   if (fill === undefined) return;
   if (o.noOs === true) throw new FerryError("FERRY_ERR_INVALID", "guestFillMiB needs the test guest: drop noOs or the fill");
@@ -100,7 +109,7 @@ export function buildVmSpec(vm: VmRecord, image: { kernel: string; initrd: strin
     vcpus: vm.vcpus,
     kernel: image.kernel,
     initrd: image.initrd,
-    cmdline: guestCmdline(vm.name, vm.nics.map((n) => ({ mac: n.mac, cidr: n.address })), vm.guestFillMiB === undefined ? {} : { fillMiB: vm.guestFillMiB }),
+    cmdline: guestCmdline(vm.name, vm.nics.map((n) => ({ mac: n.mac, cidr: n.address })), { ...(vm.guestFillMiB === undefined ? {} : { fillMiB: vm.guestFillMiB }), ...(vm.guestDirtyMiBps === undefined ? {} : { dirtyMiBps: vm.guestDirtyMiBps }) }),
     nics,
   };
   if (vm.noOs) spec.noOs = true;

@@ -24,6 +24,8 @@ export interface CreateVmInput {
   noOs?: boolean;
   /** Lab/test guest: fill this much guest RAM with random data at boot (benchmarks); ≤ memoryMiB / 2 − 64. */
   guestFillMiB?: number;
+  /** Lab/test guest: keep rewriting this many MiB/s of guest RAM (convergence benchmarks). */
+  guestDirtyMiBps?: number;
   /** Guest RAM in a shared file: local migrations copy no RAM. */
   sharedMemory?: boolean;
 }
@@ -140,7 +142,7 @@ export class Vms {
   /** Create a VM and start it; `warnings`: what runs degraded from the start (an optional NIC with no VF). */
   async create(input: CreateVmInput): Promise<{ vm: VmRecord; warnings: string[] }> {
     if (await this.#c.d.cluster.getVm(input.name)) throw new FerryError("FERRY_ERR_CONFLICT", `a VM named ${input.name} already exists`, { details: { vm: input.name } });
-    if (input.guestFillMiB !== undefined) checkGuestFill(input);
+    if (input.guestFillMiB !== undefined || input.guestDirtyMiBps !== undefined) checkGuestFill(input);
     const all = await this.#c.d.cluster.listVms();
     const macs = new Set(all.flatMap((v) => v.nics.map((n) => n.mac)));
     const random = this.#c.d.random ?? randomBytes;
@@ -162,6 +164,7 @@ export class Vms {
         let vm = await this.#c.d.cluster.createVm({
           ...draft, host: input.host, instanceId: null, state: "stopped", noOs: input.noOs === true, createdAt: now, updatedAt: now,
           ...(input.guestFillMiB === undefined ? {} : { guestFillMiB: input.guestFillMiB }),
+          ...(input.guestDirtyMiBps === undefined || input.guestDirtyMiBps === 0 ? {} : { guestDirtyMiBps: input.guestDirtyMiBps }),
           ...(input.sharedMemory === true && input.noOs !== true ? { sharedMemory: true } : {}),
           nics: draft.nics.map((n, i) => ({ ...n, vf: vfs[i] ?? null })),
         });

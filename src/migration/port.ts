@@ -25,7 +25,21 @@ export const PrepareResult = Type.Object({
 });
 export type PrepareResult = Static<typeof PrepareResult>;
 
-export const PerformResult = Type.Object({ status: Type.Literal("pre-switchover") });
+/** A migration's convergence policy request (CONVERGENCE_REQUESTS). */
+export const ConvergenceRequestSchema = Type.Union([Type.Literal("auto"), Type.Literal("off"), Type.Literal("auto-converge")]);
+
+/** The convergence policy the source chose for a migration, and why (src/migration/convergence.ts). */
+export const ConvergenceChosen = Type.Object({
+  requested: Type.String(),
+  autoConverge: Type.Boolean(),
+  throttleInitial: Type.Optional(Type.Number()),
+  throttleIncrement: Type.Optional(Type.Number()),
+  dirtyBytesPerS: Type.Optional(Type.Number()),
+  bandwidthBytesPerS: Type.Number(),
+  bandwidthFrom: Type.String(),
+  reason: Type.String(),
+});
+export const PerformResult = Type.Object({ status: Type.Literal("pre-switchover"), convergence: Type.Optional(ConvergenceChosen) });
 export type PerformResult = Static<typeof PerformResult>;
 
 export const PrecheckResult = Type.Object({ ok: Type.Boolean(), reason: Type.Optional(Type.String()) });

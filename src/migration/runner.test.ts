@@ -39,6 +39,18 @@ const ROLLBACK = ["cancelSource", "abortDestination", "confirmSource(false)"];
 const POLICIES = ["mandatory", "requisite", "optional"] as const;
 
 describe("runner: happy path", () => {
+  test("the source's convergence choice lands in the record (through the store); the plan keeps the policy asked for", async () => {
+    const reason = "auto-converge from 40 %, +20 % a pass: the guest dirties 200 MiB/s, 200 % of the link's 100 MiB/s (the migration's cap) (≥ 75 %)";
+    const h = harness({ perform: () => Promise.resolve({ status: "pre-switchover", convergence: { requested: "auto", autoConverge: true, throttleInitial: 40, throttleIncrement: 20, dirtyBytesPerS: 200 * 2 ** 20, bandwidthBytesPerS: 100 * 2 ** 20, bandwidthFrom: "cap", reason } }) });
+    const p: MigrationPlan = { ...plan([nic("net0")]), convergence: "auto" };
+    const r = await migrate(h, p);
+    assert.equal(r.outcome, "succeeded");
+    assert.deepEqual(r.convergence, { autoConverge: true, reason, dirtyBytesPerS: 200 * 2 ** 20, bandwidthBytesPerS: 100 * 2 ** 20 });
+    const stored = await h.store.getMigration(p.id);
+    assert.deepEqual(stored?.convergence, r.convergence);
+    assert.equal(stored?.plan.convergence, "auto");
+  });
+
   test("succeeded: every step once, in protocol order; the VM runs on the destination instance", async () => {
     const h = harness();
     const p = plan([nic("net0"), nic("net1", { mode: "ephemeral", policy: "requisite" }), nic("net2", { mode: "emulated", policy: "optional", before: null, after: null })]);

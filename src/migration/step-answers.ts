@@ -76,6 +76,15 @@ export async function outcomeOf(rec: MigrationRecord, s: Step, value: unknown, d
       if (typeof instanceId !== "string" || typeof uri !== "string") return { event: "failed", detail: bad(rec, s, value).message, code: "FERRY_ERR_AGENT" };
       return { event: "ok", patch: { prepared: { instanceId, uri } } };
     }
+    case "perform": {
+      const c = field(value, "convergence");
+      const autoConverge = field(c, "autoConverge");
+      const reason = field(c, "reason");
+      if (typeof autoConverge !== "boolean" || typeof reason !== "string") return { event: "ok" };
+      const dirty = field(c, "dirtyBytesPerS");
+      const bw = field(c, "bandwidthBytesPerS");
+      return { event: "ok", patch: { convergence: { autoConverge, reason, ...(typeof dirty === "number" ? { dirtyBytesPerS: dirty } : {}), ...(typeof bw === "number" ? { bandwidthBytesPerS: bw } : {}) } } };
+    }
     case "precheck": {
       const ok = field(value, "ok");
       const reason = field(value, "reason");

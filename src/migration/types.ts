@@ -1,6 +1,7 @@
 // What the coordinator migrates (the plan, fixed once recorded) and what it
 // knows about a migration as it runs (the record, persisted at every step).
 // Plain data only: the store keeps it as JSON and validates it on the way in.
+import type { ConvergenceRequest } from "./convergence.ts";
 import type { ErrorCode } from "../core/errors.ts";
 import type { NicMode, NicPolicy } from "../model/vm.ts";
 
@@ -113,6 +114,8 @@ export interface MigrationPlan {
   deadlines: Deadlines;
   /** Cap on the migration stream (bytes/s), passed to the source's perform step (evacuation splits its total over the migrations in flight). */
   maxBandwidthBytes?: number;
+  /** The convergence policy asked for (absent: "auto", the source chooses from the guest's dirty rate). */
+  convergence?: ConvergenceRequest;
   link?: MigrationLink;
 }
 
@@ -210,12 +213,23 @@ export interface MigrationRecord {
   pausedMs?: number;
   /** A side that could not be cleaned up when the migration ended (its agent unreachable): retried in the background. */
   cleanup?: Cleanup;
+  /** The convergence policy the source chose for this migration, and why (its perform answer). */
+  convergence?: ConvergenceRecord;
   /** Bytes the migration moved (QEMU's RAM transferred; a save: the state file's size), when known. */
   dataMovedBytes?: number;
   /** Per NIC, measured by a peer probing the guest every 10 ms through the migration and until stable (lab); written once every NIC is stable, after the outcome. */
   connectivity?: Record<string, Connectivity>;
   createdAt: number;
   updatedAt: number;
+}
+
+export interface ConvergenceRecord {
+  autoConverge: boolean;
+  reason: string;
+  /** The guest's dirty rate the source measured before it started (bytes/s). */
+  dirtyBytesPerS?: number;
+  /** The bandwidth it weighed that against (bytes/s). */
+  bandwidthBytesPerS?: number;
 }
 
 export const CLEANUP_STATES = ["pending", "done", "abandoned"] as const;

@@ -24,3 +24,9 @@ test("guestCmdline: base line, name, one ferry.net per NIC; bad input refused", 
     assert.throws(() => guestCmdline(name, nets), (e: unknown) => isFerryError(e, "FERRY_ERR_INVALID"));
   }
 });
+
+test("guestCmdline: ferry.dirty for a dirty rate, none for 0; a bad rate refused", () => {
+  assert.match(guestCmdline("d", [], { dirtyMiBps: 200 }), / ferry\.dirty=200$/);
+  assert.doesNotMatch(guestCmdline("d", [], { dirtyMiBps: 0 }), /ferry\.dirty/);
+  for (const bad of [-1, 1.5, 5000]) assert.throws(() => guestCmdline("d", [], { dirtyMiBps: bad }), (e: unknown) => isFerryError(e, "FERRY_ERR_INVALID"));
+});

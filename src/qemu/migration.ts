@@ -36,7 +36,7 @@ export async function prepareIncoming(qmp: QmpClient, uri: string, setup: Migrat
  * them on an instance between migrations, and a stale x-ignore-shared (from a
  * local migration) would leave guest RAM out of the next, copying, one.
  */
-const RESET_CAPABILITIES: Partial<Record<MigrationCapability, boolean>> = { "x-ignore-shared": false, "pause-before-switchover": false };
+const RESET_CAPABILITIES: Partial<Record<MigrationCapability, boolean>> = { "x-ignore-shared": false, "pause-before-switchover": false, "auto-converge": false };
 
 /**
  * The bandwidth of a migration nobody capped: 1 TiB/s, i.e. none. QEMU's own

@@ -39,6 +39,8 @@ export interface RamStats {
   mbps: number;
   /** Passes over guest RAM so far (QEMU's dirty-sync-count: 1 during the first copy). */
   dirtySyncCount: number;
+  /** Bytes per page (QEMU's page-size; 4096 when not reported). */
+  pageSize: number;
 }
 
 export interface MigrationInfo {
@@ -49,6 +51,8 @@ export interface MigrationInfo {
   setupTimeMs?: number;
   ram?: RamStats;
   errorDesc?: string;
+  /** With auto-converge: how much QEMU throttles the vCPUs now (percent). */
+  cpuThrottlePercent?: number;
 }
 
 export function parseMigrationInfo(x: unknown): MigrationInfo {
@@ -78,8 +82,10 @@ export function parseMigrationInfo(x: unknown): MigrationInfo {
       dirtyPagesRate: num(ram["dirty-pages-rate"]) ?? 0,
       mbps: num(ram["mbps"]) ?? 0,
       dirtySyncCount: num(ram["dirty-sync-count"]) ?? 0,
+      pageSize: num(ram["page-size"]) ?? 4096,
     };
   }
+  set("cpuThrottlePercent", r["cpu-throttle-percentage"]);
   return info;
 }
 
@@ -99,6 +105,9 @@ export interface MigrationParameters {
   maxBandwidth?: number;
   /** Milliseconds. */
   downtimeLimit?: number;
+  /** auto-converge: the first throttle (percent) and the step added each pass that still dirties too much. */
+  cpuThrottleInitial?: number;
+  cpuThrottleIncrement?: number;
   /** Id of a tls-creds object: the migration stream is TLS; "" turns TLS off. */
   tlsCreds?: string;
   /** Source: the name the destination's certificate must carry; "" means the host of the migration URI. */
@@ -111,6 +120,8 @@ export async function setMigrationParameters(q: QmpClient, p: MigrationParameter
   const args: Record<string, unknown> = {};
   if (p.maxBandwidth !== undefined) args["max-bandwidth"] = p.maxBandwidth;
   if (p.downtimeLimit !== undefined) args["downtime-limit"] = p.downtimeLimit;
+  if (p.cpuThrottleInitial !== undefined) args["cpu-throttle-initial"] = p.cpuThrottleInitial;
+  if (p.cpuThrottleIncrement !== undefined) args["cpu-throttle-increment"] = p.cpuThrottleIncrement;
   if (p.tlsCreds !== undefined) args["tls-creds"] = p.tlsCreds;
   if (p.tlsHostname !== undefined) args["tls-hostname"] = p.tlsHostname;
   if (p.tlsAuthz !== undefined) args["tls-authz"] = p.tlsAuthz;
@@ -206,13 +217,19 @@ export async function listDeviceIds(q: QmpClient, o?: CallOptions): Promise<stri
 
 export interface DirtyRate {
   status: "unstarted" | "measuring" | "measured";
-  /** MiB/s dirtied (QEMU's "MB/s": dirty pages × page size / 2^20 per second); absent until measured. */
+  /** MiB/s dirtied (QEMU's "MB/s": dirty pages × page size / 2^20 per second); only once measured. */
   dirtyRateMiBps?: number;
   calcSeconds: number;
   mode: string;
+  /** When the measurement started (QEMU's clock, seconds). */
+  startTime?: number;
 }
 
-/** Start measuring the guest's dirty rate for `seconds` (QEMU ≥ 5.2; 7.2: whole seconds, page-sampling by default). */
+/**
+ * Start measuring the guest's dirty rate for `seconds` (QEMU ≥ 5.2; 7.2: whole
+ * seconds, page-sampling by default). It runs in QEMU's background; read it
+ * with queryDirtyRate.
+ */
 export async function calcDirtyRate(q: QmpClient, seconds: number, o?: CallOptions): Promise<void> {
   await q.execute("calc-dirty-rate", { "calc-time": seconds }, o);
 }
@@ -222,5 +239,12 @@ export async function queryDirtyRate(q: QmpClient, o?: CallOptions): Promise<Dir
   const status = r["status"];
   if (status !== "unstarted" && status !== "measuring" && status !== "measured") throw new FerryError("FERRY_ERR_QMP_PROTOCOL", `QMP: query-dirty-rate status ${JSON.stringify(status)}`, { details: { reply: r } });
   const rate = num(r["dirty-rate"]);
-  return { status, ...(rate === undefined ? {} : { dirtyRateMiBps: rate }), calcSeconds: num(r["calc-time"]) ?? 0, mode: typeof r["mode"] === "string" ? r["mode"] : "page-sampling" };
+  const start = num(r["start-time"]);
+  return {
+    status,
+    ...(status === "measured" && rate !== undefined ? { dirtyRateMiBps: rate } : {}),
+    calcSeconds: num(r["calc-time"]) ?? 0,
+    mode: typeof r["mode"] === "string" ? r["mode"] : "page-sampling",
+    ...(start === undefined ? {} : { startTime: start }),
+  };
 }

@@ -80,6 +80,8 @@ export interface VmRecord {
   noOs: boolean;
   /** Lab/test guest: MiB of guest RAM filled with random data at boot (the guest's ferry.fill; benchmarks). */
   guestFillMiB?: number;
+  /** Lab/test guest: MiB/s of guest RAM it keeps rewriting (the guest's ferry.dirty; convergence benchmarks). */
+  guestDirtyMiBps?: number;
   /** Guest RAM mapped from a shared file (the agent's memoryDir, one per instance): local migrations copy no RAM. */
   sharedMemory?: boolean;
   nics: VmNicRecord[];
@@ -216,6 +218,7 @@ export function parseVmRecord(x: unknown): VmRecord {
     state: v.oneOf("state", o["state"], VM_STATES),
     noOs: o["noOs"] === true,
     ...(o["guestFillMiB"] === undefined ? {} : { guestFillMiB: v.int("guestFillMiB", o["guestFillMiB"], 1, 1 << 30) }),
+    ...(o["guestDirtyMiBps"] === undefined ? {} : { guestDirtyMiBps: v.int("guestDirtyMiBps", o["guestDirtyMiBps"], 1, 1 << 20) }),
     ...(o["sharedMemory"] === true ? { sharedMemory: true } : {}),
     nics: v.arr("nics", o["nics"]).map((n, i) => parseNic(`nics[${i}]`, n)),
     seq: v.int("seq", o["seq"], 1, Number.MAX_SAFE_INTEGER),

@@ -6,8 +6,10 @@ import { ERROR_CODES } from "../core/errors.ts";
 import { NIC_MODES, NIC_POLICIES } from "../model/vm.ts";
 import * as v from "../model/validate.ts";
 import { CLEANUP_STATES, JOURNAL_KINDS, NIC_STATUSES, OUTCOMES, PHASES, RECORD_KINDS } from "../migration/types.ts";
+import { CONVERGENCE_REQUESTS } from "../migration/convergence.ts";
 import type {
   Cleanup,
+  ConvergenceRecord,
   Connectivity,
   Deadlines,
   JournalEntry,
@@ -119,6 +121,7 @@ export function parsePlan(x: unknown): MigrationPlan {
     deadlines: deadlines("plan.deadlines", o["deadlines"]),
   };
   if (o["maxBandwidthBytes"] !== undefined) plan.maxBandwidthBytes = v.int("plan.maxBandwidthBytes", o["maxBandwidthBytes"], 1, Number.MAX_SAFE_INTEGER);
+  if (o["convergence"] !== undefined) plan.convergence = v.oneOf("plan.convergence", o["convergence"], CONVERGENCE_REQUESTS);
   if (o["link"] !== undefined) plan.link = link("plan.link", o["link"]);
   if (o["kind"] !== undefined) plan.kind = v.oneOf("plan.kind", o["kind"], RECORD_KINDS);
   if (o["file"] !== undefined) plan.file = v.str("plan.file", o["file"]);
@@ -200,7 +203,16 @@ export function parseRecord(x: unknown): MigrationRecord {
     ...(o["cleanup"] === undefined ? {} : { cleanup: cleanup(o["cleanup"]) }),
     ...(o["connectivity"] === undefined ? {} : { connectivity: connectivity(o["connectivity"]) }),
     ...(o["dataMovedBytes"] === undefined ? {} : { dataMovedBytes: num("record.dataMovedBytes", o["dataMovedBytes"]) }),
+    ...(o["convergence"] === undefined ? {} : { convergence: convergence(o["convergence"]) }),
   };
+}
+
+function convergence(x: unknown): ConvergenceRecord {
+  const o = v.obj("record.convergence", x);
+  const out: ConvergenceRecord = { autoConverge: bool("record.convergence.autoConverge", o["autoConverge"]), reason: v.str("record.convergence.reason", o["reason"]) };
+  if (o["dirtyBytesPerS"] !== undefined) out.dirtyBytesPerS = num("record.convergence.dirtyBytesPerS", o["dirtyBytesPerS"]);
+  if (o["bandwidthBytesPerS"] !== undefined) out.bandwidthBytesPerS = num("record.convergence.bandwidthBytesPerS", o["bandwidthBytesPerS"]);
+  return out;
 }
 
 function cleanup(x: unknown): Cleanup {

@@ -2,6 +2,7 @@
 // derived from them. One definition serves the routes (validation,
 // serialisation), the OpenAPI document and the client (which validates
 // replies against the same schemas).
+import { ConvergenceRequestSchema } from "../migration/port.ts";
 import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
 import { ruled } from "../core/http/schema.ts";
@@ -82,6 +83,7 @@ export const VmView = Type.Object({
   state: Type.Union([Type.Literal("running"), Type.Literal("stopped"), Type.Literal("migrating"), Type.Literal("saved"), Type.Literal("unknown")]),
   noOs: Type.Boolean(),
   guestFillMiB: Type.Optional(Type.Integer()),
+  guestDirtyMiBps: Type.Optional(Type.Integer()),
   sharedMemory: Type.Optional(Type.Boolean()),
   nics: Type.Array(VmNicView),
   seq: Type.Integer(),
@@ -106,6 +108,7 @@ export const CreateVmBody = Type.Object(
     noOs: Type.Optional(Type.Boolean({ description: "start with no OS (the guest never answers unplug requests)" })),
     sharedMemory: Type.Optional(Type.Boolean({ description: "map guest RAM from a shared file on the host, so a local migration (QEMU upgrade in place) copies no RAM" })),
     guestFillMiB: Type.Optional(Type.Integer({ minimum: 1, maximum: 512 * 1024, description: "lab/test guest only: fill this much guest RAM with random data at boot (benchmarks); at most memoryMiB / 2 − 64" })),
+    guestDirtyMiBps: Type.Optional(Type.Integer({ minimum: 0, maximum: 4096, description: "lab/test guest only: keep rewriting this many MiB/s of a RAM region (convergence benchmarks; 0 = none); the region holds one second of writes (64 to 1024 MiB) and takes that plus 17 MiB of the guest's RAM disk (half its RAM)" })),
   },
   { additionalProperties: false },
 );
@@ -130,6 +133,8 @@ export const MigrateBody = Type.Object(
     to: Type.Optional(Name),
     plan: Type.Optional(Type.Boolean({ description: "only plan: ranked destinations and rejection reasons, nothing changes" })),
     deadlines: Type.Optional(DeadlinesInput),
+    convergence: Type.Optional(Type.Union(ConvergenceRequestSchema.anyOf, { description: "auto (default): the source turns auto-converge on when the guest's measured dirty rate is a large part of the bandwidth; off: QEMU's defaults; auto-converge: always" })),
+    maxBandwidthMiBps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 * 1024, description: "cap the migration stream (MiB/s); also the bandwidth the convergence policy weighs the dirty rate against" })),
   },
   { additionalProperties: false },
 );

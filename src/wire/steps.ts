@@ -7,7 +7,7 @@
 import { Type } from "typebox";
 import type { Static, TObject, TProperties } from "typebox";
 import { ruled } from "../core/http/schema.ts";
-import { CancelSourceResult, ConfirmResult, FinishNic, PerformResult, PrecheckResult, PrepareResult, SwitchoverResult } from "../migration/port.ts";
+import { CancelSourceResult, ConfirmResult, ConvergenceRequestSchema, FinishNic, PerformResult, PrecheckResult, PrepareResult, SwitchoverResult } from "../migration/port.ts";
 import type { VmSpec } from "../model/vm.ts";
 import { InstanceId, Name, PciAddress } from "./agent-api.ts";
 
@@ -42,6 +42,8 @@ export const PerformBody = strict({
   convergeMs: Ms(HOUR),
   maxBandwidthBytes: Type.Optional(Type.Integer({ minimum: 1 })),
   downtimeLimitMs: Type.Optional(Ms(60_000)),
+  /** Convergence policy: "auto" (default; from the measured dirty rate), "off" (QEMU's defaults), "auto-converge". */
+  convergence: Type.Optional(ConvergenceRequestSchema),
   /** The controller's destination check at pre-switchover (plan precheckMs); the source waits this plus its grace, then gives up. Default 2000. */
   precheckMs: Type.Optional(Ms(HOUR)),
 });

@@ -23,6 +23,8 @@ export interface MigrateOutOptions {
    * does not run anyway, then writes a state nothing changes while it is read.
    */
   pauseWhenActive?: boolean;
+  /** Each polled status (the converge deadline's numbers). */
+  onProgress?: (info: MigrationInfo) => void;
 }
 
 /**
@@ -53,6 +55,7 @@ export async function migrateOut(ctx: StepContext, inst: Instance, uri: string, 
       signal: AbortSignal.any([signal, unplugWatch.signal]),
       clock: ctx.clock,
       onProgress: (i) => {
+        o.onProgress?.(i);
         if (o.pauseWhenActive === true && !paused && i.status === "active") {
           paused = true;
           void inst.qmp.execute("stop", undefined, { signal }).catch(() => undefined);

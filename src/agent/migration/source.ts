@@ -7,7 +7,10 @@ import { FerryError } from "../../core/errors.ts";
 import { portableSpec } from "../../model/vm.ts";
 import type { Instance } from "../../qemu/instance.ts";
 import { cancelMigration, completedInfo, continueMigration } from "../../qemu/migration.ts";
-import { queryMigrate, queryStatus } from "../../qmp/commands.ts";
+import type { MigrationInfo } from "../../qmp/commands.ts";
+import { calcDirtyRate, queryDirtyRate, queryMigrate, queryStatus } from "../../qmp/commands.ts";
+import type { ConvergenceChoice } from "../../migration/convergence.ts";
+import { chooseConvergence, notConvergedMessage } from "../../migration/convergence.ts";
 import type { StepContext } from "./context.ts";
 import { instanceHolder, instanceOf, serial, unlessEnded } from "./context.ts";
 import { replugMissing, unplugEphemerals } from "./nics.ts";
@@ -37,6 +40,8 @@ interface SrcRecord {
   giveUpAt?: number;
   /** Journaled before the source cancelled on its own: a late switchover (or perform) is refused with FERRY_ERR_SOURCE_GAVE_UP. */
   gaveUp?: { at: number };
+  /** The convergence policy perform chose (a re-sent perform answers the same). */
+  convergence?: ConvergenceChoice;
 }
 
 interface PauseRecord {
@@ -64,6 +69,9 @@ export function begin(ctx: StepContext, migrationId: string, instanceId: string,
 async function beginNow(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<BeginReply> {
   await ctx.faults?.hold("begin", migrationId, ctx.clock, signal);
   const inst = instanceOf(ctx, instanceId);
+  // the dirty rate for perform's convergence policy: QEMU samples it in the
+  // background while the destination prepares (1 s, QEMU 7.2's shortest)
+  void calcDirtyRate(inst.qmp, 1, { signal }).catch(() => undefined);
   return { spec: portableSpec(inst.meta.spec) };
 }
 
@@ -93,7 +101,7 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
   const current = await queryMigrate(inst.qmp, { signal });
   if (current.status === "pre-switchover" && rec.started === true) {
     armGiveUp(ctx, migrationId, inst, rec, waitMs);
-    return { status: "pre-switchover", transferredBytes: current.ram?.transferred ?? 0, remainingBytes: current.ram?.remaining ?? 0 };
+    return { status: "pre-switchover", transferredBytes: current.ram?.transferred ?? 0, remainingBytes: current.ram?.remaining ?? 0, ...(rec.convergence === undefined ? {} : { convergence: rec.convergence }) };
   }
   if (!["none", "cancelled", "failed", "completed"].includes(current.status)) {
     throw new FerryError("FERRY_ERR_STATE", `instance ${inst.id} is already migrating (${current.status})`);
@@ -103,17 +111,60 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
     rec.unplugged.push(nic);
     ctx.records.put(SRC, migrationId, rec);
   });
+  const requested = input.convergence ?? "auto";
+  const dirtyBytesPerS = requested === "auto" ? await measuredDirtyRate(inst, signal) : undefined;
+  const choice = chooseConvergence({ requested, ...(dirtyBytesPerS === undefined ? {} : { dirtyBytesPerS }), ...(input.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: input.maxBandwidthBytes }) });
+  ctx.log?.info({ migrationId, convergence: choice }, choice.reason);
+  rec.convergence = choice;
   rec.started = true;
   ctx.records.put(SRC, migrationId, rec);
   trackPause(ctx, migrationId, inst, { fresh: true });
-  const info = await migrateOut(ctx, inst, input.uri, {
-    setup: { capabilities: { "pause-before-switchover": true }, parameters: { maxBandwidth: input.maxBandwidthBytes, downtimeLimit: input.downtimeLimitMs } },
-    until: "pre-switchover",
-    unplugMs: input.unplugMs,
-    timeoutMs: input.convergeMs,
-  }, signal);
+  let last: MigrationInfo | undefined;
+  let info: MigrationInfo;
+  try {
+    info = await migrateOut(ctx, inst, input.uri, {
+      setup: {
+        capabilities: { "pause-before-switchover": true, "auto-converge": choice.autoConverge },
+        parameters: {
+          maxBandwidth: input.maxBandwidthBytes, downtimeLimit: input.downtimeLimitMs,
+          ...(choice.autoConverge ? { cpuThrottleInitial: choice.throttleInitial, cpuThrottleIncrement: choice.throttleIncrement } : {}),
+        },
+      },
+      until: "pre-switchover",
+      unplugMs: input.unplugMs,
+      timeoutMs: input.convergeMs,
+      onProgress: (i) => {
+        if (i.ram !== undefined) last = i;
+      },
+    }, signal);
+  } catch (e) {
+    // the converge deadline (not the caller's abort): say it did not converge, with QEMU's numbers
+    if (e instanceof FerryError && e.code === "FERRY_ERR_TIMEOUT" && !signal.aborted) {
+      const ram = last?.ram;
+      const numbers = ram === undefined ? {} : { dirtyBytesPerS: ram.dirtyPagesRate * ram.pageSize, sentBytesPerS: (ram.mbps * 1e6) / 8, remainingBytes: ram.remaining, passes: ram.dirtySyncCount };
+      const throttle = last?.cpuThrottlePercent === undefined ? {} : { throttlePercent: last.cpuThrottlePercent };
+      throw new FerryError("FERRY_ERR_TIMEOUT", notConvergedMessage({ convergeMs: input.convergeMs, choice, ...numbers, ...throttle }), { cause: e, details: { notConverged: true, convergence: choice, ...numbers, ...throttle } });
+    }
+    throw e;
+  }
   armGiveUp(ctx, migrationId, inst, rec, waitMs);
-  return { status: "pre-switchover", transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0 };
+  return { status: "pre-switchover", transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0, convergence: choice };
+}
+
+/**
+ * The guest's dirty rate (bytes/s) from QEMU's page sampling that begin
+ * started, if it has finished: never waited for (QEMU 7.2 samples for at
+ * least 1 s, longer than begin → perform takes; waiting cost every migration
+ * that much). Undefined when it is still measuring or QEMU cannot tell.
+ */
+async function measuredDirtyRate(inst: Instance, signal: AbortSignal): Promise<number | undefined> {
+  try {
+    const r = await queryDirtyRate(inst.qmp, { signal });
+    return r.status === "measured" && r.dirtyRateMiBps !== undefined ? r.dirtyRateMiBps * 1024 * 1024 : undefined;
+  } catch (e) {
+    if (signal.aborted) throw e;
+    return undefined;
+  }
 }
 
 const DEFAULT_GRACE_MS = 500;

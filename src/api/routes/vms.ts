@@ -18,7 +18,7 @@ export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDe
     { schema: { body: CreateVmBody, response: { 201: CreatedVm } }, config: { openapi: { summary: "Create a VM on a host and start it (a free VF of each NIC's network is picked there); a NIC on a network no host has is refused; warnings say what runs without a VF" } } },
     async (req, reply) => {
       const b = req.body;
-      const { vm, warnings } = await controller.createVm({ name: b.name, host: b.host, memoryMiB: b.memoryMiB, nics: b.nics, ...(b.vcpus === undefined ? {} : { vcpus: b.vcpus }), ...(b.noOs === undefined ? {} : { noOs: b.noOs }), ...(b.guestFillMiB === undefined ? {} : { guestFillMiB: b.guestFillMiB }), ...(b.sharedMemory === true ? { sharedMemory: true } : {}) });
+      const { vm, warnings } = await controller.createVm({ name: b.name, host: b.host, memoryMiB: b.memoryMiB, nics: b.nics, ...(b.vcpus === undefined ? {} : { vcpus: b.vcpus }), ...(b.noOs === undefined ? {} : { noOs: b.noOs }), ...(b.guestFillMiB === undefined ? {} : { guestFillMiB: b.guestFillMiB }), ...(b.guestDirtyMiBps === undefined ? {} : { guestDirtyMiBps: b.guestDirtyMiBps }), ...(b.sharedMemory === true ? { sharedMemory: true } : {}) });
       return reply.code(201).send({ ...vm, warnings });
     },
   );

@@ -6,10 +6,13 @@
 #   ferry.net=<mac>,<ip>/<prefix>   (repeatable, one per guest NIC)
 #   ferry.fill=<MiB>                fill that much RAM with random data before ready (benchmarks)
 #   ferry.memcheck=<MiB>            size of the checksummed region (default 8; 0 = none)
+#   ferry.dirty=<MiB/s>             keep rewriting a RAM region at that rate (convergence benchmarks; the
+#                                   region holds one second of writes: MiB/s MiB, 64 to 1024)
 # Console protocol (one line each, on the serial console):
 #   ferry-net <ifname> <mac> <ip> up        an interface was (re)configured
 #   ferry-lower <ifname> <slave>...         a failover master's slaves changed ("-" = none)
 #   ferry-filled <MiB>                      ferry.fill done (before ferry-ready)
+#   ferry-dirty <MiB/s>                     ferry.dirty: the rate really written over the last ~5 s
 #   ferry-memsum boot <md5>                 the memcheck region was filled (before ferry-ready; md5 "off" if none)
 #   ferry-ready <name>                      setup finished (printed once)
 #   ferry-heartbeat <n>                     every 100 ms; n lives in this shell's memory
@@ -41,12 +44,14 @@ name=guest
 nets=""
 fill=0
 memcheck=8
+dirty=0
 for w in $cmdline; do
   case "$w" in
     ferry.name=*) name=${w#ferry.name=} ;;
     ferry.net=*) nets="$nets ${w#ferry.net=}" ;;
     ferry.fill=*) fill=${w#ferry.fill=} ;;
     ferry.memcheck=*) memcheck=${w#ferry.memcheck=} ;;
+    ferry.dirty=*) dirty=${w#ferry.dirty=} ;;
   esac
 done
 nets=$(echo "$nets" | tr 'A-F' 'a-f')
@@ -201,6 +206,57 @@ stty -echo </dev/console 2>/dev/null
     esac
   done
 ) </dev/console &
+
+# ferry.dirty: a background writer that dirties guest RAM at a steady rate, so
+# a migration has to re-send pages (what real workloads do). A 17 MiB random
+# buffer, made once, is copied over a file of the initramfs (RAM) in chunks at
+# offsets that shift every pass (with 64 MiB: 0, 17, 34, 4, 21, …), so the bytes
+# of a page change too, not only its dirty bit (calc-dirty-rate's sampling
+# compares page contents). Non-zero data: QEMU cannot send it as zero pages.
+# Paced on /proc/uptime (centiseconds); when the vCPU cannot keep up, the rate
+# is what it can do, and ferry-dirty says so. The memcheck region and the
+# heartbeat are other files/processes: untouched. The region holds one second
+# of writes (at least 64 MiB, at most 1024): a smaller one would cap the rate
+# of distinct pages dirtied, which is what a migration has to re-send.
+uptime_cs() {
+  read -r up _ </proc/uptime
+  up_cs=$(( ${up%.*} * 100 + 1${up#*.} - 100 ))
+}
+case "$dirty" in
+  '' | *[!0-9]*) echo "ferry-error ferry.dirty=$dirty is not a number of MiB/s"; dirty=0 ;;
+esac
+if [ "$dirty" -gt 0 ]; then
+  dd if=/dev/urandom of=/dirty-src bs=1M count=17 2>/dev/null
+  region=$dirty
+  [ "$region" -ge 64 ] || region=64
+  [ "$region" -le 1024 ] || region=1024
+  dd if=/dev/urandom of=/dirty bs=1M count="$region" 2>/dev/null
+  (
+    off=0
+    uptime_cs
+    next=$up_cs
+    win=$up_cs
+    written=0
+    while :; do
+      dd if=/dirty-src of=/dirty bs=1M seek="$off" conv=notrunc 2>/dev/null
+      written=$((written + 17))
+      off=$(((off + 17) % (region - 17)))
+      # the next chunk is due 17 MiB later at $dirty MiB/s
+      next=$((next + 1700 / dirty))
+      uptime_cs
+      if [ "$next" -gt "$up_cs" ]; then
+        usleep $(((next - up_cs) * 10000))
+      elif [ $((up_cs - next)) -gt 100 ]; then
+        next=$up_cs # behind by more than a second: do not try to catch up in a burst
+      fi
+      if [ $((up_cs - win)) -ge 500 ]; then
+        echo "ferry-dirty $((written * 100 / (up_cs - win)))"
+        win=$up_cs
+        written=0
+      fi
+    done
+  ) </dev/null &
+fi
 
 echo "ferry-ready $name"
 
