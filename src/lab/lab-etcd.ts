@@ -55,10 +55,15 @@ function spawnMember(m: Omit<LabEtcdMember, "pid">, cluster: string, token: stri
 export async function startLabEtcd(dir: string, count: number, started: (m: LabEtcdMember) => void, timeoutMs = 30_000): Promise<LabEtcdMember[]> {
   const base = join(dir, "etcd");
   await mkdir(base, { recursive: true, mode: 0o700 });
+  // a client and a peer port per member, all distinct (each asked of the kernel and closed again: it may hand one out twice)
+  const ports = new Set<number>();
+  for (let tries = 0; ports.size < 2 * count && tries < 100; tries++) ports.add(await freePort());
+  if (ports.size < 2 * count) throw new FerryError("FERRY_ERR_INTERNAL", `no ${2 * count} distinct free loopback ports for the lab's etcd members`);
+  const [...free] = ports;
   const planned: Omit<LabEtcdMember, "pid">[] = [];
   for (let i = 1; i <= count; i++) {
     const name = `etcd-${i}`;
-    planned.push({ name, clientUrl: `http://127.0.0.1:${await freePort()}`, peerUrl: `http://127.0.0.1:${await freePort()}`, dataDir: join(base, name), log: join(base, `${name}.log`) });
+    planned.push({ name, clientUrl: `http://127.0.0.1:${free[2 * i - 2]!}`, peerUrl: `http://127.0.0.1:${free[2 * i - 1]!}`, dataDir: join(base, name), log: join(base, `${name}.log`) });
   }
   const cluster = planned.map((m) => `${m.name}=${m.peerUrl}`).join(",");
   const token = `ferry-lab-${dir.split("/").pop() ?? "lab"}`;
