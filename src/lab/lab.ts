@@ -416,13 +416,14 @@ async function currentLeader(s: LabState): Promise<{ c: LabComponent; term: numb
   return { c, term: view.leader.term };
 }
 
-/** SIGKILL a lab component by its recorded pid; `controller` with several controllers: the one that leads now. */
+/** SIGKILL a lab component by its recorded pid and wait until it is gone; `controller` with several controllers: the one that leads now. */
 export async function labKillDetail(name: string, which: string): Promise<{ name: string; pid: number; term?: number }> {
   const s = await requireLab(name);
   const lead = which === "controller" && s.controllers ? await currentLeader(s) : undefined;
   const c = lead?.c ?? component(s, which);
   if (!(await ownedAlive(c.pid, s.dir))) throw new FerryError("FERRY_ERR_STATE", `${c.name} (pid ${c.pid}) is not running`);
-  process.kill(c.pid, "SIGKILL");
+  // returns once it is gone (a `lab start` right after must not find it still running)
+  await stopPid(c.pid, s.dir, "SIGKILL");
   return { name: c.name, pid: c.pid, ...(lead ? { term: lead.term } : {}) };
 }
 
