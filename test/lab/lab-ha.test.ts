@@ -9,7 +9,7 @@
 // etcd process and no data.
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { access, writeFile } from "node:fs/promises";
+import { access, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
@@ -31,10 +31,10 @@ describe("lab with three controllers on etcd", { timeout: 300_000 }, () => {
   interface Component { name: string; kind: string; pid: number; url: string; alive: boolean; role?: string; term?: number }
   interface Status { store: string; components: Component[]; etcd: { name: string; pid: number; alive: boolean; dataDir: string }[] }
   let lab: LabState;
+  const config = `/tmp/ferry-ha3-lab-${process.pid}.yaml`;
 
   before(async () => {
     await ferry("lab", "down", "--name", NAME);
-    const config = `/tmp/ferry-ha3-lab-${process.pid}.yaml`;
     await writeFile(config, "networks: [physnet1]\nvfs: { physnet1: 2 }\n");
     const out = await ferry("lab", "up", "--name", NAME, "--hosts", "2", "--controllers", "3", "--store", "etcd", "--config", config);
     assert.match(out, /3 controllers on etcd \(3 members\)/);
@@ -44,6 +44,7 @@ describe("lab with three controllers on etcd", { timeout: 300_000 }, () => {
   });
   after(async () => {
     if (!process.env["FERRY_KEEP_LAB"]) await ferry("lab", "down", "--name", NAME).catch(() => undefined);
+    await rm(config, { force: true });
   });
 
   it("lab status: three controllers (one leader with its term, two followers) and three etcd members, all running", async () => {
