@@ -11,6 +11,7 @@ import { readFile } from "node:fs/promises";
 import type { Clock } from "../core/clock.ts";
 import { isFerryError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import { failoverFetch } from "../core/http/failover.ts";
 import { fetchFor } from "../core/tls.ts";
 import type { TlsMaterial } from "../core/tls.ts";
 import { HeartbeatReply } from "../wire/heartbeat.ts";
@@ -19,7 +20,8 @@ import { request } from "../core/http/client.ts";
 import type { ClientOptions, RequestOptions } from "../core/http/client.ts";
 
 export interface HeartbeatOptions {
-  controller: { url: string; tokenFile: string; heartbeatMs: number };
+  /** `alternates`: the cluster's other controllers, tried in order when one cannot be connected to (core/http/failover.ts). */
+  controller: { url: string; tokenFile: string; heartbeatMs: number; alternates?: readonly string[] };
   body: Omit<HeartbeatBodyT, "migrations">;
   /** The migrations this host holds anything of, at each beat. */
   migrations?: () => string[];
@@ -52,7 +54,7 @@ const OPTIONAL_FIELDS: readonly string[] = ["migrations", "memory", "qemu"];
 /** Start heartbeating; returns a function that stops it. */
 export function startHeartbeat(o: HeartbeatOptions): () => void {
   const stop = new AbortController();
-  const doFetch = o.fetch ?? fetchFor(o.tls);
+  const doFetch = failoverFetch([o.controller.url, ...(o.controller.alternates ?? [])], o.fetch ?? fetchFor(o.tls));
   let healthy: boolean | undefined;
   // a controller older than a field refuses it (400 naming the field): beat without it from then on
   const dropped = new Set<string>();

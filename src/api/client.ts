@@ -6,6 +6,7 @@ import type { Static, TSchema } from "typebox";
 import { problemError, request, send, unreachable } from "../core/http/client.ts";
 import type { ClientOptions, RequestOptions, SendOptions } from "../core/http/client.ts";
 import { FerryError } from "../core/errors.ts";
+import { failoverFetch } from "../core/http/failover.ts";
 import { fetchFor } from "../core/tls.ts";
 import { createParser } from "eventsource-parser";
 import { ForceCompleteView, MigrationLimitsView } from "../wire/migration-stream.ts";
@@ -21,7 +22,10 @@ import { CancelView, CreatedVm, LocalMigrateView, Deleted, DeviceList, Heartbeat
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
-export type ControllerClientOptions = ClientOptions;
+export type ControllerClientOptions = ClientOptions & {
+  /** More URLs of the same cluster's controllers, tried in order when `baseUrl` (or the last that answered) cannot be connected to. */
+  alternates?: readonly string[];
+};
 export type { RequestOptions };
 
 const q = (o: Record<string, string | undefined>): string => {
@@ -41,7 +45,8 @@ export class ControllerClient {
     this.baseUrl = o.baseUrl.replace(/\/+$/, "");
     this.#token = o.token;
     this.#timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.#fetch = o.fetch ?? fetchFor(o.tls);
+    const inner = o.fetch ?? fetchFor(o.tls);
+    this.#fetch = o.alternates && o.alternates.length > 0 ? failoverFetch([this.baseUrl, ...o.alternates], inner) : inner;
   }
 
   #options(method: string, path: string, body: unknown, o: RequestOptions, accept: string): SendOptions {

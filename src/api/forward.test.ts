@@ -65,3 +65,35 @@ test("a follower forwards a write to the leader as it came and passes the answer
     await app.close();
   }
 });
+
+test("a follower passes a migration's live stream on from the leader (its own would stop at the phases so far); the record stays a local read", async () => {
+  const { controller, auth } = memoryControllerApp();
+  const follower: Leadership = {
+    store: "etcd", self: "c-1", term: () => null, leaderUrl: () => Promise.resolve("http://10.0.0.2:7600"),
+    view: () => Promise.resolve({ store: "etcd", self: "c-1", members: [], leader: null }),
+  };
+  const seen: string[] = [];
+  const frames = ["event: phase\ndata: {\"n\":1}\n\n", "event: end\ndata: {\"n\":2}\n\n"];
+  const leaderFetch = ((url: string, init: RequestInit) => {
+    seen.push(`${String(init.method)} ${url}`);
+    const body = new ReadableStream<Uint8Array>({
+      start(c) {
+        for (const f of frames) c.enqueue(new TextEncoder().encode(f));
+        c.close();
+      },
+    });
+    return Promise.resolve(new Response(body, { status: 200, headers: { "content-type": "text/event-stream; charset=utf-8" } }));
+  }) as typeof fetch;
+  const app = buildControllerApp({ controller, token: TEST_TOKEN, version: "0.0.0", leadership: follower, leaderFetch });
+  try {
+    const r = await app.inject({ method: "GET", url: "/v1/migrations/m-1a2b3c4d/events", headers: auth });
+    assert.equal(r.statusCode, 200);
+    assert.match(String(r.headers["content-type"]), /^text\/event-stream/);
+    assert.equal(r.headers["x-ferry-leader"], "http://10.0.0.2:7600");
+    assert.equal(r.body, frames.join(""));
+    assert.equal((await app.inject({ method: "GET", url: "/v1/migrations/m-1a2b3c4d", headers: auth })).statusCode, 404, "the record is read here (none in this store)");
+    assert.deepEqual(seen, ["GET http://10.0.0.2:7600/v1/migrations/m-1a2b3c4d/events"]);
+  } finally {
+    await app.close();
+  }
+});

@@ -1,7 +1,8 @@
 // A follower's writes go to the leader. With several controllers on etcd only
 // the leader writes; a follower answers reads from the store itself and
 // forwards any other request (POST, PUT, PATCH, DELETE), and the reads of
-// evacuations (the leader's memory), to the leader's URL,
+// evacuations and a migration's live stream (the leader's memory: a
+// follower's would stop at the phases so far), to the leader's URL,
 // as it came (token, body), and passes the leader's answer back with the
 // leader's URL in LEADER_HEADER. Forwarding rather than refusing: an agent
 // heartbeats to one controller URL and the CLI talks to one, so every
@@ -9,6 +10,8 @@
 // when no controller leads (an election in progress, etcd without quorum) or
 // the leader does not answer, the write is refused with FERRY_ERR_NOT_LEADER
 // (retryable, nothing done).
+import { Readable } from "node:stream";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { FerryError } from "../core/errors.ts";
 import { SingleLeadership } from "../controller/leadership.ts";
@@ -17,8 +20,12 @@ import { FORWARDED_HEADER, LEADER_HEADER } from "../wire/controllers.ts";
 import type { ControllerAppDeps } from "./deps.ts";
 
 const READS = new Set(["GET", "HEAD", "OPTIONS"]);
-/** Reads only the leader can answer: evacuations live in the memory of the controller that runs them. */
-const LEADER_READS = /^\/v1\/evacuations(\/|\?|$)/;
+/** Reads only the leader can answer: evacuations and a migration's live events are in the memory of the controller that runs them. */
+const LEADER_READS = /^\/v1\/(evacuations(\/|\?|$)|migrations\/[^/?]+\/events(\?|$))/;
+/** Server-sent events: passed on as they come, for as long as the client listens (no overall deadline). */
+const STREAMS = /^\/v1\/migrations\/[^/?]+\/events(\?|$)/;
+/** A stream's leader must answer its headers within this. */
+const STREAM_HEADERS_MS = 10_000;
 /** A forwarded write waits as long as the slowest write may take (creating a VM boots QEMU). */
 const FORWARD_TIMEOUT_MS = 120_000;
 
@@ -54,13 +61,29 @@ export function forwardWrites(leadership: Leadership, doFetch: typeof fetch) {
       const v = req.headers[h];
       if (typeof v === "string") headers[h] = v;
     }
+    const stream = STREAMS.test(req.url);
+    // a stream ends when its client goes (or the leader ends it); anything else within the slowest write's time
+    const gone = new AbortController();
     let res: Response;
     let text: string;
     try {
-      res = await doFetch(`${url.replace(/\/+$/, "")}${req.url}`, {
-        method: req.method, headers, signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
-        ...(req.body === undefined ? {} : { body: JSON.stringify(req.body) }),
-      });
+      let headersBy: ReturnType<typeof setTimeout> | undefined;
+      if (stream) {
+        reply.raw.once("close", () => gone.abort());
+        headersBy = setTimeout(() => gone.abort(new Error(`no answer within ${STREAM_HEADERS_MS} ms`)), STREAM_HEADERS_MS);
+      }
+      try {
+        res = await doFetch(`${url.replace(/\/+$/, "")}${req.url}`, {
+          method: req.method, headers, signal: stream ? gone.signal : AbortSignal.timeout(FORWARD_TIMEOUT_MS),
+          ...(req.body === undefined ? {} : { body: JSON.stringify(req.body) }),
+        });
+      } finally {
+        clearTimeout(headersBy);
+      }
+      if (stream && res.ok && res.body !== null) {
+        void reply.code(res.status).header(LEADER_HEADER, url).type(res.headers.get("content-type") ?? "text/event-stream");
+        return reply.send(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>));
+      }
       text = await res.text();
     } catch (e) {
       throw new FerryError("FERRY_ERR_NOT_LEADER", `${what}: forwarded to the leader at ${url}, which did not answer (${e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e)}); if it died, another controller takes over within the election lease: try again`, { cause: e, details: { leader: url } });

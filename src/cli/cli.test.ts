@@ -130,6 +130,26 @@ describe("ferry against a controller", () => {
     assert.match(badCtx.stderr, /point FERRY_CONTEXT at a context file \('ferry lab up' writes one\) or unset it/);
   });
 
+  test("a context with several controllers: a controller that cannot be reached is passed over; none reachable, or a bad list, says so", async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const live = env["FERRY_CONTROLLER"]!;
+    const ctx = join(dir, "context-ha.json");
+    const ctxEnv = { ...process.env, FERRY_CONTEXT: ctx, FERRY_CONTROLLER: "", FERRY_TOKEN_FILE: "" };
+    await writeFile(ctx, JSON.stringify({ controller: closed, controllers: [closed, live], tokenFile: join(dir, "token"), lab: "ha" }));
+    const ok = await ferry(["vm", "show", "web", "--json"], ctxEnv);
+    assert.equal(ok.code, EXIT.ok, ok.stderr);
+    assert.equal((JSON.parse(ok.stdout) as { name: string }).name, "web");
+    const other = `http://127.0.0.1:${await freePort()}`;
+    await writeFile(ctx, JSON.stringify({ controller: closed, controllers: [closed, other], tokenFile: join(dir, "token"), lab: "ha" }));
+    const none = await ferry(["vms"], ctxEnv);
+    assert.equal(none.code, EXIT.failed, none.stderr);
+    assert.ok(none.stderr.includes(`no controller of ${closed}, ${other} (the context file ${ctx}) could be reached`), none.stderr);
+    await writeFile(ctx, JSON.stringify({ controller: closed, controllers: ["ftp://x"], tokenFile: join(dir, "token") }));
+    const bad = await ferry(["vms"], ctxEnv);
+    assert.equal(bad.code, EXIT.failed, bad.stderr);
+    assert.match(bad.stderr, /controllers must be a non-empty list of http\(s\) URLs/);
+  });
+
   test("an https controller without the TLS flags: the CLI says which flags to give", async () => {
     const r = await ferry(["hosts"], { ...env, FERRY_CONTROLLER: env["FERRY_CONTROLLER"]!.replace("http:", "https:") });
     assert.equal(r.code, EXIT.failed, r.stderr);

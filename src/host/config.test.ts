@@ -89,6 +89,14 @@ describe("host config", () => {
     assert.throws(() => parseHostConfig(`${head}  advertiseUrl: ftp://x\n`, { source: "c.yaml" }), /c\.yaml:5: controller\.advertiseUrl: .*http/);
   });
 
+  test("controller.alternates: the cluster's other controllers, each validated like url", () => {
+    const head = "name: h\ncontroller:\n  url: http://127.0.0.1:7600\n  tokenFile: /etc/ferry/t\n";
+    assert.equal(parseHostConfig(head).controller?.alternates, undefined);
+    assert.deepEqual(parseHostConfig(`${head}  alternates: [http://127.0.0.1:7601, https://10.0.0.2:7600/]\n`).controller?.alternates, ["http://127.0.0.1:7601", "https://10.0.0.2:7600"]);
+    assert.throws(() => parseHostConfig(`${head}  alternates: [http://127.0.0.1:7601, ftp://x]\n`, { source: "c.yaml" }), /c\.yaml:5: controller\.alternates\[1\]: .*http/);
+    assert.throws(() => parseHostConfig(`${head}  alternates: http://127.0.0.1:7601\n`, { source: "c.yaml" }), /controller\.alternates/);
+  });
+
   test("migration: the migration network's address, port range and TLS; validated with what to do next", () => {
     const tls = "tls: { cert: /etc/ferry/tls/h.crt, key: /etc/ferry/tls/h.key, ca: /etc/ferry/tls/ca.crt }\n";
     assert.equal(parseHostConfig("name: h\n").migration, null);

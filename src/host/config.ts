@@ -38,6 +38,8 @@
 //         restoreDriver: false       #   true: given back to its host driver (default: stays on vfio-pci)
 //   controller:                      # optional: register and heartbeat with a controller
 //     url: http://127.0.0.1:7600
+//     alternates: [http://10.0.0.2:7600]   # optional: the cluster's other controllers (etcd store), tried in order
+//                                    #   when the last that answered cannot be connected to
 //     tokenFile: /etc/ferry/controller-token   # the controller API's bearer token
 //     heartbeatMs: 2000              # default 2000
 //     advertiseUrl: http://10.0.0.5:7601   # optional: the URL the controller calls this agent at (default: the listen address)
@@ -118,7 +120,7 @@ export interface HostConfig {
   networks: NetworkConfig[];
   uplinks: UplinkConfig[];
   /** Where this agent registers and heartbeats; null: standalone. */
-  controller: { url: string; tokenFile: string; heartbeatMs: number; advertiseUrl?: string } | null;
+  controller: { url: string; tokenFile: string; heartbeatMs: number; advertiseUrl?: string; alternates?: string[] } | null;
   /**
    * At pre-switchover the guest is paused: the source waits for the switch-over
    * no longer than the destination check (the plan's precheckMs) plus this,
@@ -301,7 +303,7 @@ function parseMigrationNet(c: Ctx, x: unknown, agentTls: TlsFiles | null): Migra
 }
 
 function parseController(c: Ctx, x: unknown): NonNullable<HostConfig["controller"]> {
-  const o = c.obj(["controller"], x, ["url", "tokenFile", "heartbeatMs", "advertiseUrl"]);
+  const o = c.obj(["controller"], x, ["url", "tokenFile", "heartbeatMs", "advertiseUrl", "alternates"]);
   const url = httpUrl(c, ["controller", "url"], o["url"]);
   if (o["tokenFile"] === undefined) throw c.error(["controller", "tokenFile"], "required (the controller's API token, to authenticate the heartbeat)");
   return {
@@ -309,6 +311,7 @@ function parseController(c: Ctx, x: unknown): NonNullable<HostConfig["controller
     tokenFile: c.path(["controller", "tokenFile"], o["tokenFile"]),
     heartbeatMs: o["heartbeatMs"] === undefined ? 2000 : c.check(["controller", "heartbeatMs"], (f) => v.int(f, o["heartbeatMs"], 100, 60_000)),
     ...(o["advertiseUrl"] === undefined ? {} : { advertiseUrl: httpUrl(c, ["controller", "advertiseUrl"], o["advertiseUrl"]) }),
+    ...(o["alternates"] === undefined ? {} : { alternates: c.check(["controller", "alternates"], (f) => v.arr(f, o["alternates"])).map((u, i) => httpUrl(c, ["controller", "alternates", i], u)) }),
   };
 }
 

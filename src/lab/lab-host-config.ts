@@ -15,6 +15,8 @@ export interface HostYamlInput {
   pfs: { bdf: string; network: string }[];
   networks: string[];
   controllerUrl: string;
+  /** The other controllers (etcd store): the agent heartbeats to the next when one cannot be connected to. */
+  controllerAlternates?: readonly string[];
   controllerTokenFile: string;
   agentTokenFile: string;
   qemuDir: string;
@@ -35,6 +37,10 @@ function tail(s: HostYamlInput, net: (n: string) => string): string[] {
   ];
 }
 
+/** The host.yaml's controller: line. */
+const controllerLine = (s: HostYamlInput): string =>
+  `controller: { url: ${s.controllerUrl}, ${s.controllerAlternates && s.controllerAlternates.length > 0 ? `alternates: [${s.controllerAlternates.join(", ")}], ` : ""}tokenFile: ${s.controllerTokenFile}, heartbeatMs: 1000 }`;
+
 /** A local migration may switch to any QEMU binary an operator puts in <labDir>/qemu (an "upgrade"). */
 const access = (s: HostYamlInput): string[] => [`qemuBinaries: [${s.qemuDir}]`, `authTokenFile: ${s.agentTokenFile}`];
 
@@ -49,7 +55,7 @@ export function sharedHostYaml(s: HostYamlInput & { dir: string; port: number; n
     `memoryDir: ${s.memoryDir}`,
     ...access(s),
     `listen: { address: 127.0.0.1, port: ${s.port} }`,
-    `controller: { url: ${s.controllerUrl}, tokenFile: ${s.controllerTokenFile}, heartbeatMs: 1000 }`,
+    controllerLine(s),
     ...tail(s, (n) => `{ bridge: ${bridgeOf(n)}, netns: ${s.netns}, forwarding: ${s.forwarding} }`),
   ].join("\n");
 }
@@ -64,7 +70,7 @@ export function apartHostYaml(s: HostYamlInput & { mgmtIp: string; port: number;
     ...apartHostPaths(s.name),
     ...access(s),
     `listen: { address: ${s.mgmtIp}, port: ${s.port} }`,
-    `controller: { url: ${s.controllerUrl}, tokenFile: ${s.controllerTokenFile}, heartbeatMs: 1000 }`,
+    controllerLine(s),
     // TLS on the migration stream with the agent's own files (its certificate names this address); off in a plain lab
     apartMigrationLine(s.migIp, s.tls === null ? null : "agent"),
     ...tail(s, (n) => `{ bridge: ${bridgeOf(n)}, forwarding: ${s.forwarding} }`),

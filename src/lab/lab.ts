@@ -15,12 +15,19 @@
 // and the CLI), a migration network and an uplink per physical network
 // (lab-hosts-plan.ts); its agent and its QEMUs run inside. The lab reads a
 // host's files through hostPath().
+// Several controllers (`--controllers 3 --store etcd`): three etcd members
+// (lab-etcd.ts) and controller-1..N on it, one elected; each listens on the
+// management address at a port of its own. The agents and the CLI context
+// know every controller's URL and go to the next when one cannot be connected
+// to (core/http/failover.ts); a follower forwards writes to the leader.
+// `lab kill controller` kills the leader (asked with GET /v1/controllers).
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { ControllerClient } from "../api/client.ts";
+import type { ControllersViewT } from "../wire/controllers.ts";
 import { FerryError, invalid } from "../core/errors.ts";
 import { fetchFor, loadTls } from "../core/tls.ts";
 import type { TlsFiles } from "../core/tls.ts";
@@ -35,6 +42,8 @@ import { apartHostYaml, bridgeOf, labCerts, sharedHostYaml } from "./lab-host-co
 import { createApartHosts, destroyApartHosts, holderPath, spawnInHost, startHolder } from "./lab-hosts.ts";
 import { APART_AGENT_PORT } from "./lab-hosts-plan.ts";
 import type { ApartPlan } from "./lab-hosts-plan.ts";
+import { etcdStoreUrl, startLabEtcd } from "./lab-etcd.ts";
+import type { LabEtcdMember } from "./lab-etcd.ts";
 import { freePort, ownedAlive, spawnDetached, stopPid, waitHttp } from "./lab-process.ts";
 
 export interface LabHostSpec {
@@ -54,6 +63,10 @@ export interface LabSpec {
   tls: boolean;
   /** Each host in namespaces of its own, cabled by management, migration and uplink networks (default off for now). */
   apart: boolean;
+  /** How many controllers (more than one needs the etcd store). */
+  controllers: number;
+  /** The controllers' store: SQLite in the controller's state dir, or a three-member etcd cluster of the lab's own. */
+  store: "sqlite" | "etcd";
 }
 
 export interface LabComponent {
@@ -82,7 +95,16 @@ export interface LabState {
   tls?: TlsFiles | null;
   /** Apart hosts: the management network (root-namespace bridge, subnet, the controller's address) and the migration subnet. */
   apart?: { mgmtBridge: string; mgmtSubnet: string; controllerIp: string; migSubnet: string } | null;
+  /** The etcd store: every controller (controller-1..N; `controller` is the first of them) and the etcd members. Absent: one controller on SQLite. */
+  store?: "sqlite" | "etcd";
+  controllers?: LabComponent[];
+  etcd?: LabEtcdMember[];
   createdAt: number;
+}
+
+/** Every controller of a lab (one on SQLite). */
+export function labControllers(state: LabState): LabComponent[] {
+  return state.controllers ?? [state.controller];
 }
 
 export function labDir(name: string): string {
@@ -93,10 +115,10 @@ export function labDir(name: string): string {
 export const defaultContextFile = (): string => process.env["FERRY_CONTEXT"] || join(homedir(), ".config", "ferry", "context.json");
 
 /**
- * `--hosts N`, `--forwarding managed|unmanaged` and an optional lab.yaml:
- * `{ networks: [..], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host2: { physnet2: 0 } }, forwarding: unmanaged, tls: false }`.
+ * `--hosts N`, `--forwarding managed|unmanaged`, `--controllers N`, `--store sqlite|etcd` and an optional lab.yaml:
+ * `{ networks: [..], model: vmxnet3, vfs: { physnet1: 8 }, hosts: { host2: { physnet2: 0 } }, forwarding: unmanaged, tls: false, controllers: 3, store: etcd }`.
  */
-export function labSpec(o: { name?: string; hosts?: number; configText?: string; forwarding?: string; tls?: boolean; apart?: boolean }): LabSpec {
+export function labSpec(o: { name?: string; hosts?: number; configText?: string; forwarding?: string; tls?: boolean; apart?: boolean; controllers?: number; store?: string }): LabSpec {
   const raw = o.configText === undefined ? {} : v.obj("lab config", parseYaml(o.configText) ?? {});
   const networks = raw["networks"] === undefined ? ["physnet1", "physnet2"] : v.arr("networks", raw["networks"]).map((n, i) => v.name(`networks[${i}]`, n));
   const model = raw["model"] === undefined ? "vmxnet3" : v.oneOf("model", raw["model"], STAND_IN_MODELS);
@@ -117,7 +139,10 @@ export function labSpec(o: { name?: string; hosts?: number; configText?: string;
   for (const k of Object.keys(overrides)) if (!hosts.some((h) => h.name === k)) throw new FerryError("FERRY_ERR_CONFIG", `lab config: hosts.${k}: no such host (the lab has host1..host${count})`);
   if (raw["apart"] !== undefined && typeof raw["apart"] !== "boolean") throw invalid("apart", raw["apart"], "must be true or false");
   const apart = o.apart ?? raw["apart"] ?? true;
-  return { name: v.name("lab name", o.name ?? "lab"), networks, hosts, model, forwarding, tls, apart };
+  const store = v.oneOf(o.store !== undefined ? "--store" : "store", o.store ?? raw["store"] ?? "sqlite", ["sqlite", "etcd"] as const);
+  const controllers = v.int(o.controllers !== undefined ? "--controllers" : "controllers", o.controllers ?? raw["controllers"] ?? 1, 1, 5);
+  if (controllers > 1 && store !== "etcd") throw new FerryError("FERRY_ERR_CONFIG", `${controllers} controllers need the etcd store (SQLite is one controller's file): add --store etcd (or store: etcd in lab.yaml)`, { details: { field: "store" } });
+  return { name: v.name("lab name", o.name ?? "lab"), networks, hosts, model, forwarding, tls, apart, controllers, store };
 }
 
 /** The fetch that reaches the lab's components: presents the lab's client certificate when the lab uses TLS. */
@@ -135,7 +160,8 @@ export function hostPath(state: LabState, host: string, path: string): string {
 /** A ControllerClient for the lab's controller (its token, and its TLS material when the lab uses TLS). */
 export async function labClient(state: LabState): Promise<ControllerClient> {
   const token = (await readFile(state.controllerTokenFile, "utf8")).trim();
-  return new ControllerClient({ baseUrl: state.controller.url, token, fetch: await labFetch(state) });
+  const [first, ...alternates] = labControllers(state).map((c) => c.url);
+  return new ControllerClient({ baseUrl: first!, token, fetch: await labFetch(state), ...(alternates.length > 0 ? { alternates } : {}) });
 }
 
 export async function readLabState(name: string): Promise<LabState | undefined> {
@@ -147,6 +173,7 @@ export async function readLabState(name: string): Promise<LabState | undefined> 
 }
 
 async function writeLabState(s: LabState): Promise<void> {
+  if (s.controllers?.[0]) s.controller = s.controllers[0];
   await writeFile(join(s.dir, "lab.json"), JSON.stringify(s, null, 2), { mode: 0o600 });
 }
 
@@ -185,32 +212,54 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
   const controllerToken = randomBytes(32).toString("hex");
   await writeFile(agentTokenFile, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
   await writeFile(controllerTokenFile, `${controllerToken}\n`, { mode: 0o600 });
+  const ctlNames = spec.store === "etcd" ? Array.from({ length: spec.controllers }, (_, i) => `controller-${i + 1}`) : ["controller"];
   const certNames = plan
-    ? [{ name: "controller", ips: [plan.mgmt.ip] }, { name: "cli" }, ...plan.hosts.map((h) => ({ name: h.name, ips: [h.mgmtIp, h.migIp] }))]
-    : ["controller", "cli", ...spec.hosts.map((h) => h.name)].map((name) => ({ name }));
+    ? [...ctlNames.map((name) => ({ name, ips: [plan.mgmt.ip] })), { name: "cli" }, ...plan.hosts.map((h) => ({ name: h.name, ips: [h.mgmtIp, h.migIp] }))]
+    : [...ctlNames, "cli", ...spec.hosts.map((h) => h.name)].map((name) => ({ name }));
   const certs = spec.tls ? await labCerts(dir, certNames) : null;
   if (certs) log(`tls: a CA and a certificate per component in ${join(dir, "tls")}; every component serves HTTPS and demands a client certificate`);
   const scheme = certs ? "https" : "http";
-  const cport = await freePort();
   const controllerIp = plan?.mgmt.ip ?? "127.0.0.1";
-  const controllerUrl = `${scheme}://${controllerIp}:${cport}`;
-  const cconfig = join(dir, "controller.yaml");
-  await writeFile(cconfig, [
-    `listen: { address: ${controllerIp}, port: ${cport} }`,
-    `stateDir: ${dir}/controller`,
-    `tokenFile: ${controllerTokenFile}`,
-    `agentTokenFile: ${agentTokenFile}`,
-    `heartbeatTimeoutMs: 4000`,
-    `lab: { fabric: ${spec.name} }`,
-    `deadlines: { unplugMs: 15000, convergeMs: 300000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 120000 }`,
-    ...(certs ? [`tls: ${certs.yaml("controller")}`] : []),
-    "",
-  ].join("\n"), { mode: 0o600 });
-  const clog = join(dir, "controller.log");
-  const controller: LabComponent = { name: "controller", kind: "controller", pid: spawnDetached(["controller", "--config", cconfig], clog), url: controllerUrl, config: cconfig, log: clog };
-  const state: LabState = { name: spec.name, dir, netns, controller, hosts: [], agentTokenFile, controllerTokenFile, contextFile: defaultContextFile(), tls: certs ? certs.files("cli") : null, ...(plan ? { apart: apartOf(plan) } : {}), createdAt: Date.now() };
+  let etcd: LabEtcdMember[] = [];
+  if (spec.store === "etcd") {
+    const started: LabEtcdMember[] = [];
+    try {
+      etcd = await startLabEtcd(dir, 3, (m) => void started.push(m));
+    } catch (e) {
+      for (const m of started) await stopPid(m.pid, dir, "SIGKILL");
+      throw e;
+    }
+    log(`etcd: ${etcd.map((m) => `${m.name} pid ${m.pid} ${m.clientUrl}`).join(", ")} (data in ${join(dir, "etcd")})`);
+  }
+  const controllers: LabComponent[] = [];
+  for (const cname of ctlNames) {
+    const cport = await freePort();
+    const cconfig = join(dir, `${cname}.yaml`);
+    await writeFile(cconfig, [
+      `listen: { address: ${controllerIp}, port: ${cport} }`,
+      `stateDir: ${dir}/${cname}`,
+      `tokenFile: ${controllerTokenFile}`,
+      `agentTokenFile: ${agentTokenFile}`,
+      // several controllers: a host's heartbeats may pause while the leadership changes hands (a lease of 2 s)
+      `heartbeatTimeoutMs: ${spec.store === "etcd" ? 8000 : 4000}`,
+      `lab: { fabric: ${spec.name} }`,
+      `deadlines: { unplugMs: 15000, convergeMs: 300000, precheckMs: 2000, primaryBackMs: 20000, stepMs: 120000 }`,
+      ...(certs ? [`tls: ${certs.yaml(cname)}`] : []),
+      ...(spec.store === "etcd" ? [`store: ${etcdStoreUrl(etcd)}`, `election: { leaseMs: 2000, renewMs: 500 }`] : []),
+      "",
+    ].join("\n"), { mode: 0o600 });
+    const clog = join(dir, `${cname}.log`);
+    controllers.push({ name: cname, kind: "controller", pid: spawnDetached(["controller", "--config", cconfig], clog), url: `${scheme}://${controllerIp}:${cport}`, config: cconfig, log: clog });
+  }
+  const controller = controllers[0]!;
+  const controllerUrl = controller.url;
+  const alternates = controllers.slice(1).map((c) => c.url);
+  const state: LabState = {
+    name: spec.name, dir, netns, controller, hosts: [], agentTokenFile, controllerTokenFile, contextFile: defaultContextFile(), tls: certs ? certs.files("cli") : null, ...(plan ? { apart: apartOf(plan) } : {}),
+    ...(spec.store === "etcd" ? { store: "etcd" as const, controllers, etcd } : {}), createdAt: Date.now(),
+  };
   await writeLabState(state);
-  log(`controller: pid ${controller.pid}, ${controllerUrl}`);
+  for (const c of controllers) log(`${c.name}: pid ${c.pid}, ${c.url}${spec.store === "etcd" ? `, store ${etcdStoreUrl(etcd)}` : ""}`);
   const saveDir = join(dir, "saves");
   if (plan) await mkdir(saveDir, { mode: 0o700 });
   for (const host of spec.hosts) {
@@ -222,7 +271,7 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
     });
     const config = join(hdir, "host.yaml");
     const alog = join(hdir, "agent.log");
-    const yaml = { name: host.name, tls: certs ? certs.yaml(host.name) : null, model: spec.model, forwarding: spec.forwarding, pfs: nets.map((n, j) => ({ bdf: fx.pfs[j]!.bdf, network: n })), networks: spec.networks, controllerUrl, controllerTokenFile, agentTokenFile, qemuDir: labQemuDir(spec.name) };
+    const yaml = { name: host.name, tls: certs ? certs.yaml(host.name) : null, model: spec.model, forwarding: spec.forwarding, pfs: nets.map((n, j) => ({ bdf: fx.pfs[j]!.bdf, network: n })), networks: spec.networks, controllerUrl, controllerAlternates: alternates, controllerTokenFile, agentTokenFile, qemuDir: labQemuDir(spec.name) };
     const ph = plan?.hosts.find((h) => h.name === host.name);
     if (ph) {
       await writeFile(config, apartHostYaml({ ...yaml, mgmtIp: ph.mgmtIp, port: APART_AGENT_PORT, migIp: ph.migIp }), { mode: 0o600 });
@@ -245,8 +294,9 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
     const hosts = (b as { hosts?: { name: string; state: string }[] }).hosts ?? [];
     return spec.hosts.every((h) => hosts.some((x) => x.name === h.name && x.state === "up"));
   }, 60_000, "the lab's hosts");
+  if (spec.store === "etcd") await waitHttp(await labFetch(state), controllerUrl, controllerToken, "/v1/controllers", (b) => (b as { members?: unknown[] }).members?.length === controllers.length && (b as { leader?: unknown }).leader != null, 30_000, "the lab's controllers (all members, one leader)");
   await mkdir(dirname(state.contextFile), { recursive: true, mode: 0o700 });
-  await writeFile(state.contextFile, JSON.stringify({ controller: controllerUrl, tokenFile: controllerTokenFile, ...(state.tls ? { tls: state.tls } : {}), lab: spec.name }, null, 2), { mode: 0o600 });
+  await writeFile(state.contextFile, JSON.stringify({ controller: controllerUrl, ...(alternates.length > 0 ? { controllers: controllers.map((c) => c.url) } : {}), tokenFile: controllerTokenFile, ...(state.tls ? { tls: state.tls } : {}), lab: spec.name }, null, 2), { mode: 0o600 });
   log(`context: ${state.contextFile} (ferry commands in this shell now reach the lab's controller)`);
   return state;
 }
@@ -257,7 +307,8 @@ export async function labDown(name: string, log: (line: string) => void = () => 
   const state = await readLabState(name);
   let stopped = 0;
   if (state) {
-    for (const c of [...state.hosts, state.controller]) {
+    // the etcd members last: the controllers give their leases back on the way out
+    for (const c of [...state.hosts, ...labControllers(state), ...(state.etcd ?? [])]) {
       if (await ownedAlive(c.pid, dir)) {
         await stopPid(c.pid, dir, "SIGTERM");
         stopped++;
@@ -302,19 +353,49 @@ export async function labDown(name: string, log: (line: string) => void = () => 
 
 export interface ComponentStatus extends LabComponent {
   alive: boolean;
+  /** A controller's part, as a running controller of the lab sees it (GET /v1/controllers); absent when none answered. */
+  role?: "leader" | "follower";
+  term?: number;
 }
 
-export async function labStatus(name: string): Promise<{ name: string; up: boolean; dir: string; netns: string | null; tls: TlsFiles | null; components: ComponentStatus[] }> {
+export interface EtcdMemberStatus extends LabEtcdMember {
+  alive: boolean;
+}
+
+/** The leadership as the first running controller that answers sees it; undefined when none answers. */
+async function controllersView(state: LabState): Promise<ControllersViewT | undefined> {
+  const token = (await readFile(state.controllerTokenFile, "utf8")).trim();
+  const f = await labFetch(state);
+  for (const c of labControllers(state)) {
+    if (!(await ownedAlive(c.pid, state.dir))) continue;
+    const view = await new ControllerClient({ baseUrl: c.url, token, fetch: f }).controllers({ timeoutMs: 3_000 }).catch(() => undefined);
+    if (view) return view;
+  }
+  return undefined;
+}
+
+export async function labStatus(name: string): Promise<{ name: string; up: boolean; dir: string; netns: string | null; tls: TlsFiles | null; store: "sqlite" | "etcd"; components: ComponentStatus[]; etcd: EtcdMemberStatus[] }> {
   const state = await readLabState(name);
-  if (!state) return { name, up: false, dir: labDir(name), netns: null, tls: null, components: [] };
+  if (!state) return { name, up: false, dir: labDir(name), netns: null, tls: null, store: "sqlite", components: [], etcd: [] };
+  const view = await controllersView(state);
   const components: ComponentStatus[] = [];
-  for (const c of [state.controller, ...state.hosts]) components.push({ ...c, alive: await ownedAlive(c.pid, state.dir) });
-  return { name, up: true, dir: state.dir, netns: state.netns, tls: state.tls ?? null, components };
+  for (const c of labControllers(state)) {
+    const alive = await ownedAlive(c.pid, state.dir);
+    // a killed leader stays named until its lease runs out: a dead controller leads nothing
+    const leads = alive && view?.leader?.url === c.url;
+    const member = view?.members.some((m) => m.url === c.url) === true;
+    components.push({ ...c, alive, ...(leads ? { role: "leader" as const, term: view.leader!.term } : alive && member ? { role: "follower" as const } : {}) });
+  }
+  for (const c of state.hosts) components.push({ ...c, alive: await ownedAlive(c.pid, state.dir) });
+  const etcd: EtcdMemberStatus[] = [];
+  for (const m of state.etcd ?? []) etcd.push({ ...m, alive: await ownedAlive(m.pid, state.dir) });
+  return { name, up: true, dir: state.dir, netns: state.netns, tls: state.tls ?? null, store: state.store ?? "sqlite", components, etcd };
 }
 
 function component(state: LabState, which: string): LabComponent {
-  const c = which === "controller" ? state.controller : state.hosts.find((h) => h.name === which);
-  if (!c) throw new FerryError("FERRY_ERR_NOT_FOUND", `lab ${state.name} has no component ${which} (controller, ${state.hosts.map((h) => h.name).join(", ")})`);
+  const ctls = labControllers(state);
+  const c = which === "controller" ? state.controller : [...ctls, ...state.hosts].find((h) => h.name === which);
+  if (!c) throw new FerryError("FERRY_ERR_NOT_FOUND", `lab ${state.name} has no component ${which} (${[...new Set(["controller", ...ctls.map((x) => x.name)])].join(", ")}, ${state.hosts.map((h) => h.name).join(", ")})`);
   return c;
 }
 
@@ -324,25 +405,54 @@ async function requireLab(name: string): Promise<LabState> {
   return s;
 }
 
-/** SIGKILL a lab component by its recorded pid. */
-export async function labKill(name: string, which: string): Promise<number> {
-  const s = await requireLab(name);
-  const c = component(s, which);
-  if (!(await ownedAlive(c.pid, s.dir))) throw new FerryError("FERRY_ERR_STATE", `${which} (pid ${c.pid}) is not running`);
-  process.kill(c.pid, "SIGKILL");
-  return c.pid;
+/** The running controller that leads now (asked of the controllers), with its term. */
+async function currentLeader(s: LabState): Promise<{ c: LabComponent; term: number }> {
+  const view = await controllersView(s);
+  if (!view) throw new FerryError("FERRY_ERR_STATE", `no controller of lab ${s.name} answers, so none can be named the leader: 'ferry lab status --name ${s.name}' shows which run; kill one by name (controller-N) or start them ('ferry lab start controller --name ${s.name}')`);
+  const c = labControllers(s).find((x) => x.url === view.leader?.url);
+  if (!view.leader || !c || !(await ownedAlive(c.pid, s.dir))) {
+    throw new FerryError("FERRY_ERR_STATE", `no running controller of lab ${s.name} leads right now (an election is in progress: it takes up to the 2 s lease): try again in a few seconds, or kill one by name (controller-N)`, { retryable: true });
+  }
+  return { c, term: view.leader.term };
 }
 
-/** Start a lab component again with its recorded config. */
+/** SIGKILL a lab component by its recorded pid and wait until it is gone; `controller` with several controllers: the one that leads now. */
+export async function labKillDetail(name: string, which: string): Promise<{ name: string; pid: number; term?: number }> {
+  const s = await requireLab(name);
+  const lead = which === "controller" && s.controllers ? await currentLeader(s) : undefined;
+  const c = lead?.c ?? component(s, which);
+  if (!(await ownedAlive(c.pid, s.dir))) throw new FerryError("FERRY_ERR_STATE", `${c.name} (pid ${c.pid}) is not running`);
+  // returns once it is gone (a `lab start` right after must not find it still running)
+  await stopPid(c.pid, s.dir, "SIGKILL");
+  return { name: c.name, pid: c.pid, ...(lead ? { term: lead.term } : {}) };
+}
+
+/** SIGKILL a lab component by its recorded pid (`controller`: the leader); its pid. */
+export async function labKill(name: string, which: string): Promise<number> {
+  return (await labKillDetail(name, which)).pid;
+}
+
+/** Start a lab component again with its recorded config; `controller` with several controllers: every one that is not running. */
 export async function labStart(name: string, which: string): Promise<number> {
   const s = await requireLab(name);
-  const c = component(s, which);
-  if (await ownedAlive(c.pid, s.dir)) throw new FerryError("FERRY_ERR_STATE", `${which} already runs (pid ${c.pid})`);
-  if (c.holderPid !== undefined && !(await ownedAlive(c.holderPid, s.dir))) throw new FerryError("FERRY_ERR_STATE", `the holder of ${which}'s namespaces (pid ${c.holderPid}) is gone: run 'ferry lab down' and up again`);
+  if (which === "controller" && s.controllers) {
+    const down: LabComponent[] = [];
+    for (const c of s.controllers) if (!(await ownedAlive(c.pid, s.dir))) down.push(c);
+    if (down.length === 0) throw new FerryError("FERRY_ERR_STATE", `every controller of lab ${s.name} runs already`);
+    let pid = 0;
+    for (const c of down) pid = await startComponent(s, c);
+    return pid;
+  }
+  return startComponent(s, component(s, which));
+}
+
+async function startComponent(s: LabState, c: LabComponent): Promise<number> {
+  if (await ownedAlive(c.pid, s.dir)) throw new FerryError("FERRY_ERR_STATE", `${c.name} already runs (pid ${c.pid})`);
+  if (c.holderPid !== undefined && !(await ownedAlive(c.holderPid, s.dir))) throw new FerryError("FERRY_ERR_STATE", `the holder of ${c.name}'s namespaces (pid ${c.holderPid}) is gone: run 'ferry lab down' and up again`);
   c.pid = c.holderPid === undefined ? spawnDetached([c.kind, "--config", c.config], c.log) : spawnInHost(c.holderPid, [c.kind, "--config", c.config], c.log);
   await writeLabState(s);
   const token = (await readFile(c.kind === "controller" ? s.controllerTokenFile : s.agentTokenFile, "utf8")).trim();
-  await waitHttp(await labFetch(s), c.url, token, c.kind === "controller" ? "/v1/hosts" : "/v1/health", () => true, 30_000, which);
+  await waitHttp(await labFetch(s), c.url, token, c.kind === "controller" ? "/v1/hosts" : "/v1/health", () => true, 30_000, c.name);
   return c.pid;
 }
 

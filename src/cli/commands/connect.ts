@@ -6,6 +6,9 @@
 // https:// controller that demands a client certificate): --tls-cert F
 // --tls-key F --tls-ca F, FERRY_TLS_CERT/FERRY_TLS_KEY/FERRY_TLS_CA, or
 // "tls": { "cert", "key", "ca" } in the context file — all three or none.
+// Several controllers (etcd): the context file's "controllers" lists every
+// controller's URL; a request goes to the next when one cannot be connected
+// to (core/http/failover.ts), so the CLI works on after a controller dies.
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { isAbsolute, join, dirname, resolve } from "node:path";
@@ -38,6 +41,8 @@ export interface Connection {
   from: { controller: string; tokenFile: string };
   /** The lab the context file was written for, if the connection came from it. */
   lab?: string;
+  /** The other controllers of the cluster (the context file's "controllers"), tried in order when one cannot be connected to. */
+  alternates?: string[];
 }
 
 interface ContextFile {
@@ -45,6 +50,7 @@ interface ContextFile {
   tokenFile?: string;
   tls?: Partial<TlsFiles>;
   lab?: string;
+  controllers?: string[];
 }
 
 async function readContext(env: NodeJS.ProcessEnv): Promise<{ file: string; ctx: ContextFile } | undefined> {
@@ -73,6 +79,13 @@ async function readContext(env: NodeJS.ProcessEnv): Promise<{ file: string; ctx:
     if (typeof x !== "string" || x === "") throw new FerryError("FERRY_ERR_CONFIG", `${file}: ${k} must be a non-empty string (got ${JSON.stringify(x)})`);
     ctx[k] = k === "tokenFile" && !isAbsolute(x) ? resolve(dirname(file), x) : x;
   }
+  const cs = o["controllers"];
+  if (cs !== undefined) {
+    if (!Array.isArray(cs) || cs.length === 0 || !cs.every((x): x is string => typeof x === "string" && /^https?:\/\/[^\s]+$/.test(x))) {
+      throw new FerryError("FERRY_ERR_CONFIG", `${file}: controllers must be a non-empty list of http(s) URLs (got ${JSON.stringify(cs)}); 'ferry lab up' writes it for a lab with several controllers`);
+    }
+    ctx.controllers = cs;
+  }
   const t = o["tls"];
   if (t !== undefined) {
     if (typeof t !== "object" || t === null || Array.isArray(t)) throw new FerryError("FERRY_ERR_CONFIG", `${file}: tls must be an object { cert, key, ca }`);
@@ -95,6 +108,7 @@ export async function resolveConnection(command: string, flags: ConnectFlags, en
     tokenFile: flags["token-file"] !== undefined ? "--token-file" : tokenFile !== undefined ? "FERRY_TOKEN_FILE" : "",
   };
   let lab: string | undefined;
+  let alternates: string[] | undefined;
   const tls: Partial<TlsFiles> = {};
   for (const k of ["cert", "key", "ca"] as const) {
     const x = flags[`tls-${k}`] ?? (env[`FERRY_TLS_${k.toUpperCase()}`] || undefined);
@@ -107,6 +121,8 @@ export async function resolveConnection(command: string, flags: ConnectFlags, en
     if (controller === undefined && c?.ctx.controller !== undefined) {
       from.controller = `the context file ${c.file}`;
       lab = c.ctx.lab;
+      const main = c.ctx.controller;
+      alternates = c.ctx.controllers?.filter((u) => u !== main);
     }
     if (tokenFile === undefined && c?.ctx.tokenFile !== undefined) from.tokenFile = `the context file ${c.file}`;
     controller ??= c?.ctx.controller;
@@ -120,7 +136,7 @@ export async function resolveConnection(command: string, flags: ConnectFlags, en
   if (given.length > 0 && given.length < 3) throw new UsageError(command, `mutual TLS needs --tls-cert, --tls-key and --tls-ca together (missing: ${(["cert", "key", "ca"] as const).filter((k) => tls[k] === undefined).map((k) => `--tls-${k}`).join(", ")})`);
   const files = tls.cert !== undefined && tls.key !== undefined && tls.ca !== undefined ? { cert: tls.cert, key: tls.key, ca: tls.ca } : null;
   if (files && !controller.startsWith("https://")) throw new UsageError(command, `--controller: mutual TLS is configured, so the controller must be an https:// URL (got ${JSON.stringify(controller)})`);
-  return { controller, tokenFile, tls: files, from, ...(lab === undefined ? {} : { lab }) };
+  return { controller, tokenFile, tls: files, from, ...(lab === undefined ? {} : { lab }), ...(alternates && alternates.length > 0 ? { alternates } : {}) };
 }
 
 /** The connection of this process's last connect(): what explainFailure talks about. */
@@ -137,7 +153,7 @@ export async function connect(command: string, flags: ConnectFlags): Promise<Con
     throw new FerryError("FERRY_ERR_CONFIG", `cannot read the controller token from ${c.tokenFile} (${c.from.tokenFile}): ${why}; give the controller's tokenFile with --token-file FILE or FERRY_TOKEN_FILE${c.lab === undefined ? "" : `, or bring lab ${c.lab} up again ('ferry lab up')`}`, { cause: e, details: { file: c.tokenFile } });
   }
   if (token === "") throw new FerryError("FERRY_ERR_CONFIG", `${c.tokenFile} (${c.from.tokenFile}) is empty: it must hold the controller's token (the controller's tokenFile)`, { details: { file: c.tokenFile } });
-  return new ControllerClient({ baseUrl: c.controller, token, tls: c.tls ? await loadTls(c.tls) : null });
+  return new ControllerClient({ baseUrl: c.controller, token, tls: c.tls ? await loadTls(c.tls) : null, ...(c.alternates ? { alternates: c.alternates } : {}) });
 }
 
 /**
@@ -160,6 +176,7 @@ export function explainFailure(e: FerryError, c: Connection | undefined = curren
   }
   if (/ECONNREFUSED|ENOTFOUND|EHOSTUNREACH|no answer within|fetch failed/i.test(m)) {
     const lab = c.lab === undefined ? "" : `; the context is lab ${c.lab}'s: is it up? ('ferry lab status --name ${c.lab}', 'ferry lab up --name ${c.lab}')`;
+    if (c.alternates) return `no controller of ${[c.controller, ...c.alternates].join(", ")} (${c.from.controller}) could be reached: is one running?${c.lab === undefined ? "" : ` ('ferry lab status --name ${c.lab}', 'ferry lab start controller --name ${c.lab}')`}`;
     return `is a controller running at ${c.controller} (${c.from.controller})? start it ('ferry controller --config controller.yaml'), or give its URL with --controller URL or FERRY_CONTROLLER${lab}`;
   }
   return undefined;
