@@ -66,16 +66,18 @@ test("a follower forwards a write to the leader as it came and passes the answer
   }
 });
 
-test("a follower passes a migration's live stream on from the leader (its own would stop at the phases so far); the record stays a local read", async () => {
+test("a follower passes a migration's live stream and its record on from the leader (only it knows settling/measuring and QEMU's progress); with no leader the record is a local read", async () => {
   const { controller, auth } = memoryControllerApp();
+  let leader: string | null = "http://10.0.0.2:7600";
   const follower: Leadership = {
-    store: "etcd", self: "c-1", term: () => null, leaderUrl: () => Promise.resolve("http://10.0.0.2:7600"),
+    store: "etcd", self: "c-1", term: () => null, leaderUrl: () => Promise.resolve(leader),
     view: () => Promise.resolve({ store: "etcd", self: "c-1", members: [], leader: null }),
   };
   const seen: string[] = [];
   const frames = ["event: phase\ndata: {\"n\":1}\n\n", "event: end\ndata: {\"n\":2}\n\n"];
   const leaderFetch = ((url: string, init: RequestInit) => {
     seen.push(`${String(init.method)} ${url}`);
+    if (!url.endsWith("/events")) return Promise.resolve(new Response(JSON.stringify({ code: "FERRY_ERR_NOT_FOUND", message: "the leader's answer", retryable: false }), { status: 404, headers: { "content-type": "application/json" } }));
     const body = new ReadableStream<Uint8Array>({
       start(c) {
         for (const f of frames) c.enqueue(new TextEncoder().encode(f));
@@ -91,8 +93,17 @@ test("a follower passes a migration's live stream on from the leader (its own wo
     assert.match(String(r.headers["content-type"]), /^text\/event-stream/);
     assert.equal(r.headers["x-ferry-leader"], "http://10.0.0.2:7600");
     assert.equal(r.body, frames.join(""));
-    assert.equal((await app.inject({ method: "GET", url: "/v1/migrations/m-1a2b3c4d", headers: auth })).statusCode, 404, "the record is read here (none in this store)");
-    assert.deepEqual(seen, ["GET http://10.0.0.2:7600/v1/migrations/m-1a2b3c4d/events"]);
+    const rec = await app.inject({ method: "GET", url: "/v1/migrations/m-1a2b3c4d", headers: auth });
+    assert.equal(rec.statusCode, 404);
+    assert.match(rec.body, /the leader's answer/, "the record comes from the leader");
+    assert.deepEqual(seen, ["GET http://10.0.0.2:7600/v1/migrations/m-1a2b3c4d/events", "GET http://10.0.0.2:7600/v1/migrations/m-1a2b3c4d"]);
+    leader = null;
+    const local = await app.inject({ method: "GET", url: "/v1/migrations/m-1a2b3c4d", headers: auth });
+    assert.equal(local.statusCode, 404, "no leader: read here (none in this store), not FERRY_ERR_NOT_LEADER");
+    assert.doesNotMatch(local.body, /the leader's answer|NOT_LEADER/);
+    const forwarded = await app.inject({ method: "GET", url: "/v1/migrations/m-1a2b3c4d", headers: { ...auth, "x-ferry-forwarded-by": "c-2" } });
+    assert.equal(forwarded.statusCode, 404, "forwarded here as to the leader: answered from this store, not refused");
+    assert.equal(seen.length, 2);
   } finally {
     await app.close();
   }

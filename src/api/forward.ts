@@ -21,7 +21,13 @@ import type { ControllerAppDeps } from "./deps.ts";
 
 const READS = new Set(["GET", "HEAD", "OPTIONS"]);
 /** Reads only the leader can answer: evacuations and a migration's live events are in the memory of the controller that runs them. */
-const LEADER_READS = /^\/v1\/(evacuations(\/|\?|$)|migrations\/[^/?]+\/events(\?|$))/;
+const LEADER_READS = /^\/v1\/(evacuations(\/|\?|$)|migrations\/[^/?]+(\/events)?(\?|$))/;
+/**
+ * A migration's record: the leader's answer has what only it knows (still
+ * settling or measuring, QEMU's live progress), so a follower asks it; with
+ * no leader to ask, the follower's own view of the store is the best answer.
+ */
+const LOCAL_WITHOUT_LEADER = /^\/v1\/migrations\/[^/?]+(\?|$)/;
 /** Server-sent events: passed on as they come, for as long as the client listens (no overall deadline). */
 const STREAMS = /^\/v1\/migrations\/[^/?]+\/events(\?|$)/;
 /** A stream's leader must answer its headers within this. */
@@ -47,13 +53,17 @@ export function forwardWrites(leadership: Leadership, doFetch: typeof fetch) {
   return async (req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
     if ((READS.has(req.method) && !LEADER_READS.test(req.url)) || leadership.term() !== null) return undefined;
     const what = `${req.method} ${req.url}`;
+    const localOk = req.method === "GET" && LOCAL_WITHOUT_LEADER.test(req.url);
+    if (localOk && req.headers[FORWARDED_HEADER] !== undefined) return undefined;
     if (req.headers[FORWARDED_HEADER] !== undefined) {
       throw new FerryError("FERRY_ERR_NOT_LEADER", `${what} refused, nothing done: forwarded here as to the leader, but this controller (${leadership.self}) does not lead (the leadership just changed): try again`, { details: { self: leadership.self } });
     }
     const url = await leadership.leaderUrl().catch((e: unknown) => {
+      if (localOk) return null;
       throw new FerryError("FERRY_ERR_NOT_LEADER", `${what} refused, nothing done: this controller does not lead and cannot tell which one does: the etcd store does not answer (${e instanceof Error ? e.message : String(e)}); with a quorum of etcd members back an election follows within the lease: try again then`, { cause: e, details: { self: leadership.self } });
     });
     if (url === null) {
+      if (localOk) return undefined;
       throw new FerryError("FERRY_ERR_NOT_LEADER", `${what} refused, nothing done: no controller leads right now (an election is in progress, or the etcd store has no quorum: 'ferry controllers' shows the members): try again in a few seconds`, { details: { self: leadership.self } });
     }
     const headers: Record<string, string> = { [FORWARDED_HEADER]: leadership.self };
