@@ -88,6 +88,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         const sw = roll < 0.3 && to !== undefined ? pick(SWITCHES) : null;
         const cancelAfter = roll >= 0.3 && roll < 0.5 ? Math.floor(random() * 1500) : null;
         what = `migrate ${name} ${vm.host} → ${to ?? "(scheduler)"}${sw ? ` with ${sw}` : ""}${cancelAfter !== null ? `, cancel after ${cancelAfter} ms` : ""}`;
+        log(`${String(report.ops).padStart(4)} … ${what}`);
         if (sw && to) await c.arm(to, sw, { once: true });
         const r = await c.api.migrate({ vm: name, ...(to === undefined ? {} : { to }) }).catch((e: unknown) => e);
         if (r instanceof Error || (typeof r === "object" && r !== null && "kind" in r && r.kind !== "started")) {
