@@ -27,7 +27,7 @@ import type { DirtyRateReply } from "../wire/instance-ops.ts";
 import { preflightChecks } from "../migration/preflight.ts";
 import type { HostFacts, PreflightCheck } from "../migration/preflight.ts";
 import { CPU_MODEL, MACHINE_TYPE } from "../qemu/argv.ts";
-import { predictFor, throughputSamples } from "./plan-predict.ts";
+import { betweenHosts, predictFor, throughputSamples } from "./plan-predict.ts";
 import { DEFAULT_PLAN_BANDWIDTH_MIBPS } from "./config.ts";
 import type { MigrationProgress } from "../wire/instance-ops.ts";
 import type { Vms } from "./vms.ts";
@@ -184,12 +184,14 @@ export class Migrations {
       const tls: PreflightCheck = t.blocker !== undefined
         ? { check: "MIGRATION_TLS", status: "blocker", message: t.blocker }
         : { check: "MIGRATION_TLS", status: t.warnings.length > 0 ? "warning" : "ok", message: t.warnings.join("; ") || "the migration stream is TLS on both hosts" };
-      for (const c of [...preflightChecks(pvm, facts(vm.host), facts(d.host)), tls]) {
+      const own = preflightChecks(pvm, facts(vm.host), facts(d.host));
+      for (const c of [...own, tls]) {
         checks.push({ host: d.host, ...c });
         if (c.status === "blocker") blockers.push({ host: d.host, check: c.check, message: c.message });
       }
+      // the transport's warnings one by one (its check joins them), then the other checks' warnings
       warnings.push(...t.warnings.map((w) => ({ host: d.host, message: w })));
-      for (const c of checks) if (c.host === d.host && c.status === "warning" && c.check !== "MIGRATION_TLS") warnings.push({ host: d.host, message: c.message });
+      for (const c of own) if (c.status === "warning") warnings.push({ host: d.host, message: c.message });
     }
     return {
       vm: vm.name, source: vm.host,
@@ -219,8 +221,7 @@ export class Migrations {
     const warnings: { host: string; message: string }[] = [];
     for (const host of to) {
       // the journal gives the data moved of records that do not carry it: only for the newest few
-      const candidates = records.filter((r) => r.switchover !== null && ((r.plan.source.host === vm.host && r.plan.destination.host === host) || (r.plan.source.host === host && r.plan.destination.host === vm.host)))
-        .sort((a, b) => b.createdAt - a.createdAt).slice(0, 5);
+      const candidates = betweenHosts(records, vm.host, host).slice(0, 5);
       const samples = throughputSamples(await Promise.all(candidates.map((r) => this.#withDataMoved(r))), vm.host, host);
       const cap = maxBandwidthBytes ?? measured?.maxBandwidthBytes;
       const r = predictFor({

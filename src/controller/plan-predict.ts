@@ -18,11 +18,16 @@ const mibps = (b: number): string => `${(b / MiB).toFixed(0)} MiB/s`;
  * over, not the wire's.
  */
 export function throughputSamples(records: readonly MigrationRecord[], a: string, b: string): { bytes: number; ms: number; downtimeMs: number; id: string }[] {
-  return records
-    .filter((r) => (r.plan.kind ?? "migration") === "migration" && r.switchover !== null && r.dataMovedBytes !== undefined)
-    .filter((r) => (r.plan.source.host === a && r.plan.destination.host === b) || (r.plan.source.host === b && r.plan.destination.host === a))
-    .sort((x, y) => y.createdAt - x.createdAt)
+  return betweenHosts(records, a, b)
+    .filter((r) => (r.plan.kind ?? "migration") === "migration" && r.dataMovedBytes !== undefined)
     .map((r) => ({ bytes: Math.max(r.dataMovedBytes!, r.plan.vm.memoryMiB * MiB), ms: r.switchover!.totalMs, downtimeMs: r.switchover!.downtimeMs, id: r.id }));
+}
+
+/** Migrations between `a` and `b` (either way) that reached their switch-over, newest first. */
+export function betweenHosts(records: readonly MigrationRecord[], a: string, b: string): MigrationRecord[] {
+  return records
+    .filter((r) => r.switchover !== null && ((r.plan.source.host === a && r.plan.destination.host === b) || (r.plan.source.host === b && r.plan.destination.host === a)))
+    .sort((x, y) => y.createdAt - x.createdAt);
 }
 
 export interface PredictionInput {

@@ -12,7 +12,9 @@ import { join } from "node:path";
 import { systemClock } from "../core/clock.ts";
 import { FerryError } from "../core/errors.ts";
 import { pollUntil } from "../core/poll.ts";
-import { freePort, ownedAlive } from "./lab-process.ts";
+import { freePorts } from "../core/ports.ts";
+import { etcdEnv, etcdMemberArgs } from "../store/etcd-member.ts";
+import { ownedAlive } from "./lab-process.ts";
 
 export interface LabEtcdMember {
   name: string;
@@ -32,15 +34,8 @@ export function etcdStoreUrl(members: readonly LabEtcdMember[]): string {
 function spawnMember(m: Omit<LabEtcdMember, "pid">, cluster: string, token: string): number {
   const fd = openSync(m.log, "a", 0o600);
   try {
-    const args = [
-      "--name", m.name, "--data-dir", m.dataDir,
-      "--listen-client-urls", m.clientUrl, "--advertise-client-urls", m.clientUrl,
-      "--listen-peer-urls", m.peerUrl, "--initial-advertise-peer-urls", m.peerUrl,
-      "--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token", token,
-      "--logger", "zap", "--log-level", "warn",
-    ];
-    // no ETCD_* variable of the caller's environment reaches the member (etcd reads its flags from them)
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("ETCD")));
+    const args = etcdMemberArgs({ name: m.name, dataDir: m.dataDir, clientUrl: m.clientUrl, peerUrl: m.peerUrl, cluster, token });
+    const env = etcdEnv();
     const child = spawn("etcd", args, { detached: true, stdio: ["ignore", fd, fd], env });
     child.once("error", () => undefined);
     child.unref();
@@ -55,11 +50,8 @@ function spawnMember(m: Omit<LabEtcdMember, "pid">, cluster: string, token: stri
 export async function startLabEtcd(dir: string, count: number, started: (m: LabEtcdMember) => void, timeoutMs = 30_000): Promise<LabEtcdMember[]> {
   const base = join(dir, "etcd");
   await mkdir(base, { recursive: true, mode: 0o700 });
-  // a client and a peer port per member, all distinct (each asked of the kernel and closed again: it may hand one out twice)
-  const ports = new Set<number>();
-  for (let tries = 0; ports.size < 2 * count && tries < 100; tries++) ports.add(await freePort());
-  if (ports.size < 2 * count) throw new FerryError("FERRY_ERR_INTERNAL", `no ${2 * count} distinct free loopback ports for the lab's etcd members`);
-  const [...free] = ports;
+  // a client and a peer port per member, all distinct
+  const free = await freePorts(2 * count);
   const planned: Omit<LabEtcdMember, "pid">[] = [];
   for (let i = 1; i <= count; i++) {
     const name = `etcd-${i}`;

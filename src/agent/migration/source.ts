@@ -69,11 +69,6 @@ export function begin(ctx: StepContext, migrationId: string, instanceId: string,
 async function beginNow(ctx: StepContext, migrationId: string, instanceId: string, signal: AbortSignal): Promise<BeginReply> {
   await ctx.faults?.hold("begin", migrationId, ctx.clock, signal);
   const inst = instanceOf(ctx, instanceId);
-  // no dirty-rate sample started here: perform never waits for one (QEMU 7.2
-  // samples ≥ 1 s), and one still running while a migration started and was
-  // cancelled is the suspect of a source QEMU whose monitor stopped answering
-  // (the soak, 2026-12-05: cancel 629 ms after the start; not proven); perform
-  // uses a finished sample (e.g. a plan's), else auto-converge (see the policy)
   return { spec: portableSpec(inst.meta.spec) };
 }
 
@@ -154,10 +149,13 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
 }
 
 /**
- * The guest's dirty rate (bytes/s) from QEMU's page sampling that begin
- * started, if it has finished: never waited for (QEMU 7.2 samples for at
- * least 1 s, longer than begin → perform takes; waiting cost every migration
- * that much). Undefined when it is still measuring or QEMU cannot tell.
+ * The guest's dirty rate (bytes/s) from the last page sampling QEMU finished
+ * on this instance (a migration plan's: POST /v1/instances/:id/dirty-rate),
+ * however old; undefined when there is none, it still runs, or QEMU cannot
+ * tell. No migration step starts or waits for one: QEMU 7.2 samples for at
+ * least 1 s (every migration would pay it), and a sample still running while a
+ * migration started and was cancelled is the suspect of a source QEMU whose
+ * monitor stopped answering (the soak, 2026-12-05; not proven).
  */
 async function measuredDirtyRate(inst: Instance, signal: AbortSignal): Promise<number | undefined> {
   try {

@@ -11,10 +11,11 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FerryError } from "../../core/errors.ts";
+import { freePorts } from "../../core/ports.ts";
+import { etcdEnv, etcdMemberArgs } from "../etcd-member.ts";
 
 export interface EtcdClusterOptions {
   /** 1 (default) or 3 members. */
@@ -55,25 +56,7 @@ process.on("exit", () => {
   }
 });
 
-/** `n` distinct free TCP ports on 127.0.0.1 (all held open until each is known, so none repeats). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () =>
-      new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-        const s = createServer();
-        s.once("error", reject);
-        s.listen(0, "127.0.0.1", () => resolve(s));
-      }),
-    ),
-  );
-  const ports = servers.map((s) => {
-    const a = s.address();
-    if (a === null || typeof a === "string") throw new Error("no port");
-    return a.port;
-  });
-  await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  return ports;
-}
+export { freePorts } from "../../core/ports.ts";
 
 export class EtcdCluster {
   readonly members: EtcdMember[];
@@ -127,21 +110,10 @@ export class EtcdCluster {
     const m = this.members[i]!;
     const peers = this.members.map((p) => `${p.name}=http://127.0.0.1:${p.peerPort}`).join(",");
     const args = [
-      "--name", m.name,
-      "--data-dir", m.dataDir,
-      "--listen-client-urls", m.endpoint,
-      "--advertise-client-urls", m.endpoint,
-      "--listen-peer-urls", `http://127.0.0.1:${m.peerPort}`,
-      "--initial-advertise-peer-urls", `http://127.0.0.1:${m.peerPort}`,
-      "--initial-cluster", peers,
-      "--initial-cluster-state", "new",
-      "--initial-cluster-token", this.#token,
-      "--logger", "zap",
-      "--log-level", "warn",
+      ...etcdMemberArgs({ name: m.name, dataDir: m.dataDir, clientUrl: m.endpoint, peerUrl: `http://127.0.0.1:${m.peerPort}`, cluster: peers, token: this.#token }),
       ...(this.#tls ? ["--cert-file", this.#tls.cert, "--key-file", this.#tls.key, "--trusted-ca-file", this.#tls.ca, "--client-cert-auth"] : []),
     ];
-    // no ETCD_* variable of the caller's environment reaches the member (etcd reads its flags from them)
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("ETCD")));
+    const env = etcdEnv();
     const child = spawn(this.#binary, args, { env, stdio: ["ignore", "pipe", "pipe"] });
     const log: string[] = [];
     const keep = (b: Buffer): void => {
