@@ -421,7 +421,7 @@ export async function labKillDetail(name: string, which: string): Promise<{ name
   const s = await requireLab(name);
   const lead = which === "controller" && s.controllers ? await currentLeader(s) : undefined;
   const c = lead?.c ?? component(s, which);
-  if (!(await ownedAlive(c.pid, s.dir))) throw new FerryError("FERRY_ERR_STATE", `${c.name} (pid ${c.pid}) is not running`);
+  if (!(await ownedAlive(c.pid, s.dir))) throw new FerryError("FERRY_ERR_STATE", `${c.name} (pid ${c.pid}) is not running: nothing to kill; 'ferry lab start ${c.name} --name ${s.name}' starts it again`);
   // returns once it is gone (a `lab start` right after must not find it still running)
   await stopPid(c.pid, s.dir, "SIGKILL");
   return { name: c.name, pid: c.pid, ...(lead ? { term: lead.term } : {}) };
@@ -438,7 +438,7 @@ export async function labStart(name: string, which: string): Promise<number> {
   if (which === "controller" && s.controllers) {
     const down: LabComponent[] = [];
     for (const c of s.controllers) if (!(await ownedAlive(c.pid, s.dir))) down.push(c);
-    if (down.length === 0) throw new FerryError("FERRY_ERR_STATE", `every controller of lab ${s.name} runs already`);
+    if (down.length === 0) throw new FerryError("FERRY_ERR_STATE", `every controller of lab ${s.name} runs already: nothing to start ('ferry lab status --name ${s.name}' shows them)`);
     let pid = 0;
     for (const c of down) pid = await startComponent(s, c);
     return pid;
@@ -447,7 +447,7 @@ export async function labStart(name: string, which: string): Promise<number> {
 }
 
 async function startComponent(s: LabState, c: LabComponent): Promise<number> {
-  if (await ownedAlive(c.pid, s.dir)) throw new FerryError("FERRY_ERR_STATE", `${c.name} already runs (pid ${c.pid})`);
+  if (await ownedAlive(c.pid, s.dir)) throw new FerryError("FERRY_ERR_STATE", `${c.name} already runs (pid ${c.pid}): to restart it, 'ferry lab kill ${c.name} --name ${s.name}' first`);
   if (c.holderPid !== undefined && !(await ownedAlive(c.holderPid, s.dir))) throw new FerryError("FERRY_ERR_STATE", `the holder of ${c.name}'s namespaces (pid ${c.holderPid}) is gone: run 'ferry lab down' and up again`);
   c.pid = c.holderPid === undefined ? spawnDetached([c.kind, "--config", c.config], c.log) : spawnInHost(c.holderPid, [c.kind, "--config", c.config], c.log);
   await writeLabState(s);
