@@ -217,6 +217,8 @@ describe("three controllers on etcd: one leader, fenced, taken over", { timeout:
     assert.equal(l.proc!.child.exitCode, 0);
     const next = await c.waitLeader(l.url);
     assert.ok(next.term > l.term);
-    assert.ok(systemClock.monotonic() - t0 < LEASE_MS, `handover took ${systemClock.monotonic() - t0} ms`);
+    const took = systemClock.monotonic() - t0;
+    process.stdout.write(`handover after SIGTERM of the leader: ${took.toFixed(0)} ms\n`);
+    assert.ok(took < LEASE_MS, `handover took ${took.toFixed(0)} ms (the lease is ${LEASE_MS} ms)`);
   });
 });

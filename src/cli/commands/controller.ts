@@ -130,10 +130,13 @@ export const run = command("controller", USAGE, OPTIONS, async ({ values, positi
     log.info({ signal: sig }, "shutting down; migrations in flight resume on the next start");
     return EXIT.ok;
   } finally {
-    await app?.close();
+    // the API stops taking requests while the work of this term stops; then the lease goes back at once (a follower
+    // takes over without waiting for it to lapse), before the requests still open are waited for
+    const appClosed = app?.close().catch((e: unknown) => log.warn({ err: e }, "closing the API failed"));
     await evacuations.close();
     await controller.close();
     await election?.close();
+    await appClosed;
     await backend.close();
     log.flush();
   }
