@@ -20,6 +20,7 @@ const benches: { file: string; timeoutMs: number }[] = [
   { file: "throughput.ts", timeoutMs: 10 * 60_000 },
   { file: "cli-latency.ts", timeoutMs: 5 * 60_000 },
   { file: "takeover.ts", timeoutMs: 10 * 60_000 },
+  { file: "store-cost.ts", timeoutMs: 10 * 60_000 },
   { file: "convergence.ts", timeoutMs: 30 * 60_000 },
 ];
 const onlyArg = process.argv.indexOf("--only");

@@ -5,7 +5,9 @@
 // term is refused by etcd (the txn's compare on the leader key) and leaves
 // the store unchanged.
 import assert from "node:assert/strict";
+import { Writable } from "node:stream";
 import { after, before, test } from "node:test";
+import { pino } from "pino";
 import { systemClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import { newRecord } from "../migration/types.ts";
@@ -35,7 +37,7 @@ const connect = (prefix: string): EtcdConnection => {
   return c;
 };
 
-function candidate(prefix: string, id: string, events: string[]): { conn: EtcdConnection; election: EtcdElection; elected: Promise<string> } {
+function candidate(prefix: string, id: string, events: string[], over: Partial<ElectionOptions> = {}): { conn: EtcdConnection; election: EtcdElection; elected: Promise<string> } {
   const conn = connect(prefix);
   let resolve: (t: string) => void = () => undefined;
   const elected = new Promise<string>((r) => (resolve = r));
@@ -46,6 +48,7 @@ function candidate(prefix: string, id: string, events: string[]): { conn: EtcdCo
       resolve(t);
     },
     onLost: (why) => events.push(`${id} lost: ${why}`),
+    ...over,
   };
   const election = new EtcdElection(conn, { id, url: `http://${id}:7600`, startedAt: 1 }, o);
   elections.push(election);
@@ -113,4 +116,16 @@ test("a leader whose lease lapses (etcd revokes it: as after a pause past the le
   assert.equal(a.election.term, null);
   await a.election.close();
   await b.election.close();
+});
+
+test("a lease under etcd's minimum (1 s; etcd grants 2 s with its default election timeout) is said once in a warning that names what to change", async () => {
+  const lines: string[] = [];
+  const log = pino({ level: "warn" }, new Writable({ write: (chunk: Buffer, _enc, done) => { lines.push(chunk.toString()); done(); } }));
+  const a = candidate("el3/", "a", [], { leaseMs: 1000, renewMs: 200, log });
+  await a.election.start();
+  await a.elected;
+  await a.election.close();
+  const warned = lines.map((l) => (JSON.parse(l) as { msg: string }).msg).filter((m) => /lease/.test(m));
+  assert.equal(warned.length, 1, warned.join("\n"));
+  assert.match(warned[0]!, /etcd granted a 2 s lease for the 1 s asked .*--election-timeout.*election\.leaseMs to 2000/);
 });

@@ -71,6 +71,7 @@ export class EtcdElection {
   readonly #me: Member;
   readonly #o: ElectionOptions;
   readonly #stop = new AbortController();
+  #grantChecked = false;
   #lease: Lease | null = null;
   #leaseId: string | null = null;
   /** Monotonic time the last good renewal (or the grant) was sent. */
@@ -129,6 +130,17 @@ export class EtcdElection {
     this.#lease = lease;
     this.#leaseId = id;
     this.#lastOk = sent;
+    await this.#checkGranted(id, ttl);
+  }
+
+  /** etcd raises a TTL under its minimum (1.5 × its election timeout, in whole seconds: 2 s by default) without an error: say so, once. */
+  async #checkGranted(id: string, asked: number): Promise<void> {
+    if (this.#grantChecked) return;
+    this.#grantChecked = true;
+    const granted = await this.#c.client.leaseClient.leaseTimeToLive({ ID: id }).then((r) => Number(r.grantedTTL), () => null);
+    if (granted !== null && granted > asked) {
+      this.#o.log.warn({ askedS: asked, grantedS: granted }, `election: etcd granted a ${granted} s lease for the ${asked} s asked (its minimum lease is 1.5 × its election timeout): a takeover after a leader's crash takes up to ${granted} s; lower the etcd members' --election-timeout, or set election.leaseMs to ${granted * 1000}`);
+    }
   }
 
   async #renew(): Promise<void> {
