@@ -6,7 +6,8 @@
 // fixed-width sequence keys, and errors that name the store.
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
-import { Etcd3 } from "etcd3";
+import { ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError } from "cockatiel";
+import { Etcd3, isRecoverableError } from "etcd3";
 import type { ComparatorBuilder, IKeyValue, IOptions, Namespace, Watcher } from "etcd3";
 import { FerryError, isFerryError } from "../core/errors.ts";
 
@@ -48,9 +49,20 @@ export function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
+/**
+ * How long a member that failed three calls in a row is left alone before one
+ * call tries it again. etcd3's default is 5 s: once quorum came back, every
+ * call of a controller whose members had all failed was refused for up to 5 s
+ * ("the circuit breaker is open") although etcd answered again.
+ */
+export const MEMBER_RETRY_MS = 500;
+
 /** An etcd call that failed (unreachable, no quorum, refused): FERRY_ERR_INTERNAL, retryable, naming the store. */
 export function storeError(what: string, e: unknown): FerryError {
   if (isFerryError(e)) return e;
+  if (isBrokenCircuitError(e)) {
+    return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: no etcd member answered its last calls (each failed three in a row; each is tried again ${MEMBER_RETRY_MS} ms after): is etcd up, with a quorum? ('etcdctl endpoint health')`, { cause: e, retryable: true, details: { store: "etcd" } });
+  }
   return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: ${message(e)}`, { cause: e, retryable: true, details: { store: "etcd" } });
 }
 
@@ -139,6 +151,8 @@ export class EtcdConnection {
       dialTimeout: timeout,
       // unary calls under a deadline; watch streams (isStream) run until cancelled
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
+      // as etcd3's default (a member failing three calls in a row is skipped), tried again sooner once it answers
+      faultHandling: { host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: MEMBER_RETRY_MS, breaker: new ConsecutiveBreaker(3) }) },
     };
     if (o.tls) {
       options.credentials = { rootCertificate: o.tls.ca, ...(o.tls.cert && o.tls.key ? { certChain: o.tls.cert, privateKey: o.tls.key } : {}) };

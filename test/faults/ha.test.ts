@@ -1,6 +1,6 @@
 // Three controllers on a real three-member etcd (issue 15 item 5), with lab
 // agents and no-OS guests (HaCluster): SIGKILL of the leader while a
-// migration holds at prepare, perform and finish (the fault matrix's
+// migration holds at each phase (plan: right after the request) (the fault matrix's
 // controller column, runPoint: another controller takes over within the
 // lease and resumes the migration from its journal; it ends with an outcome,
 // the guest runs in exactly one QEMU process in /proc, every VF lease belongs
@@ -27,7 +27,7 @@ import { waitFor } from "./cluster.ts";
 import { HaCluster, LEASE_MS } from "./ha-cluster.ts";
 import type { TestVm } from "./points.ts";
 import { createVm, deadlinesFor, removeVm, runPoint } from "./points.ts";
-import { MATRIX_DEADLINES } from "./plan.ts";
+import { MATRIX_DEADLINES, PHASES } from "./plan.ts";
 import type { PhaseId } from "./plan.ts";
 import { qemuPidsOf } from "./observe.ts";
 
@@ -63,7 +63,8 @@ describe("three controllers on etcd: one leader, fenced, taken over", { timeout:
     assert.equal((await c.api.vm(vm.name)).state, "running");
   });
 
-  for (const phase of ["prepare", "perform", "finish"] as PhaseId[]) {
+  // every phase of the matrix: right after the request was answered (plan), then held at each step
+  for (const phase of PHASES.map((x): PhaseId => x.id)) {
     it(`kill -9 of the leader while the migration holds at ${phase}: another leads within the lease and the migration ends; the guest runs once, no lease leaked or doubled`, async () => {
       const before = c.takeovers.length;
       const r = await runPoint(c, vm, { phase, fault: "controller", duration: "short" });
