@@ -67,8 +67,13 @@ export class Controller {
     await this.#migrations.resume();
   }
 
-  async close(): Promise<void> {
+  /** Abort every step in flight now (close() waits for them to end). */
+  stop(): void {
     this.#c.stop(new FerryError("FERRY_ERR_ABORTED", "controller shutting down"));
+  }
+
+  async close(): Promise<void> {
+    this.stop();
     await this.#hosts.stopped();
     await this.#migrations.close();
   }

@@ -331,9 +331,14 @@ export class Evacuations {
     finish(rec.outcome ?? "failed", rec.reason, rec.code);
   }
 
+  /** Stop following now (close() waits for the loops to end). */
+  stop(): void {
+    this.#stop.abort();
+  }
+
   /** Stop following (migrations in flight go on; the controller resumes them). */
   async close(): Promise<void> {
-    this.#stop.abort();
+    this.stop();
     await Promise.allSettled(this.#running.values());
   }
 }

@@ -130,13 +130,20 @@ export const run = command("controller", USAGE, OPTIONS, async ({ values, positi
     log.info({ signal: sig }, "shutting down; migrations in flight resume on the next start");
     return EXIT.ok;
   } finally {
-    // the API stops taking requests while the work of this term stops; then the lease goes back at once (a follower
-    // takes over without waiting for it to lapse), before the requests still open are waited for
+    // this term's work stops at once (every step in flight is aborted) and the lease goes back: a follower takes over now,
+    // not after the lease, however long what was in flight takes to wind down (what of this term is still on its way is
+    // refused by etcd and by the agents: fencing); then the work and the API's open requests are waited for
     const appClosed = app?.close().catch((e: unknown) => log.warn({ err: e }, "closing the API failed"));
+    evacuations.stop();
+    controller.stop();
+    const since = ((t) => () => Math.round(systemClock.monotonic() - t))(systemClock.monotonic());
+    await election?.close();
+    const leaseMs = since();
     await evacuations.close();
     await controller.close();
-    await election?.close();
+    const workMs = since();
     await appClosed;
+    log.info({ leaseGivenBackMs: election ? leaseMs : null, workEndedMs: workMs, apiClosedMs: since() }, "stopped");
     await backend.close();
     log.flush();
   }
