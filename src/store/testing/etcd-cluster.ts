@@ -11,6 +11,7 @@ import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FerryError } from "../../core/errors.ts";
@@ -57,6 +58,18 @@ process.on("exit", () => {
 });
 
 export { freePorts } from "../../core/ports.ts";
+
+/** Whether 127.0.0.1:port takes a TCP connection (within 1 s). */
+function accepts(port: number, signal: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: "127.0.0.1", port, signal: AbortSignal.any([signal, AbortSignal.timeout(1000)]) });
+    sock.once("connect", () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once("error", () => resolve(false));
+  });
+}
 
 export class EtcdCluster {
   readonly members: EtcdMember[];
@@ -144,7 +157,9 @@ export class EtcdCluster {
   }
 
   async #healthy(m: EtcdMember, signal: AbortSignal): Promise<boolean> {
-    if (this.#tls) return m.pid !== undefined; // /health over mutual TLS needs a client certificate: the caller's client checks it
+    // /health over mutual TLS needs a client certificate: the member's client port taking a connection (etcd holds a
+    // request there until it serves) — a member only spawned refused the first call (ECONNREFUSED: backend.test in CI)
+    if (this.#tls) return m.pid !== undefined && (await accepts(m.clientPort, signal));
     try {
       const res = await fetch(`${m.endpoint}/health`, { signal: AbortSignal.any([signal, AbortSignal.timeout(1000)]) });
       const body = (await res.json()) as { health?: unknown };
