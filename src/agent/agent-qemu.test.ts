@@ -3,10 +3,14 @@
 // guest keeps running, and stopping it through the API ends the process.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { createServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { after, describe, test } from "node:test";
 import { guestCmdline } from "../model/guest.ts";
 import { guestImagePaths } from "../model/guest-image.ts";
 import { waitForHeartbeat } from "../qemu/console.ts";
+import { startMigration, waitMigration } from "../qemu/migration.ts";
+import { migrateCancel, queryMigrate } from "../qmp/commands.ts";
 import { processAlive } from "../qemu/instance.ts";
 import { Agent } from "./agent.ts";
 import { buildAgentApp } from "./http/app.ts";
@@ -128,6 +132,23 @@ describe("agent with real QEMU", () => {
       assert.equal(bad.statusCode, 400, bad.body);
       const none = await a.app.inject({ method: "POST", url: "/v1/instances/i-00000000/dirty-rate", headers: a.headers, payload: {} });
       assert.equal(none.statusCode, 404, none.body);
+      // while the instance migrates (to a listener that takes the connection and never reads, at 1 MB/s): refused, the
+      // migration goes on; after it was cancelled, measured again
+      const sink = createServer(() => undefined);
+      await new Promise<void>((resolve) => sink.listen(0, "127.0.0.1", resolve));
+      try {
+        const qmp = a.agent.getInstance(view.instanceId).qmp;
+        await startMigration(qmp, `tcp:127.0.0.1:${(sink.address() as AddressInfo).port}`, { parameters: { maxBandwidth: 1_000_000 } });
+        const during = await a.app.inject({ method: "POST", url, headers: a.headers, payload: {} });
+        assert.equal(during.statusCode, 409, during.body);
+        assert.match(during.body, /FERRY_ERR_STATE.*is migrating \(QEMU: (setup|active)\).*ferry migration watch/);
+        assert.match((await queryMigrate(qmp)).status, /^(setup|active)$/, "the migration goes on");
+        await migrateCancel(qmp);
+        await waitMigration(qmp, { until: ["cancelled"], timeoutMs: 10_000 }).catch((e: unknown) => assert.match(String(e), /cancelled/));
+      } finally {
+        sink.close();
+      }
+      assert.equal((await a.app.inject({ method: "POST", url, headers: a.headers, payload: {} })).statusCode, 200);
       await a.app.inject({ method: "POST", url: `/v1/instances/${view.instanceId}/stop`, headers: a.headers });
     } finally {
       await a.app.close();

@@ -16,7 +16,7 @@ import { silentLogger } from "../core/log.ts";
 import type { Logger } from "../core/log.ts";
 import { run as defaultRun } from "../core/run.ts";
 import { probeQemuCaps } from "../host/qemu-caps.ts";
-import { calcDirtyRate, queryDirtyRate, queryMigrationLimits } from "../qmp/commands.ts";
+import { calcDirtyRate, queryDirtyRate, queryMigrate, queryMigrationLimits } from "../qmp/commands.ts";
 import type { DirtyRateReply } from "../wire/instance-ops.ts";
 import type { QemuCaps } from "../host/qemu-caps.ts";
 import type { Runner } from "../core/run.ts";
@@ -359,6 +359,12 @@ export class Agent {
   async dirtyRate(id: string, seconds: number, signal?: AbortSignal): Promise<DirtyRateReply> {
     const inst = this.#get(id);
     const o = { timeoutMs: 2_000, ...(signal ? { signal } : {}) };
+    // not while its migration streams: QEMU's sampler and its migration thread both walk the dirty bitmap (a sample left
+    // running under a migration that was then cancelled is the suspect of a monitor that stopped answering)
+    const m = await queryMigrate(inst.qmp, o);
+    if (!["none", "completed", "failed", "cancelled"].includes(m.status)) {
+      throw new FerryError("FERRY_ERR_STATE", `instance ${id} is migrating (QEMU: ${m.status}): its dirty rate is not sampled now; the migration's progress has QEMU's dirty-pages rate ('ferry migration watch')`, { details: { instanceId: id, migrationStatus: m.status } });
+    }
     await calcDirtyRate(inst.qmp, seconds, o).catch(async (e: unknown) => {
       // one measurement at a time per instance: another one running is waited for below
       if ((await queryDirtyRate(inst.qmp, o)).status !== "measuring") throw e;
