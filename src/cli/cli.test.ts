@@ -150,6 +150,19 @@ describe("ferry against a controller", () => {
     assert.match(bad.stderr, /controllers must be a non-empty list of http\(s\) URLs/);
   });
 
+  test("FERRY_CONTROLLER and --controller take several controllers (URL,URL): one that cannot be reached is passed over; a bad one is named", async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const live = env["FERRY_CONTROLLER"]!;
+    const viaEnv = await ferry(["vm", "show", "web", "--json"], { ...env, FERRY_CONTROLLER: `${closed},${live}` });
+    assert.equal(viaEnv.code, EXIT.ok, viaEnv.stderr);
+    assert.equal((JSON.parse(viaEnv.stdout) as { name: string }).name, "web");
+    const viaFlag = await ferry(["vm", "show", "web", "--json", "--controller", `${closed}, ${live}`], env);
+    assert.equal(viaFlag.code, EXIT.ok, viaFlag.stderr);
+    const bad = await ferry(["vms"], { ...env, FERRY_CONTROLLER: `${live},ftp://x` });
+    assert.equal(bad.code, EXIT.usage, bad.stderr);
+    assert.match(bad.stderr, /FERRY_CONTROLLER: not an http\(s\) URL: "ftp:\/\/x" \(in .*several controllers: URL,URL,…\)/);
+  });
+
   test("an https controller without the TLS flags: the CLI says which flags to give", async () => {
     const r = await ferry(["hosts"], { ...env, FERRY_CONTROLLER: env["FERRY_CONTROLLER"]!.replace("http:", "https:") });
     assert.equal(r.code, EXIT.failed, r.stderr);

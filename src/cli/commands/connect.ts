@@ -28,7 +28,8 @@ export const CONNECT_OPTIONS = {
 
 type ConnectFlags = { controller?: string | undefined; "token-file"?: string | undefined; "tls-cert"?: string | undefined; "tls-key"?: string | undefined; "tls-ca"?: string | undefined };
 
-export const CONNECT_HELP = `connection (first found wins): --controller URL --token-file FILE; FERRY_CONTROLLER, FERRY_TOKEN_FILE;
+export const CONNECT_HELP = `connection (first found wins): --controller URL[,URL…] --token-file FILE; FERRY_CONTROLLER, FERRY_TOKEN_FILE
+  (several controllers on etcd: the first is asked first, the next when one cannot be connected to);
   the context file $FERRY_CONTEXT or ~/.config/ferry/context.json ({"controller": URL, "tokenFile": FILE})
   mutual TLS: --tls-cert FILE --tls-key FILE --tls-ca FILE; FERRY_TLS_CERT, FERRY_TLS_KEY, FERRY_TLS_CA; "tls": {cert, key, ca}
   in the context file (used with the context's controller only)`;
@@ -129,13 +130,22 @@ export async function resolveConnection(command: string, flags: ConnectFlags, en
     tokenFile ??= c?.ctx.tokenFile;
   }
   if (controller === undefined) throw new UsageError(command, "no controller address: give --controller URL, set FERRY_CONTROLLER, or write a context file (~/.config/ferry/context.json; 'ferry lab up' writes one for its lab)");
+  // several controllers (etcd): URL,URL,… — the first is asked first, the others when it cannot be connected to
+  if (from.controller === "--controller" || from.controller === "FERRY_CONTROLLER") {
+    const urls = controller.split(",").map((u) => u.trim());
+    for (const u of urls) if (!/^https?:\/\/[^\s,]+$/.test(u)) throw new UsageError(command, `${from.controller}: not an http(s) URL: ${JSON.stringify(u)}${urls.length > 1 ? ` (in ${JSON.stringify(controller)}; several controllers: URL,URL,…)` : ""}`);
+    controller = urls[0]!;
+    const others = [...new Set(urls.slice(1))].filter((u) => u !== controller);
+    if (others.length > 0) alternates = others;
+  }
   if (!/^https?:\/\/[^\s]+$/.test(controller)) throw new UsageError(command, `--controller: not an http(s) URL: ${JSON.stringify(controller)}`);
   if (tokenFile === undefined) throw new UsageError(command, "no token file: give --token-file FILE (the controller's tokenFile), set FERRY_TOKEN_FILE, or write a context file");
   for (const f of [tokenFile, ...Object.values(tls)]) if (f?.includes("\0")) throw new UsageError(command, `a file name contains a NUL byte: ${JSON.stringify(f)}`);
   const given = (["cert", "key", "ca"] as const).filter((k) => tls[k] !== undefined);
   if (given.length > 0 && given.length < 3) throw new UsageError(command, `mutual TLS needs --tls-cert, --tls-key and --tls-ca together (missing: ${(["cert", "key", "ca"] as const).filter((k) => tls[k] === undefined).map((k) => `--tls-${k}`).join(", ")})`);
   const files = tls.cert !== undefined && tls.key !== undefined && tls.ca !== undefined ? { cert: tls.cert, key: tls.key, ca: tls.ca } : null;
-  if (files && !controller.startsWith("https://")) throw new UsageError(command, `--controller: mutual TLS is configured, so the controller must be an https:// URL (got ${JSON.stringify(controller)})`);
+  const plain = [controller, ...(alternates ?? [])].find((u) => !u.startsWith("https://"));
+  if (files && plain !== undefined) throw new UsageError(command, `--controller: mutual TLS is configured, so the controller must be an https:// URL (got ${JSON.stringify(plain)})`);
   return { controller, tokenFile, tls: files, from, ...(lab === undefined ? {} : { lab }), ...(alternates && alternates.length > 0 ? { alternates } : {}) };
 }
 
