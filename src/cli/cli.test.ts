@@ -21,7 +21,7 @@ import { run } from "../core/run.ts";
 import { EXIT, EXIT_FOR_CODE, exitForError } from "./exit-codes.ts";
 import { FerryError } from "../core/errors.ts";
 import { COMMANDS } from "./main.ts";
-import { freePort } from "../lab/lab-process.ts";
+import { freePort } from "../core/ports.ts";
 
 const FERRY = fileURLToPath(new URL("../../bin/ferry", import.meta.url));
 

@@ -4,8 +4,6 @@
 import { spawn } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { createServer } from "node:net";
-import type { AddressInfo } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { systemClock } from "../core/clock.ts";
@@ -13,15 +11,6 @@ import { FerryError } from "../core/errors.ts";
 import { pollUntil } from "../core/poll.ts";
 
 const FERRY_BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "ferry");
-
-/** A loopback port nothing listens on now (listened on, then closed). */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /**
  * Start `ferry ARGS` in the background, detached, its output appended to

@@ -44,7 +44,8 @@ import { APART_AGENT_PORT } from "./lab-hosts-plan.ts";
 import type { ApartPlan } from "./lab-hosts-plan.ts";
 import { etcdStoreUrl, startLabEtcd } from "./lab-etcd.ts";
 import type { LabEtcdMember } from "./lab-etcd.ts";
-import { freePort, ownedAlive, spawnDetached, stopPid, waitHttp } from "./lab-process.ts";
+import { freePort } from "../core/ports.ts";
+import { ownedAlive, spawnDetached, stopPid, waitHttp } from "./lab-process.ts";
 
 export interface LabHostSpec {
   name: string;

@@ -18,7 +18,6 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,6 +26,7 @@ import { ControllerClient } from "../../src/api/client.ts";
 import { EXIT } from "../../src/cli/exit-codes.ts";
 import { networkSubnet } from "../../src/controller/vm-spec.ts";
 import { systemClock } from "../../src/core/clock.ts";
+import { freePort } from "../../src/core/ports.ts";
 import { run } from "../../src/core/run.ts";
 import { writeSysfsFixture } from "../../src/host/fixture.ts";
 import type { FixturePf } from "../../src/host/fixture.ts";
@@ -41,19 +41,6 @@ import type { ApartHost, ApartPlan } from "../../src/lab/lab-hosts-plan.ts";
 import { CutProxy } from "./proxy.ts";
 
 export const FERRY = fileURLToPath(new URL("../../bin/ferry", import.meta.url));
-
-/** A port nothing listens on now at `host` (default loopback). */
-export function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, host, () => {
-      const a = s.address();
-      const port = typeof a === "object" && a !== null ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export interface Proc {
   child: ChildProcess;

@@ -13,7 +13,8 @@ import { systemClock } from "../../src/core/clock.ts";
 import { EtcdCluster } from "../../src/store/testing/etcd-cluster.ts";
 import type { ControllersViewT } from "../../src/wire/controllers.ts";
 import type { Proc } from "../e2e/cluster.ts";
-import { freePort, kill, spawnFerry } from "../e2e/cluster.ts";
+import { freePort } from "../../src/core/ports.ts";
+import { kill, spawnFerry } from "../e2e/cluster.ts";
 import { FaultCluster, waitFor } from "./cluster.ts";
 
 export const LEASE_MS = 2_000;

@@ -15,7 +15,8 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadOrCreateToken } from "../../src/core/http/token.ts";
 import { writeSysfsFixture } from "../../src/host/fixture.ts";
-import { FERRY, freePort, kill, spawnFerry } from "../e2e/cluster.ts";
+import { freePort } from "../../src/core/ports.ts";
+import { FERRY, kill, spawnFerry } from "../e2e/cluster.ts";
 import type { Proc } from "../e2e/cluster.ts";
 
 interface CliResult {
