@@ -6,12 +6,7 @@ import { fileURLToPath } from "node:url";
 
 export const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "results");
 
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
+export { median } from "../../src/core/stats.ts";
 
 export function table(headers: readonly string[], rows: readonly (readonly (string | number)[])[]): string {
   const cells = [headers, ...rows].map((r) => r.map(String));

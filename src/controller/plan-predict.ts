@@ -55,7 +55,7 @@ export function predictFor(i: PredictionInput): { prediction: PlanPrediction; wa
   if (i.capBytesPerSec !== undefined && i.capBytesPerSec > 0 && i.capBytesPerSec < bandwidth.bytesPerSec && (measured === null || i.capIsExplicit === true)) {
     bandwidth = { bytesPerSec: i.capBytesPerSec, source: "cap", detail: `${mibps(i.capBytesPerSec)}: the migration's bandwidth cap (QEMU max-bandwidth${i.capIsExplicit === true ? " the migration sets" : " on the source instance"}), below ${bandwidth.detail}` };
   }
-  // the switch-over's own cost (device state, stop and start) between these hosts: the median downtime measured, a floor under the model's last pass
+  // the switch-over's own cost (device state, stop and start) between these hosts: the median downtime measured, a floor under the model's last pass; for an even count the lower of the two middle values (a floor)
   const downs = used.flatMap((x) => (x.downtimeMs === undefined ? [] : [x.downtimeMs])).sort((a, b) => a - b);
   const floorMs = downs.length === 0 ? undefined : downs[Math.floor((downs.length - 1) / 2)]!;
   const downtimeLimitMs = i.downtimeLimitMs ?? QEMU_DEFAULT_DOWNTIME_LIMIT_MS;

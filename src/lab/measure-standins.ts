@@ -22,6 +22,7 @@ import { parseArgs } from "node:util";
 import { systemClock } from "../core/clock.ts";
 import { toFerryError } from "../core/errors.ts";
 import { pollUntil } from "../core/poll.ts";
+import { median } from "../core/stats.ts";
 import { STAND_IN_MODELS } from "../model/vm.ts";
 import type { NicSpec, PrimaryDevice, StandInModel, VmSpec } from "../model/vm.ts";
 import { detectAccel } from "../qemu/accel.ts";
@@ -117,11 +118,8 @@ async function measureModel(f: Fabric, model: StandInModel, runs: number, runDir
   }
 }
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] ?? 0) : Math.round(((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2);
-};
+/** Whole milliseconds, as the table shows them. */
+const medianMs = (xs: readonly number[]): number => Math.round(median(xs));
 
 export function table(results: readonly ModelResult[]): string {
   const lines = [
@@ -131,8 +129,8 @@ export function table(results: readonly ModelResult[]): string {
   for (const r of results) {
     const reply = r.rounds.map((x) => x.replyMs);
     const cons = r.rounds.map((x) => x.consoleMs);
-    const mmm = (xs: number[]): string => `${median(xs)} / ${Math.min(...xs)} / ${Math.max(...xs)}`;
-    lines.push(`| ${r.model} | ${r.rounds.length} | ${mmm(reply)} | ${mmm(cons)} | ${median(r.rounds.map((x) => x.unplugMs))} | ${reply.join(", ")} |`);
+    const mmm = (xs: number[]): string => `${medianMs(xs)} / ${Math.min(...xs)} / ${Math.max(...xs)}`;
+    lines.push(`| ${r.model} | ${r.rounds.length} | ${mmm(reply)} | ${mmm(cons)} | ${medianMs(r.rounds.map((x) => x.unplugMs))} | ${reply.join(", ")} |`);
   }
   return lines.join("\n");
 }

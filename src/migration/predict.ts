@@ -11,6 +11,8 @@
 // device state and the switch-over itself (a few ms to tens of ms more
 // downtime), and a dirty rate that changes during the migration.
 
+import { median } from "../core/stats.ts";
+
 /** QEMU's `downtime-limit` when nobody sets one (ms). */
 export const QEMU_DEFAULT_DOWNTIME_LIMIT_MS = 300;
 /** Passes modelled before calling it "does not converge in practice". */
@@ -98,8 +100,6 @@ export const NOT_CONVERGING_ADVICE =
 
 /** Migrations' measured throughput: bytes moved over QEMU's total time, newest first; the median of the last `n`. */
 export function measuredThroughput(samples: readonly { bytes: number; ms: number }[], n = 5): number | null {
-  const rates = samples.filter((s) => s.bytes > 0 && s.ms > 0).slice(0, n).map((s) => (s.bytes / s.ms) * 1000).sort((a, b) => a - b);
-  if (rates.length === 0) return null;
-  const mid = Math.floor(rates.length / 2);
-  return rates.length % 2 === 1 ? rates[mid]! : (rates[mid - 1]! + rates[mid]!) / 2;
+  const rates = samples.filter((s) => s.bytes > 0 && s.ms > 0).slice(0, n).map((s) => (s.bytes / s.ms) * 1000);
+  return rates.length === 0 ? null : median(rates);
 }
