@@ -7,7 +7,7 @@
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError } from "cockatiel";
-import { Etcd3, isRecoverableError } from "etcd3";
+import { Etcd3, EtcdLeaseInvalidError, isRecoverableError } from "etcd3";
 import type { ComparatorBuilder, IKeyValue, IOptions, Namespace, Watcher } from "etcd3";
 import { FerryError, isFerryError } from "../core/errors.ts";
 
@@ -122,9 +122,14 @@ export class EtcdConnection {
   /** Open watches: close() cancels them (a closed client alone leaves their streams retrying). */
   readonly #watchers = new Set<Watcher>();
   #fence: Fence = { kind: "open" };
+  /** The client's options, for one client per member (keepAlive). */
+  readonly #options: IOptions;
+  /** One client per member, made on the first keepAlive. */
+  #members: Etcd3[] | null = null;
 
-  private constructor(client: Etcd3, prefix: string, endpoints: string[]) {
+  private constructor(client: Etcd3, prefix: string, endpoints: string[], options: IOptions) {
     this.client = client;
+    this.#options = options;
     this.prefix = prefix;
     this.ns = client.namespace(prefix);
     this.endpoints = endpoints;
@@ -163,7 +168,7 @@ export class EtcdConnection {
     }
     if (o.auth) options.auth = o.auth;
     const hostsOnly = o.endpoints.map((e) => e.replace(/^https?:\/\//, ""));
-    return new EtcdConnection(new Etcd3(options), o.prefix ?? "ferry/", hostsOnly);
+    return new EtcdConnection(new Etcd3(options), o.prefix ?? "ferry/", hostsOnly, options);
   }
 
   /** A key's value and revisions, or undefined. */
@@ -251,7 +256,38 @@ export class EtcdConnection {
   }
 
   /** Cancel the watches (for at most a second), then close the client. */
+  /**
+   * Renew lease `id` through every member at once; resolves with the TTL (s)
+   * of the first member that renewed it, throws EtcdLeaseInvalidError when
+   * etcd says it is gone, an AggregateError of each member's failure when
+   * none renewed it by `deadline`. etcd3's own keepalive goes down a stream to
+   * one member picked at random and does not try another when that one fails
+   * or waits for a raft election: with one member of three down, a healthy
+   * leader's renewals failed for 2 s often enough to end its term.
+   */
+  async keepAlive(id: string, deadline: Date): Promise<number> {
+    const hosts = this.#options.hosts as string[];
+    this.#members ??= hosts.map((h) => new Etcd3({ ...this.#options, hosts: [h], faultHandling: {} }));
+    const once = async (c: Etcd3): Promise<number> => {
+      const stream = await c.leaseClient.leaseKeepAlive({ deadline });
+      try {
+        const res = await new Promise<{ ID: string; TTL: string }>((resolve, reject) => {
+          stream.on("data", resolve);
+          stream.on("error", reject);
+          stream.write({ ID: id });
+        });
+        if (res.TTL === "0" || Number(res.TTL) <= 0) throw new EtcdLeaseInvalidError(id);
+        return Number(res.TTL);
+      } finally {
+        stream.end();
+      }
+    };
+    return Promise.any(this.#members.map(once));
+  }
+
   close(): void {
+    for (const m of this.#members ?? []) m.close();
+    this.#members = null;
     const ws = [...this.#watchers];
     this.#watchers.clear();
     const cancelled = Promise.allSettled(ws.map((w) => w.cancel()));

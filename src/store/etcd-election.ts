@@ -45,7 +45,7 @@ export interface Leader extends Member {
   since: number;
 }
 
-/** Tries of one lease renewal (each to a member picked at random by etcd3). */
+/** Rounds of one lease renewal (each through every member at once). */
 const RENEW_ATTEMPTS = 3;
 
 export interface ElectionOptions {
@@ -147,30 +147,31 @@ export class EtcdElection {
   }
 
   /**
-   * Renew the lease: up to RENEW_ATTEMPTS tries, each under renewMs. etcd3
-   * sends a keepalive down a stream to a member picked at random, and a
-   * stream's failure does not make it try another member: with one member of
-   * three down, a third of the renewals failed, and two or three in a row (a
-   * dead member's 1 s deadline each) ended a healthy leader's term.
+   * Renew the lease through every etcd member at once (EtcdConnection.keepAlive),
+   * up to RENEW_ATTEMPTS rounds each under renewMs: the first member that
+   * renews it is enough. (etcd3's keepalive picks one member at random: with
+   * one member of three down, a healthy leader lost its term — CI, 2026-12-05.)
    */
   async #renew(): Promise<void> {
     const lease = this.#lease;
-    if (!lease) return;
+    const id = this.#leaseId;
+    if (!lease || id === null) return;
     const errors: string[] = [];
-    for (let attempt = 1; attempt <= RENEW_ATTEMPTS && !this.#stop.signal.aborted && this.#lease === lease; attempt++) {
+    for (let round = 1; round <= RENEW_ATTEMPTS && !this.#stop.signal.aborted && this.#lease === lease; round++) {
       const sent = this.#o.clock.monotonic();
       try {
         // etcd3 takes a wall-clock deadline for gRPC calls
-        await lease.keepaliveOnce({ deadline: new Date(Date.now() + this.#o.renewMs) });
+        await this.#c.keepAlive(id, new Date(Date.now() + this.#o.renewMs));
         if (this.#lease === lease) this.#lastOk = sent;
-        if (errors.length > 0) this.#o.log.info({ term: this.#term, failed: errors }, `election: lease renewed at attempt ${attempt}`);
+        if (errors.length > 0) this.#o.log.info({ term: this.#term, failed: errors }, `election: lease renewed at round ${round}`);
         return;
       } catch (e) {
-        if (e instanceof EtcdLeaseInvalidError) {
+        const all = e instanceof AggregateError ? (e.errors as unknown[]) : [e];
+        if (all.some((x) => x instanceof EtcdLeaseInvalidError)) {
           this.#lapse("etcd says the lease is gone (it expired: this controller was paused or cut off longer than the lease)");
           return;
         }
-        errors.push(message(e));
+        errors.push(...all.map(message));
       }
     }
     this.#o.log.warn({ err: errors.join("; "), term: this.#term }, "election: lease renewal failed");

@@ -27,6 +27,8 @@ export interface EtcdClusterOptions {
   binary?: string;
   /** Serve clients over TLS with these PEM files, and demand client certificates signed by `ca`. */
   tls?: { cert: string; key: string; ca: string };
+  /** Raft's election timeout (default 500 ms, as the lab's; etcd's own default is 1000). */
+  electionTimeoutMs?: number;
 }
 
 export interface EtcdMember {
@@ -76,6 +78,7 @@ export class EtcdCluster {
   readonly dir: string;
   readonly #binary: string;
   readonly #tls: EtcdClusterOptions["tls"];
+  readonly #electionTimeoutMs: number | undefined;
   readonly #token: string;
   readonly #running = new Map<number, Running>();
 
@@ -85,6 +88,7 @@ export class EtcdCluster {
     const binary = o.binary ?? "etcd";
     this.#binary = binary;
     this.#tls = o.tls;
+    this.#electionTimeoutMs = o.electionTimeoutMs;
     this.#token = `ferry-test-${randomBytes(6).toString("hex")}`;
   }
 
@@ -123,7 +127,7 @@ export class EtcdCluster {
     const m = this.members[i]!;
     const peers = this.members.map((p) => `${p.name}=http://127.0.0.1:${p.peerPort}`).join(",");
     const args = [
-      ...etcdMemberArgs({ name: m.name, dataDir: m.dataDir, clientUrl: m.endpoint, peerUrl: `http://127.0.0.1:${m.peerPort}`, cluster: peers, token: this.#token }),
+      ...etcdMemberArgs({ name: m.name, dataDir: m.dataDir, clientUrl: m.endpoint, peerUrl: `http://127.0.0.1:${m.peerPort}`, cluster: peers, token: this.#token, ...(this.#electionTimeoutMs === undefined ? {} : { electionTimeoutMs: this.#electionTimeoutMs }) }),
       ...(this.#tls ? ["--cert-file", this.#tls.cert, "--key-file", this.#tls.key, "--trusted-ca-file", this.#tls.ca, "--client-cert-auth"] : []),
     ];
     const env = etcdEnv();
