@@ -255,7 +255,6 @@ export class EtcdConnection {
     };
   }
 
-  /** Cancel the watches (for at most a second), then close the client. */
   /**
    * Renew lease `id` through every member at once; resolves with the TTL (s)
    * of the first member that renewed it, throws EtcdLeaseInvalidError when
@@ -285,6 +284,7 @@ export class EtcdConnection {
     return Promise.any(this.#members.map(once));
   }
 
+  /** Close the per-member clients; cancel the watches (for at most a second), then close the client. */
   close(): void {
     for (const m of this.#members ?? []) m.close();
     this.#members = null;
