@@ -6,7 +6,7 @@
 // fixed-width sequence keys, and errors that name the store.
 import { readFile } from "node:fs/promises";
 import { isIP } from "node:net";
-import { ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError } from "cockatiel";
+import { ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError, retry } from "cockatiel";
 import { Etcd3, EtcdLeaseInvalidError, isRecoverableError } from "etcd3";
 import type { ComparatorBuilder, IKeyValue, IOptions, Namespace, Watcher } from "etcd3";
 import { FerryError, isFerryError } from "../core/errors.ts";
@@ -157,7 +157,12 @@ export class EtcdConnection {
       // unary calls under a deadline; watch streams (isStream) run until cancelled
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       // as etcd3's default (a member failing three calls in a row is skipped), tried again sooner once it answers
-      faultHandling: { host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: MEMBER_RETRY_MS, breaker: new ConsecutiveBreaker(3) }) },
+      // a call that fails as a dead member's does (UNAVAILABLE: nothing was sent) goes again to a member picked at random,
+      // up to twice per member, not etcd3's 3 times: with one of three down, 3 picks of it in a row failed a follower's read (1 in 27)
+      faultHandling: {
+        host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: MEMBER_RETRY_MS, breaker: new ConsecutiveBreaker(3) }),
+        global: retry(handleWhen(isRecoverableError), { maxAttempts: Math.max(3, 2 * o.endpoints.length) }),
+      },
     };
     if (o.tls) {
       options.credentials = { rootCertificate: o.tls.ca, ...(o.tls.cert && o.tls.key ? { certChain: o.tls.cert, privateKey: o.tls.key } : {}) };
