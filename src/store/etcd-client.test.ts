@@ -7,7 +7,11 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { systemClock } from "../core/clock.ts";
+import { isFerryError } from "../core/errors.ts";
+import { newRecord } from "../migration/types.ts";
+import { contractPlan } from "./contract.ts";
 import { EtcdConnection } from "./etcd-client.ts";
+import { EtcdStore } from "./etcd.ts";
 import { EtcdCluster } from "./testing/etcd-cluster.ts";
 
 let cluster: EtcdCluster | undefined;
@@ -40,4 +44,21 @@ test("etcd down: calls fail naming the store; etcd back: a call goes through wit
   const took = systemClock.monotonic() - t0;
   assert.equal(value, "v");
   assert.ok(took < 2000, `the first call through ${took.toFixed(0)} ms after etcd answered again`);
+});
+
+test("a write sent while leading, whose term ends before etcd answers, is refused as FERRY_ERR_NOT_LEADER (not as the caller's own conflict)", async () => {
+  const c = EtcdConnection.connect({ endpoints: cluster!.endpoints, prefix: "fence/" });
+  try {
+    // leading a term etcd does not have: the txn's compare on the leader key fails
+    c.setFence({ kind: "leader", term: "999999" });
+    const store = new EtcdStore(c);
+    const write = store.createMigration(newRecord(contractPlan("m-race"), 1));
+    // the election notices the lapse while the txn is on its way
+    c.setFence({ kind: "follower" });
+    await assert.rejects(write, (e: unknown) => isFerryError(e, "FERRY_ERR_NOT_LEADER") && /term ended while the write was on its way/.test((e as Error).message));
+    c.setFence({ kind: "open" });
+    assert.equal(await store.getMigration("m-race"), undefined, "nothing was written");
+  } finally {
+    c.close();
+  }
 });

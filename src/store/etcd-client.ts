@@ -231,6 +231,9 @@ export class EtcdConnection {
    */
   async checkFence(what: string): Promise<void> {
     const f = this.#fence;
+    // the txn was sent while leading (a follower's is refused before etcd): a follower now lost its term meanwhile, and
+    // that is why its compare on the leader key failed (CI: 'already exists' instead, for a create right after a lapse)
+    if (f.kind === "follower") throw this.#notLeader(what, "this controller's leadership term ended while the write was on its way");
     if (f.kind !== "leader") return;
     const cur = await this.get(LEADER_KEY);
     if (cur === undefined || cur.create !== f.term) {
