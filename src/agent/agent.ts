@@ -35,6 +35,7 @@ import type { VmSpec } from "../model/vm.ts";
 import { detectAccel } from "../qemu/accel.ts";
 import type { AccelChoice } from "../qemu/accel.ts";
 import { INSTANCE_ID_RE, INSTANCE_ID_RULE, newInstanceId } from "../qemu/instance.ts";
+import { migrationUnderWay } from "../qemu/migration.ts";
 import type { Instance } from "../qemu/instance.ts";
 import pkg from "../../package.json" with { type: "json" };
 import { admitSpec, allowedQemuBinary } from "./admission.ts";
@@ -362,7 +363,7 @@ export class Agent {
     // not while its migration streams: QEMU's sampler and its migration thread both walk the dirty bitmap (a sample left
     // running under a migration that was then cancelled is the suspect of a monitor that stopped answering)
     const m = await queryMigrate(inst.qmp, o);
-    if (!["none", "completed", "failed", "cancelled"].includes(m.status)) {
+    if (migrationUnderWay(m.status)) {
       throw new FerryError("FERRY_ERR_STATE", `instance ${id} is migrating (QEMU: ${m.status}): its dirty rate is not sampled now; the migration's progress has QEMU's dirty-pages rate ('ferry migration watch')`, { details: { instanceId: id, migrationStatus: m.status } });
     }
     await calcDirtyRate(inst.qmp, seconds, o).catch(async (e: unknown) => {

@@ -45,6 +45,14 @@ const RESET_CAPABILITIES: Partial<Record<MigrationCapability, boolean>> = { "x-i
  */
 export const UNCAPPED_BYTES_PER_S = 2 ** 40;
 
+/** QEMU statuses of an instance with no outgoing migration under way (never started, or ended). */
+const IDLE_STATUSES: readonly MigrationStatus[] = ["none", "completed", "failed", "cancelled"];
+
+/** Whether an outgoing migration is under way (streaming, paused at pre-switchover, cancelling…). */
+export function migrationUnderWay(status: MigrationStatus): boolean {
+  return !IDLE_STATUSES.includes(status);
+}
+
 export async function startMigration(qmp: QmpClient, uri: string, setup: MigrationSetup = {}, signal?: AbortSignal): Promise<void> {
   await setMigrationCapabilities(qmp, { events: true, ...RESET_CAPABILITIES, ...setup.capabilities }, { signal });
   await setMigrationParameters(qmp, { ...setup.parameters, maxBandwidth: setup.parameters?.maxBandwidth ?? UNCAPPED_BYTES_PER_S }, { signal });

@@ -6,7 +6,7 @@
 import { FerryError } from "../../core/errors.ts";
 import { portableSpec } from "../../model/vm.ts";
 import type { Instance } from "../../qemu/instance.ts";
-import { cancelMigration, completedInfo, continueMigration } from "../../qemu/migration.ts";
+import { cancelMigration, completedInfo, continueMigration, migrationUnderWay } from "../../qemu/migration.ts";
 import type { MigrationInfo } from "../../qmp/commands.ts";
 import { queryDirtyRate, queryMigrate, queryStatus } from "../../qmp/commands.ts";
 import type { ConvergenceChoice } from "../../migration/convergence.ts";
@@ -100,7 +100,7 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
     armGiveUp(ctx, migrationId, inst, rec, waitMs);
     return { status: "pre-switchover", transferredBytes: current.ram?.transferred ?? 0, remainingBytes: current.ram?.remaining ?? 0, ...(rec.convergence === undefined ? {} : { convergence: rec.convergence }) };
   }
-  if (!["none", "cancelled", "failed", "completed"].includes(current.status)) {
+  if (migrationUnderWay(current.status)) {
     throw new FerryError("FERRY_ERR_STATE", `instance ${inst.id} is already migrating (${current.status})`);
   }
   // ephemeral NICs: unplugged before, with Ferry's deadline (recorded, so a rollback re-plugs them)
