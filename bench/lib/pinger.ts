@@ -95,26 +95,37 @@ export function longestGap(times: readonly number[], from: number, to: number): 
   return longest;
 }
 
-/** When the target answered steadily again in [from, to]: the first reply after its last time of more than outageMs without one (from: none). */
-export function stableSince(times: readonly number[], from: number, to: number, outageMs: number): number {
+/**
+ * The outages in [from, to]: times of more than `outageMs` without a reply
+ * (the edges count: from → first reply, last reply → to), each [start, end]
+ * in epoch ms. With `lone`, replies that come for less than `minRunMs`
+ * between two gaps of more than `minGapMs` do not end a gap (a lone reply in
+ * the middle of a switch-over): the merged time is what must exceed
+ * `outageMs`.
+ */
+export function outages(times: readonly number[], from: number, to: number, outageMs: number, lone?: { minGapMs: number; minRunMs: number }): [number, number][] {
+  const gaps: [number, number][] = [];
+  const minGap = lone?.minGapMs ?? outageMs;
   let prev = from;
-  let since = from;
-  for (const t of [...times.filter((x) => x > from && x <= to), to]) {
-    if (t - prev > outageMs) since = t;
+  for (const t of [...times.filter((x) => x > from && x < to), to]) {
+    if (t - prev > minGap) {
+      const last = gaps.at(-1);
+      if (lone !== undefined && last && prev - last[1] < lone.minRunMs) last[1] = t;
+      else gaps.push([prev, t]);
+    }
     prev = t;
   }
-  return since;
+  return gaps.filter(([a, b]) => b - a > outageMs);
 }
 
-/** How long the target was out in [after, to]: the time covered by times of more than outageMs without a reply (counted from `from`, so one that began before `after` counts from `after`). */
-export function outAfter(times: readonly number[], from: number, after: number, to: number, outageMs: number): number {
-  let prev = from;
-  let out = 0;
-  for (const t of [...times.filter((x) => x > from && x <= to), to]) {
-    if (t - prev > outageMs) out += Math.max(0, t - Math.max(prev, after));
-    prev = t;
-  }
-  return out;
+/** When the target answered steadily again in [from, to]: the first reply after its last outage (from: none). */
+export function stableSince(times: readonly number[], from: number, to: number, outageMs: number, lone?: { minGapMs: number; minRunMs: number }): number {
+  return outages(times, from, to, outageMs, lone).at(-1)?.[1] ?? from;
+}
+
+/** How long the target was out in [after, to]: the time covered by its outages (counted from `from`, so one that began before `after` counts from `after`). */
+export function outAfter(times: readonly number[], from: number, after: number, to: number, outageMs: number, lone?: { minGapMs: number; minRunMs: number }): number {
+  return outages(times, from, to, outageMs, lone).reduce((sum, [a, b]) => sum + Math.max(0, b - Math.max(a, after)), 0);
 }
 
 /**
@@ -125,15 +136,5 @@ export function outAfter(times: readonly number[], from: number, after: number, 
  * longest gaps differ by them, this figure does not.
  */
 export function longestOutage(times: readonly number[], from: number, to: number, o: { minGapMs: number; minRunMs: number }): number {
-  const gaps: [number, number][] = [];
-  let prev = from;
-  for (const t of [...times.filter((x) => x > from && x < to), to]) {
-    if (t - prev > o.minGapMs) {
-      const last = gaps.at(-1);
-      if (last && prev - last[1] < o.minRunMs) last[1] = t;
-      else gaps.push([prev, t]);
-    }
-    prev = t;
-  }
-  return Math.max(longestGap(times, from, to), ...gaps.map(([a, b]) => b - a));
+  return Math.max(longestGap(times, from, to), ...outages(times, from, to, 0, o).map(([a, b]) => b - a));
 }

@@ -49,6 +49,8 @@ const SLACK_MS = 50;
  * The controller warns from the same point.
  */
 const PAST_END_MS = 1000;
+/** A run of replies shorter than this between two gaps of more than 40 ms is a lone reply (it does not end an outage). */
+const LONE = { minGapMs: 40, minRunMs: 50 };
 
 process.env["FERRY_CONTEXT"] = `/tmp/ferry-settle-test-context-${process.pid}.json`;
 after(async () => {
@@ -114,17 +116,23 @@ describe("connectivity until stable, checked by an independent ping", { timeout:
         // the same holds for lone replies in the middle of a switch-over: one ping catches one the
         // other misses, and its longest gap is split in two; Ferry's must lie between the ping's
         // longest gap and its longest gap with lone replies (runs under 50 ms) not ending it
-        const outage = longestOutage(times, from, to, { minGapMs: 40, minRunMs: 50 });
+        const outage = longestOutage(times, from, to, LONE);
         // the two pings sample at different instants (≈ 16 ms apart each, not in step): a gap within one
         // ping interval of the threshold may be an outage to one and not to the other; what Ferry
         // reports must lie between the independent ping's readings with the threshold ± 50 ms (about
         // three intervals: one reply that one ping caught and the other missed lengthens a gap by two,
-        // and CI once saw Ferry 88 ms / ping 127 ms for the same outage, either side of a 100 ms threshold)
-        const stableEarly = stableSince(times, from, to, c.outageMs + SLACK_MS) - from;
-        const stableLate = stableSince(times, from, to, c.outageMs - SLACK_MS) - from;
+        // and CI once saw Ferry 88 ms / ping 127 ms for the same outage, either side of a 100 ms threshold).
+        // And as for the longest gap, a lone reply one of them caught splits the other's outage in two:
+        // Ferry may be early by an outage it split into halves under the threshold (CI: ping 152 ms in
+        // one piece, Ferry 86 ms at most, stable after 0 / 1087 ms), and late by one whose lone reply only
+        // the ping caught. Two independent pings beside each other agreed within 18 ms on all 24 NIC
+        // figures of 12 migrations here; the lone-reply cases are what is left.
+        const early = Math.max(c.outageMs + SLACK_MS, 2 * c.outageMs);
+        const stableEarly = stableSince(times, from, to, early) - from;
+        const stableLate = stableSince(times, from, to, c.outageMs - SLACK_MS, LONE) - from;
         const phases = Object.entries(r.timings).map(([p, x]) => `${p}@${x.startedAt - from}`).join(" ");
-        const outEarly = outAfter(times, from, end, to, c.outageMs + SLACK_MS);
-        const outLate = outAfter(times, from, end, to, c.outageMs - SLACK_MS);
+        const outEarly = outAfter(times, from, end, to, early);
+        const outLate = outAfter(times, from, end, to, c.outageMs - SLACK_MS, LONE);
         const pingOut = outAfter(times, from, end, to, c.outageMs);
         const line = `#${i} ${current.host}→${dest} ${nic.name} (${nic.mode}): longest gap Ferry ${c.longestGapMs} / ping ${Math.round(gap)} ms (${Math.round(outage)} ms ignoring lone replies); stable after Ferry ${c.untilStableMs} / ping ${Math.round(stableSince(times, from, to, c.outageMs) - from)} ms; out after the end Ferry ${c.outAfterEndMs} / ping ${Math.round(pingOut)} ms; end ${c.endMs} ms; ping's gaps ${gapsOf(times, from, to)}; phases ${phases}`;
         lines.push(line);
@@ -133,8 +141,8 @@ describe("connectivity until stable, checked by an independent ping", { timeout:
         // ping's longest gap in two (CI: Ferry 254 / ping 387 ms, same stable-after), so the floor is half of it
         if (c.longestGapMs < gap / 2 - TOLERANCE_MS || c.longestGapMs > outage + TOLERANCE_MS) bad(`longest gap more than ${TOLERANCE_MS} ms outside the ping's ${Math.round(gap / 2)}…${Math.round(outage)} ms (half its longest gap … its longest ignoring lone replies)`);
         if (c.untilStableMs === null) bad("Ferry never saw the NIC steady");
-        else if (c.untilStableMs < stableEarly - TOLERANCE_MS || c.untilStableMs > stableLate + TOLERANCE_MS) bad(`time until stable differs by more than ${TOLERANCE_MS} ms (the ping's, threshold ±${SLACK_MS} ms: ${Math.round(stableEarly)}…${Math.round(stableLate)} ms)`);
-        if (c.outAfterEndMs < outEarly - TOLERANCE_MS || c.outAfterEndMs > outLate + TOLERANCE_MS) bad(`time out after the end differs by more than ${TOLERANCE_MS} ms (the ping's, threshold ±${SLACK_MS} ms: ${Math.round(outEarly)}…${Math.round(outLate)} ms)`);
+        else if (c.untilStableMs < stableEarly - TOLERANCE_MS || c.untilStableMs > stableLate + TOLERANCE_MS) bad(`time until stable differs by more than ${TOLERANCE_MS} ms (the ping's, threshold +${early - c.outageMs}/−${SLACK_MS} ms, lone replies either way: ${Math.round(stableEarly)}…${Math.round(stableLate)} ms)`);
+        if (c.outAfterEndMs < outEarly - TOLERANCE_MS || c.outAfterEndMs > outLate + TOLERANCE_MS) bad(`time out after the end differs by more than ${TOLERANCE_MS} ms (the ping's, threshold +${early - c.outageMs}/−${SLACK_MS} ms, lone replies either way: ${Math.round(outEarly)}…${Math.round(outLate)} ms)`);
         // no outage after the migration, by either measure
         if (c.outAfterEndMs > PAST_END_MS) bad(`Ferry saw an outage after the end: out ${c.outAfterEndMs} ms after it`);
         if (pingOut > PAST_END_MS) bad(`the independent ping saw an outage after the end: out ${Math.round(pingOut)} ms after it`);
