@@ -148,6 +148,11 @@ describe("ferry against a controller", () => {
     const bad = await ferry(["vms"], ctxEnv);
     assert.equal(bad.code, EXIT.failed, bad.stderr);
     assert.match(bad.stderr, /controllers must be a non-empty list of http\(s\) URLs/);
+    // the one controller of a context file is checked as strictly, and the error names the file, not a flag
+    await writeFile(ctx, JSON.stringify({ controller: "ftp://y", tokenFile: join(dir, "token") }));
+    const badOne = await ferry(["vms"], ctxEnv);
+    assert.equal(badOne.code, EXIT.usage, badOne.stderr);
+    assert.ok(badOne.stderr.includes(`the context file ${ctx}: not an http(s) URL: "ftp://y"`), badOne.stderr);
   });
 
   test("FERRY_CONTROLLER and --controller take several controllers (URL,URL): one that cannot be reached is passed over; a bad one is named", async () => {

@@ -82,7 +82,7 @@ async function readContext(env: NodeJS.ProcessEnv): Promise<{ file: string; ctx:
   }
   const cs = o["controllers"];
   if (cs !== undefined) {
-    if (!Array.isArray(cs) || cs.length === 0 || !cs.every((x): x is string => typeof x === "string" && /^https?:\/\/[^\s]+$/.test(x))) {
+    if (!Array.isArray(cs) || cs.length === 0 || !cs.every((x): x is string => typeof x === "string" && isHttpUrl(x))) {
       throw new FerryError("FERRY_ERR_CONFIG", `${file}: controllers must be a non-empty list of http(s) URLs (got ${JSON.stringify(cs)}); 'ferry lab up' writes it for a lab with several controllers`);
     }
     ctx.controllers = cs;
@@ -99,6 +99,11 @@ async function readContext(env: NodeJS.ProcessEnv): Promise<{ file: string; ctx:
     ctx.tls = tls;
   }
   return { file, ctx };
+}
+
+/** A controller's base URL: http:// or https://, no spaces, no commas (a comma separates several controllers). */
+function isHttpUrl(u: string): boolean {
+  return /^https?:\/\/[^\s,]+$/.test(u);
 }
 
 export async function resolveConnection(command: string, flags: ConnectFlags, env: NodeJS.ProcessEnv = process.env): Promise<Connection> {
@@ -133,12 +138,12 @@ export async function resolveConnection(command: string, flags: ConnectFlags, en
   // several controllers (etcd): URL,URL,… — the first is asked first, the others when it cannot be connected to
   if (from.controller === "--controller" || from.controller === "FERRY_CONTROLLER") {
     const urls = controller.split(",").map((u) => u.trim());
-    for (const u of urls) if (!/^https?:\/\/[^\s,]+$/.test(u)) throw new UsageError(command, `${from.controller}: not an http(s) URL: ${JSON.stringify(u)}${urls.length > 1 ? ` (in ${JSON.stringify(controller)}; several controllers: URL,URL,…)` : ""}`);
+    for (const u of urls) if (!isHttpUrl(u)) throw new UsageError(command, `${from.controller}: not an http(s) URL: ${JSON.stringify(u)}${urls.length > 1 ? ` (in ${JSON.stringify(controller)}; several controllers: URL,URL,…)` : ""}`);
     controller = urls[0]!;
     const others = [...new Set(urls.slice(1))].filter((u) => u !== controller);
     if (others.length > 0) alternates = others;
   }
-  if (!/^https?:\/\/[^\s]+$/.test(controller)) throw new UsageError(command, `--controller: not an http(s) URL: ${JSON.stringify(controller)}`);
+  if (!isHttpUrl(controller)) throw new UsageError(command, `${from.controller}: not an http(s) URL: ${JSON.stringify(controller)}`);
   if (tokenFile === undefined) throw new UsageError(command, "no token file: give --token-file FILE (the controller's tokenFile), set FERRY_TOKEN_FILE, or write a context file");
   for (const f of [tokenFile, ...Object.values(tls)]) if (f?.includes("\0")) throw new UsageError(command, `a file name contains a NUL byte: ${JSON.stringify(f)}`);
   const given = (["cert", "key", "ca"] as const).filter((k) => tls[k] !== undefined);
