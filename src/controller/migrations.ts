@@ -24,7 +24,7 @@ import { MigrationLive } from "./migration-live.ts";
 import type { CoordinatorEvent } from "../migration/runner.ts";
 import type { PlanDirtyRate, PlanPrediction, PlanReply as PlanView } from "../wire/controller-api.ts";
 import type { DirtyRateReply } from "../wire/instance-ops.ts";
-import { preflightChecks } from "../migration/preflight.ts";
+import { preflightChecks, sharedMemoryBlocker } from "../migration/preflight.ts";
 import type { HostFacts, PreflightCheck } from "../migration/preflight.ts";
 import { CPU_MODEL, MACHINE_TYPE } from "../qemu/argv.ts";
 import { betweenHosts, predictFor, throughputSamples } from "./plan-predict.ts";
@@ -60,6 +60,11 @@ export function transportCheck(vm: string, from: string, to: string, sm: Migrati
   if (!dm) return { warnings: [`${to} has no migration network (host.yaml migration:): its QEMU listens on 127.0.0.1, which only works when ${from} is the same machine`] };
   if (!dm.tls) return { warnings: [`the migration stream to ${to} (${dm.address}) is plain TCP (migration.tls: false): guest memory crosses the migration network unencrypted`] };
   return { warnings: [] };
+}
+
+/** What the pre-flight checks read of a host's record (migration/preflight.ts). */
+function hostFacts(name: string, h: HostRecord | undefined): HostFacts {
+  return { name, ...(h?.qemu ? { qemu: h.qemu } : {}), ...(h?.memory ? { memory: h.memory } : {}), ...(h ? { accel: h.accel } : {}) };
 }
 
 export class Migrations {
@@ -171,11 +176,8 @@ export class Migrations {
     const destinations = p.kind === "placed" ? [...p.destinations] : [];
     // per ranked destination, what the scheduler does not see: the migration network and TLS against the
     // source's, QEMU version, machine type, CPU model, free memory, shared memory (migration/preflight.ts)
-    const facts = (name: string): HostFacts => {
-      const h = hosts.get(name);
-      return { name, ...(h?.qemu ? { qemu: h.qemu } : {}), ...(h?.memory ? { memory: h.memory } : {}) };
-    };
-    const pvm = { name: vm.name, memoryMiB: vm.memoryMiB, machine: MACHINE_TYPE, cpuModel: CPU_MODEL, ...(vm.sharedMemory === true ? { sharedMemory: true } : {}) };
+    const facts = (name: string): HostFacts => hostFacts(name, hosts.get(name));
+    const pvm = { name: vm.name, memoryMiB: vm.memoryMiB, machine: MACHINE_TYPE, cpuModel: CPU_MODEL, ...(vm.sharedMemory === true ? { sharedMemory: true } : {}), ...(vm.ramTrimKiB === undefined ? {} : { ramTrimKiB: vm.ramTrimKiB }) };
     const checks: NonNullable<PlanView["checks"]> = [];
     const blockers: NonNullable<PlanView["blockers"]> = [];
     const warnings: NonNullable<PlanView["warnings"]> = [];
@@ -296,16 +298,18 @@ export class Migrations {
       const { p, dest } = planned.value;
       const vm = p.vmRecord;
       if (vm.state !== "running" || vm.instanceId === null) throw new FerryError("FERRY_ERR_STATE", `vm ${vm.name} is not running (state ${vm.state}); nothing was changed: start it first ('ferry vm start ${vm.name}'${vm.state === "saved" ? ", or 'ferry vm restore'" : ""})`);
-      if (vm.sharedMemory === true) {
-        // docs/known-issues.md: a file-backed guest's memory came out broken after cross-host migrations
-        // (again on the first hop between apart hosts, 2026-12-05); refuse rather than corrupt it
-        throw new FerryError("FERRY_ERR_STATE", `migration of ${vm.name} refused, nothing changed: its RAM is mapped from a shared file (created with --shared-memory, for zero-copy local migration), and such guests' memory has come out corrupted after migrations between hosts (docs/known-issues.md); move it with 'ferry migrate ${vm.name} --local' on its host, or stop it and create it again without --shared-memory to migrate it between hosts`, { details: { vm: vm.name, sharedMemory: true } });
-      }
       if (!dest) {
         const noVf = p.rejections.some((r) => r.code === "NO_VF");
         throw new FerryError(noVf ? "FERRY_ERR_NO_VF" : "FERRY_ERR_NO_HOST", `migration of ${vm.name} refused, nothing changed: ${p.message ?? "no destination"}`, {
           details: { vm: vm.name, rejections: p.rejections },
         });
+      }
+      if (vm.sharedMemory === true) {
+        // a file-backed guest of whole MiB between hosts where QEMU < 9.0 runs under TCG: its memory came out
+        // broken (migration/preflight.ts tcgDirtySyncExposed); refuse rather than corrupt it
+        const [src, dst] = await Promise.all([vm.host, dest.host].map(async (h) => hostFacts(h, await this.#c.d.cluster.getHost(h))));
+        const blocker = sharedMemoryBlocker(vm, src!, dst!);
+        if (blocker !== undefined) throw new FerryError("FERRY_ERR_STATE", `migration of ${vm.name} refused, nothing changed: ${blocker}`, { details: { vm: vm.name, sharedMemory: true } });
       }
       const transportWarnings = await this.#transport(vm.name, vm.host, dest.host);
       const pfOf = new Map(p.snapshot.vfs.filter((v) => v.host === vm.host).map((v) => [v.bdf, v.pf]));

@@ -114,10 +114,14 @@ export function buildVmSpec(vm: VmRecord, image: { kernel: string; initrd: strin
   };
   if (vm.noOs) spec.noOs = true;
   // Guest RAM in a shared file only when asked for (`sharedMemory`): it makes a local migration (QEMU
-  // upgrade in place) copy no RAM. Not the default: under TCG, cross-host migrations of file-backed
-  // guests corrupted guest memory now and then on this machine (docs/known-issues.md).
+  // upgrade in place) copy no RAM. Not the default: a copying migration of it is slower under TCG, and
+  // QEMU < 9.0 under TCG lost guest writes migrating it unless its RAM is trimmed (ramTrimKiB, set at
+  // creation: docs/known-issues.md).
   // (the agent picks the file: an API body names no path)
-  else if (vm.sharedMemory === true) spec.sharedMemory = true;
+  else if (vm.sharedMemory === true) {
+    spec.sharedMemory = true;
+    if (vm.ramTrimKiB !== undefined) spec.ramTrimKiB = vm.ramTrimKiB;
+  }
   return spec;
 }
 

@@ -9,6 +9,8 @@ import { didYouMean } from "../core/suggest.ts";
 import type { PlacementVm } from "../model/cluster.ts";
 import { vfKey } from "../model/cluster.ts";
 import type { NicMode, NicPolicy } from "../model/vm.ts";
+import { RAM_TRIM_KIB } from "../model/vm.ts";
+import { tcgDirtySyncExposed } from "../migration/preflight.ts";
 import { place } from "../scheduler/place.ts";
 import type { VmRecord } from "../store/cluster.ts";
 import type { ClusterView } from "./cluster-view.ts";
@@ -161,11 +163,15 @@ export class Vms {
         if (missing.length > 0) throw new FerryError("FERRY_ERR_NO_VF", `no free VF on ${input.host} for ${missing.map((n) => `${n.name} (${n.network}, ${n.policy})`).join(", ")}: nothing was created; free one ('ferry devices --host ${input.host}'), pick another host, or make the NIC optional`);
         const warnings = draft.nics.filter((n, i) => n.mode !== "emulated" && vfs[i] === null).map((n) => noVfWarning(n, input.host, (networks.get(n.network) ?? []).filter((x) => x !== input.host)));
         const now = this.#c.d.clock.now();
+        // a file-backed guest created on QEMU < 9.0 under TCG gets RAM 8 KiB short of whole MiB, which QEMU migrates
+        // without losing writes (migration/preflight.ts tcgDirtySyncExposed); the trim stays with the VM wherever it goes
+        const h = input.sharedMemory === true ? await this.#c.d.cluster.getHost(input.host) : undefined;
+        const hostFacts = { accel: h?.accel ?? "tcg", ...(h?.qemu ? { qemu: h.qemu } : {}) };
         let vm = await this.#c.d.cluster.createVm({
           ...draft, host: input.host, instanceId: null, state: "stopped", noOs: input.noOs === true, createdAt: now, updatedAt: now,
           ...(input.guestFillMiB === undefined ? {} : { guestFillMiB: input.guestFillMiB }),
           ...(input.guestDirtyMiBps === undefined || input.guestDirtyMiBps === 0 ? {} : { guestDirtyMiBps: input.guestDirtyMiBps }),
-          ...(input.sharedMemory === true && input.noOs !== true ? { sharedMemory: true } : {}),
+          ...(input.sharedMemory === true && input.noOs !== true ? { sharedMemory: true, ...(tcgDirtySyncExposed(hostFacts) ? { ramTrimKiB: RAM_TRIM_KIB } : {}) } : {}),
           nics: draft.nics.map((n, i) => ({ ...n, vf: vfs[i] ?? null })),
         });
         vm = await this.#c.d.cluster.putVm({ ...vm, nics: vm.nics.map((n) => ({ ...n, address: guestAddress(n.network, vm.seq) })) });

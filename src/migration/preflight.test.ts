@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { compareVersions, preflightChecks } from "./preflight.ts";
+import { compareVersions, preflightChecks, tcgDirtySyncExposed } from "./preflight.ts";
 import type { HostFacts, PreflightVm } from "./preflight.ts";
 
 const vm: PreflightVm = { name: "web", memoryMiB: 1024, machine: "q35", cpuModel: "qemu64" };
@@ -36,10 +36,24 @@ test("a CPU model the destination lacks, and too little free memory, are blocker
   assert.equal(status(preflightChecks(vm, host("a"), host("b", "7.2.22", "pc-q35-7.2", 2000)))["MEMORY"], "warning");
 });
 
-test("a file-backed VM is blocked everywhere", () => {
-  const c = preflightChecks({ ...vm, sharedMemory: true }, host("a"), host("b")).find((x) => x.check === "SHARED_MEMORY")!;
-  assert.equal(c.status, "blocker");
-  assert.match(c.message, /--local/);
+test("a file-backed VM of whole MiB is blocked where QEMU < 9.0 runs under TCG (either end); with its RAM trimmed, or on KVM or QEMU 9.0, it may go", () => {
+  const shared = { ...vm, sharedMemory: true };
+  const tcg = (name: string, version = "7.2.22"): HostFacts => ({ ...host(name, version), accel: "tcg" });
+  const kvm = (name: string): HostFacts => ({ ...host(name), accel: "kvm" });
+  const check = (v: PreflightVm, a: HostFacts, b: HostFacts) => preflightChecks(v, a, b).find((x) => x.check === "SHARED_MEMORY")!;
+  const blocked = check(shared, kvm("a"), tcg("b"));
+  assert.equal(blocked.status, "blocker");
+  assert.match(blocked.message, /on b \(TCG, QEMU 7\.2\.22\)/);
+  assert.match(blocked.message, /create it again, or move it with 'ferry migrate web --local'/);
+  assert.equal(check(shared, tcg("a"), kvm("b")).status, "blocker", "the source's QEMU loses the writes");
+  assert.equal(check(shared, { name: "a", accel: "tcg" }, kvm("b")).status, "blocker", "an unreported QEMU version under TCG counts as exposed");
+  assert.equal(check(shared, kvm("a"), kvm("b")).status, "ok");
+  assert.equal(check(shared, tcg("a", "9.0.0"), tcg("b", "9.1.2")).status, "ok", "fixed in QEMU 9.0");
+  const trimmed = check({ ...shared, ramTrimKiB: 8 }, tcg("a"), tcg("b"));
+  assert.equal(trimmed.status, "ok");
+  assert.match(trimmed.message, /8 KiB short of whole MiB/);
+  assert.equal(tcgDirtySyncExposed({ accel: "kvm" }), false);
+  assert.equal(tcgDirtySyncExposed({ accel: "tcg", qemu: qemu("8.2.2", "pc-q35-8.2") }), true);
 });
 
 test("an agent that reported nothing: unchecked, saying which host", () => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isFerryError } from "../core/errors.ts";
-import { parseVmSpec } from "./vm.ts";
+import { parseVmSpec, ramSizeArg } from "./vm.ts";
 
 const good = {
   uuid: "0b5c3f8e-1d2a-4c4b-9a77-3e2f1d0c9b8a",
@@ -50,6 +50,7 @@ describe("VM spec validation", () => {
     ["an unknown spec field", ["memory"], 256],
     ["an unknown NIC field", ["nics", 0, "ifname"], "eth0"],
     ["a non-boolean sharedMemory", ["sharedMemory"], "/dev/shm/x"],
+    ["a RAM trim other than 8 KiB", ["ramTrimKiB"], 4096],
     ["an unknown NIC mode", ["nics", 0, "mode"], "sriov"],
     ["a guest port out of range", ["nics", 0, "guestPorts", "primary"], 99],
   ];
@@ -68,6 +69,13 @@ describe("VM spec validation", () => {
       isFerryError(e, "FERRY_ERR_INVALID") && /the agent chooses every path it gives QEMU/.test(e.message) && /"sharedMemory": true/.test(e.message));
     assert.equal(parseVmSpec(withField(["sharedMemory"], true)).sharedMemory, true);
     assert.equal(parseVmSpec(withField(["sharedMemory"], false)).sharedMemory, undefined);
+  });
+
+  it("a RAM trim of 8 KiB is kept, and QEMU is given the trimmed size in KiB", () => {
+    const spec = parseVmSpec(withField(["ramTrimKiB"], 8));
+    assert.equal(spec.ramTrimKiB, 8);
+    assert.equal(ramSizeArg({ memoryMiB: 512, ramTrimKiB: 8 }), "524280k");
+    assert.equal(ramSizeArg({ memoryMiB: 512 }), "512M");
   });
 
   it("rejects two NIC halves on one guest port", () => {

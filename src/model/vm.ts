@@ -51,11 +51,36 @@ export interface VmSpec {
    * instance, owner-only): an API body names no path.
    */
   sharedMemory?: boolean;
+  /**
+   * KiB the guest's RAM is short of `memoryMiB` (8, or absent: none). Set at
+   * creation for a file-backed guest on a host that runs QEMU before 9.0
+   * under TCG (tcgDirtySyncExposed): RAM that is not a whole number of 256 KiB
+   * makes QEMU sync its dirty bitmap page by page, the path that resets TCG's
+   * write-tracking; its 64-page fast path does not, and pages the guest wrote
+   * after a sync were not sent again (guest memory corrupted on the
+   * destination; fixed in QEMU 9.0, commit 03bfc2188f). Part of the spec so
+   * both ends of a migration size RAM alike.
+   */
+  ramTrimKiB?: number;
   /** Start with no OS (the guest never answers unplug requests): tests and demos. */
   noOs?: boolean;
 }
 
 export const MAX_GUEST_PORT = 28;
+
+/** The one RAM trim Ferry sets (ramTrimKiB): QEMU rounds RAM sizes up to 8 KiB, and any size that is not a whole 256 KiB takes the page-by-page dirty sync. */
+export const RAM_TRIM_KIB = 8;
+
+/** ramTrimKiB from an untrusted body: 8 (RAM_TRIM_KIB) is the only value. */
+export function parseRamTrim(field: string, x: unknown): number {
+  if (x !== RAM_TRIM_KIB) throw invalid(field, x, `must be ${RAM_TRIM_KIB} (KiB of RAM short of whole MiB) or absent`);
+  return RAM_TRIM_KIB;
+}
+
+/** The guest's RAM size as QEMU takes it: "512M", or "524280k" with a trim. */
+export function ramSizeArg(spec: Pick<VmSpec, "memoryMiB" | "ramTrimKiB">): string {
+  return spec.ramTrimKiB === undefined ? `${spec.memoryMiB}M` : `${spec.memoryMiB * 1024 - spec.ramTrimKiB}k`;
+}
 
 /** Refuse keys the parser does not know: a misspelt or retired field must not be dropped silently. */
 function onlyKeys(field: string, o: Record<string, unknown>, known: readonly string[], hint: Record<string, string> = {}): void {
@@ -121,7 +146,7 @@ export function parseNic(field: string, x: unknown): NicSpec {
   return nic;
 }
 
-const SPEC_KEYS = ["uuid", "name", "memoryMiB", "vcpus", "kernel", "initrd", "cmdline", "nics", "sharedMemory", "noOs"] as const;
+const SPEC_KEYS = ["uuid", "name", "memoryMiB", "vcpus", "kernel", "initrd", "cmdline", "nics", "sharedMemory", "ramTrimKiB", "noOs"] as const;
 const PATHS_ARE_THE_AGENTS = "an API body names no file for QEMU: the agent chooses every path it gives QEMU (RAM files under its memoryDir, sockets and logs under its runDir)";
 
 /**
@@ -147,6 +172,7 @@ export function parseVmSpec(x: unknown): VmSpec {
     nics: v.arr("nics", o["nics"] ?? []).map((n, i) => parseNic(`nics[${i}]`, n)),
   };
   if (spec.cmdline.length > 2048) throw invalid("cmdline", spec.cmdline.slice(0, 40) + "…", "longer than 2048 characters");
+  if (o["ramTrimKiB"] !== undefined) spec.ramTrimKiB = parseRamTrim("ramTrimKiB", o["ramTrimKiB"]);
   for (const k of ["sharedMemory", "noOs"] as const) {
     if (o[k] === undefined) continue;
     if (typeof o[k] !== "boolean") throw invalid(k, o[k], "must be true or false");

@@ -26,3 +26,17 @@ describe("serial console argv", () => {
     assert.ok(!argv.some((a) => a.startsWith("file:")));
   });
 });
+
+describe("guest RAM", () => {
+  const o = { accel: "tcg" as const, qmpSocket: "/d/qmp.sock", pidfile: "/d/qemu.pid", serialLog: "/d/serial.log", serialSocket: "/d/serial.sock" };
+  it("a file-backed guest with a RAM trim: -m and the backend's size are both 8 KiB short of whole MiB (QEMU < 9.0 under TCG)", () => {
+    const argv = buildArgv({ ...spec, sharedMemory: true, ramTrimKiB: 8 }, { ...o, ramFile: "/m/vm1.ram" });
+    assert.equal(argv[argv.indexOf("-m") + 1], "262136k");
+    assert.equal(argv[argv.indexOf("-object") + 1], "memory-backend-file,id=mem0,size=262136k,mem-path=/m/vm1.ram,share=on");
+  });
+  it("without a trim: whole MiB", () => {
+    const argv = buildArgv({ ...spec, sharedMemory: true }, { ...o, ramFile: "/m/vm1.ram" });
+    assert.equal(argv[argv.indexOf("-m") + 1], "256M");
+    assert.match(argv[argv.indexOf("-object") + 1]!, /size=256M,/);
+  });
+});

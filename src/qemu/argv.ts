@@ -1,6 +1,7 @@
 // VM spec → QEMU argv. Pure: no I/O. Device ids derive from NIC names so that
 // source and destination have the same layout (QEMU requires it).
 import type { NetBackend, NicSpec, PrimaryDevice, VmSpec } from "../model/vm.ts";
+import { ramSizeArg } from "../model/vm.ts";
 import type { Accel } from "./accel.ts";
 
 export interface ArgvOptions {
@@ -108,7 +109,7 @@ export function buildArgv(spec: VmSpec, o: ArgvOptions): string[] {
     "-uuid", spec.uuid,
     "-nodefaults", "-no-user-config", "-display", "none",
     "-cpu", CPU_MODEL,
-    "-m", `${spec.memoryMiB}M`,
+    "-m", ramSizeArg(spec),
     "-smp", String(spec.vcpus),
     "-qmp", `unix:${optEscape(o.qmpSocket)},server=on,wait=off`,
     "-pidfile", o.pidfile,
@@ -117,7 +118,7 @@ export function buildArgv(spec: VmSpec, o: ArgvOptions): string[] {
   ];
   if (spec.sharedMemory === true) {
     if (o.ramFile === undefined) throw new Error(`VM ${spec.name} asks for shared memory but no RAM file was given`);
-    argv.push("-object", `memory-backend-file,id=mem0,size=${spec.memoryMiB}M,mem-path=${optEscape(o.ramFile)},share=on`);
+    argv.push("-object", `memory-backend-file,id=mem0,size=${ramSizeArg(spec)},mem-path=${optEscape(o.ramFile)},share=on`);
     machine.push("memory-backend=mem0");
   }
   argv.unshift("-machine", machine.join(","));

@@ -8,7 +8,7 @@ import { FerryError } from "../core/errors.ts";
 import { HOST_STATES } from "../model/cluster.ts";
 import type { HostState } from "../model/cluster.ts";
 import * as v from "../model/validate.ts";
-import { NIC_MODES, NIC_POLICIES } from "../model/vm.ts";
+import { NIC_MODES, NIC_POLICIES, parseRamTrim } from "../model/vm.ts";
 import type { NicMode, NicPolicy } from "../model/vm.ts";
 import { openSqlite } from "./open.ts";
 
@@ -84,6 +84,8 @@ export interface VmRecord {
   guestDirtyMiBps?: number;
   /** Guest RAM mapped from a shared file (the agent's memoryDir, one per instance): local migrations copy no RAM. */
   sharedMemory?: boolean;
+  /** KiB of RAM short of memoryMiB (file-backed guests created on a host with QEMU < 9.0 under TCG): model/vm.ts ramTrimKiB. */
+  ramTrimKiB?: number;
   nics: VmNicRecord[];
   /** Creation order (1, 2, …): derives the VM's guest addresses. */
   seq: number;
@@ -220,6 +222,7 @@ export function parseVmRecord(x: unknown): VmRecord {
     ...(o["guestFillMiB"] === undefined ? {} : { guestFillMiB: v.int("guestFillMiB", o["guestFillMiB"], 1, 1 << 30) }),
     ...(o["guestDirtyMiBps"] === undefined ? {} : { guestDirtyMiBps: v.int("guestDirtyMiBps", o["guestDirtyMiBps"], 1, 1 << 20) }),
     ...(o["sharedMemory"] === true ? { sharedMemory: true } : {}),
+    ...(o["ramTrimKiB"] === undefined ? {} : { ramTrimKiB: parseRamTrim("ramTrimKiB", o["ramTrimKiB"]) }),
     nics: v.arr("nics", o["nics"]).map((n, i) => parseNic(`nics[${i}]`, n)),
     seq: v.int("seq", o["seq"], 1, Number.MAX_SAFE_INTEGER),
     ...(typeof o["savedAs"] === "string" ? { savedAs: v.str("savedAs", o["savedAs"]) } : {}),

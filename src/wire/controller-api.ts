@@ -37,6 +37,7 @@ export const HostView = Type.Object({
   vfs: Type.Optional(Nullable(Type.Array(Type.Object({ network: Type.String(), used: Type.Integer(), total: Type.Integer() }), { description: "VFs per network: leased (to an instance or a migration) and usable; null when the host's agent did not answer" }))),
   warnings: Type.Optional(Type.Array(Type.String(), { description: "the host check's warnings the agent sent at its start ('ferry host check --config host.yaml' on the host tells more)" })),
   migration: Type.Optional(Type.Object({ address: Type.String(), tls: Type.Boolean(), identity: Type.Optional(Type.String()) }, { description: "the host's migration network as its agent advertised it; absent: its incoming migrations listen on 127.0.0.1 (same machine only)" })),
+  qemu: Type.Optional(Type.Object({ version: Type.String() }, { description: "the host's QEMU, as its agent probed it at start" })),
 });
 export type HostViewT = Static<typeof HostView>;
 export const HostList = Type.Object({ hosts: Type.Array(HostView) });
@@ -85,6 +86,7 @@ export const VmView = Type.Object({
   guestFillMiB: Type.Optional(Type.Integer()),
   guestDirtyMiBps: Type.Optional(Type.Integer()),
   sharedMemory: Type.Optional(Type.Boolean()),
+  ramTrimKiB: Type.Optional(Type.Integer({ description: "KiB the guest's RAM is short of memoryMiB: a file-backed guest created where QEMU before 9.0 runs under TCG, whose whole-MiB RAM QEMU would migrate with lost writes" })),
   nics: Type.Array(VmNicView),
   seq: Type.Integer(),
   savedAs: Type.Optional(Type.String()),

@@ -12,6 +12,7 @@ import { run } from "../../src/core/run.ts";
 import { hostPath, labDir, labDown, labQemuDir, labSpec, labUp } from "../../src/lab/lab.ts";
 import type { LabState } from "../../src/lab/lab.ts";
 import { bootMemsum } from "../../src/lab/memcheck.ts";
+import { tcgDirtySyncExposed } from "../../src/migration/preflight.ts";
 import { lastHeartbeat, readConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
 import { assertMemoryKept, reportMemoryChecks } from "./helpers.ts";
 
@@ -122,6 +123,24 @@ describe("lab VM operations", { timeout: 240_000 }, () => {
     assert.ok((await waitForHeartbeat(serial(restored), hb, { timeoutMs: 15_000 })) > hb, "memory survived save and restore");
     await assertMemoryKept(appBoot, serial(restored), "app restored on host2");
     assert.ok(await ping(restored.nics[0]!.address.split("/")[0]!));
+  });
+
+  it("the file-backed guest migrates between the hosts and back: RAM 8 KiB short of whole MiB where QEMU < 9.0 runs under TCG, memory and heartbeat kept", async () => {
+    const hosts = await json<{ name: string; accel: string; qemu?: { version: string } }[]>("hosts");
+    const exposed = hosts.some((h) => tcgDirtySyncExposed(h));
+    const shown = await json<Vm & { ramTrimKiB?: number }>("vm", "show", "app");
+    assert.equal(shown.ramTrimKiB, exposed ? 8 : undefined, `hosts: ${JSON.stringify(hosts.map((h) => [h.name, h.accel, h.qemu?.version]))}`);
+    if (exposed) assert.match(await ferry("vm", "show", "app"), /512 MiB in a shared file \(8 KiB short: QEMU < 9\.0 under TCG/);
+    for (const to of ["host1", "host2"]) {
+      const before = await json<Vm>("vm", "show", "app");
+      const hb = lastHeartbeat(await readConsole(serial(before))) ?? 0;
+      const r = await json<{ outcome: string; reason?: string }>("migrate", "app", "--to", to);
+      assert.equal(r.outcome, "succeeded", r.reason ?? "");
+      const now = await json<Vm>("vm", "show", "app");
+      assert.equal(now.host, to);
+      assert.ok((await waitForHeartbeat(serial(now), hb, { timeoutMs: 15_000 })) > hb, `the heartbeat continues on ${to}`);
+      await assertMemoryKept(appBoot, serial(now), `app migrated to ${to}`);
+    }
   });
 
   it("ferry lab down removes the lab dir with its TLS material, and the context", { skip: process.env["FERRY_KEEP_LAB"] !== undefined }, async () => {
