@@ -31,8 +31,8 @@ async function main(): Promise<void> {
   await labDown(NAME).catch(() => undefined);
   const state = await labUp(labSpec({ name: NAME, hosts: 2, configText: "networks: [physnet1]\nvfs: { physnet1: 4 }\n", tls: true }), (l) => console.log(`  ${l}`));
   const rows: Row[] = [];
-  // two busy loops, stopped by pid in the finally below
-  const hogs = [0, 1].map(() => spawn("sh", ["-c", "while :; do :; done"], { stdio: "ignore" }));
+  // two busy loops (`yes` into nothing: a core each), stopped by pid in the finally below
+  const hogs = [0, 1].map(() => spawn("yes", [], { stdio: "ignore" }));
   try {
     const client = await labClient(state);
     for (const guest of [{ name: "filebacked", sharedMemory: true }, { name: "anonymous", sharedMemory: false }]) {
