@@ -15,6 +15,8 @@ export const PROGRESS_EVERY_MS = 250;
 export class MigrationFeed {
   readonly #subs = new Map<string, Set<(e: FeedEvent) => void>>();
   readonly #tickers = new Map<string, AbortController>();
+  /** The newest progress sample of each migration not ended: a stream opened after perform still gets QEMU's last figures. */
+  readonly #last = new Map<string, ProgressStreamEvent>();
   readonly #clock: Clock;
   readonly #log: Logger;
 
@@ -37,6 +39,8 @@ export class MigrationFeed {
   }
 
   publish(e: FeedEvent): void {
+    if (e.type === "progress") this.#last.set(e.migrationId, e);
+    else this.#last.delete(e.migrationId);
     for (const fn of this.#subs.get(e.migrationId) ?? []) fn(e);
   }
 
@@ -62,6 +66,11 @@ export class MigrationFeed {
       });
   }
 
+  /** The newest progress sample of a migration that has not ended, if any was taken. */
+  lastProgress(id: string): ProgressStreamEvent | undefined {
+    return this.#last.get(id);
+  }
+
   stop(id: string): void {
     this.#tickers.get(id)?.abort();
     this.#tickers.delete(id);
@@ -69,5 +78,6 @@ export class MigrationFeed {
 
   stopAll(): void {
     for (const id of [...this.#tickers.keys()]) this.stop(id);
+    this.#last.clear();
   }
 }

@@ -83,6 +83,9 @@ export class MigrationLive {
     try {
       const rec = await this.#d.get(id);
       for (const e of replayPhases(rec)) deliver(e);
+      // opened after samples were taken (perform may be over by now): QEMU's last figures first, then what comes
+      const last = this.#d.feed.lastProgress(id);
+      if (last && !queue.includes(last)) deliver(last);
       live = true;
       for (const e of queue.splice(0)) deliver(e);
       if (isTerminal(rec) && rec.settling !== true) deliver({ type: "end", migrationId: id, migration: rec, at: this.#d.c.d.clock.now() });

@@ -93,6 +93,9 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
   }
 }
 
+/** Of the precheck's time, what its answer needs to reach the controller (whose deadline is the same precheckMs). */
+const PRECHECK_REPLY_MS = 300;
+
 /** Bounded by `timeoutMs` (the guest is paused), counted after a lab hold:precheck. */
 export function precheck(ctx: StepContext, migrationId: string, timeoutMs: number): Promise<PrecheckReply> {
   return unlessEnded(ctx, migrationId, "precheck", () => precheckNow(ctx, migrationId, timeoutMs));
@@ -106,11 +109,16 @@ async function precheckNow(ctx: StepContext, migrationId: string, timeoutMs: num
   if (ctx.faults?.fire("precheck-fail")) return { ok: false, reason: "destination check failed (lab fault switch precheck-fail)" };
   const inst = ctx.instances.get(rec.instanceId);
   if (!inst || inst.qmp.closed) return { ok: false, reason: `destination instance ${rec.instanceId} is gone` };
-  const status = await queryStatus(inst.qmp, { signal, timeoutMs: 500 }).catch((e: unknown) => ({ status: `unreachable: ${String(e)}`, running: false }));
+  // a destination QEMU still loading a backlog of the stream answers QMP late (CI: no answer within 500 ms from a
+  // file-backed guest's destination, and the migration rolled back as "unreachable"); the guest is paused either way,
+  // so the two queries share the check's whole time, less what the answer needs to reach the controller
+  const until = ctx.clock.now() + Math.max(200, timeoutMs - PRECHECK_REPLY_MS);
+  const left = (): number => Math.max(50, until - ctx.clock.now());
+  const status = await queryStatus(inst.qmp, { signal, timeoutMs: left() }).catch((e: unknown) => ({ status: `not answering QMP (${e instanceof Error ? e.message : String(e)}): hung, or still loading the stream after ${timeoutMs - PRECHECK_REPLY_MS} ms`, running: false }));
   if (status.status !== "inmigrate" && status.status !== "paused") return { ok: false, reason: `destination QEMU is ${status.status}` };
   // the source is at pre-switchover: the stream must have reached this QEMU (a refused connection — TLS —
   // leaves it listening with no incoming migration, while the source may have written its RAM into socket buffers)
-  const incoming = await queryMigrate(inst.qmp, { signal, timeoutMs: 500 }).catch(() => undefined);
+  const incoming = await queryMigrate(inst.qmp, { signal, timeoutMs: left() }).catch(() => undefined);
   if (incoming !== undefined && (incoming.status === undefined || incoming.status === "none")) {
     const log = await readFile(inst.paths.qemuLog, "utf8").catch(() => "");
     const refused = tlsRefusal(log);
