@@ -6,6 +6,7 @@
 // else is `kind` (FERRY_ERR_AGENT or FERRY_ERR_CONTROLLER, retryable when the
 // server is unreachable or answered 5xx).
 import type { Static, TSchema } from "typebox";
+import { Compile } from "typebox/compile";
 import { Check, Errors } from "typebox/value";
 import { ERROR_CODES, FerryError } from "../errors.ts";
 import type { ErrorCode } from "../errors.ts";
@@ -83,6 +84,27 @@ export async function send(o: SendOptions): Promise<{ res: Response; timeout: Ab
   }
 }
 
+/**
+ * A reply schema's check, compiled once per schema: Value.Check interprets the
+ * schema on every reply, which for the agents' inventories (arrays of VFs)
+ * was 1.3 s of one 3 s event-loop stall in bench/scale.ts (100 plans reading
+ * 50 inventories each). A schema Compile cannot take is checked by Value.Check.
+ */
+const compiled = new WeakMap<TSchema, (data: unknown) => boolean>();
+function checker(schema: TSchema): (data: unknown) => boolean {
+  let c = compiled.get(schema);
+  if (!c) {
+    try {
+      const v = Compile(schema);
+      c = (data) => v.Check(data);
+    } catch {
+      c = (data) => Check(schema, data);
+    }
+    compiled.set(schema, c);
+  }
+  return c;
+}
+
 /** Send, read the whole reply, and check it against `schema`. */
 export async function request<S extends TSchema>(o: SendOptions, schema: S): Promise<Static<S>> {
   const { res, timeout } = await send(o);
@@ -102,9 +124,9 @@ export async function request<S extends TSchema>(o: SendOptions, schema: S): Pro
     throw new FerryError(o.kind, `${what}: HTTP ${res.status} with a body that is not JSON`, { cause: e, retryable: res.status >= 500 });
   }
   if (!res.ok) throw problemError(data, res.status) ?? new FerryError(o.kind, `${what}: HTTP ${res.status}`, { retryable: res.status >= 500, details: { status: res.status } });
-  if (!Check(schema, data)) {
+  if (!checker(schema)(data)) {
     const first = Errors(schema, data)[0];
     throw new FerryError(o.kind, `${what}: unexpected reply${first ? ` at ${first.instancePath || "/"}: ${first.message}` : ""}`, { details: { status: res.status } });
   }
-  return data;
+  return data as Static<S>;
 }
