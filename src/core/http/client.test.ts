@@ -12,7 +12,7 @@ const Reply = Type.Object({
 
 /** request() against a fetch that answers `body` with `status`. */
 function ask(body: unknown, status = 200): ReturnType<typeof request<typeof Reply>> {
-  const fetch = (async () => new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } })) as typeof globalThis.fetch;
+  const fetch = (() => Promise.resolve(new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } }))) as typeof globalThis.fetch;
   return request({ fetch, kind: "FERRY_ERR_AGENT", baseUrl: "http://agent.test", token: "t", method: "GET", path: "/v1/inventory", body: undefined, accept: "application/json", timeoutMs: 1_000 }, Reply);
 }
 
