@@ -22,4 +22,28 @@ describe("migration feed", () => {
     feed.publish({ type: "end", migrationId: "m-1", at: Date.now() } as unknown as FeedEvent);
     assert.equal(feed.lastProgress("m-1"), undefined, "dropped at the end");
   });
+
+  it("takes one last sample when perform ends, so a RAM copy shorter than the tick is sampled with its totals; none after the end", async () => {
+    const feed = new MigrationFeed({ clock: systemClock, log: silentLogger });
+    let totals = 0;
+    const sampler = (): Promise<MigrationProgress> => Promise.resolve({ status: totals > 0 ? "pre-switchover" : "none", transferredBytes: totals, remainingBytes: 0, totalBytes: totals, dirtyPagesRate: 0, mbps: 0 } as MigrationProgress);
+    const got: { totalBytes?: number }[] = [];
+    feed.subscribe("m-2", (e) => got.push(e as { totalBytes?: number }));
+    const life = new AbortController();
+    feed.tick("m-2", sampler, life.signal);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(got.map((e) => e.totalBytes), [0], "the first tick came before the copy: no totals");
+    totals = 256;
+    feed.finishPerform("m-2");
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(got.map((e) => e.totalBytes), [0, 256], "the last sample, with the totals");
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(got.length, 2, "no more ticks after perform");
+    feed.tick("m-3", sampler, life.signal);
+    feed.stop("m-3");
+    feed.finishPerform("m-3");
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(feed.lastProgress("m-3"), undefined, "a migration stopped (ended) gets no last sample");
+    life.abort();
+  });
 });

@@ -15,6 +15,8 @@ export const PROGRESS_EVERY_MS = 250;
 export class MigrationFeed {
   readonly #subs = new Map<string, Set<(e: FeedEvent) => void>>();
   readonly #tickers = new Map<string, AbortController>();
+  /** Each ticking migration's sampler, for the one last sample when perform ends. */
+  readonly #samplers = new Map<string, (signal: AbortSignal) => Promise<MigrationProgress | undefined>>();
   /** The newest progress sample of each migration not ended: a stream opened after perform still gets QEMU's last figures. */
   readonly #last = new Map<string, ProgressStreamEvent>();
   readonly #clock: Clock;
@@ -52,6 +54,7 @@ export class MigrationFeed {
     if (this.#tickers.has(id)) return;
     const ctl = new AbortController();
     this.#tickers.set(id, ctl);
+    this.#samplers.set(id, sample);
     const stop = AbortSignal.any([ctl.signal, signal]);
     void (async () => {
       while (!stop.aborted) {
@@ -71,13 +74,37 @@ export class MigrationFeed {
     return this.#last.get(id);
   }
 
+  /**
+   * Perform is over: stop ticking and take one last sample (QEMU holds the
+   * stream's totals at pre-switchover). A RAM copy shorter than the tick
+   * (≈ 250 ms, after a primary's unplug) was otherwise never sampled with
+   * its totals (CI: the dashboard's chart had 0 samples). Not published once
+   * the migration has ended (stop()).
+   */
+  finishPerform(id: string): void {
+    const sample = this.#samplers.get(id);
+    this.#tickers.get(id)?.abort();
+    this.#tickers.delete(id);
+    if (!sample) return;
+    void sample(this.#clock.timeout(1_000))
+      .then((p) => {
+        if (p && this.#samplers.get(id) === sample) this.publish({ ...p, type: "progress", migrationId: id, phase: "perform", at: this.#clock.now() });
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.#samplers.get(id) === sample) this.#samplers.delete(id);
+      });
+  }
+
   stop(id: string): void {
+    this.#samplers.delete(id);
     this.#tickers.get(id)?.abort();
     this.#tickers.delete(id);
   }
 
   stopAll(): void {
     for (const id of [...this.#tickers.keys()]) this.stop(id);
+    this.#samplers.clear();
     this.#last.clear();
   }
 }

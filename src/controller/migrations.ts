@@ -92,7 +92,7 @@ export class Migrations {
     this.#c.events.publish(e);
     if (e.type !== "phase") return;
     if (e.to === "perform") this.#sample(e.migrationId);
-    else if (e.from === "perform") this.feed.stop(e.migrationId);
+    else if (e.from === "perform") this.feed.finishPerform(e.migrationId);
   }
 
   #sample(id: string): void {
