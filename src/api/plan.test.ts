@@ -83,3 +83,20 @@ test("a measured dirty rate and the instance's bandwidth cap: the prediction use
   assert.equal(same?.downtimeFloorMs, 40);
   assert.ok((same?.downtimeMs ?? 0) >= 40);
 });
+
+test("a file-backed guest of whole MiB on TCG hosts with QEMU < 9.0: the plan names the blocker, and the migration is refused with it, nothing changed", async () => {
+  const { app, auth, cluster, store } = await setUp(null);
+  await cluster.createVm({ uuid: "22222222-2222-4222-8222-222222222222", name: "shm", memoryMiB: 512, vcpus: 1, host: "src", instanceId: "i-00000002", state: "running", noOs: true, sharedMemory: true, nics: [], createdAt: 0, updatedAt: 0 });
+  const plan = await app.inject({ method: "POST", url: "/v1/migrations", headers: auth, payload: { vm: "shm", to: "same", plan: true } });
+  assert.equal(plan.statusCode, 200, plan.body);
+  const blocker = (JSON.parse(plan.body) as { plan: PlanReply }).plan.blockers?.find((b) => b.host === "same" && b.check === "SHARED_MEMORY");
+  assert.match(blocker?.message ?? "", /QEMU before 9\.0 under TCG.*create it again|--local/);
+  const before = (await store.listMigrations()).length;
+  const r = await app.inject({ method: "POST", url: "/v1/migrations", headers: auth, payload: { vm: "shm", to: "same" } });
+  assert.equal(r.statusCode, 409, r.body);
+  const body = JSON.parse(r.body) as { code: string; message: string };
+  assert.equal(body.code, "FERRY_ERR_STATE");
+  assert.ok(body.message.includes(blocker!.message), body.message);
+  assert.equal((await store.listMigrations()).length, before, "no migration recorded");
+  assert.equal((await cluster.getVm("shm"))?.host, "src");
+});

@@ -24,7 +24,7 @@ import { MigrationLive } from "./migration-live.ts";
 import type { CoordinatorEvent } from "../migration/runner.ts";
 import type { PlanDirtyRate, PlanPrediction, PlanReply as PlanView } from "../wire/controller-api.ts";
 import type { DirtyRateReply } from "../wire/instance-ops.ts";
-import { preflightChecks, sharedMemoryBlocker } from "../migration/preflight.ts";
+import { hostFacts, preflightChecks, sharedMemoryBlocker } from "../migration/preflight.ts";
 import type { HostFacts, PreflightCheck } from "../migration/preflight.ts";
 import { CPU_MODEL, MACHINE_TYPE } from "../qemu/argv.ts";
 import { betweenHosts, predictFor, throughputSamples } from "./plan-predict.ts";
@@ -60,11 +60,6 @@ export function transportCheck(vm: string, from: string, to: string, sm: Migrati
   if (!dm) return { warnings: [`${to} has no migration network (host.yaml migration:): its QEMU listens on 127.0.0.1, which only works when ${from} is the same machine`] };
   if (!dm.tls) return { warnings: [`the migration stream to ${to} (${dm.address}) is plain TCP (migration.tls: false): guest memory crosses the migration network unencrypted`] };
   return { warnings: [] };
-}
-
-/** What the pre-flight checks read of a host's record (migration/preflight.ts). */
-function hostFacts(name: string, h: HostRecord | undefined): HostFacts {
-  return { name, ...(h?.qemu ? { qemu: h.qemu } : {}), ...(h?.memory ? { memory: h.memory } : {}), ...(h ? { accel: h.accel } : {}) };
 }
 
 export class Migrations {
@@ -307,8 +302,12 @@ export class Migrations {
       if (vm.sharedMemory === true) {
         // a file-backed guest of whole MiB between hosts where QEMU < 9.0 runs under TCG: its memory came out
         // broken (migration/preflight.ts tcgDirtySyncExposed); refuse rather than corrupt it
-        const [src, dst] = await Promise.all([vm.host, dest.host].map(async (h) => hostFacts(h, await this.#c.d.cluster.getHost(h))));
-        const blocker = sharedMemoryBlocker(vm, src!, dst!);
+        // #rank checked every ranked destination; an evacuation's destination may not be among them
+        const ranked = p.checks?.some((c) => c.host === dest.host && c.check === "SHARED_MEMORY") === true;
+        const factsOf = async (h: string): Promise<HostFacts> => hostFacts(h, await this.#c.d.cluster.getHost(h));
+        const blocker = ranked
+          ? p.blockers?.find((b) => b.host === dest.host && b.check === "SHARED_MEMORY")?.message
+          : sharedMemoryBlocker(vm, await factsOf(vm.host), await factsOf(dest.host));
         if (blocker !== undefined) throw new FerryError("FERRY_ERR_STATE", `migration of ${vm.name} refused, nothing changed: ${blocker}`, { details: { vm: vm.name, sharedMemory: true } });
       }
       const transportWarnings = await this.#transport(vm.name, vm.host, dest.host);

@@ -10,7 +10,7 @@ import type { PlacementVm } from "../model/cluster.ts";
 import { vfKey } from "../model/cluster.ts";
 import type { NicMode, NicPolicy } from "../model/vm.ts";
 import { RAM_TRIM_KIB } from "../model/vm.ts";
-import { tcgDirtySyncExposed } from "../migration/preflight.ts";
+import { hostFacts, tcgDirtySyncExposed } from "../migration/preflight.ts";
 import { place } from "../scheduler/place.ts";
 import type { VmRecord } from "../store/cluster.ts";
 import type { ClusterView } from "./cluster-view.ts";
@@ -165,13 +165,14 @@ export class Vms {
         const now = this.#c.d.clock.now();
         // a file-backed guest created on QEMU < 9.0 under TCG gets RAM 8 KiB short of whole MiB, which QEMU migrates
         // without losing writes (migration/preflight.ts tcgDirtySyncExposed); the trim stays with the VM wherever it goes
+        // (a host with no record yet counts as exposed: the trim costs nothing)
         const h = input.sharedMemory === true ? await this.#c.d.cluster.getHost(input.host) : undefined;
-        const hostFacts = { accel: h?.accel ?? "tcg", ...(h?.qemu ? { qemu: h.qemu } : {}) };
+        const trim = h === undefined || tcgDirtySyncExposed(hostFacts(input.host, h));
         let vm = await this.#c.d.cluster.createVm({
           ...draft, host: input.host, instanceId: null, state: "stopped", noOs: input.noOs === true, createdAt: now, updatedAt: now,
           ...(input.guestFillMiB === undefined ? {} : { guestFillMiB: input.guestFillMiB }),
           ...(input.guestDirtyMiBps === undefined || input.guestDirtyMiBps === 0 ? {} : { guestDirtyMiBps: input.guestDirtyMiBps }),
-          ...(input.sharedMemory === true && input.noOs !== true ? { sharedMemory: true, ...(tcgDirtySyncExposed(hostFacts) ? { ramTrimKiB: RAM_TRIM_KIB } : {}) } : {}),
+          ...(input.sharedMemory === true && input.noOs !== true ? { sharedMemory: true, ...(trim ? { ramTrimKiB: RAM_TRIM_KIB } : {}) } : {}),
           nics: draft.nics.map((n, i) => ({ ...n, vf: vfs[i] ?? null })),
         });
         vm = await this.#c.d.cluster.putVm({ ...vm, nics: vm.nics.map((n) => ({ ...n, address: guestAddress(n.network, vm.seq) })) });

@@ -21,6 +21,11 @@ export interface HostFacts {
   accel?: string;
 }
 
+/** What the pre-flight checks read of a host's record (the heartbeat's facts); undefined: a host nobody reported. */
+export function hostFacts(name: string, h: { qemu?: HostFacts["qemu"]; memory?: HostFacts["memory"]; accel?: string } | undefined): HostFacts {
+  return { name, ...(h?.qemu ? { qemu: h.qemu } : {}), ...(h?.memory ? { memory: h.memory } : {}), ...(h?.accel === undefined ? {} : { accel: h.accel }) };
+}
+
 export interface PreflightVm {
   name: string;
   memoryMiB: number;
