@@ -49,7 +49,7 @@ export class HttpAgentPort implements AgentPort {
   }
 
   async precheck(plan: MigrationPlan, signal: AbortSignal): Promise<PrecheckResult> {
-    const r = await this.#agents(plan.destination.host).precheck(plan.id, stepOptions(signal));
+    const r = await this.#agents(plan.destination.host).precheck(plan.id, { timeoutMs: plan.deadlines.precheckMs }, stepOptions(signal));
     return r.reason === undefined ? { ok: r.ok } : { ok: r.ok, reason: r.reason };
   }
 

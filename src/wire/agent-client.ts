@@ -13,6 +13,7 @@ import { request } from "../core/http/client.ts";
 import { DirtyRateReply, LocalMigrateReply, MigrationLimits, MigrationProgress, RestoreReply, SaveReply } from "./instance-ops.ts";
 import type { DirtyRateBody, LocalMigrateBody, MigrationLimitsBody, RestoreBody, SaveBody } from "./instance-ops.ts";
 import { AbortReply, BeginReply, CancelReply, ConfirmReply, FinishReply, PerformReply, PrecheckReply, PrepareReply, SwitchoverReply } from "./steps.ts";
+import type { PrecheckBody } from "./steps.ts";
 import type { PerformBody, PrepareBody } from "./steps.ts";
 import type { ClientOptions, RequestOptions } from "../core/http/client.ts";
 import { TERM_HEADER } from "./controllers.ts";
@@ -150,8 +151,8 @@ export class AgentClient {
     return this.#step(id, "cancel", CancelReply, body, o);
   }
 
-  precheck(id: string, o?: RequestOptions): Promise<PrecheckReply> {
-    return this.#step(id, "precheck", PrecheckReply, {}, o);
+  precheck(id: string, body: PrecheckBody, o?: RequestOptions): Promise<PrecheckReply> {
+    return this.#step(id, "precheck", PrecheckReply, body, o);
   }
 
   switchover(id: string, body: { instanceId: string; timeoutMs: number }, o?: RequestOptions): Promise<SwitchoverReply> {

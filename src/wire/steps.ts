@@ -78,6 +78,9 @@ export type PrepareBody = Static<typeof PrepareBody>;
 export const PrepareReply = PrepareResult;
 export type PrepareReply = PrepareResult;
 
+/** The controller's deadline for the check (its plan's precheckMs; absent: an older controller, 2000 ms): the agent's QMP queries share it, less what the answer needs to come back. */
+export const PrecheckBody = strict({ timeoutMs: Type.Optional(Ms(HOUR)) });
+export type PrecheckBody = Static<typeof PrecheckBody>;
 export const PrecheckReply = PrecheckResult;
 export type PrecheckReply = PrecheckResult;
 

@@ -381,6 +381,8 @@ describe("migration-step routes", () => {
         { url: "/v1/migrations/m1/perform", payload: { instanceId: "i-00000000", uri: "tcp:127.0.0.1:1; rm -rf /", unplugMs: 1000, convergeMs: 1000 }, field: "uri" },
         { url: "/v1/migrations/m1/perform", payload: { instanceId: "../../etc", uri: "tcp:127.0.0.1:1", unplugMs: 1000, convergeMs: 1000 }, field: "instanceId" },
         { url: "/v1/migrations/m1/finish", payload: { primaryBackMs: -5 }, field: "primaryBackMs" },
+        { url: "/v1/migrations/m1/precheck", payload: { timeoutMs: 0 }, field: "timeoutMs" },
+        { url: "/v1/migrations/m1/precheck", payload: { timeoutMs: 500, extra: 1 }, field: "extra" },
         { url: "/v1/migrations/m1/prepare", payload: { spec: { uuid: "nope" }, nics: [], leaseTtlMs: 1000 }, field: "uuid" },
         { url: "/v1/migrations/..%2F..%2Fetc/abort", payload: {}, field: "id" },
       ];
@@ -392,9 +394,11 @@ describe("migration-step routes", () => {
       const r = await a.app.inject({ method: "POST", url: "/v1/migrations/m1/begin", payload: { instanceId: "i-00000000" }, headers: a.headers });
       assert.equal(r.statusCode, 404, "an unknown instance is named");
       assert.match(r.body, /i-00000000/);
-      const pre = await a.app.inject({ method: "POST", url: "/v1/migrations/m-unknown/precheck", payload: {}, headers: a.headers });
-      assert.equal(pre.statusCode, 200);
-      assert.equal((JSON.parse(pre.body) as { ok: boolean }).ok, false);
+      for (const payload of [{}, { timeoutMs: 500 }]) {
+        const pre = await a.app.inject({ method: "POST", url: "/v1/migrations/m-unknown/precheck", payload, headers: a.headers });
+        assert.equal(pre.statusCode, 200, `${JSON.stringify(payload)}: ${pre.body}`);
+        assert.equal((JSON.parse(pre.body) as { ok: boolean }).ok, false);
+      }
       const noAuth = await a.app.inject({ method: "POST", url: "/v1/migrations/m1/abort", payload: {} });
       assert.equal(noAuth.statusCode, 401);
     } finally {

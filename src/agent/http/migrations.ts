@@ -5,12 +5,14 @@
 import { Type } from "typebox";
 import { MAX_HOLD_MS } from "../faults.ts";
 import * as steps from "../migration/steps.ts";
-import { BeginBody, CancelBody, ConfirmBody, EmptyBody, FinishBody, PerformBody, PrepareBody, StepParams as Params, SwitchoverBody } from "../../wire/steps.ts";
+import { BeginBody, CancelBody, ConfirmBody, EmptyBody, FinishBody, PerformBody, PrecheckBody, PrepareBody, StepParams as Params, SwitchoverBody } from "../../wire/steps.ts";
 import type { AgentAppDeps } from "./deps.ts";
 import type { FerryFastify } from "../../core/http/type-provider.ts";
 
 const HOUR = 3_600_000;
 const Empty = EmptyBody;
+/** An older controller sends no deadline: its plans' default precheckMs. */
+const DEFAULT_PRECHECK_MS = 2_000;
 
 /** A request's own deadline: its longest wait plus a margin, capped. */
 const within = (ms: number): AbortSignal => AbortSignal.timeout(Math.min(ms + 5_000, 2 * HOUR));
@@ -40,9 +42,9 @@ export function migrationRoutes(app: FerryFastify, { agent }: AgentAppDeps): voi
   }, (req) => steps.cancelOnSource(ctx(), req.params.id, req.body.instanceId, within(10_000)));
 
   post("/v1/migrations/:id/precheck", {
-    schema: { params: Params, body: Type.Optional(Empty) },
-    config: { openapi: { summary: "Destination: bounded check at pre-switchover (instance alive and incoming, VFs still reserved)" } },
-  }, (req) => steps.precheck(ctx(), req.params.id, 2_000));
+    schema: { params: Params, body: Type.Optional(PrecheckBody) },
+    config: { openapi: { summary: "Destination: bounded check at pre-switchover (instance alive and incoming, VFs still reserved), within the controller's timeoutMs (default 2000)" } },
+  }, (req) => steps.precheck(ctx(), req.params.id, req.body?.timeoutMs ?? DEFAULT_PRECHECK_MS));
 
   post("/v1/migrations/:id/switchover", {
     schema: { params: Params, body: SwitchoverBody },
