@@ -55,12 +55,13 @@ export class HttpAgentPort implements AgentPort {
 
   async switchover(plan: MigrationPlan, signal: AbortSignal): Promise<SwitchoverResult> {
     const r = await this.#agents(plan.source.host).switchover(plan.id, { instanceId: plan.source.instanceId, timeoutMs: plan.deadlines.stepMs }, stepOptions(signal));
-    return { totalMs: r.totalMs, downtimeMs: r.downtimeMs, ...(r.transferredBytes === undefined ? {} : { transferredBytes: r.transferredBytes }) };
+    return { totalMs: r.totalMs, downtimeMs: r.downtimeMs, ...(r.transferredBytes === undefined ? {} : { transferredBytes: r.transferredBytes }), ...(r.timeline === undefined ? {} : { timeline: r.timeline }) };
   }
 
   async finish(plan: MigrationPlan, signal: AbortSignal): Promise<FinishResult> {
     const r = await this.#agents(plan.destination.host).finish(plan.id, { primaryBackMs: plan.deadlines.primaryBackMs }, stepOptions(signal));
-    return { nics: r.nics.map((n) => (n.error === undefined ? { name: n.name, attached: n.attached } : { name: n.name, attached: n.attached, error: n.error })) };
+    const nics = r.nics.map((n) => (n.error === undefined ? { name: n.name, attached: n.attached } : { name: n.name, attached: n.attached, error: n.error }));
+    return r.timeline === undefined ? { nics } : { nics, timeline: r.timeline };
   }
 
   async confirmSource(plan: MigrationPlan, success: boolean, signal: AbortSignal): Promise<ConfirmResult> {

@@ -12,6 +12,7 @@
 // steps, destination → original source (see back.ts).
 import { Type } from "typebox";
 import type { Static } from "typebox";
+import { DestinationMoments, SourceMoments } from "./timeline.ts";
 import type { MigrationPlan } from "./types.ts";
 
 // What each step answers, as far as the runner reads it: schemas (the agent
@@ -45,13 +46,20 @@ export type PerformResult = Static<typeof PerformResult>;
 export const PrecheckResult = Type.Object({ ok: Type.Boolean(), reason: Type.Optional(Type.String()) });
 export type PrecheckResult = Static<typeof PrecheckResult>;
 
-export const SwitchoverResult = Type.Object({ totalMs: Type.Number(), downtimeMs: Type.Number(), transferredBytes: Type.Optional(Type.Number({ description: "RAM QEMU sent in the whole migration (the record's data moved)" })) });
+export const SwitchoverResult = Type.Object({
+  totalMs: Type.Number(),
+  downtimeMs: Type.Number(),
+  transferredBytes: Type.Optional(Type.Number({ description: "RAM QEMU sent in the whole migration (the record's data moved)" })),
+  /** The source's moments of the switch-over (absent from agents older than it). */
+  timeline: Type.Optional(SourceMoments),
+});
 export type SwitchoverResult = Static<typeof SwitchoverResult>;
 
 export const FinishNic = Type.Object({ name: Type.String(), attached: Type.Boolean(), error: Type.Optional(Type.String()) });
 export type FinishNic = Static<typeof FinishNic>;
 
-export const FinishResult = Type.Object({ nics: Type.Array(FinishNic) });
+/** The destination's moments (RESUME, the forwarding update) are absent from agents older than them. */
+export const FinishResult = Type.Object({ nics: Type.Array(FinishNic), timeline: Type.Optional(DestinationMoments) });
 export type FinishResult = Static<typeof FinishResult>;
 
 /** What confirm did on the source: stopped it (success), runs it again (failure), or found its QEMU gone. */

@@ -51,6 +51,30 @@ describe("runner: happy path", () => {
     assert.equal(stored?.plan.convergence, "auto");
   });
 
+  test("the agents' switch-over moments land in the record (through the store) with their breakdown; agents that report none leave no timeline", async () => {
+    const at = 1_764_931_200_000;
+    const source = { migrateSentAtMs: at, unplugs: [{ nic: "net0", unpluggedAtMs: at + 300.5, steeredAtMs: at + 302 }], stoppedAtMs: at + 1_000.25 };
+    const destination = { resumedAtMs: at + 1_040.75, steeredAtMs: at + 1_043 };
+    const h = harness({
+      switchover: () => Promise.resolve({ totalMs: 1200, downtimeMs: 30, timeline: source }),
+      finish: (pl) => Promise.resolve({ nics: pl.nics.map((x) => ({ name: x.name, attached: true })), timeline: destination }),
+    });
+    const p = plan([nic("net0")]);
+    assert.equal((await migrate(h, p)).outcome, "succeeded");
+    const t = (await h.store.getMigration(p.id))?.switchoverTimeline;
+    assert.deepEqual(t?.source, source);
+    assert.deepEqual(t?.destination, destination);
+    // the guest's real pause (STOP → RESUME) is longer than QEMU's downtime figure here, as it can be
+    assert.equal(t?.breakdown?.pausedMs, destination.resumedAtMs - source.stoppedAtMs);
+    assert.ok(t.breakdown.pausedMs > 30);
+    assert.equal(t.breakdown.unplugMs?.["net0"], source.unplugs[0]!.unpluggedAtMs - source.migrateSentAtMs);
+    assert.equal(t.breakdown.steerAfterResumeMs, destination.steeredAtMs - destination.resumedAtMs);
+    const old = harness();
+    const q = plan([nic("net0")]);
+    assert.equal((await migrate(old, q)).outcome, "succeeded");
+    assert.equal((await old.store.getMigration(q.id))?.switchoverTimeline, undefined);
+  });
+
   test("succeeded: every step once, in protocol order; the VM runs on the destination instance", async () => {
     const h = harness();
     const p = plan([nic("net0"), nic("net1", { mode: "ephemeral", policy: "requisite" }), nic("net2", { mode: "emulated", policy: "optional", before: null, after: null })]);

@@ -4,6 +4,7 @@
 import type { ErrorCode } from "../core/errors.ts";
 import { ERROR_CODES, FerryError } from "../core/errors.ts";
 import type { AgentPort } from "./port.ts";
+import { checked, DestinationMoments, SourceMoments, withMoments } from "./timeline.ts";
 import type { RunnerDeps, StepOutcome } from "./runner-deps.ts";
 import type { Step } from "./table.ts";
 import { classifyFinish } from "./table.ts";
@@ -93,7 +94,8 @@ export async function outcomeOf(rec: MigrationRecord, s: Step, value: unknown, d
     case "switchover": {
       const totalMs = field(value, "totalMs");
       const downtimeMs = field(value, "downtimeMs");
-      return { event: "ok", patch: { switchover: typeof totalMs === "number" && typeof downtimeMs === "number" ? { totalMs, downtimeMs } : null } };
+      const source = checked(SourceMoments, field(value, "timeline"));
+      return { event: "ok", patch: { switchover: typeof totalMs === "number" && typeof downtimeMs === "number" ? { totalMs, downtimeMs } : null, ...(source ? { switchoverTimeline: withMoments(rec.switchoverTimeline, { source }) } : {}) } };
     }
     case "finish": {
       const nics = field(value, "nics");
@@ -106,7 +108,9 @@ export async function outcomeOf(rec: MigrationRecord, s: Step, value: unknown, d
       };
       const c = classifyFinish(rec.plan, result);
       const missing = c.nics.filter((n) => n.error !== undefined).map((n) => `${n.name} (${n.policy}): ${n.error ?? ""}`);
-      return { event: c.event, patch: { nics: c.nics }, ...(missing.length > 0 ? { detail: missing.join(", ") } : {}) };
+      const destination = checked(DestinationMoments, field(value, "timeline"));
+      const timeline = destination ? { switchoverTimeline: withMoments(rec.switchoverTimeline, { destination }) } : {};
+      return { event: c.event, patch: { nics: c.nics, ...timeline }, ...(missing.length > 0 ? { detail: missing.join(", ") } : {}) };
     }
     case "confirm-failure": {
       // the source's QEMU exited: nothing runs the guest any more

@@ -4,6 +4,7 @@
 import type { ConvergenceRequest } from "./convergence.ts";
 import type { ErrorCode } from "../core/errors.ts";
 import type { NicMode, NicPolicy } from "../model/vm.ts";
+import type { SwitchoverTimeline } from "./timeline.ts";
 
 /** A VF on a host: its BDF and its parent PF's BDF (the failover standby's uplink derives from the PF). */
 export interface VfRef {
@@ -195,6 +196,13 @@ export interface MigrationRecord {
   prepared: { instanceId: string; uri: string } | null;
   /** Set by a successful switchover. */
   switchover: { totalMs: number; downtimeMs: number } | null;
+  /**
+   * The switch-over's moments as the agents reported them (the source's
+   * switchover answer, the destination's finish answer; absent from agents
+   * older than them) and the breakdown derived where the moments needed
+   * exist (./timeline.ts).
+   */
+  switchoverTimeline?: SwitchoverTimeline;
   /** True once the switchover completed: failures no longer touch the source's guest. */
   pastPointOfNoReturn: boolean;
   /** An operator asked to cancel (honoured before switchover only). */

@@ -53,9 +53,11 @@ export function migrationUnderWay(status: MigrationStatus): boolean {
   return !IDLE_STATUSES.includes(status);
 }
 
-export async function startMigration(qmp: QmpClient, uri: string, setup: MigrationSetup = {}, signal?: AbortSignal): Promise<void> {
+/** `beforeMigrate`: called just before `migrate` is sent (a moment to note: no I/O there). */
+export async function startMigration(qmp: QmpClient, uri: string, setup: MigrationSetup = {}, signal?: AbortSignal, beforeMigrate?: () => void): Promise<void> {
   await setMigrationCapabilities(qmp, { events: true, ...RESET_CAPABILITIES, ...setup.capabilities }, { signal });
   await setMigrationParameters(qmp, { ...setup.parameters, maxBandwidth: setup.parameters?.maxBandwidth ?? UNCAPPED_BYTES_PER_S }, { signal });
+  beforeMigrate?.();
   await migrate(qmp, uri, { signal });
 }
 

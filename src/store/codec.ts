@@ -7,6 +7,7 @@ import { NIC_MODES, NIC_POLICIES } from "../model/vm.ts";
 import * as v from "../model/validate.ts";
 import { CLEANUP_STATES, JOURNAL_KINDS, NIC_STATUSES, OUTCOMES, PHASES, RECORD_KINDS } from "../migration/types.ts";
 import { CONVERGENCE_REQUESTS } from "../migration/convergence.ts";
+import { checked, SwitchoverTimeline } from "../migration/timeline.ts";
 import type {
   Cleanup,
   ConvergenceRecord,
@@ -204,7 +205,14 @@ export function parseRecord(x: unknown): MigrationRecord {
     ...(o["connectivity"] === undefined ? {} : { connectivity: connectivity(o["connectivity"]) }),
     ...(o["dataMovedBytes"] === undefined ? {} : { dataMovedBytes: num("record.dataMovedBytes", o["dataMovedBytes"]) }),
     ...(o["convergence"] === undefined ? {} : { convergence: convergence(o["convergence"]) }),
+    ...(o["switchoverTimeline"] === undefined ? {} : { switchoverTimeline: switchoverTimeline(o["switchoverTimeline"]) }),
   };
+}
+
+function switchoverTimeline(x: unknown): SwitchoverTimeline {
+  const t = checked(SwitchoverTimeline, x);
+  if (t === undefined) throw corrupt("record.switchoverTimeline", x);
+  return t;
 }
 
 function convergence(x: unknown): ConvergenceRecord {

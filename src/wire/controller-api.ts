@@ -3,6 +3,7 @@
 // serialisation), the OpenAPI document and the client (which validates
 // replies against the same schemas).
 import { ConvergenceRequestSchema } from "../migration/port.ts";
+import { SwitchoverTimeline } from "../migration/timeline.ts";
 import { Type } from "typebox";
 import type { Static, TSchema } from "typebox";
 import { ruled } from "../core/http/schema.ts";
@@ -176,6 +177,7 @@ export const MigrationView = Type.Unsafe<MigrationViewT>(
       nics: Type.Array(Type.Object({}, { additionalProperties: true })),
       timings: Type.Object({}, { additionalProperties: true }),
       connectivity: Type.Optional(Type.Record(Type.String(), ConnectivityView, { description: "lab: per NIC, written once every NIC answered steadily past the end (or the watch's deadline)" })),
+      switchoverTimeline: Type.Optional(Type.Object(SwitchoverTimeline.properties, { description: "the switch-over's moments (epoch ms, µs precision: QEMU's event timestamps, the agents' clocks for Ferry's own actions) from the source's switchover and the destination's finish answers, and the breakdown derived from them; absent from agents older than it" })),
       settling: Type.Optional(Type.Boolean({ description: "the controller still follows up the outcome (the VM record)" })),
       measuring: Type.Optional(Type.Boolean({ description: "lab: the NICs are still watched until each answers steadily; connectivity comes then" })),
       createdAt: Type.Integer(),

@@ -7,7 +7,7 @@
 import { Type } from "typebox";
 import type { Static, TObject, TProperties } from "typebox";
 import { ruled } from "../core/http/schema.ts";
-import { CancelSourceResult, ConfirmResult, ConvergenceRequestSchema, FinishNic, PerformResult, PrecheckResult, PrepareResult, SwitchoverResult } from "../migration/port.ts";
+import { CancelSourceResult, ConfirmResult, ConvergenceRequestSchema, FinishNic, FinishResult, PerformResult, PrecheckResult, PrepareResult, SwitchoverResult } from "../migration/port.ts";
 import type { VmSpec } from "../model/vm.ts";
 import { InstanceId, Name, PciAddress } from "./agent-api.ts";
 
@@ -85,7 +85,7 @@ export const PrecheckReply = PrecheckResult;
 export type PrecheckReply = PrecheckResult;
 
 export const FinishBody = strict({ primaryBackMs: Ms(HOUR) });
-export const FinishReply = Type.Object({ instanceId: Type.String(), nics: Type.Array(ArrivedNic) });
+export const FinishReply = Type.Object({ instanceId: Type.String(), nics: Type.Array(ArrivedNic), timeline: FinishResult.properties.timeline });
 export type FinishReply = Static<typeof FinishReply>;
 
 export const AbortReply = Type.Object({ aborted: Type.Boolean() });

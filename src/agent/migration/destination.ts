@@ -7,6 +7,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { FerryError } from "../../core/errors.ts";
 import type { LeaseHolder } from "../../host/leases.ts";
+import type { DestinationMoments } from "../../migration/timeline.ts";
 import type { VmSpec } from "../../model/vm.ts";
 import { newInstanceId, ramFilePath } from "../../qemu/instance.ts";
 import type { Instance } from "../../qemu/instance.ts";
@@ -31,6 +32,8 @@ export interface DestRecord {
   /** NIC name → VF planned on this host (null: runs without its VF). */
   planned: Record<string, string | null>;
   finished?: FinishResult;
+  /** The incoming guest's RESUME and the steer to the standbys it started (steerOnResume), for finish's answer. */
+  resumed?: DestinationMoments;
   /** Finish found the instance's QEMU gone (after the switch-over: the guest is lost). */
   lost?: true;
   /** Epoch ms: the migration's leases expire then; a destination not finished by then is stale (reapStaleDestinations). */
@@ -80,7 +83,10 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
       throw new FerryError("FERRY_ERR_FEATURE", "port-profile association failed on the destination (lab fault switch port-profile-fail)", { details: { feature: "port-profile" } });
     }
     const { inst, spec, uri } = await startIncoming(ctx, { spec: { ...source, nics }, instanceId, listen: { network: ctx.transport ?? null, sourceIdentity: input.sourceIdentity } }, signal);
-    steerOnResume(ctx, inst, spec);
+    steerOnResume(ctx, inst, spec, (resumed) => {
+      const r = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
+      if (r) ctx.records.put(DEST, migrationId, { ...r, resumed } satisfies DestRecord);
+    });
     ctx.records.put(DEST, migrationId, { instanceId, uri, vmUuid: source.uuid, spec, planned, expiresAt } satisfies DestRecord);
     await ctx.faults?.hold("prepare", migrationId, ctx.clock, signal);
     if (ctx.faults?.fire("agent-crash-in-prepare")) process.kill(process.pid, "SIGKILL");
@@ -151,7 +157,10 @@ async function finishNow(ctx: StepContext, migrationId: string, primaryBackMs: n
     throw e;
   }
   // the instance's own spec follows its devices (a re-plugged ephemeral NIC), so the next migration unplugs it again
-  const result: FinishResult = { instanceId: inst.id, nics: await bringBackNics(ctx, inst, inst.meta.spec, rec.planned, { primaryBackMs, replugFails }, signal) };
+  const nics = await bringBackNics(ctx, inst, inst.meta.spec, rec.planned, { primaryBackMs, replugFails }, signal);
+  // noted by steerOnResume's listener meanwhile (bringBackNics waited for its steers)
+  rec.resumed = (ctx.records.get(DEST, migrationId) as DestRecord | undefined)?.resumed ?? rec.resumed;
+  const result: FinishResult = { instanceId: inst.id, nics, ...(rec.resumed === undefined ? {} : { timeline: rec.resumed }) };
   await inst.saveMeta();
   await ctx.faults?.hold("finish", migrationId, ctx.clock, signal);
   // leases move from the migration to the running instance; a VF that did not attach stays leased

@@ -10,6 +10,8 @@ import { deviceIds } from "../../qemu/argv.ts";
 import { plugPrimary, unplugPrimary } from "../../qemu/hotplug.ts";
 import type { Instance } from "../../qemu/instance.ts";
 import { listDeviceIds } from "../../qmp/commands.ts";
+import { msOfUs } from "../../migration/timeline.ts";
+import type { DestinationMoments } from "../../migration/timeline.ts";
 import type { StepContext } from "./context.ts";
 import { vfOf } from "./context.ts";
 import { attachTap, steer, withTaps } from "./wiring.ts";
@@ -82,13 +84,23 @@ const resumeSteers = new WeakMap<Instance, Promise<void>>();
  * its frames go to this host's standby halves — not one controller round
  * trip later, when finish is called (raw QEMU failover's best case is its
  * announce reaching a learning bridge right away; this matches it).
+ * `onSteered` gets the RESUME's moment (QEMU's timestamp) and, if anything
+ * was steered, when the last steer ended: after the steers (nothing delays
+ * them), before finish's wait for them ends.
  */
-export function steerOnResume(ctx: StepContext, inst: Instance, spec: VmSpec): void {
+export function steerOnResume(ctx: StepContext, inst: Instance, spec: VmSpec, onSteered?: (m: DestinationMoments) => void): void {
   const off = inst.qmp.onEvent((e) => {
     if (e.event !== "RESUME") return;
     off();
     resumeSteers.set(inst, (async () => {
-      for (const nic of spec.nics) await steer(ctx, nic, "standby", AbortSignal.timeout(5_000)).catch(() => false);
+      let steered = false;
+      for (const nic of spec.nics) steered = (await steer(ctx, nic, "standby", AbortSignal.timeout(5_000)).catch(() => false)) || steered;
+      const steeredAt = ctx.clock.now();
+      try {
+        onSteered?.({ resumedAtMs: msOfUs(e.timestampUs), ...(steered ? { steeredAtMs: steeredAt } : {}) });
+      } catch (err) {
+        ctx.log?.warn({ instanceId: inst.id, err: String(err) }, "recording the incoming guest's RESUME failed");
+      }
     })());
   });
 }

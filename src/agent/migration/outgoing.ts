@@ -8,6 +8,8 @@ import type { Instance } from "../../qemu/instance.ts";
 import { cancelMigration, completedInfo, startMigration, waitMigration } from "../../qemu/migration.ts";
 import type { MigrationSetup } from "../../qemu/migration.ts";
 import type { MigrationInfo } from "../../qmp/commands.ts";
+import { msOfUs } from "../../migration/timeline.ts";
+import type { UnplugMoments } from "../../migration/timeline.ts";
 import type { StepContext } from "./context.ts";
 import { prepareOutgoing, tlsRefusal } from "./transport.ts";
 import { steer, steerInitial } from "./wiring.ts";
@@ -25,6 +27,31 @@ export interface MigrateOutOptions {
   pauseWhenActive?: boolean;
   /** Each polled status (the converge deadline's numbers). */
   onProgress?: (info: MigrationInfo) => void;
+  /** The migration started: when QMP `migrate` was sent (epoch ms, agent clock). */
+  onStarted?: (migrateSentAtMs: number) => void;
+  /** A failover NIC's primary released by the guest, once its steer to the standby has ended (steerOnUnplug). */
+  onStandby?: (m: UnplugMoments) => void;
+}
+
+/**
+ * P10 on the source: on UNPLUG_PRIMARY (the guest has released that primary;
+ * QEMU keeps it on standby for a rollback) a failover NIC's frames go to its
+ * standby now, not when the migration turns active (QEMU polls for that every
+ * 250 ms). `onStandby` gets the unplug's moment (QEMU's timestamp) and, if it
+ * steered, when the steer ended — after the steer: nothing delays it.
+ * Returns the listener's remover.
+ */
+export function steerOnUnplug(ctx: StepContext, inst: Instance, signal: AbortSignal, onStandby?: (m: UnplugMoments) => void): () => void {
+  const failovers = inst.meta.spec.nics.filter((n) => n.mode === "failover" && n.primary);
+  return inst.qmp.onEvent((e) => {
+    if (e.event !== "UNPLUG_PRIMARY") return;
+    for (const nic of failovers) {
+      if (e.data["device-id"] !== deviceIds(nic.name).primary) continue;
+      void steer(ctx, nic, "standby", signal).catch(() => false).then((steered) => {
+        onStandby?.({ nic: nic.name, unpluggedAtMs: msOfUs(e.timestampUs), ...(steered ? { steeredAtMs: ctx.clock.now() } : {}) });
+      }).catch((err: unknown) => ctx.log?.warn({ nic: nic.name, err: String(err) }, "recording a failover NIC's unplug failed"));
+    }
+  });
 }
 
 /**
@@ -35,20 +62,18 @@ export interface MigrateOutOptions {
  * frames go back to the primaries.
  */
 export async function migrateOut(ctx: StepContext, inst: Instance, uri: string, o: MigrateOutOptions, signal: AbortSignal): Promise<MigrationInfo> {
-  const failovers = inst.meta.spec.nics.filter((n) => n.mode === "failover" && n.primary);
-  // UNPLUG_PRIMARY: the guest has released that primary (QEMU keeps it on standby for a rollback); its
-  // frames go to the standby now, not when the migration turns active (QEMU polls for that every 250 ms)
-  const offSteer = inst.qmp.onEvent((e) => {
-    if (e.event !== "UNPLUG_PRIMARY") return;
-    for (const nic of failovers) if (e.data["device-id"] === deviceIds(nic.name).primary) void steer(ctx, nic, "standby", signal).catch(() => false);
-  });
+  const offSteer = steerOnUnplug(ctx, inst, signal, o.onStandby);
   const started = ctx.clock.monotonic();
   let unplugStuck = false;
   let paused = false;
   const unplugWatch = new AbortController();
   try {
     await prepareOutgoing(ctx.transport ?? null, inst, uri, signal);
-    await startMigration(inst.qmp, uri, o.setup, signal);
+    let sentAt = 0;
+    await startMigration(inst.qmp, uri, o.setup, signal, () => {
+      sentAt = ctx.clock.now();
+    });
+    o.onStarted?.(sentAt);
     const info = await waitMigration(inst.qmp, {
       until: [o.until],
       timeoutMs: o.timeoutMs,

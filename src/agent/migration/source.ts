@@ -11,6 +11,8 @@ import type { MigrationInfo } from "../../qmp/commands.ts";
 import { queryDirtyRate, queryMigrate, queryStatus } from "../../qmp/commands.ts";
 import type { ConvergenceChoice } from "../../migration/convergence.ts";
 import { chooseConvergence, notConvergedMessage } from "../../migration/convergence.ts";
+import { msOfUs } from "../../migration/timeline.ts";
+import type { SourceMoments, UnplugMoments } from "../../migration/timeline.ts";
 import type { StepContext } from "./context.ts";
 import { instanceHolder, instanceOf, serial, unlessEnded } from "./context.ts";
 import { replugMissing, unplugEphemerals } from "./nics.ts";
@@ -20,7 +22,7 @@ import { releaseHeld } from "../vf-life.ts";
 import type { BeginReply, CancelReply, ConfirmReply, PerformBody, PerformReply, SwitchoverReply } from "../../wire/steps.ts";
 
 export const SRC = "migration-source";
-/** The source guest's pause in a migration, from QEMU's own event timestamps (kept apart from SrcRecord: written by an event listener). */
+/** The source guest's pause and the switch-over's moments in a migration, from QEMU's own event timestamps (kept apart from SrcRecord: written by event listeners). */
 const PAUSE = "migration-source-pause";
 
 interface SrcRecord {
@@ -49,6 +51,10 @@ interface PauseRecord {
   stoppedUs?: number;
   /** STOP → RESUME on the source (the guest ran on here again: a rollback). */
   pausedMs?: number;
+  /** QMP migrate sent (epoch ms, agent clock). */
+  migrateSentAtMs?: number;
+  /** Per failover NIC: the guest released its primary, the steer to its standby ended. */
+  unplugs?: UnplugMoments[];
 }
 
 export type PerformInput = PerformBody;
@@ -133,6 +139,8 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
       onProgress: (i) => {
         if (i.ram !== undefined) last = i;
       },
+      onStarted: (migrateSentAtMs) => notePause(ctx, migrationId, (p) => ({ ...p, migrateSentAtMs })),
+      onStandby: (u) => notePause(ctx, migrationId, (p) => ({ ...p, unplugs: [...(p.unplugs ?? []).filter((x) => x.nic !== u.nic), u] })),
     }, signal);
   } catch (e) {
     // the converge deadline (not the caller's abort): say it did not converge, with QEMU's numbers
@@ -185,13 +193,31 @@ function trackPause(ctx: StepContext, migrationId: string, inst: Instance, o: { 
   if (o.fresh) ctx.records.delete(PAUSE, migrationId);
   const off = inst.qmp.onEvent((e) => {
     if (e.event !== "STOP" && e.event !== "RESUME") return;
-    const p = (ctx.records.get(PAUSE, migrationId) as PauseRecord | undefined) ?? {};
-    if (e.event === "STOP" && p.stoppedUs === undefined) ctx.records.put(PAUSE, migrationId, { stoppedUs: e.timestampUs } satisfies PauseRecord);
+    const p = pauseOf(ctx, migrationId);
+    if (e.event === "STOP" && p.stoppedUs === undefined) ctx.records.put(PAUSE, migrationId, { ...p, stoppedUs: e.timestampUs } satisfies PauseRecord);
     else if (e.event === "RESUME" && p.stoppedUs !== undefined && p.pausedMs === undefined) {
       ctx.records.put(PAUSE, migrationId, { ...p, pausedMs: Math.max(0, Math.round((e.timestampUs - p.stoppedUs) / 1000)) } satisfies PauseRecord);
     }
   });
   pauseTrackers.set(k, off);
+}
+
+const pauseOf = (ctx: StepContext, migrationId: string): PauseRecord => (ctx.records.get(PAUSE, migrationId) as PauseRecord | undefined) ?? {};
+
+/** Change this migration's pause record (read and written at once: the listeners writing it never lose each other's moments). */
+function notePause(ctx: StepContext, migrationId: string, f: (p: PauseRecord) => PauseRecord): void {
+  ctx.records.put(PAUSE, migrationId, f(pauseOf(ctx, migrationId)));
+}
+
+/** The switch-over's moments on this source, as its switchover answers them (undefined: none noted). */
+function sourceMoments(ctx: StepContext, migrationId: string): SourceMoments | undefined {
+  const p = pauseOf(ctx, migrationId);
+  const m: SourceMoments = {
+    ...(p.migrateSentAtMs === undefined ? {} : { migrateSentAtMs: p.migrateSentAtMs }),
+    ...(p.unplugs === undefined || p.unplugs.length === 0 ? {} : { unplugs: p.unplugs }),
+    ...(p.stoppedUs === undefined ? {} : { stoppedAtMs: msOfUs(p.stoppedUs) }),
+  };
+  return Object.keys(m).length > 0 ? m : undefined;
 }
 
 function forgetSource(ctx: StepContext, migrationId: string): void {
@@ -206,7 +232,7 @@ function forgetSource(ctx: StepContext, migrationId: string): void {
 
 /** How long the source guest was paused by this migration before it ran on the source again (undefined: not measured, or it never resumed here). */
 function pausedMsOf(ctx: StepContext, migrationId: string): number | undefined {
-  return (ctx.records.get(PAUSE, migrationId) as PauseRecord | undefined)?.pausedMs;
+  return pauseOf(ctx, migrationId).pausedMs;
 }
 
 function gaveUpError(ctx: StepContext, migrationId: string, rec: SrcRecord): FerryError {
@@ -317,7 +343,8 @@ async function switchoverNow(ctx: StepContext, migrationId: string, instanceId: 
   } else if (info.status === "completed" && rec?.continued === true) info = await completedInfo(inst.qmp, info, signal);
   else throw new FerryError("FERRY_ERR_STATE", `cannot switch over: migration is ${info.status}`, { details: { status: info.status } });
   await ctx.faults?.hold("switchover", migrationId, ctx.clock, signal);
-  return { totalMs: info.totalTimeMs ?? 0, downtimeMs: info.downtimeMs ?? 0, transferredBytes: info.ram?.transferred ?? 0 };
+  const timeline = sourceMoments(ctx, migrationId);
+  return { totalMs: info.totalTimeMs ?? 0, downtimeMs: info.downtimeMs ?? 0, transferredBytes: info.ram?.transferred ?? 0, ...(timeline === undefined ? {} : { timeline }) };
 }
 
 export type ConfirmResult = ConfirmReply;

@@ -5,6 +5,8 @@ import type { PlanReply } from "../../wire/controller-api.ts";
 import type { Cleanup, Connectivity, MigrationRecord, Phase, RecordKind, VfRef } from "../../migration/types.ts";
 import { phaseTimes } from "../../wire/migration-stream.ts";
 import { downtimeOf } from "../../migration/types.ts";
+import { breakdownText } from "../../migration/timeline.ts";
+import type { GapBreakdown } from "../../migration/timeline.ts";
 import { renderTable } from "./table.ts";
 
 export interface NicSummary {
@@ -36,6 +38,8 @@ export interface MigrationSummary {
   timeline: { phase: Phase; startedAt: number; ms: number | null }[];
   /** Bytes moved (RAM sent; a save: the state file's size), null when unknown. */
   dataMovedBytes: number | null;
+  /** The switch-over's breakdown from the agents' moments (the record's switchoverTimeline), when there is one. */
+  switchover?: GapBreakdown;
   /** save / restore: the state file in the host's saveDir. */
   file?: string;
   /** local: the new instance's QEMU binary. */
@@ -66,6 +70,7 @@ export function migrationSummary(r: MigrationRecord & { measuring?: boolean; dat
     timings: { totalMs: done ? r.updatedAt - r.createdAt : null, downtimeMs: downtimeOf(r), phases },
     timeline: phaseTimes(r).map((p) => ({ phase: p.phase, startedAt: p.startedAt, ms: p.ms ?? null })),
     dataMovedBytes: r.dataMovedBytes ?? null,
+    ...(r.switchoverTimeline?.breakdown === undefined ? {} : { switchover: r.switchoverTimeline.breakdown }),
     ...(r.plan.file === undefined ? {} : { file: r.plan.file }),
     ...(r.plan.qemuBinary === undefined ? {} : { qemuBinary: r.plan.qemuBinary }),
     nics: r.plan.nics.map((n) => {
@@ -84,6 +89,11 @@ function connectivityNote(s: MigrationSummary): string[] {
   const c = s.nics.map((n) => n.connectivity).find((x) => x?.settleMs !== undefined);
   if (!c) return [];
   return [`  connectivity: probes every 10 ms from the start until each NIC answered steadily for ${c.settleMs} ms past the end (outage: no reply for more than ${c.outageMs ?? "?"} ms); STABLE AFTER counts from the start, the migration took ${c.endMs ?? "?"} ms`];
+}
+
+function switchoverLine(s: MigrationSummary): string[] {
+  const text = breakdownText(s.switchover);
+  return text === null ? [] : [`  switch-over: ${text}`];
 }
 
 const vfText = (v: VfRef | null): string => (v === null ? "(none)" : `${v.vf} on ${v.host} (PF ${v.pf})`);
@@ -110,6 +120,7 @@ export function renderSummary(s: MigrationSummary): string {
     ...(s.reason ? [`  reason:   ${s.reason}`] : []),
     whereText(s),
     `  total ${s.timings.totalMs === null ? "-" : `${s.timings.totalMs} ms`}, downtime ${s.timings.downtimeMs === null ? "-" : `${s.timings.downtimeMs} ms`}, data moved ${s.dataMovedBytes === null ? "-" : `${(s.dataMovedBytes / 2 ** 20).toFixed(1)} MiB`}`,
+    ...switchoverLine(s),
     ...s.warnings.map((w) => `  warning:  ${w}`),
     ...(s.cleanup?.state === "pending" ? [`  cleanup:  destination ${s.cleanup.host} pending (retried in the background; 'ferry migration show ${s.id ?? ""}' tells when it is done)`] : []),
     `  phases:   ${Object.entries(s.timings.phases).map(([p, ms]) => `${p} ${ms} ms`).join(", ") || "-"}`,

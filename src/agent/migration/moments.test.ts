@@ -1,0 +1,173 @@
+// The switch-over's moments as the agent notes them, from scripted QMP
+// events (a fake QEMU monitor: commands answered from a little state, events
+// emitted with the timestamps a QEMU would give them) and the agent's clock:
+// the source's switchover answer and the destination's RESUME steer.
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, test } from "node:test";
+import { FakeClock, systemClock } from "../../core/clock.ts";
+import type { Clock } from "../../core/clock.ts";
+import { openStateDb, RecordStore } from "../../host/leases.ts";
+import type { NicSpec, VmSpec } from "../../model/vm.ts";
+import type { Instance } from "../../qemu/instance.ts";
+import type { QmpEvent } from "../../qmp/protocol.ts";
+import { breakdownOf } from "../../migration/timeline.ts";
+import type { DestinationMoments } from "../../migration/timeline.ts";
+import type { StepContext } from "./context.ts";
+import { steerOnResume } from "./nics.ts";
+import { perform, switchover } from "./source.ts";
+
+const dir = await mkdtemp(join(tmpdir(), "ferry-moments-"));
+after(() => rm(dir, { recursive: true, force: true }));
+
+const failover: NicSpec = {
+  name: "net0", mode: "failover", mac: "52:54:00:00:00:01", network: "physnet1", guestPorts: { standby: 1, primary: 2 },
+  standby: { kind: "tap", ifname: "fs-net0" },
+  primary: { kind: "stand-in", model: "vmxnet3", backend: { kind: "tap", ifname: "fp-net0" }, vf: "0000:3b:10.0" },
+};
+
+/** A QEMU monitor as far as a migration's steps use it; `onMigrate` and `onQuery` play what QEMU does once `migrate` is sent, and while it streams. */
+class FakeQmp {
+  closed = false;
+  status = "none";
+  readonly sent: string[] = [];
+  readonly #listeners = new Set<(e: QmpEvent) => void>();
+  onMigrate: () => void = () => undefined;
+  onQuery: () => void = () => undefined;
+
+  onEvent(l: (e: QmpEvent) => void): () => void {
+    this.#listeners.add(l);
+    return () => this.#listeners.delete(l);
+  }
+
+  emit(event: string, timestampUs: number, data: Record<string, unknown> = {}): void {
+    for (const l of [...this.#listeners]) l({ kind: "event", event, data, timestampUs });
+  }
+
+  execute(command: string): Promise<unknown> {
+    this.sent.push(command);
+    switch (command) {
+      case "query-migrate":
+        this.onQuery();
+        return Promise.resolve(this.status === "completed" ? { status: "completed", "total-time": 900, downtime: 12, ram: { transferred: 1000 } } : { status: this.status });
+      case "query-dirty-rate":
+        return Promise.resolve({ status: "unstarted" });
+      case "migrate":
+        this.onMigrate();
+        return Promise.resolve({});
+      case "migrate-continue":
+        this.status = "completed";
+        return Promise.resolve({});
+      default:
+        return Promise.resolve({});
+    }
+  }
+}
+
+function rig(clock: Clock, spec: VmSpec): { ctx: StepContext; inst: Instance; qmp: FakeQmp; pins: string[] } {
+  const qmp = new FakeQmp();
+  const pins: string[] = [];
+  const inst = { id: "i-src", qmp, meta: { spec } } as unknown as Instance;
+  const records = new RecordStore(openStateDb(join(dir, `${Math.random().toString(36).slice(2)}.db`)), clock);
+  const ctx = {
+    host: "hv-a", clock, records, vfs: () => [],
+    run: (file: string, args: readonly string[]) => {
+      if (args.includes("fdb")) pins.push(args.join(" "));
+      return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+    },
+    network: (name: string) => (name === "physnet1" ? { bridge: "br-physnet1", netns: null } : undefined),
+    instances: { get: (id: string) => (id === inst.id ? inst : undefined), add: () => undefined, remove: () => undefined, all: () => [inst] },
+  } as unknown as StepContext;
+  return { ctx, inst, qmp, pins };
+}
+
+const spec = (nics: NicSpec[]): VmSpec => ({ uuid: "6f1b0c9e-2d3a-4b5c-8d7e-0123456789ab", name: "vm", memoryMiB: 256, vcpus: 1, nics } as unknown as VmSpec);
+const signal = (): AbortSignal => AbortSignal.timeout(10_000);
+
+test("source: migrate sent, the primary's release, the standby steer and the STOP are in the switchover answer; a re-sent switchover answers the same", async () => {
+  const { ctx, qmp, pins } = rig(systemClock, spec([failover]));
+  let unplugUs = 0;
+  let stopUs = 0;
+  let sentAtStop = 0;
+  qmp.onMigrate = () => {
+    // QEMU: the guest releases the primary a little after migrate; RAM streams
+    unplugUs = Date.now() * 1000 + 4_250;
+    qmp.emit("UNPLUG_PRIMARY", unplugUs, { "device-id": "net0-primary" });
+    qmp.status = "active";
+  };
+  qmp.onQuery = () => {
+    if (qmp.status !== "active") return;
+    // RAM streamed: the guest stops at pre-switchover
+    stopUs = unplugUs + 120_500;
+    qmp.emit("STOP", stopUs);
+    sentAtStop = qmp.sent.length;
+    qmp.status = "pre-switchover";
+  };
+  const before = Date.now();
+  await perform(ctx, "m-1", { instanceId: "i-src", uri: "tcp:127.0.0.1:4444", unplugMs: 5_000, convergeMs: 5_000, convergence: "off" }, signal());
+  const answer = await switchover(ctx, "m-1", "i-src", 5_000, signal());
+  const t = answer.timeline;
+  assert.ok(t, "the switchover answer has the source's moments");
+  assert.ok(t.migrateSentAtMs !== undefined && t.migrateSentAtMs >= before && t.migrateSentAtMs <= Date.now(), "migrate sent: the agent's clock, during perform");
+  assert.equal(t.stoppedAtMs, stopUs / 1000, "STOP: QEMU's own timestamp, µs kept");
+  assert.deepEqual(t.unplugs?.map((u) => [u.nic, u.unpluggedAtMs]), [["net0", unplugUs / 1000]]);
+  const steered = t.unplugs[0]!.steeredAtMs;
+  assert.ok(steered !== undefined && steered >= t.migrateSentAtMs, "the steer to the standby ended after migrate was sent");
+  assert.equal(pins.length, 1, "one steer: the guest MAC pinned to the standby");
+  assert.match(pins[0]!, /fs-net0/);
+  // measuring sends QEMU nothing while the guest is paused: from STOP on, only the switch-over's own commands
+  assert.deepEqual([...new Set(qmp.sent.slice(sentAtStop))].sort(), ["migrate-continue", "query-migrate"]);
+  const b = breakdownOf({ source: t });
+  assert.ok(b.unplugMs?.["net0"] !== undefined && Math.abs(b.unplugMs["net0"] - (t.unplugs[0]!.unpluggedAtMs - t.migrateSentAtMs)) < 0.001);
+  // the coordinator re-sends a switchover whose answer it lost: the same moments
+  assert.deepEqual((await switchover(ctx, "m-1", "i-src", 5_000, signal())).timeline, t);
+});
+
+test("source: a guest without failover NICs still has migrate sent and STOP, and no unplugs", async () => {
+  const emulated: NicSpec = { name: "net0", mode: "emulated", mac: "52:54:00:00:00:02", guestPorts: { standby: 1 }, standby: { kind: "none" } };
+  const { ctx, qmp } = rig(systemClock, spec([emulated]));
+  qmp.onMigrate = () => {
+    qmp.emit("STOP", Date.now() * 1000 + 50_000);
+    qmp.status = "pre-switchover";
+  };
+  await perform(ctx, "m-2", { instanceId: "i-src", uri: "tcp:127.0.0.1:4444", unplugMs: 5_000, convergeMs: 5_000, convergence: "off" }, signal());
+  const t = (await switchover(ctx, "m-2", "i-src", 5_000, signal())).timeline;
+  assert.ok(t?.migrateSentAtMs !== undefined && t.stoppedAtMs !== undefined && t.stoppedAtMs > t.migrateSentAtMs);
+  assert.equal(t.unplugs, undefined);
+});
+
+test("destination: RESUME's timestamp and the end of the standby steer it started (the forwarding update)", async () => {
+  const clock = new FakeClock();
+  const { ctx, inst, qmp, pins } = rig(clock, spec([failover]));
+  // the steer (a bridge fdb replace) takes 3 ms on this host
+  const run = ctx.run;
+  ctx.run = (file, args, o) => {
+    clock.advance(3);
+    return run(file, args, o);
+  };
+  const noted: DestinationMoments[] = [];
+  steerOnResume(ctx, inst, spec([failover]), (m) => noted.push(m));
+  const resumeUs = clock.now() * 1000 + 250;
+  qmp.emit("RESUME", resumeUs);
+  qmp.emit("RESUME", resumeUs + 1_000_000); // a later RESUME (say, after a pause by an operator) is not the switch-over's
+  await new Promise((r) => setImmediate(r));
+  assert.equal(noted.length, 1);
+  const m = noted[0]!;
+  assert.equal(m.resumedAtMs, resumeUs / 1000);
+  assert.equal(pins.length, 1);
+  const b = breakdownOf({ destination: m });
+  assert.ok(b.steerAfterResumeMs !== undefined && b.steerAfterResumeMs > 0 && b.steerAfterResumeMs <= 3, `the forwarding update ended within the steer's 3 ms after RESUME (got ${String(b.steerAfterResumeMs)})`);
+});
+
+test("destination: nothing steered (unmanaged forwarding) — RESUME noted, no forwarding update moment", async () => {
+  const { ctx, inst, qmp } = rig(new FakeClock(), spec([failover]));
+  ctx.network = () => ({ bridge: "br-physnet1", netns: null, forwarding: "unmanaged" });
+  const noted: DestinationMoments[] = [];
+  steerOnResume(ctx, inst, spec([failover]), (m) => noted.push(m));
+  qmp.emit("RESUME", 1_700_000_000_000_123);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(noted, [{ resumedAtMs: 1_700_000_000_000.123 }]);
+  assert.equal(breakdownOf({ destination: noted[0]! }).steerAfterResumeMs, undefined);
+});
