@@ -1,40 +1,57 @@
-// Orchestration overhead: the same kind of guest migrated (a) by `ferry
-// migrate` through the controller and two agents of a lab, (b) by the floor,
-// a minimal raw-QMP sequence doing only what any migration needs: start the
-// destination with -incoming defer, migrate-incoming, migrate, wait for
-// completed, (the destination resumes by itself), quit the source, and (c) by
-// libvirt's `virsh migrate --live` between two libvirt daemons on this
-// machine (bench/lib/libvirt.ts). Two guests: RAM mostly zero pages, and
-// 512 MiB of random data (the guest's ferry.fill, asked through the API).
-// Interleaved rounds; medians and spread; Ferry ÷ floor, Ferry ÷ libvirt.
-//   scripts/rt node bench/overhead.ts [--quick]    FERRY_BENCH_ROUNDS=N (default 10; --quick 3)
+// Orchestration overhead, like with like: the same kind of guest migrated
+// between two apart lab hosts (each its own network namespace, the migration
+// stream over the lab's migration network) (a) by `ferry migrate` through the
+// controller and the two agents, and (b) by the floor, a minimal raw-QMP
+// sequence doing only what any migration needs: start the destination QEMU
+// in the destination host's namespace with -incoming defer, migrate-incoming
+// on its migration address, migrate, wait for completed (the destination
+// resumes by itself), quit the source. Both once with TLS on the migration
+// stream (Ferry's default: the lab's agents' certificates; the floor: QEMU's
+// tls-creds-x509 with a certificate of its own CA and the same authz on the
+// source's identity) and once plain (a lab with `tls: false`; the floor
+// without TLS), so Ferry on TLS is divided by the floor on TLS and plain by
+// plain. (c) libvirt, `virsh migrate --live` between two libvirt daemons on
+// this machine over loopback, plain (bench/lib/libvirt.ts), for scale.
+// Two guests: RAM mostly zero pages, and 512 MiB of random data (the guest's
+// ferry.fill, asked through the API). Interleaved rounds (the order of TLS and
+// plain alternates); medians and spread.
+//   scripts/rt node bench/overhead.ts [--quick]    FERRY_BENCH_ROUNDS=N (default 8; --quick 3)
 //   FERRY_BENCH_LIBVIRT=0 skips libvirt.
 import { randomUUID } from "node:crypto";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { initCa, issueCert } from "../src/core/ca.ts";
+import { run } from "../src/core/run.ts";
+import { follow } from "../src/lab/lab-demo.ts";
+import type { LabState } from "../src/lab/lab.ts";
+import { labClient, labDown, labSpec, labUp } from "../src/lab/lab.ts";
 import { guestCmdline } from "../src/model/guest.ts";
 import { guestImagePaths } from "../src/model/guest-image.ts";
-import { labClient, labDown, labSpec, labUp } from "../src/lab/lab.ts";
 import type { Phase } from "../src/migration/types.ts";
 import { detectAccel } from "../src/qemu/accel.ts";
 import { waitForConsole } from "../src/qemu/console.ts";
 import type { Instance } from "../src/qemu/instance.ts";
 import { startInstance } from "../src/qemu/instance.ts";
 import { prepareIncoming, startMigration, waitMigration } from "../src/qemu/migration.ts";
+import { issuedFiles, layoutMigrationTlsDir } from "../src/qemu/migration-tls-dir.ts";
+import { enableIncomingTls, enableOutgoingTls, identityForName } from "../src/qemu/migration-tls.ts";
 import { quit } from "../src/qmp/commands.ts";
-import { run } from "../src/core/run.ts";
-import { follow } from "../src/lab/lab-demo.ts";
 import type { LibvirtPair } from "./lib/libvirt.ts";
 import { domainXml, libvirtMissing, startLibvirtPair, stopLibvirtPair } from "./lib/libvirt.ts";
 import { benchRounds, machine, median, table, writeResult } from "./lib/report.ts";
 
-const ROUNDS = benchRounds(10, 3);
+const ROUNDS = benchRounds(8, 3);
+const TARGET = 1.1;
 // 512 MiB of random data needs a 1152 MiB guest: the guest's RAM disk holds at most half its RAM
 const GUESTS = [
   { label: "256 MiB, mostly zero pages", memoryMiB: 256, fill: 0 },
   { label: "1152 MiB, 512 MiB random data", memoryMiB: 1152, fill: 512 },
 ];
+const STREAMS = ["tls", "plain"] as const;
+type Stream = (typeof STREAMS)[number];
+const LABS: Record<Stream, string> = { tls: "bovtls", plain: "bovplain" };
 
 /** The serial log of a lab VM's current instance (the guest prints ferry-ready there). */
 async function labSerialLog(labDirPath: string, host: string, uuid: string): Promise<string> {
@@ -44,15 +61,40 @@ async function labSerialLog(labDirPath: string, host: string, uuid: string): Pro
   return join(dir, inst[0]!, "serial.log");
 }
 
+/** An apart lab host as the floor uses it: its network namespace and its migration address (from its agent's config). */
+interface FloorHost { name: string; netns: string; migIp: string }
+async function floorHosts(state: LabState): Promise<FloorHost[]> {
+  return Promise.all(state.hosts.map(async (h) => {
+    const cfg = parseYaml(await readFile(h.config, "utf8")) as { migration?: { address?: string } } | null;
+    const migIp = cfg?.migration?.address;
+    if (h.netns === undefined || migIp === undefined) throw new Error(`lab ${state.name}: host ${h.name} is not an apart host with a migration address (netns ${h.netns ?? "none"})`);
+    return { name: h.name, netns: h.netns, migIp };
+  }));
+}
+
+/** The floor's own CA and one certificate (server and client use) naming both hosts' migration addresses, laid out as QEMU reads it. */
+async function floorTls(dir: string, hosts: FloorHost[]): Promise<string> {
+  const ca = join(dir, "ca");
+  await initCa(ca);
+  await issueCert(ca, { name: "floor", ips: hosts.map((h) => h.migIp) });
+  const qemuDir = join(dir, "qemu-tls");
+  await layoutMigrationTlsDir(qemuDir, issuedFiles(ca, "floor"));
+  return qemuDir;
+}
+
+interface Row { guest: string; stream: Stream; ferryMs: number[]; floorMs: number[]; phases: Record<string, number[]> }
+
 async function main(): Promise<void> {
   process.env["FERRY_CONTEXT"] = join(tmpdir(), `ferry-bench-context-${process.pid}.json`);
   const { accel } = await detectAccel();
   const img = await guestImagePaths();
-  await labDown("bench").catch(() => undefined);
-  const state = await labUp(labSpec({ name: "bench", hosts: 2, configText: "networks: [physnet1]\nvfs: { physnet1: 4 }\n" }));
-  const client = await labClient(state);
+  for (const s of STREAMS) await labDown(LABS[s]).catch(() => undefined);
+  const cfg = "networks: [physnet1]\nvfs: { physnet1: 2 }\n";
+  const states = {} as Record<Stream, LabState>;
+  for (const s of STREAMS) states[s] = await labUp(labSpec({ name: LABS[s], hosts: 2, configText: cfg, tls: s === "tls" }), (l) => console.log(`  ${s}: ${l}`));
   const runDir = await mkdtemp(join(tmpdir(), "ferry-floor-"));
-  const results: { guest: string; ferryMs: number[]; floorMs: number[]; libvirtMs: number[]; phases: Record<string, number[]> }[] = [];
+  const rows: Row[] = [];
+  const libvirtMs: Record<string, number[]> = {};
   let libvirtNote = process.env["FERRY_BENCH_LIBVIRT"] === "0" ? "skipped (FERRY_BENCH_LIBVIRT=0)" : await libvirtMissing();
   let lv: LibvirtPair | undefined;
   if (libvirtNote === undefined) {
@@ -64,88 +106,115 @@ async function main(): Promise<void> {
   }
   if (libvirtNote !== undefined) console.log(`libvirt: ${libvirtNote}`);
   try {
+    const clients = { tls: await labClient(states.tls), plain: await labClient(states.plain) };
+    const hosts = { tls: await floorHosts(states.tls), plain: await floorHosts(states.plain) };
+    const tlsDir = await floorTls(runDir, hosts.tls);
+    const floorIdentity = identityForName("floor");
     for (const g of GUESTS) {
       const name = `ov${g.memoryMiB}`;
-      // Ferry's VM has no NIC, like the floor's: both move the same devices, and the difference is orchestration
-      const vm = await client.createVm({ name, host: "host1", memoryMiB: g.memoryMiB, nics: [], ...(g.fill > 0 ? { guestFillMiB: g.fill } : {}) });
       const fill = g.fill > 0 ? { fillMiB: g.fill } : {};
-      // the floor's VM: the same guest, started directly
-      const spec = { uuid: randomUUID(), name: `floor${g.memoryMiB}`, memoryMiB: g.memoryMiB, vcpus: 1, kernel: img.kernel, initrd: img.initrd, cmdline: guestCmdline(`floor${g.memoryMiB}`, [], fill), nics: [] };
-      let floorSrc: Instance = await startInstance({ runDir, spec, accel });
+      const ready = g.fill > 0 ? /ferry-filled/ : /ferry-ready/;
+      const floor = {} as Record<Stream, { src: Instance; on: number; spec: Parameters<typeof startInstance>[0]["spec"] }>;
+      for (const s of STREAMS) {
+        // Ferry's VM has no NIC, like the floor's: both move the same devices, and the difference is orchestration
+        const vm = await clients[s].createVm({ name, host: "host1", memoryMiB: g.memoryMiB, nics: [], ...(g.fill > 0 ? { guestFillMiB: g.fill } : {}) });
+        // the floor's VM: the same guest, started directly in host1's namespace
+        const spec = { uuid: randomUUID(), name: `floor${g.memoryMiB}${s}`, memoryMiB: g.memoryMiB, vcpus: 1, kernel: img.kernel, initrd: img.initrd, cmdline: guestCmdline(`floor${g.memoryMiB}`, [], fill), nics: [] };
+        floor[s] = { src: await startInstance({ runDir, spec, accel, netns: hosts[s][0]!.netns }), on: 0, spec };
+        await waitForConsole(await labSerialLog(states[s].dir, "host1", vm.uuid), ready, { timeoutMs: 600_000 });
+        await waitForConsole(floor[s].src.paths.serialLog, ready, { timeoutMs: 600_000 });
+      }
       // libvirt's VM: the same guest again, a transient domain on the first daemon
       const lvName = `lv${g.memoryMiB}`;
-      const lvSerial = join(runDir, `${lvName}.serial.log`);
       if (lv) {
         const xml = join(runDir, `${lvName}.xml`);
+        const lvSerial = join(runDir, `${lvName}.serial.log`);
         await writeFile(xml, domainXml({ name: lvName, uuid: randomUUID(), memoryMiB: g.memoryMiB, kernel: img.kernel, initrd: img.initrd, cmdline: guestCmdline(lvName, [], fill), serialLog: lvSerial }));
         await run("virsh", ["-c", lv.a.uri, "create", xml], { timeoutMs: 120_000 });
+        await waitForConsole(lvSerial, ready, { timeoutMs: 600_000 });
       }
-      const ready = g.fill > 0 ? /ferry-filled/ : /ferry-ready/;
-      await waitForConsole(floorSrc.paths.serialLog, ready, { timeoutMs: 600_000 });
-      await waitForConsole(await labSerialLog(state.dir, "host1", vm.uuid), ready, { timeoutMs: 600_000 });
-      if (lv) await waitForConsole(lvSerial, ready, { timeoutMs: 600_000 });
-      const row = { guest: g.label, ferryMs: [] as number[], floorMs: [] as number[], libvirtMs: [] as number[], phases: {} as Record<string, number[]> };
+      const newRow = (s: Stream): Row => ({ guest: g.label, stream: s, ferryMs: [], floorMs: [], phases: {} });
+      const byStream: Record<Stream, Row> = { tls: newRow("tls"), plain: newRow("plain") };
+      const lvRow: number[] = (libvirtMs[g.label] = []);
       for (let i = 0; i < ROUNDS; i++) {
-        // Ferry
-        const vm = await client.vm(name);
-        const to = vm.host === "host1" ? "host2" : "host1";
-        const t0 = performance.now();
-        const started = await client.migrate({ vm: name, to });
-        if (started.kind !== "started") throw new Error("plan instead of a migration");
-        const rec = await follow(client, started.migration.id, () => undefined, 20);
-        row.ferryMs.push(performance.now() - t0);
-        if (rec.outcome !== "succeeded") throw new Error(`ferry migration ${rec.id}: ${rec.outcome} ${rec.reason ?? ""}`);
-        for (const [p, t] of Object.entries(rec.timings) as [Phase, { ms?: number } | undefined][]) if (t?.ms !== undefined) (row.phases[p] ??= []).push(t.ms);
-        // floor
-        const t1 = performance.now();
-        const dst = await startInstance({ runDir, spec, accel, incoming: true });
-        const uri = await prepareIncoming(dst.qmp, "tcp:127.0.0.1:0");
-        await startMigration(floorSrc.qmp, uri);
-        await waitMigration(floorSrc.qmp, { until: ["completed"], timeoutMs: 600_000, pollMs: 10 });
-        await quit(floorSrc.qmp).catch(() => undefined);
-        row.floorMs.push(performance.now() - t1);
-        await floorSrc.waitExit(5_000);
-        floorSrc.qmp.close();
-        await floorSrc.remove();
-        floorSrc = dst;
+        for (const s of i % 2 === 0 ? STREAMS : [...STREAMS].reverse()) {
+          const row = byStream[s];
+          // Ferry
+          const c = clients[s];
+          const to = (await c.vm(name)).host === "host1" ? "host2" : "host1";
+          const t0 = performance.now();
+          const started = await c.migrate({ vm: name, to });
+          if (started.kind !== "started") throw new Error("plan instead of a migration");
+          const rec = await follow(c, started.migration.id, () => undefined, 20);
+          row.ferryMs.push(performance.now() - t0);
+          if (rec.outcome !== "succeeded") throw new Error(`ferry migration ${rec.id} (${s}): ${rec.outcome} ${rec.reason ?? ""}`);
+          for (const [p, t] of Object.entries(rec.timings) as [Phase, { ms?: number } | undefined][]) if (t?.ms !== undefined) (row.phases[p] ??= []).push(t.ms);
+          // the floor, between the same two namespaces over the same migration network
+          const f = floor[s];
+          const dstHost = hosts[s][1 - f.on]!;
+          const t1 = performance.now();
+          const dst = await startInstance({ runDir, spec: f.spec, accel, incoming: true, netns: dstHost.netns });
+          if (s === "tls") await enableIncomingTls(dst.qmp, { dir: tlsDir, sourceIdentity: floorIdentity });
+          const uri = await prepareIncoming(dst.qmp, `tcp:${dstHost.migIp}:0`);
+          if (s === "tls") await enableOutgoingTls(f.src.qmp, { dir: tlsDir, hostname: dstHost.migIp });
+          await startMigration(f.src.qmp, uri);
+          const info = await waitMigration(f.src.qmp, { until: ["completed", "failed", "cancelled"], timeoutMs: 600_000, pollMs: 10 });
+          if (info.status !== "completed") throw new Error(`floor migration (${s}): ${info.status}`);
+          await quit(f.src.qmp).catch(() => undefined);
+          row.floorMs.push(performance.now() - t1);
+          await f.src.waitExit(5_000);
+          f.src.qmp.close();
+          await f.src.remove();
+          f.src = dst;
+          f.on = 1 - f.on;
+          console.log(`  ${g.label}, ${s}, round ${i + 1}: Ferry ${row.ferryMs.at(-1)!.toFixed(0)} ms, floor ${row.floorMs.at(-1)!.toFixed(0)} ms`);
+        }
         // libvirt: client-driven live migration between the two daemons, migration data over loopback
         if (lv) {
           const [from, to] = i % 2 === 0 ? [lv.a, lv.b] : [lv.b, lv.a];
           const t2 = performance.now();
           await run("virsh", ["-c", from.uri, "migrate", "--live", lvName, to.uri, "--migrateuri", "tcp://127.0.0.1", "--listen-address", "127.0.0.1"], { timeoutMs: 600_000 });
-          row.libvirtMs.push(performance.now() - t2);
+          lvRow.push(performance.now() - t2);
         }
       }
       if (lv) {
         const on = ROUNDS % 2 === 0 ? lv.a : lv.b;
         await run("virsh", ["-c", on.uri, "destroy", lvName], { allowFailure: true, timeoutMs: 30_000 });
       }
-      floorSrc.kill();
-      await floorSrc.waitExit(5_000);
-      floorSrc.qmp.close();
-      await client.deleteVm(name);
-      results.push(row);
+      for (const s of STREAMS) {
+        const f = floor[s];
+        f.src.kill();
+        await f.src.waitExit(5_000);
+        f.src.qmp.close();
+        await clients[s].deleteVm(name);
+        rows.push(byStream[s]);
+      }
     }
   } finally {
-    await labDown("bench");
+    for (const s of STREAMS) await labDown(LABS[s]).catch(() => undefined);
     if (lv) await stopLibvirtPair(lv);
     await rm(runDir, { recursive: true, force: true });
   }
-  const f = (x: number): string => x.toFixed(0);
-  const spread = (xs: number[]): string => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
-  const lvCell = (r: (typeof results)[number], x: string): string => (r.libvirtMs.length > 0 ? x : "n/a");
-  console.log(`Orchestration overhead (${accel}, ${ROUNDS} interleaved rounds each)\n`);
-  console.log(table(["guest", "Ferry median ms", "Ferry min–max", "floor median ms", "floor min–max", "libvirt median ms", "libvirt min–max", "Ferry ÷ floor", "Ferry ÷ libvirt"], results.map((r) => [
-    r.guest, f(median(r.ferryMs)), spread(r.ferryMs), f(median(r.floorMs)), spread(r.floorMs),
-    lvCell(r, f(median(r.libvirtMs))), lvCell(r, r.libvirtMs.length > 0 ? spread(r.libvirtMs) : ""),
-    (median(r.ferryMs) / median(r.floorMs)).toFixed(2), lvCell(r, (median(r.ferryMs) / median(r.libvirtMs)).toFixed(2)),
+  const f0 = (x: number): string => x.toFixed(0);
+  const spread = (xs: number[]): string => `${f0(Math.min(...xs))}–${f0(Math.max(...xs))}`;
+  const ratio = (r: Row): number => median(r.ferryMs) / median(r.floorMs);
+  console.log(`\nOrchestration overhead, apart hosts (${accel}, ${ROUNDS} interleaved rounds each)\n`);
+  console.log(table(["guest", "stream", "Ferry median ms", "Ferry min–max", "floor median ms", "floor min–max", "Ferry ÷ floor"], rows.map((r) => [
+    r.guest, r.stream, f0(median(r.ferryMs)), spread(r.ferryMs), f0(median(r.floorMs)), spread(r.floorMs), ratio(r).toFixed(2),
   ])));
-  if (libvirtNote !== undefined) console.log(`libvirt not measured: ${libvirtNote}`);
+  if (libvirtNote === undefined) {
+    console.log("\nlibvirt (virsh migrate --live, plain, loopback) for scale:");
+    console.log(table(["guest", "libvirt median ms", "libvirt min–max", "Ferry plain ÷ libvirt"], GUESTS.map((g) => {
+      const xs = libvirtMs[g.label] ?? [];
+      const plain = rows.find((r) => r.guest === g.label && r.stream === "plain")!;
+      return [g.label, f0(median(xs)), spread(xs), (median(plain.ferryMs) / median(xs)).toFixed(2)];
+    })));
+  } else console.log(`libvirt not measured: ${libvirtNote}`);
   console.log("\nFerry per-phase medians (ms, from the journal):");
-  console.log(table(["guest", ...Object.keys(results[0]?.phases ?? {})], results.map((r) => [r.guest, ...Object.values(r.phases).map((xs) => f(median(xs)))])));
-  console.log(`\ntarget: Ferry ≤ 1.25 × floor — ${results.every((r) => median(r.ferryMs) <= 1.25 * median(r.floorMs)) ? "met" : "NOT met"}`);
-  if (results.every((r) => r.libvirtMs.length > 0)) console.log(`target: Ferry ≤ 0.5 × libvirt — ${results.every((r) => median(r.ferryMs) <= 0.5 * median(r.libvirtMs)) ? "met" : "NOT met"}`);
-  console.log(`wrote ${writeResult("overhead", { machine: machine(accel), rounds: ROUNDS, libvirt: libvirtNote ?? "measured", results })}`);
+  const phaseNames = Object.keys(rows[0]?.phases ?? {});
+  console.log(table(["guest", "stream", ...phaseNames], rows.map((r) => [r.guest, r.stream, ...phaseNames.map((p) => f0(median(r.phases[p] ?? [NaN])))])));
+  console.log(`\ntarget: Ferry ≤ ${TARGET} × floor, like with like — ${rows.every((r) => ratio(r) <= TARGET) ? "met" : "NOT met"}`);
+  console.log(`wrote ${writeResult("overhead", { machine: machine(accel), rounds: ROUNDS, target: TARGET, libvirt: libvirtNote ?? "measured", rows, libvirtMs })}`);
 }
 
 await main();

@@ -15,6 +15,7 @@ const benches: { file: string; timeoutMs: number }[] = [
   { file: "overhead.ts", timeoutMs: 30 * 60_000 },
   { file: "connectivity.ts", timeoutMs: 20 * 60_000 },
   { file: "pingpong.ts", timeoutMs: 20 * 60_000 },
+  { file: "failover-gap.ts", timeoutMs: 25 * 60_000 },
   { file: "memory-hops.ts", timeoutMs: 30 * 60_000 },
   { file: "tls-cost.ts", timeoutMs: 20 * 60_000 },
   { file: "throughput.ts", timeoutMs: 10 * 60_000 },

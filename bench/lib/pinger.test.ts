@@ -2,7 +2,7 @@
 // written out by hand: one every 16 ms, with the outages a switch-over makes.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { longestGap, longestOutage, outAfter, outages, parseIputilsLine, stableSince } from "./pinger.ts";
+import { longestGap, longestOutage, outAfter, outages, parseIputilsLine, silenceAround, stableSince } from "./pinger.ts";
 
 /** Replies every 16 ms in [a, b). */
 const every16 = (a: number, b: number): number[] => Array.from({ length: Math.ceil((b - a) / 16) }, (_, i) => a + i * 16);
@@ -43,5 +43,14 @@ describe("independent ping summaries", () => {
     assert.deepEqual(outages(t, 0, 1000, 100), [[496, 1000]]);
     assert.equal(stableSince(t, 0, 1000, 100), 1000);
     assert.equal(outAfter(t, 0, 800, 1000, 100), 200);
+  });
+
+  it("the silence around a pause: the replies on either side, none when the target answered inside it", () => {
+    const times = [1000, 1016, 1032, 1300, 1316];
+    assert.deepEqual(silenceAround(times, 1040, 1250), [1032, 1300]);
+    assert.deepEqual(silenceAround(times, 1032, 1300), [1032, 1300], "replies at the edges bound it");
+    assert.equal(silenceAround(times, 1010, 1250), undefined, "1016 and 1032 came inside");
+    assert.equal(silenceAround(times, 990, 1250), undefined);
+    assert.equal(silenceAround(times, 1320, 1400), undefined, "nothing after it yet");
   });
 });

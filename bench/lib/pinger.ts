@@ -138,3 +138,16 @@ export function outAfter(times: readonly number[], from: number, after: number, 
 export function longestOutage(times: readonly number[], from: number, to: number, o: { minGapMs: number; minRunMs: number }): number {
   return Math.max(longestGap(times, from, to), ...outages(times, from, to, 0, o).map(([a, b]) => b - a));
 }
+
+/**
+ * The silence around [t0, t1] (e.g. a guest's pause, STOP → RESUME): the last
+ * reply at or before t0 and the first reply at or after t1, or undefined when
+ * a reply came between them (the target answered inside the interval) or
+ * none came on one side.
+ */
+export function silenceAround(times: readonly number[], t0: number, t1: number): [number, number] | undefined {
+  if (t1 < t0 || times.some((x) => x > t0 && x < t1)) return undefined;
+  const before = times.filter((x) => x <= t0).at(-1);
+  const after = times.find((x) => x >= t1);
+  return before === undefined || after === undefined ? undefined : [before, after];
+}

@@ -2,14 +2,20 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { systemClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
+import { plan } from "../migration/testdata/scripted-port.ts";
+import { newRecord } from "../migration/types.ts";
 import type { MigrationProgress } from "../wire/instance-ops.ts";
+import type { ProgressStreamEvent } from "../wire/migration-stream.ts";
 import { MigrationFeed } from "./migration-feed.ts";
 import type { FeedEvent } from "./migration-feed.ts";
 
 describe("migration feed", () => {
   it("keeps each migration's newest progress sample for a stream opened later, until the migration ends", () => {
     const feed = new MigrationFeed({ clock: systemClock, log: silentLogger });
-    const sample = (remaining: number) => ({ type: "progress", migrationId: "m-1", phase: "perform", at: Date.now(), status: "active", remainingBytes: remaining } as unknown as MigrationProgress & FeedEvent);
+    const sample = (remaining: number): ProgressStreamEvent => ({
+      type: "progress", migrationId: "m-1", phase: "perform", at: Date.now(),
+      status: "active", transferredBytes: 100 - remaining, remainingBytes: remaining, totalBytes: 100, dirtyPagesRate: 0, mbps: 0,
+    });
     assert.equal(feed.lastProgress("m-1"), undefined, "nothing sampled yet");
     const got: FeedEvent[] = [];
     const off = feed.subscribe("m-1", (e) => got.push(e));
@@ -17,18 +23,18 @@ describe("migration feed", () => {
     feed.publish(sample(40));
     off();
     assert.equal(got.length, 2, "subscribers get every sample");
-    assert.equal((feed.lastProgress("m-1") as unknown as { remainingBytes: number }).remainingBytes, 40, "the newest is kept after perform");
+    assert.equal(feed.lastProgress("m-1")?.remainingBytes, 40, "the newest is kept after perform");
     assert.equal(feed.lastProgress("m-2"), undefined, "per migration");
-    feed.publish({ type: "end", migrationId: "m-1", at: Date.now() } as unknown as FeedEvent);
+    feed.publish({ type: "end", migrationId: "m-1", migration: newRecord(plan([], { id: "m-1" }), Date.now()), at: Date.now() });
     assert.equal(feed.lastProgress("m-1"), undefined, "dropped at the end");
   });
 
   it("takes one last sample when perform ends, so a RAM copy shorter than the tick is sampled with its totals; none after the end", async () => {
     const feed = new MigrationFeed({ clock: systemClock, log: silentLogger });
     let totals = 0;
-    const sampler = (): Promise<MigrationProgress> => Promise.resolve({ status: totals > 0 ? "pre-switchover" : "none", transferredBytes: totals, remainingBytes: 0, totalBytes: totals, dirtyPagesRate: 0, mbps: 0 } as MigrationProgress);
+    const sampler = (): Promise<MigrationProgress> => Promise.resolve({ status: totals > 0 ? "pre-switchover" : "none", transferredBytes: totals, remainingBytes: 0, totalBytes: totals, dirtyPagesRate: 0, mbps: 0 });
     const got: { totalBytes?: number }[] = [];
-    feed.subscribe("m-2", (e) => got.push(e as { totalBytes?: number }));
+    feed.subscribe("m-2", (e) => got.push(e.type === "progress" ? e : {}));
     const life = new AbortController();
     feed.tick("m-2", sampler, life.signal);
     await new Promise((r) => setTimeout(r, 50));
