@@ -18,7 +18,7 @@
 //   scripts/rt node bench/overhead.ts [--quick]    FERRY_BENCH_ROUNDS=N (default 8; --quick 3)
 //   FERRY_BENCH_LIBVIRT=0 skips libvirt.
 import { randomUUID } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -27,6 +27,7 @@ import { run } from "../src/core/run.ts";
 import { follow } from "../src/lab/lab-demo.ts";
 import type { LabState } from "../src/lab/lab.ts";
 import { labClient, labDown, labSpec, labUp } from "../src/lab/lab.ts";
+import { vmSerialLog } from "../src/lab/lab-memcheck.ts";
 import { guestCmdline } from "../src/model/guest.ts";
 import { guestImagePaths } from "../src/model/guest-image.ts";
 import type { Phase } from "../src/migration/types.ts";
@@ -52,14 +53,6 @@ const GUESTS = [
 const STREAMS = ["tls", "plain"] as const;
 type Stream = (typeof STREAMS)[number];
 const LABS: Record<Stream, string> = { tls: "bovtls", plain: "bovplain" };
-
-/** The serial log of a lab VM's current instance (the guest prints ferry-ready there). */
-async function labSerialLog(labDirPath: string, host: string, uuid: string): Promise<string> {
-  const dir = join(labDirPath, host, "run", uuid);
-  const inst = (await readdir(dir)).filter((d) => d.startsWith("i-"));
-  if (inst.length !== 1) throw new Error(`expected one instance dir in ${dir}, found ${inst.join(", ") || "none"}`);
-  return join(dir, inst[0]!, "serial.log");
-}
 
 /** An apart lab host as the floor uses it: its network namespace and its migration address (from its agent's config). */
 interface FloorHost { name: string; netns: string; migIp: string }
@@ -94,6 +87,8 @@ async function main(): Promise<void> {
   for (const s of STREAMS) states[s] = await labUp(labSpec({ name: LABS[s], hosts: 2, configText: cfg, tls: s === "tls" }), (l) => console.log(`  ${s}: ${l}`));
   const runDir = await mkdtemp(join(tmpdir(), "ferry-floor-"));
   const rows: Row[] = [];
+  /** The floor's QEMUs still running: stopped by the finally below if the bench fails half-way. */
+  const live = new Set<Instance>();
   const libvirtMs: Record<string, number[]> = {};
   let libvirtNote = process.env["FERRY_BENCH_LIBVIRT"] === "0" ? "skipped (FERRY_BENCH_LIBVIRT=0)" : await libvirtMissing();
   let lv: LibvirtPair | undefined;
@@ -121,7 +116,8 @@ async function main(): Promise<void> {
         // the floor's VM: the same guest, started directly in host1's namespace
         const spec = { uuid: randomUUID(), name: `floor${g.memoryMiB}${s}`, memoryMiB: g.memoryMiB, vcpus: 1, kernel: img.kernel, initrd: img.initrd, cmdline: guestCmdline(`floor${g.memoryMiB}`, [], fill), nics: [] };
         floor[s] = { src: await startInstance({ runDir, spec, accel, netns: hosts[s][0]!.netns }), on: 0, spec };
-        await waitForConsole(await labSerialLog(states[s].dir, "host1", vm.uuid), ready, { timeoutMs: 600_000 });
+        live.add(floor[s].src);
+        await waitForConsole(await vmSerialLog(states[s], clients[s], vm.name), ready, { timeoutMs: 600_000 });
         await waitForConsole(floor[s].src.paths.serialLog, ready, { timeoutMs: 600_000 });
       }
       // libvirt's VM: the same guest again, a transient domain on the first daemon
@@ -154,6 +150,7 @@ async function main(): Promise<void> {
           const dstHost = hosts[s][1 - f.on]!;
           const t1 = performance.now();
           const dst = await startInstance({ runDir, spec: f.spec, accel, incoming: true, netns: dstHost.netns });
+          live.add(dst);
           if (s === "tls") await enableIncomingTls(dst.qmp, { dir: tlsDir, sourceIdentity: floorIdentity });
           const uri = await prepareIncoming(dst.qmp, `tcp:${dstHost.migIp}:0`);
           if (s === "tls") await enableOutgoingTls(f.src.qmp, { dir: tlsDir, hostname: dstHost.migIp });
@@ -163,6 +160,7 @@ async function main(): Promise<void> {
           await quit(f.src.qmp).catch(() => undefined);
           row.floorMs.push(performance.now() - t1);
           await f.src.waitExit(5_000);
+          live.delete(f.src);
           f.src.qmp.close();
           await f.src.remove();
           f.src = dst;
@@ -185,12 +183,18 @@ async function main(): Promise<void> {
         const f = floor[s];
         f.src.kill();
         await f.src.waitExit(5_000);
+        live.delete(f.src);
         f.src.qmp.close();
         await clients[s].deleteVm(name);
         rows.push(byStream[s]);
       }
     }
   } finally {
+    for (const i of live) {
+      i.kill();
+      await i.waitExit(5_000).catch(() => undefined);
+      i.qmp.close();
+    }
     for (const s of STREAMS) await labDown(LABS[s]).catch(() => undefined);
     if (lv) await stopLibvirtPair(lv);
     await rm(runDir, { recursive: true, force: true });

@@ -2,7 +2,7 @@
 // written out by hand: one every 16 ms, with the outages a switch-over makes.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { longestGap, longestOutage, outAfter, outages, parseIputilsLine, silenceAround, stableSince } from "./pinger.ts";
+import { longestGap, longestGapAt, longestOutage, outAfter, outages, parseIputilsLine, silenceAround, stableSince } from "./pinger.ts";
 
 /** Replies every 16 ms in [a, b). */
 const every16 = (a: number, b: number): number[] => Array.from({ length: Math.ceil((b - a) / 16) }, (_, i) => a + i * 16);
@@ -52,5 +52,13 @@ describe("independent ping summaries", () => {
     assert.equal(silenceAround(times, 1010, 1250), undefined, "1016 and 1032 came inside");
     assert.equal(silenceAround(times, 990, 1250), undefined);
     assert.equal(silenceAround(times, 1320, 1400), undefined, "nothing after it yet");
+  });
+
+  it("where the longest gap is: the replies around it, the edges when it touches them", () => {
+    const times = [1000, 1016, 1200, 1216, 1232];
+    assert.deepEqual(longestGapAt(times, 990, 1240), [1016, 1200]);
+    assert.equal(longestGap(times, 990, 1240), 184);
+    assert.deepEqual(longestGapAt(times, 990, 1500), [1232, 1500], "no reply after 1232 up to `to`");
+    assert.deepEqual(longestGapAt([], 0, 50), [0, 50]);
   });
 });

@@ -86,13 +86,19 @@ export function startPinger(o: { netns: string; target: string; intervalMs?: num
 
 /** The longest time without a reply in [from, to] (the edges count: from → first reply, last reply → to). */
 export function longestGap(times: readonly number[], from: number, to: number): number {
+  const [a, b] = longestGapAt(times, from, to);
+  return b - a;
+}
+
+/** Where longestGap is: [the reply before it (or from), the reply after it (or to)]; the first of equal gaps. */
+export function longestGapAt(times: readonly number[], from: number, to: number): [number, number] {
   let prev = from;
-  let longest = 0;
+  let at: [number, number] = [from, from];
   for (const t of [...times.filter((x) => x > from && x < to), to]) {
-    longest = Math.max(longest, t - prev);
+    if (t - prev > at[1] - at[0]) at = [prev, t];
     prev = t;
   }
-  return longest;
+  return at;
 }
 
 /**

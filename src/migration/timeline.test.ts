@@ -19,6 +19,7 @@ const source: SourceMoments = {
   migrateSentAtMs: T0,
   unplugs: [{ nic: "net0", unpluggedAtMs: T0 + 310.5, steeredAtMs: T0 + 312.75 }, { nic: "net1", unpluggedAtMs: T0 + 290.25 }],
   stoppedAtMs: T0 + 1_400.001,
+  continueSentAtMs: T0 + 1_431.5,
 };
 const destination: DestinationMoments = { resumedAtMs: T0 + 1_452.2, steeredAtMs: T0 + 1_455.9 };
 const close = (a: number | undefined, b: number): boolean => a !== undefined && Math.abs(a - b) < 0.0015;
@@ -31,6 +32,9 @@ describe("breakdown", () => {
     assert.ok(close(b.unplugSteerMs?.["net0"], 312.75 - 310.5));
     assert.equal(b.unplugSteerMs?.["net1"], undefined, "net1 was not steered (no steeredAtMs): no figure");
     assert.ok(close(b.steerAfterResumeMs, destination.steeredAtMs! - destination.resumedAtMs!));
+    assert.ok(close(b.decisionMs, source.continueSentAtMs! - source.stoppedAtMs!), "deciding at pre-switchover: STOP → migrate-continue");
+    assert.ok(close(b.deviceStateMs, destination.resumedAtMs! - source.continueSentAtMs!), "the rest of the pause: migrate-continue → RESUME");
+    assert.ok(close((b.decisionMs ?? 0) + (b.deviceStateMs ?? 0), b.pausedMs!), "the two parts make the pause");
     for (const x of [b.pausedMs, b.steerAfterResumeMs, ...Object.values(b.unplugMs ?? {})]) assert.equal(x, Math.round(x! * 1000) / 1000);
   });
 

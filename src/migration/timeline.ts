@@ -24,6 +24,7 @@ export const SourceMoments = Type.Object({
   migrateSentAtMs: At("QMP migrate sent (agent clock)"),
   unplugs: Type.Optional(Type.Array(UnplugMoments, { description: "per failover NIC whose primary the guest released" })),
   stoppedAtMs: At("QEMU's STOP of the source guest (QEMU's timestamp)"),
+  continueSentAtMs: At("QMP migrate-continue sent at pre-switchover, once the controller decided (agent clock)"),
 });
 export type SourceMoments = Static<typeof SourceMoments>;
 
@@ -40,6 +41,8 @@ export const GapBreakdown = Type.Object({
   unplugMs: Type.Optional(Type.Record(Type.String(), Type.Number(), { description: "per failover NIC: UNPLUG_PRIMARY − migrate sent" })),
   unplugSteerMs: Type.Optional(Type.Record(Type.String(), Type.Number(), { description: "per failover NIC: the steer to the standby finished − UNPLUG_PRIMARY" })),
   steerAfterResumeMs: At("the destination's steer finished − RESUME: the forwarding update"),
+  decisionMs: At("migrate-continue sent − STOP: the part of the pause spent deciding at pre-switchover (the source's answer, the destination's check, the controller's switch-over call)"),
+  deviceStateMs: At("destination RESUME − migrate-continue sent: the rest of the pause (QEMU sends the device state, the destination loads it and runs); across two hosts' clocks"),
 });
 export type GapBreakdown = Static<typeof GapBreakdown>;
 
@@ -73,6 +76,8 @@ export function breakdownOf(t: Pick<SwitchoverTimeline, "source" | "destination"
     if (u.steeredAtMs !== undefined) (out.unplugSteerMs ??= {})[u.nic] = ms3(u.steeredAtMs - u.unpluggedAtMs);
   }
   if (d?.resumedAtMs !== undefined && d.steeredAtMs !== undefined) out.steerAfterResumeMs = ms3(d.steeredAtMs - d.resumedAtMs);
+  if (s?.continueSentAtMs !== undefined && s.stoppedAtMs !== undefined) out.decisionMs = ms3(s.continueSentAtMs - s.stoppedAtMs);
+  if (s?.continueSentAtMs !== undefined && d?.resumedAtMs !== undefined) out.deviceStateMs = ms3(d.resumedAtMs - s.continueSentAtMs);
   return out;
 }
 
@@ -89,7 +94,10 @@ const fmt = (ms: number): string => `${ms.toFixed(1)} ms`;
 export function breakdownText(b: GapBreakdown | undefined): string | null {
   if (!b) return null;
   const parts: string[] = [];
-  if (b.pausedMs !== undefined) parts.push(`guest paused ${fmt(b.pausedMs)} (source STOP → destination RESUME)`);
+  if (b.pausedMs !== undefined) {
+    const split = b.decisionMs !== undefined && b.deviceStateMs !== undefined ? `: ${fmt(b.decisionMs)} deciding at pre-switchover, ${fmt(b.deviceStateMs)} device state and resume` : "";
+    parts.push(`guest paused ${fmt(b.pausedMs)} (source STOP → destination RESUME${split})`);
+  }
   for (const nic of new Set([...Object.keys(b.unplugMs ?? {}), ...Object.keys(b.unplugSteerMs ?? {})])) {
     const unplug = b.unplugMs?.[nic];
     const steer = b.unplugSteerMs?.[nic];

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { isFerryError } from "../core/errors.ts";
-import { issuedFiles, layoutMigrationTlsDir } from "./migration-tls-dir.ts";
+import { run } from "../core/run.ts";
+import { FFDHE2048_PEM, issuedFiles, layoutMigrationTlsDir } from "./migration-tls-dir.ts";
 import type { PemFiles } from "./migration-tls-dir.ts";
 
 const CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
@@ -32,13 +33,25 @@ describe("layoutMigrationTlsDir", () => {
   it("writes QEMU's names for both endpoints, owner-only", async () => {
     const dir = join(tmp, "both", "tls");
     const written = await layoutMigrationTlsDir(dir, files);
-    assert.deepEqual((await readdir(dir)).sort(), ["ca-cert.pem", "client-cert.pem", "client-key.pem", "server-cert.pem", "server-key.pem"]);
-    assert.equal(written.length, 5);
+    assert.deepEqual((await readdir(dir)).sort(), ["ca-cert.pem", "client-cert.pem", "client-key.pem", "dh-params.pem", "server-cert.pem", "server-key.pem"]);
+    assert.equal(written.length, 6);
     assert.equal((await stat(dir)).mode & 0o777, 0o700);
     for (const f of await readdir(dir)) assert.equal((await stat(join(dir, f))).mode & 0o777, 0o600, f);
     assert.equal(await readFile(join(dir, "ca-cert.pem"), "utf8"), `${CERT}# ca\n`);
     assert.equal(await readFile(join(dir, "server-cert.pem"), "utf8"), `${CERT}# host-a\n`);
     assert.equal(await readFile(join(dir, "client-key.pem"), "utf8"), KEY);
+  });
+
+  it("gives a server the RFC 7919 ffdhe2048 group as dh-params.pem (QEMU would generate parameters on every object-add), a client none", async () => {
+    const dir = join(tmp, "dh");
+    await layoutMigrationTlsDir(dir, files, ["server"]);
+    assert.equal(await readFile(join(dir, "dh-params.pem"), "utf8"), FFDHE2048_PEM);
+    // the constant is the named group, as openssl knows it
+    const named = await run("openssl", ["genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048"], { timeoutMs: 30_000 });
+    assert.equal(named.stdout, FFDHE2048_PEM);
+    const client = join(tmp, "dh-client");
+    await layoutMigrationTlsDir(client, files, ["client"]);
+    assert.ok(!(await readdir(client)).includes("dh-params.pem"));
   });
 
   it("writes one endpoint's files only, and replaces what an earlier layout wrote", async () => {

@@ -112,6 +112,7 @@ test("source: migrate sent, the primary's release, the standby steer and the STO
   assert.ok(t, "the switchover answer has the source's moments");
   assert.ok(t.migrateSentAtMs !== undefined && t.migrateSentAtMs >= before && t.migrateSentAtMs <= Date.now(), "migrate sent: the agent's clock, during perform");
   assert.equal(t.stoppedAtMs, stopUs / 1000, "STOP: QEMU's own timestamp, µs kept");
+  assert.ok(t.continueSentAtMs !== undefined && t.continueSentAtMs >= before && t.continueSentAtMs <= Date.now(), "migrate-continue sent: the agent's clock, during switchover");
   assert.deepEqual(t.unplugs?.map((u) => [u.nic, u.unpluggedAtMs]), [["net0", unplugUs / 1000]]);
   const steered = t.unplugs[0]!.steeredAtMs;
   assert.ok(steered !== undefined && steered >= t.migrateSentAtMs, "the steer to the standby ended after migrate was sent");

@@ -55,6 +55,8 @@ interface PauseRecord {
   migrateSentAtMs?: number;
   /** Per failover NIC: the guest released its primary, the steer to its standby ended. */
   unplugs?: UnplugMoments[];
+  /** QMP migrate-continue sent (epoch ms, agent clock). */
+  continueSentAtMs?: number;
 }
 
 export type PerformInput = PerformBody;
@@ -216,6 +218,7 @@ function sourceMoments(ctx: StepContext, migrationId: string): SourceMoments | u
     ...(p.migrateSentAtMs === undefined ? {} : { migrateSentAtMs: p.migrateSentAtMs }),
     ...(p.unplugs === undefined || p.unplugs.length === 0 ? {} : { unplugs: p.unplugs }),
     ...(p.stoppedUs === undefined ? {} : { stoppedAtMs: msOfUs(p.stoppedUs) }),
+    ...(p.continueSentAtMs === undefined ? {} : { continueSentAtMs: p.continueSentAtMs }),
   };
   return Object.keys(m).length > 0 ? m : undefined;
 }
@@ -339,6 +342,7 @@ async function switchoverNow(ctx: StepContext, migrationId: string, instanceId: 
   let info = await queryMigrate(inst.qmp, { signal });
   if (info.status === "pre-switchover" && rec?.started === true) {
     ctx.records.put(SRC, migrationId, { ...rec, continued: true } satisfies SrcRecord);
+    notePause(ctx, migrationId, (p) => ({ ...p, continueSentAtMs: ctx.clock.now() }));
     info = await continueMigration(inst.qmp, { timeoutMs, signal, clock: ctx.clock });
   } else if (info.status === "completed" && rec?.continued === true) info = await completedInfo(inst.qmp, info, signal);
   else throw new FerryError("FERRY_ERR_STATE", `cannot switch over: migration is ${info.status}`, { details: { status: info.status } });
