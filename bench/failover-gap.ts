@@ -47,6 +47,8 @@ interface Sample {
   qemuDowntimeMs: number | null;
   unplugMs: number | null;
   unplugSteerMs: number | null;
+  /** RESUME → the destination's steer to the primary (once finish saw QEMU's re-plugged primary). */
+  primarySteerMs: number | null;
   /** Where the longest gap was: around the pause, around the unplug (UNPLUG_PRIMARY inside it), before or after the pause; and its start relative to STOP. */
   longestWhere: "pause" | "unplug" | "before" | "after" | "unknown";
   longestFromStopMs: number | null;
@@ -89,6 +91,7 @@ function sampleOf(i: number, route: string, r: MigrationRecord, nic: string, tim
     qemuDowntimeMs: r.switchover?.downtimeMs ?? null,
     unplugMs: t?.breakdown?.unplugMs?.[nic] ?? null,
     unplugSteerMs: t?.breakdown?.unplugSteerMs?.[nic] ?? null,
+    primarySteerMs: t?.breakdown?.primarySteerAfterResumeMs?.[nic] ?? null,
     longestWhere: where,
     longestFromStopMs: stopped === undefined ? null : r1(ga - stopped),
   };
@@ -117,7 +120,7 @@ async function main(): Promise<void> {
       const r = await follow(client, started.migration.id, () => undefined, 150, 300_000);
       const s = sampleOf(i, `${current.host}→${to}`, r, nic.name, pinger.times());
       samples.push(s);
-      console.log(`  #${i} ${s.route}: ${s.outcome}; longest gap ping ${s.pingGapMs} / Ferry ${s.ferryGapMs ?? "-"} ms; around the pause ${s.pauseGapMs ?? "-"} ms = before ${s.beforePauseMs ?? "-"} + paused ${s.pausedMs ?? "-"} (deciding ${s.decisionMs ?? "-"}, device state ${s.deviceStateMs ?? "-"}) + after ${s.afterResumeMs ?? "-"} (forwarding ${s.forwardingMs ?? "-"}); longest: ${s.longestWhere}, from STOP ${s.longestFromStopMs ?? "-"}; QEMU downtime ${s.qemuDowntimeMs ?? "-"}; unplug ${s.unplugMs ?? "-"} (+ steer ${s.unplugSteerMs ?? "-"})`);
+      console.log(`  #${i} ${s.route}: ${s.outcome}; longest gap ping ${s.pingGapMs} / Ferry ${s.ferryGapMs ?? "-"} ms; around the pause ${s.pauseGapMs ?? "-"} ms = before ${s.beforePauseMs ?? "-"} + paused ${s.pausedMs ?? "-"} (deciding ${s.decisionMs ?? "-"}, device state ${s.deviceStateMs ?? "-"}) + after ${s.afterResumeMs ?? "-"} (forwarding ${s.forwardingMs ?? "-"}); longest: ${s.longestWhere}, from STOP ${s.longestFromStopMs ?? "-"}; on the primary ${s.primarySteerMs ?? "-"} after RESUME; QEMU downtime ${s.qemuDowntimeMs ?? "-"}; unplug ${s.unplugMs ?? "-"} (+ steer ${s.unplugSteerMs ?? "-"})`);
     }
   } finally {
     await pinger?.stop();
@@ -141,6 +144,7 @@ async function main(): Promise<void> {
     ["QEMU's downtime figure", ok.map((s) => s.qemuDowntimeMs)],
     ["migrate → UNPLUG_PRIMARY (guest released the primary)", ok.map((s) => s.unplugMs)],
     ["UNPLUG_PRIMARY → source steered to the standby", ok.map((s) => s.unplugSteerMs)],
+    ["RESUME → destination steered to the primary", ok.map((s) => s.primarySteerMs)],
   ];
   const summary = Object.fromEntries(figures.map(([k, xs]) => [k.trim(), fig(xs)]));
   console.log(`\nFailover NIC gap (${accel}; ${ok.length} of ${ROUNDS} migrations succeeded; apart hosts, TLS; ms; ping every ≈ 16 ms)\n`);

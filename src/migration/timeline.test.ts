@@ -21,7 +21,7 @@ const source: SourceMoments = {
   stoppedAtMs: T0 + 1_400.001,
   continueSentAtMs: T0 + 1_431.5,
 };
-const destination: DestinationMoments = { resumedAtMs: T0 + 1_452.2, steeredAtMs: T0 + 1_455.9 };
+const destination: DestinationMoments = { resumedAtMs: T0 + 1_452.2, steeredAtMs: T0 + 1_455.9, primaries: [{ nic: "net0", backAtMs: T0 + 1_500, steeredAtMs: T0 + 1_602.5 }] };
 const close = (a: number | undefined, b: number): boolean => a !== undefined && Math.abs(a - b) < 0.0015;
 
 describe("breakdown", () => {
@@ -32,6 +32,7 @@ describe("breakdown", () => {
     assert.ok(close(b.unplugSteerMs?.["net0"], 312.75 - 310.5));
     assert.equal(b.unplugSteerMs?.["net1"], undefined, "net1 was not steered (no steeredAtMs): no figure");
     assert.ok(close(b.steerAfterResumeMs, destination.steeredAtMs! - destination.resumedAtMs!));
+    assert.ok(close(b.primarySteerAfterResumeMs?.["net0"], 1_602.5 - 1_452.2), "back on the primary: its steer after RESUME");
     assert.ok(close(b.decisionMs, source.continueSentAtMs! - source.stoppedAtMs!), "deciding at pre-switchover: STOP → migrate-continue");
     assert.ok(close(b.deviceStateMs, destination.resumedAtMs! - source.continueSentAtMs!), "the rest of the pause: migrate-continue → RESUME");
     assert.ok(close((b.decisionMs ?? 0) + (b.deviceStateMs ?? 0), b.pausedMs!), "the two parts make the pause");

@@ -28,10 +28,19 @@ export const SourceMoments = Type.Object({
 });
 export type SourceMoments = Static<typeof SourceMoments>;
 
+/** A failover NIC on the destination after the switch-over: its primary back, Ferry's forwarding moved to it (P10). */
+export const PrimaryMoments = Type.Object({
+  nic: Type.String(),
+  backAtMs: Type.Number({ description: "finish saw QEMU's re-plugged primary (agent clock; QEMU is asked every 50 ms)" }),
+  steeredAtMs: At("the steer of the guest MAC to the primary finished (agent clock); absent: nothing steered"),
+});
+export type PrimaryMoments = Static<typeof PrimaryMoments>;
+
 /** The destination's moments, in its finish answer. */
 export const DestinationMoments = Type.Object({
   resumedAtMs: At("QEMU's RESUME of the incoming guest (QEMU's timestamp)"),
   steeredAtMs: At("the steer of every NIC to its standby, started at RESUME, finished (agent clock): the forwarding update; absent: nothing steered"),
+  primaries: Type.Optional(Type.Array(PrimaryMoments, { description: "per failover NIC whose primary came back" })),
 });
 export type DestinationMoments = Static<typeof DestinationMoments>;
 
@@ -41,6 +50,7 @@ export const GapBreakdown = Type.Object({
   unplugMs: Type.Optional(Type.Record(Type.String(), Type.Number(), { description: "per failover NIC: UNPLUG_PRIMARY − migrate sent" })),
   unplugSteerMs: Type.Optional(Type.Record(Type.String(), Type.Number(), { description: "per failover NIC: the steer to the standby finished − UNPLUG_PRIMARY" })),
   steerAfterResumeMs: At("the destination's steer finished − RESUME: the forwarding update"),
+  primarySteerAfterResumeMs: Type.Optional(Type.Record(Type.String(), Type.Number(), { description: "per failover NIC: the destination's steer to its primary finished − RESUME" })),
   decisionMs: At("migrate-continue sent − STOP: the part of the pause spent deciding at pre-switchover (the source's answer, the destination's check, the controller's switch-over call)"),
   deviceStateMs: At("destination RESUME − migrate-continue sent: the rest of the pause (QEMU sends the device state, the destination loads it and runs); across two hosts' clocks"),
 });
@@ -76,6 +86,7 @@ export function breakdownOf(t: Pick<SwitchoverTimeline, "source" | "destination"
     if (u.steeredAtMs !== undefined) (out.unplugSteerMs ??= {})[u.nic] = ms3(u.steeredAtMs - u.unpluggedAtMs);
   }
   if (d?.resumedAtMs !== undefined && d.steeredAtMs !== undefined) out.steerAfterResumeMs = ms3(d.steeredAtMs - d.resumedAtMs);
+  for (const p of d?.primaries ?? []) if (d?.resumedAtMs !== undefined && p.steeredAtMs !== undefined) (out.primarySteerAfterResumeMs ??= {})[p.nic] = ms3(p.steeredAtMs - d.resumedAtMs);
   if (s?.continueSentAtMs !== undefined && s.stoppedAtMs !== undefined) out.decisionMs = ms3(s.continueSentAtMs - s.stoppedAtMs);
   if (s?.continueSentAtMs !== undefined && d?.resumedAtMs !== undefined) out.deviceStateMs = ms3(d.resumedAtMs - s.continueSentAtMs);
   return out;
@@ -105,5 +116,6 @@ export function breakdownText(b: GapBreakdown | undefined): string | null {
     parts.push(`${nic} ${what.filter((x) => x !== "").join(", ")}`);
   }
   if (b.steerAfterResumeMs !== undefined) parts.push(`forwarding updated ${fmt(b.steerAfterResumeMs)} after RESUME`);
+  for (const [nic, ms] of Object.entries(b.primarySteerAfterResumeMs ?? {})) parts.push(`${nic} back on its primary ${fmt(ms)} after RESUME`);
   return parts.length > 0 ? parts.join("; ") : null;
 }

@@ -7,7 +7,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { FerryError } from "../../core/errors.ts";
 import type { LeaseHolder } from "../../host/leases.ts";
-import type { DestinationMoments } from "../../migration/timeline.ts";
+import type { DestinationMoments, PrimaryMoments } from "../../migration/timeline.ts";
 import type { VmSpec } from "../../model/vm.ts";
 import { newInstanceId, ramFilePath } from "../../qemu/instance.ts";
 import type { Instance } from "../../qemu/instance.ts";
@@ -157,9 +157,11 @@ async function finishNow(ctx: StepContext, migrationId: string, primaryBackMs: n
     throw e;
   }
   // the instance's own spec follows its devices (a re-plugged ephemeral NIC), so the next migration unplugs it again
-  const nics = await bringBackNics(ctx, inst, inst.meta.spec, rec.planned, { primaryBackMs, replugFails }, signal);
+  const primaries: PrimaryMoments[] = [];
+  const nics = await bringBackNics(ctx, inst, inst.meta.spec, rec.planned, { primaryBackMs, replugFails, onPrimary: (m) => primaries.push(m) }, signal);
   // noted by steerOnResume's listener meanwhile (bringBackNics waited for its steers)
   rec.resumed = (ctx.records.get(DEST, migrationId) as DestRecord | undefined)?.resumed ?? rec.resumed;
+  if (primaries.length > 0) rec.resumed = { ...rec.resumed, primaries };
   const result: FinishResult = { instanceId: inst.id, nics, ...(rec.resumed === undefined ? {} : { timeline: rec.resumed }) };
   await inst.saveMeta();
   await ctx.faults?.hold("finish", migrationId, ctx.clock, signal);

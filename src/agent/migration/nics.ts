@@ -11,7 +11,7 @@ import { plugPrimary, unplugPrimary } from "../../qemu/hotplug.ts";
 import type { Instance } from "../../qemu/instance.ts";
 import { listDeviceIds } from "../../qmp/commands.ts";
 import { msOfUs } from "../../migration/timeline.ts";
-import type { DestinationMoments } from "../../migration/timeline.ts";
+import type { DestinationMoments, PrimaryMoments } from "../../migration/timeline.ts";
 import type { StepContext } from "./context.ts";
 import { vfOf } from "./context.ts";
 import { attachTap, steer, withTaps } from "./wiring.ts";
@@ -111,7 +111,7 @@ export function steerOnResume(ctx: StepContext, inst: Instance, spec: VmSpec, on
  * primaries (deadline), steer to each primary once it is back. NICs that do
  * not come back are reported, not thrown: the policy decides.
  */
-export async function bringBackNics(ctx: StepContext, inst: Instance, spec: VmSpec, planned: Readonly<Record<string, string | null>>, o: { primaryBackMs: number; replugFails: boolean }, signal: AbortSignal): Promise<ArrivedNic[]> {
+export async function bringBackNics(ctx: StepContext, inst: Instance, spec: VmSpec, planned: Readonly<Record<string, string | null>>, o: { primaryBackMs: number; replugFails: boolean; onPrimary?: (m: PrimaryMoments) => void }, signal: AbortSignal): Promise<ArrivedNic[]> {
   await resumeSteers.get(inst);
   for (const nic of spec.nics) await steer(ctx, nic, "standby", signal).catch(() => false);
   const out: ArrivedNic[] = [];
@@ -139,6 +139,11 @@ export async function bringBackNics(ctx: StepContext, inst: Instance, spec: VmSp
           if (ctx.clock.monotonic() > deadlineAt) throw new FerryError("FERRY_ERR_TIMEOUT", `failover primary of ${nic.name} not back within ${o.primaryBackMs} ms`);
           await ctx.clock.sleep(50, signal);
         }
+        const backAtMs = ctx.clock.now();
+        const steered = await steer(ctx, nic, "primary", signal);
+        o.onPrimary?.({ nic: nic.name, backAtMs, ...(steered ? { steeredAtMs: ctx.clock.now() } : {}) });
+        out.push({ name: nic.name, vf, attached: true });
+        continue;
       }
       await steer(ctx, nic, "primary", signal);
       out.push({ name: nic.name, vf, attached: true });
