@@ -95,7 +95,7 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
     const summary: MigrationSummary = {
       id: null, kind: "migration", vm: vm.name, outcome: "refused", source: vm.host, destination: values.to ?? null,
       runsOn: vm.instanceId === null ? null : { host: vm.host, instanceId: vm.instanceId }, reason: e.message, code: e.code,
-      timings: { totalMs: 0, downtimeMs: null, phases: {} }, timeline: [], dataMovedBytes: null, warnings: [],
+      timings: { totalMs: 0, downtimeMs: null, phases: {} }, timeline: [], dataMovedBytes: null, switchover: null, warnings: [],
       nics: vm.nics.map((n) => {
         const here = n.vf === null ? null : { host: vm.host, vf: n.vf, pf: pfOf.get(n.vf) ?? "" };
         return { name: n.name, network: n.network, mode: n.mode, policy: n.policy, before: here, after: here, gapMs: null };

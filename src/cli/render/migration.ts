@@ -38,8 +38,8 @@ export interface MigrationSummary {
   timeline: { phase: Phase; startedAt: number; ms: number | null }[];
   /** Bytes moved (RAM sent; a save: the state file's size), null when unknown. */
   dataMovedBytes: number | null;
-  /** The switch-over's breakdown from the agents' moments (the record's switchoverTimeline), when there is one. */
-  switchover?: GapBreakdown;
+  /** The switch-over's breakdown from the agents' moments (the record's switchoverTimeline); null when there is none (every kind has the key). */
+  switchover: GapBreakdown | null;
   /** save / restore: the state file in the host's saveDir. */
   file?: string;
   /** local: the new instance's QEMU binary. */
@@ -70,7 +70,7 @@ export function migrationSummary(r: MigrationRecord & { measuring?: boolean; dat
     timings: { totalMs: done ? r.updatedAt - r.createdAt : null, downtimeMs: downtimeOf(r), phases },
     timeline: phaseTimes(r).map((p) => ({ phase: p.phase, startedAt: p.startedAt, ms: p.ms ?? null })),
     dataMovedBytes: r.dataMovedBytes ?? null,
-    ...(r.switchoverTimeline?.breakdown === undefined ? {} : { switchover: r.switchoverTimeline.breakdown }),
+    switchover: r.switchoverTimeline?.breakdown ?? null,
     ...(r.plan.file === undefined ? {} : { file: r.plan.file }),
     ...(r.plan.qemuBinary === undefined ? {} : { qemuBinary: r.plan.qemuBinary }),
     nics: r.plan.nics.map((n) => {
@@ -92,7 +92,7 @@ function connectivityNote(s: MigrationSummary): string[] {
 }
 
 function switchoverLine(s: MigrationSummary): string[] {
-  const text = breakdownText(s.switchover);
+  const text = breakdownText(s.switchover ?? undefined);
   return text === null ? [] : [`  switch-over: ${text}`];
 }
 
