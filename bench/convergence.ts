@@ -29,8 +29,8 @@ import { waitForConsole } from "../src/qemu/console.ts";
 import { run } from "../src/core/run.ts";
 import { guestCmdline } from "../src/model/guest.ts";
 import { guestImagePaths } from "../src/model/guest-image.ts";
-import type { LibvirtDaemon, LibvirtPair } from "./lib/libvirt.ts";
-import { domainXml, libvirtMissing, startLibvirtPair, stopLibvirtPair } from "./lib/libvirt.ts";
+import type { LibvirtDaemon } from "./lib/libvirt.ts";
+import { benchLibvirtPair, domainXml, stopLibvirtPair } from "./lib/libvirt.ts";
 import { benchRounds, machine, median, table, writeResult } from "./lib/report.ts";
 
 const LAB = "cv";
@@ -159,16 +159,7 @@ async function main(): Promise<void> {
   const client = await labClient(state);
   const rows: Row[] = [];
   const runDir = await mkdtemp(join(tmpdir(), "ferry-cv-"));
-  let libvirtNote = process.env["FERRY_BENCH_LIBVIRT"] === "0" ? "skipped (FERRY_BENCH_LIBVIRT=0)" : await libvirtMissing();
-  let lv: LibvirtPair | undefined;
-  if (libvirtNote === undefined) {
-    try {
-      lv = await startLibvirtPair(join(runDir, "libvirt"), join(runDir, "libvirtd.out"));
-    } catch (e) {
-      libvirtNote = `libvirt could not start: ${e instanceof Error ? e.message : String(e)}`;
-    }
-  }
-  if (libvirtNote !== undefined) console.log(`libvirt: ${libvirtNote}`);
+  const { pair: lv, note: libvirtNote } = await benchLibvirtPair(runDir);
   const img = await guestImagePaths();
   try {
     for (const rate of RATES) {

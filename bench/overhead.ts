@@ -39,8 +39,7 @@ import { prepareIncoming, startMigration, waitMigration } from "../src/qemu/migr
 import { issuedFiles, layoutMigrationTlsDir } from "../src/qemu/migration-tls-dir.ts";
 import { enableIncomingTls, enableOutgoingTls, identityForName } from "../src/qemu/migration-tls.ts";
 import { quit } from "../src/qmp/commands.ts";
-import type { LibvirtPair } from "./lib/libvirt.ts";
-import { domainXml, libvirtMissing, startLibvirtPair, stopLibvirtPair } from "./lib/libvirt.ts";
+import { benchLibvirtPair, domainXml, stopLibvirtPair } from "./lib/libvirt.ts";
 import { benchRounds, machine, median, table, writeResult } from "./lib/report.ts";
 
 const ROUNDS = benchRounds(8, 3);
@@ -90,16 +89,7 @@ async function main(): Promise<void> {
   /** The floor's QEMUs still running: stopped by the finally below if the bench fails half-way. */
   const live = new Set<Instance>();
   const libvirtMs: Record<string, number[]> = {};
-  let libvirtNote = process.env["FERRY_BENCH_LIBVIRT"] === "0" ? "skipped (FERRY_BENCH_LIBVIRT=0)" : await libvirtMissing();
-  let lv: LibvirtPair | undefined;
-  if (libvirtNote === undefined) {
-    try {
-      lv = await startLibvirtPair(join(runDir, "libvirt"), join(runDir, "libvirtd.out"));
-    } catch (e) {
-      libvirtNote = `libvirt could not start: ${e instanceof Error ? e.message : String(e)}`;
-    }
-  }
-  if (libvirtNote !== undefined) console.log(`libvirt: ${libvirtNote}`);
+  const { pair: lv, note: libvirtNote } = await benchLibvirtPair(runDir);
   try {
     const clients = { tls: await labClient(states.tls), plain: await labClient(states.plain) };
     const hosts = { tls: await floorHosts(states.tls), plain: await floorHosts(states.plain) };

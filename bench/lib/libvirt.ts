@@ -184,3 +184,21 @@ export function domainXml(o: { name: string; uuid: string; memoryMiB: number; ke
 </domain>
 `;
 }
+
+/**
+ * A bench's libvirt pair under `runDir`, or the note why there is none
+ * (FERRY_BENCH_LIBVIRT=0, libvirt not installed, or it did not start),
+ * printed once.
+ */
+export async function benchLibvirtPair(runDir: string): Promise<{ pair?: LibvirtPair; note?: string }> {
+  let note = process.env["FERRY_BENCH_LIBVIRT"] === "0" ? "skipped (FERRY_BENCH_LIBVIRT=0)" : await libvirtMissing();
+  if (note === undefined) {
+    try {
+      return { pair: await startLibvirtPair(join(runDir, "libvirt"), join(runDir, "libvirtd.out")) };
+    } catch (e) {
+      note = `libvirt could not start: ${e instanceof Error ? e.message : String(e)}`;
+    }
+  }
+  console.log(`libvirt: ${note}`);
+  return { note };
+}
