@@ -13,7 +13,7 @@
 // converged or not, total time (request → outcome), QEMU's downtime, passes
 // over RAM. Interleaved: auto, off, libvirt, auto, off, libvirt … per rate.
 //   scripts/rt node bench/convergence.ts [--quick]     --quick: 0 and 50 MiB/s, 1 round
-//   FERRY_BENCH_RATES=0,50,200 (MiB/s)  FERRY_BENCH_ROUNDS=N (default 2)  FERRY_BENCH_CONVERGE_MS (default 30000)  FERRY_BENCH_LINK_MIBPS (default 100)
+//   FERRY_BENCH_RATES=0,50,200,800 (MiB/s; a guest of 512 MiB, more where its dirty region needs it)  FERRY_BENCH_ROUNDS=N (default 2)  FERRY_BENCH_CONVERGE_MS (default 30000)  FERRY_BENCH_LINK_MIBPS (default 100)
 //   FERRY_BENCH_LIBVIRT=0 skips libvirt.
 import { randomUUID } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -35,7 +35,7 @@ import { benchRounds, machine, median, table, writeResult } from "./lib/report.t
 
 const LAB = "cv";
 const quick = process.argv.includes("--quick");
-const RATES = process.env["FERRY_BENCH_RATES"] ? process.env["FERRY_BENCH_RATES"].split(",").map(Number) : quick ? [0, 50] : [0, 50, 200];
+const RATES = process.env["FERRY_BENCH_RATES"] ? process.env["FERRY_BENCH_RATES"].split(",").map(Number) : quick ? [0, 50] : [0, 50, 200, 800];
 if (RATES.some((r) => !Number.isInteger(r) || r < 0 || r > 4096)) throw new Error(`FERRY_BENCH_RATES=${process.env["FERRY_BENCH_RATES"]}: expected MiB/s from 0 to 4096, comma-separated`);
 const ROUNDS = benchRounds(2, 1);
 const envInt = (k: string, d: number): number => {
@@ -49,6 +49,8 @@ const CONVERGE_MS = envInt("FERRY_BENCH_CONVERGE_MS", 30_000);
 const LINK_MIBPS = envInt("FERRY_BENCH_LINK_MIBPS", 100);
 // room on the guest's RAM disk (half its RAM) for the dirty region: one second of writes
 const MEMORY_MIB = 512;
+/** The guest for a rate: 512 MiB, or more when its dirty region (one second of writes, 64 MiB at least, plus 17 MiB) does not fit its RAM disk (half its RAM minus 32 MiB: controller/vm-spec.ts checkGuestFill). */
+const memoryFor = (rate: number): number => Math.max(MEMORY_MIB, 64 * Math.ceil((2 * (Math.max(64, rate) + 17 + 32)) / 64));
 const POLICIES = ["auto", "off", "libvirt"] as const;
 const POLICY_LABEL = { auto: "Ferry (auto)", off: "QEMU defaults", libvirt: "libvirt defaults" } as const;
 const MiB = 1024 * 1024;
@@ -166,7 +168,7 @@ async function main(): Promise<void> {
       const name = `cv${rate}`;
       const ready = rate > 0 ? /ferry-dirty \d+/ : /ferry-ready/;
       // no NIC: what is measured is RAM convergence, not the failover's unplug
-      const created = await client.createVm({ name, host: "host1", memoryMiB: MEMORY_MIB, nics: [], ...(rate > 0 ? { guestDirtyMiBps: rate } : {}) });
+      const created = await client.createVm({ name, host: "host1", memoryMiB: memoryFor(rate), nics: [], ...(rate > 0 ? { guestDirtyMiBps: rate } : {}) });
       // the guest's dirty writer starts after boot and after making its region: wait for its first report
       await waitForConsole(await vmSerialLog(state, client, created.name), ready, { timeoutMs: 300_000 });
       // libvirt's guest: the same one, a transient domain on the first daemon
@@ -174,7 +176,7 @@ async function main(): Promise<void> {
       let lvOn: LibvirtDaemon | undefined;
       if (lv) {
         const xml = join(runDir, `${name}.xml`);
-        await writeFile(xml, domainXml({ name, uuid: randomUUID(), memoryMiB: MEMORY_MIB, kernel: img.kernel, initrd: img.initrd, cmdline: guestCmdline(name, [], { dirtyMiBps: rate }), serialLog: lvSerial }));
+        await writeFile(xml, domainXml({ name, uuid: randomUUID(), memoryMiB: memoryFor(rate), kernel: img.kernel, initrd: img.initrd, cmdline: guestCmdline(name, [], { dirtyMiBps: rate }), serialLog: lvSerial }));
         await run("virsh", ["-c", lv.a.uri, "create", xml], { timeoutMs: 120_000 });
         lvOn = lv.a;
         await waitForConsole(lvSerial, ready, { timeoutMs: 300_000 });
@@ -205,7 +207,7 @@ async function main(): Promise<void> {
     await rm(runDir, { recursive: true, force: true });
   }
   const f = (x: number | null): string => (x === null ? "-" : x.toFixed(0));
-  console.log(`\nConvergence against dirty rate (${accel}; ${MEMORY_MIB} MiB guest, no NIC; link capped at ${LINK_MIBPS} MiB/s; converge deadline ${CONVERGE_MS} ms; ${ROUNDS} round(s), interleaved)\n`);
+  console.log(`\nConvergence against dirty rate (${accel}; ${RATES.map((r) => `${memoryFor(r)} MiB guest at ${r} MiB/s`).join(", ")}, no NIC; link capped at ${LINK_MIBPS} MiB/s; converge deadline ${CONVERGE_MS} ms; ${ROUNDS} round(s), interleaved)\n`);
   console.log(table(["dirty MiB/s", "guest wrote MiB/s", "policy", "measured MiB/s", "chosen", "converged", "total ms", "downtime ms", "iterations", "VM after"], rows.map((r) => [
     r.dirtyMiBps, f(r.guestMiBps), POLICY_LABEL[r.policy], f(r.measuredDirtyMiBps), r.chosen, r.converged ? "yes" : `no (${r.outcome})`, f(r.totalMs), f(r.downtimeMs), f(r.iterations), r.vmState,
   ])));
@@ -216,7 +218,7 @@ async function main(): Promise<void> {
   }));
   if (libvirtNote !== undefined) console.log(`libvirt not measured: ${libvirtNote}`);
   for (const r of rows.filter((x) => !x.converged)) console.log(`\nnot converged (${r.dirtyMiBps} MiB/s, ${r.policy}): ${r.reason ?? ""}`);
-  console.log(`wrote ${writeResult("convergence", { machine: machine(accel), libvirt: libvirtNote ?? "measured", memoryMiB: MEMORY_MIB, linkMiBps: LINK_MIBPS, convergeMs: CONVERGE_MS, rounds: ROUNDS, rates: RATES, rows, summary })}`);
+  console.log(`wrote ${writeResult("convergence", { machine: machine(accel), libvirt: libvirtNote ?? "measured", memoryMiB: Object.fromEntries(RATES.map((r) => [r, memoryFor(r)])), linkMiBps: LINK_MIBPS, convergeMs: CONVERGE_MS, rounds: ROUNDS, rates: RATES, rows, summary })}`);
 }
 
 await main();
