@@ -4,7 +4,8 @@
 import type { ErrorCode } from "../core/errors.ts";
 import { ERROR_CODES, FerryError } from "../core/errors.ts";
 import type { AgentPort } from "./port.ts";
-import { checked, DestinationMoments, SourceMoments, withMoments } from "./timeline.ts";
+import { checked } from "../core/check.ts";
+import { DestinationMoments, SourceMoments, withMoments } from "./timeline.ts";
 import type { RunnerDeps, StepOutcome } from "./runner-deps.ts";
 import type { Step } from "./table.ts";
 import { classifyFinish } from "./table.ts";

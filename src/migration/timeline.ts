@@ -6,8 +6,7 @@
 // two hosts' clocks: a figure across them (pausedMs) is only as good as the
 // hosts' clock sync (the lab's hosts share one clock).
 import { Type } from "typebox";
-import type { Static, TSchema } from "typebox";
-import { Check } from "typebox/value";
+import type { Static } from "typebox";
 
 const At = (description: string) => Type.Optional(Type.Number({ description }));
 
@@ -69,10 +68,6 @@ export const msOfUs = (us: number): number => us / 1000;
 
 const ms3 = (x: number): number => Math.round(x * 1000) / 1000;
 
-/** `x` when it matches `schema` (an answer read back from the journal is unknown), else undefined. */
-export function checked<T extends TSchema>(schema: T, x: unknown): Static<T> | undefined {
-  return x !== undefined && Check(schema, x) ? x : undefined;
-}
 
 /** What the moments tell, as far as those needed for each figure exist. */
 export function breakdownOf(t: Pick<SwitchoverTimeline, "source" | "destination">): GapBreakdown {

@@ -6,8 +6,8 @@
 // else is `kind` (FERRY_ERR_AGENT or FERRY_ERR_CONTROLLER, retryable when the
 // server is unreachable or answered 5xx).
 import type { Static, TSchema } from "typebox";
-import { Compile } from "typebox/compile";
-import { Check, Errors } from "typebox/value";
+import { Errors } from "typebox/value";
+import { checker } from "../check.ts";
 import { ERROR_CODES, FerryError } from "../errors.ts";
 import type { ErrorCode } from "../errors.ts";
 import type { TlsMaterial } from "../tls.ts";
@@ -40,7 +40,7 @@ function isErrorCode(x: unknown): x is ErrorCode {
 
 /** A problem body as a FerryError with the server's code, or null when `data` is not one. */
 export function problemError(data: unknown, status: number): FerryError | null {
-  if (!Check(Problem, data) || !isErrorCode(data.code)) return null;
+  if (!checker(Problem)(data) || !isErrorCode(data.code)) return null;
   return new FerryError(data.code, data.message, { retryable: data.retryable, details: { ...data.details, status } });
 }
 
@@ -84,27 +84,6 @@ export async function send(o: SendOptions): Promise<{ res: Response; timeout: Ab
   }
 }
 
-/**
- * A reply schema's check, compiled once per schema: Value.Check interprets the
- * schema on every reply, which for the agents' inventories (arrays of VFs)
- * was 1.3 s of one 3 s event-loop stall in bench/scale.ts (100 plans reading
- * 50 inventories each). A schema Compile cannot take is checked by Value.Check.
- */
-const compiled = new WeakMap<TSchema, (data: unknown) => boolean>();
-function checker(schema: TSchema): (data: unknown) => boolean {
-  let c = compiled.get(schema);
-  if (!c) {
-    try {
-      const v = Compile(schema);
-      c = (data) => v.Check(data);
-    } catch {
-      c = (data) => Check(schema, data);
-    }
-    compiled.set(schema, c);
-  }
-  return c;
-}
-
 /** Send, read the whole reply, and check it against `schema`. */
 export async function request<S extends TSchema>(o: SendOptions, schema: S): Promise<Static<S>> {
   const { res, timeout } = await send(o);
@@ -128,5 +107,5 @@ export async function request<S extends TSchema>(o: SendOptions, schema: S): Pro
     const first = Errors(schema, data)[0];
     throw new FerryError(o.kind, `${what}: unexpected reply${first ? ` at ${first.instancePath || "/"}: ${first.message}` : ""}`, { details: { status: res.status } });
   }
-  return data as Static<S>;
+  return data;
 }
