@@ -18,10 +18,9 @@
 //   scripts/rt node bench/overhead.ts [--quick]    FERRY_BENCH_ROUNDS=N (default 8; --quick 3)
 //   FERRY_BENCH_LIBVIRT=0 skips libvirt.
 import { randomUUID } from "node:crypto";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { initCa, issueCert } from "../src/core/ca.ts";
 import { run } from "../src/core/run.ts";
 import { follow } from "../src/lab/lab-demo.ts";
@@ -55,13 +54,11 @@ const LABS: Record<Stream, string> = { tls: "bovtls", plain: "bovplain" };
 
 /** An apart lab host as the floor uses it: its network namespace and its migration address (from its agent's config). */
 interface FloorHost { name: string; netns: string; migIp: string }
-async function floorHosts(state: LabState): Promise<FloorHost[]> {
-  return Promise.all(state.hosts.map(async (h) => {
-    const cfg = parseYaml(await readFile(h.config, "utf8")) as { migration?: { address?: string } } | null;
-    const migIp = cfg?.migration?.address;
-    if (h.netns === undefined || migIp === undefined) throw new Error(`lab ${state.name}: host ${h.name} is not an apart host with a migration address (netns ${h.netns ?? "none"})`);
-    return { name: h.name, netns: h.netns, migIp };
-  }));
+function floorHosts(state: LabState): FloorHost[] {
+  return state.hosts.map((h) => {
+    if (h.netns === undefined || h.migIp === undefined) throw new Error(`lab ${state.name}: host ${h.name} is not an apart host with a migration address (netns ${h.netns ?? "none"})`);
+    return { name: h.name, netns: h.netns, migIp: h.migIp };
+  });
 }
 
 /** The floor's own CA and one certificate (server and client use) naming both hosts' migration addresses, laid out as QEMU reads it. */
@@ -92,7 +89,7 @@ async function main(): Promise<void> {
   const { pair: lv, note: libvirtNote } = await benchLibvirtPair(runDir);
   try {
     const clients = { tls: await labClient(states.tls), plain: await labClient(states.plain) };
-    const hosts = { tls: await floorHosts(states.tls), plain: await floorHosts(states.plain) };
+    const hosts = { tls: floorHosts(states.tls), plain: floorHosts(states.plain) };
     const tlsDir = await floorTls(runDir, hosts.tls);
     const floorIdentity = identityForName("floor");
     for (const g of GUESTS) {

@@ -81,6 +81,8 @@ export interface LabComponent {
   holderPid?: number;
   unsharePid?: number;
   netns?: string;
+  /** Apart hosts: the host's address on the migration network (where its QEMU listens for incoming migrations). */
+  migIp?: string;
 }
 
 export interface LabState {
@@ -279,7 +281,7 @@ export async function labUp(spec: LabSpec, log: (line: string) => void = () => u
       const { holderPid, unsharePid } = await startHolder({ dir, host: ph, hostDir: hdir, saveDir, log: join(hdir, "holder.log") });
       const pid = spawnInHost(holderPid, ["agent", "--config", config], alog);
       const url = `${scheme}://${ph.mgmtIp}:${APART_AGENT_PORT}`;
-      state.hosts.push({ name: host.name, kind: "agent", pid, url, config, log: alog, holderPid, unsharePid, netns: ph.netns });
+      state.hosts.push({ name: host.name, kind: "agent", pid, url, config, log: alog, holderPid, unsharePid, netns: ph.netns, migIp: ph.migIp });
       await writeLabState(state);
       log(`${host.name}: holder pid ${holderPid}, agent pid ${pid}, ${url}, migration ${ph.migIp}, VFs ${nets.map((n) => `${n}:${host.vfs[n]}`).join(" ") || "none"}`);
       continue;
