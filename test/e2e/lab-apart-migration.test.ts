@@ -32,8 +32,8 @@ describe("migrations between apart hosts over TLS", { timeout: 400_000 }, () => 
   let otherCa = "";
   const memchecks = { compared: 0, different: 0 };
 
-  const migrate = async (to: string, during?: () => Promise<void>): Promise<MigrationRecord> => {
-    const r = await client.migrate({ vm: "t1", to });
+  const migrate = async (to: string, during?: () => Promise<void>, o: { multifdChannels?: number } = {}): Promise<MigrationRecord> => {
+    const r = await client.migrate({ vm: "t1", to, ...o });
     assert.equal(r.kind, "started");
     if (r.kind !== "started") throw new Error("plan");
     const watching = during?.();
@@ -46,6 +46,24 @@ describe("migrations between apart hosts over TLS", { timeout: 400_000 }, () => 
     memchecks.compared++;
     if (now !== boot) memchecks.different++;
     assert.equal(now, boot, `${what}: the guest's memory checksum is the one it printed at boot`);
+  };
+  /** The record's switch-over timeline, from real QEMU events: the pause split into deciding and device state, the failover NIC unplugged before STOP and back after RESUME. */
+  const switchoverTold = (rec: MigrationRecord): void => {
+    const t = rec.switchoverTimeline;
+    const s = t?.source;
+    const d = t?.destination;
+    const b = t?.breakdown;
+    assert.ok(s && d && b, `a switch-over timeline: ${JSON.stringify(t)}`);
+    const [migrate, stopped, cont, resumed] = [s.migrateSentAtMs, s.stoppedAtMs, s.continueSentAtMs, d.resumedAtMs];
+    assert.ok(migrate !== undefined && stopped !== undefined && cont !== undefined && resumed !== undefined, JSON.stringify(t));
+    assert.ok(migrate < stopped && stopped <= cont && cont < resumed, `migrate sent < STOP ≤ migrate-continue sent < RESUME: ${JSON.stringify(t)}`);
+    // the lab's hosts share one clock: the pause is real time, and its two parts add up to it
+    assert.ok(b.pausedMs !== undefined && b.pausedMs > 0 && b.pausedMs < 30_000, `pausedMs ${b.pausedMs}`);
+    assert.ok(Math.abs((b.decisionMs ?? NaN) + (b.deviceStateMs ?? NaN) - b.pausedMs) < 0.01, JSON.stringify(b));
+    const [unplug] = s.unplugs ?? [];
+    assert.ok(unplug && unplug.unpluggedAtMs > migrate && unplug.unpluggedAtMs < stopped, `the guest released its primary before the source stopped: ${JSON.stringify(s)}`);
+    const [back] = d.primaries ?? [];
+    assert.ok(back && back.nic === unplug.nic && back.backAtMs > resumed, `the primary came back after RESUME: ${JSON.stringify(d)}`);
   };
   const creds = (host: string, file: string): string => hostPath(lab, host, join(CREDS, file));
 
@@ -92,10 +110,36 @@ describe("migrations between apart hosts over TLS", { timeout: 400_000 }, () => 
     assert.ok(seen.every((l) => l.includes(`${dst.migration!.address}:`)), `QEMU listens on host2's migration address only:\n${seen.join("\n")}`);
     assert.ok(!seen.some((l) => l.includes("127.0.0.1")), seen.join("\n"));
     assert.deepEqual(rec.warnings, [], "no plain-TCP or loopback warning");
+    switchoverTold(rec);
     await memoryKept("after host1 → host2");
     const back = await migrate("host1");
     assert.equal(back.outcome, "succeeded", `${back.reason ?? ""}`);
     await memoryKept("after host2 → host1");
+  });
+
+  it("--multifd 4 over TLS: RAM goes over parallel TLS connections to the destination's migration address; the guest's memory is intact", async () => {
+    const dstNs = lab.hosts.find((h) => h.name === "host2")!.netns!;
+    const dstIp = (await client.hosts()).find((h) => h.name === "host2")!.migration!.address;
+    // while the migration runs: the most established connections into host2's QEMU at once
+    let most = 0;
+    let running = true;
+    const watching = (async () => {
+      while (running) {
+        const ss = await run("ip", ["netns", "exec", dstNs, "ss", "-tnpH", "state", "established"], { timeoutMs: 5_000 });
+        most = Math.max(most, ss.stdout.split("\n").filter((l) => l.includes("qemu") && l.includes(`${dstIp}:`)).length);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    const rec = await migrate("host2", undefined, { multifdChannels: 4 }).finally(() => {
+      running = false;
+    });
+    await watching;
+    assert.equal(rec.outcome, "succeeded", `${rec.reason ?? ""}`);
+    assert.ok(most >= 3, `several connections into host2's QEMU at once (the main stream and the multifd channels): saw at most ${most}`);
+    await memoryKept("after host1 → host2 with multifd");
+    const back = await migrate("host1", undefined, { multifdChannels: 2 });
+    assert.equal(back.outcome, "succeeded", `${back.reason ?? ""}`);
+    await memoryKept("after host2 → host1 with multifd");
   });
 
   it("a source presenting another host's valid certificate is refused by the destination's QEMU: rolled back, the guest runs on host1", async () => {
