@@ -34,13 +34,6 @@ export function required(command: string, value: string | undefined, flag: strin
   return value;
 }
 
-/** An integer option from `min` to `max` (undefined: not given); anything else is a usage error naming the flag. */
-export function intOption(command: string, name: string, raw: string | undefined, min: number, max: number): number | undefined {
-  if (raw === undefined) return undefined;
-  if (!/^[0-9]{1,9}$/.test(raw) || Number(raw) < min || Number(raw) > max) throw new UsageError(command, `--${name} must be an integer from ${min} to ${max} (got ${JSON.stringify(raw)})`);
-  return Number(raw);
-}
-
 /** Arguments past those the command takes: a usage error naming the first. */
 export function rejectExtra(command: string, extra: readonly string[]): void {
   if (extra.length > 0) throw new UsageError(command, `unexpected argument ${JSON.stringify(extra[0])}`);

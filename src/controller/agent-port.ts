@@ -12,8 +12,6 @@ export type AgentDirectory = (host: string) => AgentClient;
 
 /** A step waits as long as its own deadlines say (the signal ends it sooner). */
 const stepOptions = (signal: AbortSignal): RequestOptions => ({ signal, timeoutMs: 2 * 3_600_000 });
-/** The plan's multifd channels, for both the destination's prepare and the source's perform (they must agree). */
-const multifd = (plan: MigrationPlan): { multifdChannels?: number } => (plan.multifdChannels === undefined ? {} : { multifdChannels: plan.multifdChannels });
 
 export class HttpAgentPort implements AgentPort {
   readonly #agents: AgentDirectory;
@@ -39,14 +37,14 @@ export class HttpAgentPort implements AgentPort {
     const adopt = plan.link?.adoptFrom.host === plan.destination.host ? { adoptFrom: plan.link.adoptFrom.instanceId } : {};
     // with TLS on the migration network the destination admits only the planned source's certificate
     const sourceIdentity = await this.#identityOf(plan.source.host);
-    const r = await this.#agents(plan.destination.host).prepare(plan.id, { spec, nics, leaseTtlMs: Math.min(ttl, 24 * 3_600_000), ...adopt, ...(sourceIdentity === undefined ? {} : { sourceIdentity }), ...multifd(plan) }, stepOptions(signal));
+    const r = await this.#agents(plan.destination.host).prepare(plan.id, { spec, nics, leaseTtlMs: Math.min(ttl, 24 * 3_600_000), ...adopt, ...(sourceIdentity === undefined ? {} : { sourceIdentity }) }, stepOptions(signal));
     this.#prepared.set(plan.id, r);
     return r;
   }
 
   async perform(plan: MigrationPlan, uri: string, signal: AbortSignal): Promise<PerformResult> {
     const { unplugMs, convergeMs, precheckMs } = plan.deadlines;
-    const r = await this.#agents(plan.source.host).perform(plan.id, { instanceId: plan.source.instanceId, uri, unplugMs, convergeMs, precheckMs, ...(plan.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: plan.maxBandwidthBytes }), ...(plan.convergence === undefined ? {} : { convergence: plan.convergence }), ...multifd(plan) }, stepOptions(signal));
+    const r = await this.#agents(plan.source.host).perform(plan.id, { instanceId: plan.source.instanceId, uri, unplugMs, convergeMs, precheckMs, ...(plan.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: plan.maxBandwidthBytes }), ...(plan.convergence === undefined ? {} : { convergence: plan.convergence }) }, stepOptions(signal));
     return { status: "pre-switchover", ...(r.convergence === undefined ? {} : { convergence: r.convergence }) };
   }
 

@@ -43,8 +43,6 @@ export interface MigrateInput {
   maxBandwidthBytes?: number;
   /** The convergence policy (absent: "auto", chosen by the source from the guest's dirty rate). */
   convergence?: ConvergenceRequest;
-  /** RAM over this many parallel channels (QEMU multifd); absent: one stream. */
-  multifdChannels?: number;
 }
 
 export type { PlanReply as PlanView } from "../wire/controller-api.ts";
@@ -331,7 +329,6 @@ export class Migrations {
         deadlines: { ...this.#c.d.config.deadlines, ...input.deadlines },
         ...(input.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: input.maxBandwidthBytes }),
         ...(input.convergence === undefined ? {} : { convergence: input.convergence }),
-        ...(input.multifdChannels === undefined ? {} : { multifdChannels: input.multifdChannels }),
       };
       const runner = this.#runner;
       // an earlier migration's watch still running would count this migration's outage as its own

@@ -4,9 +4,6 @@
 // measured dirty rate against the link's bandwidth unless the migration asks
 // for one. Pure: the agent measures (calc-dirty-rate) and applies.
 
-/** Parallel RAM channels a migration may ask for (QEMU multifd): 2 to this; one stream is the default. */
-export const MULTIFD_MAX_CHANNELS = 16;
-
 /** What a migration asks for: "auto" (Ferry's choice from the dirty rate), "off" (QEMU's defaults), "auto-converge" (always throttle). */
 export const CONVERGENCE_REQUESTS = ["auto", "off", "auto-converge"] as const;
 export type ConvergenceRequest = (typeof CONVERGENCE_REQUESTS)[number];

@@ -117,8 +117,6 @@ export interface MigrationPlan {
   maxBandwidthBytes?: number;
   /** The convergence policy asked for (absent: "auto", the source chooses from the guest's dirty rate). */
   convergence?: ConvergenceRequest;
-  /** RAM over this many parallel channels (QEMU multifd), passed to the destination's prepare and the source's perform; absent: one stream. */
-  multifdChannels?: number;
   link?: MigrationLink;
 }
 

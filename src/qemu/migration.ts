@@ -16,25 +16,11 @@ export interface MigrationSetup {
 }
 
 /**
- * RAM over `channels` parallel connections (QEMU's multifd: each its own
- * thread, and with TLS its own TLS session), or one stream (undefined). Both
- * sides need the same setup: the destination before migrate-incoming, the
- * source before migrate. On a 2-core TCG machine, raw QEMU 7.2 on loopback
- * moved a 1152 MiB guest with 512 MiB of random data in 2.4–2.6 s over TLS
- * with 4 channels against 3.3–4.8 s with one stream (plain: 0.35–0.44 s with
- * 2 channels against 0.83–1.03 s): one TLS stream is bound by one thread.
- */
-export function multifdSetup(channels: number | undefined): MigrationSetup & { capabilities: Partial<Record<MigrationCapability, boolean>>; parameters: MigrationParameters } {
-  return channels === undefined ? { capabilities: {}, parameters: {} } : { capabilities: { multifd: true }, parameters: { multifdChannels: channels } };
-}
-
-/**
  * Destination side: capabilities, then `migrate-incoming` on `uri`. With a
  * tcp port of 0 QEMU picks a free port; the returned uri has the real one.
  */
 export async function prepareIncoming(qmp: QmpClient, uri: string, setup: MigrationSetup = {}, signal?: AbortSignal): Promise<string> {
   await setMigrationCapabilities(qmp, { events: true, ...setup.capabilities }, { signal });
-  if (setup.parameters) await setMigrationParameters(qmp, setup.parameters, { signal });
   await migrateIncoming(qmp, uri, { signal });
   const m = /^tcp:([^:]+):0$/.exec(uri);
   if (!m) return uri;
@@ -50,7 +36,7 @@ export async function prepareIncoming(qmp: QmpClient, uri: string, setup: Migrat
  * them on an instance between migrations, and a stale x-ignore-shared (from a
  * local migration) would leave guest RAM out of the next, copying, one.
  */
-const RESET_CAPABILITIES: Partial<Record<MigrationCapability, boolean>> = { "x-ignore-shared": false, "pause-before-switchover": false, "auto-converge": false, multifd: false };
+const RESET_CAPABILITIES: Partial<Record<MigrationCapability, boolean>> = { "x-ignore-shared": false, "pause-before-switchover": false, "auto-converge": false };
 
 /**
  * The bandwidth of a migration nobody capped: 1 TiB/s, i.e. none. QEMU's own

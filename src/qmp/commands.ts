@@ -93,7 +93,7 @@ export async function queryMigrate(q: QmpClient, o?: CallOptions): Promise<Migra
   return parseMigrationInfo(await q.execute("query-migrate", undefined, o));
 }
 
-export type MigrationCapability = "events" | "pause-before-switchover" | "x-ignore-shared" | "xbzrle" | "auto-converge" | "postcopy-ram" | "zero-blocks" | "multifd";
+export type MigrationCapability = "events" | "pause-before-switchover" | "x-ignore-shared" | "xbzrle" | "auto-converge" | "postcopy-ram" | "zero-blocks";
 
 export async function setMigrationCapabilities(q: QmpClient, caps: Partial<Record<MigrationCapability, boolean>>, o?: CallOptions): Promise<void> {
   const capabilities = Object.entries(caps).map(([capability, state]) => ({ capability, state }));
@@ -114,8 +114,6 @@ export interface MigrationParameters {
   tlsHostname?: string;
   /** Destination: id of an authz object the source's certificate DN must pass; "" means any certificate of the CA. */
   tlsAuthz?: string;
-  /** With the multifd capability: how many parallel channels carry RAM (both sides must agree; set before migrate / migrate-incoming). */
-  multifdChannels?: number;
 }
 
 export async function setMigrationParameters(q: QmpClient, p: MigrationParameters, o?: CallOptions): Promise<void> {
@@ -127,7 +125,6 @@ export async function setMigrationParameters(q: QmpClient, p: MigrationParameter
   if (p.tlsCreds !== undefined) args["tls-creds"] = p.tlsCreds;
   if (p.tlsHostname !== undefined) args["tls-hostname"] = p.tlsHostname;
   if (p.tlsAuthz !== undefined) args["tls-authz"] = p.tlsAuthz;
-  if (p.multifdChannels !== undefined) args["multifd-channels"] = p.multifdChannels;
   if (Object.keys(args).length > 0) await q.execute("migrate-set-parameters", args, o);
 }
 

@@ -6,7 +6,7 @@ import { ERROR_CODES } from "../core/errors.ts";
 import { NIC_MODES, NIC_POLICIES } from "../model/vm.ts";
 import * as v from "../model/validate.ts";
 import { CLEANUP_STATES, JOURNAL_KINDS, NIC_STATUSES, OUTCOMES, PHASES, RECORD_KINDS } from "../migration/types.ts";
-import { CONVERGENCE_REQUESTS, MULTIFD_MAX_CHANNELS } from "../migration/convergence.ts";
+import { CONVERGENCE_REQUESTS } from "../migration/convergence.ts";
 import { checked } from "../core/check.ts";
 import { SwitchoverTimeline } from "../migration/timeline.ts";
 import type {
@@ -124,7 +124,6 @@ export function parsePlan(x: unknown): MigrationPlan {
   };
   if (o["maxBandwidthBytes"] !== undefined) plan.maxBandwidthBytes = v.int("plan.maxBandwidthBytes", o["maxBandwidthBytes"], 1, Number.MAX_SAFE_INTEGER);
   if (o["convergence"] !== undefined) plan.convergence = v.oneOf("plan.convergence", o["convergence"], CONVERGENCE_REQUESTS);
-  if (o["multifdChannels"] !== undefined) plan.multifdChannels = v.int("plan.multifdChannels", o["multifdChannels"], 2, MULTIFD_MAX_CHANNELS);
   if (o["link"] !== undefined) plan.link = link("plan.link", o["link"]);
   if (o["kind"] !== undefined) plan.kind = v.oneOf("plan.kind", o["kind"], RECORD_KINDS);
   if (o["file"] !== undefined) plan.file = v.str("plan.file", o["file"]);

@@ -2,7 +2,6 @@
 // derived from them. One definition serves the routes (validation,
 // serialisation), the OpenAPI document and the client (which validates
 // replies against the same schemas).
-import { MULTIFD_MAX_CHANNELS } from "../migration/convergence.ts";
 import { ConvergenceRequestSchema } from "../migration/port.ts";
 import { SwitchoverTimeline } from "../migration/timeline.ts";
 import { Type } from "typebox";
@@ -139,7 +138,6 @@ export const MigrateBody = Type.Object(
     deadlines: Type.Optional(DeadlinesInput),
     convergence: Type.Optional(Type.Union(ConvergenceRequestSchema.anyOf, { description: "auto (default): the source turns auto-converge on when the guest's measured dirty rate is a large part of the bandwidth; off: QEMU's defaults; auto-converge: always" })),
     maxBandwidthMiBps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 * 1024, description: "cap the migration stream (MiB/s); also the bandwidth the convergence policy weighs the dirty rate against" })),
-    multifdChannels: Type.Optional(Type.Integer({ minimum: 2, maximum: MULTIFD_MAX_CHANNELS, description: "send RAM over this many parallel connections (QEMU multifd; with TLS each its own session): faster where one stream is CPU-bound (TLS); absent: one stream" })),
   },
   { additionalProperties: false },
 );

@@ -7,7 +7,6 @@
 import { Type } from "typebox";
 import type { Static, TObject, TProperties } from "typebox";
 import { ruled } from "../core/http/schema.ts";
-import { MULTIFD_MAX_CHANNELS } from "../migration/convergence.ts";
 import { CancelSourceResult, ConfirmResult, ConvergenceRequestSchema, FinishNic, FinishResult, PerformResult, PrecheckResult, PrepareResult, SwitchoverResult } from "../migration/port.ts";
 import type { VmSpec } from "../model/vm.ts";
 import { InstanceId, Name, PciAddress } from "./agent-api.ts";
@@ -32,8 +31,6 @@ export type ArrivedNic = Static<typeof ArrivedNic>;
 
 // ---- source
 
-const MultifdChannels = Type.Integer({ minimum: 2, maximum: MULTIFD_MAX_CHANNELS });
-
 export const BeginBody = strict({ instanceId: InstanceId });
 export const BeginReply = Type.Object({ spec: SpecBody });
 export type BeginReply = Static<typeof BeginReply>;
@@ -49,8 +46,6 @@ export const PerformBody = strict({
   convergence: Type.Optional(ConvergenceRequestSchema),
   /** The controller's destination check at pre-switchover (plan precheckMs); the source waits this plus its grace, then gives up. Default 2000. */
   precheckMs: Type.Optional(Ms(HOUR)),
-  /** RAM over this many parallel channels (QEMU multifd); the destination's prepare had the same number. Absent: one stream. */
-  multifdChannels: Type.Optional(MultifdChannels),
 });
 export type PerformBody = Static<typeof PerformBody>;
 export const PerformReply = Type.Object({ ...PerformResult.properties, transferredBytes: Type.Number(), remainingBytes: Type.Number() });
@@ -78,8 +73,6 @@ export const PrepareBody = strict({
   adoptFrom: Type.Optional(InstanceId),
   /** The planned source host's migration certificate subject (what it advertised): with TLS on this host's migration network, the only client the incoming QEMU admits. */
   sourceIdentity: Type.Optional(Type.String({ ...ruled("^[A-Za-z0-9.]+=[ -~]*$", "a certificate subject DN such as CN=host-a"), maxLength: 1024 })),
-  /** The incoming QEMU accepts RAM over this many parallel channels (QEMU multifd), as the source will send it. Absent: one stream. */
-  multifdChannels: Type.Optional(MultifdChannels),
 });
 export type PrepareBody = Static<typeof PrepareBody>;
 export const PrepareReply = PrepareResult;

@@ -380,9 +380,6 @@ describe("migration-step routes", () => {
       const bad = [
         { url: "/v1/migrations/m1/perform", payload: { instanceId: "i-00000000", uri: "tcp:127.0.0.1:1; rm -rf /", unplugMs: 1000, convergeMs: 1000 }, field: "uri" },
         { url: "/v1/migrations/m1/perform", payload: { instanceId: "../../etc", uri: "tcp:127.0.0.1:1", unplugMs: 1000, convergeMs: 1000 }, field: "instanceId" },
-        { url: "/v1/migrations/m1/perform", payload: { instanceId: "i-00000000", uri: "tcp:127.0.0.1:1", unplugMs: 1000, convergeMs: 1000, multifdChannels: 1 }, field: "multifdChannels" },
-        { url: "/v1/migrations/m1/perform", payload: { instanceId: "i-00000000", uri: "tcp:127.0.0.1:1", unplugMs: 1000, convergeMs: 1000, multifdChannels: 17 }, field: "multifdChannels" },
-        { url: "/v1/migrations/m1/prepare", payload: { spec: {}, nics: [], leaseTtlMs: 1000, multifdChannels: "4" }, field: "multifdChannels" },
         { url: "/v1/migrations/m1/finish", payload: { primaryBackMs: -5 }, field: "primaryBackMs" },
         { url: "/v1/migrations/m1/precheck", payload: { timeoutMs: 0 }, field: "timeoutMs" },
         { url: "/v1/migrations/m1/precheck", payload: { timeoutMs: 500, extra: 1 }, field: "extra" },

@@ -21,7 +21,6 @@ import { tlsRefusal } from "./transport.ts";
 import { releaseRamFile } from "./wiring.ts";
 import { releaseHeld, releaseLeased, wantedVfs } from "../vf-life.ts";
 import type { AbortReply, FinishReply, PrecheckReply, PrepareBody, PrepareReply } from "../../wire/steps.ts";
-import { multifdSetup } from "../../qemu/migration.ts";
 
 export const DEST = "migration-destination";
 
@@ -83,7 +82,7 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
     if (ctx.faults?.fire("port-profile-fail")) {
       throw new FerryError("FERRY_ERR_FEATURE", "port-profile association failed on the destination (lab fault switch port-profile-fail)", { details: { feature: "port-profile" } });
     }
-    const { inst, spec, uri } = await startIncoming(ctx, { spec: { ...source, nics }, instanceId, listen: { network: ctx.transport ?? null, sourceIdentity: input.sourceIdentity }, setup: multifdSetup(input.multifdChannels) }, signal);
+    const { inst, spec, uri } = await startIncoming(ctx, { spec: { ...source, nics }, instanceId, listen: { network: ctx.transport ?? null, sourceIdentity: input.sourceIdentity } }, signal);
     steerOnResume(ctx, inst, spec, (resumed) => {
       const r = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
       if (r) ctx.records.put(DEST, migrationId, { ...r, resumed } satisfies DestRecord);

@@ -6,7 +6,7 @@
 import { FerryError } from "../../core/errors.ts";
 import { portableSpec } from "../../model/vm.ts";
 import type { Instance } from "../../qemu/instance.ts";
-import { cancelMigration, completedInfo, continueMigration, migrationUnderWay, multifdSetup } from "../../qemu/migration.ts";
+import { cancelMigration, completedInfo, continueMigration, migrationUnderWay } from "../../qemu/migration.ts";
 import type { MigrationInfo } from "../../qmp/commands.ts";
 import { queryDirtyRate, queryMigrate, queryStatus } from "../../qmp/commands.ts";
 import type { ConvergenceChoice } from "../../migration/convergence.ts";
@@ -129,11 +129,10 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
   try {
     info = await migrateOut(ctx, inst, input.uri, {
       setup: {
-        capabilities: { "pause-before-switchover": true, "auto-converge": choice.autoConverge, ...multifdSetup(input.multifdChannels).capabilities },
+        capabilities: { "pause-before-switchover": true, "auto-converge": choice.autoConverge },
         parameters: {
           maxBandwidth: input.maxBandwidthBytes, downtimeLimit: input.downtimeLimitMs,
           ...(choice.autoConverge ? { cpuThrottleInitial: choice.throttleInitial, cpuThrottleIncrement: choice.throttleIncrement } : {}),
-          ...multifdSetup(input.multifdChannels).parameters,
         },
       },
       until: "pre-switchover",

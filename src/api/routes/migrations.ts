@@ -14,7 +14,7 @@ export function migrationRoutes(app: ControllerFastify, deps: ControllerAppDeps)
     },
     async (req, reply) => {
       const b = req.body;
-      const input = { vm: b.vm, ...(b.to === undefined ? {} : { to: b.to }), ...(b.deadlines === undefined ? {} : { deadlines: b.deadlines }), ...(b.convergence === undefined ? {} : { convergence: b.convergence }), ...(b.maxBandwidthMiBps === undefined ? {} : { maxBandwidthBytes: b.maxBandwidthMiBps * 1024 * 1024 }), ...(b.multifdChannels === undefined ? {} : { multifdChannels: b.multifdChannels }) };
+      const input = { vm: b.vm, ...(b.to === undefined ? {} : { to: b.to }), ...(b.deadlines === undefined ? {} : { deadlines: b.deadlines }), ...(b.convergence === undefined ? {} : { convergence: b.convergence }), ...(b.maxBandwidthMiBps === undefined ? {} : { maxBandwidthBytes: b.maxBandwidthMiBps * 1024 * 1024 }) };
       if (b.plan === true) {
         const { vm, source, destinations, rejections, message, blockers, warnings, checks, dirtyRate, predictions } = await controller.plan(input, { predict: true });
         return reply.code(200).send({ kind: "plan", plan: { vm, source, destinations, rejections, message, ...(blockers ? { blockers } : {}), ...(warnings ? { warnings } : {}), ...(checks ? { checks } : {}), ...(dirtyRate ? { dirtyRate } : {}), ...(predictions ? { predictions } : {}) } });

@@ -13,7 +13,7 @@ import { isFerryError } from "../../core/errors.ts";
 import type { EvacuationItem, EvacuationView } from "../../wire/evacuation.ts";
 import { moved } from "../../controller/evacuation.ts";
 import { DEFAULT_PARALLEL, MAX_BANDWIDTH_MIBPS, MAX_PARALLEL } from "../../wire/evacuation.ts";
-import { intOption, rejectExtra, UsageError } from "../args.ts";
+import { rejectExtra, UsageError } from "../args.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import { renderTable } from "../render/table.ts";
@@ -36,6 +36,12 @@ const OPTIONS = {
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
+
+function intOption(name: string, raw: string | undefined, max: number): number | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^[0-9]{1,9}$/.test(raw) || Number(raw) < 1 || Number(raw) > max) throw new UsageError("evacuate", `--${name} must be an integer from 1 to ${max} (got ${JSON.stringify(raw)})`);
+  return Number(raw);
+}
 
 export function itemLine(i: EvacuationItem): string {
   const where = `${i.vm}: ${i.from} → ${i.to ?? "(nowhere)"}`;
@@ -69,8 +75,8 @@ export const run = command("evacuate", USAGE, OPTIONS, async ({ values, position
   const [host, ...extra] = positionals;
   if (host === undefined) throw new UsageError("evacuate", "missing HOST");
   rejectExtra("evacuate", extra);
-  const parallel = intOption("evacuate", "parallel", values.parallel, 1, MAX_PARALLEL);
-  const bw = intOption("evacuate", "max-bandwidth", values["max-bandwidth"], 1, MAX_BANDWIDTH_MIBPS);
+  const parallel = intOption("parallel", values.parallel, MAX_PARALLEL);
+  const bw = intOption("max-bandwidth", values["max-bandwidth"], MAX_BANDWIDTH_MIBPS);
   const client = await connect("evacuate", values);
   const body = { ...(parallel === undefined ? {} : { parallel }), ...(bw === undefined ? {} : { maxBandwidthMiBps: bw }) };
 

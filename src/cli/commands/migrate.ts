@@ -1,4 +1,4 @@
-// `ferry migrate VM [--to HOST] [--multifd N] [--plan] [--json]`: live-migrate a VM and
+// `ferry migrate VM [--to HOST] [--plan] [--json]`: live-migrate a VM and
 // follow it to its outcome from the controller's stream (a progress bar on a
 // TTY, a line per phase and event otherwise: migration-watch.ts), then the
 // outcome, every phase with its time, where the VM runs, its NICs before and after,
@@ -11,8 +11,7 @@
 import { systemClock } from "../../core/clock.ts";
 import { FerryError, isFerryError } from "../../core/errors.ts";
 import type { MigrationRecord } from "../../migration/types.ts";
-import { MULTIFD_MAX_CHANNELS } from "../../migration/convergence.ts";
-import { intOption, rejectExtra, UsageError } from "../args.ts";
+import { rejectExtra, UsageError } from "../args.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import type { MigrationSummary } from "../render/migration.ts";
@@ -24,10 +23,8 @@ import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson } from "./connect.ts"
 /** How long `ferry migrate` waits, in all, for a lab's connectivity figures after the outcome (the controller's watch has its own deadline). */
 const MEASURE_WAIT_MS = 15 * 60_000;
 
-export const USAGE = `usage: ferry migrate VM [--to HOST] [--multifd N] [--plan] [--json]
+export const USAGE = `usage: ferry migrate VM [--to HOST] [--plan] [--json]
   --to HOST   migrate to this host (default: the scheduler's best)
-  --multifd N send RAM over N parallel connections (2 to ${MULTIFD_MAX_CHANNELS}; QEMU multifd, with TLS each its own
-              session): faster where one stream is CPU-bound, as TLS is (default: one stream)
   --plan      only show the ranked destinations, the rejected hosts, the checks per destination
               and the predicted duration and downtime (measures the guest's dirty rate for 1 s)
   --json      print one JSON object: the record (docs/records.md; --local too), or the plan
@@ -36,7 +33,7 @@ export const USAGE = `usage: ferry migrate VM [--to HOST] [--multifd N] [--plan]
 exit codes: 0 succeeded (or degraded), 1 failed, 3 refused (nothing changed), 4 rolled back
 ${CONNECT_HELP}
 `;
-const OPTIONS = { ...CONNECT_OPTIONS, to: { type: "string" }, multifd: { type: "string" }, plan: { type: "boolean" }, json: { type: "boolean" }, local: { type: "boolean" }, qemu: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
+const OPTIONS = { ...CONNECT_OPTIONS, to: { type: "string" }, plan: { type: "boolean" }, json: { type: "boolean" }, local: { type: "boolean" }, qemu: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
 
 export function exitFor(r: Pick<MigrationRecord, "outcome" | "refused">): number {
   switch (r.outcome) {
@@ -57,8 +54,6 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
   rejectExtra("migrate", extra);
   const client = await connect("migrate", values);
   if (values.qemu !== undefined && !values.local) throw new UsageError("migrate", "--qemu applies to --local only");
-  const multifdChannels = intOption("migrate", "multifd", values.multifd, 2, MULTIFD_MAX_CHANNELS);
-  if (multifdChannels !== undefined && (values.local || values.plan)) throw new UsageError("migrate", "--multifd applies to a migration between hosts: not with --local or --plan");
   if (values.local) {
     if (values.to !== undefined || values.plan) throw new UsageError("migrate", "--local moves the VM within its host: no --to or --plan");
     const t0 = systemClock.monotonic();
@@ -88,7 +83,7 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
 
   let started: MigrationRecord;
   try {
-    const r = await client.migrate({ vm: vmName, ...to, ...(multifdChannels === undefined ? {} : { multifdChannels }) });
+    const r = await client.migrate({ vm: vmName, ...to });
     if (r.kind !== "started") throw new FerryError("FERRY_ERR_CONTROLLER", "the controller answered a plan when asked to migrate");
     started = r.migration;
   } catch (e) {
