@@ -51,6 +51,17 @@ describe("runner: happy path", () => {
     assert.equal(stored?.plan.convergence, "auto");
   });
 
+  test("a perform that did not converge: rolled back, and the source's policy is in the record as a converged one's is", async () => {
+    const choice = { requested: "auto", autoConverge: true, throttleInitial: 50, throttleIncrement: 25, dirtyBytesPerS: 800 * 2 ** 20, bandwidthBytesPerS: 100 * 2 ** 20, bandwidthFrom: "cap", reason: "auto-converge from 50 %, +25 % a step: the guest dirties 800 MiB/s" };
+    const h = harness({ perform: () => Promise.reject(new FerryError("FERRY_ERR_TIMEOUT", "did not converge within 30000 ms; migration cancelled, the guest keeps running on the source", { details: { notConverged: true, convergence: choice } })) });
+    const p = plan([nic("net0")]);
+    const r = await migrate(h, p);
+    assert.equal(r.outcome, "rolled-back");
+    assert.match(r.reason ?? "", /did not converge/);
+    assert.deepEqual(r.convergence, { autoConverge: true, reason: choice.reason, dirtyBytesPerS: choice.dirtyBytesPerS, bandwidthBytesPerS: choice.bandwidthBytesPerS });
+    assert.deepEqual((await h.store.getMigration(p.id))?.convergence, r.convergence);
+  });
+
   test("the agents' switch-over moments land in the record (through the store) with their breakdown; agents that report none leave no timeline", async () => {
     const at = 1_764_931_200_000;
     const source = { migrateSentAtMs: at, unplugs: [{ nic: "net0", unpluggedAtMs: at + 300.5, steeredAtMs: at + 302 }], stoppedAtMs: at + 1_000.25 };

@@ -69,6 +69,16 @@ function field(value: unknown, k: string): unknown {
   return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>)[k] : undefined;
 }
 
+/** The convergence policy the source chose, from its perform answer or its not-converged error's details (unknown either way). */
+export function convergenceOf(c: unknown): MigrationRecord["convergence"] {
+  const autoConverge = field(c, "autoConverge");
+  const reason = field(c, "reason");
+  if (typeof autoConverge !== "boolean" || typeof reason !== "string") return undefined;
+  const dirty = field(c, "dirtyBytesPerS");
+  const bw = field(c, "bandwidthBytesPerS");
+  return { autoConverge, reason, ...(typeof dirty === "number" ? { dirtyBytesPerS: dirty } : {}), ...(typeof bw === "number" ? { bandwidthBytesPerS: bw } : {}) };
+}
+
 /** A step's answer (fresh, or from the journal: unknown either way) as an event. */
 export async function outcomeOf(rec: MigrationRecord, s: Step, value: unknown, deps: RunnerDeps): Promise<StepOutcome> {
   switch (s) {
@@ -79,13 +89,8 @@ export async function outcomeOf(rec: MigrationRecord, s: Step, value: unknown, d
       return { event: "ok", patch: { prepared: { instanceId, uri } } };
     }
     case "perform": {
-      const c = field(value, "convergence");
-      const autoConverge = field(c, "autoConverge");
-      const reason = field(c, "reason");
-      if (typeof autoConverge !== "boolean" || typeof reason !== "string") return { event: "ok" };
-      const dirty = field(c, "dirtyBytesPerS");
-      const bw = field(c, "bandwidthBytesPerS");
-      return { event: "ok", patch: { convergence: { autoConverge, reason, ...(typeof dirty === "number" ? { dirtyBytesPerS: dirty } : {}), ...(typeof bw === "number" ? { bandwidthBytesPerS: bw } : {}) } } };
+      const convergence = convergenceOf(field(value, "convergence"));
+      return convergence === undefined ? { event: "ok" } : { event: "ok", patch: { convergence } };
     }
     case "precheck": {
       const ok = field(value, "ok");

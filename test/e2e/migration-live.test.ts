@@ -1,7 +1,8 @@
 // Issue 16 items 1-2: a migration followed live and steered. A real
 // controller and two real agents in this process (stand-in VFs), real QEMU
 // with no-OS guests; the migration starts capped at a few KiB/s so that its
-// RAM copy lasts long enough to be watched, tuned and cancelled.
+// RAM copy lasts long enough to be watched, tuned and cancelled, or to miss its
+// converge deadline.
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
@@ -170,5 +171,24 @@ describe("a migration followed live and steered", { timeout: 240_000 }, () => {
     assert.match((await ferry("migrate", "p2", "--plan")).stdout, /^WARNINGS\nHOST +WHAT\nhost-b +host-b has no migration network/m);
     const events = await ferry("events", "--json");
     assert.ok(events.stdout.includes(`"migrationId":"${restore!.id}"`), "the restore's outcome is an event");
+  });
+
+  test("a migration that does not converge by its deadline: rolled back with an outcome that says so, the source's policy in the record, the VM running on the source, the destination's VFs released", async () => {
+    const vm = await api.vm("p2");
+    const to = vm.host === "host-a" ? "host-b" : "host-a";
+    const rec = await c.controller.migrate({ vm: "p2", to, maxBandwidthBytes: SLOW, convergence: "off", deadlines: { convergeMs: 2_000 } });
+    let done: Awaited<ReturnType<typeof api.migration>> | undefined;
+    await until(`${rec.id} done`, async () => {
+      done = await api.migration(rec.id);
+      return done.phase === "done" ? true : undefined;
+    }, 60_000);
+    assert.equal(done?.outcome, "rolled-back", `${done?.reason ?? ""}`);
+    assert.match(done?.reason ?? "", /did not converge within 2000 ms \(policy: no auto-converge\)/);
+    assert.equal(done?.convergence?.autoConverge, false, "the policy the source ran with, as a converged migration's record has it");
+    assert.match(done?.convergence?.reason ?? "", /convergence policy off/);
+    assert.deepEqual(done?.runsOn, { host: vm.host, instanceId: vm.instanceId });
+    const src = (await c.agents.get(vm.host)!.listInstances()).instances.find((i) => i.instanceId === vm.instanceId);
+    assert.equal(src?.running, true, "the source keeps running");
+    assert.deepEqual(c.agents.get(to)!.leases.list(), [], `${to}'s VFs released`);
   });
 });
