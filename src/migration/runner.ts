@@ -15,7 +15,7 @@ import { apply } from "./apply.ts";
 import { backMigrationId, migrateBackPlan } from "./back.ts";
 import { cleanUpInBackground } from "./cleanup.ts";
 import type { RunnerDeps, StepOutcome } from "./runner-deps.ts";
-import { backOutcome, call, codeOf, convergenceOf, outcomeOf, unreachableWithinBudget } from "./step-answers.ts";
+import { backOutcome, call, codeOf, errorFacts, errorPatch, outcomeOf, unreachableWithinBudget } from "./step-answers.ts";
 import type { Store } from "./store-port.ts";
 import type { Step } from "./table.ts";
 import { cancellable, checkPlan, failureEvent, PHASE_SPECS, stepDeadlineMs, transition } from "./table.ts";
@@ -176,9 +176,8 @@ async function step(rec: MigrationRecord, deps: RunnerDeps, running: Running, lo
   const lastError = errors.at(-1);
   if (lastError && errors.length >= spec.attempts && !unreachableWithinBudget(rec, spec.attempts, errors, clock.now())) {
     const code = codeOf(lastError.data["code"]);
-    // a perform that did not converge: the policy the source chose goes into the record as a successful perform's does
-    const convergence = convergenceOf(lastError.data["convergence"]);
-    return { event: failureEvent(rec.phase, code), detail: String(lastError.data["message"]), code, ...(convergence === undefined ? {} : { patch: { convergence } }) };
+    const patch = errorPatch(lastError.data);
+    return { event: failureEvent(rec.phase, code), detail: String(lastError.data["message"]), code, ...(patch === undefined ? {} : { patch }) };
   }
   const resent = entries.at(-1)?.kind === "intent";
   if (errors.length > 0 && !resent) {
@@ -209,8 +208,7 @@ async function step(rec: MigrationRecord, deps: RunnerDeps, running: Running, lo
     if (stop) throw stop;
     if (cancelCtl.signal.aborted) return AGAIN;
     const err = toFerryError(e, "FERRY_ERR_AGENT");
-    const convergence = s === "perform" ? convergenceOf(err.details["convergence"]) : undefined;
-    await journal(deps, rec, "error", { step: s, attempt, code: err.code, message: err.message, ...(convergence === undefined ? {} : { convergence }) });
+    await journal(deps, rec, "error", { step: s, attempt, code: err.code, message: err.message, ...errorFacts(s, err.details) });
     deps.onEvent?.({ type: "step-failed", migrationId: rec.id, phase: rec.phase, step: s, attempt, code: err.code, message: err.message, at: clock.now() });
     log.warn({ step: s, attempt, code: err.code, err: err.message }, "step failed");
     // a rollback does not wait on a dead destination: its cleanup goes on in the background (cleanUpInBackground)

@@ -70,13 +70,25 @@ function field(value: unknown, k: string): unknown {
 }
 
 /** The convergence policy the source chose, from its perform answer or its not-converged error's details (unknown either way). */
-export function convergenceOf(c: unknown): MigrationRecord["convergence"] {
+function convergenceOf(c: unknown): MigrationRecord["convergence"] {
   const autoConverge = field(c, "autoConverge");
   const reason = field(c, "reason");
   if (typeof autoConverge !== "boolean" || typeof reason !== "string") return undefined;
   const dirty = field(c, "dirtyBytesPerS");
   const bw = field(c, "bandwidthBytesPerS");
   return { autoConverge, reason, ...(typeof dirty === "number" ? { dirtyBytesPerS: dirty } : {}), ...(typeof bw === "number" ? { bandwidthBytesPerS: bw } : {}) };
+}
+
+/** What a failed step's error carries into its journal entry beside code and message: perform's not-converged error, the source's policy. */
+export function errorFacts(s: Step, details: Record<string, unknown>): Record<string, unknown> {
+  const convergence = s === "perform" ? convergenceOf(details["convergence"]) : undefined;
+  return convergence === undefined ? {} : { convergence };
+}
+
+/** The record patch of a step that failed for good, from its last journaled error (errorFacts): the policy of a perform that did not converge goes into the record as a converged one's does. */
+export function errorPatch(data: Record<string, unknown>): StepOutcome["patch"] {
+  const convergence = convergenceOf(data["convergence"]);
+  return convergence === undefined ? undefined : { convergence };
 }
 
 /** A step's answer (fresh, or from the journal: unknown either way) as an event. */

@@ -68,7 +68,6 @@ export const msOfUs = (us: number): number => us / 1000;
 
 const ms3 = (x: number): number => Math.round(x * 1000) / 1000;
 
-
 /** What the moments tell, as far as those needed for each figure exist. */
 export function breakdownOf(t: Pick<SwitchoverTimeline, "source" | "destination">): GapBreakdown {
   const s = t.source;
