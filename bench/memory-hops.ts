@@ -9,7 +9,9 @@
 // the first hop between apart hosts, until Ferry gave them RAM 8 KiB short of
 // whole MiB where QEMU before 9.0 runs under TCG (migration/preflight.ts
 // tcgDirtySyncExposed: QEMU's fast dirty sync lost guest writes; fixed in
-// QEMU 9.0). Prints per guest the hops, outcomes, checksum mismatches;
+// QEMU 9.0); anonymous guests broke too (the demo's guest, 2026-12-06), and
+// every guest created there now gets the trim, both rows here included.
+// Prints per guest the hops, outcomes, checksum mismatches;
 // JSON in bench/results/memory-hops.json.
 //   scripts/rt node bench/memory-hops.ts [--quick]     FERRY_BENCH_ROUNDS=N hops per guest (default 50; --quick 6)
 import { spawn } from "node:child_process";

@@ -40,6 +40,11 @@ test("the spec: stand-in or vfio primaries by what the host says, a valid VmSpec
   assert.match(buildVmSpec({ ...vm, guestFillMiB: 64 }, { kernel: "/k", initrd: "/i" }, () => ({ standIn: null })).cmdline, / ferry\.fill=64( |$)/);
   assert.match(buildVmSpec({ ...vm, guestDirtyMiBps: 50 }, { kernel: "/k", initrd: "/i" }, () => ({ standIn: null })).cmdline, / ferry\.dirty=50( |$)/);
   assert.deepEqual(JSON.parse(JSON.stringify(parseVmSpec(JSON.parse(JSON.stringify(spec))))), JSON.parse(JSON.stringify(spec)));
+  // the RAM trim (QEMU < 9.0 under TCG) goes into the spec of anonymous and file-backed guests alike
+  assert.equal(spec.ramTrimKiB, undefined);
+  assert.equal(buildVmSpec({ ...vm, ramTrimKiB: 8 }, { kernel: "/k", initrd: "/i" }, () => ({ standIn: null })).ramTrimKiB, 8);
+  const shared = buildVmSpec({ ...vm, sharedMemory: true, ramTrimKiB: 8 }, { kernel: "/k", initrd: "/i" }, () => ({ standIn: null }));
+  assert.deepEqual([shared.sharedMemory, shared.ramTrimKiB], [true, 8]);
 });
 
 test("a guest RAM fill: the test guest only, at most half its RAM minus 64 MiB", () => {

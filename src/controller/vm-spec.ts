@@ -114,14 +114,12 @@ export function buildVmSpec(vm: VmRecord, image: { kernel: string; initrd: strin
   };
   if (vm.noOs) spec.noOs = true;
   // Guest RAM in a shared file only when asked for (`sharedMemory`): it makes a local migration (QEMU
-  // upgrade in place) copy no RAM. Not the default: a copying migration of it is slower under TCG, and
-  // QEMU < 9.0 under TCG lost guest writes migrating it unless its RAM is trimmed (ramTrimKiB, set at
-  // creation: docs/known-issues.md).
+  // upgrade in place) copy no RAM. Not the default: a copying migration of it is slower under TCG.
   // (the agent picks the file: an API body names no path)
-  else if (vm.sharedMemory === true) {
-    spec.sharedMemory = true;
-    if (vm.ramTrimKiB !== undefined) spec.ramTrimKiB = vm.ramTrimKiB;
-  }
+  else if (vm.sharedMemory === true) spec.sharedMemory = true;
+  // QEMU < 9.0 under TCG loses guest writes migrating RAM of whole MiB (anonymous or file-backed) unless it is
+  // trimmed (ramTrimKiB, set at creation: docs/known-issues.md); both ends of a migration size it alike
+  if (vm.ramTrimKiB !== undefined) spec.ramTrimKiB = vm.ramTrimKiB;
   return spec;
 }
 

@@ -163,16 +163,17 @@ export class Vms {
         if (missing.length > 0) throw new FerryError("FERRY_ERR_NO_VF", `no free VF on ${input.host} for ${missing.map((n) => `${n.name} (${n.network}, ${n.policy})`).join(", ")}: nothing was created; free one ('ferry devices --host ${input.host}'), pick another host, or make the NIC optional`);
         const warnings = draft.nics.filter((n, i) => n.mode !== "emulated" && vfs[i] === null).map((n) => noVfWarning(n, input.host, (networks.get(n.network) ?? []).filter((x) => x !== input.host)));
         const now = this.#c.d.clock.now();
-        // a file-backed guest created on QEMU < 9.0 under TCG gets RAM 8 KiB short of whole MiB, which QEMU migrates
-        // without losing writes (migration/preflight.ts tcgDirtySyncExposed); the trim stays with the VM wherever it goes
-        // (a host with no record yet counts as exposed: the trim costs nothing)
-        const h = input.sharedMemory === true ? await this.#c.d.cluster.getHost(input.host) : undefined;
+        // a guest created on QEMU < 9.0 under TCG gets RAM 8 KiB short of whole MiB, which QEMU migrates without
+        // losing writes (migration/preflight.ts tcgDirtySyncExposed; anonymous and file-backed RAM alike); the trim
+        // stays with the VM wherever it goes (a host with no record yet counts as exposed: the trim costs nothing)
+        const h = await this.#c.d.cluster.getHost(input.host);
         const trim = h === undefined || tcgDirtySyncExposed(hostFacts(input.host, h));
         let vm = await this.#c.d.cluster.createVm({
           ...draft, host: input.host, instanceId: null, state: "stopped", noOs: input.noOs === true, createdAt: now, updatedAt: now,
           ...(input.guestFillMiB === undefined ? {} : { guestFillMiB: input.guestFillMiB }),
           ...(input.guestDirtyMiBps === undefined || input.guestDirtyMiBps === 0 ? {} : { guestDirtyMiBps: input.guestDirtyMiBps }),
-          ...(input.sharedMemory === true && input.noOs !== true ? { sharedMemory: true, ...(trim ? { ramTrimKiB: RAM_TRIM_KIB } : {}) } : {}),
+          ...(input.sharedMemory === true && input.noOs !== true ? { sharedMemory: true } : {}),
+          ...(trim ? { ramTrimKiB: RAM_TRIM_KIB } : {}),
           nics: draft.nics.map((n, i) => ({ ...n, vf: vfs[i] ?? null })),
         });
         vm = await this.#c.d.cluster.putVm({ ...vm, nics: vm.nics.map((n) => ({ ...n, address: guestAddress(n.network, vm.seq) })) });

@@ -23,6 +23,8 @@ export interface DemoRow {
   from: string;
   to: string;
   outcome: string;
+  /** The outcome the demo expects: "succeeded", or "recovered" for the hop with replug-fail armed. */
+  expected: string;
   runsOn: string;
   downtimeMs: number | null;
   totalMs: number;
@@ -86,9 +88,10 @@ export async function follow(client: ControllerClient, id: string, say: (s: stri
   return r;
 }
 
-function row(n: number, r: MigrationRecord): DemoRow {
+function row(n: number, r: MigrationRecord, expected: string): DemoRow {
   return {
     n,
+    expected,
     from: r.plan.source.host,
     to: r.plan.destination.host,
     outcome: r.outcome ?? "?",
@@ -142,7 +145,10 @@ export async function runLabDemo(say: (s: string) => void = (s) => console.log(s
     say("  the guest answers");
     const boot = await vmBootMemsum(state, client, "web");
     say(`  memory check: the guest filled 8 MiB of its RAM with random data at boot, md5 ${boot}; it is asked again after every migration`);
-    const hops: { to: string; fault?: string }[] = [{ to: "host2" }, { to: "host3" }, { to: "host1" }, { to: "host2", fault: "replug-fail" }];
+    const hops: { to: string; fault?: string; expected: string }[] = [
+      { to: "host2", expected: "succeeded" }, { to: "host3", expected: "succeeded" }, { to: "host1", expected: "succeeded" },
+      { to: "host2", fault: "replug-fail", expected: "recovered" },
+    ];
     for (const [i, hop] of hops.entries()) {
       if (hop.fault) {
         await labFault(NAME, hop.to, hop.fault, true);
@@ -153,7 +159,7 @@ export async function runLabDemo(say: (s: string) => void = (s) => console.log(s
       const started = await client.migrate({ vm: "web", to: hop.to });
       if (started.kind !== "started") throw new Error("the controller answered with a plan");
       const r = await follow(client, started.migration.id, say);
-      const done = row(i + 1, r);
+      const done = row(i + 1, r, hop.expected);
       rows.push(done);
       say(`  ${r.outcome}: runs on ${r.runsOn?.host ?? "?"}${r.reason ? ` (${r.reason})` : ""}`);
       done.reachableAfter = await reachable(state.netns, vm.nics[0]!.address.split("/")[0]!, 30_000);
@@ -170,6 +176,22 @@ export async function runLabDemo(say: (s: string) => void = (s) => console.log(s
     const down = await labDown(NAME);
     say(`lab torn down (${down.stopped} processes stopped, namespace removed)`);
   }
+}
+
+/**
+ * What went wrong in a demo run, one line per problem (none: the demo showed
+ * what it promises): an outcome other than the one the hop expects, a guest
+ * that stopped answering on its failover NIC after a migration that should
+ * have succeeded, or guest memory that is not what the guest wrote at boot. `ferry demo` fails on any of them.
+ */
+export function demoProblems(rows: readonly DemoRow[]): string[] {
+  const out: string[] = [];
+  for (const r of rows) {
+    if (r.outcome !== r.expected) out.push(`migration ${r.n} (${r.from}→${r.to}) ended ${r.outcome}, expected ${r.expected}`);
+    if (r.expected === "succeeded" && !r.reachableAfter) out.push(`migration ${r.n} (${r.from}→${r.to}): the guest did not answer on its failover NIC within 30 s after it`);
+    if (r.memory !== "same") out.push(`migration ${r.n} (${r.from}→${r.to}): the guest's memory check: ${r.memory === "DIFFERENT" ? "the checksum differs from the boot checksum (guest memory corrupted)" : r.memory}`);
+  }
+  return out;
 }
 
 /** Whether this machine can run the lab (root, network namespaces). */

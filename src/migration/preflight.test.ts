@@ -56,6 +56,20 @@ test("a file-backed VM of whole MiB is blocked where QEMU < 9.0 runs under TCG (
   assert.equal(tcgDirtySyncExposed({ accel: "tcg", qemu: qemu("8.2.2", "pc-q35-8.2") }), true);
 });
 
+test("an anonymous VM of whole MiB migrating where QEMU < 9.0 runs under TCG: a warning (it may lose writes), not a blocker; trimmed, or on KVM, ok", () => {
+  const tcg = (name: string): HostFacts => ({ ...host(name), accel: "tcg" });
+  const kvm = (name: string): HostFacts => ({ ...host(name), accel: "kvm" });
+  const check = (v: PreflightVm, a: HostFacts, b: HostFacts) => preflightChecks(v, a, b).find((x) => x.check === "SHARED_MEMORY")!;
+  const whole = check(vm, tcg("a"), kvm("b"));
+  assert.equal(whole.status, "warning");
+  assert.match(whole.message, /web's RAM is anonymous memory of whole MiB, and QEMU before 9\.0 under TCG, as on a \(TCG, QEMU 7\.2\.22\), may lose guest writes/);
+  assert.match(whole.message, /create web again when you can/);
+  const trimmed = check({ ...vm, ramTrimKiB: 8 }, tcg("a"), tcg("b"));
+  assert.equal(trimmed.status, "ok");
+  assert.match(trimmed.message, /^RAM is anonymous memory, 8 KiB short of whole MiB/);
+  assert.equal(check(vm, kvm("a"), kvm("b")).status, "ok");
+});
+
 test("an agent that reported nothing: unchecked, saying which host", () => {
   const cs = preflightChecks(vm, host("a"), { name: "old" });
   assert.deepEqual(status(cs), { QEMU_VERSION: "unchecked", MACHINE_TYPE: "unchecked", CPU_MODEL: "unchecked", MEMORY: "unchecked", SHARED_MEMORY: "ok" });

@@ -84,7 +84,7 @@ export interface VmRecord {
   guestDirtyMiBps?: number;
   /** Guest RAM mapped from a shared file (the agent's memoryDir, one per instance): local migrations copy no RAM. */
   sharedMemory?: boolean;
-  /** KiB of RAM short of memoryMiB (file-backed guests created on a host with QEMU < 9.0 under TCG): model/vm.ts ramTrimKiB. */
+  /** KiB of RAM short of memoryMiB (guests created on a host with QEMU < 9.0 under TCG): model/vm.ts ramTrimKiB. */
   ramTrimKiB?: number;
   nics: VmNicRecord[];
   /** Creation order (1, 2, …): derives the VM's guest addresses. */

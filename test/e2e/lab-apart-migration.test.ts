@@ -20,6 +20,7 @@ import { hostPath, labClient, labDown, labSpec, labUp } from "../../src/lab/lab.
 import type { LabState } from "../../src/lab/lab.ts";
 import { vmBootMemsum, vmMemsum } from "../../src/lab/lab-memcheck.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
+import { tcgDirtySyncExposed } from "../../src/migration/preflight.ts";
 
 const NAME = "apmig";
 /** Where an apart host's agent lays out QEMU's migration credentials (runDir /run/ferry). */
@@ -87,6 +88,8 @@ describe("migrations between apart hosts over TLS", { timeout: 400_000 }, () => 
 
   it("every host advertises its migration address with TLS; the destination's QEMU listens there, not on 127.0.0.1; the guest moves and back", async () => {
     const hosts = await client.hosts();
+    // QEMU < 9.0 under TCG loses writes migrating RAM of whole MiB: the guest got RAM 8 KiB short there (docs/known-issues.md)
+    assert.equal((await client.vm("t1")).ramTrimKiB, hosts.some((h) => tcgDirtySyncExposed(h)) ? 8 : undefined, JSON.stringify(hosts.map((h) => [h.name, h.accel, h.qemu?.version])));
     for (const h of hosts) {
       assert.ok(h.migration, `${h.name} advertises a migration network`);
       assert.equal(h.migration.tls, true);

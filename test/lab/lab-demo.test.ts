@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { access } from "node:fs/promises";
 import { describe, it } from "node:test";
 import { run } from "../../src/core/run.ts";
-import { runLabDemo } from "../../src/lab/lab-demo.ts";
+import { demoProblems, runLabDemo } from "../../src/lab/lab-demo.ts";
 import { labDir, labDown } from "../../src/lab/lab.ts";
 
 describe("lab", { timeout: 300_000 }, () => {
@@ -26,6 +26,7 @@ describe("lab", { timeout: 300_000 }, () => {
       // P10: the failover NIC's outage is the switch-over, not a stale forwarding entry or an unplug/re-plug
       assert.ok(Number(failover!.gapMs) < Number(ephemeral!.gapMs), `failover gap ${failover!.gapMs} ms < ephemeral gap ${ephemeral!.gapMs} ms`);
     }
+    assert.deepEqual(demoProblems(rows), [], "what 'ferry demo' fails on");
     // nothing left: namespace, processes, lab dir
     const ns = await run("ip", ["netns", "list"]);
     assert.ok(!ns.stdout.includes("ferry-lab-demo"), ns.stdout);

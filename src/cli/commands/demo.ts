@@ -2,7 +2,7 @@
 // a recovery). Without root or network namespaces it says so and runs what it
 // can: one guest migrated between two local QEMU instances.
 import { toFerryError } from "../../core/errors.ts";
-import { canRunLab, runLabDemo } from "../../lab/lab-demo.ts";
+import { canRunLab, demoProblems, runLabDemo } from "../../lab/lab-demo.ts";
 import { runLocalDemo } from "../../lab/local-demo.ts";
 import { rejectExtra } from "../args.ts";
 import { command } from "../command.ts";
@@ -24,8 +24,14 @@ export const run = command("demo", USAGE, OPTIONS, async ({ values, positionals 
   const out = (line: string): void => void process.stdout.write(`${line}\n`);
   try {
     const why = values.local ? "--local asked for" : await canRunLab();
-    if (why === undefined) await runLabDemo(out);
-    else {
+    if (why === undefined) {
+      const problems = demoProblems(await runLabDemo(out));
+      if (problems.length > 0) {
+        process.stderr.write(`ferry demo: failed: the demo did not show what it should:\n${problems.map((p) => `  ${p}\n`).join("")}the lab's logs went with it; 'ferry lab up' keeps a lab to look into (docs/known-issues.md lists what is known)\n`);
+        return EXIT.failed;
+      }
+      out("demo ok: every migration ended as expected, the guest answered after each and its memory was what it wrote at boot");
+    } else {
       out(`the lab cannot run here (${why}); running the local demo instead`);
       await runLocalDemo(out);
     }
