@@ -137,3 +137,33 @@ test("a lease under etcd's minimum (1 s; etcd grants 2 s with its default electi
   assert.equal(warned.length, 1, warned.join("\n"));
   assert.match(warned[0]!, /etcd granted a 2 s lease for the 1 s asked .*--election-timeout.*election\.leaseMs to 2000/);
 });
+
+test("close() with etcd gone returns within about a second: it does not wait out the calls in flight", async () => {
+  const own = await EtcdCluster.start();
+  try {
+    const events: string[] = [];
+    const conn = EtcdConnection.connect({ endpoints: own.endpoints, prefix: "gone/" });
+    conns.push(conn);
+    const o: ElectionOptions = { leaseMs: 2000, renewMs: 200, clock: systemClock, log: silentLogger, onElected: (t) => events.push(`elected ${t}`), onLost: (why) => events.push(`lost: ${why}`) };
+    const leader = new EtcdElection(conn, { id: "a", url: "http://a:7600", startedAt: 1 }, o);
+    elections.push(leader);
+    await leader.start();
+    assert.equal(events.length, 1, events.join("; "));
+    const conn2 = EtcdConnection.connect({ endpoints: own.endpoints, prefix: "gone/" });
+    conns.push(conn2);
+    const follower = new EtcdElection(conn2, { id: "b", url: "http://b:7600", startedAt: 1 }, o);
+    elections.push(follower);
+    await follower.start();
+    await own.kill(0);
+    // both loops now wait on calls that etcd will never answer (each under the 5 s call deadline, retried)
+    await systemClock.sleep(1_500);
+    for (const [name, e] of [["leader", leader], ["follower", follower]] as const) {
+      const t0 = systemClock.monotonic();
+      await e.close();
+      const took = systemClock.monotonic() - t0;
+      assert.ok(took < 2_500, `${name}: close() took ${took.toFixed(0)} ms with etcd gone`);
+    }
+  } finally {
+    await own.close();
+  }
+});
