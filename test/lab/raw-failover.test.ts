@@ -1,6 +1,6 @@
-// Issue 5's acceptance test, run with `scripts/rt npm run test:lab` (not in
-// `npm test`: two labs and ten migrations of a real guest under TCG take a
-// few minutes). The same guest with one failover NIC (stand-in VF: emulated
+// Issue 5's acceptance test, in `npm test` (test:e2e) and `scripts/rt npm run
+// test:lab`: two labs and ten migrations of a real guest under TCG, ~1.5–3
+// minutes. The same guest with one failover NIC (stand-in VF: emulated
 // vmxnet3 with the VF's MAC) is migrated five times in a lab whose agents
 // manage the forwarding path (DESIGN P10) and five times in a lab whose
 // agents do not (raw QEMU failover: bridge ports learn, nothing pinned); the
