@@ -56,6 +56,8 @@ export interface LiveCluster {
   env: NodeJS.ProcessEnv;
   agents: Map<string, Agent>;
   hosts: Map<string, TestHost>;
+  /** The controller's cluster store, for a test that needs a record an older Ferry wrote. */
+  cluster: SqliteClusterStore;
   close(): Promise<void>;
 }
 
@@ -105,7 +107,7 @@ export async function liveCluster(hostsWanted: readonly LiveHost[]): Promise<Liv
     const tokenFile = join(dir, "controller-token");
     await writeFile(tokenFile, `${TEST_TOKEN}\n`, { mode: 0o600 });
     const env = { ...process.env, FERRY_CONTROLLER: url, FERRY_TOKEN_FILE: tokenFile, FERRY_CONTEXT: join(dir, "no-context.json") };
-    return { controller, url, tokenFile, env, agents, hosts, close };
+    return { controller, url, tokenFile, env, agents, hosts, cluster, close };
   } catch (e) {
     await close();
     throw e;

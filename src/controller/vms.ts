@@ -134,6 +134,18 @@ export class Vms {
     return { ...value, release };
   }
 
+  /**
+   * Whether a guest booting on `host` gets RAM 8 KiB short of whole MiB (ramTrimKiB): where QEMU < 9.0 runs
+   * under TCG, which migrates RAM of whole MiB with lost writes, anonymous and file-backed alike
+   * (migration/preflight.ts tcgDirtySyncExposed). Set at creation, or at the next start of a VM created
+   * without it; it stays with the VM wherever it goes (a host with no record yet counts as exposed: the trim
+   * costs nothing).
+   */
+  async #trimWanted(host: string): Promise<boolean> {
+    const h = await this.#c.d.cluster.getHost(host);
+    return h === undefined || tcgDirtySyncExposed(hostFacts(host, h));
+  }
+
   async #startOn(vm: VmRecord, inventory: InventoryView): Promise<VmRecord> {
     const facts = new Map(inventory.vfs.map((v) => [v.bdf, { standIn: v.standIn?.model ?? null }]));
     const spec = buildVmSpec(vm, await this.#c.d.guestImage(), (vf) => facts.get(vf) ?? { standIn: null });
@@ -163,11 +175,7 @@ export class Vms {
         if (missing.length > 0) throw new FerryError("FERRY_ERR_NO_VF", `no free VF on ${input.host} for ${missing.map((n) => `${n.name} (${n.network}, ${n.policy})`).join(", ")}: nothing was created; free one ('ferry devices --host ${input.host}'), pick another host, or make the NIC optional`);
         const warnings = draft.nics.filter((n, i) => n.mode !== "emulated" && vfs[i] === null).map((n) => noVfWarning(n, input.host, (networks.get(n.network) ?? []).filter((x) => x !== input.host)));
         const now = this.#c.d.clock.now();
-        // a guest created on QEMU < 9.0 under TCG gets RAM 8 KiB short of whole MiB, which QEMU migrates without
-        // losing writes (migration/preflight.ts tcgDirtySyncExposed; anonymous and file-backed RAM alike); the trim
-        // stays with the VM wherever it goes (a host with no record yet counts as exposed: the trim costs nothing)
-        const h = await this.#c.d.cluster.getHost(input.host);
-        const trim = h === undefined || tcgDirtySyncExposed(hostFacts(input.host, h));
+        const trim = await this.#trimWanted(input.host);
         let vm = await this.#c.d.cluster.createVm({
           ...draft, host: input.host, instanceId: null, state: "stopped", noOs: input.noOs === true, createdAt: now, updatedAt: now,
           ...(input.guestFillMiB === undefined ? {} : { guestFillMiB: input.guestFillMiB }),
@@ -196,7 +204,10 @@ export class Vms {
     return this.#c.exclusive(vm.uuid, `start ${name}`, async () => {
       await this.refuseIfRunning(vm, "start");
       const { vfs, inventory, release } = await this.pickVfs(vm, vm.host, true);
-      const next: VmRecord = { ...vm, nics: vm.nics.map((n, i) => ({ ...n, vf: n.mode === "emulated" ? null : (vfs[i] ?? null) })) };
+      // a VM created without the RAM trim gets it now, where it needs it: it boots afresh, nothing has its old size
+      // (a restore needs a new save first)
+      const trim = vm.ramTrimKiB === undefined && (await this.#trimWanted(vm.host)) ? { ramTrimKiB: RAM_TRIM_KIB } : {};
+      const next: VmRecord = { ...vm, ...trim, nics: vm.nics.map((n, i) => ({ ...n, vf: n.mode === "emulated" ? null : (vfs[i] ?? null) })) };
       const started = await this.#startOn(next, inventory).finally(release);
       this.#c.events.publish({ type: "vm-started", vm: name, host: started.host, instanceId: started.instanceId, at: this.#c.d.clock.now() });
       return started;

@@ -44,7 +44,7 @@ test("a file-backed VM of whole MiB is blocked where QEMU < 9.0 runs under TCG (
   const blocked = check(shared, kvm("a"), tcg("b"));
   assert.equal(blocked.status, "blocker");
   assert.match(blocked.message, /on b \(TCG, QEMU 7\.2\.22\)/);
-  assert.match(blocked.message, /create it again, or move it with 'ferry migrate web --local'/);
+  assert.match(blocked.message, /stop web and start it again \('ferry vm stop web', 'ferry vm start web'\), or move it with 'ferry migrate web --local'/);
   assert.equal(check(shared, tcg("a"), kvm("b")).status, "blocker", "the source's QEMU loses the writes");
   assert.equal(check(shared, { name: "a", accel: "tcg" }, kvm("b")).status, "blocker", "an unreported QEMU version under TCG counts as exposed");
   assert.equal(check(shared, kvm("a"), kvm("b")).status, "ok");
@@ -63,7 +63,7 @@ test("an anonymous VM of whole MiB migrating where QEMU < 9.0 runs under TCG: a 
   const whole = check(vm, tcg("a"), kvm("b"));
   assert.equal(whole.status, "warning");
   assert.match(whole.message, /web's RAM is anonymous memory of whole MiB, and QEMU before 9\.0 under TCG, as on a \(TCG, QEMU 7\.2\.22\), may lose guest writes/);
-  assert.match(whole.message, /create web again when you can/);
+  assert.match(whole.message, /stop web and start it again when you can/);
   const trimmed = check({ ...vm, ramTrimKiB: 8 }, tcg("a"), tcg("b"));
   assert.equal(trimmed.status, "ok");
   assert.match(trimmed.message, /^RAM is anonymous memory, 8 KiB short of whole MiB/);

@@ -53,7 +53,8 @@ export interface VmSpec {
   sharedMemory?: boolean;
   /**
    * KiB the guest's RAM is short of `memoryMiB` (8, or absent: none). Set at
-   * creation for a guest (anonymous or file-backed RAM) on a host that runs
+   * creation (or the next start of a VM created without it) for a guest
+   * (anonymous or file-backed RAM) on a host that runs
    * QEMU before 9.0 under TCG (tcgDirtySyncExposed): RAM that is not a whole number of 256 KiB
    * makes QEMU sync its dirty bitmap page by page, the path that resets TCG's
    * write-tracking; its 64-page fast path does not, and pages the guest wrote

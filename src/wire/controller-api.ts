@@ -87,7 +87,7 @@ export const VmView = Type.Object({
   guestFillMiB: Type.Optional(Type.Integer()),
   guestDirtyMiBps: Type.Optional(Type.Integer()),
   sharedMemory: Type.Optional(Type.Boolean()),
-  ramTrimKiB: Type.Optional(Type.Integer({ description: "KiB the guest's RAM is short of memoryMiB: a guest created where QEMU before 9.0 runs under TCG, whose whole-MiB RAM QEMU would migrate with lost writes" })),
+  ramTrimKiB: Type.Optional(Type.Integer({ description: "KiB the guest's RAM is short of memoryMiB: a guest created or started where QEMU before 9.0 runs under TCG, whose whole-MiB RAM QEMU would migrate with lost writes" })),
   nics: Type.Array(VmNicView),
   seq: Type.Integer(),
   savedAs: Type.Optional(Type.String()),

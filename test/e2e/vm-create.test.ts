@@ -7,12 +7,14 @@
 // A real controller and two real agents in this process (stand-in VFs),
 // real QEMU (no-OS guests), bin/ferry spawned against them.
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { liveCluster, TEST_TOKEN } from "../../src/api/testing.ts";
 import type { LiveCluster } from "../../src/api/testing.ts";
 import { run } from "../../src/core/run.ts";
 import { EXIT } from "../../src/cli/exit-codes.ts";
+import { tcgDirtySyncExposed } from "../../src/migration/preflight.ts";
 
 const FERRY = fileURLToPath(new URL("../../bin/ferry", import.meta.url));
 
@@ -78,5 +80,26 @@ describe("vm create: networks and VFs", { timeout: 120_000 }, () => {
     assert.match(hosts.stdout, /^host-b\s+up\s+physnet2 0\/1\s/m);
     const hj = JSON.parse((await ferry("hosts", "--json")).stdout) as { name: string; vfs: { network: string; used: number; total: number }[] }[];
     assert.deepEqual(hj.map((h) => [h.name, h.vfs]).sort(), [["host-a", [{ network: "physnet1", used: 2, total: 2 }]], ["host-b", [{ network: "physnet2", used: 0, total: 1 }]]]);
+  });
+
+  test("a VM of whole MiB (created before the RAM trim) gets the trim at its next start where QEMU < 9.0 runs under TCG: its record and its QEMU's -m say so", async () => {
+    const created = await api("POST", "/v1/vms", { name: "old1", host: "host-b", memoryMiB: 64, noOs: true, nics: [] });
+    assert.equal(created.status, 201, JSON.stringify(created.json));
+    const facts = (JSON.parse((await ferry("hosts", "--json")).stdout) as { name: string; accel: string; qemu?: { version: string } }[]).find((h) => h.name === "host-b")!;
+    const exposed = tcgDirtySyncExposed(facts);
+    assert.equal(created.json["ramTrimKiB"], exposed ? 8 : undefined, JSON.stringify(facts));
+    assert.equal((await ferry("vm", "stop", "old1")).code, EXIT.ok);
+    // what an older Ferry wrote: no trim
+    const { ramTrimKiB: _, ...untrimmed } = (await c.cluster.getVm("old1"))!;
+    await c.cluster.putVm(untrimmed);
+    assert.equal((JSON.parse((await ferry("vm", "show", "old1", "--json")).stdout) as { ramTrimKiB?: number }).ramTrimKiB, undefined);
+    const started = await ferry("vm", "start", "old1", "--json");
+    assert.equal(started.code, EXIT.ok, started.stderr);
+    const vm = JSON.parse(started.stdout) as { ramTrimKiB?: number; instanceId: string };
+    assert.equal(vm.ramTrimKiB, exposed ? 8 : undefined);
+    const inst = (await c.agents.get("host-b")!.listInstances()).instances.find((i) => i.instanceId === vm.instanceId)!;
+    const argv = (await readFile(`/proc/${inst.pid}/cmdline`, "utf8")).split("\0");
+    assert.equal(argv[argv.indexOf("-m") + 1], exposed ? "65528k" : "64M", argv.join(" "));
+    assert.equal((await ferry("vm", "stop", "old1")).code, EXIT.ok);
   });
 });
