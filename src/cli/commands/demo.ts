@@ -13,7 +13,9 @@ export const USAGE = `usage: ferry demo [--local]
   as root with network namespaces, a 3-host lab (lab 'demo': failover and
   ephemeral NICs, host1 → host2 → host3 → host1, then a recovery), torn down
   at the end; otherwise (or with --local) one guest migrated between two QEMU
-  instances on this machine.
+  instances on this machine. The lab demo exits 1, naming each problem, when
+  a migration ends otherwise than expected, the guest stops answering, or
+  its memory is not what it wrote at boot.
   --local   run the local demo even where the lab could run
 Needs the guest image and QEMU that 'npm run setup' installs; takes a few minutes under TCG.
 `;
