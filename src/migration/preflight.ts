@@ -72,12 +72,16 @@ function exposedHosts(source: HostFacts, dest: HostFacts): string[] {
   return [source, dest].filter(tcgDirtySyncExposed).map((h) => `${h.name} (TCG, QEMU ${h.qemu?.version ?? "version unknown"})`);
 }
 
+/** What an untrimmed VM's warning and blocker both say: it gets the trim at its next start. */
+const restartForTrim = (name: string, when = ""): string =>
+  `VMs created or started there now get RAM 8 KiB short of whole MiB, which QEMU migrates correctly: stop ${name} and start it again${when} ('ferry vm stop ${name}', 'ferry vm start ${name}')`;
+
 /** Why a file-backed guest must not migrate between `source` and `dest`, or undefined: its RAM is trimmed, or neither end is exposed. */
 export function sharedMemoryBlocker(vm: Pick<PreflightVm, "name" | "sharedMemory" | "ramTrimKiB">, source: HostFacts, dest: HostFacts): string | undefined {
   if (vm.sharedMemory !== true || vm.ramTrimKiB !== undefined) return undefined;
   const exposed = exposedHosts(source, dest);
   if (exposed.length === 0) return undefined;
-  return `${vm.name}'s RAM is mapped from a shared file (--shared-memory) of whole MiB, and QEMU before 9.0 under TCG, as on ${exposed.join(" and ")}, loses guest writes when it migrates such RAM (docs/known-issues.md); VMs created or started there now get RAM 8 KiB short of whole MiB, which QEMU migrates correctly: stop ${vm.name} and start it again ('ferry vm stop ${vm.name}', 'ferry vm start ${vm.name}'), or move it with 'ferry migrate ${vm.name} --local'`;
+  return `${vm.name}'s RAM is mapped from a shared file (--shared-memory) of whole MiB, and QEMU before 9.0 under TCG, as on ${exposed.join(" and ")}, loses guest writes when it migrates such RAM (docs/known-issues.md); ${restartForTrim(vm.name)}, or move it with 'ferry migrate ${vm.name} --local'`;
 }
 
 const unreported = (h: string, what: string): string => `not checked: ${h}'s agent reported no ${what} (an older agent, or its QEMU could not be asked: see its log)`;
@@ -133,7 +137,7 @@ export function preflightChecks(vm: PreflightVm, source: HostFacts, dest: HostFa
     const exposed = vm.ramTrimKiB === undefined ? exposedHosts(source, dest) : [];
     out.push(exposed.length === 0
       ? { check: "SHARED_MEMORY", status: "ok", message: `RAM is anonymous memory${vm.ramTrimKiB === undefined ? "" : `, ${vm.ramTrimKiB} KiB short of whole MiB (QEMU before 9.0 under TCG migrates that correctly)`}: it moves over the migration stream` }
-      : { check: "SHARED_MEMORY", status: "warning", message: `${vm.name}'s RAM is anonymous memory of whole MiB, and QEMU before 9.0 under TCG, as on ${exposed.join(" and ")}, may lose guest writes migrating it (the guest crashes or computes on stale data; docs/known-issues.md); VMs created or started there now get RAM 8 KiB short of whole MiB, which QEMU migrates correctly: stop ${vm.name} and start it again when you can ('ferry vm stop ${vm.name}', 'ferry vm start ${vm.name}')` });
+      : { check: "SHARED_MEMORY", status: "warning", message: `${vm.name}'s RAM is anonymous memory of whole MiB, and QEMU before 9.0 under TCG, as on ${exposed.join(" and ")}, may lose guest writes migrating it (the guest crashes or computes on stale data; docs/known-issues.md); ${restartForTrim(vm.name, " when you can")}` });
   }
   return out;
 }

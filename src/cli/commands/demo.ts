@@ -29,7 +29,7 @@ export const run = command("demo", USAGE, OPTIONS, async ({ values, positionals 
     if (why === undefined) {
       const problems = demoProblems(await runLabDemo(out));
       if (problems.length > 0) {
-        process.stderr.write(`ferry demo: failed: the demo did not show what it should:\n${problems.map((p) => `  ${p}\n`).join("")}the lab's logs went with it; 'ferry lab up' keeps a lab to look into (docs/known-issues.md lists what is known)\n`);
+        process.stderr.write(`ferry demo: failed: the demo did not show what it should:\n${problems.map((p) => `  ${p}\n`).join("")}the lab and its logs are gone: run the demo again, or keep a lab to look into with 'ferry lab up' and migrate its VM by hand ('ferry migrate'; each instance's serial.log shows the guest); docs/known-issues.md lists what is known\n`);
         return EXIT.failed;
       }
       out("demo ok: every migration ended as expected, the guest answered after each and its memory was what it wrote at boot");
