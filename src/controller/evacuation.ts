@@ -150,20 +150,29 @@ async function hostOrThrow(d: EvacuationDeps, name: string): Promise<HostRecord>
 
 /** Mark a host draining: never a destination again until undrained. Idempotent. */
 export async function drainHost(d: EvacuationDeps, name: string): Promise<HostRecord> {
-  const h = await hostOrThrow(d, name);
-  if (h.drain === true && h.state !== "up") return h;
-  const next = await d.controller.cluster.upsertHost({ ...h, drain: true, state: h.state === "down" ? "down" : "draining" });
-  d.log.info({ host: name }, "host draining");
+  await hostOrThrow(d, name);
+  let changed = false;
+  const next = await d.controller.cluster.updateHost(name, (h) => {
+    changed = h !== undefined && !(h.drain === true && h.state !== "up");
+    return changed && h ? { ...h, drain: true, state: h.state === "down" ? "down" : "draining" } : undefined;
+  });
+  if (!next) return hostOrThrow(d, name);
+  if (changed) d.log.info({ host: name }, "host draining");
   return next;
 }
 
 /** Undo drain: the host may be chosen as a destination again (if it is up). Idempotent. */
 export async function undrainHost(d: EvacuationDeps, name: string): Promise<HostRecord> {
-  const h = await hostOrThrow(d, name);
-  const { drain: _drain, ...rest } = h;
-  if (h.drain !== true && h.state !== "draining") return h;
-  const next = await d.controller.cluster.upsertHost({ ...rest, state: h.state === "draining" ? "up" : h.state });
-  d.log.info({ host: name }, "host undrained");
+  await hostOrThrow(d, name);
+  let changed = false;
+  const next = await d.controller.cluster.updateHost(name, (h) => {
+    changed = h !== undefined && (h.drain === true || h.state === "draining");
+    if (!changed || !h) return undefined;
+    const { drain: _drain, ...rest } = h;
+    return { ...rest, state: h.state === "draining" ? "up" : h.state };
+  });
+  if (!next) return hostOrThrow(d, name);
+  if (changed) d.log.info({ host: name }, "host undrained");
   return next;
 }
 
@@ -248,11 +257,13 @@ export class Evacuations {
 
   /** Record on the host that an evacuation of it is in progress (null: it ended). */
   async #mark(host: string, evacuating: HostRecord["evacuating"] | null): Promise<void> {
-    const h = await this.#d.controller.cluster.getHost(host);
-    if (!h) return;
-    const { evacuating: _old, ...rest } = h;
-    await this.#d.controller.cluster.upsertHost(evacuating === null ? rest : { ...rest, evacuating });
+    await this.#d.controller.cluster.updateHost(host, (h) => {
+      if (!h) return undefined;
+      const { evacuating: _old, ...rest } = h;
+      return evacuating === null ? rest : { ...rest, evacuating };
+    });
   }
+
 
   /**
    * Go on with every evacuation in progress that the store records (a

@@ -62,10 +62,14 @@ export class Hosts {
 
   async heartbeat(h: HeartbeatInput): Promise<{ intervalMs: number; ended?: string[] }> {
     const now = this.#c.d.clock.now();
-    const prev = await this.#c.d.cluster.getHost(h.name);
-    // an operator's drain outlives heartbeats and a down spell (evacuation.ts)
-    const state = prev?.state === "draining" || prev?.drain === true ? "draining" : "up";
-    const rec = await this.#c.d.cluster.upsertHost({ name: h.name, url: h.url, version: h.version, accel: h.accel, state, lastHeartbeat: now, registeredAt: prev?.registeredAt ?? now, ...(prev?.drain === true ? { drain: true } : {}), ...(prev?.evacuating ? { evacuating: prev.evacuating } : {}), ...(h.migration ? { migration: h.migration } : {}), ...(h.warnings && h.warnings.length > 0 ? { warnings: h.warnings } : {}), ...(h.qemu ? { qemu: h.qemu } : {}), ...(h.memory ? { memory: h.memory } : {}) });
+    let prev: HostRecord | undefined;
+    // one read-modify-write: an operator's drain (or undrain) between the read and the write is not undone
+    const rec = (await this.#c.d.cluster.updateHost(h.name, (p) => {
+      prev = p;
+      // an operator's drain outlives heartbeats and a down spell (evacuation.ts)
+      const state = p?.state === "draining" || p?.drain === true ? "draining" : "up";
+      return { name: h.name, url: h.url, version: h.version, accel: h.accel, state, lastHeartbeat: now, registeredAt: p?.registeredAt ?? now, ...(p?.drain === true ? { drain: true } : {}), ...(p?.evacuating ? { evacuating: p.evacuating } : {}), ...(h.migration ? { migration: h.migration } : {}), ...(h.warnings && h.warnings.length > 0 ? { warnings: h.warnings } : {}), ...(h.qemu ? { qemu: h.qemu } : {}), ...(h.memory ? { memory: h.memory } : {}) };
+    }))!;
     this.#c.client(rec);
     if (!prev) this.#c.events.publish({ type: "host-registered", host: h.name, reason: `agent ${h.url} (${h.version}, ${h.accel})`, at: now });
     else if (prev.state === "down") this.#c.events.publish({ type: "host-up", host: h.name, reason: "heartbeat received", at: now });
@@ -83,11 +87,13 @@ export class Hosts {
   /** Mark down every host whose last heartbeat is older than the timeout. */
   async checkLiveness(): Promise<void> {
     const now = this.#c.d.clock.now();
+    const silentFor = (h: HostRecord): number => now - Math.max(h.lastHeartbeat, this.#startedAt);
     for (const h of await this.#c.d.cluster.listHosts()) {
-      const silent = now - Math.max(h.lastHeartbeat, this.#startedAt);
-      if (h.state === "down" || silent <= this.#c.d.config.heartbeatTimeoutMs) continue;
-      await this.#c.d.cluster.setHostState(h.name, "down");
-      const reason = `no heartbeat for ${now - h.lastHeartbeat} ms (timeout ${this.#c.d.config.heartbeatTimeoutMs} ms)`;
+      if (h.state === "down" || silentFor(h) <= this.#c.d.config.heartbeatTimeoutMs) continue;
+      // still silent when written: a heartbeat that came after the list is not overwritten
+      const down = await this.#c.d.cluster.updateHost(h.name, (cur) => (cur && cur.state !== "down" && silentFor(cur) > this.#c.d.config.heartbeatTimeoutMs ? { ...cur, state: "down" } : undefined));
+      if (down?.state !== "down") continue;
+      const reason = `no heartbeat for ${now - down.lastHeartbeat} ms (timeout ${this.#c.d.config.heartbeatTimeoutMs} ms)`;
       this.#c.d.log.warn({ host: h.name }, `host down: ${reason}`);
       this.#c.events.publish({ type: "host-down", host: h.name, reason, at: now });
     }

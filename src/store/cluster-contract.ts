@@ -23,6 +23,27 @@ export function clusterContract(name: string, make: () => ClusterStore): void {
       s.close();
     });
 
+    void test("updateHost: read-modify-write in one step, none lost when writers race; undefined writes nothing", async () => {
+      const s = make();
+      const base = { name: "host-a", url: "http://127.0.0.1:7601", version: "0.1.0", accel: "tcg", state: "up", lastHeartbeat: 0, registeredAt: 1 } as const;
+      assert.equal(await s.updateHost("host-a", () => undefined), undefined);
+      assert.equal(await s.getHost("host-a"), undefined);
+      assert.equal((await s.updateHost("host-a", (h) => (h === undefined ? base : undefined)))?.lastHeartbeat, 0);
+      // twenty writers at once, each adding one: a lost update would leave fewer
+      await Promise.all(Array.from({ length: 20 }, () => s.updateHost("host-a", (h) => (h ? { ...h, lastHeartbeat: h.lastHeartbeat + 1 } : undefined))));
+      assert.equal((await s.getHost("host-a"))?.lastHeartbeat, 20);
+      // a drain and heartbeats racing: the drain stays
+      await Promise.all([
+        s.updateHost("host-a", (h) => (h ? { ...h, drain: true, state: "draining" } : undefined)),
+        ...Array.from({ length: 5 }, () => s.updateHost("host-a", (h) => (h ? { ...h, lastHeartbeat: h.lastHeartbeat + 1 } : undefined))),
+      ]);
+      const h = await s.getHost("host-a");
+      assert.deepEqual([h?.drain, h?.state, h?.lastHeartbeat], [true, "draining", 25]);
+      assert.equal((await s.updateHost("host-a", () => undefined))?.lastHeartbeat, 25, "no change: the stored host");
+      await assert.rejects(s.updateHost("host-a", (x) => (x ? { ...x, name: "host-b" } : undefined)), { code: "FERRY_ERR_INTERNAL" });
+      s.close();
+    });
+
     void test("VMs: seq in creation order, unique names and uuids, found by either, replaced, deleted", async () => {
       const s = make();
       const a = await s.createVm(contractVm("web", "6f1b0c9e-2d3a-4b5c-8d7e-0123456789ab"));

@@ -104,6 +104,15 @@ export interface ClusterStore {
   listHosts(): Promise<HostRecord[]>;
   /** Set a host's state; returns the host as stored, or undefined when unknown. */
   setHostState(name: string, state: HostState): Promise<HostRecord | undefined>;
+  /**
+   * Read-modify-write one host as one step: `change` gets the stored record
+   * (undefined: none) and returns the record to store, or undefined to write
+   * nothing. No other write to the host comes between the read and the write
+   * (a heartbeat must not undo an operator's drain, nor an undrain bring one
+   * back), so `change` may run more than once and must have no side effects.
+   * Returns the host as stored afterwards (undefined: none).
+   */
+  updateHost(name: string, change: (h: HostRecord | undefined) => HostRecord | undefined): Promise<HostRecord | undefined>;
   /** FERRY_ERR_CONFLICT when the name or uuid exists. Assigns seq. */
   createVm(vm: Omit<VmRecord, "seq">): Promise<VmRecord>;
   getVm(nameOrUuid: string): Promise<VmRecord | undefined>;
@@ -268,10 +277,21 @@ export class SqliteClusterStore implements ClusterStore {
     );
   }
 
-  async setHostState(name: string, state: HostState): Promise<HostRecord | undefined> {
-    const h = await this.getHost(name);
-    if (!h) return undefined;
-    return this.upsertHost({ ...h, state });
+  setHostState(name: string, state: HostState): Promise<HostRecord | undefined> {
+    return this.updateHost(name, (h) => (h ? { ...h, state } : undefined));
+  }
+
+  updateHost(name: string, change: (h: HostRecord | undefined) => HostRecord | undefined): Promise<HostRecord | undefined> {
+    return Promise.resolve().then(() => {
+      // read and write with nothing awaited between: one controller owns the file, so no other write comes between
+      const cur = record(`host ${name}`, this.#db.prepare("SELECT record FROM hosts WHERE name = ?").get(name), parseHostRecord);
+      const next = change(cur);
+      if (next === undefined) return cur;
+      if (next.name !== name) throw new FerryError("FERRY_ERR_INTERNAL", `updateHost ${name}: the change renamed the host to ${next.name}`);
+      const clean = parseHostRecord(next);
+      this.#db.prepare("INSERT INTO hosts (name, record) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET record = excluded.record").run(clean.name, JSON.stringify(clean));
+      return clean;
+    });
   }
 
   createVm(vm: Omit<VmRecord, "seq">): Promise<VmRecord> {

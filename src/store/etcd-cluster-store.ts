@@ -78,16 +78,23 @@ export class EtcdClusterStore implements ClusterStore {
     return items.map((s) => parse("host", s, parseHostRecord)).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
-  async setHostState(name: string, state: HostState): Promise<HostRecord | undefined> {
+  setHostState(name: string, state: HostState): Promise<HostRecord | undefined> {
+    return this.updateHost(name, (h) => (h ? { ...h, state } : undefined));
+  }
+
+  async updateHost(name: string, change: (h: HostRecord | undefined) => HostRecord | undefined): Promise<HostRecord | undefined> {
+    const what = `update host ${name}`;
     for (let i = 0; i < RACE_RETRIES; i++) {
       const cur = await this.#host(name);
-      if (!cur) return undefined;
-      const next = parseHostRecord({ ...cur.h, state });
-      const ns = this.#c.ns;
-      const what = `set host ${name} ${state}`;
-      if (await this.#txn(what, () => this.#c.txn(what, hostKey(name), "Mod", "==", cur.s.mod).then(ns.put(hostKey(name)).value(JSON.stringify(next))).commit())) return next;
+      const want = change(cur?.h);
+      if (want === undefined) return cur?.h;
+      if (want.name !== name) throw new FerryError("FERRY_ERR_INTERNAL", `${what}: the change renamed the host to ${want.name}`);
+      const next = parseHostRecord(want);
+      // written only while the key is as read (absent: still absent)
+      const guard = cur === undefined ? this.#c.txn(what, hostKey(name), "Create", "==", 0) : this.#c.txn(what, hostKey(name), "Mod", "==", cur.s.mod);
+      if (await this.#txn(what, () => guard.then(this.#c.ns.put(hostKey(name)).value(JSON.stringify(next))).commit())) return next;
     }
-    throw raced(`set host ${name} ${state}`);
+    throw raced(what);
   }
 
   async createVm(vm: Omit<VmRecord, "seq">): Promise<VmRecord> {
