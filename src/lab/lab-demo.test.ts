@@ -8,7 +8,12 @@ const row = (n: number, o: Partial<DemoRow> = {}): DemoRow => ({
 });
 
 test("a demo whose migrations ended as expected, with the guest answering and its memory intact, has no problems", () => {
-  assert.deepEqual(demoProblems([row(1), row(2), row(3), row(4, { expected: "recovered", outcome: "recovered", runsOn: "host1", reachableAfter: false })]), []);
+  assert.deepEqual(demoProblems([row(1), row(2), row(3), row(4, { expected: "recovered", outcome: "recovered", runsOn: "host1" })]), []);
+});
+
+test("a guest that does not answer after the recovered migration (back on its source) fails the demo too", () => {
+  const p = demoProblems([row(1), row(2), row(3), row(4, { expected: "recovered", outcome: "recovered", runsOn: "host1", reachableAfter: false })]);
+  assert.deepEqual(p, ["migration 4 (host1→host2): the guest did not answer on its failover NIC within 30 s after it (it runs on host1)"]);
 });
 
 test("a dead or corrupted guest after a 'succeeded' migration fails the demo, each problem named", () => {
