@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { ASSUMED_LINK_BYTES_PER_S, chooseConvergence, notConvergedMessage } from "./convergence.ts";
+import { ASSUMED_LINK_BYTES_PER_S, chooseConvergence, DOWNTIME_MAX_MS, downtimeLimitAt, notConvergedMessage } from "./convergence.ts";
+import { DOWNTIME_LIMIT_MS } from "./types.ts";
 
 const MiB = 1024 * 1024;
 const cap = 100 * MiB;
@@ -51,4 +52,14 @@ test("notConvergedMessage: says it did not converge, with dirty rate against thr
   assert.match(m, /^did not converge within 20000 ms \(policy: no auto-converge\): the guest dirtied 210 MiB\/s while the migration sent 98 MiB\/s, 60 MiB still to send, 14 passes over RAM; migration cancelled, the guest keeps running on the source; retry with convergence "auto-converge"/);
   const throttled = notConvergedMessage({ convergeMs: 5_000, choice: chooseConvergence({ dirtyBytesPerS: 170 * MiB, maxBandwidthBytes: cap }), throttlePercent: 99 });
   assert.match(throttled, /\(policy: auto-converge, chosen at a measured 170 MiB\/s\).*vCPUs throttled 99 %.*longer converge deadline/);
+});
+
+test("downtime steps: 50 ms until the first pass over RAM ends, then doubled every second up to QEMU's 300 ms", () => {
+  assert.equal(downtimeLimitAt(null), 50);
+  assert.equal(downtimeLimitAt(-5), 50);
+  assert.deepEqual([0, 999, 1000, 1999, 2000, 2999, 3000, 60_000, 1e12].map((ms) => downtimeLimitAt(ms)), [50, 50, 100, 100, 200, 200, 300, 300, 300]);
+  assert.deepEqual([0, 500, 1000].map((ms) => downtimeLimitAt(ms, { startMs: 20, maxMs: 70, stepMs: 500 })), [20, 40, 70]);
+  // a maximum under the start is no maximum below it
+  assert.equal(downtimeLimitAt(5000, { startMs: 100, maxMs: 10 }), 100);
+  assert.equal(DOWNTIME_MAX_MS, DOWNTIME_LIMIT_MS, "the steps end at the limit a pause is warned against");
 });

@@ -39,6 +39,7 @@ export const ConvergenceChosen = Type.Object({
   bandwidthBytesPerS: Type.Number(),
   bandwidthFrom: Type.String(),
   reason: Type.String(),
+  downtimeLimitMs: Type.Optional(Type.Number()),
 });
 export const PerformResult = Type.Object({ status: Type.Literal("pre-switchover"), convergence: Type.Optional(ConvergenceChosen) });
 export type PerformResult = Static<typeof PerformResult>;

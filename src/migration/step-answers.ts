@@ -76,7 +76,8 @@ function convergenceOf(c: unknown): MigrationRecord["convergence"] {
   if (typeof autoConverge !== "boolean" || typeof reason !== "string") return undefined;
   const dirty = field(c, "dirtyBytesPerS");
   const bw = field(c, "bandwidthBytesPerS");
-  return { autoConverge, reason, ...(typeof dirty === "number" ? { dirtyBytesPerS: dirty } : {}), ...(typeof bw === "number" ? { bandwidthBytesPerS: bw } : {}) };
+  const limit = field(c, "downtimeLimitMs");
+  return { autoConverge, reason, ...(typeof dirty === "number" ? { dirtyBytesPerS: dirty } : {}), ...(typeof bw === "number" ? { bandwidthBytesPerS: bw } : {}), ...(typeof limit === "number" ? { downtimeLimitMs: limit } : {}) };
 }
 
 /** What a failed step's error carries into its journal entry beside code and message: perform's not-converged error, the source's policy. */

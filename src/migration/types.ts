@@ -238,6 +238,8 @@ export interface ConvergenceRecord {
   dirtyBytesPerS?: number;
   /** The bandwidth it weighed that against (bytes/s). */
   bandwidthBytesPerS?: number;
+  /** The downtime limit QEMU held when RAM converged (ms; Ferry steps it up from 50 ms unless told otherwise: migration/convergence.ts). */
+  downtimeLimitMs?: number;
 }
 
 export const CLEANUP_STATES = ["pending", "done", "abandoned"] as const;

@@ -180,6 +180,8 @@ export class Instance {
   readonly paths: InstancePaths;
   readonly qmp: QmpClient;
   readonly #clock: Clock;
+  /** An operator changed the outgoing migration's limits while it streamed (the agent's parameters route): Ferry's downtime steps leave them alone. A migration's perform clears it. */
+  limitsSetLive = false;
 
   constructor(meta: InstanceMeta, paths: InstancePaths, qmp: QmpClient, clock: Clock) {
     this.meta = meta;

@@ -221,6 +221,7 @@ function convergence(x: unknown): ConvergenceRecord {
   const out: ConvergenceRecord = { autoConverge: bool("record.convergence.autoConverge", o["autoConverge"]), reason: v.str("record.convergence.reason", o["reason"]) };
   if (o["dirtyBytesPerS"] !== undefined) out.dirtyBytesPerS = num("record.convergence.dirtyBytesPerS", o["dirtyBytesPerS"]);
   if (o["bandwidthBytesPerS"] !== undefined) out.bandwidthBytesPerS = num("record.convergence.bandwidthBytesPerS", o["bandwidthBytesPerS"]);
+  if (o["downtimeLimitMs"] !== undefined) out.downtimeLimitMs = num("record.convergence.downtimeLimitMs", o["downtimeLimitMs"]);
   return out;
 }
 

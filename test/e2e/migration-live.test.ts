@@ -15,6 +15,7 @@ import { EXIT } from "../../src/cli/exit-codes.ts";
 import { phaseTimes } from "../../src/wire/migration-stream.ts";
 import type { MigrationStreamEvent, ProgressStreamEvent } from "../../src/wire/migration-stream.ts";
 import { pollUntil } from "../../src/core/poll.ts";
+import { queryMigrationLimits } from "../../src/qmp/commands.ts";
 
 const FERRY = fileURLToPath(new URL("../../bin/ferry", import.meta.url));
 const SLOW = 16 * 1024; // bytes/s: a 256 MiB no-OS guest (zero pages, ~9 bytes each) takes ~40 s at this rate
@@ -69,6 +70,10 @@ describe("a migration followed live and steered", { timeout: 240_000 }, () => {
     assert.ok((pN.iterations ?? 0) >= 1, "the first pass over RAM");
     const gaps = progress.slice(1).map((p, i) => p.at - progress[i]!.at);
     assert.ok(gaps.every((g) => g >= 200 && g < 2_000), `about every 250 ms: ${gaps.join(", ")}`);
+
+    // Ferry's first downtime step while the first pass over RAM runs (it lasts ~40 s at this rate)
+    const source = c.agents.get("host-a")!.getInstance((await api.vm("p1")).instanceId!);
+    assert.equal((await queryMigrationLimits(source.qmp)).downtimeLimit, 50, "the source QEMU's downtime-limit");
 
     const set = await ferry("migration", "set", id, "--max-bandwidth", "7", "--downtime-limit", "450", "--json");
     assert.equal(set.code, EXIT.ok, set.stderr + set.stdout);
@@ -186,6 +191,7 @@ describe("a migration followed live and steered", { timeout: 240_000 }, () => {
     assert.match(done?.reason ?? "", /did not converge within 2000 ms \(policy: no auto-converge\)/);
     assert.equal(done?.convergence?.autoConverge, false, "the policy the source ran with, as a converged migration's record has it");
     assert.match(done?.convergence?.reason ?? "", /convergence policy off/);
+    assert.equal(done?.convergence?.downtimeLimitMs, 300, "convergence off: QEMU's default downtime limit, set and never stepped");
     assert.deepEqual(done?.runsOn, { host: vm.host, instanceId: vm.instanceId });
     const src = (await c.agents.get(vm.host)!.listInstances()).instances.find((i) => i.instanceId === vm.instanceId);
     assert.equal(src?.running, true, "the source keeps running");

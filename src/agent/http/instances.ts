@@ -134,11 +134,13 @@ export function instanceRoutes(app: FerryFastify, { agent }: AgentAppDeps): void
     "/v1/instances/:id/migration/parameters",
     { schema: { params: IdParams, body: MigrationLimitsBody, response: { 200: MigrationLimits } }, config: { openapi: { summary: "Change the outgoing migration's bandwidth cap or downtime limit while it streams (migrate-set-parameters); answers what QEMU holds then" } } },
     async (req) => {
-      const qmp = agent.getInstance(req.params.id).qmp;
+      const inst = agent.getInstance(req.params.id);
+      const qmp = inst.qmp;
       const o = { timeoutMs: 2_000 };
       const { status } = await queryMigrate(qmp, o);
       // before `migrate` the perform step sets its own parameters (they would overwrite these); after, nothing streams
       if (!STREAMING.includes(status)) throw new FerryError("FERRY_ERR_STATE", `instance ${req.params.id} has no migration streaming RAM (QEMU status ${status}): parameters apply while RAM streams; try again then (a migration in phase perform, 'ferry migration watch ID')`, { details: { status } });
+      inst.limitsSetLive = true;
       await setMigrationParameters(qmp, { maxBandwidth: req.body.maxBandwidthBytes, downtimeLimit: req.body.downtimeLimitMs }, o);
       const now = await queryMigrationLimits(qmp, o);
       return { status, maxBandwidthBytes: now.maxBandwidth, downtimeLimitMs: now.downtimeLimit };

@@ -33,6 +33,10 @@ class FakeQmp {
   closed = false;
   status = "none";
   readonly sent: string[] = [];
+  /** The downtime-limit of every migrate-set-parameters that set one, in order. */
+  readonly limits: number[] = [];
+  /** What query-migrate answers while the status is "active" (beside the status). */
+  active: Record<string, unknown> = {};
   readonly #listeners = new Set<(e: QmpEvent) => void>();
   onMigrate: () => void = () => undefined;
   onQuery: () => void = () => undefined;
@@ -46,12 +50,13 @@ class FakeQmp {
     for (const l of [...this.#listeners]) l({ kind: "event", event, data, timestampUs });
   }
 
-  execute(command: string): Promise<unknown> {
+  execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
     this.sent.push(command);
+    if (command === "migrate-set-parameters" && typeof args?.["downtime-limit"] === "number") this.limits.push(args["downtime-limit"]);
     switch (command) {
       case "query-migrate":
         this.onQuery();
-        return Promise.resolve(this.status === "completed" ? { status: "completed", "total-time": 900, downtime: 12, ram: { transferred: 1000 } } : { status: this.status });
+        return Promise.resolve(this.status === "completed" ? { status: "completed", "total-time": 900, downtime: 12, ram: { transferred: 1000 } } : { status: this.status, ...(this.status === "active" ? this.active : {}) });
       case "query-dirty-rate":
         return Promise.resolve({ status: "unstarted" });
       case "migrate":
@@ -171,4 +176,53 @@ test("destination: nothing steered (unmanaged forwarding) — RESUME noted, no f
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(noted, [{ resumedAtMs: 1_700_000_000_000.123 }]);
   assert.equal(breakdownOf({ destination: noted[0]! }).steerAfterResumeMs, undefined);
+});
+
+test("source: the downtime limit starts at 50 ms and doubles every second after the first pass over RAM, up to QEMU's 300 ms; the perform answer says what QEMU held; convergence off and a limit set live are left alone", async () => {
+  const { ctx, qmp } = rig(systemClock, spec([]));
+  let firstPassEnd = 0;
+  qmp.onMigrate = () => {
+    qmp.status = "active";
+    qmp.active = { ram: { "dirty-sync-count": 1, total: 100, remaining: 50, transferred: 50 } };
+    firstPassEnd = Date.now() + 200;
+  };
+  qmp.onQuery = () => {
+    if (qmp.status !== "active") return;
+    // the first pass ends after 200 ms; the guest converges only once QEMU may pause it 200 ms
+    if (Date.now() >= firstPassEnd) qmp.active = { ram: { "dirty-sync-count": 2, total: 100, remaining: 10, transferred: 90 } };
+    if (qmp.limits.at(-1)! >= 200) qmp.status = "pre-switchover";
+  };
+  const r = await perform(ctx, "m-steps", { instanceId: "i-src", uri: "tcp:127.0.0.1:4444", unplugMs: 5_000, convergeMs: 10_000 }, signal());
+  assert.deepEqual(qmp.limits, [50, 100, 200], "set with the migration's parameters, then raised a step a second");
+  assert.equal(r.convergence?.downtimeLimitMs, 200);
+
+  const off = rig(systemClock, spec([]));
+  off.qmp.onMigrate = () => {
+    off.qmp.status = "active";
+    off.qmp.active = { ram: { "dirty-sync-count": 2 } };
+  };
+  let polls = 0;
+  off.qmp.onQuery = () => {
+    if (off.qmp.status === "active" && ++polls > 15) off.qmp.status = "pre-switchover";
+  };
+  const o = await perform(off.ctx, "m-off", { instanceId: "i-src", uri: "tcp:127.0.0.1:4444", unplugMs: 5_000, convergeMs: 10_000, convergence: "off" }, signal());
+  assert.deepEqual(off.qmp.limits, [300], "QEMU's default, set (an earlier migration's limit would linger), never stepped");
+  assert.equal(o.convergence?.downtimeLimitMs, 300);
+
+  const live = rig(systemClock, spec([]));
+  live.qmp.onMigrate = () => {
+    live.qmp.status = "active";
+    live.qmp.active = { ram: { "dirty-sync-count": 2 } };
+  };
+  let lpolls = 0;
+  live.qmp.onQuery = () => {
+    if (live.qmp.status !== "active") return;
+    lpolls++;
+    // an operator sets the limits (the agent's parameters route marks the instance so) before the first step
+    if (lpolls === 2) (live.inst as { limitsSetLive: boolean }).limitsSetLive = true;
+    if (lpolls > 15) live.qmp.status = "pre-switchover";
+  };
+  const l = await perform(live.ctx, "m-live", { instanceId: "i-src", uri: "tcp:127.0.0.1:4444", unplugMs: 5_000, convergeMs: 10_000 }, signal());
+  assert.deepEqual(live.qmp.limits, [50], "no step over the operator's limits");
+  assert.equal(l.convergence?.downtimeLimitMs, undefined, "the perform answer does not claim a limit it did not set");
 });

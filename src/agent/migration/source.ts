@@ -8,9 +8,9 @@ import { portableSpec } from "../../model/vm.ts";
 import type { Instance } from "../../qemu/instance.ts";
 import { cancelMigration, completedInfo, continueMigration, migrationUnderWay } from "../../qemu/migration.ts";
 import type { MigrationInfo } from "../../qmp/commands.ts";
-import { queryDirtyRate, queryMigrate, queryStatus } from "../../qmp/commands.ts";
+import { queryDirtyRate, queryMigrate, queryStatus, setMigrationParameters } from "../../qmp/commands.ts";
 import type { ConvergenceChoice } from "../../migration/convergence.ts";
-import { chooseConvergence, notConvergedMessage } from "../../migration/convergence.ts";
+import { chooseConvergence, DOWNTIME_MAX_MS, downtimeLimitAt, notConvergedMessage } from "../../migration/convergence.ts";
 import { msOfUs } from "../../migration/timeline.ts";
 import type { SourceMoments, UnplugMoments } from "../../migration/timeline.ts";
 import type { StepContext } from "./context.ts";
@@ -124,6 +124,21 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
   rec.started = true;
   ctx.records.put(SRC, migrationId, rec);
   trackPause(ctx, migrationId, inst, { fresh: true });
+  // the downtime limit: the migration's own, else Ferry's steps (convergence.ts downtimeLimitAt), else (convergence
+  // "off") QEMU's default — set either way: an earlier migration's limit stays on a source QEMU that rolled back
+  const stepped = input.downtimeLimitMs === undefined && requested !== "off";
+  let limit = input.downtimeLimitMs ?? (stepped ? downtimeLimitAt(null) : DOWNTIME_MAX_MS);
+  let firstPassAt: number | null = null;
+  inst.limitsSetLive = false;
+  const step = (i: MigrationInfo): void => {
+    if (!stepped || inst.limitsSetLive || i.status !== "active" || i.ram === undefined) return;
+    if (firstPassAt === null && i.ram.dirtySyncCount >= 2) firstPassAt = ctx.clock.monotonic();
+    const next = downtimeLimitAt(firstPassAt === null ? null : ctx.clock.monotonic() - firstPassAt);
+    if (next <= limit) return;
+    limit = next;
+    void setMigrationParameters(inst.qmp, { downtimeLimit: next }, { signal, timeoutMs: 2_000 }).catch((e: unknown) => ctx.log?.warn({ migrationId, err: e }, `cannot raise the downtime limit to ${next} ms`));
+  };
+  const held = (): { downtimeLimitMs?: number } => (inst.limitsSetLive ? {} : { downtimeLimitMs: limit });
   let last: MigrationInfo | undefined;
   let info: MigrationInfo;
   try {
@@ -131,7 +146,7 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
       setup: {
         capabilities: { "pause-before-switchover": true, "auto-converge": choice.autoConverge },
         parameters: {
-          maxBandwidth: input.maxBandwidthBytes, downtimeLimit: input.downtimeLimitMs,
+          maxBandwidth: input.maxBandwidthBytes, downtimeLimit: limit,
           ...(choice.autoConverge ? { cpuThrottleInitial: choice.throttleInitial, cpuThrottleIncrement: choice.throttleIncrement } : {}),
         },
       },
@@ -140,6 +155,7 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
       timeoutMs: input.convergeMs,
       onProgress: (i) => {
         if (i.ram !== undefined) last = i;
+        step(i);
       },
       onStarted: (migrateSentAtMs) => notePause(ctx, migrationId, (p) => ({ ...p, migrateSentAtMs })),
       onStandby: (u) => notePause(ctx, migrationId, (p) => ({ ...p, unplugs: [...(p.unplugs ?? []).filter((x) => x.nic !== u.nic), u] })),
@@ -150,12 +166,12 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
       const ram = last?.ram;
       const numbers = ram === undefined ? {} : { dirtyBytesPerS: ram.dirtyPagesRate * ram.pageSize, sentBytesPerS: (ram.mbps * 1e6) / 8, remainingBytes: ram.remaining, passes: ram.dirtySyncCount };
       const throttle = last?.cpuThrottlePercent === undefined ? {} : { throttlePercent: last.cpuThrottlePercent };
-      throw new FerryError("FERRY_ERR_TIMEOUT", notConvergedMessage({ convergeMs: input.convergeMs, choice, ...numbers, ...throttle }), { cause: e, details: { notConverged: true, convergence: choice, ...numbers, ...throttle } });
+      throw new FerryError("FERRY_ERR_TIMEOUT", notConvergedMessage({ convergeMs: input.convergeMs, choice, ...numbers, ...throttle }), { cause: e, details: { notConverged: true, convergence: { ...choice, ...held() }, ...numbers, ...throttle } });
     }
     throw e;
   }
   armGiveUp(ctx, migrationId, inst, rec, waitMs);
-  return { status: "pre-switchover", transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0, convergence: choice };
+  return { status: "pre-switchover", transferredBytes: info.ram?.transferred ?? 0, remainingBytes: info.ram?.remaining ?? 0, convergence: { ...choice, ...held() } };
 }
 
 /**
