@@ -45,6 +45,8 @@ interface Sample {
   afterResumeMs: number | null;
   forwardingMs: number | null;
   qemuDowntimeMs: number | null;
+  /** QEMU's downtime limit when RAM converged (Ferry's downtime steps: 50 ms, doubled every second after the first pass, up to 300). */
+  downtimeLimitMs: number | null;
   unplugMs: number | null;
   unplugSteerMs: number | null;
   /** RESUME → the destination's steer to the primary (once finish saw QEMU's re-plugged primary). */
@@ -89,6 +91,7 @@ function sampleOf(i: number, route: string, r: MigrationRecord, nic: string, tim
     afterResumeMs: silence && resumed !== undefined ? r1(silence[1] - resumed) : null,
     forwardingMs: steered !== undefined && resumed !== undefined ? r1(steered - resumed) : null,
     qemuDowntimeMs: r.switchover?.downtimeMs ?? null,
+    downtimeLimitMs: r.convergence?.downtimeLimitMs ?? null,
     unplugMs: t?.breakdown?.unplugMs?.[nic] ?? null,
     unplugSteerMs: t?.breakdown?.unplugSteerMs?.[nic] ?? null,
     primarySteerMs: t?.breakdown?.primarySteerAfterResumeMs?.[nic] ?? null,
@@ -120,7 +123,7 @@ async function main(): Promise<void> {
       const r = await follow(client, started.migration.id, () => undefined, 150, 300_000);
       const s = sampleOf(i, `${current.host}→${to}`, r, nic.name, pinger.times());
       samples.push(s);
-      console.log(`  #${i} ${s.route}: ${s.outcome}; longest gap ping ${s.pingGapMs} / Ferry ${s.ferryGapMs ?? "-"} ms; around the pause ${s.pauseGapMs ?? "-"} ms = before ${s.beforePauseMs ?? "-"} + paused ${s.pausedMs ?? "-"} (deciding ${s.decisionMs ?? "-"}, device state ${s.deviceStateMs ?? "-"}) + after ${s.afterResumeMs ?? "-"} (forwarding ${s.forwardingMs ?? "-"}); longest: ${s.longestWhere}, from STOP ${s.longestFromStopMs ?? "-"}; on the primary ${s.primarySteerMs ?? "-"} after RESUME; QEMU downtime ${s.qemuDowntimeMs ?? "-"}; unplug ${s.unplugMs ?? "-"} (+ steer ${s.unplugSteerMs ?? "-"})`);
+      console.log(`  #${i} ${s.route}: ${s.outcome}; longest gap ping ${s.pingGapMs} / Ferry ${s.ferryGapMs ?? "-"} ms; around the pause ${s.pauseGapMs ?? "-"} ms = before ${s.beforePauseMs ?? "-"} + paused ${s.pausedMs ?? "-"} (deciding ${s.decisionMs ?? "-"}, device state ${s.deviceStateMs ?? "-"}) + after ${s.afterResumeMs ?? "-"} (forwarding ${s.forwardingMs ?? "-"}); longest: ${s.longestWhere}, from STOP ${s.longestFromStopMs ?? "-"}; on the primary ${s.primarySteerMs ?? "-"} after RESUME; QEMU downtime ${s.qemuDowntimeMs ?? "-"} (limit ${s.downtimeLimitMs ?? "-"}); unplug ${s.unplugMs ?? "-"} (+ steer ${s.unplugSteerMs ?? "-"})`);
     }
   } finally {
     await pinger?.stop();
@@ -142,6 +145,7 @@ async function main(): Promise<void> {
     ["  RESUME → first reply", ok.map((s) => s.afterResumeMs)],
     ["    of which RESUME → forwarding updated", ok.map((s) => s.forwardingMs)],
     ["QEMU's downtime figure", ok.map((s) => s.qemuDowntimeMs)],
+    ["  QEMU's downtime limit when RAM converged", ok.map((s) => s.downtimeLimitMs)],
     ["migrate → UNPLUG_PRIMARY (guest released the primary)", ok.map((s) => s.unplugMs)],
     ["UNPLUG_PRIMARY → source steered to the standby", ok.map((s) => s.unplugSteerMs)],
     ["RESUME → destination steered to the primary", ok.map((s) => s.primarySteerMs)],
