@@ -14,6 +14,7 @@ import { systemClock } from "../core/clock.ts";
 import { guestImagePaths } from "../model/guest-image.ts";
 import { Controller } from "../controller/controller.ts";
 import { DEFAULT_DEADLINES } from "../controller/config.ts";
+import type { Deadlines } from "../migration/types.ts";
 import { FakeClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import { SqliteClusterStore } from "../store/cluster.ts";
@@ -67,12 +68,12 @@ export interface LiveCluster {
  * stand-in VFs, one network each), every API on loopback, the agents
  * registered by a heartbeat. VMs started here are real QEMU processes.
  */
-export async function liveCluster(hostsWanted: readonly LiveHost[]): Promise<LiveCluster> {
+export async function liveCluster(hostsWanted: readonly LiveHost[], o: { deadlines?: Partial<Deadlines> } = {}): Promise<LiveCluster> {
   const agentToken = "a".repeat(32);
   const store = new SqliteStore(":memory:");
   const cluster = new SqliteClusterStore(":memory:");
   const controller = new Controller({
-    config: { heartbeatTimeoutMs: 60_000, hostCapacity: { memoryMiB: 16384, vcpus: 16 }, deadlines: DEFAULT_DEADLINES },
+    config: { heartbeatTimeoutMs: 60_000, hostCapacity: { memoryMiB: 16384, vcpus: 16 }, deadlines: { ...DEFAULT_DEADLINES, ...o.deadlines } },
     store, cluster, clock: systemClock, log: silentLogger, agentToken, guestImage: () => guestImagePaths(),
   });
   const hosts = new Map<string, TestHost>();

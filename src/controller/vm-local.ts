@@ -106,7 +106,8 @@ export class VmLocal {
         const base = { kind: "restore" as const, vm, source: { host: vm.host, instanceId: "" }, destination: host, startedAt, file: vm.savedAs };
         let r;
         try {
-          r = await this.#c.agent(host).restore({ name: vm.savedAs, nics }, { timeoutMs: 600_000, signal: this.#c.signal });
+          // the primaries' deadline is the cluster's (as a migration's finish has it), not the agent's own default (its API takes up to an hour)
+          r = await this.#c.agent(host).restore({ name: vm.savedAs, nics, primaryBackMs: Math.min(this.#c.d.config.deadlines.primaryBackMs, 3_600_000) }, { timeoutMs: 600_000, signal: this.#c.signal });
         } catch (e) {
           await tryRecord(this.#c, { ...base, endedAt: this.#c.d.clock.now(), error: e, runsOn: null, nics: vm.nics.map((n) => ({ name: n.name, before: null, after: null, status: n.mode === "emulated" ? "emulated" : "absent" })) });
           throw e;

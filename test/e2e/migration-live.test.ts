@@ -40,7 +40,8 @@ describe("a migration followed live and steered", { timeout: 240_000 }, () => {
   const inPerform = (id: string) => until(`${id} in perform`, async () => ((await api.migration(id)).phase === "perform" ? true : undefined), 30_000);
 
   before(async () => {
-    c = await liveCluster([{ name: "host-a", network: "physnet1", numVfs: 2 }, { name: "host-b", network: "physnet1", numVfs: 2 }]);
+    // a no-OS guest never takes a failover primary back: the restore below waits out primaryBackMs for p2's (30 s by default)
+    c = await liveCluster([{ name: "host-a", network: "physnet1", numVfs: 2 }, { name: "host-b", network: "physnet1", numVfs: 2 }], { deadlines: { primaryBackMs: 3_000 } });
     api = new ControllerClient({ baseUrl: c.url, token: TEST_TOKEN });
     // p1: an emulated NIC (a no-OS guest never takes a failover primary back: the outcome would be degraded); p2: a VF the destination leases at prepare
     await c.controller.createVm({ name: "p1", host: "host-a", memoryMiB: 256, nics: [{ network: "physnet1", mode: "emulated", policy: "optional" }], noOs: true });
