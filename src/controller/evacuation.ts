@@ -150,20 +150,18 @@ async function hostOrThrow(d: EvacuationDeps, name: string): Promise<HostRecord>
 
 /** Mark a host draining: never a destination again until undrained. Idempotent. */
 export async function drainHost(d: EvacuationDeps, name: string): Promise<HostRecord> {
-  await hostOrThrow(d, name);
   let changed = false;
   const next = await d.controller.cluster.updateHost(name, (h) => {
     changed = h !== undefined && !(h.drain === true && h.state !== "up");
     return changed && h ? { ...h, drain: true, state: h.state === "down" ? "down" : "draining" } : undefined;
   });
-  if (!next) return hostOrThrow(d, name);
+  if (!next) return hostOrThrow(d, name); // unknown: throws NOT_FOUND
   if (changed) d.log.info({ host: name }, "host draining");
   return next;
 }
 
 /** Undo drain: the host may be chosen as a destination again (if it is up). Idempotent. */
 export async function undrainHost(d: EvacuationDeps, name: string): Promise<HostRecord> {
-  await hostOrThrow(d, name);
   let changed = false;
   const next = await d.controller.cluster.updateHost(name, (h) => {
     changed = h !== undefined && (h.drain === true || h.state === "draining");
@@ -171,7 +169,7 @@ export async function undrainHost(d: EvacuationDeps, name: string): Promise<Host
     const { drain: _drain, ...rest } = h;
     return { ...rest, state: h.state === "draining" ? "up" : h.state };
   });
-  if (!next) return hostOrThrow(d, name);
+  if (!next) return hostOrThrow(d, name); // unknown: throws NOT_FOUND
   if (changed) d.log.info({ host: name }, "host undrained");
   return next;
 }
@@ -263,7 +261,6 @@ export class Evacuations {
       return evacuating === null ? rest : { ...rest, evacuating };
     });
   }
-
 
   /**
    * Go on with every evacuation in progress that the store records (a

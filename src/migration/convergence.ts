@@ -80,7 +80,7 @@ export function chooseConvergence(o: { requested?: ConvergenceRequest; dirtyByte
  * destination takes in — so with 300 ms from the start half the hops of an
  * idle 256 MiB guest between the lab's hosts (TLS) paused it 230-450 ms, most
  * of it the destination still loading RAM at the switch-over; starting at
- * 50 ms none of 20 did (≤ 108 ms). A guest that converges only at a higher
+ * 50 ms none of 30 did (≤ 108 ms). A guest that converges only at a higher
  * limit gets it after at most three steps, like OpenStack Nova's downtime
  * steps (live_migration_downtime_steps), and auto-converge still throttles.
  */

@@ -1,6 +1,7 @@
 // What the coordinator migrates (the plan, fixed once recorded) and what it
 // knows about a migration as it runs (the record, persisted at every step).
 // Plain data only: the store keeps it as JSON and validates it on the way in.
+import { DOWNTIME_MAX_MS } from "./convergence.ts";
 import type { ConvergenceRequest } from "./convergence.ts";
 import type { ErrorCode } from "../core/errors.ts";
 import type { NicMode, NicPolicy } from "../model/vm.ts";
@@ -259,11 +260,11 @@ export interface Cleanup {
 }
 
 /**
- * The downtime limit a migration runs with: the controller sets none, so it
- * is QEMU's default `downtime-limit` (300 ms). A pause above it is a warning
- * in the outcome.
+ * The most a migration's downtime limit reaches unless it gives its own:
+ * where Ferry's downtime steps end, QEMU's default `downtime-limit` (300 ms;
+ * convergence.ts). A pause above it is a warning in the outcome.
  */
-export const DOWNTIME_LIMIT_MS = 300;
+export const DOWNTIME_LIMIT_MS = DOWNTIME_MAX_MS;
 
 /** The guest's pause in a migration that ended: QEMU's downtime after a switch-over, else the source's own pause. */
 export function downtimeOf(r: Pick<MigrationRecord, "switchover" | "pausedMs">): number | null {

@@ -260,11 +260,13 @@ export class SqliteClusterStore implements ClusterStore {
   }
 
   upsertHost(h: HostRecord): Promise<HostRecord> {
-    return Promise.resolve().then(() => {
-      const clean = parseHostRecord(h);
-      this.#db.prepare("INSERT INTO hosts (name, record) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET record = excluded.record").run(clean.name, JSON.stringify(clean));
-      return clean;
-    });
+    return Promise.resolve().then(() => this.#putHost(h));
+  }
+
+  #putHost(h: HostRecord): HostRecord {
+    const clean = parseHostRecord(h);
+    this.#db.prepare("INSERT INTO hosts (name, record) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET record = excluded.record").run(clean.name, JSON.stringify(clean));
+    return clean;
   }
 
   getHost(name: string): Promise<HostRecord | undefined> {
@@ -288,9 +290,7 @@ export class SqliteClusterStore implements ClusterStore {
       const next = change(cur);
       if (next === undefined) return cur;
       if (next.name !== name) throw new FerryError("FERRY_ERR_INTERNAL", `updateHost ${name}: the change renamed the host to ${next.name}`);
-      const clean = parseHostRecord(next);
-      this.#db.prepare("INSERT INTO hosts (name, record) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET record = excluded.record").run(clean.name, JSON.stringify(clean));
-      return clean;
+      return this.#putHost(next);
     });
   }
 

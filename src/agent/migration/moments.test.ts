@@ -196,32 +196,30 @@ test("source: the downtime limit starts at 50 ms and doubles every second after 
   assert.deepEqual(qmp.limits, [50, 100, 200], "set with the migration's parameters, then raised a step a second");
   assert.equal(r.convergence?.downtimeLimitMs, 200);
 
-  const off = rig(systemClock, spec([]));
-  off.qmp.onMigrate = () => {
-    off.qmp.status = "active";
-    off.qmp.active = { ram: { "dirty-sync-count": 2 } };
+  /** A source past its first pass that converges after 16 polls (~1.6 s: past the first step); `onPoll` sees each. */
+  const pastFirstPass = (onPoll: (n: number, r: ReturnType<typeof rig>) => void = () => undefined): ReturnType<typeof rig> => {
+    const r = rig(systemClock, spec([]));
+    r.qmp.onMigrate = () => {
+      r.qmp.status = "active";
+      r.qmp.active = { ram: { "dirty-sync-count": 2 } };
+    };
+    let polls = 0;
+    r.qmp.onQuery = () => {
+      if (r.qmp.status !== "active") return;
+      onPoll(++polls, r);
+      if (polls > 15) r.qmp.status = "pre-switchover";
+    };
+    return r;
   };
-  let polls = 0;
-  off.qmp.onQuery = () => {
-    if (off.qmp.status === "active" && ++polls > 15) off.qmp.status = "pre-switchover";
-  };
+  const off = pastFirstPass();
   const o = await perform(off.ctx, "m-off", { instanceId: "i-src", uri: "tcp:127.0.0.1:4444", unplugMs: 5_000, convergeMs: 10_000, convergence: "off" }, signal());
   assert.deepEqual(off.qmp.limits, [300], "QEMU's default, set (an earlier migration's limit would linger), never stepped");
   assert.equal(o.convergence?.downtimeLimitMs, 300);
 
-  const live = rig(systemClock, spec([]));
-  live.qmp.onMigrate = () => {
-    live.qmp.status = "active";
-    live.qmp.active = { ram: { "dirty-sync-count": 2 } };
-  };
-  let lpolls = 0;
-  live.qmp.onQuery = () => {
-    if (live.qmp.status !== "active") return;
-    lpolls++;
-    // an operator sets the limits (the agent's parameters route marks the instance so) before the first step
-    if (lpolls === 2) (live.inst as { limitsSetLive: boolean }).limitsSetLive = true;
-    if (lpolls > 15) live.qmp.status = "pre-switchover";
-  };
+  // an operator sets the limits (the agent's parameters route marks the instance so) before the first step
+  const live = pastFirstPass((n, r) => {
+    if (n === 2) (r.inst as { limitsSetLive: boolean }).limitsSetLive = true;
+  });
   const l = await perform(live.ctx, "m-live", { instanceId: "i-src", uri: "tcp:127.0.0.1:4444", unplugMs: 5_000, convergeMs: 10_000 }, signal());
   assert.deepEqual(live.qmp.limits, [50], "no step over the operator's limits");
   assert.equal(l.convergence?.downtimeLimitMs, undefined, "the perform answer does not claim a limit it did not set");
