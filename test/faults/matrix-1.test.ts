@@ -1,0 +1,5 @@
+// Part 1 of the fault matrix (matrix-suite.ts says what it checks; plan.ts
+// matrixPart which points are in this part).
+import { matrixSuite } from "./matrix-suite.ts";
+
+matrixSuite(1);
