@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { guestMemsum } from "../../src/lab/memcheck.ts";
 import { guestCmdline } from "../../src/model/guest.ts";
 import { guestImagePaths } from "../../src/model/guest-image.ts";
+import { RAM_TRIM_KIB } from "../../src/model/vm.ts";
 import type { NicSpec, VmSpec } from "../../src/model/vm.ts";
 import { detectAccel } from "../../src/qemu/accel.ts";
 import type { Accel } from "../../src/qemu/accel.ts";
@@ -49,13 +50,22 @@ export function mac(n: number): string {
   return `52:54:00:fe:00:${n.toString(16).padStart(2, "0")}`;
 }
 
-/** A spec for the test guest (256 MiB, 1 vCPU) with the given NICs. */
+/**
+ * A spec for the test guest (256 MiB, 1 vCPU) with the given NICs. Its RAM is
+ * 8 KiB short of whole MiB (ramTrimKiB), as the controller makes every guest
+ * it creates where QEMU < 9.0 runs under TCG: these specs go to agents
+ * directly, and a whole-MiB guest migrated there loses writes (QEMU's TCG
+ * dirty-sync bug, docs/known-issues.md) — the coordinator test's guests
+ * panicked on the destination in 8 of 47 runs before. Elsewhere the trim
+ * changes nothing but the size.
+ */
 export async function guestSpec(name: string, nics: NicSpec[], extra: Partial<VmSpec> = {}): Promise<VmSpec> {
   const img = await guestImagePaths();
   return {
     uuid: randomUUID(),
     name,
     memoryMiB: 256,
+    ramTrimKiB: RAM_TRIM_KIB,
     vcpus: 1,
     kernel: img.kernel,
     initrd: img.initrd,

@@ -11,6 +11,7 @@ import { buildAgentApp } from "../../src/agent/http/app.ts";
 import type { TestHost } from "../../src/agent/testing.ts";
 import { makeTestHost } from "../../src/agent/testing.ts";
 import { loadOrCreateToken } from "../../src/core/http/token.ts";
+import { RAM_TRIM_KIB } from "../../src/model/vm.ts";
 import { guestCmdline } from "../../src/model/guest.ts";
 import { guestImagePaths } from "../../src/model/guest-image.ts";
 import { lastHeartbeat, readConsole, waitForConsole, waitForHeartbeat } from "../../src/qemu/console.ts";
@@ -52,7 +53,7 @@ describe("save and restore with passthrough NICs", { timeout: 180_000 }, () => {
       { name: "net0", mode: "failover", mac: mac(0x61), standby: { kind: "none" }, primary: { kind: "stand-in", model: "rtl8139", backend: { kind: "none" }, vf: a.host.vfs[0]! }, guestPorts: { standby: 1, primary: 2 } },
       { name: "net1", mode: "ephemeral", mac: mac(0x62), primary: { kind: "stand-in", model: "rtl8139", backend: { kind: "none" }, vf: a.host.vfs[1]! }, guestPorts: { primary: 3 } },
     ];
-    const spec = { uuid: randomUUID(), name: "saved1", memoryMiB: 256, vcpus: 1, kernel: img.kernel, initrd: img.initrd, cmdline: guestCmdline("saved1", nics.map((n, i) => ({ mac: n.mac, cidr: `10.96.${i}.10/24` }))), nics };
+    const spec = { uuid: randomUUID(), name: "saved1", memoryMiB: 256, ramTrimKiB: RAM_TRIM_KIB, vcpus: 1, kernel: img.kernel, initrd: img.initrd, cmdline: guestCmdline("saved1", nics.map((n, i) => ({ mac: n.mac, cidr: `10.96.${i}.10/24` }))), nics };
     const r = await a.app.inject({ method: "POST", url: "/v1/instances", headers: a.headers, payload: { spec } });
     assert.equal(r.statusCode, 201, r.body);
     const inst = JSON.parse(r.body) as { instanceId: string; serialLog: string };
