@@ -16,6 +16,7 @@ export async function viewInstance(s: AgentState, inst: Instance): Promise<Insta
     instanceId: m.instanceId, vmUuid: m.vmUuid, vmName: m.vmName, pid: m.pid, startedAt: m.startedAt, accel: m.accel,
     netns: m.netns ?? null, incoming: m.incoming, serialLog: inst.paths.serialLog,
     vfs: s.leases.heldBy(holder).map((l) => l.vf),
+    ...(inst.guestPanickedAt === undefined ? {} : { guestPanickedAt: inst.guestPanickedAt }),
   };
   const nics = m.spec.nics.map((n) => {
     const vf = n.primary === undefined ? null : n.primary.kind === "vfio" ? n.primary.host : n.primary.vf;

@@ -61,7 +61,7 @@ export class HttpAgentPort implements AgentPort {
   async finish(plan: MigrationPlan, signal: AbortSignal): Promise<FinishResult> {
     const r = await this.#agents(plan.destination.host).finish(plan.id, { primaryBackMs: plan.deadlines.primaryBackMs }, stepOptions(signal));
     const nics = r.nics.map((n) => (n.error === undefined ? { name: n.name, attached: n.attached } : { name: n.name, attached: n.attached, error: n.error }));
-    return r.timeline === undefined ? { nics } : { nics, timeline: r.timeline };
+    return { nics, ...(r.timeline === undefined ? {} : { timeline: r.timeline }), ...(r.guestPanickedAt === undefined ? {} : { guestPanickedAt: r.guestPanickedAt }) };
   }
 
   async confirmSource(plan: MigrationPlan, success: boolean, signal: AbortSignal): Promise<ConfirmResult> {

@@ -152,6 +152,17 @@ export async function guestMemtouch(target: ConsoleTarget, o: MemcheckOptions): 
 }
 
 /**
+ * Test hook: the guest's kernel panics (`panic <token>`: sysrq c) right after
+ * it printed `ferry-panic <token>`. Resolves once it said so; the panic itself
+ * follows within milliseconds (QEMU's GUEST_PANICKED through pvpanic).
+ */
+export async function guestPanic(target: ConsoleTarget, o: MemcheckOptions): Promise<void> {
+  const token = memcheckToken();
+  const re = new RegExp(`ferry-panic ${token}[\\r\\n]`);
+  await ask(target, `panic ${token}`, (text) => (re.test(text) ? "done" : undefined), o);
+}
+
+/**
  * The md5 the guest printed at boot (`ferry-memsum boot <md5>`, before
  * `ferry-ready`) in the serial log of the instance it booted in (a migrated
  * guest's destination log has none: keep the source's). Waits up to

@@ -60,7 +60,12 @@ export const FinishNic = Type.Object({ name: Type.String(), attached: Type.Boole
 export type FinishNic = Static<typeof FinishNic>;
 
 /** The destination's moments (RESUME, the forwarding update) are absent from agents older than them. */
-export const FinishResult = Type.Object({ nics: Type.Array(FinishNic), timeline: Type.Optional(DestinationMoments) });
+export const FinishResult = Type.Object({
+  nics: Type.Array(FinishNic),
+  timeline: Type.Optional(DestinationMoments),
+  /** epoch ms: the guest's kernel panicked on the destination by the end of finish (QEMU's GUEST_PANICKED; qemu/instance.ts guestPanickedAt). */
+  guestPanickedAt: Type.Optional(Type.Integer()),
+});
 export type FinishResult = Static<typeof FinishResult>;
 
 /** What confirm did on the source: stopped it (success), runs it again (failure), or found its QEMU gone. */

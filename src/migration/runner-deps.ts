@@ -39,7 +39,7 @@ export interface StepOutcome {
   /** Appended to the verdict's reason or a warning. */
   detail?: string;
   code?: ErrorCode;
-  patch?: Partial<Pick<MigrationRecord, "prepared" | "switchover" | "nics" | "childId" | "pausedMs" | "convergence" | "switchoverTimeline">>;
+  patch?: Partial<Pick<MigrationRecord, "prepared" | "switchover" | "nics" | "childId" | "pausedMs" | "convergence" | "switchoverTimeline" | "warnings">>;
   /** The finished migrate-back (phase migrate-back). */
   back?: MigrationRecord;
 }

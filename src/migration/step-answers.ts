@@ -129,7 +129,10 @@ export async function outcomeOf(rec: MigrationRecord, s: Step, value: unknown, d
       const missing = c.nics.filter((n) => n.error !== undefined).map((n) => `${n.name} (${n.policy}): ${n.error ?? ""}`);
       const destination = checked(DestinationMoments, field(value, "timeline"));
       const timeline = destination ? { switchoverTimeline: withMoments(rec.switchoverTimeline, { destination }) } : {};
-      return { event: c.event, patch: { nics: c.nics, ...timeline }, ...(missing.length > 0 ? { detail: missing.join(", ") } : {}) };
+      // the migration moved the guest, but its kernel died there (pvpanic): the outcome stands, the record says so
+      const panickedAt = field(value, "guestPanickedAt");
+      const panicked = typeof panickedAt === "number" ? { warnings: [...rec.warnings, guestPanickedWarning(rec.plan.destination.host, panickedAt, destination?.resumedAtMs)] } : {};
+      return { event: c.event, patch: { nics: c.nics, ...timeline, ...panicked }, ...(missing.length > 0 ? { detail: missing.join(", ") } : {}) };
     }
     case "confirm-failure": {
       // the source's QEMU exited: nothing runs the guest any more
@@ -155,4 +158,10 @@ export function backOutcome(rec: MigrationRecord, back: MigrationRecord): StepOu
   // Rolled back before its switchover: the VM stays on this migration's destination, NICs as Finish left them.
   const nics = back.pastPointOfNoReturn ? back.nics : rec.nics;
   return { event: ok ? "ok" : "failed", detail: `${back.id}: ${back.outcome ?? "?"}: ${back.reason ?? ""}`, back, patch: { nics, childId: back.id } };
+}
+
+/** The warning of a guest whose kernel panicked on the destination by the end of finish. */
+export function guestPanickedWarning(host: string, panickedAt: number, resumedAtMs: number | undefined): string {
+  const when = resumedAtMs === undefined ? "" : ` ${Math.max(0, Math.round(panickedAt - resumedAtMs))} ms after it resumed there`;
+  return `the guest's kernel panicked on ${host}${when} (QEMU's GUEST_PANICKED, from the guest's pvpanic device): the migration moved it, but it does not run; its console log on ${host} says why`;
 }

@@ -88,6 +88,19 @@ describe("answers", () => {
     assert.deepEqual(t?.breakdown, breakdownOf({ source, destination }));
   });
 
+  test("a finish answer with guestPanickedAt: the record keeps its warnings and adds one that names the host and the time after RESUME", async () => {
+    assert.ok(Check(FinishReply, { instanceId: "i-1", nics: [], timeline: destination, guestPanickedAt: Math.round(T0 + 1_452.2 + 840) }));
+    const rec = { ...newRecord(p, 0), warnings: ["an earlier warning"] };
+    const fin = await outcomeOf(rec, "finish", { nics: [{ name: "net0", attached: true }], timeline: destination, guestPanickedAt: Math.round(T0 + 1_452.2 + 840) }, deps);
+    assert.equal(fin.event, "ok", "the outcome stands: the migration moved the guest");
+    const w: string[] = fin.patch?.warnings ?? [];
+    assert.equal(w[0], "an earlier warning");
+    assert.equal(w.length, 2);
+    assert.match(w[1] ?? "", new RegExp(`kernel panicked on ${p.destination.host} 840 ms after it resumed there`));
+    const quiet = await outcomeOf(rec, "finish", { nics: [{ name: "net0", attached: true }], timeline: destination }, deps);
+    assert.equal(quiet.patch?.warnings, undefined, "no panic: no warning");
+  });
+
   test("a malformed timeline (a journal entry, an agent's bug) is left out; the step's answer still counts", async () => {
     const rec = newRecord(p, 0);
     const sw = await outcomeOf(rec, "switchover", { totalMs: 900, downtimeMs: 12, timeline: { stoppedAtMs: "soon" } }, deps);

@@ -23,6 +23,8 @@ export const GUEST_MODULES = [
   "e1000",
   "vmxnet3",
   "8139cp",
+  // the pvpanic device's driver (QEMU's isa pvpanic, ACPI QEMU0001): a kernel panic becomes QMP GUEST_PANICKED
+  "pvpanic_mmio",
 ] as const;
 
 /** Bump when the builder's output changes for the same inputs. */

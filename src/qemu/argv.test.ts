@@ -40,3 +40,12 @@ describe("guest RAM", () => {
     assert.match(argv[argv.indexOf("-object") + 1]!, /size=256M,/);
   });
 });
+
+describe("guest panic", () => {
+  it("every guest has the pvpanic device, and QEMU only reports a panic (GUEST_PANICKED) without acting on it", () => {
+    const argv = buildArgv(spec, { accel: "tcg", qmpSocket: "/d/qmp.sock", pidfile: "/d/qemu.pid", serialLog: "/d/serial.log", serialSocket: "/d/serial.sock" });
+    const pairs = argv.flatMap((a, i) => (a === "-device" || a === "-action" ? [`${a} ${argv[i + 1] ?? ""}`] : []));
+    assert.ok(pairs.includes("-device pvpanic"), pairs.join("; "));
+    assert.ok(pairs.includes("-action panic=none"), pairs.join("; "));
+  });
+});

@@ -115,6 +115,11 @@ export function buildArgv(spec: VmSpec, o: ArgvOptions): string[] {
     "-pidfile", o.pidfile,
     ...serialArgs(o),
     "-msg", "timestamp=on",
+    // a guest kernel's panic reaches QMP (GUEST_PANICKED) through the pvpanic device; QEMU does nothing else
+    // about it (panic=none: the VM stays as the guest left it). The ISA device has no migration state: a
+    // source started without it migrates to a destination with it, and back.
+    "-device", "pvpanic",
+    "-action", "panic=none",
   ];
   if (spec.sharedMemory === true) {
     if (o.ramFile === undefined) throw new Error(`VM ${spec.name} asks for shared memory but no RAM file was given`);

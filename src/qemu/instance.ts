@@ -182,12 +182,21 @@ export class Instance {
   readonly #clock: Clock;
   /** An operator changed the outgoing migration's limits while it streamed (the agent's parameters route): Ferry's downtime steps leave them alone. A migration's perform clears it. */
   limitsSetLive = false;
+  /**
+   * When the guest's kernel panicked (QEMU's GUEST_PANICKED, epoch ms, QEMU's
+   * timestamp), first time only; undefined while it has not since this agent
+   * connected to the QEMU (a panic before an agent restart is not seen).
+   */
+  guestPanickedAt: number | undefined;
 
   constructor(meta: InstanceMeta, paths: InstancePaths, qmp: QmpClient, clock: Clock) {
     this.meta = meta;
     this.paths = paths;
     this.qmp = qmp;
     this.#clock = clock;
+    qmp.onEvent((e) => {
+      if (e.event === "GUEST_PANICKED") this.guestPanickedAt ??= e.timestampUs > 0 ? Math.round(e.timestampUs / 1000) : clock.now();
+    });
   }
 
   get id(): string {

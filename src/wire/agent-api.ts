@@ -134,6 +134,7 @@ export const InstanceView = Type.Object({
   vfs: Type.Array(PciAddress, { description: "VFs leased to this instance" }),
   nics: Type.Optional(Type.Array(Type.Object({ name: Type.String(), vf: Nullable(PciAddress) }), { description: "each NIC's VF (leased to this instance), or null" })),
   serialLog: Type.String(),
+  guestPanickedAt: Type.Optional(Type.Integer({ description: "epoch ms: the guest's kernel panicked (QEMU's GUEST_PANICKED from the pvpanic device); absent while it has not since this agent connected to the instance's QEMU" })),
   error: Type.Optional(Type.String()),
 });
 export type InstanceViewT = Static<typeof InstanceView>;

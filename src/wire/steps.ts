@@ -85,7 +85,7 @@ export const PrecheckReply = PrecheckResult;
 export type PrecheckReply = PrecheckResult;
 
 export const FinishBody = strict({ primaryBackMs: Ms(HOUR) });
-export const FinishReply = Type.Object({ instanceId: Type.String(), nics: Type.Array(ArrivedNic), timeline: FinishResult.properties.timeline });
+export const FinishReply = Type.Object({ instanceId: Type.String(), nics: Type.Array(ArrivedNic), timeline: FinishResult.properties.timeline, guestPanickedAt: FinishResult.properties.guestPanickedAt });
 export type FinishReply = Static<typeof FinishReply>;
 
 export const AbortReply = Type.Object({ aborted: Type.Boolean() });

@@ -9,12 +9,15 @@
 //   qemu-crash-on-destination the destination QEMU dies after the switch-over → failed, the VM is reported down
 //                             (not resumed on the source: the guest ran on the destination; see table.ts guest-lost)
 // and the invariants hold after each (FaultCluster.check), the heartbeat
-// going on wherever the guest survived.
+// going on wherever the guest survived. Last, a guest whose kernel panics on
+// the destination while finish is held: the outcome stands (the migration
+// moved it), and the record warns that it panicked (pvpanic → QMP).
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { FaultCluster, heartbeatOf, waitFor } from "./cluster.ts";
 import type { TestVm } from "./points.ts";
 import { createVm, removeVm } from "./points.ts";
+import { guestPanic } from "../../src/lab/memcheck.ts";
 
 const CASES = [
   { fault: "replug-fail", outcome: "recovered", code: "FERRY_ERR_REPLUG", runsOn: "source" },
@@ -71,4 +74,30 @@ describe("lab fault switches → the policy table's outcomes, through the contro
       }
     });
   }
+
+  it("the guest's kernel panics on the destination before finish ends: the migration succeeded, and its record says the guest panicked there (pvpanic)", async () => {
+    vm ??= await createVm(c, "guest", "host-a", "sw");
+    const src = (await c.api.vm(vm.name)).host;
+    const dst = src === "host-a" ? "host-b" : "host-a";
+    await c.arm(dst, "hold:finish", { once: true, holdMs: 60_000 });
+    const r = await c.api.migrate({ vm: vm.name, to: dst });
+    assert.equal(r.kind, "started");
+    const id = r.kind === "started" ? r.migration.id : "";
+    await c.waitHolding(dst, "finish", id);
+    const arrived = (await c.instancesOf(vm.uuid)).find((i) => i.host === dst && i.running);
+    assert.ok(arrived, `the guest runs on ${dst} while finish holds`);
+    assert.equal(arrived.guestPanickedAt, undefined, "no panic before the guest is told to");
+    await guestPanic({ serialLog: c.hostPath(dst, arrived.serialLog) }, { timeoutMs: 15_000 });
+    const panickedAt = await waitFor(`${dst}'s agent saw GUEST_PANICKED`, async () => (await c.agent(dst).client.instance(arrived.instanceId)).guestPanickedAt, 15_000, 50);
+    await c.clearFaults(dst);
+    const rec = await c.waitDone(id);
+    assert.equal(rec.outcome, "succeeded", `${rec.code ?? ""} ${rec.reason ?? ""}`);
+    assert.equal(rec.runsOn?.host, dst);
+    const said = rec.warnings.find((w) => w.includes(`the guest's kernel panicked on ${dst}`));
+    assert.ok(said, `a warning says the guest panicked on ${dst}: ${JSON.stringify(rec.warnings)}`);
+    const resumedAt = rec.switchoverTimeline?.destination?.resumedAtMs;
+    if (resumedAt !== undefined) assert.ok(said.includes(` ${Math.max(0, Math.round(panickedAt - resumedAt))} ms after it resumed there`), said);
+    await removeVm(c, vm);
+    vm = undefined;
+  });
 });

@@ -165,6 +165,8 @@ async function finishNow(ctx: StepContext, migrationId: string, primaryBackMs: n
   const result: FinishResult = { instanceId: inst.id, nics, ...(rec.resumed === undefined ? {} : { timeline: rec.resumed }) };
   await inst.saveMeta();
   await ctx.faults?.hold("finish", migrationId, ctx.clock, signal);
+  // the guest's kernel panicked here since it resumed (pvpanic): the record says so (migration/step-answers.ts)
+  if (inst.guestPanickedAt !== undefined) result.guestPanickedAt = inst.guestPanickedAt;
   // leases move from the migration to the running instance; a VF that did not attach stays leased
   // to it as well, so that a later re-plug or a migrate-back decision still has it.
   const to = instanceHolder(rec.vmUuid, inst.id);

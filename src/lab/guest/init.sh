@@ -24,6 +24,8 @@
 #                      unless guest memory was damaged (a migration's check)
 #   memtouch <token>   overwrite 16 bytes in the middle of the region, so that
 #                      the next memsum differs: proves the check can fail
+#   panic <token>      crash the kernel (sysrq c) after `ferry-panic <token>`: a
+#                      test hook for the pvpanic device (QEMU's GUEST_PANICKED)
 # Dotted parameters are not passed to init by the kernel: read /proc/cmdline.
 
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
@@ -202,6 +204,11 @@ stty -echo </dev/console 2>/dev/null
           echo -n "ferry-memtouch!!" | dd of=/memcheck bs=16 seek=$((memcheck * 32768)) conv=notrunc 2>/dev/null
         fi
         echo "ferry-memtouch $token done"
+        ;;
+      panic)
+        echo "ferry-panic $token"
+        echo 1 >/proc/sys/kernel/sysrq
+        echo c >/proc/sysrq-trigger
         ;;
     esac
   done
