@@ -1,4 +1,4 @@
-// `npm run test:slow`: the end-to-end, lab, fault and security tests in one
+// `npm run test:slow`: the end-to-end, lab and fault tests in one
 // `node --test` run, two files at a time, the longest first. Alone the
 // end-to-end files leave a core idle ~40 % of the time (they wait for
 // deadlines, heartbeats and guests) and the fault files keep both busy; run
@@ -16,7 +16,7 @@ import { spec } from "node:test/reporters";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const DIRS = ["test/e2e", "test/lab", "test/faults", "test/security"];
+const DIRS = ["test/e2e", "test/lab", "test/faults"];
 const DEFAULT_S = 20;
 const ALONE = new Set(["test/lab/raw-failover.test.ts", "test/lab/settle.test.ts"]);
 const SECONDS: Record<string, number> = {
@@ -49,11 +49,6 @@ const SECONDS: Record<string, number> = {
   "test/e2e/vf-lifecycle-qemu.test.ts": 7,
   "test/e2e/qemu.test.ts": 6,
   "test/e2e/migration-tls.test.ts": 2,
-  "test/security/cluster.test.ts": 15,
-  "test/security/inputs.test.ts": 6,
-  "test/security/tls.test.ts": 3,
-  "test/security/argv.test.ts": 1,
-  "test/security/agent-paths.test.ts": 1,
 };
 
 /** The test files of `dirs` (relative to `base`; not the *.unit.test.ts ones, which test:unit runs), the longest first by `seconds`; ties by name. */
