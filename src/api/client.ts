@@ -12,7 +12,7 @@ import { createParser } from "eventsource-parser";
 import { ForceCompleteView, MigrationLimitsView } from "../wire/migration-stream.ts";
 import type { ForceCompleteInputT, ForceCompleteViewT, MigrationLimitsInputT, MigrationLimitsViewT, MigrationStreamEvent } from "../wire/migration-stream.ts";
 import type { CancelReport } from "../migration/runner.ts";
-import type { CreatedVmT, CreateVmBodyT, DeviceRowT, EventView, HeartbeatBodyT, HostViewT, LocalMigrateViewT, MigrateBodyT, MigrateReplyT, MigrationViewT, VmViewT } from "../wire/controller-api.ts";
+import type { CreatedVmT, CreateVmBodyT, DeviceRowT, EventView, HeartbeatBodyT, HostViewT, LocalMigrateViewT, MigrateBodyT, MigrateReplyT, MigrationViewT, VmPolicyBodyT, VmViewT } from "../wire/controller-api.ts";
 import type { EvacuateBodyT } from "../wire/evacuation.ts";
 import { ControllersView } from "../wire/controllers.ts";
 import type { ControllersViewT } from "../wire/controllers.ts";
@@ -93,6 +93,10 @@ export class ControllerClient {
 
   stopVm(name: string, o: RequestOptions = {}): Promise<VmViewT> {
     return this.request("POST", `/v1/vms/${encodeURIComponent(name)}/stop`, VmView, undefined, { timeoutMs: 60_000, ...o });
+  }
+
+  setVmPolicy(name: string, body: VmPolicyBodyT, o: RequestOptions = {}): Promise<VmViewT> {
+    return this.request("PATCH", `/v1/vms/${encodeURIComponent(name)}`, VmView, body, o);
   }
 
   deleteVm(name: string, o: RequestOptions = {}): Promise<{ deleted: string }> {

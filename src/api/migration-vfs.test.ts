@@ -102,3 +102,30 @@ test("a destination planned earlier (an evacuation's) whose VFs went to another 
   const rec = await controller.migrate({ vm: "vm-4", to: "dst2", destination: stale });
   assert.deepEqual(rec.plan.nics[0]!.after, { host: "dst2", vf: vfBdf(1), pf: PF });
 });
+
+test("a VM's convergence policy: PATCH sets and resets it (not while it migrates); a migration that asks for none runs with the VM's, one that asks runs with its own", async () => {
+  const bare = (i: number): Omit<VmRecord, "seq"> => ({ ...vm(i), nics: [] });
+  await cluster.createVm(bare(5));
+  await cluster.createVm(bare(6));
+  const patch = (name: string, body: Record<string, unknown>) => app.inject({ method: "PATCH", url: `/v1/vms/${name}`, headers: auth, payload: body });
+  const set = await patch("vm-5", { convergence: "off" });
+  assert.equal(set.statusCode, 200, set.body);
+  assert.equal(set.json<{ convergence?: string }>().convergence, "off");
+  assert.equal((await cluster.getVm("vm-5"))?.convergence, "off", "kept in the store");
+  for (const bad of [{ convergence: "fast" }, {}, { convergence: "off", extra: 1 }]) assert.equal((await patch("vm-5", bad)).statusCode, 400, JSON.stringify(bad));
+  assert.equal((await patch("vm-nope", { convergence: "off" })).statusCode, 404);
+  const m5 = await migrate("vm-5", "dst2");
+  assert.equal(m5.statusCode, 202, m5.body);
+  assert.equal(m5.json<{ migration: { plan: { convergence?: string } } }>().migration.plan.convergence, "off", "the VM's policy");
+  const busy = await patch("vm-5", { convergence: "auto" });
+  assert.equal(busy.statusCode, 409, busy.body);
+  assert.equal((await cluster.getVm("vm-5"))?.convergence, "off", "unchanged while it migrates");
+
+  assert.equal((await patch("vm-6", { convergence: "auto-converge" })).statusCode, 200);
+  const reset = await patch("vm-6", { convergence: null });
+  assert.equal(reset.json<{ convergence?: string }>().convergence, undefined, "null: back to the default");
+  assert.equal((await patch("vm-6", { convergence: "off" })).statusCode, 200);
+  const own = await app.inject({ method: "POST", url: "/v1/migrations", headers: auth, payload: { vm: "vm-6", to: "dst2", convergence: "auto-converge" } });
+  assert.equal(own.statusCode, 202, own.body);
+  assert.equal(own.json<{ migration: { plan: { convergence?: string } } }>().migration.plan.convergence, "auto-converge", "the migration's own policy");
+});

@@ -28,11 +28,16 @@ describe("ferry CLI", () => {
       [["agent", "inventory", "--config", host.configPath, "--bogus"], /--bogus/],
       [["agent", "inventory"], /missing --config/],
       [["agent", "frobnicate", "--config", host.configPath], /unknown subcommand "frobnicate"/],
+      [["migrate", "vm1", "--convergence", "fast"], /--convergence "fast": expected auto, off, auto-converge/],
+      [["migrate", "vm1", "--max-bandwidth", "0"], /--max-bandwidth "0": expected whole MiB\/s/],
+      [["vm", "set", "vm1"], /set: nothing to change: give --convergence/],
+      [["vm", "set", "vm1", "--convergence", "sometimes"], /--convergence "sometimes": expected auto, off, auto-converge/],
+      [["vm", "show", "vm1", "--convergence", "off"], /--convergence applies to 'ferry vm create' and 'ferry vm set' only/],
     ] as const) {
       const r = await ferry(...args);
       assert.equal(r.code, EXIT.usage, `ferry ${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stderr, msg);
-      assert.match(r.stderr, /see 'ferry( agent)? --help'/);
+      assert.match(r.stderr, /see 'ferry( agent| migrate| vm)? --help'/);
     }
   });
 

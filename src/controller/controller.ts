@@ -24,6 +24,7 @@ import type { ForceCompleteViewT, MigrationLimitsViewT, MigrationStreamEvent } f
 import { Hosts } from "./hosts.ts";
 import type { HeartbeatInput, VfUse } from "./hosts.ts";
 import { Migrations } from "./migrations.ts";
+import type { ConvergenceRequest } from "../migration/convergence.ts";
 import type { MigrateInput, PlanView } from "./migrations.ts";
 import { VmLocal } from "./vm-local.ts";
 import { Vms } from "./vms.ts";
@@ -141,6 +142,11 @@ export class Controller {
 
   stopVm(name: string): Promise<VmRecord> {
     return this.#vms.stop(name);
+  }
+
+  /** Change a VM's migration policy (convergence null: the default, auto). */
+  setVmPolicy(name: string, change: { convergence: ConvergenceRequest | null }): Promise<VmRecord> {
+    return this.#vms.setPolicy(name, change);
   }
 
   deleteVm(name: string): Promise<{ deleted: string }> {

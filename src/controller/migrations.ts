@@ -328,7 +328,8 @@ export class Migrations {
         nics,
         deadlines: { ...this.#c.d.config.deadlines, ...input.deadlines },
         ...(input.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: input.maxBandwidthBytes }),
-        ...(input.convergence === undefined ? {} : { convergence: input.convergence }),
+        // the migration's own policy, else the VM's
+        ...((input.convergence ?? vm.convergence) === undefined ? {} : { convergence: input.convergence ?? vm.convergence }),
       };
       const runner = this.#runner;
       // an earlier migration's watch still running would count this migration's outage as its own

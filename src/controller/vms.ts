@@ -13,6 +13,7 @@ import { RAM_TRIM_KIB } from "../model/vm.ts";
 import { hostFacts, tcgDirtySyncExposed } from "../migration/preflight.ts";
 import { place } from "../scheduler/place.ts";
 import type { VmRecord } from "../store/cluster.ts";
+import type { ConvergenceRequest } from "../migration/convergence.ts";
 import type { ClusterView } from "./cluster-view.ts";
 import type { ControllerContext } from "./context.ts";
 import { assignGuestPorts, buildVmSpec, checkGuestFill, checkNicNetworks, guestAddress, newMac, noVfWarning } from "./vm-spec.ts";
@@ -30,6 +31,8 @@ export interface CreateVmInput {
   guestDirtyMiBps?: number;
   /** Guest RAM in a shared file: local migrations copy no RAM. */
   sharedMemory?: boolean;
+  /** The VM's convergence policy for its migrations (absent: "auto"). */
+  convergence?: ConvergenceRequest;
 }
 
 /** An instance that holds a VM's guest, and the host whose agent runs it. */
@@ -182,6 +185,7 @@ export class Vms {
           ...(input.guestDirtyMiBps === undefined || input.guestDirtyMiBps === 0 ? {} : { guestDirtyMiBps: input.guestDirtyMiBps }),
           ...(input.sharedMemory === true && input.noOs !== true ? { sharedMemory: true } : {}),
           ...(trim ? { ramTrimKiB: RAM_TRIM_KIB } : {}),
+          ...(input.convergence === undefined ? {} : { convergence: input.convergence }),
           nics: draft.nics.map((n, i) => ({ ...n, vf: vfs[i] ?? null })),
         });
         vm = await this.#c.d.cluster.putVm({ ...vm, nics: vm.nics.map((n) => ({ ...n, address: guestAddress(n.network, vm.seq) })) });
@@ -211,6 +215,15 @@ export class Vms {
       const started = await this.#startOn(next, inventory).finally(release);
       this.#c.events.publish({ type: "vm-started", vm: name, host: started.host, instanceId: started.instanceId, at: this.#c.d.clock.now() });
       return started;
+    });
+  }
+
+  /** Change the VM's migration policy (convergence null: back to the default, auto); refused while the VM is busy. */
+  async setPolicy(name: string, change: { convergence: ConvergenceRequest | null }): Promise<VmRecord> {
+    const vm = await this.get(name);
+    return this.#c.exclusive(vm.uuid, `change ${name}`, async () => {
+      const { convergence: _, ...now } = await this.get(name);
+      return this.#c.d.cluster.putVm({ ...now, ...(change.convergence === null ? {} : { convergence: change.convergence }), updatedAt: this.#c.d.clock.now() });
     });
   }
 

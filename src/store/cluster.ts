@@ -10,6 +10,8 @@ import type { HostState } from "../model/cluster.ts";
 import * as v from "../model/validate.ts";
 import { NIC_MODES, NIC_POLICIES, parseRamTrim } from "../model/vm.ts";
 import type { NicMode, NicPolicy } from "../model/vm.ts";
+import { CONVERGENCE_REQUESTS } from "../migration/convergence.ts";
+import type { ConvergenceRequest } from "../migration/convergence.ts";
 import { openSqlite } from "./open.ts";
 
 export interface HostRecord {
@@ -86,6 +88,8 @@ export interface VmRecord {
   sharedMemory?: boolean;
   /** KiB of RAM short of memoryMiB (guests created on a host with QEMU < 9.0 under TCG): model/vm.ts ramTrimKiB. */
   ramTrimKiB?: number;
+  /** The VM's convergence policy: what its migrations run with unless one asks for another (absent: "auto"). */
+  convergence?: ConvergenceRequest;
   nics: VmNicRecord[];
   /** Creation order (1, 2, …): derives the VM's guest addresses. */
   seq: number;
@@ -232,6 +236,7 @@ export function parseVmRecord(x: unknown): VmRecord {
     ...(o["guestDirtyMiBps"] === undefined ? {} : { guestDirtyMiBps: v.int("guestDirtyMiBps", o["guestDirtyMiBps"], 1, 1 << 20) }),
     ...(o["sharedMemory"] === true ? { sharedMemory: true } : {}),
     ...(o["ramTrimKiB"] === undefined ? {} : { ramTrimKiB: parseRamTrim("ramTrimKiB", o["ramTrimKiB"]) }),
+    ...(o["convergence"] === undefined ? {} : { convergence: v.oneOf("convergence", o["convergence"], CONVERGENCE_REQUESTS) }),
     nics: v.arr("nics", o["nics"]).map((n, i) => parseNic(`nics[${i}]`, n)),
     seq: v.int("seq", o["seq"], 1, Number.MAX_SAFE_INTEGER),
     ...(typeof o["savedAs"] === "string" ? { savedAs: v.str("savedAs", o["savedAs"]) } : {}),

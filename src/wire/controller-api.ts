@@ -88,6 +88,7 @@ export const VmView = Type.Object({
   guestDirtyMiBps: Type.Optional(Type.Integer()),
   sharedMemory: Type.Optional(Type.Boolean()),
   ramTrimKiB: Type.Optional(Type.Integer({ description: "KiB the guest's RAM is short of memoryMiB: a guest created or started where QEMU before 9.0 runs under TCG, whose whole-MiB RAM QEMU would migrate with lost writes" })),
+  convergence: Type.Optional(Type.Union(ConvergenceRequestSchema.anyOf, { description: "the VM's convergence policy: its migrations run with it unless one asks for another (absent: auto)" })),
   nics: Type.Array(VmNicView),
   seq: Type.Integer(),
   savedAs: Type.Optional(Type.String()),
@@ -111,11 +112,18 @@ export const CreateVmBody = Type.Object(
     noOs: Type.Optional(Type.Boolean({ description: "start with no OS (the guest never answers unplug requests)" })),
     sharedMemory: Type.Optional(Type.Boolean({ description: "map guest RAM from a shared file on the host, so a local migration (QEMU upgrade in place) copies no RAM" })),
     guestFillMiB: Type.Optional(Type.Integer({ minimum: 1, maximum: 512 * 1024, description: "lab/test guest only: fill this much guest RAM with random data at boot (benchmarks); at most memoryMiB / 2 − 64" })),
+    convergence: Type.Optional(Type.Union(ConvergenceRequestSchema.anyOf, { description: "the VM's convergence policy for its migrations (default auto; a migration may ask for another): see POST /v1/migrations" })),
     guestDirtyMiBps: Type.Optional(Type.Integer({ minimum: 0, maximum: 4096, description: "lab/test guest only: keep rewriting this many MiB/s of a RAM region (convergence benchmarks; 0 = none); the region holds one second of writes (64 to 1024 MiB) and takes that plus 17 MiB of the guest's RAM disk (half its RAM)" })),
   },
   { additionalProperties: false },
 );
 export type CreateVmBodyT = Static<typeof CreateVmBody>;
+/** PATCH /v1/vms/:name: the VM's migration policy. */
+export const VmPolicyBody = Type.Object(
+  { convergence: Type.Union([...ConvergenceRequestSchema.anyOf, Type.Null()], { description: "the VM's convergence policy for its migrations; null: the default (auto)" }) },
+  { additionalProperties: false },
+);
+export type VmPolicyBodyT = Static<typeof VmPolicyBody>;
 export const Deleted = Type.Object({ deleted: Type.String() });
 
 // ---- migrations

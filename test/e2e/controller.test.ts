@@ -142,7 +142,8 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
   });
 
   it("a mandatory NIC with no free VF on any other host: exit 3, nothing changed", async () => {
-    const db = await json<VmJson>("vm", "create", "db", "--host", "host-a", "--memory", "128", "--nic", "physnet2:ephemeral:mandatory", "--guest", "no-os");
+    const db = await json<VmJson & { convergence?: string }>("vm", "create", "db", "--host", "host-a", "--memory", "128", "--nic", "physnet2:ephemeral:mandatory", "--guest", "no-os", "--convergence", "off");
+    assert.equal(db.convergence, "off", "the VM's convergence policy, from vm create");
     const leasesBefore = (await agent("host-a").client.leases()).leases.map((l) => [l.vf, l.holder]);
     const r = await ferry("migrate", "db", "--json");
     assert.equal(r.code, EXIT.refused, r.stderr + r.stdout);
@@ -156,6 +157,11 @@ describe("ferry controller + three agents, driven by the ferry CLI", { timeout: 
     assert.equal((await agent("host-a").client.instance(db.instanceId!)).running, true);
     assert.deepEqual((await agent("host-a").client.leases()).leases.map((l) => [l.vf, l.holder]), leasesBefore);
     assert.equal((await json<unknown[]>("migrations")).length, 1, "no migration recorded");
+    // the VM's policy: shown, changed, back to the default
+    assert.match((await ferry("vm", "show", "db")).stdout, /^migrations converge with: off \(the VM's policy/m);
+    assert.match((await ferry("vm", "set", "db", "--convergence", "auto-converge")).stdout, /^migrations converge with: auto-converge /m);
+    assert.equal((await json<{ convergence?: string }>("vm", "set", "db", "--convergence", "default")).convergence, undefined);
+    assert.match((await ferry("vm", "show", "db")).stdout, /^migrations converge with: auto \(the default/m);
     assert.equal((await ferry("vm", "delete", "db")).code, EXIT.ok);
   });
 

@@ -3,7 +3,7 @@
 import { Type } from "typebox";
 import { ruled } from "../../core/http/schema.ts";
 import { Name, SaveName } from "../../wire/agent-api.ts";
-import { CreatedVm, CreateVmBody, Deleted, VmList, VmParams, VmView } from "../../wire/controller-api.ts";
+import { CreatedVm, CreateVmBody, Deleted, VmList, VmParams, VmPolicyBody, VmView } from "../../wire/controller-api.ts";
 import type { ControllerAppDeps, ControllerFastify } from "../deps.ts";
 
 export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDeps): void {
@@ -18,7 +18,7 @@ export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDe
     { schema: { body: CreateVmBody, response: { 201: CreatedVm } }, config: { openapi: { summary: "Create a VM on a host and start it (a free VF of each NIC's network is picked there); a NIC on a network no host has is refused; warnings say what runs without a VF" } } },
     async (req, reply) => {
       const b = req.body;
-      const { vm, warnings } = await controller.createVm({ name: b.name, host: b.host, memoryMiB: b.memoryMiB, nics: b.nics, ...(b.vcpus === undefined ? {} : { vcpus: b.vcpus }), ...(b.noOs === undefined ? {} : { noOs: b.noOs }), ...(b.guestFillMiB === undefined ? {} : { guestFillMiB: b.guestFillMiB }), ...(b.guestDirtyMiBps === undefined ? {} : { guestDirtyMiBps: b.guestDirtyMiBps }), ...(b.sharedMemory === true ? { sharedMemory: true } : {}) });
+      const { vm, warnings } = await controller.createVm({ name: b.name, host: b.host, memoryMiB: b.memoryMiB, nics: b.nics, ...(b.vcpus === undefined ? {} : { vcpus: b.vcpus }), ...(b.noOs === undefined ? {} : { noOs: b.noOs }), ...(b.guestFillMiB === undefined ? {} : { guestFillMiB: b.guestFillMiB }), ...(b.guestDirtyMiBps === undefined ? {} : { guestDirtyMiBps: b.guestDirtyMiBps }), ...(b.sharedMemory === true ? { sharedMemory: true } : {}), ...(b.convergence === undefined ? {} : { convergence: b.convergence }) });
       return reply.code(201).send({ ...vm, warnings });
     },
   );
@@ -27,6 +27,11 @@ export function vmRoutes(app: ControllerFastify, { controller }: ControllerAppDe
   );
   app.post("/v1/vms/:name/stop", { schema: { params: VmParams, response: { 200: VmView } }, config: { openapi: { summary: "Stop a VM (its VFs are released)" } } }, (req) =>
     controller.stopVm(req.params.name),
+  );
+  app.patch(
+    "/v1/vms/:name",
+    { schema: { params: VmParams, body: VmPolicyBody, response: { 200: VmView } }, config: { openapi: { summary: "Change a VM's migration policy (its convergence; null: the default, auto); refused while a migration or another operation on it runs" } } },
+    (req) => controller.setVmPolicy(req.params.name, { convergence: req.body.convergence }),
   );
   app.delete("/v1/vms/:name", { schema: { params: VmParams, response: { 200: Deleted } }, config: { openapi: { summary: "Stop and forget a VM" } } }, (req) =>
     controller.deleteVm(req.params.name),

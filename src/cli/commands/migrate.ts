@@ -1,4 +1,4 @@
-// `ferry migrate VM [--to HOST] [--plan] [--json]`: live-migrate a VM and
+// `ferry migrate VM [--to HOST] [--plan] [--convergence P] [--max-bandwidth MiB/s] [--json]`: live-migrate a VM and
 // follow it to its outcome from the controller's stream (a progress bar on a
 // TTY, a line per phase and event otherwise: migration-watch.ts), then the
 // outcome, every phase with its time, where the VM runs, its NICs before and after,
@@ -10,6 +10,8 @@
 // recovered: back on the source), 1 failed.
 import { systemClock } from "../../core/clock.ts";
 import { FerryError, isFerryError } from "../../core/errors.ts";
+import { CONVERGENCE_REQUESTS } from "../../migration/convergence.ts";
+import type { ConvergenceRequest } from "../../migration/convergence.ts";
 import type { MigrationRecord } from "../../migration/types.ts";
 import { rejectExtra, UsageError } from "../args.ts";
 import { command } from "../command.ts";
@@ -23,17 +25,37 @@ import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson } from "./connect.ts"
 /** How long `ferry migrate` waits, in all, for a lab's connectivity figures after the outcome (the controller's watch has its own deadline). */
 const MEASURE_WAIT_MS = 15 * 60_000;
 
-export const USAGE = `usage: ferry migrate VM [--to HOST] [--plan] [--json]
+export const USAGE = `usage: ferry migrate VM [--to HOST] [--plan] [--convergence POLICY] [--max-bandwidth MiB/s] [--json]
   --to HOST   migrate to this host (default: the scheduler's best)
   --plan      only show the ranked destinations, the rejected hosts, the checks per destination
               and the predicted duration and downtime (measures the guest's dirty rate for 1 s)
+  --convergence POLICY
+              auto (default, or the VM's own: 'ferry vm create --convergence'): auto-converge when the
+              guest's measured dirty rate is a large part of the bandwidth; off: QEMU's defaults;
+              auto-converge: always throttle the vCPUs while the guest dirties more than is sent
+  --max-bandwidth MiB/s
+              cap the migration stream; also the bandwidth the convergence policy weighs the dirty rate against
   --json      print one JSON object: the record (docs/records.md; --local too), or the plan
   --local     local migration (QEMU upgrade in place): a new instance on the same host, RAM shared, VFs kept
   --qemu PATH with --local: the new instance's QEMU binary
 exit codes: 0 succeeded (or degraded), 1 failed, 3 refused (nothing changed), 4 rolled back
 ${CONNECT_HELP}
 `;
-const OPTIONS = { ...CONNECT_OPTIONS, to: { type: "string" }, plan: { type: "boolean" }, json: { type: "boolean" }, local: { type: "boolean" }, qemu: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
+const OPTIONS = { ...CONNECT_OPTIONS, to: { type: "string" }, plan: { type: "boolean" }, convergence: { type: "string" }, "max-bandwidth": { type: "string" }, json: { type: "boolean" }, local: { type: "boolean" }, qemu: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
+
+/** --convergence and --max-bandwidth, checked here (the controller checks them again): a usage error names what is allowed. */
+export function migrationPolicy(convergence: string | undefined, maxBandwidth: string | undefined): { convergence?: ConvergenceRequest; maxBandwidthMiBps?: number } {
+  const out: { convergence?: ConvergenceRequest; maxBandwidthMiBps?: number } = {};
+  if (convergence !== undefined) {
+    if (!(CONVERGENCE_REQUESTS as readonly string[]).includes(convergence)) throw new UsageError("migrate", `--convergence ${JSON.stringify(convergence)}: expected ${CONVERGENCE_REQUESTS.join(", ")}`);
+    out.convergence = convergence as ConvergenceRequest;
+  }
+  if (maxBandwidth !== undefined) {
+    if (!/^[1-9][0-9]{0,6}$/.test(maxBandwidth) || Number(maxBandwidth) > 1024 * 1024) throw new UsageError("migrate", `--max-bandwidth ${JSON.stringify(maxBandwidth)}: expected whole MiB/s, 1 to ${1024 * 1024}`);
+    out.maxBandwidthMiBps = Number(maxBandwidth);
+  }
+  return out;
+}
 
 export function exitFor(r: Pick<MigrationRecord, "outcome" | "refused">): number {
   switch (r.outcome) {
@@ -52,10 +74,12 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
   const [vmName, ...extra] = positionals;
   if (vmName === undefined) throw new UsageError("migrate", "missing VM");
   rejectExtra("migrate", extra);
+  const policy = migrationPolicy(values.convergence, values["max-bandwidth"]);
   const client = await connect("migrate", values);
   if (values.qemu !== undefined && !values.local) throw new UsageError("migrate", "--qemu applies to --local only");
   if (values.local) {
     if (values.to !== undefined || values.plan) throw new UsageError("migrate", "--local moves the VM within its host: no --to or --plan");
+    if (Object.keys(policy).length > 0) throw new UsageError("migrate", "--convergence and --max-bandwidth apply to migrations between hosts (--local copies no RAM)");
     const t0 = systemClock.monotonic();
     const r = await client.localMigrate(vmName, values.qemu === undefined ? {} : { qemuBinary: values.qemu });
     const res = r.result;
@@ -74,6 +98,7 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
   const to = values.to === undefined ? {} : { to: values.to };
 
   if (values.plan) {
+    if (Object.keys(policy).length > 0) throw new UsageError("migrate", "--convergence and --max-bandwidth apply to a migration, not to --plan");
     const r = await client.migrate({ vm: vmName, plan: true, ...to });
     if (r.kind !== "plan") throw new FerryError("FERRY_ERR_CONTROLLER", "the controller started a migration when asked for a plan");
     if (values.json) printJson(r.plan);
@@ -83,7 +108,7 @@ export const run = command("migrate", USAGE, OPTIONS, async ({ values, positiona
 
   let started: MigrationRecord;
   try {
-    const r = await client.migrate({ vm: vmName, ...to });
+    const r = await client.migrate({ vm: vmName, ...to, ...policy });
     if (r.kind !== "started") throw new FerryError("FERRY_ERR_CONTROLLER", "the controller answered a plan when asked to migrate");
     started = r.migration;
   } catch (e) {

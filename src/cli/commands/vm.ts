@@ -1,5 +1,7 @@
-// `ferry vm create NAME --host H --memory MiB [--vcpus N] --nic NETWORK:MODE:POLICY [--nic …] [--guest no-os] [--shared-memory] [--json]`
-// `ferry vm show|start|stop|delete NAME [--json]`
+// `ferry vm create NAME --host H --memory MiB [--vcpus N] --nic NETWORK:MODE:POLICY [--nic …] [--guest no-os] [--shared-memory] [--convergence P] [--json]`
+// `ferry vm show|start|stop|delete NAME [--json]`, `ferry vm set NAME --convergence P|default [--json]`
+import { CONVERGENCE_REQUESTS } from "../../migration/convergence.ts";
+import type { ConvergenceRequest } from "../../migration/convergence.ts";
 import { NIC_MODES, NIC_POLICIES } from "../../model/vm.ts";
 import type { NicMode, NicPolicy } from "../../model/vm.ts";
 import { rejectExtra, required, UsageError } from "../args.ts";
@@ -10,14 +12,17 @@ import { renderVm } from "../render/cluster.ts";
 import { CONNECT_HELP, CONNECT_OPTIONS, connect, printJson, takeRepeated } from "./connect.ts";
 
 export const USAGE = `usage:
-  ferry vm create NAME --host H --memory MiB [--vcpus N] --nic NETWORK:MODE:POLICY [--nic …] [--guest no-os] [--shared-memory] [--json]
+  ferry vm create NAME --host H --memory MiB [--vcpus N] --nic NETWORK:MODE:POLICY [--nic …] [--guest no-os] [--shared-memory] [--convergence P] [--json]
       MODE: failover | ephemeral | emulated; POLICY: mandatory | requisite | optional (default mandatory)
       --shared-memory: guest RAM in a shared file on the host, so 'ferry migrate NAME --local' copies no RAM
+      --convergence P: the VM's convergence policy, what its migrations run with unless one asks for
+        another ('ferry migrate --convergence'): auto (default) | off | auto-converge
       the controller picks each NIC's MAC, guest ports, address and a free VF of NETWORK on H, and starts the VM there
   ferry vm show NAME [--json]
   ferry vm start NAME [--json]
   ferry vm stop NAME [--json]
   ferry vm delete NAME [--json]
+  ferry vm set NAME --convergence P|default [--json]   change the VM's convergence policy (default: auto); not while it migrates
   ferry vm save NAME FILE [--json]            state to FILE (a name, not a path) in the host's saveDir; NICs that cannot be saved are unplugged, VFs released
   ferry vm restore NAME|FILE [--host H] [--json]   VFs chosen anew (on H if given, else where it was saved)
 ${CONNECT_HELP}
@@ -29,6 +34,7 @@ const OPTIONS = {
   vcpus: { type: "string" },
   guest: { type: "string" },
   "shared-memory": { type: "boolean" },
+  convergence: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -62,6 +68,12 @@ export function parseNicFlag(s: string): { network: string; mode: NicMode; polic
   return { network, mode, policy };
 }
 
+/** --convergence P: one of CONVERGENCE_REQUESTS ("default" is handled by the caller). */
+function convergencePolicy(s: string): ConvergenceRequest {
+  if (!(CONVERGENCE_REQUESTS as readonly string[]).includes(s)) throw new UsageError("vm", `--convergence ${JSON.stringify(s)}: expected ${CONVERGENCE_REQUESTS.join(", ")} (or default, with 'ferry vm set')`);
+  return s as ConvergenceRequest;
+}
+
 function positiveInt(flag: string, s: string): number {
   if (!/^[0-9]{1,9}$/.test(s)) throw new UsageError("vm", `${flag}: not a positive integer: ${JSON.stringify(s)}`);
   return Number(s);
@@ -74,7 +86,7 @@ export async function run(argv: readonly string[]): Promise<number> {
 
 async function vm({ values, positionals }: Parsed<typeof OPTIONS>, nicFlags: readonly string[]): Promise<number> {
   const [sub, name, ...extraAll] = positionals;
-  const subs = ["create", "show", "start", "stop", "delete", "save", "restore"];
+  const subs = ["create", "show", "start", "stop", "delete", "save", "restore", "set"];
   const file = sub === "save" ? extraAll[0] : undefined;
   const extra = sub === "save" ? extraAll.slice(1) : extraAll;
   if (sub === "save" && file === undefined) throw new UsageError("vm", `save: missing FILE: ${SAVE_NAME_RULE}`);
@@ -85,6 +97,9 @@ async function vm({ values, positionals }: Parsed<typeof OPTIONS>, nicFlags: rea
   if (sub !== "create" && (nicFlags.length > 0 || (values.host !== undefined && sub !== "restore") || values.memory !== undefined || values.vcpus !== undefined || values.guest !== undefined || values["shared-memory"] !== undefined)) {
     throw new UsageError("vm", `--nic, --host, --memory, --vcpus, --guest and --shared-memory apply to 'ferry vm create' only`);
   }
+  if (values.convergence !== undefined && sub !== "create" && sub !== "set") throw new UsageError("vm", "--convergence applies to 'ferry vm create' and 'ferry vm set' only");
+  if (sub === "set" && values.convergence === undefined) throw new UsageError("vm", `set: nothing to change: give --convergence ${CONVERGENCE_REQUESTS.join("|")}|default`);
+  const convergence = values.convergence === undefined || values.convergence === "default" ? undefined : convergencePolicy(values.convergence);
   let body: Parameters<Awaited<ReturnType<typeof connect>>["createVm"]>[0] | undefined;
   if (sub === "create") {
     if (values.guest !== undefined && values.guest !== "no-os" && values.guest !== "linux") throw new UsageError("vm", `--guest must be no-os or linux (got ${JSON.stringify(values.guest)})`);
@@ -96,9 +111,16 @@ async function vm({ values, positionals }: Parsed<typeof OPTIONS>, nicFlags: rea
       ...(values.vcpus === undefined ? {} : { vcpus: positiveInt("--vcpus", values.vcpus) }),
       ...(values.guest === "no-os" ? { noOs: true } : {}),
       ...(values["shared-memory"] === true ? { sharedMemory: true } : {}),
+      ...(convergence === undefined ? {} : { convergence }),
     };
   }
   const client = await connect("vm", values);
+  if (sub === "set") {
+    const r = await client.setVmPolicy(name, { convergence: convergence ?? null });
+    if (values.json) printJson(r);
+    else process.stdout.write(renderVm(r));
+    return EXIT.ok;
+  }
   if (sub === "delete") {
     const r = await client.deleteVm(name);
     if (values.json) printJson(r);

@@ -54,6 +54,7 @@ export function renderVms(vms: readonly VmViewT[]): string {
 
 export function renderVm(v: VmViewT): string {
   const out = [`vm ${v.name} (${v.uuid}): ${v.state} on ${v.host}${v.instanceId ? ` as ${v.instanceId}` : ""}, ${v.memoryMiB} MiB${v.ramTrimKiB === undefined ? "" : ` (${v.ramTrimKiB} KiB short: QEMU < 9.0 under TCG migrates whole MiB with lost writes)`}${v.sharedMemory === true ? " in a shared file" : ""}, ${v.vcpus} vCPU${v.noOs ? ", no OS" : ""}`];
+  out.push(`migrations converge with: ${v.convergence ?? "auto"}${v.convergence === undefined ? " (the default; 'ferry vm set' changes it)" : " (the VM's policy; a migration may ask for another)"}`);
   out.push(
     renderTable(
       ["NIC", "NETWORK", "MODE", "POLICY", "MAC", "ADDRESS", "GUEST PORTS", "VF"],
