@@ -202,17 +202,3 @@ export function longestHeartbeatGap(beats: readonly { at: number; n: number }[],
   if (last && endAt !== undefined) best = Math.max(best, endAt - last.at);
   return best;
 }
-
-/** The matrix runs as this many test files, side by side in `npm test`. */
-export const MATRIX_PARTS = 2;
-
-/**
- * Which part (1 or 2) runs a point: by fault column (every other one), each
- * long point in the other part than its short one, so that the parts take
- * about as long (227 / 217 s in a CI run) and the controller column's short
- * points — the real test guest by default — are all in part 1.
- */
-export function matrixPart(p: MatrixPoint): number {
-  const column = FAULT_KINDS.indexOf(p.fault);
-  return ((column + (p.duration === "long" ? 1 : 0)) % MATRIX_PARTS) + 1;
-}

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { connectivityFigures, isQemuOf, parseCmdline, parseHttpRequests, procState } from "./observe.ts";
-import { applicable, downtimeViolation, durationMs, FAULT_KINDS, longestHeartbeatGap, longestPause, MATRIX_DEADLINES, matrixPart, MATRIX_PARTS, matrixPoints, pauseBudgetMs, PHASES, pointKey, selects, unknownSelectors } from "./plan.ts";
+import { applicable, downtimeViolation, durationMs, FAULT_KINDS, longestHeartbeatGap, longestPause, MATRIX_DEADLINES, matrixPoints, pauseBudgetMs, PHASES, pointKey, selects, unknownSelectors } from "./plan.ts";
 import { cell, renderMatrix } from "./table.ts";
 import type { PointResult } from "./points.ts";
 
@@ -21,20 +21,6 @@ describe("matrix plan", () => {
     assert.deepEqual(short.filter((p) => p.duration === "long").map(pointKey), ["perform:controller:long", "perform:destination-agent:long"]);
     assert.ok(short.every((p) => applicable(p.phase, p.fault)));
     assert.ok(!short.some((p) => p.phase === "begin" && p.fault === "destination-qemu-stop"));
-  });
-
-  it("each point is in one part of the matrix; the controller column's short points (the real guest) in part 1; a long point in the other part than its short one", () => {
-    for (const form of ["short", "long"] as const) {
-      const points = matrixPoints(form);
-      const parts = Array.from({ length: MATRIX_PARTS }, (_, i) => points.filter((p) => matrixPart(p) === i + 1));
-      assert.equal(parts.reduce((n, ps) => n + ps.length, 0), points.length, `${form}: every point in exactly one part`);
-      for (const ps of parts) assert.ok(ps.length >= points.length / 4, `${form}: no part nearly empty (${parts.map((x) => x.length).join(" / ")})`);
-    }
-    const short = matrixPoints("short");
-    assert.ok(short.filter((p) => p.fault === "controller" && p.duration !== "long").every((p) => matrixPart(p) === 1));
-    for (const l of short.filter((p) => p.duration === "long")) {
-      assert.notEqual(matrixPart(l), matrixPart({ ...l, duration: "short" }), pointKey(l));
-    }
   });
 
   it("long outlasts the step deadline; short and medium do not", () => {

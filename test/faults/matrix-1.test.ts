@@ -1,5 +1,0 @@
-// Part 1 of the fault matrix (matrix-suite.ts says what it checks; plan.ts
-// matrixPart which points are in this part).
-import { matrixSuite } from "./matrix-suite.ts";
-
-matrixSuite(1);
