@@ -38,3 +38,17 @@ export function required(command: string, value: string | undefined, flag: strin
 export function rejectExtra(command: string, extra: readonly string[]): void {
   if (extra.length > 0) throw new UsageError(command, `unexpected argument ${JSON.stringify(extra[0])}`);
 }
+
+/** A whole-number option from 1 to `max` (undefined when absent): a usage error names the flag, the value and the range. */
+export function wholeNumber(command: string, flag: string, raw: string | undefined, max: number, unit: string): number | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^[0-9]{1,9}$/.test(raw) || Number(raw) < 1 || Number(raw) > max) throw new UsageError(command, `${flag} ${JSON.stringify(raw)}: expected a whole number of ${unit} from 1 to ${max}`);
+  return Number(raw);
+}
+
+/** An option that is one of `allowed` (undefined when absent): a usage error names the flag, the value and the choices. */
+export function oneOf<T extends string>(command: string, flag: string, raw: string | undefined, allowed: readonly T[]): T | undefined {
+  if (raw === undefined) return undefined;
+  if (!(allowed as readonly string[]).includes(raw)) throw new UsageError(command, `${flag} ${JSON.stringify(raw)}: expected ${allowed.join(", ")}`);
+  return raw as T;
+}

@@ -29,7 +29,7 @@ describe("ferry CLI", () => {
       [["agent", "inventory"], /missing --config/],
       [["agent", "frobnicate", "--config", host.configPath], /unknown subcommand "frobnicate"/],
       [["migrate", "vm1", "--convergence", "fast"], /--convergence "fast": expected auto, off, auto-converge/],
-      [["migrate", "vm1", "--max-bandwidth", "0"], /--max-bandwidth "0": expected whole MiB\/s/],
+      [["migrate", "vm1", "--max-bandwidth", "0"], /--max-bandwidth "0": expected a whole number of MiB\/s from 1/],
       [["vm", "set", "vm1"], /set: nothing to change: give --convergence/],
       [["vm", "set", "vm1", "--convergence", "sometimes"], /--convergence "sometimes": expected auto, off, auto-converge/],
       [["vm", "show", "vm1", "--convergence", "off"], /--convergence applies to 'ferry vm create' and 'ferry vm set' only/],

@@ -320,6 +320,8 @@ export class Migrations {
           after: a === null ? null : { host: dest.host, vf: a.bdf, pf: a.pf },
         };
       });
+      // the migration's own policy, else the VM's
+      const convergence = input.convergence ?? vm.convergence;
       const plan: MigrationPlan = {
         id: `m-${randomBytes(4).toString("hex")}`,
         vm: { uuid: vm.uuid, name: vm.name, memoryMiB: vm.memoryMiB, vcpus: vm.vcpus },
@@ -328,8 +330,7 @@ export class Migrations {
         nics,
         deadlines: { ...this.#c.d.config.deadlines, ...input.deadlines },
         ...(input.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: input.maxBandwidthBytes }),
-        // the migration's own policy, else the VM's
-        ...((input.convergence ?? vm.convergence) === undefined ? {} : { convergence: input.convergence ?? vm.convergence }),
+        ...(convergence === undefined ? {} : { convergence }),
       };
       const runner = this.#runner;
       // an earlier migration's watch still running would count this migration's outage as its own

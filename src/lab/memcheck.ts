@@ -145,10 +145,15 @@ export async function guestMemsum(target: ConsoleTarget, o: MemcheckOptions): Pr
  * region, so that the next guestMemsum() differs from the boot one (a test
  * that the check can fail). Resolves once the guest has done it.
  */
-export async function guestMemtouch(target: ConsoleTarget, o: MemcheckOptions): Promise<void> {
+export function guestMemtouch(target: ConsoleTarget, o: MemcheckOptions): Promise<void> {
+  return hook(target, "memtouch", (token) => `ferry-memtouch ${token} done`, o);
+}
+
+/** Send test hook `verb <token>` and wait for the guest's line `reply(token)`. */
+async function hook(target: ConsoleTarget, verb: string, reply: (token: string) => string, o: MemcheckOptions): Promise<void> {
   const token = memcheckToken();
-  const re = new RegExp(`ferry-memtouch ${token} done[\\r\\n]`);
-  await ask(target, `memtouch ${token}`, (text) => (re.test(text) ? "done" : undefined), o);
+  const re = new RegExp(`${reply(token)}[\\r\\n]`);
+  await ask(target, `${verb} ${token}`, (text) => (re.test(text) ? "done" : undefined), o);
 }
 
 /**
@@ -156,10 +161,8 @@ export async function guestMemtouch(target: ConsoleTarget, o: MemcheckOptions): 
  * it printed `ferry-panic <token>`. Resolves once it said so; the panic itself
  * follows within milliseconds (QEMU's GUEST_PANICKED through pvpanic).
  */
-export async function guestPanic(target: ConsoleTarget, o: MemcheckOptions): Promise<void> {
-  const token = memcheckToken();
-  const re = new RegExp(`ferry-panic ${token}[\\r\\n]`);
-  await ask(target, `panic ${token}`, (text) => (re.test(text) ? "done" : undefined), o);
+export function guestPanic(target: ConsoleTarget, o: MemcheckOptions): Promise<void> {
+  return hook(target, "panic", (token) => `ferry-panic ${token}`, o);
 }
 
 /**

@@ -163,5 +163,5 @@ export function backOutcome(rec: MigrationRecord, back: MigrationRecord): StepOu
 /** The warning of a guest whose kernel panicked on the destination by the end of finish. */
 export function guestPanickedWarning(host: string, panickedAt: number, resumedAtMs: number | undefined): string {
   const when = resumedAtMs === undefined ? "" : ` ${Math.max(0, Math.round(panickedAt - resumedAtMs))} ms after it resumed there`;
-  return `the guest's kernel panicked on ${host}${when} (QEMU's GUEST_PANICKED, from the guest's pvpanic device): the migration moved it, but it does not run; its console log on ${host} says why`;
+  return `the guest's kernel panicked on ${host}${when} (QEMU's GUEST_PANICKED, from the guest's pvpanic device): the migration moved it, but it does not run; its console log on ${host} says why; 'ferry vm stop' then 'ferry vm start' boots it again`;
 }

@@ -138,6 +138,8 @@ const DeadlinesInput = Type.Object(
   },
   { additionalProperties: false },
 );
+/** The most a migration's bandwidth cap may be (MiB/s): POST /v1/migrations and the live limits alike. */
+export const MIGRATION_MAX_MIBPS = 1024 * 1024;
 export const MigrateBody = Type.Object(
   {
     vm: Name,
@@ -145,7 +147,7 @@ export const MigrateBody = Type.Object(
     plan: Type.Optional(Type.Boolean({ description: "only plan: ranked destinations and rejection reasons, nothing changes" })),
     deadlines: Type.Optional(DeadlinesInput),
     convergence: Type.Optional(Type.Union(ConvergenceRequestSchema.anyOf, { description: "auto (default): the source turns auto-converge on when the guest's measured dirty rate is a large part of the bandwidth; off: QEMU's defaults; auto-converge: always" })),
-    maxBandwidthMiBps: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 * 1024, description: "cap the migration stream (MiB/s); also the bandwidth the convergence policy weighs the dirty rate against" })),
+    maxBandwidthMiBps: Type.Optional(Type.Integer({ minimum: 1, maximum: MIGRATION_MAX_MIBPS, description: "cap the migration stream (MiB/s); also the bandwidth the convergence policy weighs the dirty rate against" })),
   },
   { additionalProperties: false },
 );

@@ -7,6 +7,7 @@ import { Type } from "typebox";
 import type { Static } from "typebox";
 import type { CoordinatorEvent } from "../migration/runner.ts";
 import type { MigrationRecord, Phase } from "../migration/types.ts";
+import { MIGRATION_MAX_MIBPS } from "./controller-api.ts";
 import type { MigrationViewT } from "./controller-api.ts";
 import type { MigrationTunedEvent } from "./events.ts";
 import type { MigrationProgress } from "./instance-ops.ts";
@@ -36,7 +37,7 @@ export function phaseTimes(r: Pick<MigrationRecord, "timings" | "createdAt">): {
   return list;
 }
 
-const MiBps = Type.Integer({ minimum: 1, maximum: 1024 * 1024, description: "MiB/s" });
+const MiBps = Type.Integer({ minimum: 1, maximum: MIGRATION_MAX_MIBPS, description: "MiB/s" });
 const LimitMs = Type.Integer({ minimum: 1, maximum: 600_000, description: "ms" });
 
 export const MigrationLimitsInput = Type.Object(

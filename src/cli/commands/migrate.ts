@@ -13,7 +13,8 @@ import { FerryError, isFerryError } from "../../core/errors.ts";
 import { CONVERGENCE_REQUESTS } from "../../migration/convergence.ts";
 import type { ConvergenceRequest } from "../../migration/convergence.ts";
 import type { MigrationRecord } from "../../migration/types.ts";
-import { rejectExtra, UsageError } from "../args.ts";
+import { oneOf, rejectExtra, UsageError, wholeNumber } from "../args.ts";
+import { MIGRATION_MAX_MIBPS } from "../../wire/controller-api.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import type { MigrationSummary } from "../render/migration.ts";
@@ -43,18 +44,11 @@ ${CONNECT_HELP}
 `;
 const OPTIONS = { ...CONNECT_OPTIONS, to: { type: "string" }, plan: { type: "boolean" }, convergence: { type: "string" }, "max-bandwidth": { type: "string" }, json: { type: "boolean" }, local: { type: "boolean" }, qemu: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
 
-/** --convergence and --max-bandwidth, checked here (the controller checks them again): a usage error names what is allowed. */
-export function migrationPolicy(convergence: string | undefined, maxBandwidth: string | undefined): { convergence?: ConvergenceRequest; maxBandwidthMiBps?: number } {
-  const out: { convergence?: ConvergenceRequest; maxBandwidthMiBps?: number } = {};
-  if (convergence !== undefined) {
-    if (!(CONVERGENCE_REQUESTS as readonly string[]).includes(convergence)) throw new UsageError("migrate", `--convergence ${JSON.stringify(convergence)}: expected ${CONVERGENCE_REQUESTS.join(", ")}`);
-    out.convergence = convergence as ConvergenceRequest;
-  }
-  if (maxBandwidth !== undefined) {
-    if (!/^[1-9][0-9]{0,6}$/.test(maxBandwidth) || Number(maxBandwidth) > 1024 * 1024) throw new UsageError("migrate", `--max-bandwidth ${JSON.stringify(maxBandwidth)}: expected whole MiB/s, 1 to ${1024 * 1024}`);
-    out.maxBandwidthMiBps = Number(maxBandwidth);
-  }
-  return out;
+/** --convergence and --max-bandwidth, checked here (the controller checks them again). */
+function migrationPolicy(convergence: string | undefined, maxBandwidth: string | undefined): { convergence?: ConvergenceRequest; maxBandwidthMiBps?: number } {
+  const c = oneOf("migrate", "--convergence", convergence, CONVERGENCE_REQUESTS);
+  const bw = wholeNumber("migrate", "--max-bandwidth", maxBandwidth, MIGRATION_MAX_MIBPS, "MiB/s");
+  return { ...(c === undefined ? {} : { convergence: c }), ...(bw === undefined ? {} : { maxBandwidthMiBps: bw }) };
 }
 
 export function exitFor(r: Pick<MigrationRecord, "outcome" | "refused">): number {

@@ -3,7 +3,8 @@
 // `ferry migration cancel ID [--json]`: best-effort cancel; prints what really happened.
 // `ferry migration set ID [--max-bandwidth MiB/s] [--downtime-limit ms] [--json]`: tune it while RAM streams.
 // `ferry migration force-complete ID [--downtime-limit ms] [--json]`: make it converge now (downtime limit raised; says why not post-copy).
-import { rejectExtra, UsageError } from "../args.ts";
+import { rejectExtra, UsageError, wholeNumber } from "../args.ts";
+import { MIGRATION_MAX_MIBPS } from "../../wire/controller-api.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import { migrationSummary, renderSummary } from "../render/migration.ts";
@@ -31,19 +32,13 @@ function isSub(x: string | undefined): x is Sub {
   return (SUBS as readonly (string | undefined)[]).includes(x);
 }
 
-function positive(flag: string, s: string | undefined, max: number, unit: string): number | undefined {
-  if (s === undefined) return undefined;
-  if (!/^[0-9]{1,9}$/.test(s) || Number(s) < 1 || Number(s) > max) throw new UsageError("migration", `${flag} ${JSON.stringify(s)}: expected a whole number of ${unit} from 1 to ${max}`);
-  return Number(s);
-}
-
 export const run = command("migration", USAGE, OPTIONS, async ({ values, positionals }) => {
   const [sub, id, ...extra] = positionals;
   if (!isSub(sub)) throw new UsageError("migration", sub === undefined ? `missing subcommand (${SUBS.join(", ")})` : `unknown subcommand ${JSON.stringify(sub)} (expected: ${SUBS.join(", ")})`);
   if (id === undefined) throw new UsageError("migration", "missing migration ID");
   rejectExtra("migration", extra);
-  const bw = positive("--max-bandwidth", values["max-bandwidth"], 1024 * 1024, "MiB/s");
-  const limit = positive("--downtime-limit", values["downtime-limit"], 600_000, "ms");
+  const bw = wholeNumber("migration", "--max-bandwidth", values["max-bandwidth"], MIGRATION_MAX_MIBPS, "MiB/s");
+  const limit = wholeNumber("migration", "--downtime-limit", values["downtime-limit"], 600_000, "ms");
   if (sub !== "set" && sub !== "force-complete" && (bw !== undefined || limit !== undefined)) throw new UsageError("migration", "--max-bandwidth and --downtime-limit apply to 'ferry migration set' (and --downtime-limit to force-complete) only");
   if (sub === "force-complete" && bw !== undefined) throw new UsageError("migration", "force-complete takes --downtime-limit only; to change the bandwidth use 'ferry migration set ID --max-bandwidth MiB/s'");
   if (sub === "set" && bw === undefined && limit === undefined) throw new UsageError("migration", "set: nothing to set: give --max-bandwidth MiB/s, --downtime-limit ms or both");

@@ -1,10 +1,9 @@
 // `ferry vm create NAME --host H --memory MiB [--vcpus N] --nic NETWORK:MODE:POLICY [--nic …] [--guest no-os] [--shared-memory] [--convergence P] [--json]`
 // `ferry vm show|start|stop|delete NAME [--json]`, `ferry vm set NAME --convergence P|default [--json]`
 import { CONVERGENCE_REQUESTS } from "../../migration/convergence.ts";
-import type { ConvergenceRequest } from "../../migration/convergence.ts";
 import { NIC_MODES, NIC_POLICIES } from "../../model/vm.ts";
 import type { NicMode, NicPolicy } from "../../model/vm.ts";
-import { rejectExtra, required, UsageError } from "../args.ts";
+import { oneOf, rejectExtra, required, UsageError } from "../args.ts";
 import type { Parsed } from "../args.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
@@ -68,12 +67,6 @@ export function parseNicFlag(s: string): { network: string; mode: NicMode; polic
   return { network, mode, policy };
 }
 
-/** --convergence P: one of CONVERGENCE_REQUESTS ("default" is handled by the caller). */
-function convergencePolicy(s: string): ConvergenceRequest {
-  if (!(CONVERGENCE_REQUESTS as readonly string[]).includes(s)) throw new UsageError("vm", `--convergence ${JSON.stringify(s)}: expected ${CONVERGENCE_REQUESTS.join(", ")} (or default, with 'ferry vm set')`);
-  return s as ConvergenceRequest;
-}
-
 function positiveInt(flag: string, s: string): number {
   if (!/^[0-9]{1,9}$/.test(s)) throw new UsageError("vm", `${flag}: not a positive integer: ${JSON.stringify(s)}`);
   return Number(s);
@@ -99,7 +92,8 @@ async function vm({ values, positionals }: Parsed<typeof OPTIONS>, nicFlags: rea
   }
   if (values.convergence !== undefined && sub !== "create" && sub !== "set") throw new UsageError("vm", "--convergence applies to 'ferry vm create' and 'ferry vm set' only");
   if (sub === "set" && values.convergence === undefined) throw new UsageError("vm", `set: nothing to change: give --convergence ${CONVERGENCE_REQUESTS.join("|")}|default`);
-  const convergence = values.convergence === undefined || values.convergence === "default" ? undefined : convergencePolicy(values.convergence);
+  const asked = oneOf("vm", "--convergence", values.convergence, [...CONVERGENCE_REQUESTS, "default"] as const);
+  const convergence = asked === "default" ? undefined : asked;
   let body: Parameters<Awaited<ReturnType<typeof connect>>["createVm"]>[0] | undefined;
   if (sub === "create") {
     if (values.guest !== undefined && values.guest !== "no-os" && values.guest !== "linux") throw new UsageError("vm", `--guest must be no-os or linux (got ${JSON.stringify(values.guest)})`);
