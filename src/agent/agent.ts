@@ -54,7 +54,7 @@ import { releaseRamFile } from "./migration/wiring.ts";
 import { hostStepContext } from "./step-context.ts";
 import { setUpTransport } from "./migration/transport.ts";
 import type { MigrationTransport } from "./migration/transport.ts";
-import { reapDead, recover } from "./recovery.ts";
+import { keepRearming, reapDead, recover } from "./recovery.ts";
 import type { RecoveryReport } from "./recovery.ts";
 import type { AgentState } from "./state.ts";
 import { instanceHolder } from "./state.ts";
@@ -114,7 +114,7 @@ export class Agent {
   vfioMigration: NativeVfioMigration = { available: false, reason: "not probed yet" };
   /** This host's QEMU: version, machine types, CPU models (host/qemu-caps.ts), probed at open; null when QEMU could not be asked. */
   qemuCaps: QemuCaps | null = null;
-  recovery: RecoveryReport = { reconnected: [], gone: [], unreachable: [], orphanLeases: [] };
+  recovery: RecoveryReport = { reconnected: [], gone: [], unreachable: [], orphanLeases: [], rearmPending: [] };
 
   readonly #clock: Clock;
   readonly #log: Logger;
@@ -185,6 +185,7 @@ export class Agent {
       throw e;
     }
     void agent.#runLoop();
+    void keepRearming(agent.#s, agent.recovery.rearmPending, agent.#loop.signal);
     log.info({ accel: accel.accel, vfs: vfs.length, vfioMigration: agent.vfioMigration, ...agent.#recoverySummary() }, "agent ready");
     return agent;
   }

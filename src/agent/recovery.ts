@@ -10,7 +10,7 @@ import type { Lease, LeaseHolder } from "../host/leases.ts";
 import * as v from "../model/validate.ts";
 import { listInstanceDirs, processAlive, reconnectInstance, removeInstanceDir } from "../qemu/instance.ts";
 import type { GoneInstanceT } from "../wire/agent-api.ts";
-import { rearmSources } from "./migration/source.ts";
+import { rearmSources, sourcesInFlight } from "./migration/source.ts";
 import { releaseRamFile } from "./migration/wiring.ts";
 import type { AgentState } from "./state.ts";
 import { instanceHolder } from "./state.ts";
@@ -23,11 +23,13 @@ export interface RecoveryReport {
   unreachable: string[];
   /** Instance leases whose instance has no runtime dir here: reported, not released. */
   orphanLeases: Lease[];
+  /** Source migrations in flight whose give-up could not be armed yet (still streaming, QEMU not answering): keepRearming asks again. */
+  rearmPending: string[];
 }
 
 /** At startup: adopt every instance under the run dir, report the rest, sweep RAM files, re-arm sources waiting at pre-switchover. */
 export async function recover(s: AgentState, signal?: AbortSignal): Promise<RecoveryReport> {
-  const report: RecoveryReport = { reconnected: [], gone: [], unreachable: [], orphanLeases: [] };
+  const report: RecoveryReport = { reconnected: [], gone: [], unreachable: [], orphanLeases: [], rearmPending: [] };
   for (const dir of await listInstanceDirs(s.config.runDir)) {
     const r = await adoptDir(s, dir, signal);
     if (r.kind === "adopted") report.reconnected.push(r.id);
@@ -39,8 +41,38 @@ export async function recover(s: AgentState, signal?: AbortSignal): Promise<Reco
   report.orphanLeases = s.leases.list().filter((l) => !known(l.holder));
   for (const l of report.orphanLeases) s.log.warn({ vf: l.vf, holder: l.holder }, "lease held by an instance with no runtime dir on this host");
   await sweepRamFiles(s);
-  for (const id of await rearmSources(s.ctx())) s.log.warn({ migrationId: id }, "a migration from this host waits at pre-switchover (guest paused): its give-up deadline is armed again");
+  report.rearmPending = await rearm(s, sourcesInFlight(s.ctx()));
   return report;
+}
+
+const REARM_EVERY_MS = 250;
+
+/** One round of re-arming (rearmSources); what is still pending. */
+async function rearm(s: AgentState, ids: readonly string[]): Promise<string[]> {
+  const r = await rearmSources(s.ctx(), ids, { waitFor: (id) => s.unreachable.has(id) });
+  for (const id of r.armed) s.log.warn({ migrationId: id }, "a migration from this host waits at pre-switchover (guest paused): its give-up deadline is armed again");
+  return r.pending;
+}
+
+/**
+ * After recover: the source migrations it could not re-arm yet are asked
+ * about again every 250 ms until each is armed or over (the agent's tick, every
+ * 10 s, would leave a paused guest waiting that long).
+ */
+export async function keepRearming(s: AgentState, pending: readonly string[], signal: AbortSignal): Promise<void> {
+  let ids = [...pending];
+  if (ids.length > 0) s.log.info({ migrations: ids }, "source migrations in flight across the restart: watching them until they reach pre-switchover or end");
+  while (ids.length > 0) {
+    try {
+      await s.clock.sleep(REARM_EVERY_MS, signal);
+    } catch {
+      return; // the agent closed
+    }
+    ids = await rearm(s, ids).catch((e: unknown) => {
+      s.log.error({ err: toFerryError(e).message }, "re-arming source migrations failed; trying again");
+      return ids;
+    });
+  }
 }
 
 /** RAM files in memoryDir that no instance dir names (left by a crash): removed. */

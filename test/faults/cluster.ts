@@ -158,9 +158,22 @@ export class FaultCluster extends TestCluster {
         return bad.length === 0 ? true : undefined;
       }, timeoutMs, 250);
     } catch {
-      const tails = await Promise.all([...this.agents.values()].map(async (a) => `--- ${a.name} agent log (last lines):\n${(await readFile(a.log, "utf8").catch(() => "")).split("\n").slice(-8).join("\n")}`));
-      throw new Error(`the cluster did not become healthy within ${timeoutMs / 1000} s: ${why}. A previous point left it broken; start the matrix again (FERRY_MATRIX_ONLY= selects points).\n${tails.join("\n")}`);
+      throw new Error(`the cluster did not become healthy within ${timeoutMs / 1000} s: ${why}. A previous point left it broken; start the matrix again (FERRY_MATRIX_ONLY= selects points).\n${await this.agentLogs({ last: 8 })}`);
     }
+  }
+
+  /**
+   * Every agent's log as a failure message quotes it: the lines that mention
+   * `mentioning` (a migration id; an agent restarted on its config appends
+   * to the same log), else the last `last` lines.
+   */
+  async agentLogs(o: { mentioning?: string; last?: number }): Promise<string> {
+    const parts = await Promise.all([...this.agents.values()].map(async (a) => {
+      const lines = (await readFile(a.log, "utf8").catch(() => "")).split("\n");
+      const picked = o.mentioning === undefined ? lines.slice(-(o.last ?? 8)) : lines.filter((l) => l.includes(o.mentioning!) || /"agent ready"|reconnected to instance/.test(l)).slice(-(o.last ?? 40));
+      return `--- ${a.name} agent log (${o.mentioning === undefined ? "last lines" : `lines about ${o.mentioning}, and its starts`}):\n${picked.join("\n")}`;
+    }));
+    return parts.join("\n");
   }
 
   async waitDone(id: string, timeoutMs = 120_000): Promise<MigrationRecord> {

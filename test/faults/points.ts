@@ -92,6 +92,8 @@ export interface PointResult extends MatrixPoint {
   /** QEMU's downtime as the record reports it. */
   downtimeMs: number | null;
   violations: string[];
+  /** The migration's id (null: refused before it had one). */
+  migrationId: string | null;
   ms: number;
 }
 
@@ -168,8 +170,9 @@ export async function runPoint(c: FaultCluster, vm: TestVm, point: MatrixPoint):
   // connectivity, where the guest can answer (the real guest on a fabric): from before the fault until stable after the end
   const address = before.nics[0]?.address.split("/")[0];
   let net: Awaited<ReturnType<typeof watchConnectivity>> | null = null;
+  let id: string | null = null;
   const result = (o: { outcome: string; reason: string; runsOn: string; violations: string[]; pause: PauseReport; downtimeMs: number | null }): PointResult => ({
-    ...point, kind: vm.kind, outcome: o.outcome, reason: o.reason, runsOn: o.runsOn, down, violations: o.violations, downtimeMs: o.downtimeMs,
+    ...point, kind: vm.kind, outcome: o.outcome, reason: o.reason, runsOn: o.runsOn, down, violations: o.violations, downtimeMs: o.downtimeMs, migrationId: id,
     pauseMs: down ? null : (o.pause.heartbeatGapMs ?? o.pause.runStatePauseMs), pauseBudgetMs: pauseBudgetMs(point), ms: systemClock.monotonic() - started,
   });
   try {
@@ -178,7 +181,6 @@ export async function runPoint(c: FaultCluster, vm: TestVm, point: MatrixPoint):
     else if (fault === "controller") await c.arm(src, "hold:begin", { once: true, holdMs: 60_000 });
     if (phase === "plan" && fault !== "controller") await inject(null);
 
-    let id: string | null = null;
     try {
       const r = await c.api.migrate({ vm: vm.name, to: dst, deadlines: deadlinesFor(vm.kind) });
       if (r.kind !== "started") throw new Error(`migrate answered ${r.kind}`);

@@ -8,91 +8,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { FakeClock, systemClock } from "../../core/clock.ts";
-import type { Clock } from "../../core/clock.ts";
-import { openStateDb, RecordStore } from "../../host/leases.ts";
-import type { NicSpec, VmSpec } from "../../model/vm.ts";
-import type { Instance } from "../../qemu/instance.ts";
-import type { QmpEvent } from "../../qmp/protocol.ts";
+import type { NicSpec } from "../../model/vm.ts";
 import { breakdownOf } from "../../migration/timeline.ts";
 import type { DestinationMoments } from "../../migration/timeline.ts";
-import type { StepContext } from "./context.ts";
 import { steerOnResume } from "./nics.ts";
 import { perform, switchover } from "./source.ts";
+import { failover, rig, spec } from "./testing.ts";
 
 const dir = await mkdtemp(join(tmpdir(), "ferry-moments-"));
 after(() => rm(dir, { recursive: true, force: true }));
 
-const failover: NicSpec = {
-  name: "net0", mode: "failover", mac: "52:54:00:00:00:01", network: "physnet1", guestPorts: { standby: 1, primary: 2 },
-  standby: { kind: "tap", ifname: "fs-net0" },
-  primary: { kind: "stand-in", model: "vmxnet3", backend: { kind: "tap", ifname: "fp-net0" }, vf: "0000:3b:10.0" },
-};
-
-/** A QEMU monitor as far as a migration's steps use it; `onMigrate` and `onQuery` play what QEMU does once `migrate` is sent, and while it streams. */
-class FakeQmp {
-  closed = false;
-  status = "none";
-  readonly sent: string[] = [];
-  /** The downtime-limit of every migrate-set-parameters that set one, in order. */
-  readonly limits: number[] = [];
-  /** What query-migrate answers while the status is "active" (beside the status). */
-  active: Record<string, unknown> = {};
-  readonly #listeners = new Set<(e: QmpEvent) => void>();
-  onMigrate: () => void = () => undefined;
-  onQuery: () => void = () => undefined;
-
-  onEvent(l: (e: QmpEvent) => void): () => void {
-    this.#listeners.add(l);
-    return () => this.#listeners.delete(l);
-  }
-
-  emit(event: string, timestampUs: number, data: Record<string, unknown> = {}): void {
-    for (const l of [...this.#listeners]) l({ kind: "event", event, data, timestampUs });
-  }
-
-  execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
-    this.sent.push(command);
-    if (command === "migrate-set-parameters" && typeof args?.["downtime-limit"] === "number") this.limits.push(args["downtime-limit"]);
-    switch (command) {
-      case "query-migrate":
-        this.onQuery();
-        return Promise.resolve(this.status === "completed" ? { status: "completed", "total-time": 900, downtime: 12, ram: { transferred: 1000 } } : { status: this.status, ...(this.status === "active" ? this.active : {}) });
-      case "query-dirty-rate":
-        return Promise.resolve({ status: "unstarted" });
-      case "migrate":
-        this.onMigrate();
-        return Promise.resolve({});
-      case "migrate-continue":
-        this.status = "completed";
-        return Promise.resolve({});
-      default:
-        return Promise.resolve({});
-    }
-  }
-}
-
-function rig(clock: Clock, spec: VmSpec): { ctx: StepContext; inst: Instance; qmp: FakeQmp; pins: string[] } {
-  const qmp = new FakeQmp();
-  const pins: string[] = [];
-  const inst = { id: "i-src", qmp, meta: { spec } } as unknown as Instance;
-  const records = new RecordStore(openStateDb(join(dir, `${Math.random().toString(36).slice(2)}.db`)), clock);
-  const ctx = {
-    host: "hv-a", clock, records, vfs: () => [],
-    run: (file: string, args: readonly string[]) => {
-      if (args.includes("fdb")) pins.push(args.join(" "));
-      return Promise.resolve({ code: 0, stdout: "", stderr: "" });
-    },
-    network: (name: string) => (name === "physnet1" ? { bridge: "br-physnet1", netns: null } : undefined),
-    instances: { get: (id: string) => (id === inst.id ? inst : undefined), add: () => undefined, remove: () => undefined, all: () => [inst] },
-  } as unknown as StepContext;
-  return { ctx, inst, qmp, pins };
-}
-
-const spec = (nics: NicSpec[]): VmSpec => ({ uuid: "6f1b0c9e-2d3a-4b5c-8d7e-0123456789ab", name: "vm", memoryMiB: 256, vcpus: 1, nics } as unknown as VmSpec);
 const signal = (): AbortSignal => AbortSignal.timeout(10_000);
 
 test("source: migrate sent, the primary's release, the standby steer and the STOP are in the switchover answer; a re-sent switchover answers the same", async () => {
-  const { ctx, qmp, pins } = rig(systemClock, spec([failover]));
+  const { ctx, qmp, pins } = rig(dir, systemClock, spec([failover]));
   let unplugUs = 0;
   let stopUs = 0;
   let sentAtStop = 0;
@@ -133,7 +62,7 @@ test("source: migrate sent, the primary's release, the standby steer and the STO
 
 test("source: a guest without failover NICs still has migrate sent and STOP, and no unplugs", async () => {
   const emulated: NicSpec = { name: "net0", mode: "emulated", mac: "52:54:00:00:00:02", guestPorts: { standby: 1 }, standby: { kind: "none" } };
-  const { ctx, qmp } = rig(systemClock, spec([emulated]));
+  const { ctx, qmp } = rig(dir, systemClock, spec([emulated]));
   qmp.onMigrate = () => {
     qmp.emit("STOP", Date.now() * 1000 + 50_000);
     qmp.status = "pre-switchover";
@@ -146,7 +75,7 @@ test("source: a guest without failover NICs still has migrate sent and STOP, and
 
 test("destination: RESUME's timestamp and the end of the standby steer it started (the forwarding update)", async () => {
   const clock = new FakeClock();
-  const { ctx, inst, qmp, pins } = rig(clock, spec([failover]));
+  const { ctx, inst, qmp, pins } = rig(dir, clock, spec([failover]));
   // the steer (a bridge fdb replace) takes 3 ms on this host
   const run = ctx.run;
   ctx.run = (file, args, o) => {
@@ -168,7 +97,7 @@ test("destination: RESUME's timestamp and the end of the standby steer it starte
 });
 
 test("destination: nothing steered (unmanaged forwarding) — RESUME noted, no forwarding update moment", async () => {
-  const { ctx, inst, qmp } = rig(new FakeClock(), spec([failover]));
+  const { ctx, inst, qmp } = rig(dir, new FakeClock(), spec([failover]));
   ctx.network = () => ({ bridge: "br-physnet1", netns: null, forwarding: "unmanaged" });
   const noted: DestinationMoments[] = [];
   steerOnResume(ctx, inst, spec([failover]), (m) => noted.push(m));
@@ -179,7 +108,7 @@ test("destination: nothing steered (unmanaged forwarding) — RESUME noted, no f
 });
 
 test("source: the downtime limit starts at 50 ms and doubles every second after the first pass over RAM, up to QEMU's 300 ms; the perform answer says what QEMU held; convergence off and a limit set live are left alone", async () => {
-  const { ctx, qmp } = rig(systemClock, spec([]));
+  const { ctx, qmp } = rig(dir, systemClock, spec([]));
   let firstPassEnd = 0;
   qmp.onMigrate = () => {
     qmp.status = "active";
@@ -198,7 +127,7 @@ test("source: the downtime limit starts at 50 ms and doubles every second after 
 
   /** A source past its first pass that converges after 16 polls (~1.6 s: past the first step); `onPoll` sees each. */
   const pastFirstPass = (onPoll: (n: number, r: ReturnType<typeof rig>) => void = () => undefined): ReturnType<typeof rig> => {
-    const r = rig(systemClock, spec([]));
+    const r = rig(dir, systemClock, spec([]));
     r.qmp.onMigrate = () => {
       r.qmp.status = "active";
       r.qmp.active = { ram: { "dirty-sync-count": 2 } };

@@ -44,6 +44,8 @@ interface SrcRecord {
   gaveUp?: { at: number };
   /** The convergence policy perform chose (a re-sent perform answers the same). */
   convergence?: ConvergenceChoice;
+  /** How long perform lets the source wait at pre-switchover (destination check + grace): what a restarted agent arms if the migration reaches it after the restart. */
+  waitMs?: number;
 }
 
 interface PauseRecord {
@@ -121,6 +123,7 @@ async function performNow(ctx: StepContext, migrationId: string, input: PerformI
   const choice = chooseConvergence({ requested, ...(dirtyBytesPerS === undefined ? {} : { dirtyBytesPerS }), ...(input.maxBandwidthBytes === undefined ? {} : { maxBandwidthBytes: input.maxBandwidthBytes }) });
   ctx.log?.info({ migrationId, convergence: choice }, choice.reason);
   rec.convergence = choice;
+  rec.waitMs = waitMs;
   rec.started = true;
   ctx.records.put(SRC, migrationId, rec);
   trackPause(ctx, migrationId, inst, { fresh: true });
@@ -401,22 +404,51 @@ async function confirmNow(ctx: StepContext, migrationId: string, instanceId: str
   return pausedMs === undefined ? { state: "running" } : { state: "running", pausedMs };
 }
 
-/**
- * After an agent restart: every migration this host was the source of that
- * sits at pre-switchover gets its give-up deadline back (journaled in the
- * record), so the guest's pause does not wait on the controller either.
- */
-export async function rearmSources(ctx: StepContext): Promise<string[]> {
-  const out: string[] = [];
-  for (const { key: migrationId, value } of ctx.records.list(SRC)) {
+/** The source migrations an agent restart found in flight (started, neither continued nor given up): to re-arm (rearmSources). */
+export function sourcesInFlight(ctx: StepContext): string[] {
+  return ctx.records.list(SRC).filter(({ value }) => {
     const rec = value as SrcRecord;
+    return rec.started === true && rec.continued !== true && !rec.gaveUp;
+  }).map(({ key: migrationId }) => migrationId);
+}
+
+/**
+ * After an agent restart (DESIGN invariant: no guest pause depends on the
+ * controller): each source migration in `ids` (sourcesInFlight) that sits at
+ * pre-switchover gets its give-up deadline back (journaled in the record, or
+ * the one perform journaled from now); one still streaming gets its pause
+ * tracked, and is `pending` until QEMU reaches pre-switchover — nobody else
+ * would arm it then, the perform that would have died with the old agent.
+ * `pending` also holds those whose QEMU did not answer this time, or whose
+ * instance `waitFor` says is not adopted yet: the caller asks again.
+ */
+export async function rearmSources(ctx: StepContext, ids: readonly string[], o: { waitFor?: (instanceId: string) => boolean } = {}): Promise<{ armed: string[]; pending: string[] }> {
+  const armed: string[] = [];
+  const pending: string[] = [];
+  for (const migrationId of ids) {
+    const rec = ctx.records.get(SRC, migrationId) as SrcRecord | undefined;
+    if (!rec || rec.started !== true || rec.continued === true || rec.gaveUp || watchdogs.has(key(ctx, migrationId))) continue;
     const inst = ctx.instances.get(rec.instanceId);
-    if (!inst || rec.started !== true || rec.continued === true || rec.gaveUp || inst.qmp.closed) continue;
-    const status = await queryMigrate(inst.qmp, { signal: ctx.clock.timeout(2_000) }).then((m) => m.status, () => "unknown");
-    if (status !== "pre-switchover") continue;
-    trackPause(ctx, migrationId, inst, { fresh: false });
-    armGiveUp(ctx, migrationId, inst, rec, ctx.switchoverGraceMs ?? DEFAULT_GRACE_MS);
-    out.push(migrationId);
+    if (!inst || inst.qmp.closed) {
+      if (o.waitFor?.(rec.instanceId) === true) pending.push(migrationId);
+      continue;
+    }
+    const status = await queryMigrate(inst.qmp, { signal: ctx.clock.timeout(2_000) }).then((m) => m.status, () => "unknown" as const);
+    if (status === "unknown") {
+      pending.push(migrationId);
+      continue;
+    }
+    if (status !== "pre-switchover" && !migrationUnderWay(status)) continue;
+    // read again after the query: a switchover or cancel may have moved it meanwhile (armGiveUp journals the record)
+    const now = ctx.records.get(SRC, migrationId) as SrcRecord | undefined;
+    if (!now || now.continued === true || now.gaveUp) continue;
+    if (!pauseTrackers.has(key(ctx, migrationId))) trackPause(ctx, migrationId, inst, { fresh: false });
+    if (status !== "pre-switchover") {
+      pending.push(migrationId);
+      continue;
+    }
+    armGiveUp(ctx, migrationId, inst, now, now.waitMs ?? ctx.switchoverGraceMs ?? DEFAULT_GRACE_MS);
+    armed.push(migrationId);
   }
-  return out;
+  return { armed, pending };
 }
