@@ -37,7 +37,7 @@ export class HttpAgentPort implements AgentPort {
     const adopt = plan.link?.adoptFrom.host === plan.destination.host ? { adoptFrom: plan.link.adoptFrom.instanceId } : {};
     // with TLS on the migration network the destination admits only the planned source's certificate
     const sourceIdentity = await this.#identityOf(plan.source.host);
-    const r = await this.#agents(plan.destination.host).prepare(plan.id, { spec, nics, leaseTtlMs: Math.min(ttl, 24 * 3_600_000), ...adopt, ...(sourceIdentity === undefined ? {} : { sourceIdentity }) }, stepOptions(signal));
+    const r = await this.#agents(plan.destination.host).prepare(plan.id, { spec, nics, leaseTtlMs: Math.min(ttl, 24 * 3_600_000), primaryBackMs: Math.min(plan.deadlines.primaryBackMs, 3_600_000), ...adopt, ...(sourceIdentity === undefined ? {} : { sourceIdentity }) }, stepOptions(signal));
     this.#prepared.set(plan.id, r);
     return r;
   }

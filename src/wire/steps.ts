@@ -73,6 +73,8 @@ export const PrepareBody = strict({
   adoptFrom: Type.Optional(InstanceId),
   /** The planned source host's migration certificate subject (what it advertised): with TLS on this host's migration network, the only client the incoming QEMU admits. */
   sourceIdentity: Type.Optional(Type.String({ ...ruled("^[A-Za-z0-9.]+=[ -~]*$", "a certificate subject DN such as CN=host-a"), maxLength: 1024 })),
+  /** The plan's primaryBackMs: after RESUME the destination steers to each failover primary QEMU plugs back within it, finish or not (absent: an older controller; finish does it). */
+  primaryBackMs: Type.Optional(Ms(HOUR)),
 });
 export type PrepareBody = Static<typeof PrepareBody>;
 export const PrepareReply = PrepareResult;

@@ -112,7 +112,7 @@ describe("what the matrix observes", () => {
 describe("matrix table", () => {
   const r = (o: Partial<PointResult>): PointResult => ({
     phase: "perform", fault: "controller", duration: "short", kind: "guest", outcome: "succeeded", reason: "", runsOn: "host-b", down: false,
-    pauseMs: 120, pauseBudgetMs: 7_000, downtimeMs: 80, violations: [], migrationId: "m-1", ms: 4_000, ...o,
+    pauseMs: 120, pauseBudgetMs: 7_000, downtimeMs: 80, violations: [], migrationId: "m-1", nicGapMs: null, ms: 4_000, ...o,
   });
 
   it("a cell shows the outcome, a lost guest and the number of violations", () => {

@@ -27,10 +27,10 @@ export function renderMatrix(results: readonly PointResult[], form: "short" | "l
   out.push("", "✓: every check held (one QEMU process of the VM in /proc, the instance the store names — or none, and the store says down; no left-over instance; every lease held by a running instance; terminal outcome; no pause past its deadline; a downtime over its limit warned; the real guest's heartbeat went on)");
   const failed = results.filter((r) => r.violations.length > 0).length;
   out.push("", `${results.length - failed} of ${results.length} points held every check`);
-  out.push("", "points (time, outcome, where it runs, longest pause / its deadline, QEMU downtime):");
+  out.push("", "points (time, outcome, where it runs, longest pause / its deadline, QEMU downtime, the real guest's longest NIC silence):");
   for (const r of results) {
     const pause = r.pauseMs === null ? "pause -" : `pause ${r.pauseMs} / ${r.pauseBudgetMs} ms`;
-    out.push(`  ${pointKey(r)} [${r.kind}] ${(r.ms / 1000).toFixed(1)} s: ${r.outcome}${r.down ? " (guest lost: down expected)" : ""}, runs on ${r.runsOn}, ${pause}, downtime ${r.downtimeMs ?? "-"} ms — ${r.reason.slice(0, 160)}`);
+    out.push(`  ${pointKey(r)} [${r.kind}] ${(r.ms / 1000).toFixed(1)} s: ${r.outcome}${r.down ? " (guest lost: down expected)" : ""}, runs on ${r.runsOn}, ${pause}, downtime ${r.downtimeMs ?? "-"} ms${r.nicGapMs === null ? "" : `, NIC silent ${r.nicGapMs} ms`} — ${r.reason.slice(0, 160)}`);
     for (const v of r.violations) out.push(`      ✗ ${v}`);
   }
   return out.join("\n");

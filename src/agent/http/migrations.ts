@@ -29,7 +29,7 @@ export function migrationRoutes(app: FerryFastify, { agent }: AgentAppDeps): voi
   post("/v1/migrations/:id/prepare", {
     schema: { params: Params, body: PrepareBody },
     config: { openapi: { summary: "Destination: lease the planned VFs to the migration, start QEMU with -incoming, listen on the migration network (TLS: only sourceIdentity is admitted)" } },
-  }, async (req) => steps.prepare(ctx(), req.params.id, { spec: await agent.admitSpec(req.body.spec), nics: req.body.nics, leaseTtlMs: req.body.leaseTtlMs, adoptFrom: req.body.adoptFrom, ...(req.body.sourceIdentity === undefined ? {} : { sourceIdentity: req.body.sourceIdentity }) }, within(60_000)));
+  }, async (req) => steps.prepare(ctx(), req.params.id, { spec: await agent.admitSpec(req.body.spec), nics: req.body.nics, leaseTtlMs: req.body.leaseTtlMs, adoptFrom: req.body.adoptFrom, ...(req.body.sourceIdentity === undefined ? {} : { sourceIdentity: req.body.sourceIdentity }), ...(req.body.primaryBackMs === undefined ? {} : { primaryBackMs: req.body.primaryBackMs }) }, within(60_000)));
 
   post("/v1/migrations/:id/perform", {
     schema: { params: Params, body: PerformBody },

@@ -86,7 +86,7 @@ async function prepareNow(ctx: StepContext, migrationId: string, input: PrepareI
     steerOnResume(ctx, inst, spec, (resumed) => {
       const r = ctx.records.get(DEST, migrationId) as DestRecord | undefined;
       if (r) ctx.records.put(DEST, migrationId, { ...r, resumed } satisfies DestRecord);
-    });
+    }, input.primaryBackMs === undefined ? {} : { primaryBackMs: input.primaryBackMs });
     ctx.records.put(DEST, migrationId, { instanceId, uri, vmUuid: source.uuid, spec, planned, expiresAt } satisfies DestRecord);
     await ctx.faults?.hold("prepare", migrationId, ctx.clock, signal);
     if (ctx.faults?.fire("agent-crash-in-prepare")) process.kill(process.pid, "SIGKILL");

@@ -11,7 +11,9 @@ import { FakeClock, systemClock } from "../../core/clock.ts";
 import type { NicSpec } from "../../model/vm.ts";
 import { breakdownOf } from "../../migration/timeline.ts";
 import type { DestinationMoments } from "../../migration/timeline.ts";
-import { steerOnResume } from "./nics.ts";
+import { deviceIds } from "../../qemu/argv.ts";
+import type { PrimaryMoments } from "../../migration/timeline.ts";
+import { bringBackNics, steerOnResume } from "./nics.ts";
 import { perform, switchover } from "./source.ts";
 import { failover, rig, spec } from "./testing.ts";
 
@@ -19,6 +21,8 @@ const dir = await mkdtemp(join(tmpdir(), "ferry-moments-"));
 after(() => rm(dir, { recursive: true, force: true }));
 
 const signal = (): AbortSignal => AbortSignal.timeout(10_000);
+/** The bridge port a steer (bridge fdb replace MAC dev PORT …) pinned the MAC to. */
+const port = (pin: string): string => /\bdev (\S+)/.exec(pin)?.[1] ?? pin;
 
 test("source: migrate sent, the primary's release, the standby steer and the STOP are in the switchover answer; a re-sent switchover answers the same", async () => {
   const { ctx, qmp, pins } = rig(dir, systemClock, spec([failover]));
@@ -94,6 +98,28 @@ test("destination: RESUME's timestamp and the end of the standby steer it starte
   assert.equal(pins.length, 1);
   const b = breakdownOf({ destination: m });
   assert.ok(b.steerAfterResumeMs !== undefined && b.steerAfterResumeMs > 0 && b.steerAfterResumeMs <= 3, `the forwarding update ended within the steer's 3 ms after RESUME (got ${String(b.steerAfterResumeMs)})`);
+});
+
+test("destination: a failover primary QEMU plugs back after RESUME gets the NIC's frames at once, with no finish (the controller may be away); finish reports that moment and does not steer to the standby first", async () => {
+  const { ctx, inst, qmp, pins } = rig(dir, systemClock, spec([failover]));
+  const ids = deviceIds("net0");
+  qmp.devices = [ids.standby];
+  steerOnResume(ctx, inst, spec([failover]), undefined, { primaryBackMs: 5_000 });
+  qmp.emit("RESUME", Date.now() * 1000);
+  await systemClock.sleep(300);
+  assert.deepEqual(pins.map(port), ["fs-net0"], "at RESUME the frames go to the standby; nothing more while the primary is away");
+  qmp.devices = [ids.standby, ids.primary];
+  const backAt = Date.now();
+  const end = backAt + 2_000;
+  while (pins.length < 2 && Date.now() < end) await systemClock.sleep(10);
+  assert.deepEqual(pins.map(port), ["fs-net0", "fp-net0"], "the primary's tap gets the frames once QEMU has plugged it back");
+  assert.ok(Date.now() - backAt < 500, `steered ${Date.now() - backAt} ms after the primary was back`);
+  const primaries: PrimaryMoments[] = [];
+  const nics = await bringBackNics(ctx, inst, spec([failover]), { net0: "0000:3b:10.0" }, { primaryBackMs: 1_000, replugFails: false, onPrimary: (m) => primaries.push(m) }, signal());
+  assert.deepEqual(nics, [{ name: "net0", vf: "0000:3b:10.0", attached: true }]);
+  assert.deepEqual(pins.slice(2).map(port), ["fp-net0"], "finish steers the primary again (idempotent) but never the standby in between");
+  assert.equal(primaries.length, 1);
+  assert.ok(primaries[0]!.backAtMs >= backAt && primaries[0]!.backAtMs < backAt + 500, "finish reports when the primary was back, not when finish came");
 });
 
 test("destination: nothing steered (unmanaged forwarding) — RESUME noted, no forwarding update moment", async () => {

@@ -21,6 +21,8 @@ export class FakeQmp {
   status = "none";
   /** The guest's vCPUs run (query-status); migrate_cancel resumes a guest paused by the migration, as QEMU does. */
   running = true;
+  /** The devices under /machine/peripheral (qom-list): a failover primary QEMU plugged back appears here. */
+  devices: string[] = [];
   /** The next this many query-migrate calls fail (a monitor that does not answer in time). */
   failQueries = 0;
   readonly sent: string[] = [];
@@ -54,6 +56,8 @@ export class FakeQmp {
         return Promise.resolve(this.status === "completed" ? { status: "completed", "total-time": 900, downtime: 12, ram: { transferred: 1000 } } : { status: this.status, ...(this.status === "active" ? this.active : {}) });
       case "query-status":
         return Promise.resolve({ status: this.running ? "running" : "paused", running: this.running });
+      case "qom-list":
+        return Promise.resolve(this.devices.map((name) => ({ name, type: "child<virtio-net-pci>" })));
       case "query-dirty-rate":
         return Promise.resolve({ status: "unstarted" });
       case "migrate":
