@@ -33,11 +33,14 @@ describe("ferry CLI", () => {
       [["vm", "set", "vm1"], /set: nothing to change: give --convergence/],
       [["vm", "set", "vm1", "--convergence", "sometimes"], /--convergence "sometimes": expected auto, off, auto-converge/],
       [["vm", "show", "vm1", "--convergence", "off"], /--convergence applies to 'ferry vm create' and 'ferry vm set' only/],
+      [["vm", "create", "vm1", "--host", "h", "--memory", "64k"], /--memory "64k": expected a whole number of MiB from 1 to 1048576/],
+      [["vm", "create", "vm1", "--host", "h", "--memory", "64", "--vcpus", "0"], /--vcpus "0": expected a whole number of vCPUs from 1 to 256/],
+      [["evacuate", "h", "--parallel", "99"], /--parallel "99": expected a whole number of migrations at a time from 1 to 16/],
     ] as const) {
       const r = await ferry(...args);
       assert.equal(r.code, EXIT.usage, `ferry ${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stderr, msg);
-      assert.match(r.stderr, /see 'ferry( agent| migrate| vm)? --help'/);
+      assert.match(r.stderr, /see 'ferry( agent| migrate| vm| evacuate)? --help'/);
     }
   });
 

@@ -102,12 +102,16 @@ export type CreatedVmT = Static<typeof CreatedVm>;
 export const VmList = Type.Object({ vms: Type.Array(VmView) });
 export const VmParams = Type.Object({ name: Name });
 
+/** A VM's largest memory and vCPU count (the API's bounds; the CLI checks the same). */
+export const VM_MAX_MEMORY_MIB = 1024 * 1024;
+export const VM_MAX_VCPUS = 256;
+
 export const CreateVmBody = Type.Object(
   {
     name: Type.String(ruled("^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,30}$", "a VM name: 1 to 31 letters, digits, '_', '.' or '-', starting with a letter or digit")),
     host: Name,
-    memoryMiB: Type.Integer({ minimum: 64, maximum: 1024 * 1024 }),
-    vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+    memoryMiB: Type.Integer({ minimum: 64, maximum: VM_MAX_MEMORY_MIB }),
+    vcpus: Type.Optional(Type.Integer({ minimum: 1, maximum: VM_MAX_VCPUS })),
     nics: Type.Array(Type.Object({ network: Name, mode: Mode, policy: Policy }, { additionalProperties: false }), { maxItems: 8 }),
     noOs: Type.Optional(Type.Boolean({ description: "start with no OS (the guest never answers unplug requests)" })),
     sharedMemory: Type.Optional(Type.Boolean({ description: "map guest RAM from a shared file on the host, so a local migration (QEMU upgrade in place) copies no RAM" })),

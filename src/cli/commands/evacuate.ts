@@ -13,7 +13,7 @@ import { isFerryError } from "../../core/errors.ts";
 import type { EvacuationItem, EvacuationView } from "../../wire/evacuation.ts";
 import { moved } from "../../controller/evacuation.ts";
 import { DEFAULT_PARALLEL, MAX_BANDWIDTH_MIBPS, MAX_PARALLEL } from "../../wire/evacuation.ts";
-import { rejectExtra, UsageError } from "../args.ts";
+import { rejectExtra, UsageError, wholeNumber } from "../args.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
 import { renderTable } from "../render/table.ts";
@@ -36,12 +36,6 @@ const OPTIONS = {
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
-
-function intOption(name: string, raw: string | undefined, max: number): number | undefined {
-  if (raw === undefined) return undefined;
-  if (!/^[0-9]{1,9}$/.test(raw) || Number(raw) < 1 || Number(raw) > max) throw new UsageError("evacuate", `--${name} must be an integer from 1 to ${max} (got ${JSON.stringify(raw)})`);
-  return Number(raw);
-}
 
 export function itemLine(i: EvacuationItem): string {
   const where = `${i.vm}: ${i.from} → ${i.to ?? "(nowhere)"}`;
@@ -75,8 +69,8 @@ export const run = command("evacuate", USAGE, OPTIONS, async ({ values, position
   const [host, ...extra] = positionals;
   if (host === undefined) throw new UsageError("evacuate", "missing HOST");
   rejectExtra("evacuate", extra);
-  const parallel = intOption("parallel", values.parallel, MAX_PARALLEL);
-  const bw = intOption("max-bandwidth", values["max-bandwidth"], MAX_BANDWIDTH_MIBPS);
+  const parallel = wholeNumber("evacuate", "--parallel", values.parallel, MAX_PARALLEL, "migrations at a time");
+  const bw = wholeNumber("evacuate", "--max-bandwidth", values["max-bandwidth"], MAX_BANDWIDTH_MIBPS, "MiB/s");
   const client = await connect("evacuate", values);
   const body = { ...(parallel === undefined ? {} : { parallel }), ...(bw === undefined ? {} : { maxBandwidthMiBps: bw }) };
 

@@ -3,7 +3,8 @@
 import { CONVERGENCE_REQUESTS } from "../../migration/convergence.ts";
 import { NIC_MODES, NIC_POLICIES } from "../../model/vm.ts";
 import type { NicMode, NicPolicy } from "../../model/vm.ts";
-import { oneOf, rejectExtra, required, UsageError } from "../args.ts";
+import { VM_MAX_MEMORY_MIB, VM_MAX_VCPUS } from "../../wire/controller-api.ts";
+import { oneOf, rejectExtra, required, UsageError, wholeNumber } from "../args.ts";
 import type { Parsed } from "../args.ts";
 import { command } from "../command.ts";
 import { EXIT } from "../exit-codes.ts";
@@ -67,11 +68,6 @@ export function parseNicFlag(s: string): { network: string; mode: NicMode; polic
   return { network, mode, policy };
 }
 
-function positiveInt(flag: string, s: string): number {
-  if (!/^[0-9]{1,9}$/.test(s)) throw new UsageError("vm", `${flag}: not a positive integer: ${JSON.stringify(s)}`);
-  return Number(s);
-}
-
 export async function run(argv: readonly string[]): Promise<number> {
   const { values: nicFlags, rest } = takeRepeated(argv, "--nic");
   return command("vm", USAGE, OPTIONS, (args) => vm(args, nicFlags))(rest);
@@ -100,9 +96,9 @@ async function vm({ values, positionals }: Parsed<typeof OPTIONS>, nicFlags: rea
     body = {
       name,
       host: required("vm", values.host, "--host H"),
-      memoryMiB: positiveInt("--memory", required("vm", values.memory, "--memory MiB")),
+      memoryMiB: wholeNumber("vm", "--memory", required("vm", values.memory, "--memory MiB"), VM_MAX_MEMORY_MIB, "MiB")!,
       nics: nicFlags.map(parseNicFlag),
-      ...(values.vcpus === undefined ? {} : { vcpus: positiveInt("--vcpus", values.vcpus) }),
+      ...(values.vcpus === undefined ? {} : { vcpus: wholeNumber("vm", "--vcpus", values.vcpus, VM_MAX_VCPUS, "vCPUs")! }),
       ...(values.guest === "no-os" ? { noOs: true } : {}),
       ...(values["shared-memory"] === true ? { sharedMemory: true } : {}),
       ...(convergence === undefined ? {} : { convergence }),
