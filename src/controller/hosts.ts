@@ -2,12 +2,15 @@
 // heartbeats stop is marked down, and a VM recorded running whose QEMU its
 // agent reports gone is marked down too (or follows the instance that runs it).
 import { isTerminal } from "../migration/types.ts";
-import type { HostMigrationNet, HostQemu, HostRecord, VmPlace } from "../store/cluster.ts";
+import type { HostMigrationNet, HostQemu, HostRecord, VmPlace, VmRecord } from "../store/cluster.ts";
 import type { ClusterView } from "./cluster-view.ts";
 import { heartbeatIntervalMs } from "./config.ts";
 import type { ControllerContext } from "./context.ts";
 import type { Vms } from "./vms.ts";
 import { runningAt } from "./vms.ts";
+
+/** The VM is still where `was` saw it (no operation moved it meanwhile). */
+const at = (vm: VmRecord, was: VmPlace): boolean => vm.host === was.host && vm.instanceId === was.instanceId;
 
 /** How many of a host's VFs on one network are leased (to an instance or a migration). */
 export interface VfUse {
@@ -136,12 +139,12 @@ export class Hosts {
         const now = this.#c.d.clock.now();
         const was: VmPlace = { host: vm.host, instanceId: vm.instanceId };
         if (found) {
-          if (!(await this.#c.d.cluster.putVmIf(runningAt(vm, found, now), was))) continue;
+          if (!(await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (at(cur, was) ? runningAt(cur, found, now) : undefined))).written) continue;
           this.#c.d.log.warn({ vm: vm.name, host: found.host, instanceId: found.instanceId }, `VM's recorded instance is gone (${g.reason}), but ${found.host} runs it: the record follows that instance`);
           this.#c.events.publish({ type: "vm-moved", vm: vm.name, host: found.host, instanceId: found.instanceId, at: now });
           continue;
         }
-        if (!(await this.#c.d.cluster.putVmIf({ ...vm, instanceId: null, state: "unknown", updatedAt: now }, was))) continue;
+        if (!(await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (at(cur, was) ? { ...cur, instanceId: null, state: "unknown", updatedAt: now } : undefined))).written) continue;
         this.#c.d.log.warn({ vm: vm.name, host: h.name, instanceId: g.instanceId }, `VM down: ${g.reason}`);
         this.#c.events.publish({ type: "vm-stopped", vm: vm.name, host: h.name, instanceId: g.instanceId, at: now });
       }

@@ -222,8 +222,10 @@ export class Vms {
   async setPolicy(name: string, change: { convergence: ConvergenceRequest | null }): Promise<VmRecord> {
     const vm = await this.get(name);
     return this.#c.exclusive(vm.uuid, `change ${name}`, async () => {
-      const { convergence: _, ...now } = await this.get(name);
-      return this.#c.d.cluster.putVm({ ...now, ...(change.convergence === null ? {} : { convergence: change.convergence }), updatedAt: this.#c.d.clock.now() });
+      // one read-modify-write: a writer outside this VM's exclusive (the hosts' reconciliation) cannot undo it
+      const r = await this.#c.d.cluster.updateVm(vm.uuid, ({ convergence: _, ...now }) => ({ ...now, ...(change.convergence === null ? {} : { convergence: change.convergence }), updatedAt: this.#c.d.clock.now() }));
+      if (r.vm === undefined) throw new FerryError("FERRY_ERR_NOT_FOUND", `vm ${name} not found (deleted meanwhile)`, { details: { vm: name } });
+      return r.vm;
     });
   }
 

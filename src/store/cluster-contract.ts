@@ -64,6 +64,27 @@ export function clusterContract(name: string, make: () => ClusterStore): void {
       s.close();
     });
 
+    void test("updateVm: read-modify-write in one step, none lost when writers race; undefined writes nothing; no rename", async () => {
+      const s = make();
+      const a = await s.createVm(contractVm("u1", "bf1b0c9e-2d3a-4b5c-8d7e-0123456789ab"));
+      assert.deepEqual(await s.updateVm("cf1b0c9e-2d3a-4b5c-8d7e-0123456789ab", () => assert.fail("a missing VM is not passed to change")), { vm: undefined, written: false });
+      // twenty writers at once, each adding one: a lost update would leave fewer
+      await Promise.all(Array.from({ length: 20 }, () => s.updateVm(a.uuid, (v) => ({ ...v, updatedAt: v.updatedAt + 1 }))));
+      assert.equal((await s.getVm("u1"))?.updatedAt, a.updatedAt + 20);
+      // a policy change racing writers that move the VM: both stay
+      await Promise.all([
+        s.updateVm(a.uuid, (v) => ({ ...v, convergence: "off" })),
+        ...Array.from({ length: 5 }, (_, i) => s.updateVm(a.uuid, (v) => ({ ...v, instanceId: `i-0000010${i}`, updatedAt: v.updatedAt + 1 }))),
+      ]);
+      const v = await s.getVm("u1");
+      assert.deepEqual([v?.convergence, v?.updatedAt, v?.instanceId?.startsWith("i-000001")], ["off", a.updatedAt + 25, true]);
+      const same = await s.updateVm(a.uuid, () => undefined);
+      assert.deepEqual([same.written, same.vm?.updatedAt], [false, a.updatedAt + 25]);
+      await assert.rejects(s.updateVm(a.uuid, (x) => ({ ...x, name: "u2" })), { code: "FERRY_ERR_INTERNAL" });
+      assert.equal((await s.getVm("u1"))?.name, "u1");
+      s.close();
+    });
+
     void test("putVmIf writes only while the VM is where the caller expects it", async () => {
       const s = make();
       const a = await s.createVm(contractVm("r1", "9f1b0c9e-2d3a-4b5c-8d7e-0123456789ab"));

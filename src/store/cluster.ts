@@ -129,8 +129,23 @@ export interface ClusterStore {
    * gone: then nothing was written.
    */
   putVmIf(vm: VmRecord, expected: VmPlace): Promise<VmRecord | undefined>;
+  /**
+   * Read-modify-write one VM as one step (like updateHost): `change` gets the
+   * stored record and returns the record to store, or undefined to write
+   * nothing; it may run more than once and must have no side effects, and
+   * may not rename the VM (FERRY_ERR_INTERNAL). A VM that does not exist is
+   * not passed to `change`. Returns the VM as stored afterwards and whether
+   * this call wrote it.
+   */
+  updateVm(uuid: string, change: (vm: VmRecord) => VmRecord | undefined): Promise<{ vm: VmRecord | undefined; written: boolean }>;
   deleteVm(uuid: string): Promise<boolean>;
   close(): void;
+}
+
+/** updateVm's check on what `change` returned: the same VM, under the same name. */
+export function checkVmChange(cur: VmRecord, next: VmRecord): VmRecord {
+  if (next.uuid !== cur.uuid || next.name !== cur.name) throw new FerryError("FERRY_ERR_INTERNAL", `updateVm ${cur.uuid}: the change turned VM ${cur.name} into ${next.name} (${next.uuid})`);
+  return parseVmRecord(next);
 }
 
 const SCHEMA = `
@@ -354,6 +369,19 @@ export class SqliteClusterStore implements ClusterStore {
         if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
         throw e;
       }
+    });
+  }
+
+  updateVm(uuid: string, change: (vm: VmRecord) => VmRecord | undefined): Promise<{ vm: VmRecord | undefined; written: boolean }> {
+    return Promise.resolve().then(() => {
+      // read and write with nothing awaited between: one controller owns the file, so no other write comes between
+      const cur = record(`vm ${uuid}`, this.#db.prepare("SELECT record FROM vms WHERE uuid = ?").get(uuid), parseVmRecord);
+      if (cur === undefined) return { vm: undefined, written: false };
+      const want = change(cur);
+      if (want === undefined) return { vm: cur, written: false };
+      const next = checkVmChange(cur, want);
+      this.#db.prepare("UPDATE vms SET record = ? WHERE uuid = ?").run(JSON.stringify(next), uuid);
+      return { vm: next, written: true };
     });
   }
 

@@ -12,7 +12,7 @@
 //   vm-seq            the last VM seq given
 import { FerryError } from "../core/errors.ts";
 import type { HostState } from "../model/cluster.ts";
-import { parseHostRecord, parseVmRecord } from "./cluster.ts";
+import { checkVmChange, parseHostRecord, parseVmRecord } from "./cluster.ts";
 import type { ClusterStore, HostRecord, VmPlace, VmRecord } from "./cluster.ts";
 import { storeError } from "./etcd-client.ts";
 import type { EtcdConnection, Stored } from "./etcd-client.ts";
@@ -178,6 +178,20 @@ export class EtcdClusterStore implements ClusterStore {
       if (await this.#replace({ vm: cur, s }, clean)) return clean;
     }
     throw raced(`put vm ${vm.name}`);
+  }
+
+  async updateVm(uuid: string, change: (vm: VmRecord) => VmRecord | undefined): Promise<{ vm: VmRecord | undefined; written: boolean }> {
+    for (let i = 0; i < RACE_RETRIES; i++) {
+      const s = await this.#c.get(vmKey(uuid));
+      if (s === undefined) return { vm: undefined, written: false };
+      const cur = parse(`vm ${uuid}`, s, parseVmRecord);
+      const want = change(cur);
+      if (want === undefined) return { vm: cur, written: false };
+      const next = checkVmChange(cur, want);
+      // written only while the key is as read; else read again and change again
+      if (await this.#replace({ vm: cur, s }, next)) return { vm: next, written: true };
+    }
+    throw raced(`update vm ${uuid}`);
   }
 
   async deleteVm(uuid: string): Promise<boolean> {
