@@ -95,8 +95,10 @@ describe("lab fault switches → the policy table's outcomes, through the contro
     assert.equal(rec.runsOn?.host, dst);
     const said = rec.warnings.find((w) => w.includes(`the guest's kernel panicked on ${dst}`));
     assert.ok(said, `a warning says the guest panicked on ${dst}: ${JSON.stringify(rec.warnings)}`);
+    // the destination noted the RESUME (steerOnResume) before the panic: the warning says how long after it
     const resumedAt = rec.switchoverTimeline?.destination?.resumedAtMs;
-    if (resumedAt !== undefined) assert.ok(said.includes(` ${Math.max(0, Math.round(panickedAt - resumedAt))} ms after it resumed there`), said);
+    assert.ok(resumedAt !== undefined, `the record has the destination's RESUME moment: ${JSON.stringify(rec.switchoverTimeline)}`);
+    assert.ok(said.includes(` ${Math.max(0, Math.round(panickedAt - resumedAt))} ms after it resumed there`), said);
     await removeVm(c, vm);
     vm = undefined;
   });
