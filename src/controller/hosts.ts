@@ -124,6 +124,15 @@ export class Hosts {
    * "running" on a dead instance. Only the agent's positive report counts,
    * and VMs busy with a migration or another operation are left alone.
    */
+  /** The agent saw the guest's kernel panic in the VM's instance (pvpanic): the VM record says so, once (VmRecord.guestPanicked). */
+  async #notePanic(vm: VmRecord, panickedAt: number | undefined): Promise<void> {
+    if (panickedAt === undefined || vm.instanceId === null || vm.guestPanicked !== undefined) return;
+    const instanceId = vm.instanceId;
+    const was: VmPlace = { host: vm.host, instanceId };
+    const r = await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (at(cur, was) && cur.guestPanicked === undefined ? { ...cur, guestPanicked: { instanceId, at: panickedAt } } : undefined));
+    if (r.written) this.#c.d.log.warn({ vm: vm.name, host: vm.host, instanceId, at: panickedAt }, "the VM's guest kernel panicked (pvpanic): it runs no more; 'ferry vm stop' then 'ferry vm start' boots it again");
+  }
+
   async checkVms(): Promise<void> {
     const vms = (await this.#c.d.cluster.listVms()).filter((v) => v.state === "running" && v.instanceId !== null && !this.#c.busy.has(v.uuid));
     const hosts = new Set(vms.map((v) => v.host));
@@ -131,7 +140,9 @@ export class Hosts {
       const list = await this.#c.client(h).instances({ timeoutMs: 3_000, signal: this.#c.signal }).catch(() => undefined);
       if (!list) continue;
       const gone = new Map(list.gone.map((g) => [g.instanceId, g]));
+      const panicked = new Map(list.instances.flatMap((i) => (i.guestPanickedAt === undefined ? [] : [[i.instanceId, i.guestPanickedAt] as const])));
       for (const vm of vms.filter((v) => v.host === h.name)) {
+        await this.#notePanic(vm, panicked.get(vm.instanceId ?? ""));
         const g = gone.get(vm.instanceId ?? "");
         if (!g || this.#c.busy.has(vm.uuid)) continue;
         // never down while another agent runs it: the record follows that instance

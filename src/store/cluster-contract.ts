@@ -82,6 +82,12 @@ export function clusterContract(name: string, make: () => ClusterStore): void {
       assert.deepEqual([same.written, same.vm?.updatedAt], [false, a.updatedAt + 25]);
       await assert.rejects(s.updateVm(a.uuid, (x) => ({ ...x, name: "u2" })), { code: "FERRY_ERR_INTERNAL" });
       assert.equal((await s.getVm("u1"))?.name, "u1");
+      // a guest panic is about one instance: read back while the VM runs as it, gone once it runs as another
+      const at = v?.instanceId ?? "";
+      await s.updateVm(a.uuid, (x) => ({ ...x, guestPanicked: { instanceId: at, at: 1_800_000_000_000 } }));
+      assert.deepEqual((await s.getVm("u1"))?.guestPanicked, { instanceId: at, at: 1_800_000_000_000 });
+      await s.updateVm(a.uuid, (x) => ({ ...x, instanceId: "i-0000020a" }));
+      assert.equal((await s.getVm("u1"))?.guestPanicked, undefined);
       s.close();
     });
 

@@ -90,6 +90,12 @@ export interface VmRecord {
   ramTrimKiB?: number;
   /** The VM's convergence policy: what its migrations run with unless one asks for another (absent: "auto"). */
   convergence?: ConvergenceRequest;
+  /**
+   * The guest's kernel panicked in this instance (its agent saw QEMU's
+   * GUEST_PANICKED, pvpanic; epoch ms). Read back only while `instanceId` is
+   * still that instance: a new start, restore or migration clears it.
+   */
+  guestPanicked?: { instanceId: string; at: number };
   nics: VmNicRecord[];
   /** Creation order (1, 2, …): derives the VM's guest addresses. */
   seq: number;
@@ -236,6 +242,14 @@ function parseNic(field: string, x: unknown): VmNicRecord {
   };
 }
 
+/** A stored guestPanicked, kept only while it is about the VM's current instance (an older instance's panic is history). */
+function guestPanickedOf(x: unknown, instanceId: unknown): { guestPanicked?: { instanceId: string; at: number } } {
+  if (x === undefined || x === null) return {};
+  const o = v.obj("guestPanicked", x);
+  const id = v.str("guestPanicked.instanceId", o["instanceId"]);
+  return id === instanceId ? { guestPanicked: { instanceId: id, at: num("guestPanicked.at", o["at"]) } } : {};
+}
+
 export function parseVmRecord(x: unknown): VmRecord {
   const o = v.obj("vm", x);
   return {
@@ -252,6 +266,7 @@ export function parseVmRecord(x: unknown): VmRecord {
     ...(o["sharedMemory"] === true ? { sharedMemory: true } : {}),
     ...(o["ramTrimKiB"] === undefined ? {} : { ramTrimKiB: parseRamTrim("ramTrimKiB", o["ramTrimKiB"]) }),
     ...(o["convergence"] === undefined ? {} : { convergence: v.oneOf("convergence", o["convergence"], CONVERGENCE_REQUESTS) }),
+    ...guestPanickedOf(o["guestPanicked"], o["instanceId"]),
     nics: v.arr("nics", o["nics"]).map((n, i) => parseNic(`nics[${i}]`, n)),
     seq: v.int("seq", o["seq"], 1, Number.MAX_SAFE_INTEGER),
     ...(typeof o["savedAs"] === "string" ? { savedAs: v.str("savedAs", o["savedAs"]) } : {}),

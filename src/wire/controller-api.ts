@@ -89,6 +89,7 @@ export const VmView = Type.Object({
   sharedMemory: Type.Optional(Type.Boolean()),
   ramTrimKiB: Type.Optional(Type.Integer({ description: "KiB the guest's RAM is short of memoryMiB: a guest created or started where QEMU before 9.0 runs under TCG, whose whole-MiB RAM QEMU would migrate with lost writes" })),
   convergence: Type.Optional(Type.Union(ConvergenceRequestSchema.anyOf, { description: "the VM's convergence policy: its migrations run with it unless one asks for another (absent: auto)" })),
+  guestPanicked: Type.Optional(Type.Object({ instanceId: Type.String(), at: Type.Integer({ description: "epoch ms" }) }, { description: "the guest's kernel panicked in its current instance (QEMU's GUEST_PANICKED from the pvpanic device, seen by the controller's VM check every few seconds): it runs no more; stop and start the VM to boot it again" })),
   nics: Type.Array(VmNicView),
   seq: Type.Integer(),
   savedAs: Type.Optional(Type.String()),

@@ -99,6 +99,9 @@ describe("lab fault switches → the policy table's outcomes, through the contro
     const resumedAt = rec.switchoverTimeline?.destination?.resumedAtMs;
     assert.ok(resumedAt !== undefined, `the record has the destination's RESUME moment: ${JSON.stringify(rec.switchoverTimeline)}`);
     assert.ok(said.includes(` ${Math.max(0, Math.round(panickedAt - resumedAt))} ms after it resumed there`), said);
+    // and the VM itself says so, from the controller's VM check (every 3 s), past the migration's record
+    const view = await waitFor("the VM record to say its guest panicked", async () => (await c.api.vm(vm!.name)).guestPanicked, 15_000, 250);
+    assert.deepEqual(view, { instanceId: arrived.instanceId, at: panickedAt });
     await removeVm(c, vm);
     vm = undefined;
   });

@@ -48,12 +48,13 @@ export function renderVms(vms: readonly VmViewT[]): string {
   if (vms.length === 0) return "(no VMs)\n";
   return renderTable(
     ["VM", "STATE", "HOST", "INSTANCE", "MEM", "VCPUS", "NICS (name network/mode/policy mac vf)"],
-    vms.map((v) => [v.name, v.state, v.host, v.instanceId, `${v.memoryMiB}M`, v.vcpus, v.nics.map(nicText).join("; ")]),
+    vms.map((v) => [v.name, v.guestPanicked === undefined ? v.state : `${v.state}, guest panicked`, v.host, v.instanceId, `${v.memoryMiB}M`, v.vcpus, v.nics.map(nicText).join("; ")]),
   );
 }
 
 export function renderVm(v: VmViewT): string {
   const out = [`vm ${v.name} (${v.uuid}): ${v.state} on ${v.host}${v.instanceId ? ` as ${v.instanceId}` : ""}, ${v.memoryMiB} MiB${v.ramTrimKiB === undefined ? "" : ` (${v.ramTrimKiB} KiB short: QEMU < 9.0 under TCG migrates whole MiB with lost writes)`}${v.sharedMemory === true ? " in a shared file" : ""}, ${v.vcpus} vCPU${v.noOs ? ", no OS" : ""}`];
+  if (v.guestPanicked !== undefined) out.push(`the guest's kernel panicked at ${new Date(v.guestPanicked.at).toISOString()} (pvpanic): it runs no more; 'ferry vm stop ${v.name}' then 'ferry vm start ${v.name}' boots it again`);
   out.push(`migrations converge with: ${v.convergence ?? "auto"}${v.convergence === undefined ? " (the default; 'ferry vm set' changes it)" : " (the VM's policy; a migration may ask for another)"}`);
   out.push(
     renderTable(
