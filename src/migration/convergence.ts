@@ -3,6 +3,7 @@
 // can send it still reaches the switch-over. Chosen from the source's
 // measured dirty rate against the link's bandwidth unless the migration asks
 // for one. Pure: the agent measures (calc-dirty-rate) and applies.
+import { QEMU_DEFAULT_DOWNTIME_LIMIT_MS } from "./predict.ts";
 
 /** What a migration asks for: "auto" (Ferry's choice from the dirty rate), "off" (QEMU's defaults), "auto-converge" (always throttle). */
 export const CONVERGENCE_REQUESTS = ["auto", "off", "auto-converge"] as const;
@@ -85,7 +86,8 @@ export function chooseConvergence(o: { requested?: ConvergenceRequest; dirtyByte
  * steps (live_migration_downtime_steps), and auto-converge still throttles.
  */
 export const DOWNTIME_START_MS = 50;
-export const DOWNTIME_MAX_MS = 300;
+/** The last step: QEMU's own default downtime-limit (QEMU_DEFAULT_DOWNTIME_LIMIT_MS). */
+export const DOWNTIME_MAX_MS = QEMU_DEFAULT_DOWNTIME_LIMIT_MS;
 export const DOWNTIME_STEP_MS = 1_000;
 
 /** The limit `msSinceFirstPass` after the first pass over RAM ended (null: it has not): start, doubled each step, at most max. */

@@ -2,6 +2,7 @@
 // durations, which points the short form (npm test) and the long form
 // (npm run test:faults:long) run, and the limits a point's guest must keep
 // (how long it may be paused). Unit-tested in plan.unit.test.ts.
+import { QEMU_DEFAULT_DOWNTIME_LIMIT_MS } from "../../src/migration/predict.ts";
 
 /**
  * Where the fault lands. Plan: just before the operator's request (the
@@ -146,9 +147,6 @@ export function pauseBudgetMs(p: MatrixPoint, deadlines: { precheckMs: number; s
     (p.fault === "destination-qemu-stop" && SWITCHED.has(p.phase));
   return base + (stopsResumer ? d : 0);
 }
-
-/** QEMU's own default downtime limit (migrate-set-parameters downtime-limit), used when a plan names none. */
-export const QEMU_DEFAULT_DOWNTIME_LIMIT_MS = 300;
 
 /** A record's downtime above its limit must carry a warning that says so (issue 20, Deliver 1). */
 export function downtimeViolation(rec: { switchover: { downtimeMs: number } | null; warnings: readonly string[]; plan: object }): string | null {
