@@ -10,6 +10,7 @@
 // forgets the evacuation); the host record marks it in progress (evacuating,
 // with its options), so that with several controllers on etcd the one that
 // takes over the leadership goes on with it (resume()).
+import { MiB } from "../core/units.ts";
 import { randomBytes } from "node:crypto";
 import type { Clock } from "../core/clock.ts";
 import { FerryError, toFerryError } from "../core/errors.ts";
@@ -23,7 +24,6 @@ import type { EvacuationItem, EvacuationView, ItemOutcome } from "../wire/evacua
 import { DEFAULT_PARALLEL, MAX_BANDWIDTH_MIBPS, MAX_PARALLEL } from "../wire/evacuation.ts";
 import type { Controller } from "./controller.ts";
 
-const MiB = 1024 * 1024;
 /** Finished evacuations kept for GET. */
 const KEEP = 50;
 

@@ -2,6 +2,7 @@
 // from the record, then its events, QEMU's progress and `end`), and its
 // bandwidth cap and downtime limit changed on the source's QEMU while RAM
 // streams (set; force-complete raises the downtime limit).
+import { MiB } from "../core/units.ts";
 import { FerryError } from "../core/errors.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import { isTerminal } from "../migration/types.ts";
@@ -12,7 +13,6 @@ import type { ForceCompleteViewT, MigrationLimitsViewT, MigrationStreamEvent } f
 import type { ControllerContext } from "./context.ts";
 import type { FeedEvent, MigrationFeed } from "./migration-feed.ts";
 
-const MiB = 2 ** 20;
 
 /** Force-complete's downtime limit when none is given: at least this, else QEMU's expected downtime and a quarter more. */
 export const FORCE_DOWNTIME_MIN_MS = 2_000;

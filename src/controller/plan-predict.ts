@@ -3,12 +3,11 @@
 // the two hosts, else the configured default, and never above the source
 // instance's bandwidth cap — and the precopy model's answer
 // (migration/predict.ts), with what it rests on.
+import { MiB, mibps } from "../core/units.ts";
 import type { MigrationRecord } from "../migration/types.ts";
 import { measuredThroughput, NOT_CONVERGING_ADVICE, predictPrecopy, QEMU_DEFAULT_DOWNTIME_LIMIT_MS } from "../migration/predict.ts";
 import type { PlanDirtyRate, PlanPrediction } from "../wire/controller-api.ts";
 
-const MiB = 2 ** 20;
-const mibps = (b: number): string => `${(b / MiB).toFixed(0)} MiB/s`;
 
 /**
  * Completed migrations between `a` and `b` (either way): newest first, each

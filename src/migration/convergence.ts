@@ -3,6 +3,7 @@
 // can send it still reaches the switch-over. Chosen from the source's
 // measured dirty rate against the link's bandwidth unless the migration asks
 // for one. Pure: the agent measures (calc-dirty-rate) and applies.
+import { MiB, mibps } from "../core/units.ts";
 import { QEMU_DEFAULT_DOWNTIME_LIMIT_MS } from "./predict.ts";
 
 /** What a migration asks for: "auto" (Ferry's choice from the dirty rate), "off" (QEMU's defaults), "auto-converge" (always throttle). */
@@ -38,8 +39,6 @@ export interface ConvergenceChoice {
   downtimeLimitMs?: number;
 }
 
-const MiB = 1024 * 1024;
-const mibps = (b: number): string => `${(b / MiB).toFixed(b < 10 * MiB ? 1 : 0)} MiB/s`;
 
 /**
  * Ferry's policy. With "auto": dirty rate ≥ 25 % of the bandwidth turns

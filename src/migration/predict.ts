@@ -12,6 +12,7 @@
 // downtime), and a dirty rate that changes during the migration.
 
 import { median } from "../core/stats.ts";
+import { mibps } from "../core/units.ts";
 
 /** QEMU's `downtime-limit` when nobody sets one (ms). */
 export const QEMU_DEFAULT_DOWNTIME_LIMIT_MS = 300;
@@ -88,10 +89,9 @@ export function predictPrecopy(i: PrecopyInput): PrecopyPrediction {
 }
 
 function notConverging(dirty: number, bw: number): string {
-  const mib = (x: number): string => `${(x / 2 ** 20).toFixed(1)} MiB/s`;
   return dirty >= bw
-    ? `the guest dirties memory (${mib(dirty)}) at least as fast as the link sends it (${mib(bw)}): each pass leaves as much as it sent`
-    : `the guest dirties ${mib(dirty)} against ${mib(bw)} sent: what is left never fits the downtime limit`;
+    ? `the guest dirties memory (${mibps(dirty)}) at least as fast as the link sends it (${mibps(bw)}): each pass leaves as much as it sent`
+    : `the guest dirties ${mibps(dirty)} against ${mibps(bw)} sent: what is left never fits the downtime limit`;
 }
 
 /** What an operator can do about a migration that will not converge. */

@@ -2,13 +2,13 @@
 // (percent, rate, ETA), a plain line per event (non-TTY), and the table of
 // every phase with its start and duration (the end of `ferry migrate` and
 // `ferry migration watch|show`).
+import { MiB, mibps } from "../../core/units.ts";
 import type { MigrationRecord } from "../../migration/types.ts";
 import { phaseTimes } from "../../wire/migration-stream.ts";
 import type { MigrationStreamEvent, ProgressStreamEvent } from "../../wire/migration-stream.ts";
 import { eventLine } from "./cluster.ts";
 import { renderTable } from "./table.ts";
 
-const MiB = 2 ** 20;
 
 export interface ProgressFigures {
   /** Of guest RAM no longer left to send, 0–100. */
@@ -52,7 +52,7 @@ export class PaceWindow {
 }
 
 export const mib = (bytes: number): string => (bytes / MiB).toFixed(1);
-export const rateText = (bytesPerSecond: number): string => `${mib(bytesPerSecond)} MiB/s`;
+export const rateText = mibps;
 export const etaText = (s: number | null): string => (s === null ? "?" : s < 90 ? `${s} s` : `${Math.round(s / 60)} min`);
 const since = (at: number, t0: number): string => `+${((at - t0) / 1000).toFixed(3)} s`;
 
