@@ -9,6 +9,7 @@
 // and killed by pid. `check()` compares the store with the hosts' real state
 // (DESIGN invariants 1–3, and 4 where the guest prints a heartbeat).
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { Type } from "typebox";
 import type { InstanceViewT } from "../../src/wire/agent-api.ts";
 import type { MigrationRecord } from "../../src/migration/types.ts";
@@ -158,7 +159,7 @@ export class FaultCluster extends TestCluster {
         return bad.length === 0 ? true : undefined;
       }, timeoutMs, 250);
     } catch {
-      throw new Error(`the cluster did not become healthy within ${timeoutMs / 1000} s: ${why}. A previous point left it broken; start the matrix again (FERRY_MATRIX_ONLY= selects points).\n${await this.agentLogs({ last: 8 })}`);
+      throw new Error(`the cluster did not become healthy within ${timeoutMs / 1000} s: ${why}. A previous point left it broken; start the matrix again (FERRY_MATRIX_ONLY= selects points).\n${await this.agentLogs({ last: 8 })}\n${await this.controllerLogs(12)}`);
     }
   }
 
@@ -167,6 +168,11 @@ export class FaultCluster extends TestCluster {
    * `mentioning` (a migration id; an agent restarted on its config appends
    * to the same log), else the last `last` lines.
    */
+  /** The controllers' logs' last lines, as a failure message quotes them (one controller here; HaCluster has three). */
+  async controllerLogs(last: number): Promise<string> {
+    return tail("controller", join(this.base, "controller.log"), last);
+  }
+
   async agentLogs(o: { mentioning?: string; last?: number }): Promise<string> {
     const parts = await Promise.all([...this.agents.values()].map(async (a) => {
       const lines = (await readFile(a.log, "utf8").catch(() => "")).split("\n");
@@ -299,4 +305,10 @@ export class FaultCluster extends TestCluster {
 /** The last heartbeat in an instance's serial log (0 when none yet). */
 export async function heartbeatOf(serialLog: string): Promise<number> {
   return lastHeartbeat(await readConsole(serialLog)) ?? 0;
+}
+
+/** A log's last lines under a heading (empty when it cannot be read). */
+export async function tail(what: string, file: string, last: number): Promise<string> {
+  const lines = (await readFile(file, "utf8").catch(() => "")).trimEnd().split("\n").slice(-last);
+  return `--- ${what} log (last lines):\n${lines.join("\n")}`;
 }

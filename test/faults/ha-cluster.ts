@@ -11,11 +11,12 @@ import { join } from "node:path";
 import { ControllerClient } from "../../src/api/client.ts";
 import { systemClock } from "../../src/core/clock.ts";
 import { EtcdCluster } from "../../src/store/testing/etcd-cluster.ts";
+import type { MigrationRecord } from "../../src/migration/types.ts";
 import type { ControllersViewT } from "../../src/wire/controllers.ts";
 import type { Proc } from "../e2e/cluster.ts";
 import { freePort } from "../../src/core/ports.ts";
 import { kill, spawnFerry } from "../e2e/cluster.ts";
-import { FaultCluster, waitFor } from "./cluster.ts";
+import { FaultCluster, tail, waitFor } from "./cluster.ts";
 
 export const LEASE_MS = 2_000;
 
@@ -83,6 +84,26 @@ export class HaCluster extends FaultCluster {
     this.controller = c0.proc;
     this.api = c0.api;
     this.env = { ...process.env, FERRY_CONTROLLER: c0.url, FERRY_TOKEN_FILE: join(this.base, "controller-token"), FERRY_CONTEXT: join(this.base, "no-context.json") };
+  }
+
+  /**
+   * A migration's end as any running controller answers it: the one the test
+   * started it on may have exited meanwhile (a leader that cannot renew its
+   * lease — etcd re-electing its own leader under load — stops, by design).
+   */
+  override async waitDone(id: string, timeoutMs = 120_000): Promise<MigrationRecord> {
+    return waitFor(`migration ${id} done`, async () => {
+      for (const c of this.ctls.filter((x) => running(x.proc))) {
+        const r = await c.api.migration(id, { timeoutMs: 3_000 }).catch(() => undefined);
+        if (r !== undefined) return r.phase === "done" && (r as MigrationRecord & { settling?: boolean }).settling !== true ? r : undefined;
+      }
+      return undefined;
+    }, timeoutMs, 150);
+  }
+
+  override async controllerLogs(last: number): Promise<string> {
+    const state = (p: Proc | null): string => (p === null ? " (not started)" : p.child.exitCode === null && p.child.signalCode === null ? "" : ` (exited: ${String(p.child.exitCode ?? p.child.signalCode)})`);
+    return (await Promise.all(this.ctls.map((c) => tail(`controller ${c.i}${state(c.proc)}`, c.log, last)))).join("\n");
   }
 
   /** The leadership as a running controller sees it (the first that answers). */
