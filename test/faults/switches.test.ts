@@ -13,7 +13,9 @@
 // the destination while finish is held: the outcome stands (the migration
 // moved it), and the record warns that it panicked (pvpanic → QMP).
 import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
+import { systemClock } from "../../src/core/clock.ts";
 import { FaultCluster, heartbeatOf, waitFor } from "./cluster.ts";
 import type { TestVm } from "./points.ts";
 import { createVm, removeVm } from "./points.ts";
@@ -104,5 +106,45 @@ describe("lab fault switches → the policy table's outcomes, through the contro
     assert.deepEqual(view, { instanceId: arrived.instanceId, at: panickedAt });
     await removeVm(c, vm);
     vm = undefined;
+  });
+
+  it("the source agent killed while RAM streams and restarted, the controller away: once QEMU reaches pre-switchover the restarted agent gives up by itself and resumes the guest", async () => {
+    vm ??= await createVm(c, "guest", "host-a", "sw");
+    const src = (await c.api.vm(vm.name)).host;
+    const dst = src === "host-a" ? "host-b" : "host-a";
+    // a slow stream (12 MiB/s: seconds for the guest's non-zero RAM): still streaming when the source agent dies
+    const r = await c.api.migrate({ vm: vm.name, to: dst, maxBandwidthMiBps: 12 });
+    assert.equal(r.kind, "started");
+    const id = r.kind === "started" ? r.migration.id : "";
+    await waitFor("the migration streaming", async () => ((await c.api.migration(id)).phase === "perform" ? true : undefined), 60_000, 100);
+    await systemClock.sleep(500);
+    const instanceId = (await c.instancesOf(vm.uuid)).find((i) => i.host === src)!.instanceId;
+    await c.killController();
+    await c.killAgent(src);
+    await c.restartAgent(src);
+    try {
+      const agent = c.agent(src).client;
+      // nobody else can end the pause now: the controller stays away until the guest runs again
+      await waitFor("the source guest paused at pre-switchover", async () => ((await agent.instance(instanceId).catch(() => undefined))?.running === false ? true : undefined), 120_000, 50);
+      const pausedAt = systemClock.monotonic();
+      await waitFor("the source guest running again, the controller still away", async () => ((await agent.instance(instanceId).catch(() => undefined))?.running === true ? true : undefined), 15_000, 50);
+      const pausedMs = systemClock.monotonic() - pausedAt;
+      // perform's wait: the destination check (2 s) + grace (0.5 s), and slack for a loaded machine
+      assert.ok(pausedMs < 2_500 + 2_000, `the guest stood paused ${Math.round(pausedMs)} ms`);
+      const log = await readFile(c.agent(src).log, "utf8");
+      assert.match(log, /source migrations in flight across the restart: watching them/, "the restarted agent found the migration still streaming");
+    } finally {
+      await c.startController();
+    }
+    const rec = await c.waitDone(id);
+    assert.equal(rec.outcome, "rolled-back", `${rec.code ?? ""} ${rec.reason ?? ""}`);
+    assert.equal(rec.code, "FERRY_ERR_SOURCE_GAVE_UP", rec.reason ?? "");
+    assert.equal(rec.runsOn?.host, src);
+    let v: string[] = [];
+    await waitFor("invariants", async () => {
+      v = await c.check(vm!, await c.api.migration(id));
+      return v.length === 0 ? true : undefined;
+    }, 25_000, 500).catch(() => undefined);
+    assert.deepEqual(v, []);
   });
 });
