@@ -2,15 +2,13 @@
 // heartbeats stop is marked down, and a VM recorded running whose QEMU its
 // agent reports gone is marked down too (or follows the instance that runs it).
 import { isTerminal } from "../migration/types.ts";
+import { isAt } from "../store/cluster.ts";
 import type { HostMigrationNet, HostQemu, HostRecord, VmPlace, VmRecord } from "../store/cluster.ts";
 import type { ClusterView } from "./cluster-view.ts";
 import { heartbeatIntervalMs } from "./config.ts";
 import type { ControllerContext } from "./context.ts";
 import type { Vms } from "./vms.ts";
 import { runningAt } from "./vms.ts";
-
-/** The VM is still where `was` saw it (no operation moved it meanwhile). */
-const at = (vm: VmRecord, was: VmPlace): boolean => vm.host === was.host && vm.instanceId === was.instanceId;
 
 /** How many of a host's VFs on one network are leased (to an instance or a migration). */
 export interface VfUse {
@@ -129,7 +127,7 @@ export class Hosts {
     if (panickedAt === undefined || vm.instanceId === null || vm.guestPanicked !== undefined) return;
     const instanceId = vm.instanceId;
     const was: VmPlace = { host: vm.host, instanceId };
-    const r = await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (at(cur, was) && cur.guestPanicked === undefined ? { ...cur, guestPanicked: { instanceId, at: panickedAt } } : undefined));
+    const r = await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (isAt(cur, was) && cur.guestPanicked === undefined ? { ...cur, guestPanicked: { instanceId, at: panickedAt } } : undefined));
     if (r.written) this.#c.d.log.warn({ vm: vm.name, host: vm.host, instanceId, at: panickedAt }, "the VM's guest kernel panicked (pvpanic): it runs no more; 'ferry vm stop' then 'ferry vm start' boots it again");
   }
 
@@ -150,12 +148,12 @@ export class Hosts {
         const now = this.#c.d.clock.now();
         const was: VmPlace = { host: vm.host, instanceId: vm.instanceId };
         if (found) {
-          if (!(await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (at(cur, was) ? runningAt(cur, found, now) : undefined))).written) continue;
+          if (!(await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (isAt(cur, was) ? runningAt(cur, found, now) : undefined))).written) continue;
           this.#c.d.log.warn({ vm: vm.name, host: found.host, instanceId: found.instanceId }, `VM's recorded instance is gone (${g.reason}), but ${found.host} runs it: the record follows that instance`);
           this.#c.events.publish({ type: "vm-moved", vm: vm.name, host: found.host, instanceId: found.instanceId, at: now });
           continue;
         }
-        if (!(await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (at(cur, was) ? { ...cur, instanceId: null, state: "unknown", updatedAt: now } : undefined))).written) continue;
+        if (!(await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (isAt(cur, was) ? { ...cur, instanceId: null, state: "unknown", updatedAt: now } : undefined))).written) continue;
         this.#c.d.log.warn({ vm: vm.name, host: h.name, instanceId: g.instanceId }, `VM down: ${g.reason}`);
         this.#c.events.publish({ type: "vm-stopped", vm: vm.name, host: h.name, instanceId: g.instanceId, at: now });
       }

@@ -224,7 +224,7 @@ export class Vms {
     return this.#c.exclusive(vm.uuid, `change ${name}`, async () => {
       // one read-modify-write: a writer outside this VM's exclusive (the hosts' reconciliation) cannot undo it
       const r = await this.#c.d.cluster.updateVm(vm.uuid, ({ convergence: _, ...now }) => ({ ...now, ...(change.convergence === null ? {} : { convergence: change.convergence }), updatedAt: this.#c.d.clock.now() }));
-      if (r.vm === undefined) throw new FerryError("FERRY_ERR_NOT_FOUND", `vm ${name} not found (deleted meanwhile)`, { details: { vm: name } });
+      if (r.vm === undefined) throw new FerryError("FERRY_ERR_NOT_FOUND", `vm ${name} was deleted while its policy was being changed: nothing to change ('ferry vm list' shows the VMs)`, { details: { vm: name } });
       return r.vm;
     });
   }

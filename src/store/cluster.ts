@@ -148,6 +148,17 @@ export interface ClusterStore {
   close(): void;
 }
 
+/** The VM is still where `place` says (host and instance): no operation moved it meanwhile. */
+export function isAt(vm: VmRecord, place: VmPlace): boolean {
+  return vm.host === place.host && vm.instanceId === place.instanceId;
+}
+
+/** putVmIf by updateVm (both stores): `vm` is written only while the stored VM is at `expected`. */
+export async function putVmIfVia(store: Pick<ClusterStore, "updateVm">, vm: VmRecord, expected: VmPlace): Promise<VmRecord | undefined> {
+  const r = await store.updateVm(vm.uuid, (cur) => (isAt(cur, expected) ? vm : undefined));
+  return r.written ? r.vm : undefined;
+}
+
 /** updateVm's check on what `change` returned: the same VM, under the same name. */
 export function checkVmChange(cur: VmRecord, next: VmRecord): VmRecord {
   if (next.uuid !== cur.uuid || next.name !== cur.name) throw new FerryError("FERRY_ERR_INTERNAL", `updateVm ${cur.uuid}: the change turned VM ${cur.name} into ${next.name} (${next.uuid})`);
@@ -368,23 +379,7 @@ export class SqliteClusterStore implements ClusterStore {
   }
 
   putVmIf(vm: VmRecord, expected: VmPlace): Promise<VmRecord | undefined> {
-    return Promise.resolve().then(() => {
-      const clean = parseVmRecord(vm);
-      this.#db.exec("BEGIN IMMEDIATE");
-      try {
-        const cur = record(`vm ${clean.uuid}`, this.#db.prepare("SELECT record FROM vms WHERE uuid = ?").get(clean.uuid), parseVmRecord);
-        if (!cur || cur.host !== expected.host || cur.instanceId !== expected.instanceId) {
-          this.#db.exec("ROLLBACK");
-          return undefined;
-        }
-        this.#db.prepare("UPDATE vms SET record = ? WHERE uuid = ?").run(JSON.stringify(clean), clean.uuid);
-        this.#db.exec("COMMIT");
-        return clean;
-      } catch (e) {
-        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
-        throw e;
-      }
-    });
+    return putVmIfVia(this, vm, expected);
   }
 
   updateVm(uuid: string, change: (vm: VmRecord) => VmRecord | undefined): Promise<{ vm: VmRecord | undefined; written: boolean }> {

@@ -1,7 +1,7 @@
 // The controller's cluster view (hosts, VMs) on etcd: the ClusterStore of
 // cluster.ts for several controllers. Each read-modify-write is a txn that
 // compares the key's mod_revision with the one read and retries on a race
-// (setHostState, putVm, deleteVm); putVmIf re-reads after a race and writes
+// (setHostState, putVm, updateVm, deleteVm); putVmIf is updateVm writing
 // only while the VM is still where the caller expects it. createVm takes the
 // next seq from a counter key and claims the name and uuid in the same txn.
 //
@@ -12,7 +12,7 @@
 //   vm-seq            the last VM seq given
 import { FerryError } from "../core/errors.ts";
 import type { HostState } from "../model/cluster.ts";
-import { checkVmChange, parseHostRecord, parseVmRecord } from "./cluster.ts";
+import { checkVmChange, parseHostRecord, parseVmRecord, putVmIfVia } from "./cluster.ts";
 import type { ClusterStore, HostRecord, VmPlace, VmRecord } from "./cluster.ts";
 import { storeError } from "./etcd-client.ts";
 import type { EtcdConnection, Stored } from "./etcd-client.ts";
@@ -167,17 +167,8 @@ export class EtcdClusterStore implements ClusterStore {
     throw raced(`put vm ${vm.name}`);
   }
 
-  async putVmIf(vm: VmRecord, expected: VmPlace): Promise<VmRecord | undefined> {
-    const clean = parseVmRecord(vm);
-    for (let i = 0; i < RACE_RETRIES; i++) {
-      const s = await this.#c.get(vmKey(clean.uuid));
-      if (s === undefined) return undefined;
-      const cur = parse(`vm ${clean.uuid}`, s, parseVmRecord);
-      if (cur.host !== expected.host || cur.instanceId !== expected.instanceId) return undefined;
-      // a race: the VM changed after the read; read again and judge again
-      if (await this.#replace({ vm: cur, s }, clean)) return clean;
-    }
-    throw raced(`put vm ${vm.name}`);
+  putVmIf(vm: VmRecord, expected: VmPlace): Promise<VmRecord | undefined> {
+    return putVmIfVia(this, vm, expected);
   }
 
   async updateVm(uuid: string, change: (vm: VmRecord) => VmRecord | undefined): Promise<{ vm: VmRecord | undefined; written: boolean }> {

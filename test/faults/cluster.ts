@@ -185,7 +185,7 @@ export class FaultCluster extends TestCluster {
   async waitDone(id: string, timeoutMs = 120_000): Promise<MigrationRecord> {
     return waitFor(`migration ${id} done`, async () => {
       const r = await this.api.migration(id);
-      return r.phase === "done" && !(r as MigrationRecord & { settling?: boolean }).settling ? r : undefined;
+      return ended(r) ? r : undefined;
     }, timeoutMs, 150);
   }
 
@@ -311,4 +311,9 @@ export async function heartbeatOf(serialLog: string): Promise<number> {
 export async function tail(what: string, file: string, last: number): Promise<string> {
   const lines = (await readFile(file, "utf8").catch(() => "")).trimEnd().split("\n").slice(-last);
   return `--- ${what} log (last lines):\n${lines.join("\n")}`;
+}
+
+/** A migration record at its end: phase done, no lab measurement still settling. */
+export function ended(r: MigrationRecord): boolean {
+  return r.phase === "done" && (r as MigrationRecord & { settling?: boolean }).settling !== true;
 }

@@ -16,7 +16,7 @@ import type { ControllersViewT } from "../../src/wire/controllers.ts";
 import type { Proc } from "../e2e/cluster.ts";
 import { freePort } from "../../src/core/ports.ts";
 import { kill, spawnFerry } from "../e2e/cluster.ts";
-import { FaultCluster, tail, waitFor } from "./cluster.ts";
+import { ended, FaultCluster, tail, waitFor } from "./cluster.ts";
 
 export const LEASE_MS = 2_000;
 
@@ -95,7 +95,7 @@ export class HaCluster extends FaultCluster {
     return waitFor(`migration ${id} done`, async () => {
       for (const c of this.ctls.filter((x) => running(x.proc))) {
         const r = await c.api.migration(id, { timeoutMs: 3_000 }).catch(() => undefined);
-        if (r !== undefined) return r.phase === "done" && (r as MigrationRecord & { settling?: boolean }).settling !== true ? r : undefined;
+        if (r !== undefined) return ended(r) ? r : undefined;
       }
       return undefined;
     }, timeoutMs, 150);

@@ -12,6 +12,7 @@ import { after, test } from "node:test";
 import { systemClock } from "../../core/clock.ts";
 import { isFerryError } from "../../core/errors.ts";
 import { silentLogger } from "../../core/log.ts";
+import { pollUntil } from "../../core/poll.ts";
 import { keepRearming } from "../recovery.ts";
 import type { AgentState } from "../state.ts";
 import { rearmSources, sourcesInFlight, SRC, switchover } from "./source.ts";
@@ -32,11 +33,7 @@ function reachPreSwitchover(qmp: FakeQmp): void {
 }
 
 async function until(what: string, f: () => boolean, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await systemClock.sleep(20);
-  }
+  if ((await pollUntil(systemClock, { timeoutMs: ms, everyMs: 20 }, () => (f() ? true : undefined))) === undefined) throw new Error(`timed out waiting for ${what}`);
 }
 
 /**
