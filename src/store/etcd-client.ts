@@ -9,6 +9,7 @@ import { isIP } from "node:net";
 import { ConsecutiveBreaker, circuitBreaker, handleWhen, isBrokenCircuitError, retry } from "cockatiel";
 import { Etcd3, EtcdLeaseInvalidError, isRecoverableError } from "etcd3";
 import type { ComparatorBuilder, IKeyValue, IOptions, Namespace, Watcher } from "etcd3";
+import { type Clock, systemClock } from "../core/clock.ts";
 import { FerryError, isFerryError } from "../core/errors.ts";
 
 /** How a controller reaches etcd: `--store etcd://…` plus the config's `store:` options. */
@@ -57,6 +58,19 @@ export function message(e: unknown): string {
  */
 export const MEMBER_RETRY_MS = 500;
 
+/**
+ * How long a read is tried again while etcd answers as a cluster between two
+ * leaders does ("leader changed", no member answering): etcd elects a new
+ * leader within its election timeout (1 s by default, longer under load). A
+ * read is not retried past the connection's call deadline either.
+ */
+export const READ_RETRY_MS = 2500;
+
+/** An error that says etcd could not answer now but may a moment later: UNAVAILABLE (a member down, "leader changed"), or every member's circuit open. */
+export function isTransient(e: unknown): boolean {
+  return e instanceof Error && (isRecoverableError(e) || isBrokenCircuitError(e));
+}
+
 /** An etcd call that failed (unreachable, no quorum, refused): FERRY_ERR_INTERNAL, retryable, naming the store. */
 export function storeError(what: string, e: unknown): FerryError {
   if (isFerryError(e)) return e;
@@ -64,6 +78,26 @@ export function storeError(what: string, e: unknown): FerryError {
     return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: no etcd member answered its last calls (each failed three in a row; each is tried again ${MEMBER_RETRY_MS} ms after): is etcd up, with a quorum? ('etcdctl endpoint health')`, { cause: e, retryable: true, details: { store: "etcd" } });
   }
   return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: ${message(e)}`, { cause: e, retryable: true, details: { store: "etcd" } });
+}
+
+/**
+ * Run `call`; while it fails transiently (isTransient) ask again, 100 ms
+ * after the first failure and up to MEMBER_RETRY_MS apart, until `budgetMs`
+ * has passed; then (or on any other error) throw its last error. etcd3 tries
+ * a failed call again at once on another member, which does not outlast an
+ * election: a controller's read right after an etcd member died failed with
+ * "14 UNAVAILABLE: etcdserver: leader changed".
+ */
+export async function readAgain<T>(clock: Clock, budgetMs: number, call: () => Promise<T>): Promise<T> {
+  const until = clock.monotonic() + budgetMs;
+  for (let wait = 100; ; wait = Math.min(2 * wait, MEMBER_RETRY_MS)) {
+    try {
+      return await call();
+    } catch (e) {
+      if (!isTransient(e) || clock.monotonic() + wait > until) throw e;
+    }
+    await clock.sleep(wait);
+  }
 }
 
 /** A sequence number as a key part that sorts as it counts (16 digits). */
@@ -126,9 +160,11 @@ export class EtcdConnection {
   readonly #options: IOptions;
   /** One client per member, made on the first keepAlive. */
   #members: Etcd3[] | null = null;
+  readonly #callTimeoutMs: number;
 
-  private constructor(client: Etcd3, prefix: string, endpoints: string[], options: IOptions) {
+  private constructor(client: Etcd3, prefix: string, endpoints: string[], options: IOptions, callTimeoutMs: number) {
     this.client = client;
+    this.#callTimeoutMs = callTimeoutMs;
     this.#options = options;
     this.prefix = prefix;
     this.ns = client.namespace(prefix);
@@ -173,30 +209,33 @@ export class EtcdConnection {
     }
     if (o.auth) options.auth = o.auth;
     const hostsOnly = o.endpoints.map((e) => e.replace(/^https?:\/\//, ""));
-    return new EtcdConnection(new Etcd3(options), o.prefix ?? "ferry/", hostsOnly, options);
+    return new EtcdConnection(new Etcd3(options), o.prefix ?? "ferry/", hostsOnly, options, timeout);
   }
 
   /** A key's value and revisions, or undefined. */
   async get(key: string): Promise<Stored | undefined> {
-    try {
-      const res = await this.ns.get(key).exec();
-      const kv = res.kvs[0];
-      return kv ? stored(kv, this.prefix) : undefined;
-    } catch (e) {
-      throw storeError(`get ${key}`, e);
-    }
+    const res = await this.#read(`get ${key}`, () => this.ns.get(key).exec());
+    const kv = res.kvs[0];
+    return kv ? stored(kv, this.prefix) : undefined;
   }
 
   /** Every key under `sub` (in key order), and the store's revision of that read. */
   async list(sub: string, o: { limit?: number; descending?: boolean } = {}): Promise<{ items: Stored[]; revision: string }> {
-    try {
+    const res = await this.#read(`list ${sub}`, () => {
       let b = this.ns.getAll().prefix(sub).sort("Key", o.descending ? "Descend" : "Ascend");
       if (o.limit !== undefined) b = b.limit(o.limit);
-      const res = await b.exec();
-      return { items: res.kvs.map((kv) => stored(kv, this.prefix)), revision: String(res.header.revision) };
-    } catch (e) {
-      throw storeError(`list ${sub}`, e);
-    }
+      return b.exec();
+    });
+    return { items: res.kvs.map((kv) => stored(kv, this.prefix)), revision: String(res.header.revision) };
+  }
+
+  /** A read, tried again while etcd cannot answer for a moment (readAgain); storeError otherwise. */
+  #read<T>(what: string, call: () => Promise<T>): Promise<T> {
+    const budget = Math.min(READ_RETRY_MS, this.#callTimeoutMs);
+    return readAgain(systemClock, budget, call).catch((e: unknown) => {
+      if (!isTransient(e)) throw storeError(what, e);
+      throw new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: no etcd member answered for ${budget} ms (last: ${message(e)}): is etcd up, with a quorum? ('etcdctl endpoint health')`, { cause: e, retryable: true, details: { store: "etcd" } });
+    });
   }
 
   /** Fence every later write (see Fence). */
