@@ -100,12 +100,18 @@ test("destination: RESUME's timestamp and the end of the standby steer it starte
   assert.ok(b.steerAfterResumeMs !== undefined && b.steerAfterResumeMs > 0 && b.steerAfterResumeMs <= 3, `the forwarding update ended within the steer's 3 ms after RESUME (got ${String(b.steerAfterResumeMs)})`);
 });
 
-test("destination: a failover primary QEMU plugs back after RESUME gets the NIC's frames at once, with no finish (the controller may be away); finish reports that moment and does not steer to the standby first", async () => {
-  const { ctx, inst, qmp, pins } = rig(dir, systemClock, spec([failover]));
+/** A destination whose guest just resumed (RESUME emitted) without its failover primary yet; the watcher's deadline `primaryBackMs`. */
+function resumedAway(primaryBackMs: number): ReturnType<typeof rig> & { ids: ReturnType<typeof deviceIds> } {
+  const r = rig(dir, systemClock, spec([failover]));
   const ids = deviceIds("net0");
-  qmp.devices = [ids.standby];
-  steerOnResume(ctx, inst, spec([failover]), undefined, { primaryBackMs: 5_000 });
-  qmp.emit("RESUME", Date.now() * 1000);
+  r.qmp.devices = [ids.standby];
+  steerOnResume(r.ctx, r.inst, spec([failover]), undefined, { primaryBackMs });
+  r.qmp.emit("RESUME", Date.now() * 1000);
+  return { ...r, ids };
+}
+
+test("destination: a failover primary QEMU plugs back after RESUME gets the NIC's frames at once, with no finish (the controller may be away); finish reports that moment and does not steer to the standby first", async () => {
+  const { ctx, inst, qmp, pins, ids } = resumedAway(5_000);
   await systemClock.sleep(300);
   assert.deepEqual(pins.map(port), ["fs-net0"], "at RESUME the frames go to the standby; nothing more while the primary is away");
   qmp.devices = [ids.standby, ids.primary];
@@ -117,9 +123,34 @@ test("destination: a failover primary QEMU plugs back after RESUME gets the NIC'
   const primaries: PrimaryMoments[] = [];
   const nics = await bringBackNics(ctx, inst, spec([failover]), { net0: "0000:3b:10.0" }, { primaryBackMs: 1_000, replugFails: false, onPrimary: (m) => primaries.push(m) }, signal());
   assert.deepEqual(nics, [{ name: "net0", vf: "0000:3b:10.0", attached: true }]);
-  assert.deepEqual(pins.slice(2).map(port), ["fp-net0"], "finish steers the primary again (idempotent) but never the standby in between");
+  assert.deepEqual(pins.slice(2).map(port), [], "finish steers nothing: not the standby in between, not the primary again");
   assert.equal(primaries.length, 1);
   assert.ok(primaries[0]!.backAtMs >= backAt && primaries[0]!.backAtMs < backAt + 500, "finish reports when the primary was back, not when finish came");
+});
+
+test("destination: finish called while the failover primary is still away awaits the RESUME watcher's finding (one poller, one steer)", async () => {
+  const { ctx, inst, qmp, pins, ids } = resumedAway(5_000);
+  const primaries: PrimaryMoments[] = [];
+  const finishing = bringBackNics(ctx, inst, spec([failover]), { net0: "0000:3b:10.0" }, { primaryBackMs: 5_000, replugFails: false, onPrimary: (m) => primaries.push(m) }, signal());
+  await systemClock.sleep(300);
+  qmp.devices = [ids.standby, ids.primary];
+  const backAt = Date.now();
+  assert.deepEqual(await finishing, [{ name: "net0", vf: "0000:3b:10.0", attached: true }]);
+  assert.deepEqual(pins.map(port), ["fs-net0", "fp-net0"], "the standby at RESUME, the primary once back: nothing twice");
+  assert.equal(primaries.length, 1);
+  assert.ok(primaries[0]!.steeredAtMs !== undefined && primaries[0]!.steeredAtMs - backAt < 500, "steered within the watcher's poll after the primary was back");
+});
+
+test("destination: a failover primary back only after the RESUME watcher gave up: finish keeps the standby meanwhile and waits for it within its own deadline", async () => {
+  const { ctx, inst, qmp, pins, ids } = resumedAway(200);
+  await systemClock.sleep(400);
+  const primaries: PrimaryMoments[] = [];
+  const finishing = bringBackNics(ctx, inst, spec([failover]), { net0: "0000:3b:10.0" }, { primaryBackMs: 3_000, replugFails: false, onPrimary: (m) => primaries.push(m) }, signal());
+  await systemClock.sleep(300);
+  qmp.devices = [ids.standby, ids.primary];
+  assert.deepEqual(await finishing, [{ name: "net0", vf: "0000:3b:10.0", attached: true }]);
+  assert.deepEqual(pins.map(port), ["fs-net0", "fs-net0", "fp-net0"], "the standby (at RESUME, and again by finish), then the primary once back");
+  assert.equal(primaries.length, 1);
 });
 
 test("destination: nothing steered (unmanaged forwarding) — RESUME noted, no forwarding update moment", async () => {

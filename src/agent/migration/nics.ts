@@ -2,6 +2,7 @@
 // guest (arrivingNics), ephemeral primaries unplugged before a guest leaves
 // and re-plugged where they are missing, and, once the guest runs on its new
 // instance, every NIC brought back with P10 steering (bringBackNics).
+import { withSignal } from "../../core/deadline.ts";
 import { FerryError, isFerryError } from "../../core/errors.ts";
 import type { UsableVf } from "../../host/config.ts";
 import type { LeaseHolder } from "../../host/leases.ts";
@@ -78,8 +79,12 @@ export async function replugMissing(inst: Instance, names: readonly string[], si
 
 /** Steers started at an incoming instance's RESUME; finish waits for them before it steers anything itself. */
 const resumeSteers = new WeakMap<Instance, Promise<void>>();
-/** Failover primaries an incoming instance got back after RESUME and was steered to (steerBackPrimaries), by NIC: finish reports these moments. */
-const resumePrimaries = new WeakMap<Instance, Map<string, PrimaryMoments>>();
+/**
+ * Per failover NIC of an incoming instance, what the RESUME watcher
+ * (steerBackPrimaries) found: its primary back and steered to, or undefined
+ * when it was not back within the watcher's deadline. Finish awaits these.
+ */
+const resumePrimaries = new WeakMap<Instance, Map<string, Promise<PrimaryMoments | undefined>>>();
 
 /**
  * P10 on the destination: the moment the incoming guest runs (QMP RESUME),
@@ -105,7 +110,7 @@ export function steerOnResume(ctx: StepContext, inst: Instance, spec: VmSpec, on
       } catch (err) {
         ctx.log?.warn({ instanceId: inst.id, err: String(err) }, "recording the incoming guest's RESUME failed");
       }
-      if (o.primaryBackMs !== undefined) void steerBackPrimaries(ctx, inst, spec, o.primaryBackMs);
+      if (o.primaryBackMs !== undefined) steerBackPrimaries(ctx, inst, spec, o.primaryBackMs);
     })());
   });
 }
@@ -119,22 +124,48 @@ export function steerOnResume(ctx: StepContext, inst: Instance, spec: VmSpec, on
  * for as long as the controller was away after the switch-over (3.1 s short,
  * 9.1 s under load) although its pause was 0.3 s.
  */
-async function steerBackPrimaries(ctx: StepContext, inst: Instance, spec: VmSpec, withinMs: number): Promise<void> {
-  const noted = new Map<string, PrimaryMoments>();
-  resumePrimaries.set(inst, noted);
-  const started = ctx.clock.monotonic();
-  let left = spec.nics.filter((n) => n.mode === "failover" && n.primary !== undefined);
-  while (left.length > 0 && !inst.qmp.closed && ctx.clock.monotonic() - started < withinMs) {
-    const ids = await listDeviceIds(inst.qmp, { signal: ctx.clock.timeout(2_000) }).catch(() => null);
-    for (const nic of left.filter((n) => ids?.includes(deviceIds(n.name).primary) === true)) {
-      const backAtMs = ctx.clock.now();
-      const steered = await steer(ctx, nic, "primary", ctx.clock.timeout(5_000)).catch(() => false);
-      noted.set(nic.name, { nic: nic.name, backAtMs, ...(steered ? { steeredAtMs: ctx.clock.now() } : {}) });
+function steerBackPrimaries(ctx: StepContext, inst: Instance, spec: VmSpec, withinMs: number): void {
+  const nics = spec.nics.filter((n) => n.mode === "failover" && n.primary !== undefined);
+  const found = new Map<string, (m: PrimaryMoments | undefined) => void>();
+  resumePrimaries.set(inst, new Map(nics.map((n) => [n.name, new Promise<PrimaryMoments | undefined>((resolve) => found.set(n.name, resolve))])));
+  void (async () => {
+    const started = ctx.clock.monotonic();
+    let left = nics;
+    try {
+      while (left.length > 0 && !inst.qmp.closed && ctx.clock.monotonic() - started < withinMs) {
+        const ids = await listDeviceIds(inst.qmp, { signal: ctx.clock.timeout(2_000) }).catch(() => null);
+        const back = left.filter((n) => ids?.includes(deviceIds(n.name).primary) === true);
+        for (const nic of back) {
+          const backAtMs = ctx.clock.now();
+          const steered = await steer(ctx, nic, "primary", ctx.clock.timeout(5_000)).catch(() => false);
+          found.get(nic.name)!({ nic: nic.name, backAtMs, ...(steered ? { steeredAtMs: ctx.clock.now() } : {}) });
+        }
+        left = left.filter((n) => !back.includes(n));
+        // every 50 ms while a guest's re-plug is due (the first seconds), then every 250 ms until the deadline
+        if (left.length > 0) await ctx.clock.sleep(ctx.clock.monotonic() - started < 2_000 ? 50 : 250);
+      }
+    } finally {
+      // not back in time (or the instance's monitor closed): finish waits for these itself
+      for (const nic of left) found.get(nic.name)!(undefined);
     }
-    left = left.filter((n) => !noted.has(n.name));
-    // every 50 ms while a guest's re-plug is due (the first seconds), then every 250 ms until the deadline
-    if (left.length > 0) await ctx.clock.sleep(ctx.clock.monotonic() - started < 2_000 ? 50 : 250);
+  })();
+}
+
+/**
+ * Wait (polling QMP every 50 ms, until `deadlineAt`) for the failover primary
+ * QEMU plugs back once the guest runs, then steer the NIC to it; where no
+ * RESUME watcher ran (an older controller, a local migration, a restore) or
+ * it gave up before the primary was back.
+ */
+async function primaryBack(ctx: StepContext, inst: Instance, nic: NicSpec, o: { deadlineAt: number; withinMs: number }, signal: AbortSignal): Promise<PrimaryMoments> {
+  for (;;) {
+    if ((await listDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) break;
+    if (ctx.clock.monotonic() > o.deadlineAt) throw new FerryError("FERRY_ERR_TIMEOUT", `failover primary of ${nic.name} not back within ${o.withinMs} ms`);
+    await ctx.clock.sleep(50, signal);
   }
+  const backAtMs = ctx.clock.now();
+  const steered = await steer(ctx, nic, "primary", signal);
+  return { nic: nic.name, backAtMs, ...(steered ? { steeredAtMs: ctx.clock.now() } : {}) };
 }
 
 /**
@@ -145,9 +176,9 @@ async function steerBackPrimaries(ctx: StepContext, inst: Instance, spec: VmSpec
  */
 export async function bringBackNics(ctx: StepContext, inst: Instance, spec: VmSpec, planned: Readonly<Record<string, string | null>>, o: { primaryBackMs: number; replugFails: boolean; onPrimary?: (m: PrimaryMoments) => void }, signal: AbortSignal): Promise<ArrivedNic[]> {
   await resumeSteers.get(inst);
-  const early = resumePrimaries.get(inst);
-  // not a primary the destination already steered to after RESUME (its frames would go back to the standby meanwhile)
-  for (const nic of spec.nics) if (early?.has(nic.name) !== true) await steer(ctx, nic, "standby", signal).catch(() => false);
+  const watched = resumePrimaries.get(inst);
+  // steered to the standby at RESUME, and to the primary by the watcher once it is back: not steered back here
+  for (const nic of spec.nics) if (watched?.has(nic.name) !== true) await steer(ctx, nic, "standby", signal).catch(() => false);
   const out: ArrivedNic[] = [];
   const deadlineAt = ctx.clock.monotonic() + o.primaryBackMs;
   for (const nic of spec.nics) {
@@ -167,16 +198,17 @@ export async function bringBackNics(ctx: StepContext, inst: Instance, spec: VmSp
         nic.network = usable.network;
         if (primary.kind === "stand-in") await attachTap(ctx, nic, primary.backend, signal);
       } else {
-        // failover: QEMU re-plugs the primary itself once the guest runs; wait for it with a deadline
-        for (;;) {
-          if ((await listDeviceIds(inst.qmp, { signal })).includes(deviceIds(nic.name).primary)) break;
-          if (ctx.clock.monotonic() > deadlineAt) throw new FerryError("FERRY_ERR_TIMEOUT", `failover primary of ${nic.name} not back within ${o.primaryBackMs} ms`);
-          await ctx.clock.sleep(50, signal);
+        // failover: QEMU re-plugs the primary itself once the guest runs: the RESUME watcher's finding, else wait here
+        const w = watched?.get(nic.name);
+        let m = w === undefined ? undefined : await withSignal(w, signal, `finish: waiting for the failover primary of ${nic.name}`);
+        if (m === undefined) {
+          // the watcher gave up (or none ran): the standby carries the NIC meanwhile
+          if (w !== undefined) await steer(ctx, nic, "standby", signal).catch(() => false);
+          m = await primaryBack(ctx, inst, nic, { deadlineAt, withinMs: o.primaryBackMs }, signal);
+        } else if (m.steeredAtMs === undefined && (await steer(ctx, nic, "primary", signal))) {
+          m = { ...m, steeredAtMs: ctx.clock.now() };
         }
-        const backAtMs = ctx.clock.now();
-        // steered again even when steerBackPrimaries did (idempotent): a standby steer of this finish may have crossed it
-        const steered = await steer(ctx, nic, "primary", signal);
-        o.onPrimary?.(early?.get(nic.name) ?? { nic: nic.name, backAtMs, ...(steered ? { steeredAtMs: ctx.clock.now() } : {}) });
+        o.onPrimary?.(m);
         out.push({ name: nic.name, vf, attached: true });
         continue;
       }
