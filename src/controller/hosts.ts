@@ -117,46 +117,59 @@ export class Hosts {
   }
 
   /**
-   * A VM recorded running whose QEMU its agent reports gone (exited, reaped)
-   * is down: its record says so (state unknown, no instance), never
-   * "running" on a dead instance. Only the agent's positive report counts,
-   * and VMs busy with a migration or another operation are left alone.
+   * The VM check (every 3 s): each host running VMs is asked for its
+   * instances; panics it saw are noted (#notePanics), instances it reports
+   * gone reconciled (#reconcileGone). VMs busy with a migration or another
+   * operation are left alone.
    */
-  /** The agent saw the guest's kernel panic in the VM's instance (pvpanic): the VM record says so, once (VmRecord.guestPanicked). */
-  async #notePanic(vm: VmRecord, panickedAt: number | undefined): Promise<void> {
-    if (panickedAt === undefined || vm.instanceId === null || vm.guestPanicked !== undefined) return;
-    const instanceId = vm.instanceId;
-    const was: VmPlace = { host: vm.host, instanceId };
-    const r = await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (isAt(cur, was) && cur.guestPanicked === undefined ? { ...cur, guestPanicked: { instanceId, at: panickedAt } } : undefined));
-    if (r.written) this.#c.d.log.warn({ vm: vm.name, host: vm.host, instanceId, at: panickedAt }, "the VM's guest kernel panicked (pvpanic): it runs no more; 'ferry vm stop' then 'ferry vm start' boots it again");
-  }
-
   async checkVms(): Promise<void> {
     const vms = (await this.#c.d.cluster.listVms()).filter((v) => v.state === "running" && v.instanceId !== null && !this.#c.busy.has(v.uuid));
     const hosts = new Set(vms.map((v) => v.host));
     for (const h of (await this.#c.d.cluster.listHosts()).filter((x) => hosts.has(x.name) && x.state !== "down")) {
       const list = await this.#c.client(h).instances({ timeoutMs: 3_000, signal: this.#c.signal }).catch(() => undefined);
       if (!list) continue;
-      const gone = new Map(list.gone.map((g) => [g.instanceId, g]));
-      const panicked = new Map(list.instances.flatMap((i) => (i.guestPanickedAt === undefined ? [] : [[i.instanceId, i.guestPanickedAt] as const])));
-      for (const vm of vms.filter((v) => v.host === h.name)) {
-        await this.#notePanic(vm, panicked.get(vm.instanceId ?? ""));
-        const g = gone.get(vm.instanceId ?? "");
-        if (!g || this.#c.busy.has(vm.uuid)) continue;
-        // never down while another agent runs it: the record follows that instance
-        const found = (await this.#vms.runningInstances(vm.uuid)).found.find((i) => i.running);
-        const now = this.#c.d.clock.now();
-        const was: VmPlace = { host: vm.host, instanceId: vm.instanceId };
-        if (found) {
-          if (!(await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (isAt(cur, was) ? runningAt(cur, found, now) : undefined))).written) continue;
-          this.#c.d.log.warn({ vm: vm.name, host: found.host, instanceId: found.instanceId }, `VM's recorded instance is gone (${g.reason}), but ${found.host} runs it: the record follows that instance`);
-          this.#c.events.publish({ type: "vm-moved", vm: vm.name, host: found.host, instanceId: found.instanceId, at: now });
-          continue;
-        }
-        if (!(await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (isAt(cur, was) ? { ...cur, instanceId: null, state: "unknown", updatedAt: now } : undefined))).written) continue;
-        this.#c.d.log.warn({ vm: vm.name, host: h.name, instanceId: g.instanceId }, `VM down: ${g.reason}`);
-        this.#c.events.publish({ type: "vm-stopped", vm: vm.name, host: h.name, instanceId: g.instanceId, at: now });
+      const here = vms.filter((v) => v.host === h.name);
+      await this.#notePanics(here, list.instances);
+      await this.#reconcileGone(h.name, here, list.gone);
+    }
+  }
+
+  /** The agent saw the guest's kernel panic in a VM's instance (pvpanic): the VM record says so, once (VmRecord.guestPanicked). */
+  async #notePanics(vms: readonly VmRecord[], instances: readonly { instanceId: string; guestPanickedAt?: number | undefined }[]): Promise<void> {
+    for (const vm of vms) {
+      const instanceId = vm.instanceId;
+      const panickedAt = instances.find((i) => i.instanceId === instanceId)?.guestPanickedAt;
+      if (panickedAt === undefined || instanceId === null || vm.guestPanicked !== undefined) continue;
+      const was: VmPlace = { host: vm.host, instanceId };
+      const r = await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (isAt(cur, was) && cur.guestPanicked === undefined ? { ...cur, guestPanicked: { instanceId, at: panickedAt } } : undefined));
+      if (r.written) this.#c.d.log.warn({ vm: vm.name, host: vm.host, instanceId, at: panickedAt }, "the VM's guest kernel panicked (pvpanic): it runs no more; 'ferry vm stop' then 'ferry vm start' boots it again");
+    }
+  }
+
+  /**
+   * A VM recorded running whose QEMU its agent reports gone (exited, reaped)
+   * is down: its record says so (state unknown, no instance), never
+   * "running" on a dead instance. Only the agent's positive report counts;
+   * when another agent runs the VM, the record follows that instance.
+   */
+  async #reconcileGone(host: string, vms: readonly VmRecord[], goneList: readonly { instanceId: string; reason: string }[]): Promise<void> {
+    const gone = new Map(goneList.map((g) => [g.instanceId, g]));
+    for (const vm of vms) {
+      const g = gone.get(vm.instanceId ?? "");
+      if (!g || this.#c.busy.has(vm.uuid)) continue;
+      // never down while another agent runs it: the record follows that instance
+      const found = (await this.#vms.runningInstances(vm.uuid)).found.find((i) => i.running);
+      const now = this.#c.d.clock.now();
+      const was: VmPlace = { host: vm.host, instanceId: vm.instanceId };
+      if (found) {
+        if (!(await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (isAt(cur, was) ? runningAt(cur, found, now) : undefined))).written) continue;
+        this.#c.d.log.warn({ vm: vm.name, host: found.host, instanceId: found.instanceId }, `VM's recorded instance is gone (${g.reason}), but ${found.host} runs it: the record follows that instance`);
+        this.#c.events.publish({ type: "vm-moved", vm: vm.name, host: found.host, instanceId: found.instanceId, at: now });
+        continue;
       }
+      if (!(await this.#c.d.cluster.updateVm(vm.uuid, (cur) => (isAt(cur, was) ? { ...cur, instanceId: null, state: "unknown", updatedAt: now } : undefined))).written) continue;
+      this.#c.d.log.warn({ vm: vm.name, host, instanceId: g.instanceId }, `VM down: ${g.reason}`);
+      this.#c.events.publish({ type: "vm-stopped", vm: vm.name, host, instanceId: g.instanceId, at: now });
     }
   }
 
