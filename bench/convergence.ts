@@ -27,7 +27,7 @@ import type { MigrationRecord } from "../src/migration/types.ts";
 import { detectAccel } from "../src/qemu/accel.ts";
 import { waitForConsole } from "../src/qemu/console.ts";
 import { run } from "../src/core/run.ts";
-import { dirtyRamMiB, guestCmdline } from "../src/model/guest.ts";
+import { dirtyRamMiB, guestCmdline, guestMemoryFor } from "../src/model/guest.ts";
 import { guestImagePaths } from "../src/model/guest-image.ts";
 import type { LibvirtDaemon } from "./lib/libvirt.ts";
 import { benchLibvirtPair, domainXml, stopLibvirtPair } from "./lib/libvirt.ts";
@@ -49,8 +49,8 @@ const CONVERGE_MS = envInt("FERRY_BENCH_CONVERGE_MS", 30_000);
 const LINK_MIBPS = envInt("FERRY_BENCH_LINK_MIBPS", 100);
 // room on the guest's RAM disk (half its RAM) for the dirty region: one second of writes
 const MEMORY_MIB = 512;
-/** The guest for a rate: 512 MiB, or more when its dirty region (model/guest.ts dirtyRamMiB) does not fit its RAM disk (half its RAM minus 32 MiB: controller/vm-spec.ts checkGuestFill). */
-const memoryFor = (rate: number): number => Math.max(MEMORY_MIB, 64 * Math.ceil((2 * (dirtyRamMiB(rate) + 32)) / 64));
+/** The guest for a rate: 512 MiB, or more when its dirty region (model/guest.ts dirtyRamMiB) does not fit its RAM disk (half its RAM minus its reserve: model/guest.ts guestRamDiskRoom). */
+const memoryFor = (rate: number): number => Math.max(MEMORY_MIB, guestMemoryFor(dirtyRamMiB(rate)));
 const POLICIES = ["auto", "off", "libvirt"] as const;
 const POLICY_LABEL = { auto: "Ferry (auto)", off: "QEMU defaults", libvirt: "libvirt defaults" } as const;
 const MiB = 1024 * 1024;

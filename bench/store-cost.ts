@@ -9,11 +9,10 @@
 // ratio and the per-phase medians from the journal; writes
 // bench/results/store-cost.json.
 //   scripts/rt node bench/store-cost.ts [--quick]    FERRY_BENCH_ROUNDS=N (default 10; --quick 3)
-import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ControllerClient } from "../src/api/client.ts";
-import { labDown, labFetch, labSpec, labUp } from "../src/lab/lab.ts";
+import type { ControllerClient } from "../src/api/client.ts";
+import { labClient, labDown, labSpec, labUp } from "../src/lab/lab.ts";
 import type { LabState } from "../src/lab/lab.ts";
 import { follow } from "../src/lab/lab-demo.ts";
 import type { Phase } from "../src/migration/types.ts";
@@ -28,12 +27,9 @@ const LABS = [
 
 /** A client of the lab's leader (SQLite: its only controller). */
 async function leaderClient(state: LabState): Promise<{ client: ControllerClient; leader: string }> {
-  const token = (await readFile(state.controllerTokenFile, "utf8")).trim();
-  const fetch = await labFetch(state);
-  const first = new ControllerClient({ baseUrl: (state.controllers?.[0] ?? state.controller).url, token, fetch });
-  const view = await first.controllers();
+  const view = await (await labClient(state)).controllers();
   if (!view.leader) throw new Error(`lab ${state.name}: no controller leads (ferry controllers)`);
-  return { client: new ControllerClient({ baseUrl: view.leader.url, token, fetch }), leader: view.leader.url };
+  return { client: await labClient(state, { only: view.leader.url }), leader: view.leader.url };
 }
 
 async function main(): Promise<void> {

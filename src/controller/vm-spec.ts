@@ -4,7 +4,7 @@
 import { createHash } from "node:crypto";
 import { FerryError } from "../core/errors.ts";
 import { didYouMean } from "../core/suggest.ts";
-import { dirtyRamMiB, guestCmdline } from "../model/guest.ts";
+import { dirtyRamMiB, GUEST_RAM_DISK_RESERVE_MIB, guestCmdline, guestRamDiskRoom } from "../model/guest.ts";
 import type { NicMode, NicPolicy, NicSpec, PrimaryDevice, StandInModel, VmSpec } from "../model/vm.ts";
 import { MAX_GUEST_PORT, STAND_IN_MODELS } from "../model/vm.ts";
 import type { VmNicRecord, VmRecord } from "../store/cluster.ts";
@@ -79,18 +79,18 @@ export function checkGuestFill(o: { memoryMiB: number; guestFillMiB?: number; gu
   const dirty = o.guestDirtyMiBps ?? 0;
   if (dirty > 0) {
     if (o.noOs === true) throw new FerryError("FERRY_ERR_INVALID", "guestDirtyMiBps needs the test guest: drop noOs or the dirty rate");
-    const room = Math.floor(o.memoryMiB / 2) - 32 - (o.guestFillMiB ?? 0);
+    const room = guestRamDiskRoom(o.memoryMiB) - (o.guestFillMiB ?? 0);
     const need = dirtyRamMiB(dirty);
     if (room < need) {
-      throw new FerryError("FERRY_ERR_INVALID", `guestDirtyMiBps ${dirty} needs ${need} MiB of the guest's RAM disk (half its RAM minus 32 MiB${o.guestFillMiB === undefined ? "" : `, minus the ${o.guestFillMiB} MiB fill`}); a ${o.memoryMiB} MiB guest has ${Math.max(room, 0)}: give the VM more memory or fill less`, { details: { memoryMiB: o.memoryMiB, guestDirtyMiBps: dirty } });
+      throw new FerryError("FERRY_ERR_INVALID", `guestDirtyMiBps ${dirty} needs ${need} MiB of the guest's RAM disk (half its RAM minus ${GUEST_RAM_DISK_RESERVE_MIB} MiB${o.guestFillMiB === undefined ? "" : `, minus the ${o.guestFillMiB} MiB fill`}); a ${o.memoryMiB} MiB guest has ${Math.max(room, 0)}: give the VM more memory or fill less`, { details: { memoryMiB: o.memoryMiB, guestDirtyMiBps: dirty } });
     }
   }
   const fill = o.guestFillMiB;
   if (fill === undefined) return;
   if (o.noOs === true) throw new FerryError("FERRY_ERR_INVALID", "guestFillMiB needs the test guest: drop noOs or the fill");
-  const max = Math.floor(o.memoryMiB / 2) - 64;
+  const max = guestRamDiskRoom(o.memoryMiB);
   if (!Number.isInteger(fill) || fill < 1 || fill > max) {
-    throw new FerryError("FERRY_ERR_INVALID", `guestFillMiB ${fill}: must be a whole number from 1 to ${Math.max(max, 0)} for a ${o.memoryMiB} MiB guest (at most half its RAM minus 64 MiB); give the VM more memory or fill less`, { details: { guestFillMiB: fill, memoryMiB: o.memoryMiB, max } });
+    throw new FerryError("FERRY_ERR_INVALID", `guestFillMiB ${fill}: must be a whole number from 1 to ${Math.max(max, 0)} for a ${o.memoryMiB} MiB guest (at most half its RAM minus ${GUEST_RAM_DISK_RESERVE_MIB} MiB); give the VM more memory or fill less`, { details: { guestFillMiB: fill, memoryMiB: o.memoryMiB, max } });
   }
 }
 

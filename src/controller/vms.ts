@@ -25,7 +25,7 @@ export interface CreateVmInput {
   vcpus?: number;
   nics: { network: string; mode: NicMode; policy: NicPolicy }[];
   noOs?: boolean;
-  /** Lab/test guest: fill this much guest RAM with random data at boot (benchmarks); ≤ memoryMiB / 2 − 64. */
+  /** Lab/test guest: fill this much guest RAM with random data at boot (benchmarks); ≤ memoryMiB / 2 − 32 (model/guest.ts guestRamDiskRoom). */
   guestFillMiB?: number;
   /** Lab/test guest: keep rewriting this many MiB/s of guest RAM (convergence benchmarks). */
   guestDirtyMiBps?: number;

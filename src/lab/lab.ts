@@ -160,10 +160,15 @@ export function hostPath(state: LabState, host: string, path: string): string {
   return h.holderPid === undefined ? path : holderPath(h.holderPid, path);
 }
 
-/** A ControllerClient for the lab's controller (its token, and its TLS material when the lab uses TLS). */
-export async function labClient(state: LabState): Promise<ControllerClient> {
+/**
+ * A ControllerClient for the lab's controller (its token, and its TLS
+ * material when the lab uses TLS): its controllers in order, the others as
+ * alternates; with `only`, that one controller and no alternates (a
+ * benchmark that must reach the leader itself, not be forwarded).
+ */
+export async function labClient(state: LabState, o: { only?: string } = {}): Promise<ControllerClient> {
   const token = (await readFile(state.controllerTokenFile, "utf8")).trim();
-  const [first, ...alternates] = labControllers(state).map((c) => c.url);
+  const [first, ...alternates] = o.only === undefined ? labControllers(state).map((c) => c.url) : [o.only];
   return new ControllerClient({ baseUrl: first!, token, fetch: await labFetch(state), ...(alternates.length > 0 ? { alternates } : {}) });
 }
 

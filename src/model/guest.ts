@@ -19,6 +19,23 @@ const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** The most a test guest is asked to dirty (ferry.dirty, MiB/s). */
 export const MAX_DIRTY_MIBPS = 4096;
+/**
+ * MiB of the test guest's RAM disk (a tmpfs of half its RAM) kept for its
+ * own files (the initramfs: ~4 MiB), its memory-check region (8 MiB by
+ * default) and tools; a RAM fill and a dirty region share the rest.
+ */
+export const GUEST_RAM_DISK_RESERVE_MIB = 32;
+
+/** MiB of a `memoryMiB` test guest's RAM disk that a fill and a dirty region may take together. */
+export function guestRamDiskRoom(memoryMiB: number): number {
+  return Math.floor(memoryMiB / 2) - GUEST_RAM_DISK_RESERVE_MIB;
+}
+
+/** The smallest test-guest RAM (a multiple of 64 MiB) whose RAM disk has room for `needMiB`. */
+export function guestMemoryFor(needMiB: number): number {
+  return 64 * Math.ceil((2 * (needMiB + GUEST_RAM_DISK_RESERVE_MIB)) / 64);
+}
+
 /** RAM-disk MiB the guest's dirty writer takes: its region (one second of writes, 64 to 1024 MiB) and 17 MiB buffer (src/lab/guest/init.sh). */
 export function dirtyRamMiB(dirtyMiBps: number): number {
   return Math.min(Math.max(dirtyMiBps, 64), 1024) + 17;

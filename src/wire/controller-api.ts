@@ -116,7 +116,7 @@ export const CreateVmBody = Type.Object(
     nics: Type.Array(Type.Object({ network: Name, mode: Mode, policy: Policy }, { additionalProperties: false }), { maxItems: 8 }),
     noOs: Type.Optional(Type.Boolean({ description: "start with no OS (the guest never answers unplug requests)" })),
     sharedMemory: Type.Optional(Type.Boolean({ description: "map guest RAM from a shared file on the host, so a local migration (QEMU upgrade in place) copies no RAM" })),
-    guestFillMiB: Type.Optional(Type.Integer({ minimum: 1, maximum: 512 * 1024, description: "lab/test guest only: fill this much guest RAM with random data at boot (benchmarks); at most memoryMiB / 2 − 64" })),
+    guestFillMiB: Type.Optional(Type.Integer({ minimum: 1, maximum: 512 * 1024, description: "lab/test guest only: fill this much guest RAM with random data at boot (benchmarks); at most memoryMiB / 2 − 32 (the RAM disk keeps 32 MiB for the guest itself)" })),
     convergence: Type.Optional(Type.Union(ConvergenceRequestSchema.anyOf, { description: "the VM's convergence policy for its migrations (default auto; a migration may ask for another): see POST /v1/migrations" })),
     guestDirtyMiBps: Type.Optional(Type.Integer({ minimum: 0, maximum: 4096, description: "lab/test guest only: keep rewriting this many MiB/s of a RAM region (convergence benchmarks; 0 = none); the region holds one second of writes (64 to 1024 MiB) and takes that plus 17 MiB of the guest's RAM disk (half its RAM)" })),
   },
