@@ -76,6 +76,8 @@ describe("a dead controller or destination agent during perform", { timeout: 300
   };
 
   before(async () => {
+    // the lab's context file: this test's own, not the user's (other test files run beside this one)
+    process.env["FERRY_CONTEXT"] = `/tmp/ferry-dead-peer-context-${process.pid}.json`;
     await labDown(NAME);
     lab = await labUp(labSpec({ name: NAME, hosts: 2, configText: "networks: [physnet1]\nvfs: { physnet1: 4 }\n" }));
     api = await labClient(lab);
