@@ -67,7 +67,7 @@ export const MEMBER_RETRY_MS = 500;
 export const READ_RETRY_MS = 2500;
 
 /** An error that says etcd could not answer now but may a moment later: UNAVAILABLE (a member down, "leader changed"), or every member's circuit open. */
-export function isTransient(e: unknown): boolean {
+function isTransient(e: unknown): boolean {
   return e instanceof Error && (isRecoverableError(e) || isBrokenCircuitError(e));
 }
 

@@ -203,6 +203,20 @@ export class FaultCluster extends TestCluster {
    * (asked on its console) is still the one it printed at boot (guest memory
    * kept; counted in `memchecks`). Returns the violations.
    */
+  /**
+   * check() after migration `id` ended, asked again every 500 ms until it
+   * finds nothing or `timeoutMs` passed (an agent reaps a dead QEMU on its own
+   * tick); returns the last violations.
+   */
+  async checkSettled(vm: { name: string; uuid: string }, id: string, o: { down?: boolean; heartbeatAfter?: number; bootSum?: string } = {}, timeoutMs = 25_000): Promise<string[]> {
+    let v: string[] = [];
+    await waitFor("invariants", async () => {
+      v = await this.check(vm, await this.api.migration(id), o);
+      return v.length === 0 ? true : undefined;
+    }, timeoutMs, 500).catch(() => undefined);
+    return v;
+  }
+
   async check(vm: { name: string; uuid: string }, rec: MigrationRecord | null, o: { down?: boolean; heartbeatAfter?: number; bootSum?: string } = {}): Promise<string[]> {
     const v: string[] = [];
     if (rec && (rec.phase !== "done" || rec.outcome === null)) v.push(`migration ${rec.id} not terminal (${rec.phase})`);

@@ -265,13 +265,8 @@ function pauseViolations(point: MatrixPoint, down: boolean, pause: PauseReport):
 }
 
 /** Invariants, given a few seconds to converge (an agent reaps a dead QEMU on its own tick). */
-async function settle(c: FaultCluster, vm: TestVm, rec: MigrationRecord, down: boolean, heartbeatAfter: number | undefined): Promise<string[]> {
-  let v: string[] = [];
-  await waitFor("invariants", async () => {
-    v = await c.check(vm, await c.api.migration(rec.id), { down, ...(heartbeatAfter === undefined ? {} : { heartbeatAfter }), ...(vm.bootSum === undefined ? {} : { bootSum: vm.bootSum }) });
-    return v.length === 0 ? true : undefined;
-  }, down ? 25_000 : 15_000, 500).catch(() => undefined);
-  return v;
+function settle(c: FaultCluster, vm: TestVm, rec: MigrationRecord, down: boolean, heartbeatAfter: number | undefined): Promise<string[]> {
+  return c.checkSettled(vm, rec.id, { down, ...(heartbeatAfter === undefined ? {} : { heartbeatAfter }), ...(vm.bootSum === undefined ? {} : { bootSum: vm.bootSum }) }, down ? 25_000 : 15_000);
 }
 
 /** After a point that went wrong: let every migration end, then remove the VM. */

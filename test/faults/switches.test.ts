@@ -63,11 +63,7 @@ describe("lab fault switches → the policy table's outcomes, through the contro
       if (k.code !== null) assert.equal(rec.code, k.code, rec.reason ?? "");
       const down = k.runsOn === null;
       if (!down) assert.equal(rec.runsOn?.host, src, "the guest runs on the source again");
-      let v: string[] = [];
-      await waitFor("invariants", async () => {
-        v = await c.check(vm!, await c.api.migration(id), down ? { down } : { heartbeatAfter: hb, ...(vm!.bootSum === undefined ? {} : { bootSum: vm!.bootSum }) });
-        return v.length === 0 ? true : undefined;
-      }, 25_000, 500).catch(() => undefined);
+      const v = await c.checkSettled(vm, id, down ? { down } : { heartbeatAfter: hb, ...(vm.bootSum === undefined ? {} : { bootSum: vm.bootSum }) });
       assert.deepEqual(v, [], `${k.fault}: ${rec.outcome ?? ""} (${rec.reason ?? ""})`);
       assert.deepEqual((await c.api.vm(vm.name)).state, down ? "unknown" : "running");
       if (down) {
@@ -140,11 +136,6 @@ describe("lab fault switches → the policy table's outcomes, through the contro
     assert.equal(rec.outcome, "rolled-back", `${rec.code ?? ""} ${rec.reason ?? ""}`);
     assert.equal(rec.code, "FERRY_ERR_SOURCE_GAVE_UP", rec.reason ?? "");
     assert.equal(rec.runsOn?.host, src);
-    let v: string[] = [];
-    await waitFor("invariants", async () => {
-      v = await c.check(vm!, await c.api.migration(id));
-      return v.length === 0 ? true : undefined;
-    }, 25_000, 500).catch(() => undefined);
-    assert.deepEqual(v, []);
+    assert.deepEqual(await c.checkSettled(vm, id), []);
   });
 });
