@@ -33,16 +33,40 @@ function mountsUnder(dir: string): string[] {
   return [...new Set(points)].sort((a, b) => b.length - a.length);
 }
 
-// the machine's mounts under /run and /dev/shm: detached from this (private) namespace only
-for (const p of [...mountsUnder("/run"), ...mountsUnder("/dev/shm")]) sh("umount", ["--lazy", p]);
-sh("mount", ["-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", "/dev/shm"]);
-sh("mount", ["-t", "tmpfs", "-o", "mode=755,nosuid,nodev", "tmpfs", "/run"]);
-sh("mount", ["-t", "tmpfs", "-o", "mode=755", "tmpfs", "/var/lib"]);
-mkdirSync("/var/lib/ferry", { mode: 0o755 });
-sh("mount", ["--bind", hostDir, "/var/lib/ferry"]);
-mkdirSync("/var/lib/ferry/saves", { recursive: true, mode: 0o700 });
-sh("mount", ["--bind", saveDir, "/var/lib/ferry/saves"]);
-sh("hostname", [host]);
+/**
+ * Detach a mount from this (private) namespace. One that is gone already is
+ * not an error: unlinking a mountpoint file detaches its mounts in every
+ * namespace (Linux >= 3.18), so another lab deleting its network namespace
+ * (/run/netns/<name>) between our mountinfo read and this umount takes our
+ * copy away (two labs set up side by side met exactly that).
+ */
+function detach(point: string): void {
+  try {
+    execFileSync("umount", ["--lazy", point], { stdio: ["ignore", "ignore", "pipe"] });
+  } catch (err) {
+    if (!mountsUnder(point).includes(point)) return;
+    const { stderr } = err as { stderr?: Buffer };
+    if (stderr !== undefined) process.stderr.write(stderr);
+    throw err;
+  }
+}
+
+try {
+  // the machine's mounts under /run and /dev/shm: detached from this (private) namespace only
+  for (const p of [...mountsUnder("/run"), ...mountsUnder("/dev/shm")]) detach(p);
+  sh("mount", ["-t", "tmpfs", "-o", "mode=1777,nosuid,nodev", "tmpfs", "/dev/shm"]);
+  sh("mount", ["-t", "tmpfs", "-o", "mode=755,nosuid,nodev", "tmpfs", "/run"]);
+  sh("mount", ["-t", "tmpfs", "-o", "mode=755", "tmpfs", "/var/lib"]);
+  mkdirSync("/var/lib/ferry", { mode: 0o755 });
+  sh("mount", ["--bind", hostDir, "/var/lib/ferry"]);
+  mkdirSync("/var/lib/ferry/saves", { recursive: true, mode: 0o700 });
+  sh("mount", ["--bind", saveDir, "/var/lib/ferry/saves"]);
+  sh("hostname", [host]);
+} catch (err) {
+  // one line the lab can quote in its error (the command's own stderr is above it in the log)
+  process.stderr.write(`ferry host holder ${host}: ${(err as Error).message.split("\n")[0]}\n`);
+  process.exit(1);
+}
 
 process.on("SIGTERM", () => process.exit(0));
 process.on("SIGINT", () => process.exit(0));

@@ -81,7 +81,8 @@ export async function startHolder(o: { dir: string; host: ApartHost; hostDir: st
   child.unref();
   if (!ready) {
     await stopPid(unsharePid, o.dir, "SIGKILL");
-    throw new FerryError("FERRY_ERR_TIMEOUT", `the holder of ${o.host.name} did not get ready; see ${o.log}`);
+    const tail = (await readFile(o.log, "utf8").catch(() => "")).trim().split("\n").at(-1) ?? "";
+    throw new FerryError("FERRY_ERR_TIMEOUT", `the holder of ${o.host.name} did not get ready${tail === "" ? "" : ` (${tail})`}; see ${o.log}`);
   }
   const children = (await readFile(`/proc/${unsharePid}/task/${unsharePid}/children`, "utf8")).trim().split(/\s+/).map(Number);
   const holderPid = children[0];
