@@ -71,9 +71,17 @@ function isTransient(e: unknown): boolean {
   return e instanceof Error && (isRecoverableError(e) || isBrokenCircuitError(e));
 }
 
-/** An etcd call that failed (unreachable, no quorum, refused): FERRY_ERR_INTERNAL, retryable, naming the store. */
-export function storeError(what: string, e: unknown): FerryError {
+/**
+ * An etcd call that failed (unreachable, no quorum, refused): FERRY_ERR_INTERNAL, retryable, naming the store.
+ * With `askedForMs`: a transient failure asked again for that long (readAgain) and still failing.
+ */
+export function storeError(what: string, e: unknown, askedForMs?: number): FerryError {
   if (isFerryError(e)) return e;
+  if (askedForMs !== undefined && isTransient(e)) {
+    // "leader changed" is a member answering, refusing; a broken circuit is none answering: either way no usable answer
+    const last = isBrokenCircuitError(e) ? "no member answering" : message(e);
+    return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: etcd gave no usable answer for ${askedForMs} ms (last: ${last}): is etcd up, with a quorum? ('etcdctl endpoint health')`, { cause: e, retryable: true, details: { store: "etcd" } });
+  }
   if (isBrokenCircuitError(e)) {
     return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: no etcd member answered its last calls (each failed three in a row; each is tried again ${MEMBER_RETRY_MS} ms after): is etcd up, with a quorum? ('etcdctl endpoint health')`, { cause: e, retryable: true, details: { store: "etcd" } });
   }
@@ -233,8 +241,7 @@ export class EtcdConnection {
   #read<T>(what: string, call: () => Promise<T>): Promise<T> {
     const budget = Math.min(READ_RETRY_MS, this.#callTimeoutMs);
     return readAgain(systemClock, budget, call).catch((e: unknown) => {
-      if (!isTransient(e)) throw storeError(what, e);
-      throw new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: no etcd member answered for ${budget} ms (last: ${message(e)}): is etcd up, with a quorum? ('etcdctl endpoint health')`, { cause: e, retryable: true, details: { store: "etcd" } });
+      throw storeError(what, e, budget);
     });
   }
 
