@@ -50,7 +50,7 @@ export const GapBreakdown = Type.Object({
   unplugSteerMs: Type.Optional(Type.Record(Type.String(), Type.Number(), { description: "per failover NIC: the steer to the standby finished − UNPLUG_PRIMARY" })),
   steerAfterResumeMs: At("the destination's steer finished − RESUME: the forwarding update"),
   primarySteerAfterResumeMs: Type.Optional(Type.Record(Type.String(), Type.Number(), { description: "per failover NIC: the destination's steer to its primary finished − RESUME" })),
-  decisionMs: At("migrate-continue sent − STOP: the part of the pause spent deciding at pre-switchover (the source's answer, the destination's check, the controller's switch-over call)"),
+  decisionMs: At("migrate-continue sent − STOP: the part of the pause spent deciding at pre-switchover (the source's answer, the destination's check, the controller's switch-over call). The destination QEMU answers its check only once it has loaded the RAM still in flight at the stop: long here with a long precheck phase is a destination behind the source"),
   deviceStateMs: At("destination RESUME − migrate-continue sent: the rest of the pause (QEMU sends the device state, the destination loads it and runs); across two hosts' clocks"),
 });
 export type GapBreakdown = Static<typeof GapBreakdown>;
