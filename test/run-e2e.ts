@@ -7,9 +7,10 @@
 // against raw QEMU failover (the worst gap of each, same run) and Ferry's gaps
 // against an independent ping's run with nothing beside them, as they always
 // have. It is node:test's run() and not `node --test <files>`, which sorts
-// the files by name. The fault files (test:faults) are not here: the fault
-// matrix's real-guest points keep their own pause budgets, set with the other
-// fault files beside it, not these.
+// the files by name. The fault files run in npm test's last phase
+// (--fault-phase): the matrix in one lane, the other fault files and then a
+// few light files of these (BESIDE_MATRIX) in the other; heavier e2e files
+// beside the matrix failed its real-guest points' pause budgets.
 import { readdirSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { run } from "node:test";
@@ -51,7 +52,44 @@ const SECONDS: Record<string, number> = {
   "test/security/argv.test.ts": 2,
   "test/security/inputs.test.ts": 2,
   "test/security/tls.test.ts": 2,
+  // the fault files, CI copy of 9c553ea (the matrix beside the others)
+  "test/faults/matrix.test.ts": 464,
+  "test/faults/ha.test.ts": 138,
+  "test/faults/soak.test.ts": 79,
+  "test/faults/switches.test.ts": 58,
+  "test/faults/stale.test.ts": 19,
 };
+
+/**
+ * Light files (no real guest: a few agents and controllers, no-OS QEMUs)
+ * that npm test runs in test:faults' second lane, beside the fault matrix,
+ * after the other fault files: alone the matrix kept one core busy while the
+ * other lane idled its last ~170 s.
+ */
+export const BESIDE_MATRIX: ReadonlySet<string> = new Set([
+  "test/e2e/migration-live.test.ts",
+  "test/security/cluster.test.ts",
+  "test/e2e/lab-holder.test.ts",
+  "test/e2e/vm-create.test.ts",
+  "test/e2e/vf-lifecycle-qemu.test.ts",
+  "test/security/agent-paths.test.ts",
+  "test/e2e/migration-tls.test.ts",
+  "test/security/argv.test.ts",
+  "test/security/inputs.test.ts",
+  "test/security/tls.test.ts",
+]);
+const MATRIX = "test/faults/matrix.test.ts";
+
+/**
+ * npm test's fault phase: the fault matrix in one lane from the start; the
+ * other fault files, then the BESIDE_MATRIX files, one after the other in the
+ * second lane (each list the longest first).
+ */
+export function faultPhaseFiles(base: string, seconds: Record<string, number> = SECONDS): string[] {
+  const faults = e2eTestFiles(base, ["test/faults"], seconds).filter((f) => f !== MATRIX);
+  const beside = e2eTestFiles(base, [...new Set([...BESIDE_MATRIX].map((f) => dirname(f)))], seconds).filter((f) => BESIDE_MATRIX.has(f));
+  return [MATRIX, ...faults, ...beside];
+}
 
 /** The test files of `dirs` (relative to `base`), the longest first by `seconds`; ties by name. */
 export function e2eTestFiles(base: string, dirs: readonly string[] = DIRS, seconds: Record<string, number> = SECONDS): string[] {
@@ -70,9 +108,16 @@ async function runFiles(files: readonly string[], concurrency: number): Promise<
 }
 
 if (import.meta.main) {
-  // the directories to run, relative to the repository (default: test/e2e and test/lab)
-  const dirs = process.argv.slice(2);
-  const files = e2eTestFiles(root, dirs.length > 0 ? dirs : DIRS);
-  await runFiles(files.filter((f) => !ALONE.has(f)).map((f) => join(root, f)), 2);
-  await runFiles(files.filter((f) => ALONE.has(f)).map((f) => join(root, f)), 1);
+  const args = process.argv.slice(2);
+  if (args[0] === "--fault-phase") {
+    // npm test's last phase (the BESIDE_MATRIX files left out of its e2e phase run here)
+    await runFiles(faultPhaseFiles(root).map((f) => join(root, f)), 2);
+  } else {
+    // [--leave-beside-matrix] DIR… (relative to the repository; default: test/e2e and test/lab)
+    const leave = args[0] === "--leave-beside-matrix";
+    const dirs = leave ? args.slice(1) : args;
+    const files = e2eTestFiles(root, dirs.length > 0 ? dirs : DIRS).filter((f) => !(leave && BESIDE_MATRIX.has(f)));
+    await runFiles(files.filter((f) => !ALONE.has(f)).map((f) => join(root, f)), 2);
+    await runFiles(files.filter((f) => ALONE.has(f)).map((f) => join(root, f)), 1);
+  }
 }
