@@ -586,3 +586,79 @@ describe("no pause waits on a dead process (issue 20)", () => {
     assert.deepEqual(r.warnings, []);
   });
 });
+
+describe("a store hiccup (an etcd leader change) does not stop a migration half way", () => {
+  /** `inner`, with every `failAt`-th write (updateMigration, appendJournal) failing as etcd's store does for a moment: before it applies, or after (the answer lost). */
+  function hiccupping(inner: Store, o: { every: number; applied: boolean }): { store: Store; hiccups: () => number } {
+    let writes = 0;
+    let hiccups = 0;
+    const store = new Proxy(inner, {
+      get(target, prop, receiver) {
+        const v: unknown = Reflect.get(target, prop, receiver);
+        if (typeof v !== "function") return v;
+        if (prop !== "updateMigration" && prop !== "appendJournal") return (v as (...a: unknown[]) => unknown).bind(target);
+        return async (...args: unknown[]) => {
+          const fail = ++writes % o.every === 0;
+          if (fail && !o.applied) {
+            hiccups++;
+            throw new FerryError("FERRY_ERR_INTERNAL", "etcd store: write: 14 UNAVAILABLE: etcdserver: leader changed", { retryable: true, details: { store: "etcd", transient: true } });
+          }
+          const out: unknown = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          if (fail) {
+            hiccups++;
+            throw new FerryError("FERRY_ERR_INTERNAL", "etcd store: write: 14 UNAVAILABLE: etcdserver: leader changed", { retryable: true, details: { store: "etcd", transient: true } });
+          }
+          return out;
+        };
+      },
+    });
+    return { store, hiccups: () => hiccups };
+  }
+
+  for (const applied of [false, true]) {
+    test(`every 4th write fails ${applied ? "after it applied (the answer lost)" : "before it applies"}: the migration goes on from its record and succeeds, each step sent at most twice`, async () => {
+      const s = hiccupping(new SqliteStore(":memory:"), { every: 4, applied });
+      const h = harness({}, s.store);
+      const p = plan([nic("net0")]);
+      await createMigration(p, h.deps);
+      const r = await runMigration(p.id, h.deps);
+      assert.ok(s.hiccups() >= 3, `only ${s.hiccups()} hiccups: the test did not test much`);
+      assert.equal(r.outcome, "succeeded");
+      assert.equal(r.phase, "done");
+      for (const m of ["begin", "prepare", "perform", "precheck", "switchover", "finish"] as const) assert.ok(h.port.count(m) >= 1 && h.port.count(m) <= 2, `${m} sent ${h.port.count(m)} times`);
+      assert.deepEqual(await s.store.listActiveMigrations(), []);
+    });
+  }
+
+  test("a store error that would fail again the same way (not transient) stops the runner, as before: no endless retry", async () => {
+    const inner = new SqliteStore(":memory:");
+    const store = new Proxy(inner, {
+      get(target, prop, receiver) {
+        const v: unknown = Reflect.get(target, prop, receiver);
+        if (typeof v !== "function") return v;
+        if (prop !== "updateMigration") return (v as (...a: unknown[]) => unknown).bind(target);
+        return () => Promise.reject(new FerryError("FERRY_ERR_INTERNAL", "etcd store: update: etcdserver: request is too large", { retryable: true, details: { store: "etcd", transient: false } }));
+      },
+    });
+    const h = harness({}, store);
+    const p = plan([nic("net0")]);
+    await createMigration(p, h.deps);
+    await assert.rejects(runMigration(p.id, h.deps), /request is too large/);
+  });
+
+  test("FERRY_ERR_NOT_LEADER (another controller leads now) still stops this runner: the new leader resumes it", async () => {
+    const inner = new SqliteStore(":memory:");
+    const store = new Proxy(inner, {
+      get(target, prop, receiver) {
+        const v: unknown = Reflect.get(target, prop, receiver);
+        if (typeof v !== "function") return v;
+        if (prop !== "updateMigration") return (v as (...a: unknown[]) => unknown).bind(target);
+        return () => Promise.reject(new FerryError("FERRY_ERR_NOT_LEADER", "etcd store: update refused: this controller does not lead", { retryable: true, details: { store: "etcd" } }));
+      },
+    });
+    const h = harness({}, store);
+    const p = plan([nic("net0")]);
+    await createMigration(p, h.deps);
+    await assert.rejects(runMigration(p.id, h.deps), { code: "FERRY_ERR_NOT_LEADER" });
+  });
+});

@@ -137,22 +137,51 @@ function stopped(deps: RunnerDeps, id: string): FerryError | undefined {
   return deps.signal?.aborted ? abortError(deps.signal, `migration ${id}: runner`) : undefined;
 }
 
+/**
+ * A store failure the store may get over in a moment (FERRY_ERR_INTERNAL
+ * from the store with details.transient: etcd electing a leader, no member
+ * answering): not one of the migration's own, not one that would fail again
+ * the same way, and not FERRY_ERR_NOT_LEADER (another controller leads now
+ * and resumes it).
+ */
+export function isStoreHiccup(e: unknown): boolean {
+  return isFerryError(e, "FERRY_ERR_INTERNAL") && e.details["store"] !== undefined && e.details["transient"] === true;
+}
+
+/** The longest wait between two tries of a migration stopped by a store hiccup. */
+export const STORE_AGAIN_MAX_MS = 5_000;
+
 async function converge(id: string, deps: RunnerDeps, running: Running): Promise<MigrationRecord> {
   const { store } = deps;
+  let hiccups = 0;
   for (;;) {
     const stop = stopped(deps, id);
     if (stop) throw stop;
-    const rec = await store.getMigration(id);
-    if (!rec) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
-    if (isTerminal(rec)) return rec;
-    const log = deps.log.child({ migrationId: id, vm: rec.plan.vm.name, phase: rec.phase });
-    let out: StepOutcome | typeof AGAIN;
-    if (rec.cancelRequested && cancellable(rec.phase)) out = { event: "cancel-requested" };
-    else out = await step(rec, deps, running, log);
-    if (out === AGAIN) continue;
-    const row = transition(rec.phase, out.event);
-    if (!row) throw new FerryError("FERRY_ERR_INTERNAL", `migration ${id}: no transition for ${rec.phase} × ${out.event}`);
-    await apply(rec, out, row, deps, log);
+    try {
+      const rec = await store.getMigration(id);
+      if (!rec) throw new FerryError("FERRY_ERR_NOT_FOUND", `migration ${id} not found`, { details: { id } });
+      if (isTerminal(rec)) return rec;
+      const log = deps.log.child({ migrationId: id, vm: rec.plan.vm.name, phase: rec.phase });
+      let out: StepOutcome | typeof AGAIN;
+      if (rec.cancelRequested && cancellable(rec.phase)) out = { event: "cancel-requested" };
+      else out = await step(rec, deps, running, log);
+      if (out !== AGAIN) {
+        const row = transition(rec.phase, out.event);
+        if (!row) throw new FerryError("FERRY_ERR_INTERNAL", `migration ${id}: no transition for ${rec.phase} × ${out.event}`);
+        await apply(rec, out, row, deps, log);
+      }
+      hiccups = 0;
+    } catch (e) {
+      // A write or read the store failed for a moment (an etcd leader change): go on from the record and its
+      // journal, as a restarted controller does — a write that did apply is read back, one that did not is
+      // done again (steps are resent, as after a restart). Without this the migration stopped half way until
+      // this controller restarted or lost its leadership.
+      if (!isStoreHiccup(e) || deps.signal?.aborted === true) throw e;
+      hiccups++;
+      const ms = Math.min((deps.retryBackoffMs ?? 500) * 2 ** (hiccups - 1), STORE_AGAIN_MAX_MS);
+      deps.log.warn({ migrationId: id, attempt: hiccups, err: (e as Error).message, againInMs: ms }, "store hiccup: going on with the migration from its record");
+      await deps.clock.sleep(ms, deps.signal).catch(() => undefined); // stopped: the loop's check says so
+    }
   }
 }
 

@@ -72,7 +72,8 @@ function isTransient(e: unknown): boolean {
 }
 
 /**
- * An etcd call that failed (unreachable, no quorum, refused): FERRY_ERR_INTERNAL, retryable, naming the store.
+ * An etcd call that failed (unreachable, no quorum, refused): FERRY_ERR_INTERNAL, retryable, naming the store;
+ * details.transient when etcd may answer a moment later (UNAVAILABLE, "leader changed", every member's circuit open).
  * With `askedForMs`: a transient failure asked again for that long (readAgain) and still failing.
  */
 export function storeError(what: string, e: unknown, askedForMs?: number): FerryError {
@@ -80,12 +81,12 @@ export function storeError(what: string, e: unknown, askedForMs?: number): Ferry
   if (askedForMs !== undefined && isTransient(e)) {
     // "leader changed" is a member answering, refusing; a broken circuit is none answering: either way no usable answer
     const last = isBrokenCircuitError(e) ? "no member answering" : message(e);
-    return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: etcd gave no usable answer for ${askedForMs} ms (last: ${last}): is etcd up, with a quorum? ('etcdctl endpoint health')`, { cause: e, retryable: true, details: { store: "etcd" } });
+    return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: etcd gave no usable answer for ${askedForMs} ms (last: ${last}): is etcd up, with a quorum? ('etcdctl endpoint health')`, { cause: e, retryable: true, details: { store: "etcd", transient: true } });
   }
   if (isBrokenCircuitError(e)) {
-    return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: no etcd member answered its last calls (each failed three in a row; each is tried again ${MEMBER_RETRY_MS} ms after): is etcd up, with a quorum? ('etcdctl endpoint health')`, { cause: e, retryable: true, details: { store: "etcd" } });
+    return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: no etcd member answered its last calls (each failed three in a row; each is tried again ${MEMBER_RETRY_MS} ms after): is etcd up, with a quorum? ('etcdctl endpoint health')`, { cause: e, retryable: true, details: { store: "etcd", transient: true } });
   }
-  return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: ${message(e)}`, { cause: e, retryable: true, details: { store: "etcd" } });
+  return new FerryError("FERRY_ERR_INTERNAL", `etcd store: ${what}: ${message(e)}`, { cause: e, retryable: true, details: { store: "etcd", transient: isTransient(e) } });
 }
 
 /**
