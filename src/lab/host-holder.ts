@@ -44,7 +44,7 @@ function detach(point: string): void {
   try {
     execFileSync("umount", ["--lazy", point], { stdio: ["ignore", "ignore", "pipe"] });
   } catch (err) {
-    if (!mountsUnder(point).includes(point)) return;
+    if (!mountsUnder(point).includes(point)) return; // gone already: nothing to detach
     const { stderr } = err as { stderr?: Buffer };
     if (stderr !== undefined) process.stderr.write(stderr);
     throw err;

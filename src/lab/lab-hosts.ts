@@ -47,6 +47,9 @@ export async function createApartHosts(o: ApartInput & { run?: Runner }): Promis
   return plan;
 }
 
+/** How long a host's holder may take to set its namespaces up. */
+const HOLDER_READY_MS = 15_000;
+
 /**
  * Start a host's holder in its network namespace; resolves once it is ready,
  * with the holder's pid (the one to nsenter and to read /proc/<pid>/root of)
@@ -66,23 +69,25 @@ export async function startHolder(o: { dir: string; host: ApartHost; hostDir: st
   const unsharePid = child.pid;
   const stdout = child.stdout;
   if (unsharePid === undefined || stdout === null) throw new FerryError("FERRY_ERR_INTERNAL", `could not start the holder of ${o.host.name}`);
-  const ready = await new Promise<boolean>((resolve) => {
+  // "ready", or why not: it exited (how), or not ready within the deadline
+  const ready = await new Promise<true | string>((resolve) => {
     let out = "";
-    systemClock.timeout(15_000).addEventListener("abort", () => resolve(false), { once: true });
+    systemClock.timeout(HOLDER_READY_MS).addEventListener("abort", () => resolve(`not ready within ${HOLDER_READY_MS / 1000} s`), { once: true });
     stdout.setEncoding("utf8");
     stdout.on("data", (d: string) => {
       out += d;
       if (out.includes("ready\n")) resolve(true);
     });
-    child.once("exit", () => resolve(false));
-    child.once("error", () => resolve(false));
+    child.once("exit", (code, signal) => resolve(`exited (${signal ?? `code ${String(code)}`})`));
+    child.once("error", (e) => resolve(`could not start: ${e.message}`));
   });
   stdout.destroy();
   child.unref();
-  if (!ready) {
+  if (ready !== true) {
     await stopPid(unsharePid, o.dir, "SIGKILL");
-    const tail = (await readFile(o.log, "utf8").catch(() => "")).trim().split("\n").at(-1) ?? "";
-    throw new FerryError("FERRY_ERR_TIMEOUT", `the holder of ${o.host.name} did not get ready${tail === "" ? "" : ` (${tail})`}; see ${o.log}`);
+    // the holder's own last line says what failed (host-holder.ts writes one)
+    const last = (await readFile(o.log, "utf8").catch(() => "")).trim().split("\n").at(-1) ?? "";
+    throw new FerryError("FERRY_ERR_TIMEOUT", `the holder of ${o.host.name} ${ready}${last === "" ? "" : `: ${last}`}; see ${o.log}`);
   }
   const children = (await readFile(`/proc/${unsharePid}/task/${unsharePid}/children`, "utf8")).trim().split(/\s+/).map(Number);
   const holderPid = children[0];

@@ -588,7 +588,7 @@ describe("no pause waits on a dead process (issue 20)", () => {
 });
 
 describe("a store hiccup (an etcd leader change) does not stop a migration half way", () => {
-  /** `inner`, with every `failAt`-th write (updateMigration, appendJournal) failing as etcd's store does for a moment: before it applies, or after (the answer lost). */
+  /** `inner`, with every `every`-th write (updateMigration, appendJournal) failing as etcd's store does for a moment: before it applies, or after (the answer lost). */
   function hiccupping(inner: Store, o: { every: number; applied: boolean }): { store: Store; hiccups: () => number } {
     let writes = 0;
     let hiccups = 0;
@@ -597,17 +597,16 @@ describe("a store hiccup (an etcd leader change) does not stop a migration half 
         const v: unknown = Reflect.get(target, prop, receiver);
         if (typeof v !== "function") return v;
         if (prop !== "updateMigration" && prop !== "appendJournal") return (v as (...a: unknown[]) => unknown).bind(target);
+        /** What etcd's store throws while etcd elects a leader (storeError of "leader changed"). */
+        const hiccup = (): FerryError => {
+          hiccups++;
+          return new FerryError("FERRY_ERR_INTERNAL", "etcd store: write: 14 UNAVAILABLE: etcdserver: leader changed", { retryable: true, details: { store: "etcd", transient: true } });
+        };
         return async (...args: unknown[]) => {
           const fail = ++writes % o.every === 0;
-          if (fail && !o.applied) {
-            hiccups++;
-            throw new FerryError("FERRY_ERR_INTERNAL", "etcd store: write: 14 UNAVAILABLE: etcdserver: leader changed", { retryable: true, details: { store: "etcd", transient: true } });
-          }
+          if (fail && !o.applied) throw hiccup();
           const out: unknown = await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-          if (fail) {
-            hiccups++;
-            throw new FerryError("FERRY_ERR_INTERNAL", "etcd store: write: 14 UNAVAILABLE: etcdserver: leader changed", { retryable: true, details: { store: "etcd", transient: true } });
-          }
+          if (fail) throw hiccup();
           return out;
         };
       },

@@ -144,12 +144,12 @@ function stopped(deps: RunnerDeps, id: string): FerryError | undefined {
  * the same way, and not FERRY_ERR_NOT_LEADER (another controller leads now
  * and resumes it).
  */
-export function isStoreHiccup(e: unknown): boolean {
+function isStoreHiccup(e: unknown): boolean {
   return isFerryError(e, "FERRY_ERR_INTERNAL") && e.details["store"] !== undefined && e.details["transient"] === true;
 }
 
 /** The longest wait between two tries of a migration stopped by a store hiccup. */
-export const STORE_AGAIN_MAX_MS = 5_000;
+const STORE_AGAIN_MAX_MS = 5_000;
 
 async function converge(id: string, deps: RunnerDeps, running: Running): Promise<MigrationRecord> {
   const { store } = deps;
